@@ -1,0 +1,280 @@
+/* mrlease: leases for long-term memory registrations (RDMA MRs, pinned buffers).
+ * The one installed header. Every call returns 0 (or a count) or -errno. */
+#ifndef MRLEASE_H
+#define MRLEASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MRL_VERSION_MAJOR 0
+#define MRL_VERSION_MINOR 1
+
+typedef struct mrl_ctx mrl_ctx;
+typedef struct mrl_ep mrl_ep;
+typedef struct mrl_peer mrl_peer;
+typedef struct mrl_rmr mrl_rmr;
+
+/* A local MR is named by a 64-bit handle, never a pointer: a stale or
+ * doubly-deregistered handle is detected (-ESTALE) instead of touching freed
+ * memory. The same value is the MR's id on the wire. 0 is never valid. */
+typedef uint64_t mrl_mr_t;
+
+/* ------------------------------------------------------------------ */
+/* Enumerations                                                        */
+
+enum mrl_policy {
+	MRL_POLICY_RESTORE = 0, /* default: pause peers, let the change land, re-register, resume */
+	MRL_POLICY_NOTIFY = 1,  /* owner answers with mrl_mr_restore()/mrl_mr_release() before the deadline */
+	MRL_POLICY_FENCE = 2,   /* revoke device access at once */
+};
+
+enum mrl_state {
+	MRL_STATE_ACTIVE = 1,
+	MRL_STATE_PAUSED = 2,      /* a break is being resolved; peers hold their operations */
+	MRL_STATE_FENCED = 3,      /* device access revoked; cause recorded */
+	MRL_STATE_DEREGISTERED = 4,
+};
+
+enum mrl_cause {
+	MRL_CAUSE_NONE = 0,
+	MRL_CAUSE_OPEN_READ,    /* another opener wants to read the file */
+	MRL_CAUSE_OPEN_WRITE,   /* another opener wants to write or truncate the file */
+	MRL_CAUSE_TRUNCATED,    /* the range lies past the file's new end */
+	MRL_CAUSE_MODIFIED,     /* the file changed while no lease was held (seen after) */
+	MRL_CAUSE_UNMAPPED,
+	MRL_CAUSE_MOVED,
+	MRL_CAUSE_DEADLINE,     /* the break was not resolved by its deadline */
+	MRL_CAUSE_PEER_TIMEOUT, /* this peer did not answer a pause in time */
+	MRL_CAUSE_RELEASED,     /* the owner released the MR in answer to a break */
+	MRL_CAUSE_OWNER,        /* the owner fenced it (mrl_mr_fence) */
+	MRL_CAUSE_DEREGISTERED, /* the owner deregistered it */
+	MRL_CAUSE_DISCONNECTED, /* the connection to the owner is gone */
+	MRL_CAUSE_MAX
+};
+
+enum mrl_event_type {
+	MRL_EVENT_BREAK = 1,     /* a change is about to land; for NOTIFY, answer before deadline */
+	MRL_EVENT_RESTORED,      /* re-registered on the current pages, same key unless noted */
+	MRL_EVENT_FENCED,        /* all or part (offset/length) of the MR was fenced */
+	MRL_EVENT_LEASE_LOST,    /* the lease covering this MR is no longer held */
+	MRL_EVENT_LEASE_HELD,    /* the lease covering this MR is held again */
+	MRL_EVENT_CHANGED,       /* a change was seen after it landed */
+};
+
+/* Memory kinds, as found by the library from the address alone. */
+enum mrl_kind {
+	MRL_KIND_ANON = 1,  /* private anonymous */
+	MRL_KIND_SHMEM,     /* shared anonymous, SysV shm */
+	MRL_KIND_MEMFD,
+	MRL_KIND_TMPFS,     /* regular file on tmpfs */
+	MRL_KIND_FILE,      /* regular file on a disk filesystem (ext4, xfs, ...) */
+};
+
+/* The changes coverage is reported for. "Other" = another process. */
+enum mrl_change {
+	MRL_CHG_OTHER_OPEN_READ = 0,
+	MRL_CHG_OTHER_OPEN_WRITE,
+	MRL_CHG_OTHER_TRUNCATE,
+	MRL_CHG_OTHER_LAYOUT,   /* punch, zero, collapse, insert range */
+	MRL_CHG_OTHER_WRITE,
+	MRL_CHG_OWNER_TRUNCATE, /* the owning process, through an fd of its own */
+	MRL_CHG_OWNER_LAYOUT,
+	MRL_CHG_OWNER_MUNMAP,
+	MRL_CHG_OWNER_MREMAP,
+	MRL_CHG_OWNER_MADVISE,
+	MRL_CHG_MAX
+};
+
+enum mrl_seen {
+	MRL_SEEN_NEVER = 0,
+	MRL_SEEN_AFTER = 1,   /* noticed once it has landed */
+	MRL_SEEN_BEFORE = 2,  /* the actor waits until the library lets it land */
+	MRL_SEEN_NA = 3,      /* cannot happen to this kind of memory */
+};
+
+/* Remote access rights of an MR. */
+#define MRL_ACCESS_REMOTE_READ  0x1u
+#define MRL_ACCESS_REMOTE_WRITE 0x2u
+
+/* ------------------------------------------------------------------ */
+/* Context                                                             */
+
+/* Option structs begin with their own size so they can grow. */
+struct mrl_ctx_opts {
+	size_t size;               /* sizeof(struct mrl_ctx_opts) */
+	const char *provider;      /* libfabric provider, default "tcp;ofi_rxm"; "mock" = no device */
+	const char *addr;          /* local fabric address (interface), default "127.0.0.1" */
+	unsigned deadline_ms;      /* default break deadline, default 2000 (well under lease-break-time) */
+	unsigned relock_ms;        /* after a break, retake the lease after this long if nobody opened, default 50 */
+	int signo;                 /* realtime signal used for lease breaks, default SIGRTMIN+4 */
+	unsigned flags;            /* MRL_CTX_* */
+};
+#define MRL_CTX_NO_LEASES 0x1u     /* register without any watcher (shows what leases prevent) */
+
+int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
+int mrl_ctx_destroy(mrl_ctx *ctx);
+
+/* Non-blocking fd, readable while events are queued. */
+int mrl_event_fd(mrl_ctx *ctx);
+
+struct mrl_event {
+	uint32_t type;          /* enum mrl_event_type */
+	uint32_t cause;         /* enum mrl_cause */
+	mrl_mr_t mr;
+	void *mr_context;       /* the context given at registration */
+	uint64_t offset;        /* byte range within the MR */
+	uint64_t length;
+	pid_t pid;              /* the actor, 0 when unknown */
+	uint32_t generation;    /* MR generation after the event */
+	uint64_t deadline_ns;   /* CLOCK_MONOTONIC; 0 when nothing is awaited */
+	uint64_t time_ns;       /* CLOCK_MONOTONIC when the break was seen */
+	uint64_t internal;      /* for mrl_event_ack */
+};
+
+/* -EAGAIN when none is queued. Every event got must be acked; an MR's
+ * memory is not freed while an event naming it is unacked. */
+int mrl_event_get(mrl_ctx *ctx, struct mrl_event *ev);
+int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev);
+
+/* ------------------------------------------------------------------ */
+/* Files mapped through the library (MAP_DIRECT-style)                 */
+
+/* Open and map [offset, offset+len) of path MAP_SHARED through a file
+ * description only the library holds, so a lease can be taken on it.
+ * The file must already cover the range. Unmap with mrl_file_unmap. */
+int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, size_t len,
+		 int prot, void **addr);
+int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len);
+
+/* Hand over the fd an application mapped a file with. The library owns it
+ * from now on (closes it at mrl_ctx_destroy). A lease is possible only if
+ * no other open file description of the file exists. */
+int mrl_file_adopt(mrl_ctx *ctx, int fd);
+
+/* ------------------------------------------------------------------ */
+/* Registration                                                        */
+
+struct mrl_reg_opts {
+	size_t size;              /* sizeof(struct mrl_reg_opts) */
+	uint32_t policy;          /* enum mrl_policy */
+	unsigned deadline_ms;     /* 0 = the context default */
+	void *context;            /* returned in events */
+};
+
+int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
+	       const struct mrl_reg_opts *opts, mrl_mr_t *out);
+int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t mr);
+
+/* Answers to a break under MRL_POLICY_NOTIFY (also allowed for others). */
+int mrl_mr_restore(mrl_ctx *ctx, mrl_mr_t mr);
+int mrl_mr_release(mrl_ctx *ctx, mrl_mr_t mr);
+/* Fence now, for the owner's own reasons. */
+int mrl_mr_fence(mrl_ctx *ctx, mrl_mr_t mr);
+
+struct mrl_mr_info {
+	size_t size;              /* sizeof(struct mrl_mr_info), set by caller */
+	uint32_t state;           /* enum mrl_state */
+	uint32_t generation;
+	uint32_t policy;
+	uint32_t kind;            /* enum mrl_kind */
+	uint32_t cause;           /* last cause, enum mrl_cause */
+	pid_t cause_pid;
+	uint64_t cause_offset, cause_length;
+	void *addr;
+	uint64_t length;
+	uint64_t valid_length;    /* bytes from the start still served; the rest fenced */
+	uint64_t key;
+	uint64_t file_offset;
+	uint64_t dev, ino;
+	int lease_held;           /* 1 if a lease covers the backing file now */
+	uint32_t breaks, restores, fences;
+	uint8_t coverage[MRL_CHG_MAX]; /* enum mrl_seen per enum mrl_change */
+};
+int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t mr, struct mrl_mr_info *info);
+
+/* Counters of the whole context. */
+struct mrl_stats {
+	size_t size;
+	uint64_t mrs, breaks, pauses, restores, fences, events_dropped, peer_timeouts;
+	uint64_t lease_breaks, lease_retakes;
+	/* time a breaking process was held (break seen -> lease released),
+	 * over the last 4096 breaks */
+	uint64_t pause_ns_p50, pause_ns_p99, pause_ns_max;
+};
+int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
+
+/* ------------------------------------------------------------------ */
+/* Data path over libfabric RDM endpoints                              */
+
+struct mrl_ep_opts {
+	size_t size;
+	unsigned flags;          /* MRL_EP_* */
+};
+#define MRL_EP_AUTO_PROGRESS 0x1u  /* a thread of the library drives progress */
+
+int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_ep **out);
+int mrl_ep_destroy(mrl_ep *ep);
+
+/* Bootstrap over TCP: exchange fabric addresses. port 0 picks one. */
+int mrl_ep_listen(mrl_ep *ep, const char *host, uint16_t port, uint16_t *bound_port);
+int mrl_ep_accept(mrl_ep *ep, int timeout_ms, mrl_peer **out);
+int mrl_ep_connect(mrl_ep *ep, const char *host, uint16_t port, int timeout_ms, mrl_peer **out);
+
+/* Ids of the MRs the peer exports (all its remotely accessible MRs). */
+int mrl_peer_list(mrl_peer *peer, mrl_mr_t *ids, size_t max, int timeout_ms);
+
+/* Remote MR handle; its state is kept current by the owner's messages. */
+int mrl_rmr_open(mrl_peer *peer, mrl_mr_t id, int timeout_ms, mrl_rmr **out);
+int mrl_rmr_close(mrl_rmr *rmr);
+
+struct mrl_rmr_info {
+	size_t size;
+	uint32_t state;           /* enum mrl_state */
+	uint32_t generation;      /* bumps on every restore: data may have changed */
+	uint32_t cause;
+	uint64_t length, valid_length, key;
+	uint64_t held, inflight;  /* operations now held by a pause / posted */
+};
+int mrl_rmr_query(mrl_rmr *rmr, struct mrl_rmr_info *info);
+
+/* One-sided operations; complete through mrl_ep_poll. An operation to a
+ * paused MR is held and posted on resume; to a fenced range it completes
+ * with status -EKEYREVOKED and the cause. */
+int mrl_write(mrl_rmr *rmr, uint64_t offset, const void *buf, size_t len, void *op_context);
+int mrl_read(mrl_rmr *rmr, uint64_t offset, void *buf, size_t len, void *op_context);
+
+struct mrl_completion {
+	void *op_context;
+	int status;               /* 0 or -errno */
+	uint32_t cause;           /* enum mrl_cause when status != 0 */
+	uint32_t generation;      /* remote MR generation the operation ran under */
+	uint32_t pad;
+};
+/* Drive progress and return up to n completions (0 if none). */
+int mrl_ep_poll(mrl_ep *ep, struct mrl_completion *c, int n);
+/* Drive progress only. */
+int mrl_ep_progress(mrl_ep *ep);
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+
+const char *mrl_cause_str(unsigned cause);
+const char *mrl_state_str(unsigned state);
+const char *mrl_kind_str(unsigned kind);
+const char *mrl_change_str(unsigned change);
+const char *mrl_seen_str(unsigned seen);
+const char *mrl_event_str(unsigned type);
+/* strerror for -errno values, with the library's meaning where it has one. */
+const char *mrl_strerror(int err);
+/* The last error message of the calling thread, "" if none. */
+const char *mrl_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,448 @@
+/* The context: registrar, monitor, event queue, counters, error messages.
+ * MR handles live in a chunked table so a stale handle is caught, not followed. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+
+#define EVQ_MAX 65536 /* informational events beyond this are dropped and counted */
+
+/* ---- errors ---- */
+static __thread char last_error[256];
+
+int mrl_err(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	if (getenv("MRL_DEBUG"))
+		fprintf(stderr, "mrlease: %s (%s)\n", last_error, strerror(err < 0 ? -err : err));
+	return err < 0 ? err : -err;
+}
+
+void mrl_log(const char *fmt, ...)
+{
+	va_list ap;
+	if (!getenv("MRL_DEBUG"))
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "mrlease: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+MRL_EXPORT const char *mrl_last_error(void) { return last_error; }
+
+MRL_EXPORT const char *mrl_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case ESTALE: return "stale MR handle (deregistered or never registered)";
+	case EKEYREVOKED: return "remote MR fenced: access revoked (see cause)";
+	case EOPNOTSUPP: return "not supported by this registrar or kernel";
+	default: return strerror(err);
+	}
+}
+
+/* ---- names ---- */
+#define NAME_FN(fn, table)                                                                 \
+	MRL_EXPORT const char *fn(unsigned v)                                              \
+	{                                                                                  \
+		return v < ARRAY_SIZE(table) && table[v] ? table[v] : "unknown";           \
+	}
+static const char *const cause_names[] = {
+	[MRL_CAUSE_NONE] = "none", [MRL_CAUSE_OPEN_READ] = "open-read",
+	[MRL_CAUSE_OPEN_WRITE] = "open-write", [MRL_CAUSE_TRUNCATED] = "truncated",
+	[MRL_CAUSE_MODIFIED] = "modified", [MRL_CAUSE_UNMAPPED] = "unmapped",
+	[MRL_CAUSE_MOVED] = "moved", [MRL_CAUSE_DEADLINE] = "deadline",
+	[MRL_CAUSE_PEER_TIMEOUT] = "peer-timeout", [MRL_CAUSE_RELEASED] = "released",
+	[MRL_CAUSE_OWNER] = "owner", [MRL_CAUSE_DEREGISTERED] = "deregistered",
+	[MRL_CAUSE_DISCONNECTED] = "disconnected",
+};
+static const char *const state_names[] = {
+	[MRL_STATE_ACTIVE] = "active", [MRL_STATE_PAUSED] = "paused",
+	[MRL_STATE_FENCED] = "fenced", [MRL_STATE_DEREGISTERED] = "deregistered",
+};
+static const char *const kind_names[] = {
+	[MRL_KIND_ANON] = "anonymous", [MRL_KIND_SHMEM] = "shmem", [MRL_KIND_MEMFD] = "memfd",
+	[MRL_KIND_TMPFS] = "tmpfs-file", [MRL_KIND_FILE] = "file",
+};
+static const char *const change_names[] = {
+	[MRL_CHG_OTHER_OPEN_READ] = "other: open for read",
+	[MRL_CHG_OTHER_OPEN_WRITE] = "other: open for write",
+	[MRL_CHG_OTHER_TRUNCATE] = "other: truncate",
+	[MRL_CHG_OTHER_LAYOUT] = "other: punch/zero/collapse/insert",
+	[MRL_CHG_OTHER_WRITE] = "other: write",
+	[MRL_CHG_OWNER_TRUNCATE] = "owner: ftruncate",
+	[MRL_CHG_OWNER_LAYOUT] = "owner: fallocate",
+	[MRL_CHG_OWNER_MUNMAP] = "owner: munmap",
+	[MRL_CHG_OWNER_MREMAP] = "owner: mremap",
+	[MRL_CHG_OWNER_MADVISE] = "owner: madvise",
+};
+static const char *const seen_names[] = {
+	[MRL_SEEN_NEVER] = "not seen", [MRL_SEEN_AFTER] = "after",
+	[MRL_SEEN_BEFORE] = "before", [MRL_SEEN_NA] = "n/a",
+};
+static const char *const event_names[] = {
+	[MRL_EVENT_BREAK] = "break", [MRL_EVENT_RESTORED] = "restored",
+	[MRL_EVENT_FENCED] = "fenced", [MRL_EVENT_LEASE_LOST] = "lease-lost",
+	[MRL_EVENT_LEASE_HELD] = "lease-held", [MRL_EVENT_CHANGED] = "changed",
+};
+NAME_FN(mrl_cause_str, cause_names)
+NAME_FN(mrl_state_str, state_names)
+NAME_FN(mrl_kind_str, kind_names)
+NAME_FN(mrl_change_str, change_names)
+NAME_FN(mrl_seen_str, seen_names)
+NAME_FN(mrl_event_str, event_names)
+
+/* ---- handle table: index+1 in the low 32 bits, slot generation above ---- */
+int mrl_ht_add(struct mrl_htable *t, struct mrl_mr *mr, mrl_mr_t *h)
+{
+	uint32_t idx;
+	if (t->free_head) {
+		idx = t->free_head - 1;
+	} else {
+		uint32_t n = t->nchunks * MRL_HT_CHUNK;
+		if (n >= UINT32_MAX - MRL_HT_CHUNK)
+			return -ENOSPC;
+		if (t->nchunks == t->cap_chunks) {
+			uint32_t cap = t->cap_chunks ? t->cap_chunks * 2 : 16;
+			struct mrl_ht_slot **c = realloc(t->chunks, cap * sizeof(*c));
+			if (!c)
+				return -ENOMEM;
+			t->chunks = c;
+			t->cap_chunks = cap;
+		}
+		struct mrl_ht_slot *chunk = calloc(MRL_HT_CHUNK, sizeof(*chunk));
+		if (!chunk)
+			return -ENOMEM;
+		t->chunks[t->nchunks++] = chunk;
+		/* thread the new slots onto the free list, lowest index first */
+		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {
+			chunk[i].next_free = i + 1 < MRL_HT_CHUNK ? n + i + 2 : 0;
+			chunk[i].gen = 1;
+		}
+		idx = n;
+	}
+	struct mrl_ht_slot *s = &t->chunks[idx / MRL_HT_CHUNK][idx % MRL_HT_CHUNK];
+	t->free_head = s->next_free;
+	s->mr = mr;
+	t->used++;
+	*h = ((uint64_t)s->gen << 32) | (idx + 1);
+	return 0;
+}
+
+static struct mrl_ht_slot *ht_slot(struct mrl_htable *t, mrl_mr_t h)
+{
+	uint32_t low = (uint32_t)h;
+	if (!low)
+		return NULL;
+	uint32_t idx = low - 1;
+	if (idx / MRL_HT_CHUNK >= t->nchunks)
+		return NULL;
+	struct mrl_ht_slot *s = &t->chunks[idx / MRL_HT_CHUNK][idx % MRL_HT_CHUNK];
+	if (!s->mr || s->gen != (uint32_t)(h >> 32))
+		return NULL;
+	return s;
+}
+
+struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h)
+{
+	struct mrl_ht_slot *s = ht_slot(t, h);
+	return s ? s->mr : NULL;
+}
+
+void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h)
+{
+	struct mrl_ht_slot *s = ht_slot(t, h);
+	if (!s)
+		return;
+	s->mr = NULL;
+	if (++s->gen == 0)
+		s->gen = 1;
+	s->next_free = t->free_head;
+	t->free_head = (uint32_t)h; /* index+1 */
+	t->used--;
+}
+
+void mrl_ht_free(struct mrl_htable *t)
+{
+	for (uint32_t i = 0; i < t->nchunks; i++)
+		free(t->chunks[i]);
+	free(t->chunks);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ---- events ---- */
+void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
+		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen)
+{
+	pthread_mutex_lock(&ctx->evq_lock);
+	/* A break the owner must answer is never dropped; the rest may be. */
+	if (ctx->evq_len >= EVQ_MAX && !(type == MRL_EVENT_BREAK && mr->policy == MRL_POLICY_NOTIFY)) {
+		ctx->st.events_dropped++;
+		pthread_mutex_unlock(&ctx->evq_lock);
+		return;
+	}
+	struct mrl_evq_item *it = calloc(1, sizeof(*it));
+	if (!it) {
+		ctx->st.events_dropped++;
+		pthread_mutex_unlock(&ctx->evq_lock);
+		return;
+	}
+	it->ev.type = type;
+	it->ev.cause = cause;
+	it->ev.mr = mr->handle;
+	it->ev.mr_context = mr->context;
+	it->ev.offset = off;
+	it->ev.length = len;
+	it->ev.pid = pid;
+	it->ev.generation = mr->gen;
+	it->ev.deadline_ns = deadline;
+	it->ev.time_ns = seen;
+	it->ev.internal = (uintptr_t)mr;
+	mr->refs++; /* ctx->lock is held by every caller */
+	*ctx->evq_tail = it;
+	ctx->evq_tail = &it->next;
+	ctx->evq_len++;
+	uint64_t one = 1;
+	if (write(ctx->ev_fd, &one, sizeof(one)) < 0) {
+		/* eventfd counter cannot overflow at our rates */
+	}
+	pthread_mutex_unlock(&ctx->evq_lock);
+}
+
+MRL_EXPORT int mrl_event_fd(mrl_ctx *ctx)
+{
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_event_fd: NULL context");
+	return ctx->ev_fd;
+}
+
+MRL_EXPORT int mrl_event_get(mrl_ctx *ctx, struct mrl_event *ev)
+{
+	if (!ctx || !ev)
+		return mrl_err(EINVAL, "mrl_event_get: NULL %s", !ctx ? "context" : "event");
+	pthread_mutex_lock(&ctx->evq_lock);
+	struct mrl_evq_item *it = ctx->evq_head;
+	if (!it) {
+		uint64_t v;
+		/* drain the eventfd so poll() stops reporting it */
+		if (read(ctx->ev_fd, &v, sizeof(v)) < 0) {
+		}
+		pthread_mutex_unlock(&ctx->evq_lock);
+		return -EAGAIN;
+	}
+	ctx->evq_head = it->next;
+	if (!ctx->evq_head) {
+		ctx->evq_tail = &ctx->evq_head;
+		uint64_t v;
+		if (read(ctx->ev_fd, &v, sizeof(v)) < 0) {
+		}
+	}
+	ctx->evq_len--;
+	pthread_mutex_unlock(&ctx->evq_lock);
+	*ev = it->ev;
+	free(it);
+	return 0;
+}
+
+MRL_EXPORT int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev)
+{
+	if (!ctx || !ev)
+		return mrl_err(EINVAL, "mrl_event_ack: NULL %s", !ctx ? "context" : "event");
+	if (!ev->internal)
+		return mrl_err(EINVAL, "mrl_event_ack: event already acked or not from mrl_event_get");
+	pthread_mutex_lock(&ctx->lock);
+	mrl_mr_put(ctx, (struct mrl_mr *)(uintptr_t)ev->internal);
+	pthread_mutex_unlock(&ctx->lock);
+	ev->internal = 0;
+	return 0;
+}
+
+/* ---- outbox: control messages decided under ctx->lock, sent without it ---- */
+void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len)
+{
+	struct mrl_out *o = malloc(sizeof(*o) + len);
+	if (!o)
+		return; /* the peer then times out and is cut off: safe, if not hitless */
+	o->next = NULL;
+	o->peer = peer;
+	o->len = len;
+	memcpy(o->buf, msg, len);
+	*ctx->outbox_tail = o;
+	ctx->outbox_tail = &o->next;
+}
+
+void mrl_flush_outbox(struct mrl_ctx *ctx)
+{
+	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
+	pthread_mutex_lock(&ctx->flush_lock);
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_out *o = ctx->outbox;
+	ctx->outbox = NULL;
+	ctx->outbox_tail = &ctx->outbox;
+	pthread_mutex_unlock(&ctx->lock);
+	while (o) {
+		struct mrl_out *n = o->next;
+		mrl_ep_send_raw(o->peer, o->buf, o->len);
+		free(o);
+		o = n;
+	}
+	pthread_mutex_unlock(&ctx->flush_lock);
+}
+
+void mrl_wake_monitor(struct mrl_ctx *ctx)
+{
+	uint64_t one = 1;
+	if (ctx->wake_fd >= 0 && write(ctx->wake_fd, &one, sizeof(one)) < 0) {
+	}
+}
+
+/* ---- context ---- */
+MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
+{
+	int ret;
+	if (!out)
+		return mrl_err(EINVAL, "mrl_ctx_create: NULL out");
+	*out = NULL;
+	if (opts && opts->size < offsetof(struct mrl_ctx_opts, flags) + sizeof(opts->flags))
+		return mrl_err(EINVAL, "mrl_ctx_create: opts->size %zu too small (set it to sizeof)",
+			       opts->size);
+	struct mrl_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	if (opts)
+		ctx->opts = *opts;
+	ctx->opts.size = sizeof(ctx->opts);
+	if (!ctx->opts.provider)
+		ctx->opts.provider = "tcp;ofi_rxm";
+	if (!ctx->opts.addr)
+		ctx->opts.addr = "127.0.0.1";
+	if (!ctx->opts.deadline_ms)
+		ctx->opts.deadline_ms = 2000;
+	if (!ctx->opts.relock_ms)
+		ctx->opts.relock_ms = 50;
+	if (!ctx->opts.signo)
+		ctx->opts.signo = SIGRTMIN + 4;
+	if (ctx->opts.signo < SIGRTMIN || ctx->opts.signo > SIGRTMAX) {
+		free(ctx);
+		return mrl_err(EINVAL, "mrl_ctx_create: signo %d is not a realtime signal",
+			       opts->signo);
+	}
+	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
+	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->flush_lock, NULL);
+	pthread_mutex_init(&ctx->evq_lock, NULL);
+	ctx->evq_tail = &ctx->evq_head;
+	ctx->outbox_tail = &ctx->outbox;
+	mrl_itree_init(&ctx->va_index);
+	ctx->next_key = 0x10000;
+	ctx->sig_fd = ctx->ino_fd = ctx->wake_fd = ctx->timer_fd = ctx->procmaps_fd = -1;
+	ctx->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctx->ev_fd < 0) {
+		ret = mrl_err(errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	if (!strcmp(ctx->opts.provider, "mock")) {
+		ctx->rops = &mrl_reg_mock_ops;
+		ret = mrl_reg_mock_open(&ctx->dev);
+	} else {
+		ctx->rops = &mrl_reg_fabric_ops;
+		ret = mrl_reg_fabric_open(ctx->opts.provider, ctx->opts.addr, &ctx->dev);
+		if (!ret)
+			ctx->fab = ctx->dev;
+	}
+	if (ret)
+		goto fail;
+	ret = mrl_monitor_start(ctx);
+	if (ret)
+		goto fail;
+	*out = ctx;
+	return 0;
+fail:
+	mrl_ctx_destroy(ctx);
+	return ret;
+}
+
+MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
+{
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_ctx_destroy: NULL context");
+	while (ctx->eps)
+		mrl_ep_destroy(ctx->eps);
+	mrl_monitor_stop(ctx);
+	/* deregister what the application left registered */
+	for (uint32_t c = 0; c < ctx->ht.nchunks; c++)
+		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {
+			struct mrl_mr *mr = ctx->ht.chunks[c][i].mr;
+			if (mr)
+				mrl_mr_dereg(ctx, mr->handle);
+		}
+	struct mrl_event ev;
+	while (mrl_event_get(ctx, &ev) == 0)
+		mrl_event_ack(ctx, &ev);
+	while (ctx->files) {
+		struct mrl_file *f = ctx->files;
+		f->refs = 1;
+		f->maps = 0;
+		mrl_file_put(ctx, f);
+	}
+	mrl_lease_fini(ctx);
+	if (ctx->rops && ctx->dev)
+		ctx->rops->close(ctx->dev);
+	mrl_ht_free(&ctx->ht);
+	struct mrl_out *o = ctx->outbox;
+	while (o) {
+		struct mrl_out *n = o->next;
+		free(o);
+		o = n;
+	}
+	if (ctx->ev_fd >= 0)
+		close(ctx->ev_fd);
+	if (ctx->procmaps_fd >= 0)
+		close(ctx->procmaps_fd);
+	pthread_mutex_destroy(&ctx->lock);
+	pthread_mutex_destroy(&ctx->flush_lock);
+	pthread_mutex_destroy(&ctx->evq_lock);
+	free(ctx);
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+MRL_EXPORT int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st)
+{
+	if (!ctx || !st)
+		return mrl_err(EINVAL, "mrl_ctx_stats: NULL %s", !ctx ? "context" : "stats");
+	if (st->size < sizeof(*st))
+		return mrl_err(EINVAL, "mrl_ctx_stats: st->size %zu too small", st->size);
+	uint64_t tmp[ARRAY_SIZE(ctx->pause_ns)];
+	pthread_mutex_lock(&ctx->lock);
+	*st = ctx->st;
+	st->mrs = ctx->ht.used;
+	size_t n = ctx->npause < ARRAY_SIZE(tmp) ? ctx->npause : ARRAY_SIZE(tmp);
+	memcpy(tmp, ctx->pause_ns, n * sizeof(tmp[0]));
+	pthread_mutex_unlock(&ctx->lock);
+	st->size = sizeof(*st);
+	if (n) {
+		qsort(tmp, n, sizeof(tmp[0]), cmp_u64);
+		st->pause_ns_p50 = tmp[n / 2];
+		st->pause_ns_p99 = tmp[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+		st->pause_ns_max = tmp[n - 1];
+	}
+	return 0;
+}

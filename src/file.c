@@ -1,0 +1,252 @@
+/* Files that back MRs: one object per (dev, inode), holding the library's
+ * own fd when it has one (mrl_file_map, mrl_file_adopt) so a lease can be taken. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
+#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN)
+
+struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next)
+		if (f->dev == dev && f->ino == ino)
+			return f;
+	return NULL;
+}
+
+int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, int kind,
+		 struct mrl_file **out)
+{
+	struct mrl_file *f = mrl_file_find(ctx, dev, ino);
+	if (f) {
+		f->refs++;
+		*out = f;
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->path = strdup(path ? path : "");
+	if (!f->path) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->dev = dev;
+	f->ino = ino;
+	f->fd = -1;
+	f->wd = -1;
+	f->kind = kind;
+	f->refs = 1;
+	f->lease = LEASE_OFF;
+	f->lease_errno = EBADF;
+	mrl_itree_init(&f->mrs);
+	/* inotify sees changes after they land even when no lease is held */
+	if (ctx->leases && ctx->ino_fd >= 0 && f->path[0]) {
+		f->wd = inotify_add_watch(ctx->ino_fd, f->path, INO_MASK);
+		if (f->wd < 0)
+			f->wd = -1;
+	}
+	f->next = ctx->files;
+	ctx->files = f;
+	*out = f;
+	return 0;
+}
+
+void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (--f->refs > 0)
+		return;
+	mrl_lease_drop(ctx, f);
+	for (struct mrl_file **p = &ctx->files; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	if (f->wd >= 0) {
+		/* another file object may share the wd (hard links); remove only if unique */
+		bool shared = false;
+		for (struct mrl_file *g = ctx->files; g; g = g->next)
+			shared |= g->wd == f->wd;
+		if (!shared)
+			inotify_rm_watch(ctx->ino_fd, f->wd);
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	mrl_brk_free(f);
+	free(f->path);
+	free(f);
+}
+
+static int fs_kind(int fd)
+{
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+		return MRL_KIND_TMPFS;
+	return MRL_KIND_FILE;
+}
+
+MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, size_t len, int prot,
+			    void **addr)
+{
+	struct stat st;
+	int ret = 0, fd = -1;
+	bool new_fd = false;
+
+	if (!ctx || !path || !addr)
+		return mrl_err(EINVAL, "mrl_file_map: NULL %s", !ctx ? "context" : !path ? "path" : "addr");
+	*addr = NULL;
+	if (!len)
+		return mrl_err(EINVAL, "mrl_file_map: zero length");
+	if (offset + len < offset)
+		return mrl_err(EOVERFLOW, "mrl_file_map: offset %llu + length %zu overflows",
+			       (unsigned long long)offset, len);
+	if (offset % (uint64_t)sysconf(_SC_PAGESIZE))
+		return mrl_err(EINVAL, "mrl_file_map: offset %llu is not page aligned",
+			       (unsigned long long)offset);
+	if (prot & ~(PROT_READ | PROT_WRITE))
+		return mrl_err(EINVAL, "mrl_file_map: prot %#x: only PROT_READ|PROT_WRITE", prot);
+
+	pthread_mutex_lock(&ctx->lock);
+	/* Reuse our own fd: a second open would break our own lease. */
+	struct mrl_file *f = NULL;
+	if (stat(path, &st) == 0)
+		f = mrl_file_find(ctx, st.st_dev, st.st_ino);
+	if (f && f->fd >= 0) {
+		fd = f->fd;
+		if ((prot & PROT_WRITE) && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY) {
+			ret = mrl_err(EACCES, "mrl_file_map: %s is held read-only by the library", path);
+			goto out;
+		}
+	} else {
+		fd = open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fd < 0) {
+			ret = mrl_err(errno, "mrl_file_map: open %s: %s", path, strerror(errno));
+			goto out;
+		}
+		new_fd = true;
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			ret = mrl_err(S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
+				      "mrl_file_map: %s is not a regular file", path);
+			goto out;
+		}
+	}
+	if ((uint64_t)st.st_size < offset + len) {
+		ret = mrl_err(ENXIO, "mrl_file_map: %s is %lld bytes, range ends at %llu", path,
+			      (long long)st.st_size, (unsigned long long)(offset + len));
+		goto out;
+	}
+	void *p = mmap(NULL, len, prot ? prot : PROT_READ, MAP_SHARED, fd, (off_t)offset);
+	if (p == MAP_FAILED) {
+		ret = mrl_err(errno, "mrl_file_map: mmap %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!f) {
+		char rp[PATH_MAX];
+		ret = mrl_file_get(ctx, st.st_dev, st.st_ino, realpath(path, rp) ? rp : path,
+				   fs_kind(fd), &f);
+		if (ret) {
+			munmap(p, len);
+			goto out;
+		}
+	} else {
+		f->refs++;
+	}
+	if (new_fd) {
+		f->fd = fd;
+		new_fd = false;
+	}
+	f->maps++;
+	if (f->lease == LEASE_OFF || f->lease == LEASE_BLOCKED)
+		mrl_lease_take(ctx, f);
+	*addr = p;
+out:
+	if (new_fd)
+		close(fd);
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}
+
+MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
+{
+	int ret = 0;
+	if (!ctx || !addr)
+		return mrl_err(EINVAL, "mrl_file_unmap: NULL %s", !ctx ? "context" : "address");
+	if (!len || (uintptr_t)addr + len < (uintptr_t)addr)
+		return mrl_err(EINVAL, "mrl_file_unmap: bad length %zu", len);
+	pthread_mutex_lock(&ctx->lock);
+	if (mrl_itree_first_overlap(&ctx->va_index, (uintptr_t)addr, (uintptr_t)addr + len)) {
+		ret = mrl_err(EBUSY, "mrl_file_unmap: registered MRs lie in %p+%zu; deregister them first",
+			      addr, len);
+		goto out;
+	}
+	dev_t dev;
+	ino_t ino;
+	struct mrl_file *f = NULL;
+	if (mrl_vma_ident(ctx, (uintptr_t)addr, &dev, &ino) == 0)
+		f = mrl_file_find(ctx, dev, ino);
+	if (f && !f->maps)
+		f = NULL;
+	if (!f) {
+		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu was not mapped by mrl_file_map", addr, len);
+		goto out;
+	}
+	if (munmap(addr, len) < 0) {
+		ret = mrl_err(errno, "mrl_file_unmap: munmap: %s", strerror(errno));
+		goto out;
+	}
+	f->maps--;
+	mrl_file_put(ctx, f);
+out:
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}
+
+MRL_EXPORT int mrl_file_adopt(mrl_ctx *ctx, int fd)
+{
+	struct stat st;
+	char link[64], path[PATH_MAX];
+	int ret = 0;
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_file_adopt: NULL context");
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return mrl_err(EBADF, "mrl_file_adopt: %d is not an open fd", fd);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return mrl_err(EINVAL, "mrl_file_adopt: fd %d is not a regular file", fd);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	path[n > 0 ? n : 0] = 0;
+	char *del = strstr(path, " (deleted)");
+	if (del)
+		*del = 0;
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_file *f = mrl_file_find(ctx, st.st_dev, st.st_ino);
+	if (f && f->fd >= 0) {
+		ret = mrl_err(EEXIST, "mrl_file_adopt: the library already holds an fd for %s", f->path);
+		goto out;
+	}
+	if (f)
+		f->refs++;
+	else if ((ret = mrl_file_get(ctx, st.st_dev, st.st_ino, path, fs_kind(fd), &f)))
+		goto out;
+	f->fd = fd;
+	f->maps++; /* the adopted fd lives until mrl_ctx_destroy */
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	mrl_lease_take(ctx, f);
+out:
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}

@@ -1,0 +1,534 @@
+/* The fcntl-lease watcher and the per-file break state machine:
+ * break seen -> pause MRs and peers -> release the lease -> change lands ->
+ * retake the lease (close watch via inotify) -> restore -> resume.
+ * Every function here runs with ctx->lock held. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+#include "proto.h"
+
+#define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
+
+/* Stay well inside the kernel's lease-break-time: past it the kernel drops
+ * the lease on its own and the change lands unannounced. */
+static uint64_t break_time_cap_ns(void)
+{
+	static _Atomic uint64_t cap;
+	if (!cap) {
+		long secs = 45;
+		FILE *f = fopen("/proc/sys/fs/lease-break-time", "re");
+		if (f) {
+			if (fscanf(f, "%ld", &secs) != 1)
+				secs = 45;
+			fclose(f);
+		}
+		cap = secs > 1 ? (uint64_t)secs * 1000000000ull - 500000000ull : 500000000ull;
+	}
+	return cap;
+}
+
+/* The MRs of a file, as an array the caller frees: the state machine
+ * changes MRs while walking them, which the tree walk does not allow. */
+struct mr_vec {
+	struct mrl_mr **v;
+	size_t n, cap;
+};
+static int vec_cb(struct mrl_itree_node *node, void *p)
+{
+	struct mr_vec *vec = p;
+	if (vec->n == vec->cap) {
+		size_t cap = vec->cap ? vec->cap * 2 : 16;
+		struct mrl_mr **v = realloc(vec->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		vec->v = v;
+		vec->cap = cap;
+	}
+	vec->v[vec->n++] = MR_OF_FNODE(node);
+	return 0;
+}
+static void file_mrs(struct mrl_file *f, struct mr_vec *vec)
+{
+	memset(vec, 0, sizeof(*vec));
+	mrl_itree_overlap(&f->mrs, 0, UINT64_MAX, vec_cb, vec);
+}
+
+int mrl_lease_init(struct mrl_ctx *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+void mrl_lease_fini(struct mrl_ctx *ctx) { (void)ctx; }
+
+static void lease_events(struct mrl_ctx *ctx, struct mrl_file *f, uint32_t type)
+{
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	uint64_t now = mrl_now_ns();
+	for (size_t i = 0; i < vec.n; i++)
+		mrl_post_event(ctx, vec.v[i], type, MRL_CAUSE_NONE, 0, vec.v[i]->len, 0, 0, now);
+	free(vec.v);
+}
+
+void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	int was = f->lease;
+	if (!ctx->leases || f->fd < 0) {
+		f->lease = LEASE_OFF;
+		f->lease_errno = ctx->leases ? EBADF : ENOTSUP;
+		return;
+	}
+	struct f_owner_ex owner = {.type = F_OWNER_TID, .pid = ctx->monitor_tid};
+	int type = (fcntl(f->fd, F_GETFL) & O_ACCMODE) == O_RDONLY ? F_RDLCK : F_WRLCK;
+	/* F_SETSIG is forgotten after every F_UNLCK: set it each time. */
+	if (fcntl(f->fd, F_SETOWN_EX, &owner) < 0 || fcntl(f->fd, F_SETSIG, ctx->opts.signo) < 0 ||
+	    fcntl(f->fd, F_SETLEASE, type) < 0) {
+		f->lease_errno = errno;
+		f->lease = errno == EAGAIN || errno == EBUSY ? LEASE_BLOCKED : LEASE_OFF;
+		if (f->lease == LEASE_OFF)
+			mrl_log("lease on %s impossible: %s", f->path, strerror(errno));
+		if (was == LEASE_HELD || was == LEASE_RELEASED)
+			lease_events(ctx, f, MRL_EVENT_LEASE_LOST);
+		return;
+	}
+	f->lease = LEASE_HELD;
+	f->lease_errno = 0;
+	f->relock_at = 0;
+	ctx->st.lease_retakes += was == LEASE_RELEASED || was == LEASE_BLOCKED;
+	if (was == LEASE_BLOCKED)
+		lease_events(ctx, f, MRL_EVENT_LEASE_HELD);
+}
+
+void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	(void)ctx;
+	if (f->fd >= 0 && (f->lease == LEASE_HELD || f->lease == LEASE_BREAKING))
+		fcntl(f->fd, F_SETLEASE, F_UNLCK);
+	f->lease = LEASE_OFF;
+}
+
+/* The blocked opener shows in /proc/locks as "N: -> LEASE  BREAKER ... pid"
+ * under our lease's line N. O_NONBLOCK openers leave no trace: pid 0. */
+static pid_t breaker_pid(struct mrl_file *f)
+{
+	FILE *pl = fopen("/proc/locks", "re");
+	char line[256], want[64];
+	int ours = -1;
+	pid_t pid = 0;
+	if (!pl)
+		return 0;
+	snprintf(want, sizeof(want), "%02x:%02x:%lu ", major(f->dev), minor(f->dev),
+		 (unsigned long)f->ino);
+	while (fgets(line, sizeof(line), pl)) {
+		int id;
+		if (sscanf(line, "%d:", &id) != 1)
+			continue;
+		if (!strstr(line, "->") && strstr(line, "LEASE") && strstr(line, want) &&
+		    strstr(line, "BREAKING")) {
+			ours = id;
+		} else if (id == ours && strstr(line, "->") && strstr(line, "BREAKER")) {
+			char *p = strstr(line, "BREAKER");
+			char kind[16];
+			int bp;
+			if (p && sscanf(p, "BREAKER %15s %d", kind, &bp) == 2) {
+				pid = bp;
+				break;
+			}
+		}
+	}
+	fclose(pl);
+	return pid;
+}
+
+void mrl_brk_free(struct mrl_file *f)
+{
+	struct mrl_brk *b = f->brk;
+	if (!b)
+		return;
+	while (b->acks) {
+		struct mrl_brk_ack *a = b->acks;
+		b->acks = a->next;
+		free(a);
+	}
+	free(b);
+	f->brk = NULL;
+}
+
+/* Send PAUSE for the file's paused MRs to every peer holding one of them. */
+static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mr_vec *vec)
+{
+	static _Atomic uint32_t seq;
+	/* group by peer: peers are few, MRs many */
+	struct mrl_peer *done[64];
+	size_t ndone = 0;
+	for (size_t i = 0; i < vec->n; i++) {
+		struct mrl_mr *mr = vec->v[i];
+		if (!mr->in_brk)
+			continue;
+		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
+			bool seen = false;
+			for (size_t k = 0; k < ndone; k++)
+				seen |= done[k] == h->peer;
+			for (struct mrl_brk_ack *a = b->acks; a && !seen; a = a->next)
+				seen |= a->peer == h->peer;
+			if (seen)
+				continue;
+			if (ndone < ARRAY_SIZE(done))
+				done[ndone++] = h->peer;
+			/* one peer: all its paused MRs of this file, in batches */
+			struct msg_pause m;
+			memset(&m, 0, sizeof(m));
+			m.h.magic = MRL_MAGIC;
+			m.h.type = MSG_PAUSE;
+			for (size_t j = i; j < vec->n; j++) {
+				struct mrl_mr *o = vec->v[j];
+				bool holds = false;
+				if (!o->in_brk)
+					continue;
+				for (struct mrl_holder *oh = o->holders; oh && !holds; oh = oh->next)
+					holds = oh->peer == h->peer;
+				if (!holds)
+					continue;
+				m.ids[m.n++] = o->handle;
+				if (m.n == MRL_PAUSE_IDS || j + 1 == vec->n) {
+					struct mrl_brk_ack *a = calloc(1, sizeof(*a));
+					if (!a)
+						break; /* no ack expected: the peer times out */
+					a->peer = h->peer;
+					a->seq = ++seq;
+					a->next = b->acks;
+					b->acks = a;
+					b->acks_pending++;
+					m.h.req = a->seq;
+					m.h.len = offsetof(struct msg_pause, ids) + m.n * sizeof(m.ids[0]);
+					mrl_queue_out(ctx, h->peer, &m, m.h.len);
+					m.n = 0;
+				}
+			}
+			if (m.n) {
+				struct mrl_brk_ack *a = calloc(1, sizeof(*a));
+				if (a) {
+					a->peer = h->peer;
+					a->seq = ++seq;
+					a->next = b->acks;
+					b->acks = a;
+					b->acks_pending++;
+					m.h.req = a->seq;
+					m.h.len = offsetof(struct msg_pause, ids) + m.n * sizeof(m.ids[0]);
+					mrl_queue_out(ctx, h->peer, &m, m.h.len);
+				}
+			}
+		}
+	}
+}
+
+static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now);
+
+static void brk_check(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	struct mrl_brk *b = f->brk;
+	if (!b || b->phase != BRK_QUIESCE || b->acks_pending > 0)
+		return;
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	bool waiting = false;
+	for (size_t i = 0; i < vec.n && !waiting; i++)
+		waiting = vec.v[i]->in_brk && vec.v[i]->policy == MRL_POLICY_NOTIFY &&
+			  !vec.v[i]->owner_answer;
+	free(vec.v);
+	if (!waiting)
+		brk_release(ctx, f, mrl_now_ns());
+}
+
+static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t seen)
+{
+	ctx->st.lease_breaks++;
+	if (cause == MRL_CAUSE_OPEN_READ) {
+		/* A reader changes no layout: nothing to pause. Our mapping is
+		 * shared writable, so a read lease is impossible: let go, and
+		 * take it back when the reader closes. */
+		fcntl(f->fd, F_SETLEASE, F_UNLCK);
+		f->lease = LEASE_RELEASED;
+		f->relock_at = seen + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+		return;
+	}
+	struct mrl_brk *b = calloc(1, sizeof(*b));
+	if (!b) {
+		/* cannot track it: fall back to the safe side, fence everything */
+		struct mr_vec vec;
+		file_mrs(f, &vec);
+		for (size_t i = 0; i < vec.n; i++)
+			mrl_mr_fence_locked(ctx, vec.v[i], cause, 0, vec.v[i]->len, pid, seen);
+		free(vec.v);
+		fcntl(f->fd, F_SETLEASE, F_UNLCK);
+		f->lease = LEASE_RELEASED;
+		return;
+	}
+	ctx->st.breaks++;
+	b->file = f;
+	b->phase = BRK_QUIESCE;
+	b->cause = cause;
+	b->pid = pid;
+	b->seen_ns = seen;
+	f->brk = b;
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	uint64_t dl = UINT64_MAX;
+	for (size_t i = 0; i < vec.n; i++) {
+		uint64_t d = seen + (uint64_t)vec.v[i]->deadline_ms * 1000000ull;
+		dl = d < dl ? d : dl;
+	}
+	if (dl == UINT64_MAX || dl > seen + break_time_cap_ns())
+		dl = seen + break_time_cap_ns();
+	b->deadline_ns = dl;
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (mr->state != MRL_STATE_ACTIVE)
+			continue;
+		mr->breaks++;
+		mr->cause = cause;
+		mr->cause_pid = pid;
+		mr->cause_off = 0;
+		mr->cause_len = mr->len;
+		if (mr->policy == MRL_POLICY_FENCE) {
+			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
+			continue;
+		}
+		mr->state = MRL_STATE_PAUSED;
+		mr->in_brk = 1;
+		mr->owner_answer = 0;
+		mr->brk = b;
+		ctx->st.pauses++;
+		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, 0, mr->len, pid, dl, seen);
+	}
+	brk_send_pauses(ctx, b, &vec);
+	free(vec.v);
+	brk_check(ctx, f);
+}
+
+/* Quiesced (or out of time): revoke what must go, then let the change land. */
+static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+{
+	struct mrl_brk *b = f->brk;
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) {
+		if (a->done)
+			continue;
+		/* A peer that did not answer is cut off from the paused MRs it
+		 * holds: they come back under a new key it is never told. */
+		ctx->st.peer_timeouts++;
+		for (size_t i = 0; i < vec.n; i++) {
+			struct mrl_mr *mr = vec.v[i];
+			for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next) {
+				if ((*hp)->peer != a->peer || !mr->in_brk)
+					continue;
+				struct mrl_holder *h = *hp;
+				uint8_t st = mr->state, cause = mr->cause;
+				mr->state = MRL_STATE_FENCED;
+				mr->cause = MRL_CAUSE_PEER_TIMEOUT;
+				mrl_send_state(ctx, mr, a->peer);
+				mr->state = st;
+				mr->cause = cause;
+				mr->rekey = 1;
+				*hp = h->next;
+				free(h);
+				break;
+			}
+		}
+		a->done = true;
+	}
+	b->acks_pending = 0;
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (!mr->in_brk)
+			continue;
+		int answer = mr->owner_answer;
+		if (mr->policy == MRL_POLICY_NOTIFY && !answer) {
+			mr->state = MRL_STATE_ACTIVE;
+			mr->in_brk = 0;
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, b->pid, b->seen_ns);
+		} else if (answer == MRL_POLICY_NOTIFY) { /* released by the owner */
+			mr->state = MRL_STATE_ACTIVE;
+			mr->in_brk = 0;
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, b->pid, b->seen_ns);
+		} else if (answer == MRL_POLICY_FENCE) {
+			mr->state = MRL_STATE_ACTIVE;
+			mr->in_brk = 0;
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
+		} else if (mr->dev_mr) {
+			/* the device must not keep the old pages while the change lands */
+			ctx->rops->dereg(ctx->dev, mr->dev_mr);
+			mr->dev_mr = NULL;
+		}
+	}
+	free(vec.v);
+	fcntl(f->fd, F_SETLEASE, F_UNLCK);
+	f->lease = LEASE_RELEASED;
+	uint64_t done = mrl_now_ns();
+	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
+	b->phase = BRK_LANDING;
+	/* the breaker may keep the file open a while: wait as long as a break may take */
+	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
+	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+}
+
+/* The change has landed (the breaker closed the file, or nobody came): resume. */
+static void brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	uint64_t now = mrl_now_ns();
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (!mr->in_brk)
+			continue;
+		mr->in_brk = 0;
+		mr->brk = NULL;
+		mrl_mr_restore_locked(ctx, mr, now);
+	}
+	free(vec.v);
+	mrl_brk_free(f);
+}
+
+static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, bool forced)
+{
+	if (f->lease != LEASE_RELEASED && f->lease != LEASE_BLOCKED)
+		return;
+	if (f->brk && f->brk->phase != BRK_LANDING)
+		return;
+	mrl_lease_take(ctx, f);
+	if (f->brk && (f->lease == LEASE_HELD || forced))
+		brk_finish(ctx, f);
+}
+
+void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
+{
+	struct mrl_file *f;
+	uint64_t seen = mrl_now_ns();
+	for (f = ctx->files; f; f = f->next)
+		if (f->fd == fd && fd >= 0)
+			break;
+	if (!f || f->lease != LEASE_HELD)
+		return; /* stale: the lease was dropped already */
+	int target = fcntl(fd, F_GETLEASE);
+	f->lease = LEASE_BREAKING;
+	/* The lease's target type tells a reader (F_RDLCK) from a writer. */
+	brk_begin(ctx, f, target == F_RDLCK ? MRL_CAUSE_OPEN_READ : MRL_CAUSE_OPEN_WRITE,
+		  breaker_pid(f), seen);
+}
+
+/* Seen after the fact (no lease held): a shrink fences what lies past the end. */
+static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	struct stat st;
+	if (f->brk || f->fd < 0 || fstat(f->fd, &st) < 0)
+		return;
+	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
+	bool announce = now - f->last_change_ev > 100000000ull;
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (mr->state != MRL_STATE_ACTIVE)
+			continue;
+		uint64_t avail = size > mr->file_off ? size - mr->file_off : 0;
+		if (avail < mr->valid_len)
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
+		else if (announce)
+			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
+	}
+	free(vec.v);
+	if (announce)
+		f->last_change_ev = now;
+}
+
+void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		if (f->wd != wd)
+			continue;
+		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->lease != LEASE_HELD)
+			changed_after(ctx, f);
+		if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
+			try_retake(ctx, f, false);
+	}
+}
+
+void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		struct mrl_brk *b = f->brk;
+		if (b && b->phase == BRK_QUIESCE && now >= b->deadline_ns)
+			brk_release(ctx, f, now);
+		else if (b && b->phase == BRK_LANDING && now >= b->landing_deadline_ns)
+			try_retake(ctx, f, true);
+		else if (f->relock_at && now >= f->relock_at) {
+			f->relock_at = 0;
+			try_retake(ctx, f, false);
+		}
+	}
+}
+
+uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
+{
+	uint64_t t = UINT64_MAX;
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		struct mrl_brk *b = f->brk;
+		if (b && b->phase == BRK_QUIESCE && b->deadline_ns < t)
+			t = b->deadline_ns;
+		if (b && b->phase == BRK_LANDING && b->landing_deadline_ns < t)
+			t = b->landing_deadline_ns;
+		if (f->relock_at && f->relock_at < t)
+			t = f->relock_at;
+	}
+	return t;
+}
+
+void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		if (!f->brk)
+			continue;
+		for (struct mrl_brk_ack *a = f->brk->acks; a; a = a->next)
+			if (a->peer == peer && a->seq == seq && !a->done) {
+				a->done = true;
+				f->brk->acks_pending--;
+				brk_check(ctx, f);
+				return;
+			}
+	}
+}
+
+void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		if (!f->brk)
+			continue;
+		for (struct mrl_brk_ack *a = f->brk->acks; a; a = a->next)
+			if (a->peer == peer && !a->done) {
+				a->done = true;
+				f->brk->acks_pending--;
+			}
+		/* outbox entries for the peer are dropped by the endpoint */
+		brk_check(ctx, f);
+	}
+}
+
+void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	struct mrl_file *f = mr->file;
+	if (mr->state == MRL_STATE_DEREGISTERED)
+		mr->in_brk = 0;
+	if (f && f->brk)
+		brk_check(ctx, f);
+}

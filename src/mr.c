@@ -1,0 +1,540 @@
+/* MR registration, the MR state machine (active/paused/fenced/deregistered)
+ * and coverage. The library finds each range's backing object itself. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+#include "proto.h"
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
+/* PROCMAP_QUERY (Linux 6.11): O(log n) lookup of the VMA at an address.
+ * Debian 12's headers predate it. */
+struct mrl_procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define MRL_PROCMAP_QUERY _IOWR('f', 17, struct mrl_procmap_query)
+#define PMQ_WRITABLE 0x02
+#define PMQ_SHARED 0x08
+
+struct vma {
+	uint64_t start, end, off, ino;
+	dev_t dev;
+	bool writable, shared;
+	char name[512];
+};
+
+static int vma_parse_maps(uint64_t addr, struct vma *v)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[1024];
+	int ret = -ENOENT;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e, off, ino;
+		unsigned maj, min;
+		char perm[8];
+		int pos = 0;
+		if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %n", &s, &e, perm, &off, &maj, &min,
+			   &ino, &pos) < 7)
+			continue;
+		if (addr < s || addr >= e)
+			continue;
+		v->start = s;
+		v->end = e;
+		v->off = off;
+		v->ino = ino;
+		v->dev = makedev(maj, min);
+		v->writable = perm[1] == 'w';
+		v->shared = perm[3] == 's';
+		snprintf(v->name, sizeof(v->name), "%s", pos ? line + pos : "");
+		v->name[strcspn(v->name, "\n")] = 0;
+		ret = 0;
+		break;
+	}
+	fclose(f);
+	return ret;
+}
+
+static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
+{
+	if (ctx->procmaps_fd == -1)
+		ctx->procmaps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (ctx->procmaps_fd >= 0) {
+		struct mrl_procmap_query q = {.size = sizeof(q), .query_addr = addr};
+		q.vma_name_addr = (uintptr_t)v->name;
+		q.vma_name_size = sizeof(v->name);
+		if (ioctl(ctx->procmaps_fd, MRL_PROCMAP_QUERY, &q) == 0) {
+			v->start = q.vma_start;
+			v->end = q.vma_end;
+			v->off = q.vma_offset;
+			v->ino = q.inode;
+			v->dev = makedev(q.dev_major, q.dev_minor);
+			v->writable = q.vma_flags & PMQ_WRITABLE;
+			v->shared = q.vma_flags & PMQ_SHARED;
+			if (!q.vma_name_size)
+				v->name[0] = 0;
+			return 0;
+		}
+		if (errno == ENOENT)
+			return -ENOENT;
+		/* an older kernel: fall back to reading the text */
+		close(ctx->procmaps_fd);
+		ctx->procmaps_fd = -2;
+	}
+	return vma_parse_maps(addr, v);
+}
+
+int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino)
+{
+	struct vma v;
+	if (vma_at(ctx, addr, &v) || v.start > addr || v.end <= addr || !v.ino)
+		return -ENOENT;
+	*dev = v.dev;
+	*ino = v.ino;
+	return 0;
+}
+
+static int classify(const struct vma *v, char *path, size_t pathsz)
+{
+	if (!v->ino)
+		return MRL_KIND_ANON;
+	if (!strncmp(v->name, "/memfd:", 7))
+		return MRL_KIND_MEMFD;
+	if (!strncmp(v->name, "/dev/zero", 9) || !strncmp(v->name, "/SYSV", 5) || !v->name[0])
+		return MRL_KIND_SHMEM;
+	snprintf(path, pathsz, "%s", v->name);
+	char *del = strstr(path, " (deleted)");
+	if (del)
+		*del = 0;
+	struct statfs sfs;
+	if (statfs(path, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+		return MRL_KIND_TMPFS;
+	if (del && !strncmp(path, "/dev/shm/", 9))
+		return MRL_KIND_TMPFS;
+	return MRL_KIND_FILE;
+}
+
+/* Find what backs [addr, addr+len): one object, mapped without gaps. */
+static int find_backing(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, unsigned access,
+			struct vma *first, int *kind, char *path, size_t pathsz)
+{
+	uint64_t cur = addr, end = addr + len;
+	struct vma v = {0};
+	while (cur < end) {
+		int ret = vma_at(ctx, cur, &v);
+		if (ret == -ENOENT || (!ret && (v.start > cur || v.end <= cur)))
+			return mrl_err(EFAULT, "address %#llx is not mapped",
+				       (unsigned long long)cur);
+		if (ret)
+			return mrl_err(ret, "cannot read the address space");
+		if ((access & MRL_ACCESS_REMOTE_WRITE) && !v.writable)
+			return mrl_err(EACCES, "remote write asked on read-only memory at %#llx",
+				       (unsigned long long)cur);
+		if (cur == addr) {
+			*first = v;
+			*kind = classify(&v, path, pathsz);
+		} else if (v.ino != first->ino || v.dev != first->dev ||
+			   (v.ino && v.off + (cur - v.start) != first->off + (cur - first->start))) {
+			return mrl_err(EINVAL,
+				       "range %#llx+%llu spans different backing objects at %#llx",
+				       (unsigned long long)addr, (unsigned long long)len,
+				       (unsigned long long)cur);
+		}
+		cur = v.end;
+	}
+	return 0;
+}
+
+static void mr_put_holders(struct mrl_mr *mr)
+{
+	while (mr->holders) {
+		struct mrl_holder *h = mr->holders;
+		mr->holders = h->next;
+		free(h);
+	}
+}
+
+void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	(void)ctx;
+	if (--mr->refs == 0) {
+		mr_put_holders(mr);
+		free(mr);
+	}
+}
+
+void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only)
+{
+	struct msg_state m;
+	memset(&m, 0, sizeof(m));
+	m.h.magic = MRL_MAGIC;
+	m.h.type = MSG_STATE;
+	m.h.len = sizeof(m);
+	m.state = mr->state;
+	m.cause = mr->cause;
+	m.id = mr->handle;
+	m.key = mr->key;
+	m.base = ctx->fab && ctx->fab->virt_addr ? (uintptr_t)mr->addr : 0;
+	m.len = mr->len;
+	m.valid_len = mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED ? mr->valid_len : 0;
+	m.gen = mr->gen;
+	for (struct mrl_holder *h = mr->holders; h; h = h->next)
+		if (!only || h->peer == only)
+			mrl_queue_out(ctx, h->peer, &m, sizeof(m));
+}
+
+static int dev_reg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len)
+{
+	uint64_t key = mr->key;
+	int ret = ctx->rops->reg(ctx->dev, mr->addr, len, mr->access, &key, &mr->dev_mr);
+	if (!ret)
+		mr->key = key;
+	return ret;
+}
+
+static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (mr->dev_mr) {
+		ctx->rops->dereg(ctx->dev, mr->dev_mr);
+		mr->dev_mr = NULL;
+	}
+}
+
+void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+			 uint64_t len, pid_t pid, uint64_t seen)
+{
+	if (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)
+		return;
+	if (off >= mr->valid_len)
+		return; /* that part is fenced already */
+	mr->cause = cause;
+	mr->cause_off = off;
+	mr->cause_len = len;
+	mr->cause_pid = pid;
+	mr->fences++;
+	ctx->st.fences++;
+	mr->gen++;
+	if (off == 0) {
+		dev_dereg(ctx, mr);
+		mr->state = MRL_STATE_FENCED;
+		mr->valid_len = 0;
+	} else {
+		/* Fence the tail only: shrink the registration, same key. */
+		mr->valid_len = off;
+		if (mr->dev_mr) {
+			dev_dereg(ctx, mr);
+			if (dev_reg(ctx, mr, off)) {
+				mr->state = MRL_STATE_FENCED;
+				mr->valid_len = 0;
+			}
+		}
+	}
+	mrl_post_event(ctx, mr, MRL_EVENT_FENCED, cause, off, mr->len - off, pid, 0, seen);
+	mrl_send_state(ctx, mr, NULL);
+}
+
+/* Re-register a paused MR on the pages its backing has now. */
+int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
+{
+	if (mr->state != MRL_STATE_PAUSED)
+		return mr->state == MRL_STATE_ACTIVE ? 0 : -EKEYREVOKED;
+	if (mr->file && mr->file->fd >= 0) {
+		struct stat st;
+		if (fstat(mr->file->fd, &st) == 0) {
+			uint64_t size = (uint64_t)st.st_size;
+			uint64_t avail = size > mr->file_off ? size - mr->file_off : 0;
+			if (avail < mr->valid_len) {
+				mr->state = MRL_STATE_ACTIVE; /* let fence_locked see it live */
+				mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail,
+						    mr->len - avail, mr->brk ? 0 : 0, seen);
+				if (mr->state == MRL_STATE_FENCED)
+					return -EKEYREVOKED;
+				mr->state = MRL_STATE_PAUSED;
+			}
+		}
+	}
+	if (mr->rekey) {
+		mr->key = ctx->next_key++;
+		mr->rekey = 0;
+	}
+	dev_dereg(ctx, mr);
+	int ret = dev_reg(ctx, mr, mr->valid_len);
+	if (ret) {
+		mr->state = MRL_STATE_ACTIVE;
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);
+		return ret;
+	}
+	mr->state = MRL_STATE_ACTIVE;
+	mr->gen++;
+	mr->restores++;
+	ctx->st.restores++;
+	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, mr->cause, 0, mr->valid_len, 0, 0, seen);
+	mrl_send_state(ctx, mr, NULL);
+	return 0;
+}
+
+void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+{
+	(void)ctx;
+	for (int i = 0; i < MRL_CHG_MAX; i++)
+		cov[i] = MRL_SEEN_NEVER;
+	/* Nothing watches the owner's address space yet. */
+	struct mrl_file *f = mr->file;
+	if (!f) {
+		int na = mr->kind == MRL_KIND_ANON ? MRL_SEEN_NA : MRL_SEEN_NEVER;
+		for (int i = MRL_CHG_OTHER_OPEN_READ; i <= MRL_CHG_OWNER_LAYOUT; i++)
+			cov[i] = na;
+		return;
+	}
+	int other = MRL_SEEN_NEVER;
+	if (f->lease == LEASE_HELD)
+		other = MRL_SEEN_BEFORE;
+	else if (f->wd >= 0)
+		other = MRL_SEEN_AFTER;
+	/* Under a lease every change by another process starts with an open
+	 * (or truncate by path), which the lease holds back. */
+	cov[MRL_CHG_OTHER_OPEN_READ] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
+	cov[MRL_CHG_OTHER_OPEN_WRITE] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
+	cov[MRL_CHG_OTHER_TRUNCATE] = other;
+	cov[MRL_CHG_OTHER_LAYOUT] = other;
+	cov[MRL_CHG_OTHER_WRITE] = other;
+	/* The owner's own changes come through an fd it opens (breaking the
+	 * lease) only when the library holds the file's one fd. */
+	cov[MRL_CHG_OWNER_TRUNCATE] = other;
+	cov[MRL_CHG_OWNER_LAYOUT] = other;
+}
+
+/* ---- public calls ---- */
+
+static struct mrl_mr *mr_lookup(struct mrl_ctx *ctx, mrl_mr_t h, const char *fn, int *ret)
+{
+	struct mrl_mr *mr = mrl_ht_get(&ctx->ht, h);
+	if (!mr)
+		*ret = mrl_err(ESTALE, "%s: MR handle %#llx is not registered (stale or never valid)",
+			       fn, (unsigned long long)h);
+	return mr;
+}
+
+MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
+			  const struct mrl_reg_opts *opts, mrl_mr_t *out)
+{
+	struct vma v = {0};
+	char path[512] = "";
+	int kind = 0, ret;
+
+	if (!ctx || !addr || !out)
+		return mrl_err(EINVAL, "mrl_mr_reg: NULL %s", !ctx ? "context" : !addr ? "address" : "out");
+	*out = 0;
+	if (!len)
+		return mrl_err(EINVAL, "mrl_mr_reg: zero length");
+	if ((uintptr_t)addr + len < (uintptr_t)addr)
+		return mrl_err(EOVERFLOW, "mrl_mr_reg: %p + %zu overflows", addr, len);
+	if (access & ~(MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE))
+		return mrl_err(EINVAL, "mrl_mr_reg: unknown access bits %#x", access);
+	if (opts && opts->size < offsetof(struct mrl_reg_opts, context) + sizeof(void *))
+		return mrl_err(EINVAL, "mrl_mr_reg: opts->size %zu too small", opts->size);
+	if (opts && opts->policy > MRL_POLICY_FENCE)
+		return mrl_err(EINVAL, "mrl_mr_reg: unknown policy %u", opts->policy);
+
+	pthread_mutex_lock(&ctx->lock);
+	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &kind, path, sizeof(path));
+	if (ret)
+		goto out;
+	struct mrl_mr *mr = calloc(1, sizeof(*mr));
+	if (!mr) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	mr->addr = addr;
+	mr->len = mr->valid_len = len;
+	mr->access = access;
+	mr->kind = kind;
+	mr->policy = opts ? opts->policy : MRL_POLICY_RESTORE;
+	mr->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : ctx->opts.deadline_ms;
+	mr->context = opts ? opts->context : NULL;
+	mr->state = MRL_STATE_ACTIVE;
+	mr->gen = 1;
+	mr->refs = 1;
+	mr->key = ctx->next_key++;
+	if (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS) {
+		mr->file_off = v.off + ((uintptr_t)addr - v.start);
+		ret = mrl_file_get(ctx, v.dev, v.ino, path, kind, &mr->file);
+		if (ret) {
+			free(mr);
+			goto out;
+		}
+		if (mr->file->fd >= 0) {
+			struct stat st;
+			if (fstat(mr->file->fd, &st) == 0 &&
+			    (uint64_t)st.st_size < mr->file_off + len) {
+				ret = mrl_err(ENXIO, "mrl_mr_reg: range ends at file offset %llu, past end of file (%lld)",
+					      (unsigned long long)(mr->file_off + len),
+					      (long long)st.st_size);
+				mrl_file_put(ctx, mr->file);
+				free(mr);
+				goto out;
+			}
+		}
+	}
+	ret = dev_reg(ctx, mr, len);
+	if (ret) {
+		if (mr->file)
+			mrl_file_put(ctx, mr->file);
+		free(mr);
+		goto out;
+	}
+	ret = mrl_ht_add(&ctx->ht, mr, &mr->handle);
+	if (ret) {
+		dev_dereg(ctx, mr);
+		if (mr->file)
+			mrl_file_put(ctx, mr->file);
+		free(mr);
+		goto out;
+	}
+	mr->va.start = (uintptr_t)addr;
+	mr->va.end = (uintptr_t)addr + len;
+	mrl_itree_insert(&ctx->va_index, &mr->va);
+	if (mr->file) {
+		mr->fnode.start = mr->file_off;
+		mr->fnode.end = mr->file_off + len;
+		mrl_itree_insert(&mr->file->mrs, &mr->fnode);
+		if (mr->file->lease != LEASE_HELD && mr->file->lease != LEASE_BREAKING &&
+		    mr->file->lease != LEASE_RELEASED)
+			mrl_lease_take(ctx, mr->file);
+	}
+	*out = mr->handle;
+out:
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}
+
+MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
+{
+	int ret = 0;
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
+	if (!mr)
+		goto out;
+	dev_dereg(ctx, mr);
+	mr->state = MRL_STATE_DEREGISTERED;
+	mr->cause = MRL_CAUSE_DEREGISTERED;
+	mr->gen++;
+	mrl_send_state(ctx, mr, NULL);
+	mrl_ht_del(&ctx->ht, h);
+	mrl_itree_remove(&ctx->va_index, &mr->va);
+	if (mr->file) {
+		mrl_itree_remove(&mr->file->mrs, &mr->fnode);
+		if (mr->in_brk)
+			mrl_brk_owner_answered(ctx, mr);
+		mrl_file_put(ctx, mr->file);
+		mr->file = NULL;
+	}
+	mrl_mr_put(ctx, mr);
+out:
+	pthread_mutex_unlock(&ctx->lock);
+	mrl_flush_outbox(ctx);
+	return ret;
+}
+
+static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
+{
+	int ret = 0;
+	if (!ctx)
+		return mrl_err(EINVAL, "%s: NULL context", fn);
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_mr *mr = mr_lookup(ctx, h, fn, &ret);
+	if (!mr)
+		goto out;
+	if (mr->state == MRL_STATE_FENCED) {
+		ret = mrl_err(EKEYREVOKED, "%s: MR is fenced (%s)", fn, mrl_cause_str(mr->cause));
+		goto out;
+	}
+	if (answer == MRL_POLICY_FENCE && !mr->in_brk) {
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, 0, mrl_now_ns());
+		goto out;
+	}
+	if (!mr->in_brk) {
+		if (answer == MRL_POLICY_RESTORE)
+			ret = 0; /* nothing to resolve: already live */
+		else
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, 0, mrl_now_ns());
+		goto out;
+	}
+	mr->owner_answer = answer;
+	mrl_brk_owner_answered(ctx, mr);
+out:
+	pthread_mutex_unlock(&ctx->lock);
+	mrl_flush_outbox(ctx);
+	mrl_wake_monitor(ctx);
+	return ret;
+}
+
+MRL_EXPORT int mrl_mr_restore(mrl_ctx *ctx, mrl_mr_t h)
+{
+	return owner_answer(ctx, h, MRL_POLICY_RESTORE, "mrl_mr_restore");
+}
+
+MRL_EXPORT int mrl_mr_release(mrl_ctx *ctx, mrl_mr_t h)
+{
+	return owner_answer(ctx, h, MRL_POLICY_NOTIFY, "mrl_mr_release");
+}
+
+MRL_EXPORT int mrl_mr_fence(mrl_ctx *ctx, mrl_mr_t h)
+{
+	return owner_answer(ctx, h, MRL_POLICY_FENCE, "mrl_mr_fence");
+}
+
+MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
+{
+	int ret = 0;
+	if (!ctx || !info)
+		return mrl_err(EINVAL, "mrl_mr_query: NULL %s", !ctx ? "context" : "info");
+	if (info->size < sizeof(*info))
+		return mrl_err(EINVAL, "mrl_mr_query: info->size %zu too small (set it to sizeof)",
+			       info->size);
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_query", &ret);
+	if (mr) {
+		memset(info, 0, sizeof(*info));
+		info->size = sizeof(*info);
+		info->state = mr->state;
+		info->generation = mr->gen;
+		info->policy = mr->policy;
+		info->kind = mr->kind;
+		info->cause = mr->cause;
+		info->cause_pid = mr->cause_pid;
+		info->cause_offset = mr->cause_off;
+		info->cause_length = mr->cause_len;
+		info->addr = mr->addr;
+		info->length = mr->len;
+		info->valid_length = mr->valid_len;
+		info->key = mr->key;
+		info->file_offset = mr->file_off;
+		info->dev = mr->file ? mr->file->dev : 0;
+		info->ino = mr->file ? mr->file->ino : 0;
+		info->lease_held = mr->file && mr->file->lease == LEASE_HELD;
+		info->breaks = mr->breaks;
+		info->restores = mr->restores;
+		info->fences = mr->fences;
+		mrl_mr_coverage(ctx, mr, info->coverage);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}

@@ -1,0 +1,258 @@
+/* Private structures shared by the library's sources.
+ * Lock order (outer first): ctx->flush_lock, ep->lock, ctx->lock, ctx->evq_lock.
+ * The monitor never takes an ep->lock while holding ctx->lock: it queues
+ * control messages in ctx->outbox and sends them after dropping ctx->lock. */
+#ifndef MRL_INT_H
+#define MRL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "mrlease.h"
+#include "itree.h"
+
+#define MRL_EXPORT __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- errors and time ---- */
+int mrl_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mrl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline uint64_t mrl_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- registrar: the device behind an MR ---- */
+struct mrl_registrar_ops {
+	size_t size;
+	const char *name;
+	/* Register [addr, addr+len) asking for key *key; a provider that picks
+	 * its own keys overwrites *key. */
+	int (*reg)(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **handle);
+	int (*dereg)(void *dev, void *handle);
+	/* Local descriptor for the data path (NULL when the device needs none). */
+	void *(*desc)(void *handle);
+	void (*close)(void *dev);
+};
+extern const struct mrl_registrar_ops mrl_reg_fabric_ops;
+extern const struct mrl_registrar_ops mrl_reg_mock_ops;
+int mrl_reg_fabric_open(const char *provider, const char *addr, void **dev);
+int mrl_reg_mock_open(void **dev);
+/* Used by tests through the mock: is a key registered now, and where. */
+int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len);
+
+/* libfabric objects shared by the registrar and the endpoints. */
+struct fi_info;
+struct fid_fabric;
+struct fid_domain;
+struct mrl_fabric {
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	bool prov_key;   /* FI_MR_PROV_KEY: keys change on restore */
+	bool virt_addr;  /* FI_MR_VIRT_ADDR: remote addresses are virtual */
+	bool mr_local;   /* FI_MR_LOCAL: local buffers need descriptors */
+	pthread_mutex_t lock;
+	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
+};
+
+/* ---- files backing MRs ---- */
+enum lease_state {
+	LEASE_OFF = 0,      /* never possible (no fd of ours, or watcher off) */
+	LEASE_HELD,
+	LEASE_BREAKING,     /* break signalled, not yet released */
+	LEASE_RELEASED,     /* released for a breaker; retake on close / timer */
+	LEASE_BLOCKED,      /* could not take it: someone else has the file open */
+};
+
+struct mrl_brk;
+
+struct mrl_file {
+	struct mrl_file *next;
+	dev_t dev;
+	ino_t ino;
+	int fd;               /* the library's own fd, -1 if none */
+	int kind;             /* enum mrl_kind */
+	char *path;
+	int wd;               /* inotify watch, -1 if none */
+	int lease;            /* enum lease_state */
+	int lease_errno;      /* why the lease could not be taken */
+	int refs;             /* MRs + mappings made through mrl_file_map */
+	int maps;             /* live mrl_file_map mappings */
+	struct mrl_itree mrs; /* MRs by file offset */
+	struct mrl_brk *brk;  /* break being resolved, or NULL */
+	uint64_t relock_at;   /* when to retry the lease without a close event */
+	uint64_t last_change_ev;
+};
+
+/* ---- MRs ---- */
+struct mrl_holder {
+	struct mrl_holder *next;
+	struct mrl_peer *peer;
+};
+
+struct mrl_mr {
+	struct mrl_itree_node va;    /* [addr, addr+len) */
+	struct mrl_itree_node fnode; /* [file_off, file_off+len) within file */
+	mrl_mr_t handle;
+	uint8_t *addr;
+	uint64_t len, valid_len;
+	uint64_t file_off;
+	struct mrl_file *file;       /* NULL for anonymous memory */
+	void *dev_mr;                /* registrar handle, NULL when deregistered */
+	uint64_t key;
+	void *context;
+	struct mrl_holder *holders;
+	struct mrl_brk *brk;
+	uint64_t cause_off, cause_len;
+	pid_t cause_pid;
+	uint32_t gen;
+	uint32_t refs;               /* table + unacked events */
+	uint32_t breaks, restores, fences;
+	unsigned deadline_ms;
+	uint8_t access, policy, state, kind, cause;
+	uint8_t owner_answer;        /* 0, or MRL_POLICY_RESTORE/FENCE chosen by owner */
+	uint8_t rekey;               /* a peer was cut off: restore with a new key */
+	uint8_t in_brk;
+};
+
+/* A break being resolved on one file. */
+struct mrl_brk_ack {
+	struct mrl_brk_ack *next;
+	struct mrl_peer *peer;
+	uint32_t seq;
+	bool done;
+};
+enum brk_phase { BRK_QUIESCE = 1, BRK_LANDING };
+struct mrl_brk {
+	struct mrl_file *file;
+	int phase;
+	int cause;
+	pid_t pid;
+	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
+	struct mrl_brk_ack *acks;
+	int acks_pending;
+};
+
+/* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
+struct mrl_out {
+	struct mrl_out *next;
+	struct mrl_peer *peer;
+	size_t len;
+	unsigned char buf[];
+};
+
+/* ---- events ---- */
+struct mrl_evq_item {
+	struct mrl_evq_item *next;
+	struct mrl_event ev;
+};
+
+/* ---- handle table ---- */
+#define MRL_HT_CHUNK 4096
+struct mrl_ht_slot {
+	uint32_t gen;
+	uint32_t next_free;
+	struct mrl_mr *mr;
+};
+struct mrl_htable {
+	struct mrl_ht_slot **chunks;
+	uint32_t nchunks, cap_chunks;
+	uint32_t free_head;    /* index+1, 0 = none */
+	uint32_t used;
+};
+int mrl_ht_add(struct mrl_htable *t, struct mrl_mr *mr, mrl_mr_t *h);
+struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h);
+void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h);
+void mrl_ht_free(struct mrl_htable *t);
+
+struct mrl_ctx {
+	pthread_mutex_t lock;
+	pthread_mutex_t flush_lock;  /* held while the outbox is sent; outermost */
+	const struct mrl_registrar_ops *rops;
+	void *dev;
+	struct mrl_fabric *fab;      /* NULL with the mock registrar */
+	struct mrl_ctx_opts opts;
+	bool leases;                 /* the lease watcher runs */
+
+	struct mrl_htable ht;
+	struct mrl_itree va_index;
+	struct mrl_file *files;
+	uint64_t next_key;
+	int procmaps_fd;
+
+	/* monitor */
+	pthread_t monitor;
+	bool monitor_running;
+	pid_t monitor_tid;
+	int sig_fd, ino_fd, wake_fd, timer_fd;
+	atomic_bool stop;
+	struct mrl_out *outbox, **outbox_tail;
+	struct mrl_ep *eps;          /* endpoints on this context */
+
+	/* events */
+	pthread_mutex_t evq_lock;
+	struct mrl_evq_item *evq_head, **evq_tail;
+	unsigned evq_len;
+	int ev_fd;
+
+	struct mrl_stats st;
+	uint64_t pause_ns[4096];     /* ring of recent pause durations */
+	uint64_t npause;
+};
+
+/* ctx.c */
+void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
+		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen);
+void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
+void mrl_wake_monitor(struct mrl_ctx *ctx);
+void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len);
+void mrl_flush_outbox(struct mrl_ctx *ctx);
+
+/* mr.c: state transitions, all with ctx->lock held */
+void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+			 uint64_t len, pid_t pid, uint64_t seen);
+int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
+void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only);
+
+/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
+int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
+
+/* file.c */
+struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino);
+int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, int kind,
+		 struct mrl_file **out);
+void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f);
+
+/* lease.c: the lease watcher; all with ctx->lock held */
+int mrl_lease_init(struct mrl_ctx *ctx);
+void mrl_lease_fini(struct mrl_ctx *ctx);
+void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd);
+void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask);
+void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now);
+void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
+void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
+void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
+uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
+void mrl_brk_free(struct mrl_file *f);
+
+/* monitor.c */
+int mrl_monitor_start(struct mrl_ctx *ctx);
+void mrl_monitor_stop(struct mrl_ctx *ctx);
+
+/* ep.c: owner side hooks, ctx->lock held */
+int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
+void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
+
+#endif

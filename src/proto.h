@@ -1,0 +1,67 @@
+/* Wire format of the control messages between an MR's owner and its peers.
+ * Fixed-size little structs; every field is checked on receipt. */
+#ifndef MRL_PROTO_H
+#define MRL_PROTO_H
+#include <stdint.h>
+
+#define MRL_MAGIC 0x4d524c31u /* "MRL1" */
+#define MRL_MSG_MAX 256
+#define MRL_PAUSE_IDS 28
+#define MRL_LIST_IDS 28
+
+enum mrl_msg_type {
+	MSG_OPEN_REQ = 1, /* peer -> owner: I want to use MR id */
+	MSG_OPEN_REP,     /* owner -> peer: struct msg_state */
+	MSG_LIST_REQ,
+	MSG_LIST_REP,
+	MSG_PAUSE,        /* owner -> peer: hold operations to these MRs, drain, ack */
+	MSG_PAUSE_ACK,
+	MSG_STATE,        /* owner -> peer: resume / fence / update of one MR */
+	MSG_CLOSE,        /* peer -> owner: no longer using MR id */
+	MSG_TYPE_MAX
+};
+
+struct msg_hdr {
+	uint32_t magic;
+	uint8_t type;
+	uint8_t pad;
+	uint16_t len;   /* whole message */
+	uint32_t peer;  /* the receiver's index for the sender */
+	uint32_t req;   /* request id, or pause sequence */
+};
+
+struct msg_id {
+	struct msg_hdr h;
+	uint64_t id;
+};
+
+struct msg_state {
+	struct msg_hdr h;
+	int32_t status;
+	uint8_t state, cause, pad[2];
+	uint64_t id, key, base, len, valid_len;
+	uint32_t gen, pad2;
+};
+
+struct msg_list_req {
+	struct msg_hdr h;
+	uint32_t start; /* table index to continue from */
+	uint32_t pad;
+};
+
+struct msg_list_rep {
+	struct msg_hdr h;
+	uint32_t next;  /* 0 = done */
+	uint32_t n;
+	uint64_t ids[MRL_LIST_IDS];
+};
+
+struct msg_pause {
+	struct msg_hdr h;
+	uint32_t n, pad;
+	uint64_t ids[MRL_PAUSE_IDS];
+};
+
+_Static_assert(sizeof(struct msg_pause) <= MRL_MSG_MAX, "pause fits");
+_Static_assert(sizeof(struct msg_list_rep) <= MRL_MSG_MAX, "list fits");
+#endif

@@ -1,0 +1,211 @@
+/* Shared helpers for the test programs: assertions that name what failed,
+ * skips with a reason, scratch files on ext4 and tmpfs, event waiting. */
+#ifndef MRL_TEST_HELPERS_H
+#define MRL_TEST_HELPERS_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mrlease.h"
+
+static int t_failures;
+
+#define CHECK(cond, ...)                                                                   \
+	do {                                                                               \
+		if (!(cond)) {                                                             \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__,  \
+				#cond);                                                    \
+			fprintf(stderr, __VA_ARGS__);                                      \
+			fprintf(stderr, " [last error: %s]\n", mrl_last_error());         \
+			t_failures++;                                                      \
+		}                                                                          \
+	} while (0)
+
+/* evaluates cond once: it often registers something */
+#define REQUIRE(cond, ...)                                                                 \
+	do {                                                                               \
+		int before_ = t_failures;                                                  \
+		CHECK(cond, __VA_ARGS__);                                                  \
+		if (t_failures != before_)                                                 \
+			exit(1);                                                           \
+	} while (0)
+
+static inline __attribute__((noreturn)) void t_skip(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "SKIP: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(77);
+}
+
+static inline int t_done(const char *name)
+{
+	if (t_failures) {
+		fprintf(stderr, "%s: %d check(s) failed\n", name, t_failures);
+		return 1;
+	}
+	printf("%s: ok\n", name);
+	return 0;
+}
+
+static inline uint64_t t_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define T_TMPFS_MAGIC 0x01021994
+#define T_EXT4_MAGIC 0xEF53
+
+/* A scratch directory on the requested filesystem: "ext4" (the test's own
+ * directory under /var/tmp) or "tmpfs" (/dev/shm). Skips if not available. */
+static inline void t_scratch(const char *fs, char *dir, size_t dirsz)
+{
+	const char *base = !strcmp(fs, "tmpfs") ? "/dev/shm" : "/var/tmp";
+	struct statfs s;
+	snprintf(dir, dirsz, "%s/mrl-test-XXXXXX", base);
+	if (!mkdtemp(dir))
+		t_skip("cannot make a directory under %s: %s", base, strerror(errno));
+	if (statfs(dir, &s) < 0)
+		t_skip("statfs %s: %s", dir, strerror(errno));
+	if (!strcmp(fs, "tmpfs") && s.f_type != T_TMPFS_MAGIC)
+		t_skip("%s is not tmpfs", base);
+	if (!strcmp(fs, "ext4") && s.f_type != T_EXT4_MAGIC)
+		t_skip("%s is not ext4 (f_type %#lx)", base, (unsigned long)s.f_type);
+}
+
+/* Create path with size bytes of a recognisable pattern. */
+static inline void t_make_file(const char *path, size_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "create %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	char buf[4096];
+	for (size_t off = 0; off < size; off += sizeof(buf)) {
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = (char)((off + i) * 7 + 1);
+		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
+		if (write(fd, buf, n) != (ssize_t)n) {
+			fprintf(stderr, "write %s: %s\n", path, strerror(errno));
+			exit(1);
+		}
+	}
+	close(fd);
+}
+
+/* Run a shell command; return its exit status (or -1). */
+static inline int t_sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Start a shell command in the background; returns its pid. */
+static inline pid_t t_sh_bg(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static inline int t_wait_status(pid_t pid)
+{
+	int st;
+	if (waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Wait up to ms for an event of the given type (0 = any) on any MR (0) or
+ * on mr; returns 0 and fills ev (acked already), or -ETIMEDOUT. */
+static inline int t_wait_event(mrl_ctx *ctx, uint32_t type, mrl_mr_t mr, int ms,
+			       struct mrl_event *out)
+{
+	uint64_t until = t_now_ns() + (uint64_t)ms * 1000000ull;
+	for (;;) {
+		struct mrl_event ev;
+		while (mrl_event_get(ctx, &ev) == 0) {
+			bool match = (!type || ev.type == type) && (!mr || ev.mr == mr);
+			struct mrl_event copy = ev;
+			mrl_event_ack(ctx, &ev);
+			if (match) {
+				if (out)
+					*out = copy;
+				return 0;
+			}
+		}
+		uint64_t now = t_now_ns();
+		if (now >= until)
+			return -ETIMEDOUT;
+		struct pollfd p = {.fd = mrl_event_fd(ctx), .events = POLLIN};
+		poll(&p, 1, (int)((until - now) / 1000000ull) + 1);
+	}
+}
+
+static inline struct mrl_mr_info t_query(mrl_ctx *ctx, mrl_mr_t mr)
+{
+	struct mrl_mr_info info = {.size = sizeof(info)};
+	if (mrl_mr_query(ctx, mr, &info))
+		memset(&info, 0, sizeof(info));
+	return info;
+}
+
+/* Poll an MR until its state is st, up to ms. */
+static inline int t_wait_state(mrl_ctx *ctx, mrl_mr_t mr, uint32_t st, int ms)
+{
+	uint64_t until = t_now_ns() + (uint64_t)ms * 1000000ull;
+	while (t_now_ns() < until) {
+		if (t_query(ctx, mr).state == st)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
+static inline mrl_ctx *t_ctx(const char *provider, unsigned deadline_ms)
+{
+	struct mrl_ctx_opts o = {.size = sizeof(o), .provider = provider, .deadline_ms = deadline_ms};
+	mrl_ctx *ctx = NULL;
+	int ret = mrl_ctx_create(&o, &ctx);
+	if (ret == -ENODATA || ret == -ENOENT)
+		t_skip("provider %s not available: %s", provider, mrl_last_error());
+	if (ret) {
+		fprintf(stderr, "mrl_ctx_create(%s): %s (%s)\n", provider, mrl_strerror(ret),
+			mrl_last_error());
+		exit(1);
+	}
+	return ctx;
+}
+
+#endif
