@@ -129,7 +129,8 @@ struct mrl_event {
 	void *mr_context;       /* the context given at registration */
 	uint64_t offset;        /* byte range within the MR */
 	uint64_t length;
-	pid_t pid;              /* the actor, 0 when unknown */
+	pid_t pid;              /* the actor, 0 when unknown (found for NOTIFY MRs only:
+	                           the lookup holds the breaker ~10 ms longer) */
 	uint32_t generation;    /* MR generation after the event */
 	uint64_t deadline_ns;   /* CLOCK_MONOTONIC; 0 when nothing is awaited */
 	uint64_t time_ns;       /* CLOCK_MONOTONIC when the break was seen */

@@ -33,7 +33,7 @@ void mrl_log(const char *fmt, ...)
 	if (!getenv("MRL_DEBUG"))
 		return;
 	va_start(ap, fmt);
-	fprintf(stderr, "mrlease: ");
+	fprintf(stderr, "mrlease[%d %.6f]: ", (int)getpid(), mrl_now_ns() / 1e9);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);

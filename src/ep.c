@@ -27,7 +27,7 @@
 #define NRECV 64
 #define RMR_SLOW 1u
 
-enum op_kind { OP_WRITE = 1, OP_READ, OP_RECV };
+enum op_kind { OP_WRITE = 1, OP_READ, OP_RECV, OP_SEND };
 
 struct op_head {
 	struct fi_context2 fictx; /* must be first: the provider's context */
@@ -46,6 +46,12 @@ struct mrl_op {
 };
 
 struct mrl_rbuf {
+	struct op_head h;
+	unsigned char data[MRL_MSG_MAX];
+};
+
+/* a control message too big to inject lives until its send completes */
+struct mrl_sbuf {
 	struct op_head h;
 	unsigned char data[MRL_MSG_MAX];
 };
@@ -232,13 +238,23 @@ static int send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t 
 	h->len = (uint16_t)len;
 	h->peer = p->remote_idx;
 	uint64_t until = mrl_now_ns() + 2000000000ull;
+	struct mrl_sbuf *sb = NULL;
+	if (len > ep->inject_size) {
+		if (!(sb = malloc(sizeof(*sb))))
+			return -ENOMEM;
+		sb->h.kind = OP_SEND;
+		memcpy(sb->data, msg, len);
+	}
 	for (;;) {
-		ssize_t ret = fi_inject(ep->ep, msg, len, p->addr);
+		ssize_t ret = sb ? fi_send(ep->ep, sb->data, len, NULL, p->addr, &sb->h.fictx)
+				 : fi_inject(ep->ep, msg, len, p->addr);
 		if (ret == 0)
 			return 0;
-		if (ret != -FI_EAGAIN || mrl_now_ns() > until)
+		if (ret != -FI_EAGAIN || mrl_now_ns() > until) {
+			free(sb);
 			return mrl_err((int)ret, "control message to peer %u: %s", p->idx,
 				       fi_strerror((int)-ret));
+		}
 		progress_locked(ep);
 	}
 }
@@ -560,6 +576,10 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 	struct op_head *oh = ctxp;
 	if (!oh)
 		return;
+	if (oh->kind == OP_SEND) {
+		free(oh);
+		return;
+	}
 	if (oh->kind == OP_RECV) {
 		struct mrl_rbuf *rb = (struct mrl_rbuf *)oh;
 		if (!err)
@@ -821,10 +841,6 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	ep->backlog_tail = &ep->backlog;
 	pthread_mutex_init(&ep->lock, NULL);
 	ep->inject_size = fab->info->tx_attr->inject_size;
-	if (ep->inject_size < MRL_MSG_MAX) {
-		ret = mrl_err(EOPNOTSUPP, "provider inject size %zu < %d", ep->inject_size, MRL_MSG_MAX);
-		goto fail;
-	}
 	struct fi_cq_attr cqa = {.format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_FD, .size = 1024};
 	ret = fi_cq_open(fab->domain, &cqa, &ep->cq, NULL);
 	if (ret) {

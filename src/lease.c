@@ -305,7 +305,7 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		}
 		mr->state = MRL_STATE_PAUSED;
 		mr->in_brk = 1;
-		mr->owner_answer = 0;
+		mr->owner_answer = ANSWER_NONE;
 		mr->brk = b;
 		ctx->st.pauses++;
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, 0, mr->len, pid, dl, seen);
@@ -357,11 +357,11 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 			mr->state = MRL_STATE_ACTIVE;
 			mr->in_brk = 0;
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, b->pid, b->seen_ns);
-		} else if (answer == MRL_POLICY_NOTIFY) { /* released by the owner */
+		} else if (answer == ANSWER_RELEASE) {
 			mr->state = MRL_STATE_ACTIVE;
 			mr->in_brk = 0;
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, b->pid, b->seen_ns);
-		} else if (answer == MRL_POLICY_FENCE) {
+		} else if (answer == ANSWER_FENCE) {
 			mr->state = MRL_STATE_ACTIVE;
 			mr->in_brk = 0;
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
@@ -376,6 +376,7 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 	f->lease = LEASE_RELEASED;
 	uint64_t done = mrl_now_ns();
 	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
+	mrl_log("released %s after %llu us", f->path, (unsigned long long)(done - b->seen_ns) / 1000);
 	b->phase = BRK_LANDING;
 	/* the breaker may keep the file open a while: wait as long as a break may take */
 	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
@@ -421,10 +422,19 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
 	if (!f || f->lease != LEASE_HELD)
 		return; /* stale: the lease was dropped already */
 	int target = fcntl(fd, F_GETLEASE);
+	/* Reading /proc/locks costs an RCU grace period (~10 ms) while the
+	 * breaker waits: pay it only when an owner is asked to decide. */
+	pid_t bp = 0;
+	struct mr_vec vec;
+	file_mrs(f, &vec);
+	for (size_t i = 0; i < vec.n && !bp; i++)
+		if (vec.v[i]->policy == MRL_POLICY_NOTIFY && vec.v[i]->state == MRL_STATE_ACTIVE)
+			bp = breaker_pid(f);
+	free(vec.v);
 	f->lease = LEASE_BREAKING;
 	/* The lease's target type tells a reader (F_RDLCK) from a writer. */
 	brk_begin(ctx, f, target == F_RDLCK ? MRL_CAUSE_OPEN_READ : MRL_CAUSE_OPEN_WRITE,
-		  breaker_pid(f), seen);
+		  bp, seen);
 }
 
 /* Seen after the fact (no lease held): a shrink fences what lies past the end. */

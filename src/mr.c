@@ -466,12 +466,12 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 		ret = mrl_err(EKEYREVOKED, "%s: MR is fenced (%s)", fn, mrl_cause_str(mr->cause));
 		goto out;
 	}
-	if (answer == MRL_POLICY_FENCE && !mr->in_brk) {
+	if (answer == ANSWER_FENCE && !mr->in_brk) {
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, 0, mrl_now_ns());
 		goto out;
 	}
 	if (!mr->in_brk) {
-		if (answer == MRL_POLICY_RESTORE)
+		if (answer == ANSWER_RESTORE)
 			ret = 0; /* nothing to resolve: already live */
 		else
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, 0, mrl_now_ns());
@@ -488,17 +488,17 @@ out:
 
 MRL_EXPORT int mrl_mr_restore(mrl_ctx *ctx, mrl_mr_t h)
 {
-	return owner_answer(ctx, h, MRL_POLICY_RESTORE, "mrl_mr_restore");
+	return owner_answer(ctx, h, ANSWER_RESTORE, "mrl_mr_restore");
 }
 
 MRL_EXPORT int mrl_mr_release(mrl_ctx *ctx, mrl_mr_t h)
 {
-	return owner_answer(ctx, h, MRL_POLICY_NOTIFY, "mrl_mr_release");
+	return owner_answer(ctx, h, ANSWER_RELEASE, "mrl_mr_release");
 }
 
 MRL_EXPORT int mrl_mr_fence(mrl_ctx *ctx, mrl_mr_t h)
 {
-	return owner_answer(ctx, h, MRL_POLICY_FENCE, "mrl_mr_fence");
+	return owner_answer(ctx, h, ANSWER_FENCE, "mrl_mr_fence");
 }
 
 MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)

@@ -119,10 +119,13 @@ struct mrl_mr {
 	uint32_t breaks, restores, fences;
 	unsigned deadline_ms;
 	uint8_t access, policy, state, kind, cause;
-	uint8_t owner_answer;        /* 0, or MRL_POLICY_RESTORE/FENCE chosen by owner */
+	uint8_t owner_answer;        /* enum owner_answer */
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
 	uint8_t in_brk;
 };
+
+/* What the owner said about a break (mrl_mr_restore/release/fence). */
+enum owner_answer { ANSWER_NONE = 0, ANSWER_RESTORE, ANSWER_RELEASE, ANSWER_FENCE };
 
 /* A break being resolved on one file. */
 struct mrl_brk_ack {

@@ -551,11 +551,14 @@ static void adversary(const char *file, uint64_t size, unsigned seconds, const c
 			snprintf(sz, sizeof(sz), "%" PRIu64, size - size / 16 - 1000);
 			char *argv[] = {"truncate", "-s", sz, (char *)file, NULL};
 			int st;
+			uint64_t first = 0;
 			/* coreutils opens O_NONBLOCK: a leased file says EAGAIN once, then lets it in */
 			for (int i = 0; i < 200 && (st = run_tool(argv, &t0)) != 0; i++) {
+				first = first ? first : t0;
 				r->truncate_retries++;
 				usleep(5000);
 			}
+			t0 = first ? first : t0; /* the break began with the first attempt */
 			if (r->nt0 < MAX_SAMPLES)
 				r->t0[r->nt0++] = t0;
 			r->tool_errors += st != 0;
