@@ -50,12 +50,12 @@ $(B)/mrlease.pc: mrlease.pc.in
 $(B)/test/%: test/%.c test/helpers.h $(B)/libmrlease.a | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(B)/libmrlease.a $(LIBS) -lm
 
-tests: $(TESTS)
+tests: $(TESTS) $(B)/mrlease
 
 # The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.
 test: all tests
 	$(MAKE) --no-print-directory SAN=asan tests
-	$(MAKE) --no-print-directory SAN=tsan $(addprefix build-tsan/test/,$(TSAN_TESTS))
+	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
 	./test/run.sh $(TESTS) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 

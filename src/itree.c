@@ -1,28 +1,32 @@
-/* AVL interval tree: balance by height, keep max_end current through rotations.
- * Keys are (start, node address) so equal ranges are distinct and ordered. */
+/* AVL interval tree. Keys are (start, node address) so equal ranges stay
+ * distinct and removal can find the exact node in O(log n). */
 #include "itree.h"
 
-static inline int32_t h(const struct mrl_itree_node *n) { return n ? n->height : 0; }
-static inline uint64_t mx(const struct mrl_itree_node *n) { return n ? n->max_end : 0; }
+static inline int32_t height(const struct mrl_itree_node *n) { return n ? n->height : 0; }
+static inline uint64_t max_end(const struct mrl_itree_node *n) { return n ? n->max_end : 0; }
 
+/* Every structural change ends in fix() bottom-up, so height and max_end of a
+ * node only ever depend on already-correct children. */
 static void fix(struct mrl_itree_node *n)
 {
-	int32_t hl = h(n->left), hr = h(n->right);
-	n->height = 1 + (hl > hr ? hl : hr);
+	int32_t hl = height(n->left), hr = height(n->right);
 	uint64_t m = n->end;
-	if (mx(n->left) > m)
-		m = mx(n->left);
-	if (mx(n->right) > m)
-		m = mx(n->right);
+
+	n->height = 1 + (hl > hr ? hl : hr);
+	if (max_end(n->left) > m)
+		m = max_end(n->left);
+	if (max_end(n->right) > m)
+		m = max_end(n->right);
 	n->max_end = m;
 }
 
 static struct mrl_itree_node *rot_right(struct mrl_itree_node *n)
 {
 	struct mrl_itree_node *l = n->left;
+
 	n->left = l->right;
 	l->right = n;
-	fix(n);
+	fix(n); /* n is now l's child: fix it first */
 	fix(l);
 	return l;
 }
@@ -30,6 +34,7 @@ static struct mrl_itree_node *rot_right(struct mrl_itree_node *n)
 static struct mrl_itree_node *rot_left(struct mrl_itree_node *n)
 {
 	struct mrl_itree_node *r = n->right;
+
 	n->right = r->left;
 	r->left = n;
 	fix(n);
@@ -37,26 +42,30 @@ static struct mrl_itree_node *rot_left(struct mrl_itree_node *n)
 	return r;
 }
 
-static struct mrl_itree_node *balance(struct mrl_itree_node *n)
+/* Children are balanced and differ in height by at most 2. */
+static struct mrl_itree_node *rebalance(struct mrl_itree_node *n)
 {
-	fix(n);
-	int32_t b = h(n->left) - h(n->right);
+	int32_t b = height(n->left) - height(n->right);
+
 	if (b > 1) {
-		if (h(n->left->left) < h(n->left->right))
+		if (height(n->left->left) < height(n->left->right))
 			n->left = rot_left(n->left);
 		return rot_right(n);
 	}
 	if (b < -1) {
-		if (h(n->right->right) < h(n->right->left))
+		if (height(n->right->right) < height(n->right->left))
 			n->right = rot_right(n->right);
 		return rot_left(n);
 	}
+	fix(n);
 	return n;
 }
 
 static int less(const struct mrl_itree_node *a, const struct mrl_itree_node *b)
 {
-	return a->start < b->start || (a->start == b->start && (uintptr_t)a < (uintptr_t)b);
+	if (a->start != b->start)
+		return a->start < b->start;
+	return (uintptr_t)a < (uintptr_t)b;
 }
 
 static struct mrl_itree_node *ins(struct mrl_itree_node *root, struct mrl_itree_node *n)
@@ -67,7 +76,7 @@ static struct mrl_itree_node *ins(struct mrl_itree_node *root, struct mrl_itree_
 		root->left = ins(root->left, n);
 	else
 		root->right = ins(root->right, n);
-	return balance(root);
+	return rebalance(root);
 }
 
 static struct mrl_itree_node *pop_min(struct mrl_itree_node *root, struct mrl_itree_node **min)
@@ -77,27 +86,27 @@ static struct mrl_itree_node *pop_min(struct mrl_itree_node *root, struct mrl_it
 		return root->right;
 	}
 	root->left = pop_min(root->left, min);
-	return balance(root);
+	return rebalance(root);
 }
 
 static struct mrl_itree_node *del(struct mrl_itree_node *root, struct mrl_itree_node *n)
 {
-	if (!root)
-		return NULL; /* not in the tree: caller's bug, tree unchanged */
 	if (root == n) {
-		struct mrl_itree_node *l = n->left, *r = n->right, *m;
-		if (!r)
-			return l;
-		r = pop_min(r, &m);
-		m->left = l;
+		struct mrl_itree_node *m, *r;
+
+		if (!n->right)
+			return n->left;
+		/* Splice in the in-order successor so the key order is preserved. */
+		r = pop_min(n->right, &m);
+		m->left = n->left;
 		m->right = r;
-		return balance(m);
+		return rebalance(m);
 	}
 	if (less(n, root))
 		root->left = del(root->left, n);
 	else
 		root->right = del(root->right, n);
-	return balance(root);
+	return rebalance(root);
 }
 
 void mrl_itree_init(struct mrl_itree *t)
@@ -119,27 +128,23 @@ void mrl_itree_remove(struct mrl_itree *t, struct mrl_itree_node *n)
 {
 	t->root = del(t->root, n);
 	t->count--;
-	n->left = n->right = NULL;
+	n->left = n->right = NULL; /* don't leave dangling links into the tree */
 }
 
-static int walk(struct mrl_itree_node *n, uint64_t s, uint64_t e, mrl_itree_cb cb, void *arg)
+static int walk(const struct mrl_itree_node *c, uint64_t s, uint64_t e, mrl_itree_cb cb,
+		void *arg)
 {
-	while (n) {
-		if (n->max_end <= s)
-			return 0; /* nothing below reaches s */
-		if (n->left) {
-			int r = walk(n->left, s, e, cb, arg);
-			if (r)
-				return r;
-		}
-		if (n->start >= e)
-			return 0; /* everything to the right starts later still */
-		if (n->end > s) {
-			int r = cb(n, arg);
-			if (r)
-				return r;
-		}
-		n = n->right;
+	/* The right spine is a loop so only left descents use stack. */
+	while (c && c->max_end > s) {
+		int r = walk(c->left, s, e, cb, arg);
+
+		if (r)
+			return r;
+		if (c->start >= e)
+			return 0; /* everything further right starts later still */
+		if (c->end > s && (r = cb((struct mrl_itree_node *)c, arg)))
+			return r;
+		c = c->right;
 	}
 	return 0;
 }
@@ -150,16 +155,22 @@ int mrl_itree_overlap(const struct mrl_itree *t, uint64_t start, uint64_t end, m
 	return walk(t->root, start, end, cb, arg);
 }
 
-static int first_cb(struct mrl_itree_node *n, void *arg)
-{
-	*(struct mrl_itree_node **)arg = n;
-	return 1;
-}
-
 struct mrl_itree_node *mrl_itree_first_overlap(const struct mrl_itree *t, uint64_t start,
 					       uint64_t end)
 {
-	struct mrl_itree_node *found = NULL;
-	walk(t->root, start, end, first_cb, &found);
-	return found;
+	struct mrl_itree_node *c = t->root;
+
+	while (c) {
+		/* If anything on the left reaches past start, either it overlaps or it
+		 * starts at/after end, and then so does everything from c rightwards. */
+		if (c->left && c->left->max_end > start)
+			c = c->left;
+		else if (c->start >= end)
+			return NULL;
+		else if (c->end > start)
+			return c;
+		else
+			c = c->right;
+	}
+	return NULL;
 }
