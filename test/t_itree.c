@@ -1,0 +1,387 @@
+/* Interval tree against a brute-force model: random inserts/removes/queries with
+ * full invariant checks at small n, then height and queries at 10^6 nodes. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/itree.h"
+
+/* Nodes live in one array, so ascending address is ascending index. */
+static struct mrl_itree_node *pool;
+static bool *in_tree;
+static size_t pool_n, model_count;
+static uint64_t rng_state;
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "t_itree: FAIL: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+#define CHECK(cond, ...)                                                                   \
+	do {                                                                               \
+		if (!(cond))                                                               \
+			fail(__VA_ARGS__);                                                 \
+	} while (0)
+
+static uint64_t rnd(void) /* splitmix64: fixed seed keeps failures reproducible */
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t n) { return rnd() % n; }
+
+static size_t idx(const struct mrl_itree_node *n) { return (size_t)(n - pool); }
+
+/* ---- structural invariants ---- */
+
+static const struct mrl_itree_node *prev_node;
+static size_t seen;
+
+static int32_t check_sub(const struct mrl_itree_node *n, int depth)
+{
+	int32_t hl, hr;
+	uint64_t m;
+
+	if (!n)
+		return 0;
+	CHECK(depth < 100, "tree depth exceeds 100 (cycle?)");
+	CHECK(n >= pool && n < pool + pool_n, "node %p in tree is not from the pool", (void *)n);
+	CHECK(in_tree[idx(n)], "node %zu is in the tree but was removed (or never inserted)",
+	      idx(n));
+	CHECK(n->start < n->end, "node %zu has start >= end (key corrupted)", idx(n));
+	hl = check_sub(n->left, depth + 1);
+	if (prev_node)
+		CHECK(prev_node->start < n->start ||
+			      (prev_node->start == n->start && prev_node < n),
+		      "in-order (start, address) order broken at node %zu after %zu", idx(n),
+		      idx(prev_node));
+	prev_node = n;
+	seen++;
+	hr = check_sub(n->right, depth + 1);
+	CHECK(n->height == 1 + (hl > hr ? hl : hr),
+	      "height of node %zu is %" PRId32 ", children say %" PRId32, idx(n), n->height,
+	      1 + (hl > hr ? hl : hr));
+	CHECK(hl - hr <= 1 && hr - hl <= 1, "AVL balance at node %zu: left %" PRId32
+	      " right %" PRId32, idx(n), hl, hr);
+	m = n->end;
+	if (n->left && n->left->max_end > m)
+		m = n->left->max_end;
+	if (n->right && n->right->max_end > m)
+		m = n->right->max_end;
+	CHECK(n->max_end == m, "max_end of node %zu is %" PRIu64 ", expected %" PRIu64, idx(n),
+	      n->max_end, m);
+	return n->height;
+}
+
+static void check_tree(const struct mrl_itree *t, const char *when)
+{
+	prev_node = NULL;
+	seen = 0;
+	check_sub(t->root, 0);
+	CHECK(seen == model_count, "%s: tree holds %zu nodes, model %zu", when, seen,
+	      model_count);
+	CHECK(t->count == model_count, "%s: t->count %zu, model %zu", when, t->count,
+	      model_count);
+}
+
+/* ---- queries vs. linear scan ---- */
+
+static struct mrl_itree_node **got, **want;
+static size_t ngot, stop_after;
+
+static int collect(struct mrl_itree_node *n, void *arg)
+{
+	CHECK(arg == &ngot, "callback got the wrong arg");
+	CHECK(ngot < pool_n, "overlap visited more nodes than exist (repeat visit?)");
+	got[ngot++] = n;
+	return ngot == stop_after ? 7 : 0;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	const struct mrl_itree_node *x = *(struct mrl_itree_node *const *)a;
+	const struct mrl_itree_node *y = *(struct mrl_itree_node *const *)b;
+
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+static void check_query(const struct mrl_itree *t, uint64_t s, uint64_t e)
+{
+	size_t nwant = 0, i;
+	struct mrl_itree_node *first;
+	int r;
+
+	for (i = 0; i < pool_n; i++)
+		if (in_tree[i] && pool[i].start < e && pool[i].end > s)
+			want[nwant++] = &pool[i];
+	qsort(want, nwant, sizeof(*want), cmp_key);
+
+	ngot = 0;
+	stop_after = 0;
+	r = mrl_itree_overlap(t, s, e, collect, &ngot);
+	CHECK(r == 0, "overlap [%" PRIu64 ",%" PRIu64 ") returned %d without a stop", s, e, r);
+	CHECK(ngot == nwant, "overlap [%" PRIu64 ",%" PRIu64 ") visited %zu nodes, model %zu", s,
+	      e, ngot, nwant);
+	for (i = 0; i < nwant; i++)
+		CHECK(got[i] == want[i],
+		      "overlap [%" PRIu64 ",%" PRIu64 ") result %zu is node %zu, model node %zu", s,
+		      e, i, idx(got[i]), idx(want[i]));
+
+	first = mrl_itree_first_overlap(t, s, e);
+	CHECK(first == (nwant ? want[0] : NULL),
+	      "first_overlap [%" PRIu64 ",%" PRIu64 ") gave %p, model %p", s, e, (void *)first,
+	      nwant ? (void *)want[0] : NULL);
+
+	if (nwant) { /* stopping early must return cb's value after exactly that prefix */
+		ngot = 0;
+		stop_after = 1 + below(nwant);
+		r = mrl_itree_overlap(t, s, e, collect, &ngot);
+		CHECK(r == 7, "overlap stopped by cb returned %d, want 7", r);
+		CHECK(ngot == stop_after, "overlap kept going after cb stop: %zu visits, want %zu",
+		      ngot, stop_after);
+		for (i = 0; i < ngot; i++)
+			CHECK(got[i] == want[i], "early-stopped overlap result %zu differs", i);
+	}
+}
+
+/* ---- random workloads ---- */
+
+static void setup(size_t n)
+{
+	pool_n = n;
+	model_count = 0;
+	pool = calloc(n, sizeof(*pool));
+	in_tree = calloc(n, sizeof(*in_tree));
+	got = calloc(n, sizeof(*got));
+	want = calloc(n, sizeof(*want));
+	CHECK(pool && in_tree && got && want, "out of memory for %zu nodes", n);
+}
+
+static void teardown(void)
+{
+	free(pool);
+	free(in_tree);
+	free(got);
+	free(want);
+}
+
+/* space/maxlen shape the density; near_top puts ranges against UINT64_MAX. */
+static void random_range(uint64_t space, uint64_t maxlen, bool near_top, uint64_t *s,
+			 uint64_t *e)
+{
+	uint64_t base = near_top ? UINT64_MAX - space - maxlen : 0;
+
+	*s = base + below(space);
+	*e = *s + 1 + below(maxlen);
+}
+
+static void random_query(uint64_t space, uint64_t maxlen, bool near_top, uint64_t *s,
+			 uint64_t *e)
+{
+	switch (below(8)) {
+	case 0: /* everything */
+		*s = 0;
+		*e = UINT64_MAX;
+		break;
+	case 1: /* a point */
+		random_range(space + maxlen, 1, near_top, s, e);
+		break;
+	case 2: /* open-ended to the top */
+		random_range(space + maxlen, 1, near_top, s, e);
+		*e = UINT64_MAX;
+		break;
+	default:
+		random_range(space + maxlen, maxlen * 2, near_top, s, e);
+	}
+}
+
+static size_t random_member(void)
+{
+	size_t i;
+
+	do
+		i = below(pool_n);
+	while (!in_tree[i]);
+	return i;
+}
+
+static void small_run(size_t n, int ops, uint64_t space, uint64_t maxlen, bool near_top)
+{
+	struct mrl_itree t;
+	size_t *free_list;
+	size_t nfree = n, i;
+	char when[96];
+
+	setup(n);
+	free_list = malloc(n * sizeof(*free_list));
+	CHECK(free_list, "out of memory");
+	for (i = 0; i < n; i++)
+		free_list[i] = i;
+	mrl_itree_init(&t);
+	check_tree(&t, "empty tree");
+	check_query(&t, 0, UINT64_MAX);
+
+	for (int op = 0; op < ops; op++) {
+		/* Alternate growing and shrinking phases so n sweeps its whole range. */
+		bool grow = (op / (int)(n + n / 4)) % 2 == 0;
+		bool insert = nfree && (!model_count || below(10) < (grow ? 8u : 2u));
+
+		if (insert) {
+			size_t k = below(nfree);
+			struct mrl_itree_node *nd = &pool[free_list[k]];
+
+			free_list[k] = free_list[--nfree];
+			if (model_count && below(4) == 0) { /* duplicate an existing range */
+				struct mrl_itree_node *d = &pool[random_member()];
+
+				nd->start = d->start;
+				nd->end = d->end;
+			} else {
+				random_range(space, maxlen, near_top, &nd->start, &nd->end);
+			}
+			mrl_itree_insert(&t, nd);
+			in_tree[idx(nd)] = true;
+			model_count++;
+			snprintf(when, sizeof(when), "op %d insert node %zu", op, idx(nd));
+		} else {
+			i = random_member();
+			mrl_itree_remove(&t, &pool[i]);
+			in_tree[i] = false;
+			model_count--;
+			free_list[nfree++] = i;
+			snprintf(when, sizeof(when), "op %d remove node %zu", op, i);
+		}
+		check_tree(&t, when);
+		uint64_t s, e;
+		random_query(space, maxlen, near_top, &s, &e);
+		check_query(&t, s, e);
+	}
+	free(free_list);
+	teardown();
+}
+
+static void fixed_cases(void)
+{
+	struct mrl_itree t;
+
+	setup(3);
+	mrl_itree_init(&t);
+	pool[0].start = 10;
+	pool[0].end = 20;
+	mrl_itree_insert(&t, &pool[0]);
+	in_tree[0] = true;
+	model_count = 1;
+	check_tree(&t, "one node");
+	CHECK(!mrl_itree_first_overlap(&t, 20, 30), "[20,30) must not touch [10,20)");
+	CHECK(!mrl_itree_first_overlap(&t, 0, 10), "[0,10) must not touch [10,20)");
+	CHECK(mrl_itree_first_overlap(&t, 19, 20) == &pool[0], "[19,20) must hit [10,20)");
+	CHECK(mrl_itree_first_overlap(&t, 0, 11) == &pool[0], "[0,11) must hit [10,20)");
+	pool[1].start = 0;
+	pool[1].end = UINT64_MAX;
+	pool[2].start = UINT64_MAX - 1;
+	pool[2].end = UINT64_MAX;
+	mrl_itree_insert(&t, &pool[1]);
+	mrl_itree_insert(&t, &pool[2]);
+	in_tree[1] = in_tree[2] = true;
+	model_count = 3;
+	check_tree(&t, "three nodes with extreme ends");
+	check_query(&t, UINT64_MAX - 1, UINT64_MAX);
+	check_query(&t, 0, 1);
+	check_query(&t, 0, UINT64_MAX);
+	mrl_itree_remove(&t, &pool[1]);
+	in_tree[1] = false;
+	model_count = 2;
+	check_tree(&t, "after removing [0,max)");
+	check_query(&t, 0, 10);
+	check_query(&t, 15, UINT64_MAX);
+	teardown();
+}
+
+static void large_run(size_t n)
+{
+	struct mrl_itree t;
+	size_t *perm, i;
+	const uint64_t space = 1ull << 40, maxlen = 1ull << 21;
+	double bound;
+
+	setup(n);
+	mrl_itree_init(&t);
+	for (i = 0; i < n; i++) {
+		if (i && below(16) == 0) { /* some duplicates */
+			pool[i] = pool[below(i)];
+		} else {
+			random_range(space, maxlen, false, &pool[i].start, &pool[i].end);
+		}
+		mrl_itree_insert(&t, &pool[i]);
+		in_tree[i] = true;
+	}
+	model_count = n;
+	bound = 1.45 * log2((double)n) + 2;
+	CHECK(t.root && t.root->height <= bound, "height %" PRId32 " at n=%zu exceeds %.1f",
+	      t.root ? t.root->height : 0, n, bound);
+	check_tree(&t, "after large insert");
+
+	perm = malloc(n * sizeof(*perm));
+	CHECK(perm, "out of memory");
+	for (i = 0; i < n; i++)
+		perm[i] = i;
+	for (i = n - 1; i > 0; i--) {
+		size_t j = below(i + 1), x = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = x;
+	}
+	for (i = 0; i < n / 2; i++) {
+		mrl_itree_remove(&t, &pool[perm[i]]);
+		in_tree[perm[i]] = false;
+	}
+	model_count = n - n / 2;
+	bound = 1.45 * log2((double)model_count) + 2;
+	CHECK(t.root && t.root->height <= bound, "height %" PRId32 " at n=%zu exceeds %.1f",
+	      t.root ? t.root->height : 0, model_count, bound);
+	check_tree(&t, "after large remove");
+
+	for (int q = 0; q < 300; q++) {
+		uint64_t s, e;
+
+		if (q < 5) { /* wide queries: tens of thousands of hits */
+			s = below(space);
+			e = s + (space >> 6);
+		} else {
+			random_range(space, maxlen * 4, false, &s, &e);
+		}
+		check_query(&t, s, e);
+	}
+	free(perm);
+	teardown();
+}
+
+int main(void)
+{
+	rng_state = 0x6d726c6561736531ull;
+	fixed_cases();
+	small_run(64, 4000, 256, 32, false);         /* dense, many duplicates */
+	small_run(500, 6000, 1 << 16, 1 << 10, false);
+	small_run(2000, 10000, 1 << 20, 1 << 12, false);
+	small_run(300, 3000, 1 << 12, 1 << 8, true); /* ends up against UINT64_MAX */
+	large_run(1000000);
+	printf("t_itree: all checks passed\n");
+	return 0;
+}
