@@ -56,7 +56,7 @@ tests: $(TESTS) $(B)/mrlease
 test: all tests
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
-	./test/run.sh $(TESTS) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
 check-asan:

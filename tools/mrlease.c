@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
@@ -638,8 +641,9 @@ static int cmd_demo(struct demo_opts *o)
 	}
 	snprintf(port_s, sizeof(port_s), "%u", d->port);
 	snprintf(secs_s, sizeof(secs_s), "%u", o->seconds);
-	char *cargv[] = {"mrlease", "client", "127.0.0.1", "--port", port_s, "--machine", "--seconds",
-			 secs_s, NULL};
+	char hostport[64];
+	snprintf(hostport, sizeof(hostport), "127.0.0.1:%s", port_s);
+	char *cargv[] = {"mrlease", "client", hostport, "--machine", "--seconds", secs_s, NULL};
 	if (spawn(&cli, cargv)) {
 		fprintf(stderr, "mrlease demo: cannot start the client\n");
 		kill(srv.pid, SIGKILL);
@@ -836,13 +840,33 @@ static int cmd_coverage(const char *file)
 
 /* ------------------------------------------------------------------ */
 
+/* The local address the kernel would use to reach host: the fabric must bind there. */
+static int local_addr_for(const char *host, unsigned port, char *out, size_t outsz)
+{
+	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai;
+	if (getaddrinfo(host, NULL, &hints, &ai))
+		return -1;
+	struct sockaddr_in sa = *(struct sockaddr_in *)ai->ai_addr, me;
+	freeaddrinfo(ai);
+	sa.sin_port = htons((uint16_t)port);
+	socklen_t ml = sizeof(me);
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	int ret = s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		  getsockname(s, (struct sockaddr *)&me, &ml) < 0;
+	if (s >= 0)
+		close(s);
+	if (ret || !inet_ntop(AF_INET, &me.sin_addr, out, (socklen_t)outsz))
+		return -1;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mrlease demo [--seconds N] [--fs ext4|tmpfs] [--no-lease] [--json] [--mrs N]\n"
 		"                    [--size BYTES] [--actions punch,truncate,cat] [--policy restore|notify|fence]\n"
 		"       mrlease serve FILE [--addr A] [--port P] [--mrs N] [--size BYTES] [--no-lease]\n"
-		"       mrlease client HOST --port P [--addr A] [--seconds N] [--depth N] [--block BYTES]\n"
+		"       mrlease client HOST:PORT [--addr A] [--seconds N] [--depth N] [--block BYTES]\n"
 		"       mrlease coverage [FILE]\n");
 }
 
@@ -877,6 +901,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	bool addr_given = false;
+	static char local[64];
 	static struct option lo[] = {
 		{"seconds", 1, 0, 's'}, {"fs", 1, 0, 'f'},      {"no-lease", 0, 0, 'n'},
 		{"json", 0, 0, 'j'},    {"mrs", 1, 0, 'm'},     {"size", 1, 0, 'z'},
@@ -901,7 +927,7 @@ int main(int argc, char **argv)
 		case 'z': dm.size = so.size = num(optarg, "--size"); break;
 		case 'a': dm.actions = optarg; break;
 		case 'P': dm.policy = optarg; so.policy = policy_of(optarg); break;
-		case 'A': so.addr = cl.addr = optarg; break;
+		case 'A': so.addr = cl.addr = optarg; addr_given = true; break;
 		case 'p': so.port = cl.port = (unsigned)num(optarg, "--port"); break;
 		case 'M': so.machine = cl.machine = true; break;
 		case 'd': cl.depth = (unsigned)num(optarg, "--depth"); break;
@@ -937,11 +963,25 @@ int main(int argc, char **argv)
 		return cmd_serve(&so);
 	}
 	if (!strcmp(cmd, "client")) {
-		if (optind >= argc || !cl.port) {
+		if (optind >= argc) {
 			usage(stderr);
 			return 2;
 		}
-		cl.host = argv[optind];
+		/* HOST:PORT or HOST --port PORT */
+		static char host[256];
+		snprintf(host, sizeof(host), "%s", argv[optind]);
+		char *colon = strrchr(host, ':');
+		if (colon) {
+			*colon = 0;
+			cl.port = (unsigned)num(colon + 1, "port");
+		}
+		if (!cl.port || cl.port > 65535) {
+			fprintf(stderr, "mrlease client: give the server as HOST:PORT\n");
+			return 2;
+		}
+		cl.host = host;
+		if (!addr_given && local_addr_for(host, cl.port, local, sizeof(local)) == 0)
+			cl.addr = local;
 		return cmd_client(&cl);
 	}
 	if (!strcmp(cmd, "coverage"))

@@ -1,0 +1,45 @@
+#!/bin/bash
+# mrlease serve and mrlease client on two hosts: network namespaces joined by
+# a veth pair (TEST-NET-2 addresses, made and removed here). A hole punch on
+# the served file pauses and restores with the client streaming across.
+set -u
+bin=${MRL_BIN:-build}/mrlease
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root for ip netns"; exit 77; }
+command -v ip >/dev/null || { echo "SKIP: iproute2 (ip) not installed"; exit 77; }
+a=mrl-a-$$ b=mrl-b-$$ va=mrlva$$ vb=mrlvb$$
+dir=$(mktemp -d /var/tmp/mrl-netns-XXXXXX)
+cleanup() {
+	[ -n "${spid:-}" ] && kill "$spid" 2>/dev/null
+	ip netns del "$a" 2>/dev/null; ip netns del "$b" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+ip netns add "$a" && ip netns add "$b" || { echo "SKIP: cannot create network namespaces"; exit 77; }
+ip link add "$va" type veth peer name "$vb" || { echo "SKIP: cannot create a veth pair"; exit 77; }
+ip link set "$va" netns "$a" && ip link set "$vb" netns "$b" || exit 1
+ip -n "$a" addr add 198.51.100.1/24 dev "$va" && ip -n "$b" addr add 198.51.100.2/24 dev "$vb" || exit 1
+ip -n "$a" link set "$va" up && ip -n "$b" link set "$vb" up || exit 1
+ip -n "$a" link set lo up && ip -n "$b" link set lo up
+
+ip netns exec "$a" "$bin" serve "$dir/f" --addr 198.51.100.1 --port 7411 --size 8388608 --mrs 4 \
+	--seconds 20 > "$dir/server.out" 2>&1 &
+spid=$!
+for i in $(seq 50); do grep -q serving "$dir/server.out" && break; sleep 0.1; done
+grep -q serving "$dir/server.out" || { echo "server did not start:"; cat "$dir/server.out"; exit 1; }
+ip netns exec "$b" "$bin" client 198.51.100.1:7411 --seconds 3 > "$dir/client.out" 2>&1 &
+cpid=$!
+sleep 1
+fallocate --punch-hole -o 65536 -l 65536 "$dir/f" || { echo "punch failed"; exit 1; }
+sleep 0.5
+cat "$dir/f" > /dev/null
+wait "$cpid"; crc=$?
+kill -TERM "$spid"; wait "$spid"; spid=
+echo "client: $(cat "$dir/client.out")"
+echo "server: $(grep final "$dir/server.out")"
+fail=0
+[ "$crc" = 0 ] || { echo "FAIL: client exit $crc (failed or mismatched transfers)"; fail=1; }
+grep -q '"failed":0,"mismatches":0' "$dir/client.out" || { echo "FAIL: client saw failures"; fail=1; }
+grep -q '"transfers":[1-9]' "$dir/client.out" || { echo "FAIL: nothing transferred"; fail=1; }
+grep -Eq '"breaks":[1-9]' "$dir/server.out" || { echo "FAIL: the punch was not seen as a break"; fail=1; }
+grep -Eq '"restores":[1-9]' "$dir/server.out" || { echo "FAIL: no restore"; fail=1; }
+exit $fail
