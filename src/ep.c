@@ -37,6 +37,8 @@ struct op_head {
 struct mrl_op {
 	struct op_head h;
 	struct mrl_op *next;
+	struct mrl_op *iprev, *inext; /* ep->inflight list while the provider has it */
+	bool orphan;                  /* reported already: the peer died under it */
 	struct mrl_rmr *rmr;
 	uint64_t off;
 	void *buf;
@@ -111,6 +113,7 @@ struct mrl_ep {
 	struct mrl_rbuf *rbufs;
 	struct mrl_op *free_ops;
 	struct mrl_op *backlog, **backlog_tail;
+	struct mrl_op inflight;       /* list head of ops the provider holds */
 	struct mrl_completion *lcq;
 	size_t lcq_head, lcq_n, lcq_cap;
 	struct waiter *waiters;
@@ -122,6 +125,7 @@ struct mrl_ep {
 };
 
 static int post_op(struct mrl_ep *ep, struct mrl_op *op);
+static int post_op_now(struct mrl_ep *ep, struct mrl_op *op);
 
 /* ---- small helpers ---- */
 
@@ -140,6 +144,21 @@ static void op_put(struct mrl_ep *ep, struct mrl_op *op)
 {
 	op->next = ep->free_ops;
 	ep->free_ops = op;
+}
+
+static void inflight_add(struct mrl_ep *ep, struct mrl_op *op)
+{
+	op->inext = ep->inflight.inext;
+	op->iprev = &ep->inflight;
+	ep->inflight.inext->iprev = op;
+	ep->inflight.inext = op;
+}
+
+static void inflight_del(struct mrl_op *op)
+{
+	op->iprev->inext = op->inext;
+	op->inext->iprev = op->iprev;
+	op->inext = op->iprev = NULL;
 }
 
 static void lcq_push(struct mrl_ep *ep, void *uctx, int status, uint32_t cause, uint32_t gen)
@@ -486,6 +505,27 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
 		atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
 		rmr_fail_held(ep, r, -ENOTCONN);
 	}
+	/* the provider may never report what was in flight to a dead peer:
+	 * report it now, and keep the op until the provider lets go of it */
+	for (struct mrl_op *op = ep->inflight.inext; op != &ep->inflight; op = op->inext) {
+		if (op->orphan || op->rmr->peer != p)
+			continue;
+		op->orphan = true;
+		op->rmr->inflight--;
+		lcq_push(ep, op->uctx, -ENOTCONN, MRL_CAUSE_DISCONNECTED, op->gen);
+	}
+	for (struct mrl_op **pp = &ep->backlog; *pp;) {
+		struct mrl_op *op = *pp;
+		if (op->rmr->peer != p) {
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
+		fail_op(ep, op, -ENOTCONN, MRL_CAUSE_DISCONNECTED);
+	}
+	ep->backlog_tail = &ep->backlog;
+	while (*ep->backlog_tail)
+		ep->backlog_tail = &(*ep->backlog_tail)->next;
 	while (p->pauses) {
 		struct pause_rec *pr = p->pauses;
 		p->pauses = pr->next;
@@ -590,6 +630,11 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 	}
 	struct mrl_op *op = (struct mrl_op *)oh;
 	struct mrl_rmr *r = op->rmr;
+	inflight_del(op);
+	if (op->orphan) { /* reported when its peer died */
+		op_put(ep, op);
+		return;
+	}
 	r->inflight--;
 	int status = 0;
 	uint32_t cause = MRL_CAUSE_NONE;
@@ -605,13 +650,14 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 
 static void check_peers(struct mrl_ep *ep)
 {
+	/* the bootstrap socket stays open as the liveness channel: RDHUP means
+	 * the other side's process is gone (data left in it does not hide that) */
 	for (uint32_t i = 0; i < ep->npeers; i++) {
 		struct mrl_peer *p = ep->peers[i];
-		char c;
 		if (!p || p->dead)
 			continue;
-		ssize_t n = recv(p->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		struct pollfd pfd = {.fd = p->sock, .events = POLLRDHUP};
+		if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
 			peer_dead(ep, p);
 	}
 }
@@ -645,11 +691,16 @@ static int progress_locked(struct mrl_ep *ep)
 		if (!ep->backlog)
 			ep->backlog_tail = &ep->backlog;
 		op->next = NULL;
-		if (post_op(ep, op)) {
-			fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
+		int r = post_op_now(ep, op);
+		if (r == -FI_EAGAIN) { /* still no room: back to the head, in order */
+			op->next = ep->backlog;
+			ep->backlog = op;
+			if (!op->next)
+				ep->backlog_tail = &op->next;
+			break;
 		}
-		if (ep->backlog == op)
-			break; /* still no room */
+		if (r)
+			fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
 	}
 	if ((++ep->polls & 1023) == 0)
 		check_peers(ep);
@@ -676,8 +727,8 @@ static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)
 	return d;
 }
 
-/* Post to the provider; an op that finds no room waits in the backlog. */
-static int post_op(struct mrl_ep *ep, struct mrl_op *op)
+/* Hand an op to the provider now: 0, -FI_EAGAIN (no room) or an error. */
+static int post_op_now(struct mrl_ep *ep, struct mrl_op *op)
 {
 	struct mrl_rmr *r = op->rmr;
 	struct iovec iov = {.iov_base = op->buf, .iov_len = op->len};
@@ -689,25 +740,32 @@ static int post_op(struct mrl_ep *ep, struct mrl_op *op)
 	};
 	ssize_t ret;
 	op->gen = r->gen;
-	if (ep->backlog) {
-		ret = -FI_EAGAIN; /* keep order behind what already waits */
-	} else if (op->h.kind == OP_WRITE) {
+	if (op->h.kind == OP_WRITE)
 		/* delivery-complete: when it completes, the bytes are in the target's memory */
 		ret = fi_writemsg(ep->ep, &msg, FI_DELIVERY_COMPLETE | FI_COMPLETION);
-	} else {
+	else
 		ret = fi_readmsg(ep->ep, &msg, FI_COMPLETION);
-	}
+	if (ret == -FI_EAGAIN)
+		return -FI_EAGAIN;
+	if (ret)
+		return mrl_err((int)ret, "fi_%smsg: %s", op->h.kind == OP_WRITE ? "write" : "read",
+			       fi_strerror((int)-ret));
+	r->inflight++;
+	inflight_add(ep, op);
+	return 0;
+}
+
+/* Post, or queue behind what already waits for room (order is kept). */
+static int post_op(struct mrl_ep *ep, struct mrl_op *op)
+{
+	int ret = ep->backlog ? -FI_EAGAIN : post_op_now(ep, op);
 	if (ret == -FI_EAGAIN) {
 		op->next = NULL;
 		*ep->backlog_tail = op;
 		ep->backlog_tail = &op->next;
 		return 0;
 	}
-	if (ret)
-		return mrl_err((int)ret, "fi_%smsg: %s", op->h.kind == OP_WRITE ? "write" : "read",
-			       fi_strerror((int)-ret));
-	r->inflight++;
-	return 0;
+	return ret;
 }
 
 static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len, void *uctx,
@@ -726,6 +784,10 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 	if (unlikely(atomic_load_explicit(&r->ctl, memory_order_relaxed))) {
 		if (r->closed) {
 			ret = mrl_err(EBADF, "%s: remote MR handle was closed", fn);
+			goto out;
+		}
+		if (r->state == MRL_STATE_FENCED && r->cause == MRL_CAUSE_DISCONNECTED) {
+			ret = -ENOTCONN;
 			goto out;
 		}
 		if (r->state == MRL_STATE_FENCED || (r->state == MRL_STATE_ACTIVE && off + len > r->valid_len)) {
@@ -839,6 +901,7 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	ep->lsock = -1;
 	ep->cq_fd = -1;
 	ep->backlog_tail = &ep->backlog;
+	ep->inflight.inext = ep->inflight.iprev = &ep->inflight;
 	pthread_mutex_init(&ep->lock, NULL);
 	ep->inject_size = fab->info->tx_attr->inject_size;
 	struct fi_cq_attr cqa = {.format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_FD, .size = 1024};
@@ -974,6 +1037,12 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 	while (ep->backlog) {
 		struct mrl_op *op = ep->backlog;
 		ep->backlog = op->next;
+		free(op);
+	}
+	/* the endpoint is closed: the provider holds no op any more */
+	while (ep->inflight.inext && ep->inflight.inext != &ep->inflight) {
+		struct mrl_op *op = ep->inflight.inext;
+		inflight_del(op);
 		free(op);
 	}
 	while (ep->free_ops) {

@@ -131,7 +131,7 @@ void mrl_itree_remove(struct mrl_itree *t, struct mrl_itree_node *n)
 	n->left = n->right = NULL; /* don't leave dangling links into the tree */
 }
 
-static int walk(const struct mrl_itree_node *c, uint64_t s, uint64_t e, mrl_itree_cb cb,
+static int walk(struct mrl_itree_node *c, uint64_t s, uint64_t e, mrl_itree_cb cb,
 		void *arg)
 {
 	/* The right spine is a loop so only left descents use stack. */
@@ -142,7 +142,7 @@ static int walk(const struct mrl_itree_node *c, uint64_t s, uint64_t e, mrl_itre
 			return r;
 		if (c->start >= e)
 			return 0; /* everything further right starts later still */
-		if (c->end > s && (r = cb((struct mrl_itree_node *)c, arg)))
+		if (c->end > s && (r = cb(c, arg)))
 			return r;
 		c = c->right;
 	}

@@ -1,7 +1,6 @@
 /* Interval tree against a brute-force model: random inserts/removes/queries with
  * full invariant checks at small n, then height and queries at 10^6 nodes. */
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,6 +44,25 @@ static uint64_t rnd(void) /* splitmix64: fixed seed keeps failures reproducible 
 
 static uint64_t below(uint64_t n) { return rnd() % n; }
 
+/* log2 by repeated squaring, so the test needs no -lm. */
+static double lg2(double x)
+{
+	double f = 0, bit = 0.5;
+
+	while (x >= 2) {
+		x /= 2;
+		f += 1;
+	}
+	for (int i = 0; i < 40; i++, bit /= 2) {
+		x *= x;
+		if (x >= 2) {
+			x /= 2;
+			f += bit;
+		}
+	}
+	return f;
+}
+
 static size_t idx(const struct mrl_itree_node *n) { return (size_t)(n - pool); }
 
 /* ---- structural invariants ---- */
@@ -60,7 +78,7 @@ static int32_t check_sub(const struct mrl_itree_node *n, int depth)
 	if (!n)
 		return 0;
 	CHECK(depth < 100, "tree depth exceeds 100 (cycle?)");
-	CHECK(n >= pool && n < pool + pool_n, "node %p in tree is not from the pool", (void *)n);
+	CHECK(n >= pool && n < pool + pool_n, "node %p in tree is not from the pool", (const void *)n);
 	CHECK(in_tree[idx(n)], "node %zu is in the tree but was removed (or never inserted)",
 	      idx(n));
 	CHECK(n->start < n->end, "node %zu has start >= end (key corrupted)", idx(n));
@@ -122,16 +140,28 @@ static int cmp_key(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* At 10^6 nodes a scan of the whole pool per query is memory-bound; the large
+ * run scans a compact copy of the live set, sorted once by the same key. */
+static size_t snap_n;
+static uint64_t *snap_start, *snap_end;
+static struct mrl_itree_node **snap_node;
+
 static void check_query(const struct mrl_itree *t, uint64_t s, uint64_t e)
 {
 	size_t nwant = 0, i;
 	struct mrl_itree_node *first;
 	int r;
 
-	for (i = 0; i < pool_n; i++)
-		if (in_tree[i] && pool[i].start < e && pool[i].end > s)
-			want[nwant++] = &pool[i];
-	qsort(want, nwant, sizeof(*want), cmp_key);
+	if (snap_n) { /* sorted snapshot: the candidates are a prefix, already in order */
+		for (i = 0; i < snap_n && snap_start[i] < e; i++)
+			if (snap_end[i] > s)
+				want[nwant++] = snap_node[i];
+	} else {
+		for (i = 0; i < pool_n; i++)
+			if (in_tree[i] && pool[i].start < e && pool[i].end > s)
+				want[nwant++] = &pool[i];
+		qsort(want, nwant, sizeof(*want), cmp_key);
+	}
 
 	ngot = 0;
 	stop_after = 0;
@@ -333,7 +363,7 @@ static void large_run(size_t n)
 		in_tree[i] = true;
 	}
 	model_count = n;
-	bound = 1.45 * log2((double)n) + 2;
+	bound = 1.45 * lg2((double)n) + 2;
 	CHECK(t.root && t.root->height <= bound, "height %" PRId32 " at n=%zu exceeds %.1f",
 	      t.root ? t.root->height : 0, n, bound);
 	check_tree(&t, "after large insert");
@@ -353,11 +383,23 @@ static void large_run(size_t n)
 		in_tree[perm[i]] = false;
 	}
 	model_count = n - n / 2;
-	bound = 1.45 * log2((double)model_count) + 2;
+	bound = 1.45 * lg2((double)model_count) + 2;
 	CHECK(t.root && t.root->height <= bound, "height %" PRId32 " at n=%zu exceeds %.1f",
 	      t.root ? t.root->height : 0, model_count, bound);
 	check_tree(&t, "after large remove");
 
+	snap_start = malloc(model_count * sizeof(*snap_start));
+	snap_end = malloc(model_count * sizeof(*snap_end));
+	snap_node = malloc(model_count * sizeof(*snap_node));
+	CHECK(snap_start && snap_end && snap_node, "out of memory");
+	for (i = 0; i < n; i++)
+		if (in_tree[i])
+			snap_node[snap_n++] = &pool[i];
+	qsort(snap_node, snap_n, sizeof(*snap_node), cmp_key);
+	for (i = 0; i < snap_n; i++) {
+		snap_start[i] = snap_node[i]->start;
+		snap_end[i] = snap_node[i]->end;
+	}
 	for (int q = 0; q < 300; q++) {
 		uint64_t s, e;
 
@@ -369,6 +411,10 @@ static void large_run(size_t n)
 		}
 		check_query(&t, s, e);
 	}
+	snap_n = 0;
+	free(snap_start);
+	free(snap_end);
+	free(snap_node);
 	free(perm);
 	teardown();
 }

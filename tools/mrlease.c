@@ -131,6 +131,10 @@ static int cmd_serve(struct serve_opts *o)
 	fflush(stdout);
 	signal(SIGTERM, on_stop);
 	signal(SIGINT, on_stop);
+	/* libfabric installs a handler that turns a crash into exit(1); we want
+	 * the truth: a SIGBUS from a truncated mapping is what leases prevent */
+	signal(SIGBUS, SIG_DFL);
+	signal(SIGSEGV, SIG_DFL);
 
 	uint64_t until = o->seconds ? now_ns() + (uint64_t)o->seconds * 1000000000ull : UINT64_MAX;
 	uint64_t ev_lat[MAX_SAMPLES], last_seen = 0, last_print = 0;
@@ -290,6 +294,14 @@ static int cmd_client(struct client_opts *o)
 			if (ret == -EKEYREVOKED) {
 				cs.refused++;
 				continue;
+			}
+			if (ret == -ENOTCONN) {
+				cs.failed++;
+				if (!o->machine)
+					fprintf(stderr, "mrlease client: the server is gone\n");
+				draining = true; /* nothing more can be done */
+				until = now_ns();
+				break;
 			}
 			if (ret) {
 				cs.failed++;
@@ -727,10 +739,12 @@ static int cmd_demo(struct demo_opts *o)
 		pump(&srv, on_server_line, d);
 	}
 	/* final numbers */
-	double transfers = json_num(d->c_final, "transfers");
+	/* a client that never reported its end: count what it said while running,
+	 * plus one failure for the end it never reached */
+	double transfers = d->c_final[0] ? json_num(d->c_final, "transfers") : (double)d->c_transfers;
 	double failed = d->c_final[0] ? json_num(d->c_final, "failed") : (double)d->c_failed + 1;
-	double mism = json_num(d->c_final, "mismatches") + json_num(d->c_final, "final_mismatches") +
-		      (double)readback_mis;
+	double mism = (d->c_final[0] ? json_num(d->c_final, "mismatches") : (double)d->c_mismatches) +
+		      json_num(d->c_final, "final_mismatches") + (double)readback_mis;
 	double refused = json_num(d->c_final, "refused");
 	double mib_s = json_num(d->c_final, "mib_s");
 	double breaks = json_num(d->s_final, "breaks"), pauses = json_num(d->s_final, "pauses");
