@@ -824,6 +824,7 @@ static int cmd_coverage(const char *file)
 		tfd = mkstemp(tmp);
 		if (tfd < 0 || ftruncate(tfd, (off_t)len) < 0)
 			die("scratch file", -errno);
+		close(tfd); /* a lease needs the library's fd to be the only one */
 		file = tmp;
 	}
 	if ((ret = mrl_file_map(ctx, file, 0, len, PROT_READ | PROT_WRITE, &p)))
@@ -845,10 +846,8 @@ static int cmd_coverage(const char *file)
 	mrl_mr_dereg(ctx, mr[1]);
 	mrl_file_unmap(ctx, p, len);
 	mrl_ctx_destroy(ctx);
-	if (tfd >= 0) {
+	if (tfd >= 0)
 		unlink(tmp);
-		close(tfd);
-	}
 	return 0;
 }
 
