@@ -72,7 +72,7 @@ install: all
 	ln -sf libmrlease.so.0 $(DESTDIR)$(PREFIX)/lib/libmrlease.so
 	install -m 644 $(B)/libmrlease.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/mrlease $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(B)/mrlease.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' mrlease.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mrlease.pc
 
 clean:
 	rm -rf build
