@@ -52,11 +52,16 @@ $(B)/test/%: test/%.c test/helpers.h $(B)/libmrlease.a | $(B)/test
 
 tests: $(TESTS) $(B)/mrlease
 
+# Benchmarks live in bench/bench.mk: `make bench`, and BENCH_SMOKE (tiny runs
+# that only prove each benchmark still works) joins `make test`.
+BENCH_SMOKE :=
+-include bench/bench.mk
+
 # The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.
-test: all tests
+test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
-	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
 check-asan:
