@@ -31,6 +31,8 @@ enum mrl_policy {
 	MRL_POLICY_RESTORE = 0, /* default: pause peers, let the change land, re-register, resume */
 	MRL_POLICY_NOTIFY = 1,  /* owner answers with mrl_mr_restore()/mrl_mr_release() before the deadline */
 	MRL_POLICY_FENCE = 2,   /* revoke device access at once */
+	MRL_POLICY_DENY = 3,    /* refuse the change with deny_errno (needs a watcher that can:
+	                           fanotify pre-content events); -EOPNOTSUPP at registration otherwise */
 };
 
 enum mrl_state {
@@ -54,6 +56,13 @@ enum mrl_cause {
 	MRL_CAUSE_OWNER,        /* the owner fenced it (mrl_mr_fence) */
 	MRL_CAUSE_DEREGISTERED, /* the owner deregistered it */
 	MRL_CAUSE_DISCONNECTED, /* the connection to the owner is gone */
+	MRL_CAUSE_PUNCH_HOLE,   /* fallocate(PUNCH_HOLE) over the range */
+	MRL_CAUSE_ZERO_RANGE,   /* fallocate(ZERO_RANGE) over the range */
+	MRL_CAUSE_COLLAPSE_RANGE, /* fallocate(COLLAPSE_RANGE) at or before the range */
+	MRL_CAUSE_INSERT_RANGE, /* fallocate(INSERT_RANGE) at or before the range */
+	MRL_CAUSE_LAYOUT,       /* a layout change the watcher could not classify further */
+	MRL_CAUSE_MADVISED,     /* madvise(DONTNEED/REMOVE/FREE): same object, new pages */
+	MRL_CAUSE_REPLACED,     /* mmap(MAP_FIXED) or shmat over the range: a different object */
 	MRL_CAUSE_MAX
 };
 
@@ -64,6 +73,7 @@ enum mrl_event_type {
 	MRL_EVENT_LEASE_LOST,    /* the lease covering this MR is no longer held */
 	MRL_EVENT_LEASE_HELD,    /* the lease covering this MR is held again */
 	MRL_EVENT_CHANGED,       /* a change was seen after it landed */
+	MRL_EVENT_DENIED,        /* a change was refused under MRL_POLICY_DENY; nothing changed */
 };
 
 /* Memory kinds, as found by the library from the address alone. */
@@ -87,6 +97,9 @@ enum mrl_change {
 	MRL_CHG_OWNER_MUNMAP,
 	MRL_CHG_OWNER_MREMAP,
 	MRL_CHG_OWNER_MADVISE,
+	MRL_CHG_OWNER_OPEN,     /* the owning process opens the file again */
+	MRL_CHG_OWNER_WRITE,    /* the owning process write(2)s the file */
+	MRL_CHG_OWNER_MAP_FIXED, /* mmap(MAP_FIXED)/shmat over the range */
 	MRL_CHG_MAX
 };
 
@@ -115,9 +128,22 @@ struct mrl_ctx_opts {
 	unsigned flags;            /* MRL_CTX_* */
 };
 #define MRL_CTX_NO_LEASES 0x1u     /* register without any watcher (shows what leases prevent) */
+#define MRL_CTX_NO_FANOTIFY 0x2u   /* do not use fanotify pre-content events (leases only) */
+
+/* Watchers, as a bit mask (mrl_ctx_watchers, mrl_mr_info.watchers). */
+#define MRL_WATCH_LEASE      0x01u /* fcntl lease on the backing file */
+#define MRL_WATCH_FANOTIFY   0x02u /* fanotify pre-content events, byte-range precise */
+#define MRL_WATCH_INOTIFY    0x04u /* inotify: changes seen after they land */
+#define MRL_WATCH_UFFD       0x08u /* userfaultfd non-cooperative events */
+#define MRL_WATCH_INTERPOSE  0x10u /* interposed libc calls of the owner */
+#define MRL_WATCH_VERIFY     0x20u /* verify: backing compared with what was registered */
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);
+
+/* The watchers this context can run on this machine (MRL_WATCH_* mask). */
+int mrl_ctx_watchers(mrl_ctx *ctx);
+const char *mrl_watcher_str(unsigned bit);
 
 /* Non-blocking fd, readable while events are queued. */
 int mrl_event_fd(mrl_ctx *ctx);
@@ -165,6 +191,8 @@ struct mrl_reg_opts {
 	uint32_t policy;          /* enum mrl_policy */
 	unsigned deadline_ms;     /* 0 = the context default */
 	void *context;            /* returned in events */
+	int deny_errno;           /* MRL_POLICY_DENY: errno the actor gets, default EBUSY;
+	                             one of EBUSY, ETXTBSY, EPERM, EAGAIN, EIO, ENOSPC, EDQUOT */
 };
 
 int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
@@ -195,6 +223,9 @@ struct mrl_mr_info {
 	int lease_held;           /* 1 if a lease covers the backing file now */
 	uint32_t breaks, restores, fences;
 	uint8_t coverage[MRL_CHG_MAX]; /* enum mrl_seen per enum mrl_change */
+	uint32_t watchers;        /* MRL_WATCH_* watching this MR now */
+	uint32_t denials;         /* changes refused under MRL_POLICY_DENY */
+	int deny_errno;
 };
 int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t mr, struct mrl_mr_info *info);
 
@@ -206,6 +237,11 @@ struct mrl_stats {
 	/* time a breaking process was held (break seen -> lease released),
 	 * over the last 4096 breaks */
 	uint64_t pause_ns_p50, pause_ns_p99, pause_ns_max;
+	/* fanotify pre-content events: all, let through at once because they
+	 * touch no MR's range, let through after classification as plain
+	 * reads/writes, layout changes (paused or denied), refused */
+	uint64_t fan_events, fan_pass_range, fan_pass_data, fan_layout, denials;
+	uint64_t classify_ns_total, classify_count; /* cost of telling a layout change apart */
 };
 int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 

@@ -66,7 +66,10 @@ static const char *const cause_names[] = {
 	[MRL_CAUSE_MOVED] = "moved", [MRL_CAUSE_DEADLINE] = "deadline",
 	[MRL_CAUSE_PEER_TIMEOUT] = "peer-timeout", [MRL_CAUSE_RELEASED] = "released",
 	[MRL_CAUSE_OWNER] = "owner", [MRL_CAUSE_DEREGISTERED] = "deregistered",
-	[MRL_CAUSE_DISCONNECTED] = "disconnected",
+	[MRL_CAUSE_DISCONNECTED] = "disconnected", [MRL_CAUSE_PUNCH_HOLE] = "punch-hole",
+	[MRL_CAUSE_ZERO_RANGE] = "zero-range", [MRL_CAUSE_COLLAPSE_RANGE] = "collapse-range",
+	[MRL_CAUSE_INSERT_RANGE] = "insert-range", [MRL_CAUSE_LAYOUT] = "layout",
+	[MRL_CAUSE_MADVISED] = "madvised", [MRL_CAUSE_REPLACED] = "replaced",
 };
 static const char *const state_names[] = {
 	[MRL_STATE_ACTIVE] = "active", [MRL_STATE_PAUSED] = "paused",
@@ -87,6 +90,9 @@ static const char *const change_names[] = {
 	[MRL_CHG_OWNER_MUNMAP] = "owner: munmap",
 	[MRL_CHG_OWNER_MREMAP] = "owner: mremap",
 	[MRL_CHG_OWNER_MADVISE] = "owner: madvise",
+	[MRL_CHG_OWNER_OPEN] = "owner: open",
+	[MRL_CHG_OWNER_WRITE] = "owner: write",
+	[MRL_CHG_OWNER_MAP_FIXED] = "owner: mmap MAP_FIXED",
 };
 static const char *const seen_names[] = {
 	[MRL_SEEN_NEVER] = "not seen", [MRL_SEEN_AFTER] = "after",
@@ -96,6 +102,7 @@ static const char *const event_names[] = {
 	[MRL_EVENT_BREAK] = "break", [MRL_EVENT_RESTORED] = "restored",
 	[MRL_EVENT_FENCED] = "fenced", [MRL_EVENT_LEASE_LOST] = "lease-lost",
 	[MRL_EVENT_LEASE_HELD] = "lease-held", [MRL_EVENT_CHANGED] = "changed",
+	[MRL_EVENT_DENIED] = "denied",
 };
 NAME_FN(mrl_cause_str, cause_names)
 NAME_FN(mrl_state_str, state_names)
@@ -103,6 +110,19 @@ NAME_FN(mrl_kind_str, kind_names)
 NAME_FN(mrl_change_str, change_names)
 NAME_FN(mrl_seen_str, seen_names)
 NAME_FN(mrl_event_str, event_names)
+
+MRL_EXPORT const char *mrl_watcher_str(unsigned bit)
+{
+	switch (bit) {
+	case MRL_WATCH_LEASE: return "lease";
+	case MRL_WATCH_FANOTIFY: return "fanotify";
+	case MRL_WATCH_INOTIFY: return "inotify";
+	case MRL_WATCH_UFFD: return "userfaultfd";
+	case MRL_WATCH_INTERPOSE: return "interpose";
+	case MRL_WATCH_VERIFY: return "verify";
+	default: return "unknown";
+	}
+}
 
 /* ---- handle table: index+1 in the low 32 bits, slot generation above ---- */
 int mrl_ht_add(struct mrl_htable *t, struct mrl_mr *mr, mrl_mr_t *h)
@@ -340,6 +360,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 			       opts->signo);
 	}
 	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
+	ctx->watchers = ctx->leases ? MRL_WATCH_LEASE | MRL_WATCH_INOTIFY : 0;
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->flush_lock, NULL);
 	pthread_mutex_init(&ctx->evq_lock, NULL);
@@ -416,6 +437,13 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	pthread_mutex_destroy(&ctx->evq_lock);
 	free(ctx);
 	return 0;
+}
+
+MRL_EXPORT int mrl_ctx_watchers(mrl_ctx *ctx)
+{
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_ctx_watchers: NULL context");
+	return (int)ctx->watchers;
 }
 
 static int cmp_u64(const void *a, const void *b)

@@ -533,6 +533,8 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->breaks = mr->breaks;
 		info->restores = mr->restores;
 		info->fences = mr->fences;
+		info->watchers = (mr->file && mr->file->lease != LEASE_OFF ? MRL_WATCH_LEASE : 0) |
+				 (mr->file && mr->file->wd >= 0 ? MRL_WATCH_INOTIFY : 0);
 		mrl_mr_coverage(ctx, mr, info->coverage);
 	}
 	pthread_mutex_unlock(&ctx->lock);

@@ -185,6 +185,7 @@ struct mrl_ctx {
 	struct mrl_fabric *fab;      /* NULL with the mock registrar */
 	struct mrl_ctx_opts opts;
 	bool leases;                 /* the lease watcher runs */
+	unsigned watchers;           /* MRL_WATCH_* that can run here */
 
 	struct mrl_htable ht;
 	struct mrl_itree va_index;
