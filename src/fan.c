@@ -16,6 +16,8 @@
  *
  * Runs with ctx->lock held, in the monitor thread. */
 #include <errno.h>
+#include <sched.h>
+#include <time.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
@@ -220,8 +222,20 @@ static int classify(struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2, uint64
 {
 	long nr;
 	unsigned long long a[4] = {0};
-	if (read_syscall(e->tid, e->line, sizeof(e->line)) < 0)
-		return FOP_LAYOUT;
+	/* The actor queues the event, wakes us, then goes to sleep for the
+	 * answer: until it sleeps its line reads "running". It will sleep
+	 * (nobody else answers), so look again, briefly. */
+	for (int tries = 0;; tries++) {
+		if (read_syscall(e->tid, e->line, sizeof(e->line)) < 0)
+			return FOP_LAYOUT;
+		if (strcmp(e->line, "running") || tries >= 200)
+			break;
+		struct timespec ts = {0, tries < 20 ? 0 : 50000};
+		if (tries < 20)
+			sched_yield();
+		else
+			nanosleep(&ts, NULL);
+	}
 	if (sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) < 2)
 		return FOP_LAYOUT; /* "running" or a kernel thread (io_uring worker): unknown */
 	*arg1 = a[1];
@@ -381,6 +395,8 @@ static void on_pre_access(struct mrl_ctx *ctx, int fd, pid_t tid, const struct f
 		break;
 	}
 	e->cause = op_cause[e->op];
+	mrl_log("fanotify: %s by %d [%s] over %llu..%llu", mrl_cause_str((unsigned)e->cause), (int)tid,
+		e->line, (unsigned long long)e->lo, (unsigned long long)e->hi);
 	if (!mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
 		ctx->st.fan_pass_range++;
 		goto allow;
