@@ -785,6 +785,9 @@ static int cmd_demo(struct demo_opts *o)
 	double restores = json_num(d->s_final, "restores"), fences = json_num(d->s_final, "fences");
 	double p50 = json_num(d->s_final, "pause_us_p50"), p99 = json_num(d->s_final, "pause_us_p99");
 	double untouched = json_num(d->s_final, "untouched");
+	double fan_ev = json_num(d->s_final, "fan_events"), fan_lay = json_num(d->s_final, "fan_layout");
+	double fan_data = json_num(d->s_final, "fan_pass_data"), fan_out = json_num(d->s_final, "fan_pass_range");
+	double classify_us = json_num(d->s_final, "classify_us");
 	char wbuf[96];
 	const char *watchers = watcher_names((unsigned)json_num(d->s_final, "watchers"), wbuf, sizeof(wbuf));
 	/* break -> event: from the tool's start (fork+exec included) to the
@@ -807,18 +810,22 @@ static int cmd_demo(struct demo_opts *o)
 		       "\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"event_us_p50\":%.1f,\"event_us_p99\":%.1f,"
 		       "\"punches\":%u,\"truncates\":%u,\"cats\":%u,\"truncate_retries\":%u,"
 		       "\"server_crashed\":%s,\"server_signal\":%d,\"mib_s\":%.1f,\"file_size\":%" PRIu64
-		       ",\"watchers\":\"%s\",\"untouched_mrs\":%.0f}\n",
+		       ",\"watchers\":\"%s\",\"untouched_mrs\":%.0f,\"fan_events\":%.0f,\"fan_layout\":%.0f"
+		       ",\"fan_data\":%.0f,\"fan_outside\":%.0f,\"classify_us\":%.2f}\n",
 		       o->no_lease ? "false" : "true", o->fs, o->seconds, o->mrs, transfers, failed, mism,
 		       refused, readback_mis, breaks, pauses, restores, fences, p50, p99, e50, e99,
 		       adv->punches, adv->truncates, adv->cats, adv->truncate_retries,
 		       server_crashed ? "true" : "false",
 		       srv_done && WIFSIGNALED(srv_status) ? WTERMSIG(srv_status) : 0, mib_s, fsize,
-		       watchers, untouched);
+		       watchers, untouched, fan_ev, fan_lay, fan_data, fan_out, classify_us);
 	} else {
 		printf("\nmrlease demo: %s on %s, %u s, %u MRs over %" PRIu64 " bytes, leases %s\n\n",
 		       "tcp;ofi_rxm loopback", o->fs, o->seconds, o->mrs, o->size,
 		       o->no_lease ? "OFF" : "ON");
 		printf("  %-28s %s\n", "watchers", watchers);
+		if (fan_ev > 0)
+			printf("  %-28s %.0f: %.0f layout, %.0f read/write, %.0f outside every MR; %.1f us to classify\n",
+			       "  fanotify events", fan_ev, fan_lay, fan_data, fan_out, classify_us);
 		printf("  %-28s %s\n", "adversary", "");
 		printf("  %-28s %u fallocate --punch-hole, %u truncate (%u EAGAIN retries), %u cat\n",
 		       "  actions", adv->punches, adv->truncates, adv->truncate_retries, adv->cats);
