@@ -60,7 +60,9 @@ struct fan_range_info {
 	uint64_t count;
 };
 
-#define FAN_MASK (FAN_PRE_ACCESS | FAN_MODIFY)
+/* Opens change nothing, but seeing them (and letting them go at once) keeps
+ * the coverage of a lease: an opener is known before it can act. */
+#define FAN_MASK (FAN_PRE_ACCESS | FAN_MODIFY | FAN_OPEN_PERM)
 
 int mrl_fan_init(struct mrl_ctx *ctx)
 {
@@ -500,7 +502,13 @@ void mrl_fan_drain(struct mrl_ctx *ctx)
 					rg = (const void *)p;
 				p += h->len;
 			}
-			if (md->mask & FAN_PRE_ACCESS)
+			if (md->mask & FAN_OPEN_PERM) {
+				struct mrl_fan_ev e = {.fd = md->fd};
+				ctx->st.fan_events++;
+				ctx->st.fan_opens++;
+				mrl_fan_answer(ctx, &e, 0);
+				close(md->fd);
+			} else if (md->mask & FAN_PRE_ACCESS)
 				on_pre_access(ctx, md->fd, md->pid, rg, seen);
 			else if (md->mask & FAN_MODIFY)
 				on_modify(ctx, md->fd, md->pid);

@@ -162,19 +162,31 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 				goto out;
 			}
 		}
+		/* an open of a marked file waits for the monitor: not under ctx->lock */
+		pthread_mutex_unlock(&ctx->lock);
 		fd = open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		int err = errno;
 		struct stat fst;
-		if (fd < 0 || fstat(fd, &fst) < 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
-			ret = fd < 0 ? mrl_err(errno, "mrl_file_map: open %s: %s", path, strerror(errno))
+		bool same = fd >= 0 && fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev &&
+			    fst.st_ino == st.st_ino;
+		pthread_mutex_lock(&ctx->lock);
+		if (!same) {
+			ret = fd < 0 ? mrl_err(err, "mrl_file_map: open %s: %s", path, strerror(err))
 				     : mrl_err(ESTALE, "mrl_file_map: %s was replaced while opening it", path);
 			if (fd >= 0)
 				close(fd);
 			mrl_file_put(ctx, f);
 			goto out;
 		}
-		f->fd = fd;
+		if (f->fd >= 0) {
+			/* another thread gave the file its fd meanwhile: use that one */
+			close(fd);
+			fd = f->fd;
+		} else {
+			f->fd = fd;
+			mrl_fan_fd_opened(ctx, f);
+		}
 		st = fst;
-		mrl_fan_fd_opened(ctx, f);
 	}
 	if ((uint64_t)st.st_size < offset + len) {
 		ret = mrl_err(ENXIO, "mrl_file_map: %s is %lld bytes, range ends at %llu", path,

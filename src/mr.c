@@ -312,8 +312,10 @@ void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 		/* fanotify: truncates always announce themselves; writes and
 		 * fallocates only through file descriptions opened after the
 		 * mark, which is all of them once the lease probe proved no
-		 * older one exists. An open changes nothing and is not watched. */
+		 * older one exists. Opens are seen and let through. */
 		int young = f->fan_complete ? MRL_SEEN_BEFORE : after;
+		cov[MRL_CHG_OTHER_OPEN_READ] = cov[MRL_CHG_OTHER_OPEN_WRITE] = MRL_SEEN_BEFORE;
+		cov[MRL_CHG_OWNER_OPEN] = MRL_SEEN_BEFORE;
 		cov[MRL_CHG_OTHER_TRUNCATE] = cov[MRL_CHG_OWNER_TRUNCATE] = MRL_SEEN_BEFORE;
 		cov[MRL_CHG_OTHER_LAYOUT] = cov[MRL_CHG_OTHER_WRITE] = young;
 		cov[MRL_CHG_OWNER_LAYOUT] = cov[MRL_CHG_OWNER_WRITE] = young;
