@@ -324,6 +324,19 @@ static int deny_cb(struct mrl_itree_node *n, void *p)
 	return 0;
 }
 
+/* Refuse e now if a deny MR lies under it: true when refused (and freed). */
+static bool try_deny(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e)
+{
+	struct deny_scan d = {.ctx = ctx, .e = e, .post = true};
+	mrl_itree_overlap(&f->mrs, e->lo, e->hi, deny_cb, &d);
+	if (!d.err)
+		return false;
+	ctx->st.denials++;
+	mrl_fan_answer(ctx, e, d.err);
+	mrl_fan_ev_free(e);
+	return true;
+}
+
 static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	while (f->fan_q && !f->brk) {
@@ -331,14 +344,8 @@ static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
 		f->fan_q = e->next;
 		e->next = NULL;
 		/* refused now if a deny MR came into its range meanwhile */
-		struct deny_scan d = {.ctx = ctx, .e = e, .post = true};
-		mrl_itree_overlap(&f->mrs, e->lo, e->hi, deny_cb, &d);
-		if (d.err) {
-			ctx->st.denials++;
-			mrl_fan_answer(ctx, e, d.err);
-			mrl_fan_ev_free(e);
+		if (try_deny(ctx, f, e))
 			continue;
-		}
 		if (!mrl_brk_begin_range(ctx, f, e)) {
 			/* nothing live under the range any more */
 			mrl_fan_answer(ctx, e, 0);
@@ -405,14 +412,8 @@ static void on_pre_access(struct mrl_ctx *ctx, int fd, pid_t tid, const struct f
 	}
 	ctx->st.fan_layout++;
 	e->pid = tgid_of(tid);
-	struct deny_scan d = {.ctx = ctx, .e = e, .post = true};
-	mrl_itree_overlap(&f->mrs, e->lo, e->hi, deny_cb, &d);
-	if (d.err) {
-		ctx->st.denials++;
-		mrl_fan_answer(ctx, e, d.err);
-		mrl_fan_ev_free(e);
+	if (try_deny(ctx, f, e))
 		return;
-	}
 	struct mrl_fan_ev **tail = &f->fan_q;
 	while (*tail)
 		tail = &(*tail)->next;

@@ -184,27 +184,47 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f)
 	f->brk = NULL;
 }
 
+/* Queue one PAUSE message to a peer and expect its ack. */
+static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_peer *peer,
+			struct msg_pause *m)
+{
+	static _Atomic uint32_t seq;
+	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
+	if (!a)
+		return; /* no ack expected: the peer times out and is cut off */
+	a->peer = peer;
+	a->seq = ++seq;
+	a->next = b->acks;
+	b->acks = a;
+	b->acks_pending++;
+	m->h.req = a->seq;
+	m->h.len = offsetof(struct msg_pause, ids) + m->n * sizeof(m->ids[0]);
+	mrl_queue_out(ctx, peer, m, m->h.len);
+	m->n = 0;
+}
+
+static bool holds_mr(struct mrl_mr *mr, struct mrl_peer *peer)
+{
+	for (struct mrl_holder *h = mr->holders; h; h = h->next)
+		if (h->peer == peer)
+			return true;
+	return false;
+}
+
 /* Send PAUSE for the file's paused MRs to every peer holding one of them. */
 static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mr_vec *vec)
 {
-	static _Atomic uint32_t seq;
 	/* group by peer: peers are few, MRs many */
-	struct mrl_peer *done[64];
-	size_t ndone = 0;
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
 		if (!mr->in_brk)
 			continue;
 		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
 			bool seen = false;
-			for (size_t k = 0; k < ndone; k++)
-				seen |= done[k] == h->peer;
 			for (struct mrl_brk_ack *a = b->acks; a && !seen; a = a->next)
-				seen |= a->peer == h->peer;
+				seen = a->peer == h->peer;
 			if (seen)
 				continue;
-			if (ndone < ARRAY_SIZE(done))
-				done[ndone++] = h->peer;
 			/* one peer: all its paused MRs of this file, in batches */
 			struct msg_pause m;
 			memset(&m, 0, sizeof(m));
@@ -212,42 +232,14 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mr_ve
 			m.h.type = MSG_PAUSE;
 			for (size_t j = i; j < vec->n; j++) {
 				struct mrl_mr *o = vec->v[j];
-				bool holds = false;
-				if (!o->in_brk)
-					continue;
-				for (struct mrl_holder *oh = o->holders; oh && !holds; oh = oh->next)
-					holds = oh->peer == h->peer;
-				if (!holds)
+				if (!o->in_brk || !holds_mr(o, h->peer))
 					continue;
 				m.ids[m.n++] = o->handle;
-				if (m.n == MRL_PAUSE_IDS || j + 1 == vec->n) {
-					struct mrl_brk_ack *a = calloc(1, sizeof(*a));
-					if (!a)
-						break; /* no ack expected: the peer times out */
-					a->peer = h->peer;
-					a->seq = ++seq;
-					a->next = b->acks;
-					b->acks = a;
-					b->acks_pending++;
-					m.h.req = a->seq;
-					m.h.len = offsetof(struct msg_pause, ids) + m.n * sizeof(m.ids[0]);
-					mrl_queue_out(ctx, h->peer, &m, m.h.len);
-					m.n = 0;
-				}
+				if (m.n == MRL_PAUSE_IDS)
+					queue_pause(ctx, b, h->peer, &m);
 			}
-			if (m.n) {
-				struct mrl_brk_ack *a = calloc(1, sizeof(*a));
-				if (a) {
-					a->peer = h->peer;
-					a->seq = ++seq;
-					a->next = b->acks;
-					b->acks = a;
-					b->acks_pending++;
-					m.h.req = a->seq;
-					m.h.len = offsetof(struct msg_pause, ids) + m.n * sizeof(m.ids[0]);
-					mrl_queue_out(ctx, h->peer, &m, m.h.len);
-				}
-			}
+			if (m.n)
+				queue_pause(ctx, b, h->peer, &m);
 		}
 	}
 }
