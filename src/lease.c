@@ -269,9 +269,13 @@ static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 {
 	struct mr_vec vec;
 	range_mrs(f, lo, hi, &vec);
-	bool live = false;
-	for (size_t i = 0; i < vec.n && !live; i++)
-		live = vec.v[i]->state == MRL_STATE_ACTIVE;
+	/* live: active, and the part still served (not a fenced tail) is in range */
+	size_t k = 0;
+	for (size_t i = 0; i < vec.n; i++)
+		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->file_off + vec.v[i]->valid_len > lo)
+			vec.v[k++] = vec.v[i];
+	vec.n = k;
+	bool live = k > 0;
 	struct mrl_brk *b = live ? calloc(1, sizeof(*b)) : NULL;
 	if (!b) {
 		/* nothing live, or cannot track it: fence what is live (safe side) */
