@@ -4,7 +4,7 @@
  * 10, 100 and 1000 changes per second: open the file (which breaks the
  * library's lease: the change is seen before it lands), punch a 64 KiB hole,
  * write the hole's data back, close. Versus no changes, in the same run
- * (first and last). Counted: transfers/s, failed transfers, mismatched bytes
+ * (slices of every rate interleaved round by round). Counted: transfers/s, failed transfers, mismatched bytes
  * (both must be 0), changes made, breaks the library saw. */
 #include <fcntl.h>
 #include <pthread.h>
@@ -156,10 +156,13 @@ static int stream_for(struct stream *s, uint64_t ns)
 
 int bench_churn(void)
 {
-	static const int rates_full[] = {0, 10, 100, 1000, 0}, rates_smoke[] = {0, 100, 0};
+	static const int rates_full[] = {0, 10, 100, 1000}, rates_smoke[] = {0, 100};
 	const int *rates = B.smoke ? rates_smoke : rates_full;
-	int nr = B.smoke ? 3 : 5;
-	uint64_t dur = B.smoke ? 300000000ull : 3000000000ull;
+	int nr = B.smoke ? 2 : 4;
+	/* slices of each rate, interleaved round by round so drift in the
+	 * machine's load hits every rate alike */
+	int rounds = B.smoke ? 1 : 6;
+	uint64_t dur = B.smoke ? 300000000ull : 750000000ull;
 	char dir[256], path[300];
 	int ret = scratch_dir("ext4", dir, sizeof(dir));
 	if (ret) {
@@ -214,60 +217,83 @@ int bench_churn(void)
 	printf("%8s %8s | %11s %6s | %7s %8s | %8s %7s | %10s %10s\n", "rate/s", "achieved", "transfers/s",
 	       "ratio", "failed", "mismatch", "changes", "breaks", "block p50", "block p99");
 	json_part("churn");
-	double base_rate = 0, rate_val[8] = {0}, achieved[8] = {0};
+	struct acc_rate {
+		uint64_t transfers, failed, mismatched, changes, errors, breaks, restores, fences, ns;
+		uint64_t *blocked;
+		size_t nblocked;
+	} A[4] = {0};
+	double base_rate = 0, rate_val[4] = {0}, achieved[4] = {0};
 	uint64_t tot_fail = 0, tot_mis = 0;
 	ch.path = path;
 	ch.cap = 1u << 16;
-	ch.blocked = calloc(ch.cap, 8);
+	for (int k = 0; k < nr; k++)
+		A[k].blocked = calloc(ch.cap, 8);
+	for (int r = 0; r < rounds && !ret; r++)
+		for (int kk = 0; kk < nr && !ret; kk++) {
+			int k = (kk + r) % nr;
+			s.transfers = s.failed = s.mismatched = 0;
+			ch.changes = ch.errors = 0;
+			ch.blocked = A[k].blocked + A[k].nblocked;
+			ch.nblocked = 0;
+			ch.cap = (1u << 16) - A[k].nblocked;
+			ch.rate = rates[k];
+			atomic_store(&ch.stop, false);
+			atomic_store(&ch.done, false);
+			struct mrl_stats st0 = {.size = sizeof(st0)}, st1 = {.size = sizeof(st1)};
+			mrl_ctx_stats(sctx, &st0);
+			pthread_t ct;
+			if (rates[k])
+				pthread_create(&ct, NULL, churn_main, &ch);
+			uint64_t t0 = now_ns();
+			ret = stream_for(&s, dur);
+			uint64_t el = now_ns() - t0;
+			atomic_store(&ch.stop, true);
+			/* the peer keeps answering pauses until the last change has landed:
+			 * a silent peer is cut off by design (new key, never told) */
+			while (rates[k] && !atomic_load(&ch.done))
+				mrl_ep_progress(s.cep);
+			if (rates[k])
+				pthread_join(ct, NULL);
+			mrl_ctx_stats(sctx, &st1);
+			A[k].transfers += s.transfers;
+			A[k].failed += s.failed;
+			A[k].mismatched += s.mismatched;
+			A[k].changes += ch.changes;
+			A[k].errors += ch.errors;
+			A[k].nblocked += ch.nblocked;
+			A[k].breaks += st1.breaks - st0.breaks;
+			A[k].restores += st1.restores - st0.restores;
+			A[k].fences += st1.fences - st0.fences;
+			A[k].ns += el;
+		}
 	for (int k = 0; k < nr && !ret; k++) {
-		s.transfers = s.failed = s.mismatched = 0;
-		ch.changes = ch.errors = 0;
-		ch.nblocked = 0;
-		ch.rate = rates[k];
-		atomic_store(&ch.stop, false);
-		atomic_store(&ch.done, false);
-		struct mrl_stats st0 = {.size = sizeof(st0)}, st1 = {.size = sizeof(st1)};
-		mrl_ctx_stats(sctx, &st0);
-		pthread_t ct;
-		if (rates[k])
-			pthread_create(&ct, NULL, churn_main, &ch);
-		uint64_t t0 = now_ns();
-		ret = stream_for(&s, dur);
-		uint64_t el = now_ns() - t0;
-		atomic_store(&ch.stop, true);
-		/* the peer keeps answering pauses until the last change has landed:
-		 * a silent peer is cut off by design (new key, never told) */
-		while (rates[k] && !atomic_load(&ch.done))
-			mrl_ep_progress(s.cep);
-		if (rates[k])
-			pthread_join(ct, NULL);
-		mrl_ctx_stats(sctx, &st1);
-		double tps = (double)s.transfers * 1e9 / (double)el;
+		struct acc_rate *a = &A[k];
+		double tps = (double)a->transfers * 1e9 / (double)a->ns;
 		rate_val[k] = tps;
-		achieved[k] = (double)ch.changes * 1e9 / (double)el;
-		double b50 = pctl(ch.blocked, ch.nblocked, 50) / 1e3, b99 = pctl(ch.blocked, ch.nblocked, 99) / 1e3;
-		tot_fail += s.failed + ch.errors;
-		tot_mis += s.mismatched;
+		achieved[k] = (double)a->changes * 1e9 / (double)a->ns;
+		double b50 = pctl(a->blocked, a->nblocked, 50) / 1e3, b99 = pctl(a->blocked, a->nblocked, 99) / 1e3;
+		tot_fail += a->failed + a->errors;
+		tot_mis += a->mismatched;
 		if (k == 0)
 			base_rate = tps;
-		if (k == nr - 1) /* the baseline is the mean of the first and last runs without changes */
-			base_rate = (base_rate + tps) / 2;
-		printf("%8d %8.0f | %11.0f %6s | %7llu %8llu | %8llu %7llu | %8.1fus %8.1fus\n", rates[k], achieved[k],
-		       tps, rates[k] ? "" : "(base)", (unsigned long long)s.failed, (unsigned long long)s.mismatched,
-		       (unsigned long long)ch.changes, (unsigned long long)(st1.breaks - st0.breaks), b50, b99);
+		printf("%8d %8.0f | %11.0f %6.3f | %7llu %8llu | %8llu %7llu | %8.1fus %8.1fus\n", rates[k], achieved[k],
+		       tps, tps / base_rate, (unsigned long long)a->failed, (unsigned long long)a->mismatched,
+		       (unsigned long long)a->changes, (unsigned long long)a->breaks, b50, b99);
 		json_row("\"rate\": %d, \"achieved_rate\": %.1f, \"seconds\": %.2f, \"transfers\": %llu, "
-			 "\"transfers_per_s\": %.1f, \"failed\": %llu, \"mismatched_bytes\": %llu, \"changes\": %llu, "
-			 "\"change_errors\": %llu, \"breaks_seen\": %llu, \"restores\": %llu, \"fences\": %llu, "
-			 "\"owner_blocked_p50_us\": %.1f, \"owner_blocked_p99_us\": %.1f",
-			 rates[k], achieved[k], (double)el / 1e9, (unsigned long long)s.transfers, tps,
-			 (unsigned long long)s.failed, (unsigned long long)s.mismatched, (unsigned long long)ch.changes,
-			 (unsigned long long)ch.errors, (unsigned long long)(st1.breaks - st0.breaks),
-			 (unsigned long long)(st1.restores - st0.restores), (unsigned long long)(st1.fences - st0.fences),
-			 b50, b99);
+			 "\"transfers_per_s\": %.1f, \"ratio_vs_none\": %.4f, \"failed\": %llu, \"mismatched_bytes\": %llu, "
+			 "\"changes\": %llu, \"change_errors\": %llu, \"breaks_seen\": %llu, \"restores\": %llu, "
+			 "\"fences\": %llu, \"owner_blocked_p50_us\": %.1f, \"owner_blocked_p99_us\": %.1f",
+			 rates[k], achieved[k], (double)a->ns / 1e9, (unsigned long long)a->transfers, tps, tps / base_rate,
+			 (unsigned long long)a->failed, (unsigned long long)a->mismatched, (unsigned long long)a->changes,
+			 (unsigned long long)a->errors, (unsigned long long)a->breaks, (unsigned long long)a->restores,
+			 (unsigned long long)a->fences, b50, b99);
 	}
+	for (int k = 0; k < nr; k++)
+		free(A[k].blocked);
 	json_part_end();
 	if (!ret) {
-		printf("ratio vs no changes (mean of first and last: %.0f/s):", base_rate);
+		printf("ratio vs no changes (%.0f/s; %d interleaved slices of %.2f s per rate):", base_rate, rounds,
+		       (double)dur / 1e9);
 		for (int k = 0; k < nr; k++)
 			if (rates[k])
 				printf(" %d/s -> %.3f", rates[k], rate_val[k] / base_rate);
@@ -290,7 +316,6 @@ int bench_churn(void)
 		if (!ret)
 			ret = -EIO;
 	}
-	free(ch.blocked);
 out:
 	if (s.rmr)
 		mrl_rmr_close(s.rmr);

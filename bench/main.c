@@ -174,7 +174,15 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	mkdir(B.outdir, 0755);
+	char mk[512];
+	snprintf(mk, sizeof(mk), "%s", B.outdir);
+	for (char *q = mk + 1; *q; q++) /* mkdir -p */
+		if (*q == '/') {
+			*q = 0;
+			mkdir(mk, 0755);
+			*q = '/';
+		}
+	mkdir(mk, 0755);
 	char jpath[512];
 	snprintf(jpath, sizeof(jpath), "%s/bench.json", B.outdir);
 	J = fopen(jpath, "w");
