@@ -189,6 +189,13 @@ static int one_break(struct cfg *c, uint64_t *ev_lat, uint64_t *seen_lat, uint64
 	if (pipe(res) || pipe(ready) || pipe(go))
 		return -errno;
 	int ret = settle(c);
+	/* MRL_BENCH_BREAK_GAP_MS: quiet time between breaks, to tell the cost
+	 * of one break from the tail of the previous one */
+	const char *gap = getenv("MRL_BENCH_BREAK_GAP_MS");
+	if (!ret && gap && atoi(gap) > 0) {
+		usleep((useconds_t)atoi(gap) * 1000);
+		ret = settle(c);
+	}
 	pid_t pid = ret ? -1 : fork();
 	if (pid == 0)
 		child(c->path, c->watcher, res[1], ready[1], go[0]);
