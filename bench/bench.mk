@@ -2,7 +2,9 @@
 # results/<time>/bench.json, the plots and the callgrind counts; `make test`
 # runs a tiny smoke of each (BENCH_SMOKE) that checks they work, not how fast.
 BENCH_SRCS := $(wildcard bench/*.c)
-BENCH_RESULTS ?= results/$(shell date -u +%Y%m%d-%H%M%S)
+ifndef BENCH_RESULTS
+BENCH_RESULTS := results/$(shell date -u +%Y%m%d-%H%M%S)
+endif
 
 $(B)/bench:
 	mkdir -p $@
