@@ -174,6 +174,7 @@ static inline void cg_on(struct fp *f)
 }
 #define cg_off cg_on
 
+/* 0, -FI_EAGAIN (no room: poll, then post again) or an error */
 static inline int raw_post(struct fp *f, int kind, size_t len, void *uctx)
 {
 	struct iovec iov = {.iov_base = f->rloc, .iov_len = len};
@@ -181,17 +182,11 @@ static inline int raw_post(struct fp *f, int kind, size_t len, void *uctx)
 	struct fi_msg_rma msg = {.msg_iov = &iov, .desc = &f->ri_desc, .iov_count = 1,
 				 .addr = f->rt_addr, .rma_iov = &riov, .rma_iov_count = 1,
 				 .context = uctx};
-	for (;;) {
-		cg_on(f);
-		ssize_t r = kind == K_WRITE
-				    ? fi_writemsg(f->ri.ep, &msg, FI_DELIVERY_COMPLETE | FI_COMPLETION)
+	cg_on(f);
+	ssize_t r = kind == K_WRITE ? fi_writemsg(f->ri.ep, &msg, FI_DELIVERY_COMPLETE | FI_COMPLETION)
 				    : fi_readmsg(f->ri.ep, &msg, FI_COMPLETION);
-		cg_off(f);
-		if (r != -FI_EAGAIN)
-			return (int)r;
-		struct fi_cq_msg_entry e[16];
-		fi_cq_read(f->rt.cq, e, 16);
-	}
+	cg_off(f);
+	return (int)r;
 }
 
 static inline int raw_poll(struct fp *f)
@@ -239,12 +234,14 @@ static inline int mrl_poll(struct fp *f)
 static int run_lat(struct fp *f, bool mrl, int kind, size_t len, int n, uint64_t *lat)
 {
 	for (int i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
-		int r = mrl ? mrl_post(f, kind, len, f->rctx) : raw_post(f, kind, len, f->rctx);
+		uint64_t t0 = now_ns(), spin = 0;
+		int r, got = 0;
+		/* the library queues what finds no room; raw gets -FI_EAGAIN: drive and retry */
+		while ((r = mrl ? mrl_post(f, kind, len, f->rctx) : raw_post(f, kind, len, f->rctx)) == -FI_EAGAIN)
+			got += mrl ? mrl_poll(f) : raw_poll(f);
 		if (r)
 			return r;
-		uint64_t spin = 0;
-		while (!(mrl ? mrl_poll(f) : raw_poll(f)))
+		while (!got && !(got = mrl ? mrl_poll(f) : raw_poll(f)))
 			if (++spin > 200000000ull)
 				return -ETIMEDOUT;
 		if (lat)
@@ -260,8 +257,12 @@ static int64_t run_rate(struct fp *f, bool mrl, int kind, size_t len, int n)
 	uint64_t t0 = now_ns(), spin = 0;
 	while (done < n) {
 		while (posted < n && posted - done < DEPTH) {
-			int r = mrl ? mrl_post(f, kind, len, &f->rctx[posted % DEPTH])
-				    : raw_post(f, kind, len, &f->rctx[posted % DEPTH]);
+			/* contexts rotate over twice the depth: a slot is reused only
+			 * long after its operation completed */
+			void *uctx = &f->rctx[posted % (2 * DEPTH)];
+			int r = mrl ? mrl_post(f, kind, len, uctx) : raw_post(f, kind, len, uctx);
+			if (r == -FI_EAGAIN)
+				break;
 			if (r)
 				return r;
 			posted++;
