@@ -7,6 +7,7 @@
  * The callgrind part re-runs this program under valgrind and counts the
  * instructions executed on the initiator's side per operation. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,11 +52,11 @@ struct fp {
 	uint64_t polls, errors;
 };
 
-static volatile bool helper_stop;
+static atomic_bool helper_stop;
 static void *helper_main(void *a)
 {
 	mrl_ep *ep = a;
-	while (!helper_stop) {
+	while (!atomic_load(&helper_stop)) {
 		mrl_ep_progress(ep);
 		usleep(50);
 	}
@@ -115,10 +116,10 @@ static int fp_setup(struct fp *f)
 	if (ret || a.ret)
 		return ret ? ret : a.ret;
 	f->speer = a.peer;
-	helper_stop = false;
+	atomic_store(&helper_stop, false);
 	pthread_create(&hp, NULL, helper_main, f->sep); /* the owner answers the open */
 	ret = mrl_rmr_open(f->cpeer, f->tmr, 10000, &f->rmr);
-	helper_stop = true;
+	atomic_store(&helper_stop, true);
 	pthread_join(hp, NULL);
 	if (ret)
 		return ret;
