@@ -551,19 +551,29 @@ static size_t msg_min_len(int type)
 	case MSG_LIST_REP: return sizeof(struct msg_list_rep);
 	case MSG_PAUSE: return offsetof(struct msg_pause, ids);
 	case MSG_PAUSE_ACK: return sizeof(struct msg_hdr);
+	case MSG_STATES: return offsetof(struct msg_states, e);
 	default: return SIZE_MAX;
 	}
 }
 
 /* Every field is checked: a malformed message is dropped and counted. */
+/* A malformed control message is dropped and counted (mrl_stats.bad_msgs). */
+static void bad_msg(struct mrl_ep *ep, size_t len)
+{
+	ep->bad_msgs++;
+	pthread_mutex_lock(&ep->ctx->lock);
+	ep->ctx->st.bad_msgs++;
+	pthread_mutex_unlock(&ep->ctx->lock);
+	mrl_log("dropped malformed control message (%zu bytes)", len);
+}
+
 static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 {
 	const struct msg_hdr *h = (const void *)buf;
 	if (len < sizeof(*h) || h->magic != MRL_MAGIC || h->len != len ||
 	    msg_min_len(h->type) > len || h->peer >= ep->npeers || !ep->peers[h->peer] ||
 	    ep->peers[h->peer]->dead) {
-		ep->bad_msgs++;
-		mrl_log("dropped malformed control message (%zu bytes)", len);
+		bad_msg(ep, len);
 		return;
 	}
 	struct mrl_peer *p = ep->peers[h->peer];
@@ -586,7 +596,7 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 	case MSG_PAUSE: {
 		const struct msg_pause *m = (const void *)buf;
 		if (m->n > MRL_PAUSE_IDS || len < offsetof(struct msg_pause, ids) + m->n * 8) {
-			ep->bad_msgs++;
+			bad_msg(ep, len);
 			return;
 		}
 		peer_pause(ep, p, m);
@@ -598,6 +608,25 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		if (r && m->state >= MRL_STATE_ACTIVE && m->state <= MRL_STATE_DEREGISTERED &&
 		    m->cause < MRL_CAUSE_MAX)
 			rmr_apply_state(ep, r, m);
+		break;
+	}
+	case MSG_STATES: {
+		const struct msg_states *m = (const void *)buf;
+		if (m->n > MRL_STATES_MAX || len < offsetof(struct msg_states, e) + m->n * sizeof(m->e[0])) {
+			bad_msg(ep, len);
+			return;
+		}
+		for (uint32_t i = 0; i < m->n; i++) {
+			const struct state_ent *e = &m->e[i];
+			struct mrl_rmr *r = rmr_find(p, e->id);
+			if (!r || e->state < MRL_STATE_ACTIVE || e->state > MRL_STATE_DEREGISTERED ||
+			    e->cause >= MRL_CAUSE_MAX)
+				continue;
+			struct msg_state one = {.state = e->state, .cause = e->cause, .id = e->id,
+						.key = e->key, .base = r->base, .len = r->len,
+						.valid_len = e->valid_len, .gen = e->gen};
+			rmr_apply_state(ep, r, &one);
+		}
 		break;
 	}
 	case MSG_OPEN_REP:
@@ -1027,6 +1056,7 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 	ctx->outbox_tail = &ctx->outbox;
 	while (*ctx->outbox_tail)
 		ctx->outbox_tail = &(*ctx->outbox_tail)->next;
+	mrl_outbox_close_batches(ctx);
 	for (struct mrl_ep **pp = &ctx->eps; *pp; pp = &(*pp)->next)
 		if (*pp == ep) {
 			*pp = ep->next;

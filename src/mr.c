@@ -180,22 +180,17 @@ void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr)
 
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only)
 {
-	struct msg_state m;
-	memset(&m, 0, sizeof(m));
-	m.h.magic = MRL_MAGIC;
-	m.h.type = MSG_STATE;
-	m.h.len = sizeof(m);
-	m.state = mr->state;
-	m.cause = mr->cause;
-	m.id = mr->handle;
-	m.key = mr->key;
-	m.base = ctx->fab && ctx->fab->virt_addr ? (uintptr_t)mr->addr : 0;
-	m.len = mr->len;
-	m.valid_len = mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED ? mr->valid_len : 0;
-	m.gen = mr->gen;
+	struct state_ent e;
+	memset(&e, 0, sizeof(e));
+	e.id = mr->handle;
+	e.key = mr->key;
+	e.valid_len = mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED ? mr->valid_len : 0;
+	e.gen = mr->gen;
+	e.state = mr->state;
+	e.cause = mr->cause;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
-			mrl_queue_out(ctx, h->peer, &m, sizeof(m));
+			mrl_queue_state(ctx, h->peer, &e);
 }
 
 static int dev_reg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len)

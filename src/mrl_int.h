@@ -177,6 +177,9 @@ struct mrl_out {
 	size_t len;
 	unsigned char buf[];
 };
+/* MSG_STATES batches still open for appending, one per peer: closed when
+ * anything else is queued to that peer (order is kept) or the outbox is sent. */
+#define MRL_OPEN_BATCHES 16
 
 /* ---- events ---- */
 struct mrl_evq_item {
@@ -226,6 +229,7 @@ struct mrl_ctx {
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
+	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
 	struct mrl_ep *eps;          /* endpoints on this context */
 
 	/* events */
@@ -245,6 +249,9 @@ void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint3
 void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_wake_monitor(struct mrl_ctx *ctx);
 void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len);
+struct state_ent;
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct state_ent *e);
+void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
 
 /* mr.c: state transitions, all with ctx->lock held */

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #define MRL_MAGIC 0x4d524c31u /* "MRL1" */
-#define MRL_MSG_MAX 256
+#define MRL_MSG_MAX 1024
 #define MRL_PAUSE_IDS 28
 #define MRL_LIST_IDS 28
 
@@ -18,6 +18,7 @@ enum mrl_msg_type {
 	MSG_PAUSE_ACK,
 	MSG_STATE,        /* owner -> peer: resume / fence / update of one MR */
 	MSG_CLOSE,        /* peer -> owner: no longer using MR id */
+	MSG_STATES,       /* owner -> peer: resume / fence / update of many MRs */
 	MSG_TYPE_MAX
 };
 
@@ -62,6 +63,20 @@ struct msg_pause {
 	uint64_t ids[MRL_PAUSE_IDS];
 };
 
+/* One MR's new state inside MSG_STATES (its base and length never change). */
+struct state_ent {
+	uint64_t id, key, valid_len;
+	uint32_t gen;
+	uint8_t state, cause, pad[2];
+};
+#define MRL_STATES_MAX ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct state_ent))
+struct msg_states {
+	struct msg_hdr h;
+	uint32_t n, pad;
+	struct state_ent e[MRL_STATES_MAX];
+};
+
 _Static_assert(sizeof(struct msg_pause) <= MRL_MSG_MAX, "pause fits");
+_Static_assert(sizeof(struct msg_states) <= MRL_MSG_MAX, "states fit");
 _Static_assert(sizeof(struct msg_list_rep) <= MRL_MSG_MAX, "list fits");
 #endif
