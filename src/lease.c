@@ -308,6 +308,7 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		mr->owner_answer = ANSWER_NONE;
 		mr->brk = b;
 		ctx->st.pauses++;
+		mrl_mr_quiesce_locked(ctx, mr);
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, 0, mr->len, pid, dl, seen);
 	}
 	brk_send_pauses(ctx, b, &vec);
@@ -365,10 +366,9 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 			mr->state = MRL_STATE_ACTIVE;
 			mr->in_brk = 0;
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
-		} else if (mr->dev_mr) {
+		} else {
 			/* the device must not keep the old pages while the change lands */
-			ctx->rops->dereg(ctx->dev, mr->dev_mr);
-			mr->dev_mr = NULL;
+			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
 		}
 	}
 	free(vec.v);
