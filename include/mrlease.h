@@ -243,6 +243,7 @@ struct mrl_stats {
 	 * reads/writes, layout changes (paused or denied), refused */
 	uint64_t fan_events, fan_pass_range, fan_pass_data, fan_layout, denials;
 	uint64_t classify_ns_total, classify_count; /* cost of telling a layout change apart */
+	uint64_t fan_opens;       /* opens of watched files seen (and let through) */
 };
 int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 

@@ -707,6 +707,27 @@ static int progress_locked(struct mrl_ep *ep)
 	return got;
 }
 
+/* While a break waits for pause acks the monitor drives progress itself:
+ * the application's only progress thread may be the one blocked in the
+ * change (its own ftruncate seen by fanotify). Endpoints busy in another
+ * thread are skipped: that thread is making progress already. */
+void mrl_ep_progress_all(struct mrl_ctx *ctx)
+{
+	struct mrl_ep *eps[32];
+	size_t n = 0;
+	pthread_mutex_lock(&ctx->flush_lock); /* keeps mrl_ep_destroy out */
+	pthread_mutex_lock(&ctx->lock);
+	for (struct mrl_ep *ep = ctx->eps; ep && n < ARRAY_SIZE(eps); ep = ep->next)
+		eps[n++] = ep;
+	pthread_mutex_unlock(&ctx->lock);
+	for (size_t i = 0; i < n; i++)
+		if (pthread_mutex_trylock(&eps[i]->lock) == 0) {
+			progress_locked(eps[i]);
+			pthread_mutex_unlock(&eps[i]->lock);
+		}
+	pthread_mutex_unlock(&ctx->flush_lock);
+}
+
 /* ---- posting ---- */
 
 static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)

@@ -60,6 +60,11 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 		if (f->wd < 0)
 			f->wd = -1;
 	}
+	/* fanotify pre-content marks: disk filesystems only (tmpfs says EOPNOTSUPP) */
+	if (kind == MRL_KIND_FILE)
+		mrl_fan_watch(ctx, f);
+	else
+		f->fan_errno = EOPNOTSUPP;
 	f->next = ctx->files;
 	ctx->files = f;
 	*out = f;
@@ -71,6 +76,8 @@ void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
 	if (--f->refs > 0)
 		return;
 	mrl_lease_drop(ctx, f);
+	mrl_brk_free(ctx, f);
+	mrl_fan_unwatch(ctx, f);
 	for (struct mrl_file **p = &ctx->files; *p; p = &(*p)->next)
 		if (*p == f) {
 			*p = f->next;
@@ -86,7 +93,6 @@ void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
 	}
 	if (f->fd >= 0)
 		close(f->fd);
-	mrl_brk_free(f);
 	free(f->path);
 	free(f);
 }
@@ -104,7 +110,6 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 {
 	struct stat st;
 	int ret = 0, fd = -1;
-	bool new_fd = false;
 
 	if (!ctx || !path || !addr)
 		return mrl_err(EINVAL, "mrl_file_map: NULL %s", !ctx ? "context" : !path ? "path" : "addr");
@@ -123,59 +128,88 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 	pthread_mutex_lock(&ctx->lock);
 	/* Reuse our own fd: a second open would break our own lease. */
 	struct mrl_file *f = NULL;
-	if (stat(path, &st) == 0)
-		f = mrl_file_find(ctx, st.st_dev, st.st_ino);
+	if (stat(path, &st) < 0) {
+		ret = mrl_err(errno, "mrl_file_map: %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = mrl_err(S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
+			      "mrl_file_map: %s is not a regular file", path);
+		goto out;
+	}
+	f = mrl_file_find(ctx, st.st_dev, st.st_ino);
 	if (f && f->fd >= 0) {
 		fd = f->fd;
 		if ((prot & PROT_WRITE) && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY) {
 			ret = mrl_err(EACCES, "mrl_file_map: %s is held read-only by the library", path);
 			goto out;
 		}
+		f->refs++;
 	} else {
+		/* The file object first: a fanotify mark must predate our open
+		 * for our own fd's fallocate/write to be seen. */
+		if (f) {
+			f->refs++;
+		} else {
+			char rp[PATH_MAX];
+			struct statfs sfs;
+			int kind = statfs(path, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC ? MRL_KIND_TMPFS
+										 : MRL_KIND_FILE;
+			ret = mrl_file_get(ctx, st.st_dev, st.st_ino, realpath(path, rp) ? rp : path,
+					   kind, &f);
+			if (ret) {
+				f = NULL;
+				goto out;
+			}
+		}
+		/* an open of a marked file waits for the monitor: not under ctx->lock */
+		pthread_mutex_unlock(&ctx->lock);
 		fd = open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-		if (fd < 0) {
-			ret = mrl_err(errno, "mrl_file_map: open %s: %s", path, strerror(errno));
+		int err = errno;
+		struct stat fst;
+		bool same = fd >= 0 && fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev &&
+			    fst.st_ino == st.st_ino;
+		pthread_mutex_lock(&ctx->lock);
+		if (!same) {
+			ret = fd < 0 ? mrl_err(err, "mrl_file_map: open %s: %s", path, strerror(err))
+				     : mrl_err(ESTALE, "mrl_file_map: %s was replaced while opening it", path);
+			if (fd >= 0)
+				close(fd);
+			mrl_file_put(ctx, f);
 			goto out;
 		}
-		new_fd = true;
-		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			ret = mrl_err(S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
-				      "mrl_file_map: %s is not a regular file", path);
-			goto out;
+		if (f->fd >= 0) {
+			/* another thread gave the file its fd meanwhile: use that one */
+			close(fd);
+			fd = f->fd;
+		} else {
+			f->fd = fd;
+			mrl_fan_fd_opened(ctx, f);
 		}
+		st = fst;
 	}
 	if ((uint64_t)st.st_size < offset + len) {
 		ret = mrl_err(ENXIO, "mrl_file_map: %s is %lld bytes, range ends at %llu", path,
 			      (long long)st.st_size, (unsigned long long)(offset + len));
+		mrl_file_put(ctx, f);
 		goto out;
 	}
+	f->maps++; /* keeps f and its fd while we map without the lock */
+	pthread_mutex_unlock(&ctx->lock);
+	/* mmap of a fanotify-marked file waits for the monitor: never under ctx->lock */
 	void *p = mmap(NULL, len, prot ? prot : PROT_READ, MAP_SHARED, fd, (off_t)offset);
+	int err = errno;
+	pthread_mutex_lock(&ctx->lock);
 	if (p == MAP_FAILED) {
-		ret = mrl_err(errno, "mrl_file_map: mmap %s: %s", path, strerror(errno));
+		ret = mrl_err(err, "mrl_file_map: mmap %s: %s", path, strerror(err));
+		f->maps--;
+		mrl_file_put(ctx, f);
 		goto out;
 	}
-	if (!f) {
-		char rp[PATH_MAX];
-		ret = mrl_file_get(ctx, st.st_dev, st.st_ino, realpath(path, rp) ? rp : path,
-				   fs_kind(fd), &f);
-		if (ret) {
-			munmap(p, len);
-			goto out;
-		}
-	} else {
-		f->refs++;
-	}
-	if (new_fd) {
-		f->fd = fd;
-		new_fd = false;
-	}
-	f->maps++;
 	if (f->lease == LEASE_OFF || f->lease == LEASE_BLOCKED)
 		mrl_lease_take(ctx, f);
 	*addr = p;
 out:
-	if (new_fd)
-		close(fd);
 	pthread_mutex_unlock(&ctx->lock);
 	return ret;
 }

@@ -55,10 +55,21 @@ static int vec_cb(struct mrl_itree_node *node, void *p)
 	vec->v[vec->n++] = MR_OF_FNODE(node);
 	return 0;
 }
-static void file_mrs(struct mrl_file *f, struct mr_vec *vec)
+static void range_mrs(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mr_vec *vec)
 {
 	memset(vec, 0, sizeof(*vec));
-	mrl_itree_overlap(&f->mrs, 0, UINT64_MAX, vec_cb, vec);
+	mrl_itree_overlap(&f->mrs, lo, hi, vec_cb, vec);
+}
+static void file_mrs(struct mrl_file *f, struct mr_vec *vec)
+{
+	range_mrs(f, 0, UINT64_MAX, vec);
+}
+
+int mrl_file_stat_fd(struct mrl_file *f)
+{
+	if (f->fd >= 0)
+		return f->fd;
+	return f->brk && f->brk->fev ? f->brk->fev->fd : -1;
 }
 
 int mrl_lease_init(struct mrl_ctx *ctx)
@@ -82,6 +93,12 @@ static void lease_events(struct mrl_ctx *ctx, struct mrl_file *f, uint32_t type)
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	int was = f->lease;
+	if (f->fan) {
+		/* fanotify sees each change itself, by range: no lease needed */
+		f->lease = LEASE_OFF;
+		f->lease_errno = 0;
+		return;
+	}
 	if (!ctx->leases || f->fd < 0) {
 		f->lease = LEASE_OFF;
 		f->lease_errno = ctx->leases ? EBADF : ENOTSUP;
@@ -149,7 +166,7 @@ static pid_t breaker_pid(struct mrl_file *f)
 	return pid;
 }
 
-void mrl_brk_free(struct mrl_file *f)
+void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	struct mrl_brk *b = f->brk;
 	if (!b)
@@ -159,31 +176,55 @@ void mrl_brk_free(struct mrl_file *f)
 		b->acks = a->next;
 		free(a);
 	}
+	if (b->fev) {
+		mrl_fan_answer(ctx, b->fev, 0); /* never leave an actor waiting in the kernel */
+		mrl_fan_ev_free(b->fev);
+	}
 	free(b);
 	f->brk = NULL;
+}
+
+/* Queue one PAUSE message to a peer and expect its ack. */
+static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_peer *peer,
+			struct msg_pause *m)
+{
+	static _Atomic uint32_t seq;
+	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
+	if (!a)
+		return; /* no ack expected: the peer times out and is cut off */
+	a->peer = peer;
+	a->seq = ++seq;
+	a->next = b->acks;
+	b->acks = a;
+	b->acks_pending++;
+	m->h.req = a->seq;
+	m->h.len = offsetof(struct msg_pause, ids) + m->n * sizeof(m->ids[0]);
+	mrl_queue_out(ctx, peer, m, m->h.len);
+	m->n = 0;
+}
+
+static bool holds_mr(struct mrl_mr *mr, struct mrl_peer *peer)
+{
+	for (struct mrl_holder *h = mr->holders; h; h = h->next)
+		if (h->peer == peer)
+			return true;
+	return false;
 }
 
 /* Send PAUSE for the file's paused MRs to every peer holding one of them. */
 static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mr_vec *vec)
 {
-	static _Atomic uint32_t seq;
 	/* group by peer: peers are few, MRs many */
-	struct mrl_peer *done[64];
-	size_t ndone = 0;
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
 		if (!mr->in_brk)
 			continue;
 		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
 			bool seen = false;
-			for (size_t k = 0; k < ndone; k++)
-				seen |= done[k] == h->peer;
 			for (struct mrl_brk_ack *a = b->acks; a && !seen; a = a->next)
-				seen |= a->peer == h->peer;
+				seen = a->peer == h->peer;
 			if (seen)
 				continue;
-			if (ndone < ARRAY_SIZE(done))
-				done[ndone++] = h->peer;
 			/* one peer: all its paused MRs of this file, in batches */
 			struct msg_pause m;
 			memset(&m, 0, sizeof(m));
@@ -191,42 +232,14 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mr_ve
 			m.h.type = MSG_PAUSE;
 			for (size_t j = i; j < vec->n; j++) {
 				struct mrl_mr *o = vec->v[j];
-				bool holds = false;
-				if (!o->in_brk)
-					continue;
-				for (struct mrl_holder *oh = o->holders; oh && !holds; oh = oh->next)
-					holds = oh->peer == h->peer;
-				if (!holds)
+				if (!o->in_brk || !holds_mr(o, h->peer))
 					continue;
 				m.ids[m.n++] = o->handle;
-				if (m.n == MRL_PAUSE_IDS || j + 1 == vec->n) {
-					struct mrl_brk_ack *a = calloc(1, sizeof(*a));
-					if (!a)
-						break; /* no ack expected: the peer times out */
-					a->peer = h->peer;
-					a->seq = ++seq;
-					a->next = b->acks;
-					b->acks = a;
-					b->acks_pending++;
-					m.h.req = a->seq;
-					m.h.len = offsetof(struct msg_pause, ids) + m.n * sizeof(m.ids[0]);
-					mrl_queue_out(ctx, h->peer, &m, m.h.len);
-					m.n = 0;
-				}
+				if (m.n == MRL_PAUSE_IDS)
+					queue_pause(ctx, b, h->peer, &m);
 			}
-			if (m.n) {
-				struct mrl_brk_ack *a = calloc(1, sizeof(*a));
-				if (a) {
-					a->peer = h->peer;
-					a->seq = ++seq;
-					a->next = b->acks;
-					b->acks = a;
-					b->acks_pending++;
-					m.h.req = a->seq;
-					m.h.len = offsetof(struct msg_pause, ids) + m.n * sizeof(m.ids[0]);
-					mrl_queue_out(ctx, h->peer, &m, m.h.len);
-				}
-			}
+			if (m.n)
+				queue_pause(ctx, b, h->peer, &m);
 		}
 	}
 }
@@ -249,6 +262,83 @@ static void brk_check(struct mrl_ctx *ctx, struct mrl_file *f)
 		brk_release(ctx, f, mrl_now_ns());
 }
 
+/* Pause the live MRs over [lo, hi) of the file. false if none is live
+ * there (nothing to wait for: the caller lets the change go at once). */
+static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t lo,
+		      uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
+{
+	struct mr_vec vec;
+	range_mrs(f, lo, hi, &vec);
+	/* live: active, and the part still served (not a fenced tail) is in range */
+	size_t k = 0;
+	for (size_t i = 0; i < vec.n; i++)
+		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->file_off + vec.v[i]->valid_len > lo)
+			vec.v[k++] = vec.v[i];
+	vec.n = k;
+	bool live = k > 0;
+	struct mrl_brk *b = live ? calloc(1, sizeof(*b)) : NULL;
+	if (!b) {
+		/* nothing live, or cannot track it: fence what is live (safe side) */
+		for (size_t i = 0; i < vec.n; i++)
+			mrl_mr_fence_locked(ctx, vec.v[i], cause, 0, vec.v[i]->len, pid, seen);
+		free(vec.v);
+		return false;
+	}
+	ctx->st.breaks++;
+	b->file = f;
+	b->phase = BRK_QUIESCE;
+	b->cause = cause;
+	b->pid = pid;
+	b->seen_ns = seen;
+	b->lo = lo;
+	b->hi = hi;
+	b->fev = fev;
+	f->brk = b;
+	uint64_t dl = UINT64_MAX;
+	for (size_t i = 0; i < vec.n; i++) {
+		uint64_t d = seen + (uint64_t)vec.v[i]->deadline_ms * 1000000ull;
+		dl = d < dl ? d : dl;
+	}
+	/* a lease breaker is let in by the kernel after lease-break-time; a
+	 * fanotify actor would wait for ever: both get no more than that */
+	if (dl == UINT64_MAX || dl > seen + break_time_cap_ns())
+		dl = seen + break_time_cap_ns();
+	b->deadline_ns = dl;
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (mr->state != MRL_STATE_ACTIVE)
+			continue;
+		/* the part of the MR the change touches, in MR offsets */
+		uint64_t off = lo > mr->file_off ? lo - mr->file_off : 0;
+		uint64_t end = hi - mr->file_off < mr->len && hi > mr->file_off ? hi - mr->file_off : mr->len;
+		mr->breaks++;
+		mr->cause = cause;
+		mr->cause_pid = pid;
+		mr->cause_off = off;
+		mr->cause_len = end - off;
+		if (mr->policy == MRL_POLICY_FENCE) {
+			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
+			continue;
+		}
+		mr->state = MRL_STATE_PAUSED;
+		mr->in_brk = 1;
+		mr->owner_answer = ANSWER_NONE;
+		mr->brk = b;
+		ctx->st.pauses++;
+		mrl_mr_quiesce_locked(ctx, mr);
+		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
+	}
+	brk_send_pauses(ctx, b, &vec);
+	free(vec.v);
+	brk_check(ctx, f);
+	return true;
+}
+
+bool mrl_brk_begin_range(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e)
+{
+	return brk_start(ctx, f, e->cause, e->pid, e->lo, e->hi, e->seen, e);
+}
+
 static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t seen)
 {
 	ctx->st.lease_breaks++;
@@ -261,59 +351,12 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		f->relock_at = seen + (uint64_t)ctx->opts.relock_ms * 1000000ull;
 		return;
 	}
-	struct mrl_brk *b = calloc(1, sizeof(*b));
-	if (!b) {
-		/* cannot track it: fall back to the safe side, fence everything */
-		struct mr_vec vec;
-		file_mrs(f, &vec);
-		for (size_t i = 0; i < vec.n; i++)
-			mrl_mr_fence_locked(ctx, vec.v[i], cause, 0, vec.v[i]->len, pid, seen);
-		free(vec.v);
+	/* a lease is whole-file: every MR of the file is paused */
+	if (!brk_start(ctx, f, cause, pid, 0, UINT64_MAX, seen, NULL)) {
 		fcntl(f->fd, F_SETLEASE, F_UNLCK);
 		f->lease = LEASE_RELEASED;
-		return;
+		f->relock_at = seen + (uint64_t)ctx->opts.relock_ms * 1000000ull;
 	}
-	ctx->st.breaks++;
-	b->file = f;
-	b->phase = BRK_QUIESCE;
-	b->cause = cause;
-	b->pid = pid;
-	b->seen_ns = seen;
-	f->brk = b;
-	struct mr_vec vec;
-	file_mrs(f, &vec);
-	uint64_t dl = UINT64_MAX;
-	for (size_t i = 0; i < vec.n; i++) {
-		uint64_t d = seen + (uint64_t)vec.v[i]->deadline_ms * 1000000ull;
-		dl = d < dl ? d : dl;
-	}
-	if (dl == UINT64_MAX || dl > seen + break_time_cap_ns())
-		dl = seen + break_time_cap_ns();
-	b->deadline_ns = dl;
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
-		if (mr->state != MRL_STATE_ACTIVE)
-			continue;
-		mr->breaks++;
-		mr->cause = cause;
-		mr->cause_pid = pid;
-		mr->cause_off = 0;
-		mr->cause_len = mr->len;
-		if (mr->policy == MRL_POLICY_FENCE) {
-			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
-			continue;
-		}
-		mr->state = MRL_STATE_PAUSED;
-		mr->in_brk = 1;
-		mr->owner_answer = ANSWER_NONE;
-		mr->brk = b;
-		ctx->st.pauses++;
-		mrl_mr_quiesce_locked(ctx, mr);
-		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, 0, mr->len, pid, dl, seen);
-	}
-	brk_send_pauses(ctx, b, &vec);
-	free(vec.v);
-	brk_check(ctx, f);
 }
 
 /* Quiesced (or out of time): revoke what must go, then let the change land. */
@@ -372,19 +415,24 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 		}
 	}
 	free(vec.v);
-	fcntl(f->fd, F_SETLEASE, F_UNLCK);
-	f->lease = LEASE_RELEASED;
+	if (b->fev) {
+		mrl_fan_answer(ctx, b->fev, 0); /* the actor goes on; the change lands */
+		b->poll_at = now + 250000ull;
+	} else {
+		fcntl(f->fd, F_SETLEASE, F_UNLCK);
+		f->lease = LEASE_RELEASED;
+		f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+	}
 	uint64_t done = mrl_now_ns();
 	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
 	mrl_log("released %s after %llu us", f->path, (unsigned long long)(done - b->seen_ns) / 1000);
 	b->phase = BRK_LANDING;
 	/* the breaker may keep the file open a while: wait as long as a break may take */
 	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
-	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
 }
 
 /* The change has landed (the breaker closed the file, or nobody came): resume. */
-static void brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
+void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	struct mr_vec vec;
 	file_mrs(f, &vec);
@@ -398,18 +446,18 @@ static void brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
 		mrl_mr_restore_locked(ctx, mr, now);
 	}
 	free(vec.v);
-	mrl_brk_free(f);
+	mrl_brk_free(ctx, f);
 }
 
 static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, bool forced)
 {
 	if (f->lease != LEASE_RELEASED && f->lease != LEASE_BLOCKED)
 		return;
-	if (f->brk && f->brk->phase != BRK_LANDING)
+	if (f->brk && (f->brk->phase != BRK_LANDING || f->brk->fev))
 		return;
 	mrl_lease_take(ctx, f);
 	if (f->brk && (f->lease == LEASE_HELD || forced))
-		brk_finish(ctx, f);
+		mrl_brk_finish(ctx, f);
 }
 
 void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
@@ -441,6 +489,8 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
 static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	struct stat st;
+	if (f->fan && f->fan_complete)
+		return; /* every change was seen before it landed */
 	if (f->brk || f->fd < 0 || fstat(f->fd, &st) < 0)
 		return;
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
@@ -467,9 +517,13 @@ void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask)
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		if (f->wd != wd)
 			continue;
-		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->lease != LEASE_HELD)
+		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->brk && f->brk->fev)
+			mrl_fan_check_landed(ctx, f);
+		else if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->lease != LEASE_HELD)
 			changed_after(ctx, f);
-		if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
+		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
+			mrl_fan_on_close(ctx, f);
+		else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
 			try_retake(ctx, f, false);
 	}
 }
@@ -480,6 +534,10 @@ void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
 		struct mrl_brk *b = f->brk;
 		if (b && b->phase == BRK_QUIESCE && now >= b->deadline_ns)
 			brk_release(ctx, f, now);
+		else if (b && b->fev && b->phase == BRK_LANDING && now >= b->landing_deadline_ns)
+			mrl_fan_landing_timeout(ctx, f);
+		else if (b && b->fev && b->phase == BRK_LANDING && now >= b->poll_at)
+			mrl_fan_check_landed(ctx, f);
 		else if (b && b->phase == BRK_LANDING && now >= b->landing_deadline_ns)
 			try_retake(ctx, f, true);
 		else if (f->relock_at && now >= f->relock_at) {
@@ -498,10 +556,26 @@ uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
 			t = b->deadline_ns;
 		if (b && b->phase == BRK_LANDING && b->landing_deadline_ns < t)
 			t = b->landing_deadline_ns;
+		if (b && b->fev && b->phase == BRK_LANDING && b->poll_at < t)
+			t = b->poll_at;
+		/* acks come through endpoint progress, which the monitor drives
+		 * while it waits: the application's thread may be the actor */
+		if (b && b->phase == BRK_QUIESCE && b->acks_pending > 0) {
+			uint64_t soon = mrl_now_ns() + 200000ull;
+			t = soon < t ? soon : t;
+		}
 		if (f->relock_at && f->relock_at < t)
 			t = f->relock_at;
 	}
 	return t;
+}
+
+bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next)
+		if (f->brk && f->brk->phase == BRK_QUIESCE && f->brk->acks_pending > 0)
+			return true;
+	return false;
 }
 
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)

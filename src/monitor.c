@@ -1,5 +1,6 @@
 /* The monitor thread: one poll loop over the lease signal (signalfd), the
- * inotify close/modify watch and a wake eventfd, with deadlines as its timeout.
+ * fanotify pre-content group, the inotify close/modify watch and a wake
+ * eventfd, with deadlines as its timeout.
  * The lease signal is directed at this thread alone (F_OWNER_TID) and blocked
  * here, so the application's own signal handling is never disturbed. */
 #include <errno.h>
@@ -69,14 +70,18 @@ static void *monitor_main(void *arg)
 		return NULL;
 
 	while (!atomic_load(&ctx->stop)) {
-		struct pollfd pfd[3] = {
+		struct pollfd pfd[4] = {
 			{.fd = ctx->sig_fd, .events = POLLIN},
 			{.fd = ctx->ino_fd, .events = POLLIN},
 			{.fd = ctx->wake_fd, .events = POLLIN},
+			{.fd = ctx->fan_fd, .events = POLLIN}, /* -1: ignored by ppoll */
 		};
 		pthread_mutex_lock(&ctx->lock);
 		uint64_t next = mrl_brk_next_timer(ctx);
+		bool acks = mrl_brk_waiting_acks(ctx);
 		pthread_mutex_unlock(&ctx->lock);
+		if (acks)
+			mrl_ep_progress_all(ctx);
 		struct timespec ts, *tsp = NULL;
 		if (next != UINT64_MAX) {
 			uint64_t now = mrl_now_ns();
@@ -85,7 +90,7 @@ static void *monitor_main(void *arg)
 			ts.tv_nsec = (long)(d % 1000000000ull);
 			tsp = &ts;
 		}
-		int n = ppoll(pfd, 3, tsp, NULL);
+		int n = ppoll(pfd, 4, tsp, NULL);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (pfd[2].revents) {
@@ -96,6 +101,8 @@ static void *monitor_main(void *arg)
 		pthread_mutex_lock(&ctx->lock);
 		if (pfd[0].revents)
 			drain_signals(ctx);
+		if (pfd[3].revents)
+			mrl_fan_drain(ctx);
 		if (pfd[1].revents)
 			drain_inotify(ctx);
 		mrl_brk_tick(ctx, mrl_now_ns());

@@ -299,15 +299,16 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 {
 	if (mr->state != MRL_STATE_PAUSED)
 		return mr->state == MRL_STATE_ACTIVE ? 0 : -EKEYREVOKED;
-	if (mr->file && mr->file->fd >= 0) {
+	int sfd = mr->file ? mrl_file_stat_fd(mr->file) : -1;
+	if (sfd >= 0) {
 		struct stat st;
-		if (fstat(mr->file->fd, &st) == 0) {
+		if (fstat(sfd, &st) == 0) {
 			uint64_t size = (uint64_t)st.st_size;
 			uint64_t avail = size > mr->file_off ? size - mr->file_off : 0;
 			if (avail < mr->valid_len) {
 				mr->state = MRL_STATE_ACTIVE; /* let fence_locked see it live */
 				mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail,
-						    mr->len - avail, mr->brk ? 0 : 0, seen);
+						    mr->len - avail, mr->cause_pid, seen);
 				if (mr->state == MRL_STATE_FENCED)
 					return -EKEYREVOKED;
 				mr->state = MRL_STATE_PAUSED;
@@ -340,18 +341,33 @@ void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 	for (int i = 0; i < MRL_CHG_MAX; i++)
 		cov[i] = MRL_SEEN_NEVER;
 	/* Nothing watches the owner's address space yet. */
+	static const int file_rows[] = {
+		MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE, MRL_CHG_OTHER_TRUNCATE,
+		MRL_CHG_OTHER_LAYOUT,    MRL_CHG_OTHER_WRITE,      MRL_CHG_OWNER_TRUNCATE,
+		MRL_CHG_OWNER_LAYOUT,    MRL_CHG_OWNER_OPEN,       MRL_CHG_OWNER_WRITE,
+	};
 	struct mrl_file *f = mr->file;
 	if (!f) {
 		int na = mr->kind == MRL_KIND_ANON ? MRL_SEEN_NA : MRL_SEEN_NEVER;
-		for (int i = MRL_CHG_OTHER_OPEN_READ; i <= MRL_CHG_OWNER_LAYOUT; i++)
-			cov[i] = na;
+		for (size_t i = 0; i < ARRAY_SIZE(file_rows); i++)
+			cov[file_rows[i]] = na;
 		return;
 	}
-	int other = MRL_SEEN_NEVER;
-	if (f->lease == LEASE_HELD)
-		other = MRL_SEEN_BEFORE;
-	else if (f->wd >= 0)
-		other = MRL_SEEN_AFTER;
+	int after = f->wd >= 0 ? MRL_SEEN_AFTER : MRL_SEEN_NEVER;
+	if (f->fan) {
+		/* fanotify: truncates always announce themselves; writes and
+		 * fallocates only through file descriptions opened after the
+		 * mark, which is all of them once the lease probe proved no
+		 * older one exists. Opens are seen and let through. */
+		int young = f->fan_complete ? MRL_SEEN_BEFORE : after;
+		cov[MRL_CHG_OTHER_OPEN_READ] = cov[MRL_CHG_OTHER_OPEN_WRITE] = MRL_SEEN_BEFORE;
+		cov[MRL_CHG_OWNER_OPEN] = MRL_SEEN_BEFORE;
+		cov[MRL_CHG_OTHER_TRUNCATE] = cov[MRL_CHG_OWNER_TRUNCATE] = MRL_SEEN_BEFORE;
+		cov[MRL_CHG_OTHER_LAYOUT] = cov[MRL_CHG_OTHER_WRITE] = young;
+		cov[MRL_CHG_OWNER_LAYOUT] = cov[MRL_CHG_OWNER_WRITE] = young;
+		return;
+	}
+	int other = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : after;
 	/* Under a lease every change by another process starts with an open
 	 * (or truncate by path), which the lease holds back. */
 	cov[MRL_CHG_OTHER_OPEN_READ] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
@@ -359,10 +375,13 @@ void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 	cov[MRL_CHG_OTHER_TRUNCATE] = other;
 	cov[MRL_CHG_OTHER_LAYOUT] = other;
 	cov[MRL_CHG_OTHER_WRITE] = other;
-	/* The owner's own changes come through an fd it opens (breaking the
-	 * lease) only when the library holds the file's one fd. */
-	cov[MRL_CHG_OWNER_TRUNCATE] = other;
-	cov[MRL_CHG_OWNER_LAYOUT] = other;
+	/* The owner's own open breaks the lease like anyone's; its changes
+	 * through an fd it already holds (the library's included) do not:
+	 * inotify sees them once they have landed. */
+	cov[MRL_CHG_OWNER_OPEN] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
+	cov[MRL_CHG_OWNER_TRUNCATE] = after;
+	cov[MRL_CHG_OWNER_LAYOUT] = after;
+	cov[MRL_CHG_OWNER_WRITE] = after;
 }
 
 /* ---- public calls ---- */
@@ -394,8 +413,21 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		return mrl_err(EINVAL, "mrl_mr_reg: unknown access bits %#x", access);
 	if (opts && opts->size < offsetof(struct mrl_reg_opts, context) + sizeof(void *))
 		return mrl_err(EINVAL, "mrl_mr_reg: opts->size %zu too small", opts->size);
-	if (opts && opts->policy > MRL_POLICY_FENCE)
+	if (opts && opts->policy > MRL_POLICY_DENY)
 		return mrl_err(EINVAL, "mrl_mr_reg: unknown policy %u", opts->policy);
+	int deny_errno = 0;
+	if (opts && opts->policy == MRL_POLICY_DENY) {
+		deny_errno = opts->size >= offsetof(struct mrl_reg_opts, deny_errno) + sizeof(int) &&
+				     opts->deny_errno ? opts->deny_errno : EBUSY;
+		/* the errnos the kernel lets a fanotify answer carry */
+		switch (deny_errno) {
+		case EBUSY: case ETXTBSY: case EPERM: case EAGAIN: case EIO: case ENOSPC: case EDQUOT:
+			break;
+		default:
+			return mrl_err(EINVAL, "mrl_mr_reg: deny_errno %d: the kernel passes only EBUSY, ETXTBSY, EPERM, EAGAIN, EIO, ENOSPC, EDQUOT",
+				       deny_errno);
+		}
+	}
 
 	pthread_mutex_lock(&ctx->lock);
 	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &kind, path, sizeof(path));
@@ -413,6 +445,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->policy = opts ? opts->policy : MRL_POLICY_RESTORE;
 	mr->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : ctx->opts.deadline_ms;
 	mr->context = opts ? opts->context : NULL;
+	mr->deny_errno = (uint8_t)deny_errno;
 	mr->state = MRL_STATE_ACTIVE;
 	mr->gen = 1;
 	mr->refs = 1;
@@ -436,6 +469,18 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 				goto out;
 			}
 		}
+	}
+	if (mr->policy == MRL_POLICY_DENY && !(mr->file && mr->file->fan)) {
+		/* a refusal needs a watcher that holds the change back and can say no */
+		ret = mrl_err(EOPNOTSUPP, "mrl_mr_reg: policy deny needs fanotify pre-content events on the backing file: %s",
+			      !mr->file ? "the memory is not a file"
+			      : ctx->fan_fd < 0 ? (ctx->opts.flags & MRL_CTX_NO_FANOTIFY ? "disabled by MRL_CTX_NO_FANOTIFY"
+						   : ctx->fan_errno ? strerror(ctx->fan_errno) : "watchers off")
+			      : strerror(mr->file->fan_errno ? mr->file->fan_errno : EOPNOTSUPP));
+		if (mr->file)
+			mrl_file_put(ctx, mr->file);
+		free(mr);
+		goto out;
 	}
 	ret = dev_reg(ctx, mr, len);
 	if (ret) {
@@ -580,7 +625,10 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->restores = mr->restores;
 		info->fences = mr->fences;
 		info->watchers = (mr->file && mr->file->lease != LEASE_OFF ? MRL_WATCH_LEASE : 0) |
+				 (mr->file && mr->file->fan ? MRL_WATCH_FANOTIFY : 0) |
 				 (mr->file && mr->file->wd >= 0 ? MRL_WATCH_INOTIFY : 0);
+		info->denials = mr->denials;
+		info->deny_errno = mr->deny_errno;
 		mrl_mr_coverage(ctx, mr, info->coverage);
 	}
 	pthread_mutex_unlock(&ctx->lock);

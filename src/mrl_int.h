@@ -88,6 +88,21 @@ enum lease_state {
 
 struct mrl_brk;
 
+/* A change announced by fanotify, waiting for its answer or its landing. */
+enum fan_op { FOP_DATA = 0, FOP_TRUNCATE, FOP_PUNCH, FOP_ZERO, FOP_COLLAPSE, FOP_INSERT,
+	      FOP_ALLOC, FOP_LAYOUT };
+struct mrl_fan_ev {
+	struct mrl_fan_ev *next;
+	int fd;                /* the event's fd: the answer names it */
+	pid_t tid, pid;        /* the actor's thread and process */
+	int op, cause;         /* enum fan_op, enum mrl_cause */
+	uint64_t lo, hi;       /* file bytes the change touches, hi exclusive */
+	uint64_t target;       /* truncate: the new size */
+	uint64_t seen;
+	bool answered, modified;
+	char line[160];        /* the actor's /proc/TID/syscall when seen */
+};
+
 struct mrl_file {
 	struct mrl_file *next;
 	dev_t dev;
@@ -104,6 +119,12 @@ struct mrl_file {
 	struct mrl_brk *brk;  /* break being resolved, or NULL */
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	uint64_t last_change_ev;
+	/* fanotify */
+	bool fan;             /* marked: pre-content events replace the lease */
+	bool fan_fd_young;    /* the library's fd was opened after the mark */
+	bool fan_complete;    /* every open file description is younger than the mark */
+	int fan_errno;        /* why the file could not be marked */
+	struct mrl_fan_ev *fan_q; /* layout changes waiting for the current break */
 };
 
 /* ---- MRs ---- */
@@ -129,8 +150,9 @@ struct mrl_mr {
 	pid_t cause_pid;
 	uint32_t gen;
 	uint32_t refs;               /* table + unacked events */
-	uint32_t breaks, restores, fences;
+	uint32_t breaks, restores, fences, denials;
 	unsigned deadline_ms;
+	uint8_t deny_errno;
 	uint8_t access, policy, state, kind, cause;
 	uint8_t owner_answer;        /* enum owner_answer */
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
@@ -156,6 +178,9 @@ struct mrl_brk {
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
 	struct mrl_brk_ack *acks;
 	int acks_pending;
+	uint64_t lo, hi;           /* file range paused, hi exclusive */
+	struct mrl_fan_ev *fev;    /* fanotify break: the change held in the kernel; NULL = lease */
+	uint64_t poll_at;          /* fanotify landing: next look at the actor */
 };
 
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
@@ -211,6 +236,7 @@ struct mrl_ctx {
 	bool monitor_running;
 	pid_t monitor_tid;
 	int sig_fd, ino_fd, wake_fd, timer_fd;
+	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
 	struct mrl_ep *eps;          /* endpoints on this context */
@@ -268,7 +294,25 @@ void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
-void mrl_brk_free(struct mrl_file *f);
+void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f);
+bool mrl_brk_begin_range(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e);
+void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f);
+bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
+/* an fd to fstat the file with (the library's own, or a held event's), -1 if none */
+int mrl_file_stat_fd(struct mrl_file *f);
+
+/* fan.c: the fanotify pre-content watcher; ctx->lock held except init/fini */
+int mrl_fan_init(struct mrl_ctx *ctx);
+void mrl_fan_fini(struct mrl_ctx *ctx);
+int mrl_fan_watch(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_fan_fd_opened(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_fan_unwatch(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_fan_drain(struct mrl_ctx *ctx);
+void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno);
+void mrl_fan_ev_free(struct mrl_fan_ev *e);
+void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_fan_landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* monitor.c */
 int mrl_monitor_start(struct mrl_ctx *ctx);
@@ -277,5 +321,7 @@ void mrl_monitor_stop(struct mrl_ctx *ctx);
 /* ep.c: owner side hooks, ctx->lock held */
 int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
 void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
+/* monitor: drive progress on every endpoint not busy elsewhere (no lock held) */
+void mrl_ep_progress_all(struct mrl_ctx *ctx);
 
 #endif

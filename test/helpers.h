@@ -193,9 +193,10 @@ static inline int t_wait_state(mrl_ctx *ctx, mrl_mr_t mr, uint32_t st, int ms)
 	return -ETIMEDOUT;
 }
 
-static inline mrl_ctx *t_ctx(const char *provider, unsigned deadline_ms)
+static inline mrl_ctx *t_ctx_flags(const char *provider, unsigned deadline_ms, unsigned flags)
 {
-	struct mrl_ctx_opts o = {.size = sizeof(o), .provider = provider, .deadline_ms = deadline_ms};
+	struct mrl_ctx_opts o = {.size = sizeof(o), .provider = provider, .deadline_ms = deadline_ms,
+				 .flags = flags};
 	mrl_ctx *ctx = NULL;
 	int ret = mrl_ctx_create(&o, &ctx);
 	if (ret == -ENODATA || ret == -ENOENT)
@@ -206,6 +207,11 @@ static inline mrl_ctx *t_ctx(const char *provider, unsigned deadline_ms)
 		exit(1);
 	}
 	return ctx;
+}
+
+static inline mrl_ctx *t_ctx(const char *provider, unsigned deadline_ms)
+{
+	return t_ctx_flags(provider, deadline_ms, 0);
 }
 
 #endif

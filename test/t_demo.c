@@ -39,6 +39,13 @@ int main(int argc, char **argv)
 		slash[-5] = 0;
 		setenv("MRL_BIN", bin, 0);
 	}
+	struct mrl_ctx_opts fo = {.size = sizeof(fo), .provider = "mock"};
+	mrl_ctx *fctx;
+	bool fan = false;
+	if (mrl_ctx_create(&fo, &fctx) == 0) {
+		fan = mrl_ctx_watchers(fctx) & MRL_WATCH_FANOTIFY;
+		mrl_ctx_destroy(fctx);
+	}
 	for (int i = 0; i < 2; i++) {
 		const char *fs = i ? "tmpfs" : "ext4";
 		char args[128];
@@ -58,6 +65,17 @@ int main(int argc, char **argv)
 		CHECK(num(js, "fences") >= 1, "%s: the truncate fenced the tail", fs);
 		CHECK(num(js, "refused") >= 0, "%s: refused reported", fs);
 		CHECK(strstr(js, "\"server_crashed\":false") != NULL, "%s: server alive", fs);
+		/* the demo says which watchers ran: fanotify on ext4 where the
+		 * kernel allows, pausing only the MRs a change touches; the lease
+		 * on tmpfs, pausing the whole file */
+		if (i == 0 && fan) {
+			CHECK(strstr(js, "\"watchers\":\"fanotify") != NULL, "ext4: fanotify ran");
+			CHECK(num(js, "pauses") < num(js, "breaks") * 16,
+			      "ext4: range-precise, %.0f MR pauses for %.0f breaks over 16 MRs",
+			      num(js, "pauses"), num(js, "breaks"));
+		}
+		if (i == 1)
+			CHECK(strstr(js, "\"watchers\":\"lease") != NULL, "tmpfs: the lease ran");
 	}
 	/* the same without leases: what the leases prevent */
 	int st = run("--fs ext4 --seconds 4 --no-lease", js, sizeof(js));

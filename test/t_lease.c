@@ -17,7 +17,7 @@ static void run(const char *fs)
 	t_make_file(path, 4 * MB);
 	printf("-- %s (%s)\n", fs, path);
 
-	mrl_ctx *ctx = t_ctx("mock", 1000);
+	mrl_ctx *ctx = t_ctx_flags("mock", 1000, MRL_CTX_NO_FANOTIFY);
 	void *p;
 	REQUIRE(mrl_file_map(ctx, path, 0, 4 * MB, PROT_READ | PROT_WRITE, &p) == 0, "map");
 	mrl_mr_t mr[4];

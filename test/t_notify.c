@@ -29,7 +29,7 @@ int main(void)
 		t_skip("lease-break-time is %lds: too short to tell a fence from the kernel's timeout",
 		       lease_break_time());
 
-	mrl_ctx *ctx = t_ctx("mock", 300);
+	mrl_ctx *ctx = t_ctx_flags("mock", 300, MRL_CTX_NO_FANOTIFY);
 	void *p;
 	REQUIRE(mrl_file_map(ctx, path, 0, 2 * MB, PROT_READ | PROT_WRITE, &p) == 0, "map");
 	struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = MRL_POLICY_NOTIFY, .deadline_ms = 300};

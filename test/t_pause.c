@@ -26,7 +26,7 @@ static int silent_peer(int pfd, mrl_mr_t id)
 	mrl_ep *ep;
 	mrl_peer *peer;
 	mrl_rmr *r;
-	struct mrl_ctx_opts o = {.size = sizeof(o)};
+	struct mrl_ctx_opts o = {.size = sizeof(o), .flags = MRL_CTX_NO_FANOTIFY};
 	if (mrl_ctx_create(&o, &ctx) || mrl_ep_create(ctx, NULL, &ep) ||
 	    mrl_ep_connect(ep, "127.0.0.1", port, 5000, &peer) || mrl_rmr_open(peer, id, 5000, &r)) {
 		fprintf(stderr, "silent peer setup: %s\n", mrl_last_error());
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 	}
 	close(p1[1]);
 
-	struct mrl_ctx_opts o = {.size = sizeof(o), .deadline_ms = 700};
+	struct mrl_ctx_opts o = {.size = sizeof(o), .deadline_ms = 700, .flags = MRL_CTX_NO_FANOTIFY};
 	mrl_ctx *ctx;
 	int ret = mrl_ctx_create(&o, &ctx);
 	if (ret) {

@@ -82,7 +82,7 @@ struct serve_opts {
 	const char *file, *addr;
 	unsigned port, mrs, seconds, deadline_ms, policy;
 	uint64_t size;
-	bool no_lease, machine;
+	bool no_lease, no_fanotify, machine;
 };
 
 static int cmd_serve(struct serve_opts *o)
@@ -93,6 +93,8 @@ static int cmd_serve(struct serve_opts *o)
 	int ret;
 	if (o->no_lease)
 		co.flags |= MRL_CTX_NO_LEASES;
+	if (o->no_fanotify)
+		co.flags |= MRL_CTX_NO_FANOTIFY;
 	struct stat st;
 	if (stat(o->file, &st) < 0) {
 		int fd = open(o->file, O_RDWR | O_CREAT, 0644);
@@ -177,12 +179,26 @@ static int cmd_serve(struct serve_opts *o)
 	}
 	struct mrl_stats s = {.size = sizeof(s)};
 	mrl_ctx_stats(ctx, &s);
+	/* which watchers watched the MRs, and how many MRs no break ever touched */
+	unsigned watchers = 0, untouched = 0;
+	for (unsigned i = 0; i < o->mrs; i++) {
+		struct mrl_mr_info in = {.size = sizeof(in)};
+		if (mrl_mr_query(ctx, mrs[i], &in) == 0) {
+			watchers |= in.watchers;
+			untouched += in.breaks == 0 && in.denials == 0;
+		}
+	}
 	printf("%sfinal {\"breaks\":%" PRIu64 ",\"pauses\":%" PRIu64 ",\"restores\":%" PRIu64
 	       ",\"fences\":%" PRIu64 ",\"lease_breaks\":%" PRIu64 ",\"peer_timeouts\":%" PRIu64
-	       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"ev_us_p50\":%.1f,\"ev_us_p99\":%.1f,\"peers\":%d}\n",
+	       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"ev_us_p50\":%.1f,\"ev_us_p99\":%.1f,\"peers\":%d"
+	       ",\"watchers\":%u,\"untouched\":%u,\"fan_events\":%" PRIu64 ",\"fan_layout\":%" PRIu64
+	       ",\"fan_pass_data\":%" PRIu64 ",\"fan_pass_range\":%" PRIu64 ",\"denials\":%" PRIu64
+	       ",\"classify_us\":%.2f}\n",
 	       o->machine ? "" : "mrlease: ", s.breaks, s.pauses, s.restores, s.fences,
 	       s.lease_breaks, s.peer_timeouts, s.pause_ns_p50 / 1e3, s.pause_ns_p99 / 1e3,
-	       pct(ev_lat, nev, 50) / 1e3, pct(ev_lat, nev, 99) / 1e3, npeers);
+	       pct(ev_lat, nev, 50) / 1e3, pct(ev_lat, nev, 99) / 1e3, npeers, watchers, untouched,
+	       s.fan_events, s.fan_layout, s.fan_pass_data, s.fan_pass_range, s.denials,
+	       s.classify_count ? (double)s.classify_ns_total / (double)s.classify_count / 1e3 : 0.0);
 	fflush(stdout);
 	mrl_ep_destroy(ep);
 	for (unsigned i = 0; i < o->mrs; i++)
@@ -609,8 +625,21 @@ struct demo_opts {
 	unsigned seconds, mrs, deadline_ms;
 	uint64_t size;
 	const char *fs, *actions, *policy;
-	bool no_lease, json, quiet;
+	bool no_lease, no_fanotify, json, quiet;
 };
+
+/* "fanotify+inotify" from a MRL_WATCH_* mask */
+static const char *watcher_names(unsigned mask, char *buf, size_t n)
+{
+	buf[0] = 0;
+	for (unsigned bit = 1; bit <= MRL_WATCH_VERIFY; bit <<= 1)
+		if (mask & bit)
+			snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "+" : "",
+				 mrl_watcher_str(bit));
+	if (!buf[0])
+		snprintf(buf, n, "none");
+	return buf;
+}
 
 static int cmd_demo(struct demo_opts *o)
 {
@@ -628,9 +657,14 @@ static int cmd_demo(struct demo_opts *o)
 	snprintf(dl_s, sizeof(dl_s), "%u", o->deadline_ms);
 	struct demo_state *d = calloc(1, sizeof(*d));
 	struct child srv, cli;
-	char *sargv[] = {"mrlease", "serve", file, "--machine", "--mrs", mrs_s, "--size", size_s,
-			 "--seconds", secs_s, "--deadline-ms", dl_s, "--policy", (char *)o->policy,
-			 o->no_lease ? "--no-lease" : NULL, NULL};
+	char *sargv[20] = {"mrlease", "serve", file, "--machine", "--mrs", mrs_s, "--size", size_s,
+			   "--seconds", secs_s, "--deadline-ms", dl_s, "--policy", (char *)o->policy};
+	int sargc = 14;
+	if (o->no_lease)
+		sargv[sargc++] = "--no-lease";
+	if (o->no_fanotify)
+		sargv[sargc++] = "--no-fanotify";
+	sargv[sargc] = NULL;
 	signal(SIGPIPE, SIG_IGN);
 	if (spawn(&srv, sargv)) {
 		fprintf(stderr, "mrlease demo: cannot start the server\n");
@@ -750,6 +784,12 @@ static int cmd_demo(struct demo_opts *o)
 	double breaks = json_num(d->s_final, "breaks"), pauses = json_num(d->s_final, "pauses");
 	double restores = json_num(d->s_final, "restores"), fences = json_num(d->s_final, "fences");
 	double p50 = json_num(d->s_final, "pause_us_p50"), p99 = json_num(d->s_final, "pause_us_p99");
+	double untouched = json_num(d->s_final, "untouched");
+	double fan_ev = json_num(d->s_final, "fan_events"), fan_lay = json_num(d->s_final, "fan_layout");
+	double fan_data = json_num(d->s_final, "fan_pass_data"), fan_out = json_num(d->s_final, "fan_pass_range");
+	double classify_us = json_num(d->s_final, "classify_us");
+	char wbuf[96];
+	const char *watchers = watcher_names((unsigned)json_num(d->s_final, "watchers"), wbuf, sizeof(wbuf));
 	/* break -> event: from the tool's start (fork+exec included) to the
 	 * server reading the MR event */
 	uint64_t lat[MAX_SAMPLES];
@@ -769,16 +809,23 @@ static int cmd_demo(struct demo_opts *o)
 		       ",\"breaks\":%.0f,\"pauses\":%.0f,\"restores\":%.0f,\"fences\":%.0f,"
 		       "\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"event_us_p50\":%.1f,\"event_us_p99\":%.1f,"
 		       "\"punches\":%u,\"truncates\":%u,\"cats\":%u,\"truncate_retries\":%u,"
-		       "\"server_crashed\":%s,\"server_signal\":%d,\"mib_s\":%.1f,\"file_size\":%" PRIu64 "}\n",
+		       "\"server_crashed\":%s,\"server_signal\":%d,\"mib_s\":%.1f,\"file_size\":%" PRIu64
+		       ",\"watchers\":\"%s\",\"untouched_mrs\":%.0f,\"fan_events\":%.0f,\"fan_layout\":%.0f"
+		       ",\"fan_data\":%.0f,\"fan_outside\":%.0f,\"classify_us\":%.2f}\n",
 		       o->no_lease ? "false" : "true", o->fs, o->seconds, o->mrs, transfers, failed, mism,
 		       refused, readback_mis, breaks, pauses, restores, fences, p50, p99, e50, e99,
 		       adv->punches, adv->truncates, adv->cats, adv->truncate_retries,
 		       server_crashed ? "true" : "false",
-		       srv_done && WIFSIGNALED(srv_status) ? WTERMSIG(srv_status) : 0, mib_s, fsize);
+		       srv_done && WIFSIGNALED(srv_status) ? WTERMSIG(srv_status) : 0, mib_s, fsize,
+		       watchers, untouched, fan_ev, fan_lay, fan_data, fan_out, classify_us);
 	} else {
 		printf("\nmrlease demo: %s on %s, %u s, %u MRs over %" PRIu64 " bytes, leases %s\n\n",
 		       "tcp;ofi_rxm loopback", o->fs, o->seconds, o->mrs, o->size,
 		       o->no_lease ? "OFF" : "ON");
+		printf("  %-28s %s\n", "watchers", watchers);
+		if (fan_ev > 0)
+			printf("  %-28s %.0f: %.0f layout, %.0f read/write, %.0f outside every MR; %.1f us to classify\n",
+			       "  fanotify events", fan_ev, fan_lay, fan_data, fan_out, classify_us);
 		printf("  %-28s %s\n", "adversary", "");
 		printf("  %-28s %u fallocate --punch-hole, %u truncate (%u EAGAIN retries), %u cat\n",
 		       "  actions", adv->punches, adv->truncates, adv->truncate_retries, adv->cats);
@@ -788,6 +835,7 @@ static int cmd_demo(struct demo_opts *o)
 		printf("  %-28s %.0f\n", "refused (fenced, clean)", refused);
 		printf("  %-28s %.0f\n", "breaks", breaks);
 		printf("  %-28s %.0f\n", "pauses (MRs)", pauses);
+		printf("  %-28s %.0f of %u\n", "MRs never paused", untouched, o->mrs);
 		printf("  %-28s %.0f\n", "restores", restores);
 		printf("  %-28s %.0f\n", "fences", fences);
 		printf("  %-28s p50 %.1f us, p99 %.1f us\n", "breaker held (pause)", p50, p99);
@@ -809,45 +857,85 @@ static int cmd_demo(struct demo_opts *o)
 /* ------------------------------------------------------------------ */
 /* coverage                                                            */
 
-static int cmd_coverage(const char *file)
+/* One column of the coverage table: an MR over FILE (or anonymous memory
+ * when FILE is NULL) in a context of its own with the given flags. */
+struct cov_col {
+	char title[40], watchers[96];
+	struct mrl_mr_info in;
+};
+
+static void cov_column(const char *file, unsigned flags, const char *title, struct cov_col *col)
 {
 	mrl_ctx *ctx;
-	struct mrl_ctx_opts co = {.size = sizeof(co), .provider = "mock"};
+	struct mrl_ctx_opts co = {.size = sizeof(co), .provider = "mock", .flags = flags};
+	size_t len = 1 << 20;
+	void *p;
+	mrl_mr_t mr;
 	int ret = mrl_ctx_create(&co, &ctx);
 	if (ret)
 		die("context", ret);
-	size_t len = 1 << 20;
-	void *p;
-	char tmp[] = "/var/tmp/mrlease-cov-XXXXXX";
-	int tfd = -1;
-	if (!file) {
-		tfd = mkstemp(tmp);
-		if (tfd < 0 || ftruncate(tfd, (off_t)len) < 0)
-			die("scratch file", -errno);
-		close(tfd); /* a lease needs the library's fd to be the only one */
-		file = tmp;
-	}
-	if ((ret = mrl_file_map(ctx, file, 0, len, PROT_READ | PROT_WRITE, &p)))
-		die("map", ret);
-	void *anon = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	mrl_mr_t mr[2];
-	if ((ret = mrl_mr_reg(ctx, p, len, MRL_ACCESS_REMOTE_WRITE, NULL, &mr[0])) ||
-	    (ret = mrl_mr_reg(ctx, anon, len, MRL_ACCESS_REMOTE_WRITE, NULL, &mr[1])))
+	if (file)
+		ret = mrl_file_map(ctx, file, 0, len, PROT_READ | PROT_WRITE, &p);
+	else if ((p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+		ret = -errno;
+	if (ret)
+		die(file ? file : "anonymous memory", ret);
+	if ((ret = mrl_mr_reg(ctx, p, len, MRL_ACCESS_REMOTE_WRITE, NULL, &mr)))
 		die("register", ret);
-	struct mrl_mr_info fi = {.size = sizeof(fi)}, ai = {.size = sizeof(ai)};
-	mrl_mr_query(ctx, mr[0], &fi);
-	mrl_mr_query(ctx, mr[1], &ai);
-	printf("coverage now (watchers: fcntl lease %s, inotify)\n", fi.lease_held ? "held" : "NOT held");
-	printf("  %-36s %-12s %-12s\n", "change", mrl_kind_str(fi.kind), "anonymous");
-	for (int c = 0; c < MRL_CHG_MAX; c++)
-		printf("  %-36s %-12s %-12s\n", mrl_change_str(c), mrl_seen_str(fi.coverage[c]),
-		       mrl_seen_str(ai.coverage[c]));
-	mrl_mr_dereg(ctx, mr[0]);
-	mrl_mr_dereg(ctx, mr[1]);
-	mrl_file_unmap(ctx, p, len);
+	col->in.size = sizeof(col->in);
+	mrl_mr_query(ctx, mr, &col->in);
+	snprintf(col->title, sizeof(col->title), "%s", title);
+	watcher_names(col->in.watchers, col->watchers, sizeof(col->watchers));
+	mrl_mr_dereg(ctx, mr);
+	if (file)
+		mrl_file_unmap(ctx, p, len);
+	else
+		munmap(p, len);
 	mrl_ctx_destroy(ctx);
-	if (tfd >= 0)
-		unlink(tmp);
+}
+
+static int scratch_file(char *tmpl)
+{
+	int fd = mkstemp(tmpl);
+	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
+		return -1;
+	close(fd); /* the library's fd must be the only one */
+	return 0;
+}
+
+static int cmd_coverage(const char *file)
+{
+	struct cov_col col[4];
+	int n = 0;
+	char ext4[] = "/var/tmp/mrlease-cov-XXXXXX", shm[] = "/dev/shm/mrlease-cov-XXXXXX";
+	if (file) {
+		cov_column(file, 0, file, &col[n++]);
+	} else {
+		if (scratch_file(ext4) == 0) {
+			cov_column(ext4, 0, "ext4 file", &col[n++]);
+			cov_column(ext4, MRL_CTX_NO_FANOTIFY, "ext4, no fanotify", &col[n++]);
+			unlink(ext4);
+		}
+		if (scratch_file(shm) == 0) {
+			cov_column(shm, 0, "tmpfs file", &col[n++]);
+			unlink(shm);
+		}
+		cov_column(NULL, 0, "anonymous", &col[n++]);
+	}
+	printf("coverage now: when each change is seen, per kind of memory and watchers running\n\n");
+	printf("  %-36s", "");
+	for (int i = 0; i < n; i++)
+		printf(" %-20.20s", col[i].title);
+	printf("\n  %-36s", "watchers");
+	for (int i = 0; i < n; i++)
+		printf(" %-20.20s", col[i].watchers);
+	printf("\n");
+	for (int c = 0; c < MRL_CHG_MAX; c++) {
+		printf("  %-36s", mrl_change_str(c));
+		for (int i = 0; i < n; i++)
+			printf(" %-20s", mrl_seen_str(col[i].in.coverage[c]));
+		printf("\n");
+	}
 	return 0;
 }
 
@@ -876,9 +964,11 @@ static int local_addr_for(const char *host, unsigned port, char *out, size_t out
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mrlease demo [--seconds N] [--fs ext4|tmpfs] [--no-lease] [--json] [--mrs N]\n"
-		"                    [--size BYTES] [--actions punch,truncate,cat] [--policy restore|notify|fence]\n"
+		"usage: mrlease demo [--seconds N] [--fs ext4|tmpfs] [--no-lease] [--no-fanotify] [--json]\n"
+		"                    [--mrs N] [--size BYTES] [--actions punch,truncate,cat]\n"
+		"                    [--policy restore|notify|fence|deny]\n"
 		"       mrlease serve FILE [--addr A] [--port P] [--mrs N] [--size BYTES] [--no-lease]\n"
+		"                    [--no-fanotify] [--policy P] [--deadline-ms MS]\n"
 		"       mrlease client HOST:PORT [--addr A] [--seconds N] [--depth N] [--block BYTES]\n"
 		"       mrlease coverage [FILE]\n");
 }
@@ -891,7 +981,9 @@ static unsigned policy_of(const char *s)
 		return MRL_POLICY_NOTIFY;
 	if (!strcmp(s, "fence"))
 		return MRL_POLICY_FENCE;
-	fprintf(stderr, "mrlease: unknown policy '%s' (restore, notify, fence)\n", s);
+	if (!strcmp(s, "deny"))
+		return MRL_POLICY_DENY;
+	fprintf(stderr, "mrlease: unknown policy '%s' (restore, notify, fence, deny)\n", s);
 	exit(2);
 }
 
@@ -922,7 +1014,7 @@ int main(int argc, char **argv)
 		{"actions", 1, 0, 'a'}, {"policy", 1, 0, 'P'},  {"addr", 1, 0, 'A'},
 		{"port", 1, 0, 'p'},    {"machine", 0, 0, 'M'}, {"depth", 1, 0, 'd'},
 		{"block", 1, 0, 'b'},   {"quiet", 0, 0, 'q'},   {"deadline-ms", 1, 0, 'D'},
-		{"help", 0, 0, 'h'},    {0, 0, 0, 0},
+		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {0, 0, 0, 0},
 	};
 	struct demo_opts dm = {.seconds = 5, .mrs = 16, .size = 16 << 20, .fs = "ext4",
 			       .actions = "punch,truncate,cat", .policy = "restore", .deadline_ms = 1000};
@@ -935,6 +1027,7 @@ int main(int argc, char **argv)
 		case 's': dm.seconds = so.seconds = cl.seconds = (unsigned)num(optarg, "--seconds"); break;
 		case 'f': dm.fs = optarg; break;
 		case 'n': dm.no_lease = so.no_lease = true; break;
+		case 'F': dm.no_fanotify = so.no_fanotify = true; break;
 		case 'j': dm.json = cl.json = true; break;
 		case 'm': dm.mrs = so.mrs = (unsigned)num(optarg, "--mrs"); break;
 		case 'z': dm.size = so.size = num(optarg, "--size"); break;

@@ -1,0 +1,520 @@
+/* The fanotify pre-content watcher (Linux >= 6.14, CAP_SYS_ADMIN, ext4/xfs/btrfs).
+ *
+ * Every truncate, fallocate, write and mmap of a marked file -- by any process,
+ * the owner's own threads included -- stops in the kernel until the monitor
+ * answers. The event carries the byte range; the actor's own system call
+ * (read from /proc/TID/syscall while it waits) tells a layout change from a
+ * plain read or write. Only the MRs whose file range the change touches are
+ * paused; the answer lets the change land (or refuses it, MRL_POLICY_DENY),
+ * and the MRs are restored once it has landed.
+ *
+ * Landing is known per kind of change: a truncate when the file has its new
+ * size (the part of an MR below the new end keeps its pages, so nothing
+ * restored can be hit by the rest of the truncation); an fallocate by the
+ * actor's own FAN_MODIFY, which vfs_fallocate sends after the change is done;
+ * any change, or a failed one, when the actor has left the system call.
+ *
+ * Runs with ctx->lock held, in the monitor thread. */
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+
+/* Debian 12's headers predate pre-content events. */
+#ifndef FAN_PRE_ACCESS
+#define FAN_PRE_ACCESS 0x00100000
+#endif
+#ifndef FAN_REPORT_TID
+#define FAN_REPORT_TID 0x00000100
+#endif
+#ifndef FAN_EVENT_INFO_TYPE_RANGE
+#define FAN_EVENT_INFO_TYPE_RANGE 6
+#endif
+#ifndef FAN_DENY_ERRNO
+#define FAN_DENY_ERRNO(e) (FAN_DENY | ((((uint32_t)(e)) & 0xff) << 24))
+#endif
+#ifndef FALLOC_FL_WRITE_ZEROES
+#define FALLOC_FL_WRITE_ZEROES 0x80
+#endif
+#ifndef FICLONE
+#define FICLONE 0x40049409
+#define FICLONERANGE 0x4020940d
+#define FIDEDUPERANGE 0xc0189436
+#endif
+
+struct fan_range_info {
+	struct fanotify_event_info_header hdr;
+	uint32_t pad;
+	uint64_t offset;
+	uint64_t count;
+};
+
+/* Opens change nothing, but seeing them (and letting them go at once) keeps
+ * the coverage of a lease: an opener is known before it can act. */
+#define FAN_MASK (FAN_PRE_ACCESS | FAN_MODIFY | FAN_OPEN_PERM)
+
+int mrl_fan_init(struct mrl_ctx *ctx)
+{
+	ctx->fan_fd = -1;
+	if (!ctx->leases || (ctx->opts.flags & MRL_CTX_NO_FANOTIFY))
+		return 0;
+	int fd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
+			       O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+	if (fd < 0) {
+		ctx->fan_errno = errno;
+		mrl_log("fanotify pre-content watcher unavailable: %s", strerror(errno));
+		return 0;
+	}
+	/* Does the kernel know pre-content events? A memfd answers without
+	 * side effects: EINVAL = unknown event bit, EOPNOTSUPP = known, but
+	 * not on this filesystem (tmpfs). */
+	int probe = memfd_create("mrlease-probe", MFD_CLOEXEC);
+	int r = probe < 0 ? -1 : fanotify_mark(fd, FAN_MARK_ADD, FAN_PRE_ACCESS, probe, NULL);
+	int err = r < 0 ? errno : 0;
+	if (r == 0)
+		fanotify_mark(fd, FAN_MARK_REMOVE, FAN_PRE_ACCESS, probe, NULL);
+	if (probe >= 0)
+		close(probe);
+	if (r < 0 && err != EOPNOTSUPP) {
+		ctx->fan_errno = err;
+		mrl_log("fanotify pre-content events unsupported here: %s", strerror(err));
+		close(fd);
+		return 0;
+	}
+	ctx->fan_fd = fd;
+	ctx->watchers |= MRL_WATCH_FANOTIFY;
+	return 0;
+}
+
+void mrl_fan_fini(struct mrl_ctx *ctx)
+{
+	if (ctx->fan_fd >= 0)
+		close(ctx->fan_fd); /* the kernel lets every waiting actor go */
+	ctx->fan_fd = -1;
+}
+
+/* Are all open file descriptions of the file younger than our mark? Only
+ * those see write and fallocate events. A write lease can be taken only by
+ * the file's one opener, so taking it (and dropping it at once) proves it. */
+static void fan_probe_complete(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (f->fan_complete || !f->fan_fd_young || f->fd < 0)
+		return;
+	struct f_owner_ex owner = {.type = F_OWNER_TID, .pid = ctx->monitor_tid};
+	if ((fcntl(f->fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
+		return;
+	if (fcntl(f->fd, F_SETOWN_EX, &owner) == 0 && fcntl(f->fd, F_SETSIG, ctx->opts.signo) == 0 &&
+	    fcntl(f->fd, F_SETLEASE, F_WRLCK) == 0) {
+		fcntl(f->fd, F_SETLEASE, F_UNLCK);
+		f->fan_complete = true;
+	}
+}
+
+/* Mark the file (by path, before the library opens its own fd, so that fd
+ * sees events too). 0 or -errno; -EOPNOTSUPP on tmpfs. */
+int mrl_fan_watch(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (ctx->fan_fd < 0)
+		return -ENOTSUP;
+	if (!f->path[0])
+		return -ENOENT;
+	if (fanotify_mark(ctx->fan_fd, FAN_MARK_ADD, FAN_MASK, AT_FDCWD, f->path) < 0) {
+		f->fan_errno = errno;
+		return -errno;
+	}
+	struct stat st;
+	if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+		/* the path names another file now: do not claim to watch ours */
+		fanotify_mark(ctx->fan_fd, FAN_MARK_REMOVE, FAN_MASK, AT_FDCWD, f->path);
+		f->fan_errno = ESTALE;
+		return -ESTALE;
+	}
+	f->fan = true;
+	return 0;
+}
+
+/* The library's own fd was opened after the mark (mrl_file_map). */
+void mrl_fan_fd_opened(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (!f->fan)
+		return;
+	f->fan_fd_young = true;
+	fan_probe_complete(ctx, f);
+}
+
+void mrl_fan_unwatch(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (!f->fan || ctx->fan_fd < 0)
+		return;
+	if (f->fd >= 0)
+		fanotify_mark(ctx->fan_fd, FAN_MARK_REMOVE, FAN_MASK, f->fd, NULL);
+	else
+		fanotify_mark(ctx->fan_fd, FAN_MARK_REMOVE, FAN_MASK, AT_FDCWD, f->path);
+	f->fan = false;
+	while (f->fan_q) {
+		struct mrl_fan_ev *e = f->fan_q;
+		f->fan_q = e->next;
+		mrl_fan_answer(ctx, e, 0);
+		mrl_fan_ev_free(e);
+	}
+}
+
+/* Any close may have been the last early opener's. */
+void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (f->fan && !f->fan_complete && !f->brk)
+		fan_probe_complete(ctx, f);
+}
+
+/* ---- answers ---- */
+
+void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno)
+{
+	if (e->fd < 0 || e->answered || ctx->fan_fd < 0)
+		return;
+	struct fanotify_response r = {
+		.fd = e->fd,
+		.response = deny_errno ? FAN_DENY_ERRNO(deny_errno) : FAN_ALLOW,
+	};
+	if (write(ctx->fan_fd, &r, sizeof(r)) != sizeof(r))
+		mrl_log("fanotify answer failed: %s", strerror(errno));
+	e->answered = true;
+}
+
+void mrl_fan_ev_free(struct mrl_fan_ev *e)
+{
+	if (e->fd >= 0)
+		close(e->fd);
+	free(e);
+}
+
+/* ---- classification ---- */
+
+/* The actor's system call while it waits: "NR arg0 arg1 ...", or
+ * "running", or nothing when it is gone. */
+static int read_syscall(pid_t tid, char *buf, size_t n)
+{
+	char path[48];
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t k = read(fd, buf, n - 1);
+	int err = errno;
+	close(fd);
+	if (k <= 0)
+		return k < 0 ? -err : -ENODATA;
+	buf[k] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+static int classify(struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3)
+{
+	long nr;
+	unsigned long long a[4] = {0};
+	/* The actor queues the event, wakes us, then goes to sleep for the
+	 * answer: until it sleeps its line reads "running". It will sleep
+	 * (nobody else answers), so look again, briefly. */
+	for (int tries = 0;; tries++) {
+		if (read_syscall(e->tid, e->line, sizeof(e->line)) < 0)
+			return FOP_LAYOUT;
+		if (strcmp(e->line, "running") || tries >= 200)
+			break;
+		struct timespec ts = {0, tries < 20 ? 0 : 50000};
+		if (tries < 20)
+			sched_yield();
+		else
+			nanosleep(&ts, NULL);
+	}
+	if (sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) < 2)
+		return FOP_LAYOUT; /* "running" or a kernel thread (io_uring worker): unknown */
+	*arg1 = a[1];
+	*arg2 = a[2];
+	*arg3 = a[3];
+	switch (nr) {
+	case SYS_read: case SYS_pread64: case SYS_readv: case SYS_preadv: case SYS_preadv2:
+	case SYS_write: case SYS_pwrite64: case SYS_writev: case SYS_pwritev: case SYS_pwritev2:
+	case SYS_sendfile: case SYS_splice: case SYS_copy_file_range: case SYS_readahead:
+	case SYS_mmap: case SYS_fadvise64:
+		return FOP_DATA;
+	case SYS_truncate: case SYS_ftruncate:
+		return FOP_TRUNCATE;
+	case SYS_fallocate: {
+		uint64_t mode = a[1];
+		if (mode & FALLOC_FL_PUNCH_HOLE)
+			return FOP_PUNCH;
+		if (mode & (FALLOC_FL_ZERO_RANGE | FALLOC_FL_WRITE_ZEROES))
+			return FOP_ZERO;
+		if (mode & FALLOC_FL_COLLAPSE_RANGE)
+			return FOP_COLLAPSE;
+		if (mode & FALLOC_FL_INSERT_RANGE)
+			return FOP_INSERT;
+		if (!(mode & ~(uint64_t)FALLOC_FL_KEEP_SIZE))
+			return FOP_ALLOC; /* allocation keeps every page that is there */
+		return FOP_LAYOUT;
+	}
+	case SYS_ioctl:
+		return FOP_LAYOUT; /* FICLONE, FIDEDUPERANGE, ...: blocks replaced */
+	default:
+		return FOP_LAYOUT;
+	}
+}
+
+static const int op_cause[] = {
+	[FOP_TRUNCATE] = MRL_CAUSE_TRUNCATED, [FOP_PUNCH] = MRL_CAUSE_PUNCH_HOLE,
+	[FOP_ZERO] = MRL_CAUSE_ZERO_RANGE, [FOP_COLLAPSE] = MRL_CAUSE_COLLAPSE_RANGE,
+	[FOP_INSERT] = MRL_CAUSE_INSERT_RANGE, [FOP_LAYOUT] = MRL_CAUSE_LAYOUT,
+};
+
+static pid_t tgid_of(pid_t tid)
+{
+	char path[48], line[128];
+	pid_t tgid = tid;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	FILE *s = fopen(path, "re");
+	if (!s)
+		return tid;
+	while (fgets(line, sizeof(line), s))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(s);
+	return tgid;
+}
+
+#define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
+
+struct deny_scan {
+	int err;
+	struct mrl_ctx *ctx;
+	struct mrl_fan_ev *e;
+	bool post;
+};
+static int deny_cb(struct mrl_itree_node *n, void *p)
+{
+	struct deny_scan *d = p;
+	struct mrl_mr *mr = MR_OF_FNODE(n);
+	if (mr->policy != MRL_POLICY_DENY || mr->state == MRL_STATE_FENCED ||
+	    mr->state == MRL_STATE_DEREGISTERED)
+		return 0;
+	if (!d->err)
+		d->err = mr->deny_errno;
+	if (d->post) {
+		uint64_t lo = d->e->lo > mr->file_off ? d->e->lo - mr->file_off : 0;
+		uint64_t end = d->e->hi < mr->file_off + mr->len ? d->e->hi - mr->file_off : mr->len;
+		mr->denials++;
+		mr->cause = d->e->cause;
+		mr->cause_pid = d->e->pid;
+		mr->cause_off = lo;
+		mr->cause_len = end - lo;
+		mrl_post_event(d->ctx, mr, MRL_EVENT_DENIED, d->e->cause, lo, end - lo, d->e->pid, 0,
+			       d->e->seen);
+	}
+	return 0;
+}
+
+/* Refuse e now if a deny MR lies under it: true when refused (and freed). */
+static bool try_deny(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e)
+{
+	struct deny_scan d = {.ctx = ctx, .e = e, .post = true};
+	mrl_itree_overlap(&f->mrs, e->lo, e->hi, deny_cb, &d);
+	if (!d.err)
+		return false;
+	ctx->st.denials++;
+	mrl_fan_answer(ctx, e, d.err);
+	mrl_fan_ev_free(e);
+	return true;
+}
+
+static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	while (f->fan_q && !f->brk) {
+		struct mrl_fan_ev *e = f->fan_q;
+		f->fan_q = e->next;
+		e->next = NULL;
+		/* refused now if a deny MR came into its range meanwhile */
+		if (try_deny(ctx, f, e))
+			continue;
+		if (!mrl_brk_begin_range(ctx, f, e)) {
+			/* nothing live under the range any more */
+			mrl_fan_answer(ctx, e, 0);
+			mrl_fan_ev_free(e);
+		}
+	}
+}
+
+static void on_pre_access(struct mrl_ctx *ctx, int fd, pid_t tid, const struct fan_range_info *rg,
+			  uint64_t seen)
+{
+	struct mrl_fan_ev *e = calloc(1, sizeof(*e));
+	struct stat st;
+	ctx->st.fan_events++;
+	if (!e) {
+		struct fanotify_response r = {.fd = fd, .response = FAN_ALLOW};
+		if (write(ctx->fan_fd, &r, sizeof(r)) < 0)
+			mrl_log("fanotify answer failed: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	e->fd = fd;
+	e->tid = tid;
+	e->seen = seen;
+	e->lo = rg ? rg->offset : 0;
+	e->hi = rg && rg->count ? rg->offset + rg->count : UINT64_MAX;
+	struct mrl_file *f = fstat(fd, &st) == 0 ? mrl_file_find(ctx, st.st_dev, st.st_ino) : NULL;
+	if (!f || !f->fan || !mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
+		ctx->st.fan_pass_range++;
+		goto allow;
+	}
+	uint64_t t0 = mrl_now_ns(), a1 = 0, a2 = 0, a3 = 0;
+	e->op = classify(e, &a1, &a2, &a3);
+	ctx->st.classify_ns_total += mrl_now_ns() - t0;
+	ctx->st.classify_count++;
+	if (e->op == FOP_DATA || e->op == FOP_ALLOC) {
+		ctx->st.fan_pass_data++;
+		goto allow;
+	}
+	switch (e->op) {
+	case FOP_TRUNCATE:
+		/* the range record is page-rounded; the call has the exact size */
+		e->target = a1;
+		e->lo = a1;
+		e->hi = UINT64_MAX;
+		break;
+	case FOP_PUNCH: case FOP_ZERO:
+		e->lo = a2;
+		e->hi = a2 + a3 < a2 ? UINT64_MAX : a2 + a3;
+		break;
+	case FOP_COLLAPSE: case FOP_INSERT:
+		e->lo = a2; /* everything after the offset moves */
+		e->hi = UINT64_MAX;
+		break;
+	default:
+		break;
+	}
+	e->cause = op_cause[e->op];
+	mrl_log("fanotify: %s by %d [%s] over %llu..%llu", mrl_cause_str((unsigned)e->cause), (int)tid,
+		e->line, (unsigned long long)e->lo, (unsigned long long)e->hi);
+	if (!mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
+		ctx->st.fan_pass_range++;
+		goto allow;
+	}
+	ctx->st.fan_layout++;
+	e->pid = tgid_of(tid);
+	if (try_deny(ctx, f, e))
+		return;
+	struct mrl_fan_ev **tail = &f->fan_q;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = e;
+	start_next(ctx, f);
+	return;
+allow:
+	mrl_fan_answer(ctx, e, 0);
+	mrl_fan_ev_free(e);
+}
+
+/* ---- landing ---- */
+
+static bool landed(struct mrl_fan_ev *e)
+{
+	char now[sizeof(e->line)];
+	if (e->modified)
+		return true;
+	if (e->op == FOP_TRUNCATE) {
+		struct stat st;
+		if (fstat(e->fd, &st) == 0 && (uint64_t)st.st_size == e->target)
+			return true;
+	}
+	/* Left the call (done, or failed and changed nothing)? "running" may
+	 * still be inside it. */
+	if (read_syscall(e->tid, now, sizeof(now)) < 0)
+		return true;
+	return strcmp(now, "running") != 0 && strcmp(now, e->line) != 0;
+}
+
+void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	struct mrl_brk *b = f->brk;
+	if (!b || !b->fev || b->phase != BRK_LANDING)
+		return;
+	if (!landed(b->fev)) {
+		b->poll_at = mrl_now_ns() + 250000ull;
+		return;
+	}
+	mrl_brk_finish(ctx, f);
+	start_next(ctx, f);
+}
+
+/* The brk timed out waiting for the landing: resume anyway. */
+void mrl_fan_landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	mrl_log("%s: the change by %d did not finish in time; restoring", f->path,
+		(int)f->brk->fev->tid);
+	mrl_brk_finish(ctx, f);
+	start_next(ctx, f);
+}
+
+static void on_modify(struct mrl_ctx *ctx, int fd, pid_t tid)
+{
+	struct stat st;
+	struct mrl_file *f = fstat(fd, &st) == 0 ? mrl_file_find(ctx, st.st_dev, st.st_ino) : NULL;
+	close(fd);
+	if (!f || !f->brk || !f->brk->fev || f->brk->fev->tid != tid)
+		return;
+	f->brk->fev->modified = true;
+	mrl_fan_check_landed(ctx, f);
+}
+
+void mrl_fan_drain(struct mrl_ctx *ctx)
+{
+	char buf[8192] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+	ssize_t n;
+	while ((n = read(ctx->fan_fd, buf, sizeof(buf))) > 0) {
+		uint64_t seen = mrl_now_ns();
+		struct fanotify_event_metadata *md = (void *)buf;
+		for (; FAN_EVENT_OK(md, n); md = FAN_EVENT_NEXT(md, n)) {
+			if (md->vers != FANOTIFY_METADATA_VERSION) {
+				mrl_log("fanotify: metadata version %u, expected %u", md->vers,
+					FANOTIFY_METADATA_VERSION);
+				if (md->fd >= 0)
+					close(md->fd);
+				continue;
+			}
+			if (md->fd < 0)
+				continue; /* overflow: permission events are never dropped */
+			const struct fan_range_info *rg = NULL;
+			for (char *p = (char *)md + md->metadata_len; p + sizeof(struct fanotify_event_info_header) <= (char *)md + md->event_len;) {
+				const struct fanotify_event_info_header *h = (void *)p;
+				if (!h->len)
+					break;
+				if (h->info_type == FAN_EVENT_INFO_TYPE_RANGE && h->len >= sizeof(*rg))
+					rg = (const void *)p;
+				p += h->len;
+			}
+			if (md->mask & FAN_OPEN_PERM) {
+				struct mrl_fan_ev e = {.fd = md->fd};
+				ctx->st.fan_events++;
+				ctx->st.fan_opens++;
+				mrl_fan_answer(ctx, &e, 0);
+				close(md->fd);
+			} else if (md->mask & FAN_PRE_ACCESS)
+				on_pre_access(ctx, md->fd, md->pid, rg, seen);
+			else if (md->mask & FAN_MODIFY)
+				on_modify(ctx, md->fd, md->pid);
+			else
+				close(md->fd);
+		}
+	}
+}

@@ -1,0 +1,167 @@
+/* Coverage is honest: for every watcher set this machine runs (fanotify on
+ * ext4, the lease on ext4, the lease on tmpfs), every change an MR's coverage
+ * claims to see "before" is made here, by another process with the system's
+ * own tools or by the owner itself, and the library must have seen it: a
+ * break (pause), a lease break, or a fanotify event let through as plain
+ * data. Each row runs on a fresh file so one change cannot hide another. */
+#include <linux/capability.h>
+#include <linux/falloc.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "helpers.h"
+
+#define SZ (256u * 1024)
+
+struct config {
+	const char *name, *fs;
+	unsigned flags;
+	unsigned want;   /* watcher the MR must report */
+};
+
+static int act(int row, const char *path)
+{
+	int fd, ret = 0;
+	switch (row) {
+	case MRL_CHG_OTHER_OPEN_READ:
+		return t_sh("cat %s > /dev/null", path);
+	case MRL_CHG_OTHER_OPEN_WRITE:
+		return t_sh("sh -c ': >> %s'", path);
+	case MRL_CHG_OTHER_TRUNCATE:
+		/* coreutils opens O_NONBLOCK: against a lease the first try says EAGAIN */
+		return t_sh("for i in $(seq 200); do truncate -s %u %s 2>/dev/null && exit 0; "
+			    "sleep 0.01; done; exit 1", SZ - 4096, path);
+	case MRL_CHG_OTHER_LAYOUT:
+		return t_sh("fallocate --punch-hole --offset 8192 --length 4096 %s", path);
+	case MRL_CHG_OTHER_WRITE:
+		return t_sh("dd if=/dev/zero of=%s bs=4096 count=1 seek=3 conv=notrunc status=none", path);
+	case MRL_CHG_OWNER_OPEN:
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			return -1;
+		close(fd);
+		return 0;
+	case MRL_CHG_OWNER_TRUNCATE:
+	case MRL_CHG_OWNER_LAYOUT:
+	case MRL_CHG_OWNER_WRITE:
+		fd = open(path, O_RDWR);
+		if (fd < 0)
+			return -1;
+		if (row == MRL_CHG_OWNER_TRUNCATE)
+			ret = ftruncate(fd, SZ - 4096);
+		else if (row == MRL_CHG_OWNER_LAYOUT)
+			ret = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 4096);
+		else
+			ret = pwrite(fd, "x", 1, 100) == 1 ? 0 : -1;
+		close(fd);
+		return ret;
+	default:
+		return -2; /* no action for this row here */
+	}
+}
+
+static uint64_t seen_count(mrl_ctx *ctx)
+{
+	struct mrl_stats s = {.size = sizeof(s)};
+	mrl_ctx_stats(ctx, &s);
+	return s.pauses + s.lease_breaks + s.fan_pass_data + s.fan_layout + s.denials + s.fan_opens;
+}
+
+static int run(const struct config *c)
+{
+	char dir[256], path[300];
+	int claimed = 0;
+	t_scratch(c->fs, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	printf("-- %s\n", c->name);
+	for (int row = 0; row < MRL_CHG_MAX; row++) {
+		t_make_file(path, SZ);
+		mrl_ctx *ctx = t_ctx_flags("mock", 1000, c->flags);
+		void *p;
+		mrl_mr_t mr;
+		REQUIRE(mrl_file_map(ctx, path, 0, SZ, PROT_READ | PROT_WRITE, &p) == 0, "map");
+		REQUIRE(mrl_mr_reg(ctx, p, SZ, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+		struct mrl_mr_info in = t_query(ctx, mr);
+		if (row == 0)
+			CHECK((in.watchers & c->want) == c->want, "%s: watchers %#x include %#x", c->name,
+			      in.watchers, c->want);
+		if (c->want == MRL_WATCH_LEASE && in.watchers & MRL_WATCH_LEASE)
+			CHECK(!(in.watchers & MRL_WATCH_FANOTIFY), "lease configuration runs no fanotify");
+		if (in.coverage[row] == MRL_SEEN_BEFORE) {
+			uint64_t before = seen_count(ctx);
+			int r = act(row, path);
+			if (r == -2) {
+				CHECK(0, "%s: row '%s' claimed before but no test action exists", c->name,
+				      mrl_change_str(row));
+			} else {
+				CHECK(r == 0, "%s: '%s' action ran (%d)", c->name, mrl_change_str(row), r);
+				uint64_t until = t_now_ns() + 3000000000ull;
+				while (seen_count(ctx) == before && t_now_ns() < until)
+					usleep(1000);
+				CHECK(seen_count(ctx) > before, "%s: '%s' claimed before, and seen", c->name,
+				      mrl_change_str(row));
+				printf("   %-36s before: seen\n", mrl_change_str(row));
+				claimed++;
+			}
+		} else {
+			printf("   %-36s %s\n", mrl_change_str(row), mrl_seen_str(in.coverage[row]));
+		}
+		mrl_mr_dereg(ctx, mr);
+		mrl_file_unmap(ctx, p, SZ);
+		mrl_ctx_destroy(ctx);
+		unlink(path);
+	}
+	rmdir(dir);
+	return claimed;
+}
+
+/* Drop CAP_SYS_ADMIN (fanotify pre-content needs it); keep the rest. */
+static int drop_sys_admin(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	d[CAP_SYS_ADMIN / 32].effective &= ~(1u << (CAP_SYS_ADMIN % 32));
+	d[CAP_SYS_ADMIN / 32].permitted &= ~(1u << (CAP_SYS_ADMIN % 32));
+	d[CAP_SYS_ADMIN / 32].inheritable &= ~(1u << (CAP_SYS_ADMIN % 32));
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+int main(void)
+{
+	/* without CAP_SYS_ADMIN the library falls back to the lease on ext4 */
+	pid_t child = fork();
+	if (child == 0) {
+		if (drop_sys_admin() < 0)
+			t_skip("capset: %s", strerror(errno));
+		static const struct config unpriv = {"ext4, no CAP_SYS_ADMIN", "ext4", 0, MRL_WATCH_LEASE};
+		mrl_ctx *ctx = t_ctx("mock", 1000);
+		CHECK(!(mrl_ctx_watchers(ctx) & MRL_WATCH_FANOTIFY), "no fanotify without CAP_SYS_ADMIN");
+		mrl_ctx_destroy(ctx);
+		CHECK(run(&unpriv) >= 3, "unprivileged: lease rows claimed and seen");
+		exit(t_failures ? 1 : 0);
+	}
+	int cst = t_wait_status(child);
+	CHECK(cst == 0 || cst == 77, "the unprivileged run passed (exit %d)", cst);
+
+	static const struct config cfg[] = {
+		{"ext4, fanotify", "ext4", 0, MRL_WATCH_FANOTIFY},
+		{"ext4, lease only", "ext4", MRL_CTX_NO_FANOTIFY, MRL_WATCH_LEASE},
+		{"tmpfs (lease)", "tmpfs", 0, MRL_WATCH_LEASE},
+	};
+	for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+		if (cfg[i].want == MRL_WATCH_FANOTIFY) {
+			mrl_ctx *ctx = t_ctx("mock", 1000);
+			int have = mrl_ctx_watchers(ctx) & MRL_WATCH_FANOTIFY;
+			mrl_ctx_destroy(ctx);
+			if (!have) {
+				printf("-- %s: fanotify unavailable here, not checked\n", cfg[i].name);
+				continue;
+			}
+		}
+		int n = run(&cfg[i]);
+		CHECK(n >= 3, "%s: at least three rows claimed before (%d)", cfg[i].name, n);
+	}
+	return t_done("t_coverage");
+}

@@ -1,0 +1,238 @@
+/* The owner's own fallocate(PUNCH_HOLE) and ftruncate on ext4, seen by
+ * fanotify before they land, under a peer streaming verified RMA writes and
+ * reads over tcp;ofi_rxm. The owner's thread that makes the calls is also the
+ * only thread driving the owner's endpoint: while it is held in the kernel the
+ * monitor drives progress itself, so the peer's pause answer still arrives
+ * (no deadlock, no peer cut off). Zero failed transfers on restored MRs, every
+ * byte written under the final generation is in the file, and each punch
+ * pauses exactly the one MR it touches. */
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#include "helpers.h"
+
+#define NMR 8
+#define MRSZ (512u * 1024)
+#define BLK 4096u
+#define NBLK (MRSZ / BLK)
+#define NPUNCH 12
+
+struct owner {
+	mrl_ctx *ctx;
+	mrl_ep *ep;
+	const char *path;
+	atomic_int stop;
+	mrl_peer *peer;
+	int punched[NMR];
+	int punches, truncated, errors;
+	uint16_t port;
+};
+
+static void *owner_main(void *a)
+{
+	struct owner *o = a;
+	if (mrl_ep_accept(o->ep, 5000, &o->peer)) {
+		o->errors++;
+		return NULL;
+	}
+	int fd = open(o->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		o->errors++;
+		return NULL;
+	}
+	uint64_t next = t_now_ns() + 200000000ull, rng = 88172645463325252ull;
+	while (!atomic_load(&o->stop)) {
+		mrl_ep_progress(o->ep);
+		if (t_now_ns() < next)
+			continue;
+		next = t_now_ns() + 60000000ull;
+		if (o->punches < NPUNCH) {
+			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+			int m = (int)(rng % (NMR - 1)); /* the last MR is the truncate's */
+			uint64_t off = (uint64_t)m * MRSZ + ((rng >> 20) % (NBLK - 4)) * BLK;
+			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, 2 * BLK))
+				o->errors++;
+			else
+				o->punched[m]++, o->punches++;
+		} else if (!o->truncated) {
+			/* cut the last MR in half */
+			if (ftruncate(fd, (off_t)((NMR - 1) * MRSZ + MRSZ / 2)))
+				o->errors++;
+			o->truncated = 1;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void pattern(unsigned char *b, int m, unsigned blk, unsigned seq)
+{
+	for (unsigned i = 0; i < BLK; i += 4) {
+		uint32_t v = (uint32_t)(m * 0x1000193u) ^ (blk * 2654435761u) ^ (seq * 40503u) ^ i;
+		memcpy(b + i, &v, 4);
+	}
+}
+
+struct slot {
+	int busy, is_read, m;
+	unsigned blk, seq;
+	unsigned char buf[BLK];
+};
+
+int main(void)
+{
+	char dir[256], path[300];
+	t_scratch("ext4", dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	t_make_file(path, NMR * MRSZ);
+
+	mrl_ctx *sctx = t_ctx("tcp;ofi_rxm", 1500), *cctx = t_ctx("tcp;ofi_rxm", 1500);
+	if (!(mrl_ctx_watchers(sctx) & MRL_WATCH_FANOTIFY))
+		t_skip("fanotify pre-content events unavailable (needs Linux >= 6.14 and CAP_SYS_ADMIN)");
+	void *base;
+	REQUIRE(mrl_file_map(sctx, path, 0, NMR * MRSZ, PROT_READ | PROT_WRITE, &base) == 0, "map");
+	mrl_mr_t mr[NMR];
+	for (int i = 0; i < NMR; i++)
+		REQUIRE(mrl_mr_reg(sctx, (char *)base + i * MRSZ, MRSZ,
+				   MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, NULL, &mr[i]) == 0,
+			"register");
+	if (!(t_query(sctx, mr[0]).watchers & MRL_WATCH_FANOTIFY))
+		t_skip("the file is not watched by fanotify here");
+	struct owner o = {.ctx = sctx, .path = path};
+	mrl_ep *cep;
+	REQUIRE(mrl_ep_create(sctx, NULL, &o.ep) == 0, "owner ep, manual progress");
+	REQUIRE(mrl_ep_create(cctx, NULL, &cep) == 0, "peer ep");
+	REQUIRE(mrl_ep_listen(o.ep, "127.0.0.1", 0, &o.port) == 0, "listen");
+	pthread_t th;
+	pthread_create(&th, NULL, owner_main, &o);
+	mrl_peer *peer;
+	REQUIRE(mrl_ep_connect(cep, "127.0.0.1", o.port, 5000, &peer) == 0, "connect");
+	mrl_rmr *r[NMR];
+	for (int i = 0; i < NMR; i++)
+		REQUIRE(mrl_rmr_open(peer, mr[i], 5000, &r[i]) == 0, "open remote MR %d", i);
+
+	/* stream: write a block, read it back, compare; the generation the
+	 * operation ran under says whether the owner's change may lie between */
+	static unsigned seq_of[NMR][NBLK], gen_of[NMR][NBLK];
+	static struct slot slots[8];
+	unsigned long transfers = 0, failed = 0, refused = 0, mismatches = 0, regen = 0;
+	uint64_t until = t_now_ns() + 2500000000ull, rng = 0x9e3779b97f4a7c15ull;
+	unsigned seq = 1;
+	while (t_now_ns() < until || slots[0].busy || slots[1].busy || slots[2].busy ||
+	       slots[3].busy || slots[4].busy || slots[5].busy || slots[6].busy || slots[7].busy) {
+		for (int s = 0; s < 8 && t_now_ns() < until; s++) {
+			struct slot *sl = &slots[s];
+			if (sl->busy)
+				continue;
+			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+			sl->m = (int)(rng % NMR);
+			sl->blk = (unsigned)((rng >> 16) % NBLK);
+			sl->is_read = 0;
+			sl->seq = seq++;
+			pattern(sl->buf, sl->m, sl->blk, sl->seq);
+			int ret = mrl_write(r[sl->m], (uint64_t)sl->blk * BLK, sl->buf, BLK, sl);
+			if (ret == -EKEYREVOKED && sl->m == NMR - 1)
+				refused++; /* past the truncated end: refused cleanly */
+			else if (ret)
+				failed++;
+			else
+				sl->busy = 1;
+		}
+		struct mrl_completion c[8];
+		int n = mrl_ep_poll(cep, c, 8);
+		for (int i = 0; i < n; i++) {
+			struct slot *sl = c[i].op_context;
+			transfers++;
+			if (c[i].status) {
+				if (sl->m == NMR - 1 && c[i].status == -EKEYREVOKED)
+					refused++;
+				else
+					failed++, fprintf(stderr, "op on MR %d failed: %s (%s)\n", sl->m,
+							   strerror(-c[i].status), mrl_cause_str(c[i].cause));
+				sl->busy = 0;
+				continue;
+			}
+			if (!sl->is_read) {
+				seq_of[sl->m][sl->blk] = sl->seq;
+				gen_of[sl->m][sl->blk] = c[i].generation;
+				sl->is_read = 1;
+				memset(sl->buf, 0, BLK);
+				if (mrl_read(r[sl->m], (uint64_t)sl->blk * BLK, sl->buf, BLK, sl))
+					failed++, sl->busy = 0;
+				continue;
+			}
+			unsigned char want[BLK];
+			pattern(want, sl->m, sl->blk, sl->seq);
+			if (memcmp(want, sl->buf, BLK)) {
+				if (c[i].generation == gen_of[sl->m][sl->blk] &&
+				    seq_of[sl->m][sl->blk] == sl->seq)
+					mismatches++; /* no restore in between: must match */
+				else
+					regen++;
+			}
+			sl->busy = 0;
+		}
+	}
+	atomic_store(&o.stop, 1);
+	pthread_join(th, NULL);
+
+	CHECK(o.errors == 0, "owner's calls all succeeded (%d errors)", o.errors);
+	CHECK(o.punches == NPUNCH && o.truncated, "owner made %d punches and a truncate", o.punches);
+	CHECK(failed == 0, "zero failed transfers (%lu of %lu)", failed, transfers);
+	CHECK(mismatches == 0, "zero mismatches (%lu)", mismatches);
+	CHECK(transfers > 1000, "the peer streamed (%lu transfers)", transfers);
+	struct mrl_stats st = {.size = sizeof(st)};
+	mrl_ctx_stats(sctx, &st);
+	CHECK(st.peer_timeouts == 0, "the peer answered every pause (no cut-off): %llu timeouts",
+	      (unsigned long long)st.peer_timeouts);
+	for (int i = 0; i < NMR - 1; i++) {
+		struct mrl_mr_info in = t_query(sctx, mr[i]);
+		CHECK(in.breaks == (uint32_t)o.punched[i], "MR %d paused exactly for its own %d punches (%u)",
+		      i, o.punched[i], in.breaks);
+		CHECK(in.state == MRL_STATE_ACTIVE && in.valid_length == MRSZ, "MR %d restored whole", i);
+	}
+	struct mrl_mr_info last = t_query(sctx, mr[NMR - 1]);
+	CHECK(last.breaks == 1 && last.valid_length == MRSZ / 2 && last.cause == MRL_CAUSE_TRUNCATED,
+	      "the last MR paused once, for the truncate, its tail fenced (%u, %llu)", last.breaks,
+	      (unsigned long long)last.valid_length);
+
+	/* every block written under the MR's final generation is in the file */
+	int fd = open(path, O_RDONLY);
+	unsigned long checked = 0, lost = 0;
+	for (int m = 0; m < NMR; m++) {
+		struct mrl_mr_info in = t_query(sctx, mr[m]);
+		for (unsigned b = 0; b < NBLK; b++) {
+			if (!seq_of[m][b] || gen_of[m][b] != in.generation ||
+			    (uint64_t)(b + 1) * BLK > in.valid_length)
+				continue;
+			unsigned char want[BLK], got[BLK];
+			pattern(want, m, b, seq_of[m][b]);
+			checked++;
+			if (pread(fd, got, BLK, (off_t)((uint64_t)m * MRSZ + (uint64_t)b * BLK)) != BLK ||
+			    memcmp(want, got, BLK))
+				lost++;
+		}
+	}
+	close(fd);
+	CHECK(checked > 0 && lost == 0, "written bytes are in the file: %lu blocks checked, %lu lost",
+	      checked, lost);
+	printf("transfers %lu, refused past the end %lu, rewritten after a change %lu, pauses %llu, "
+	       "breaker held p50 %.0f us p99 %.0f us\n",
+	       transfers, refused, regen, (unsigned long long)st.pauses, st.pause_ns_p50 / 1e3,
+	       st.pause_ns_p99 / 1e3);
+
+	for (int i = 0; i < NMR; i++)
+		mrl_rmr_close(r[i]);
+	mrl_ep_destroy(cep);
+	mrl_ep_destroy(o.ep);
+	for (int i = 0; i < NMR; i++)
+		mrl_mr_dereg(sctx, mr[i]);
+	mrl_file_unmap(sctx, base, NMR * MRSZ);
+	mrl_ctx_destroy(cctx);
+	mrl_ctx_destroy(sctx);
+	unlink(path);
+	rmdir(dir);
+	return t_done("t_fan_stream");
+}
