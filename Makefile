@@ -47,7 +47,7 @@ $(B)/mrlease.pc: mrlease.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # Tests link the static library so they can reach internal symbols too.
-$(B)/test/%: test/%.c test/helpers.h $(B)/libmrlease.a | $(B)/test
+$(B)/test/%: test/%.c $(wildcard test/*.h) $(B)/libmrlease.a | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(B)/libmrlease.a $(LIBS) -lm
 
 tests: $(TESTS) $(B)/mrlease
