@@ -156,7 +156,7 @@ static void with_mrlease(const char *path, enum action a, enum actor who)
 	REQUIRE(wait_lease(ctx, mr), "lease held again before the change");
 	change(path, a, who);
 	/* the change has landed (the actor returned); the restore follows the close */
-	struct mrl_event ev;
+	struct mrl_event ev = {0};
 	CHECK(t_wait_event(ctx, a == TRUNC_EXTEND && who == OTHER ? MRL_EVENT_FENCED : MRL_EVENT_RESTORED,
 			   0, 5000, &ev) == 0,
 	      "%s event", a == TRUNC_EXTEND && who == OTHER ? "fenced" : "restored");
