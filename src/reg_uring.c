@@ -64,7 +64,7 @@ static const char *fs_name(long type)
 static int pin_refused(void *addr, size_t len, int err)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
-	char line[1024], path[512] = "";
+	char line[1024], path[512] = "", link[64] = "";
 	bool shared = false;
 	while (f && fgets(line, sizeof(line), f)) {
 		unsigned long s, e;
@@ -75,6 +75,8 @@ static int pin_refused(void *addr, size_t len, int err)
 		if ((uintptr_t)addr < s || (uintptr_t)addr >= e)
 			continue;
 		shared = perm[3] == 's';
+		/* the mapping's own file, even once unlinked */
+		snprintf(link, sizeof(link), "/proc/self/map_files/%lx-%lx", s, e);
 		if (pos)
 			snprintf(path, sizeof(path), "%s", line + pos);
 		path[strcspn(path, "\n")] = 0;
@@ -83,7 +85,7 @@ static int pin_refused(void *addr, size_t len, int err)
 	if (f)
 		fclose(f);
 	struct statfs sfs;
-	if (path[0] == '/' && shared && statfs(path, &sfs) == 0) {
+	if (path[0] == '/' && shared && (statfs(link, &sfs) == 0 || statfs(path, &sfs) == 0)) {
 		const char *fs = fs_name(sfs.f_type);
 		char fsbuf[32];
 		if (!fs) {
