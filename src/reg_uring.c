@@ -383,9 +383,14 @@ MRL_EXPORT int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t h)
 	if (!mr) {
 		ret = mrl_err(ESTALE, "mrl_uring_put: MR handle %#llx is not registered",
 			      (unsigned long long)h);
+	} else if (!b && mr->state == MRL_STATE_FENCED) {
+		/* fenced with the operation in flight (its break ran out of time):
+		 * what it wrote may have gone to pages that are no longer the file's */
+		ret = mrl_err(EKEYREVOKED, "mrl_uring_put: the MR was fenced (%s) while this "
+					   "operation was in flight: its data may not be in the file",
+			      mrl_cause_str(mr->cause));
 	} else if (!b || !b->inflight) {
-		ret = mrl_err(EINVAL, "mrl_uring_put: no operation of this MR is in flight "
-				      "(put without get, or the MR was fenced since)");
+		ret = mrl_err(EINVAL, "mrl_uring_put: no operation of this MR is in flight (put without get)");
 	} else if (--b->inflight == 0 && b->ack_seq) {
 		seq = b->ack_seq;
 		b->ack_seq = 0;

@@ -8,6 +8,8 @@
  *   bytes lost. Each by another process and by the owner opening the file.
  * - an operation in flight when the break comes holds the change until it
  *   is put; then the change lands and the next one reaches the new pages.
+ * - an operation never put: the break's deadline fences the MR before the
+ *   change lands, and the put reports it.
  * Not cured, and said so: the owner changing the file through an fd it
  * already holds (lease watcher: seen after it landed, at best). */
 #include <sys/mman.h>
@@ -230,6 +232,41 @@ static void inflight(const char *path)
 	rig_close(&r);
 }
 
+/* An operation got and never put: the break runs out of time, the MR is
+ * fenced (cause deadline) before the change lands, and the put says so. */
+static void deadline(const char *path)
+{
+	struct rig r;
+	rig_open(&r);
+	t_make_file(path, SIZE);
+	mrl_ctx *ctx = t_ctx("uring", 300);
+	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
+	void *v;
+	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_mr_t mr;
+	REQUIRE(mrl_mr_reg(ctx, v, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+	unsigned idx;
+	REQUIRE(mrl_uring_get(ctx, mr, 0, &idx) == 0, "get");
+	rig_submit(&r, (uint8_t *)v + PUNCH_OFF, PG, idx);
+	CHECK(t_sh("fallocate --punch-hole -o %u -l %u %s", PUNCH_OFF, PUNCH_LEN, path) == 0,
+	      "the punch lands once the deadline passed");
+	struct mrl_mr_info in = t_query(ctx, mr);
+	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_DEADLINE,
+	      "fenced for the deadline before the punch landed (%s, %s)", mrl_state_str(in.state),
+	      mrl_cause_str(in.cause));
+	rig_send(&r, 5, PUNCH_OFF, PG);
+	CHECK(rig_reap(&r) == PG, "the in-flight read completes (into the old page)");
+	CHECK(mrl_uring_put(ctx, mr) == -EKEYREVOKED, "put reports the fence: data may be lost");
+	CHECK(mrl_uring_get(ctx, mr, 0, &idx) == -EKEYREVOKED, "no further get");
+	rig_send(&r, 6, PUNCH_OFF, PG);
+	rig_submit(&r, (uint8_t *)v + PUNCH_OFF, PG, idx);
+	CHECK(rig_reap(&r) < 0, "a READ_FIXED that skips get finds the slot empty");
+	mrl_mr_dereg(ctx, mr);
+	mrl_file_unmap(ctx, v, SIZE);
+	mrl_ctx_destroy(ctx);
+	rig_close(&r);
+}
+
 /* The owner punching through an fd it already holds: no lease break. */
 static void owner_own_fd(const char *path)
 {
@@ -276,6 +313,7 @@ int main(void)
 			with_mrlease(path, a, who);
 		}
 	inflight(path);
+	deadline(path);
 	owner_own_fd(path);
 	unlink(path);
 	rmdir(dir);
