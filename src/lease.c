@@ -370,7 +370,7 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 			continue;
 		/* A peer that did not answer is cut off from the paused MRs it
 		 * holds: they come back under a new key it is never told. */
-		ctx->st.peer_timeouts++;
+		ctx->st.peer_timeouts += a->peer != NULL; /* NULL: a local device (uring quiesce) */
 		for (size_t i = 0; i < vec.n; i++) {
 			struct mrl_mr *mr = vec.v[i];
 			for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next) {

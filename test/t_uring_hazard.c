@@ -257,6 +257,10 @@ static void deadline(const char *path)
 	rig_send(&r, 5, PUNCH_OFF, PG);
 	CHECK(rig_reap(&r) == PG, "the in-flight read completes (into the old page)");
 	CHECK(mrl_uring_put(ctx, mr) == -EKEYREVOKED, "put reports the fence: data may be lost");
+	struct mrl_stats st = {.size = sizeof(st)};
+	CHECK(mrl_ctx_stats(ctx, &st) == 0 && st.peer_timeouts == 0 && st.fences == 1,
+	      "a local timeout is a fence, not a peer timeout (%llu, %llu)",
+	      (unsigned long long)st.peer_timeouts, (unsigned long long)st.fences);
 	CHECK(mrl_uring_get(ctx, mr, 0, &idx) == -EKEYREVOKED, "no further get");
 	rig_send(&r, 6, PUNCH_OFF, PG);
 	rig_submit(&r, (uint8_t *)v + PUNCH_OFF, PG, idx);
