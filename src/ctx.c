@@ -233,10 +233,14 @@ void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint3
 	mr->refs++; /* ctx->lock is held by every caller */
 	*ctx->evq_tail = it;
 	ctx->evq_tail = &it->next;
-	ctx->evq_len++;
-	uint64_t one = 1;
-	if (write(ctx->ev_fd, &one, sizeof(one)) < 0) {
-		/* eventfd counter cannot overflow at our rates */
+	/* The eventfd is readable exactly while the queue is not empty: only
+	 * the first event into an empty queue writes it (a break over 10,000
+	 * MRs used to make 10,000 system calls while the breaker waited). */
+	if (++ctx->evq_len == 1) {
+		uint64_t one = 1;
+		if (write(ctx->ev_fd, &one, sizeof(one)) < 0) {
+			/* cannot overflow: the counter is 0 or 1 */
+		}
 	}
 	pthread_mutex_unlock(&ctx->evq_lock);
 }

@@ -672,6 +672,11 @@ static int progress_locked(struct mrl_ep *ep)
 			for (ssize_t i = 0; i < n; i++)
 				handle_cqe(ep, e[i].op_context, e[i].len, 0);
 			got += (int)n;
+			/* a short read drained the CQ: another read would only run
+			 * the provider's progress again for nothing (with rxm that
+			 * doubled the cost of every poll) */
+			if (n < (ssize_t)ARRAY_SIZE(e))
+				break;
 			continue;
 		}
 		if (n == -FI_EAVAIL) {

@@ -197,6 +197,34 @@ int main(void)
 	CHECK(t_query(ctx, m2).coverage[MRL_CHG_OTHER_LAYOUT] == MRL_SEEN_BEFORE,
 	      "once the older opener closes, fallocate is seen before");
 
+	/* 8. memory the application mapped itself, keeping its own fd (opened
+	 * before the mark): truncates are still seen before, by range */
+	char path3[320];
+	snprintf(path3, sizeof(path3), "%s/h", dir);
+	t_make_file(path3, MB);
+	int afd = open(path3, O_RDWR);
+	void *ap = mmap(NULL, MB, PROT_READ | PROT_WRITE, MAP_SHARED, afd, 0);
+	REQUIRE(ap != MAP_FAILED, "application maps h");
+	mrl_mr_t m3[2];
+	REQUIRE(mrl_mr_reg(ctx, ap, MB / 2, MRL_ACCESS_REMOTE_WRITE, NULL, &m3[0]) == 0 &&
+		mrl_mr_reg(ctx, (char *)ap + MB / 2, MB / 2, MRL_ACCESS_REMOTE_WRITE, NULL, &m3[1]) == 0,
+		"register the application's mapping");
+	in = t_query(ctx, m3[1]);
+	CHECK(in.watchers & MRL_WATCH_FANOTIFY, "fanotify watches it (no lease is possible here)");
+	CHECK(in.coverage[MRL_CHG_OTHER_TRUNCATE] == MRL_SEEN_BEFORE &&
+	      in.coverage[MRL_CHG_OTHER_LAYOUT] == MRL_SEEN_AFTER,
+	      "truncate before, fallocate after (the application's fd predates the mark)");
+	CHECK(t_sh("truncate -s %u %s", MB - 4096, path3) == 0, "truncate h");
+	REQUIRE(t_wait_event(ctx, MRL_EVENT_FENCED, m3[1], 3000, &brk) == 0, "tail of the second MR fenced");
+	CHECK(brk.offset == MB / 2 - 4096 && t_query(ctx, m3[1]).state == MRL_STATE_ACTIVE,
+	      "only the last page fenced (offset %llu)", (unsigned long long)brk.offset);
+	CHECK(t_query(ctx, m3[0]).breaks == 0, "the first MR, below the new end, never paused");
+	mrl_mr_dereg(ctx, m3[0]);
+	mrl_mr_dereg(ctx, m3[1]);
+	munmap(ap, MB);
+	close(afd);
+	unlink(path3);
+
 	mrl_ctx_stats(ctx, &s1);
 	if (s1.classify_count)
 		printf("classification: %llu events, %.1f us each\n",
