@@ -5,7 +5,7 @@ CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wno-missing-field-initializers
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 BASE_CFLAGS := -std=gnu11 $(WARN) -fvisibility=hidden -pthread
-LIBS    := -lfabric -pthread
+LIBS    := -lfabric -luring -pthread
 
 # SAN=asan or SAN=tsan builds into its own tree
 SAN ?=
@@ -23,7 +23,7 @@ VERSION := 0.1.0
 
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
-TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto
+TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar
 
 all: $(B)/libmrlease.so $(B)/libmrlease.a $(B)/mrlease $(B)/mrlease.pc
 
@@ -40,14 +40,14 @@ $(B)/libmrlease.so: $(OBJS) src/libmrlease.map
 $(B)/libmrlease.a: $(OBJS)
 	ar rcs $@ $(OBJS)
 
-$(B)/mrlease: tools/mrlease.c $(B)/libmrlease.a include/mrlease.h
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ tools/mrlease.c $(B)/libmrlease.a $(LIBS) -lm
+$(B)/mrlease: tools/mrlease.c tools/demo_uring.c tools/demo_uring.h $(B)/libmrlease.a include/mrlease.h
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ tools/mrlease.c tools/demo_uring.c $(B)/libmrlease.a $(LIBS) -lm
 
 $(B)/mrlease.pc: mrlease.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # Tests link the static library so they can reach internal symbols too.
-$(B)/test/%: test/%.c test/helpers.h $(B)/libmrlease.a | $(B)/test
+$(B)/test/%: test/%.c $(wildcard test/*.h) $(B)/libmrlease.a | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(B)/libmrlease.a $(LIBS) -lm
 
 tests: $(TESTS) $(B)/mrlease

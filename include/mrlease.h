@@ -120,7 +120,8 @@ enum mrl_seen {
 /* Option structs begin with their own size so they can grow. */
 struct mrl_ctx_opts {
 	size_t size;               /* sizeof(struct mrl_ctx_opts) */
-	const char *provider;      /* libfabric provider, default "tcp;ofi_rxm"; "mock" = no device */
+	const char *provider;      /* libfabric provider, default "tcp;ofi_rxm"; "mock" = no device;
+	                              "uring" = io_uring fixed buffers (mrl_uring_attach) */
 	const char *addr;          /* local fabric address (interface), default "127.0.0.1" */
 	unsigned deadline_ms;      /* default break deadline, default 2000 (well under lease-break-time) */
 	unsigned relock_ms;        /* after a break, retake the lease after this long if nobody opened, default 50 */
@@ -298,6 +299,31 @@ struct mrl_completion {
 int mrl_ep_poll(mrl_ep *ep, struct mrl_completion *c, int n);
 /* Drive progress only. */
 int mrl_ep_progress(mrl_ep *ep);
+
+/* ------------------------------------------------------------------ */
+/* io_uring fixed buffers: a registrar that pins (provider "uring")     */
+
+/* With mrl_ctx_opts.provider = "uring", an MR is a fixed buffer of the
+ * application's own ring: mrlease owns the ring's buffer table (made
+ * sparse, slots nr) and nothing else. Attach before the first mrl_mr_reg;
+ * the ring must have no buffer table yet and must outlive the context (or
+ * mrl_uring_detach, which needs every MR deregistered).
+ * Kinds the kernel lets you pin: anonymous, shmem/memfd, tmpfs files,
+ * hugetlbfs. A MAP_SHARED mapping of an ext4/xfs/btrfs file is refused
+ * (-EFAULT, the message names the filesystem). */
+struct io_uring;
+int mrl_uring_attach(mrl_ctx *ctx, struct io_uring *ring, unsigned nr);
+int mrl_uring_detach(mrl_ctx *ctx);
+
+/* Bracket every fixed-buffer operation on an MR: get before submitting
+ * (gives the buffer index to put in the SQE), put once its completion is
+ * reaped. While a break is resolved the MR is paused: get waits up to
+ * timeout_ms (-1 = no limit, 0 = not at all) and then says -EAGAIN; the
+ * change lands only after every got operation is put, so nothing reaches
+ * the old pages. A fenced MR gives -EKEYREVOKED (mrl_mr_query says why);
+ * its slot is empty, so a READ_FIXED that skipped get fails in the kernel. */
+int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t mr, int timeout_ms, unsigned *buf_index);
+int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t mr);
 
 /* ------------------------------------------------------------------ */
 /* Names                                                               */

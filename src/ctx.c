@@ -437,6 +437,9 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	if (!strcmp(ctx->opts.provider, "mock")) {
 		ctx->rops = &mrl_reg_mock_ops;
 		ret = mrl_reg_mock_open(&ctx->dev);
+	} else if (!strcmp(ctx->opts.provider, "uring")) {
+		ctx->rops = &mrl_reg_uring_ops;
+		ret = mrl_reg_uring_open(ctx, &ctx->dev);
 	} else {
 		ctx->rops = &mrl_reg_fabric_ops;
 		ret = mrl_reg_fabric_open(ctx->opts.provider, ctx->opts.addr, &ctx->dev);

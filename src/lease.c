@@ -325,6 +325,7 @@ static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		mr->owner_answer = ANSWER_NONE;
 		mr->brk = b;
 		ctx->st.pauses++;
+		mrl_mr_quiesce_locked(ctx, mr);
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
 	}
 	brk_send_pauses(ctx, b, &vec);
@@ -369,7 +370,7 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 			continue;
 		/* A peer that did not answer is cut off from the paused MRs it
 		 * holds: they come back under a new key it is never told. */
-		ctx->st.peer_timeouts++;
+		ctx->st.peer_timeouts += a->peer != NULL; /* NULL: a local device (uring quiesce) */
 		for (size_t i = 0; i < vec.n; i++) {
 			struct mrl_mr *mr = vec.v[i];
 			for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next) {
@@ -408,10 +409,9 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 			mr->state = MRL_STATE_ACTIVE;
 			mr->in_brk = 0;
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
-		} else if (mr->dev_mr) {
+		} else {
 			/* the device must not keep the old pages while the change lands */
-			ctx->rops->dereg(ctx->dev, mr->dev_mr);
-			mr->dev_mr = NULL;
+			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
 		}
 	}
 	free(vec.v);

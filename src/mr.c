@@ -210,6 +210,52 @@ static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	}
 }
 
+/* Point the registration at the pages [addr, addr+len) has now: in place,
+ * same key, where the device can (rops->restore); else register anew. */
+static int dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len, bool rekey)
+{
+	if (ctx->rops->restore && mr->dev_mr && !rekey)
+		return ctx->rops->restore(ctx->dev, mr->dev_mr, mr->addr, len);
+	dev_dereg(ctx, mr);
+	return dev_reg(ctx, mr, len);
+}
+
+void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	static _Atomic uint32_t seq;
+	struct mrl_brk *b = mr->brk;
+	if (!ctx->rops->quiesce || !mr->dev_mr || !b)
+		return;
+	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
+	if (!a)
+		return; /* not waited for: the unpin below finds ops in flight and fences */
+	a->seq = ++seq;
+	if (ctx->rops->quiesce(ctx->dev, mr->dev_mr, a->seq) == 0) {
+		free(a);
+		return;
+	}
+	/* a local ack (peer NULL): the break waits for it as for a peer's */
+	a->next = b->acks;
+	b->acks = a;
+	b->acks_pending++;
+}
+
+void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen)
+{
+	if (!mr->dev_mr)
+		return;
+	if (!ctx->rops->revoke) {
+		dev_dereg(ctx, mr);
+		return;
+	}
+	if (ctx->rops->revoke(ctx->dev, mr->dev_mr) == -EBUSY) {
+		/* operations still in flight would reach the old pages */
+		mr->state = MRL_STATE_ACTIVE;
+		mr->in_brk = 0;
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, pid, seen);
+	}
+}
+
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen)
 {
@@ -232,8 +278,8 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		/* Fence the tail only: shrink the registration, same key. */
 		mr->valid_len = off;
 		if (mr->dev_mr) {
-			dev_dereg(ctx, mr);
-			if (dev_reg(ctx, mr, off)) {
+			if (dev_rereg(ctx, mr, off, false)) {
+				dev_dereg(ctx, mr);
 				mr->state = MRL_STATE_FENCED;
 				mr->valid_len = 0;
 			}
@@ -264,12 +310,12 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 			}
 		}
 	}
+	bool rekey = mr->rekey;
 	if (mr->rekey) {
 		mr->key = ctx->next_key++;
 		mr->rekey = 0;
 	}
-	dev_dereg(ctx, mr);
-	int ret = dev_reg(ctx, mr, mr->valid_len);
+	int ret = dev_rereg(ctx, mr, mr->valid_len, rekey);
 	if (ret) {
 		mr->state = MRL_STATE_ACTIVE;
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);

@@ -41,8 +41,21 @@ struct mrl_registrar_ops {
 	/* Local descriptor for the data path (NULL when the device needs none). */
 	void *(*desc)(void *handle);
 	void (*close)(void *dev);
+	/* Optional (NULL where the device has no such thing), for devices the
+	 * library quiesces itself (io_uring fixed buffers):
+	 * quiesce: hold new device operations on handle; 0 when none is in
+	 *   flight, 1 when some are: the registrar calls mrl_brk_ack(ctx, NULL,
+	 *   seq) once the last one ends. restore or dereg ends the hold.
+	 * revoke: cut the device off the pages but keep handle and key, so a
+	 *   restore can refill it; -EBUSY if operations are still in flight.
+	 * restore: point handle (same key) at the pages [addr, addr+len) has now. */
+	int (*quiesce)(void *dev, void *handle, uint32_t seq);
+	int (*revoke)(void *dev, void *handle);
+	int (*restore)(void *dev, void *handle, void *addr, size_t len);
 };
 extern const struct mrl_registrar_ops mrl_reg_fabric_ops;
+extern const struct mrl_registrar_ops mrl_reg_uring_ops;
+int mrl_reg_uring_open(struct mrl_ctx *ctx, void **dev);
 extern const struct mrl_registrar_ops mrl_reg_mock_ops;
 int mrl_reg_fabric_open(const char *provider, const char *addr, void **dev);
 int mrl_reg_mock_open(void **dev);
@@ -258,6 +271,12 @@ void mrl_flush_outbox(struct mrl_ctx *ctx);
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen);
 int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+/* Break hooks for registrars that quiesce locally (rops->quiesce/revoke):
+ * quiesce right after an MR is paused (may add a local ack to mr->brk);
+ * unpin before the change lands (fences with cause deadline if the device
+ * still has operations in flight). */
+void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr);
+void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen);
 void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only);
 

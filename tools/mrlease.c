@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "mrlease.h"
+#include "demo_uring.h"
 
 #define MAX_MRS 256
 #define MAX_SAMPLES 4096
@@ -624,7 +625,7 @@ static void adversary(const char *file, uint64_t size, unsigned seconds, const c
 struct demo_opts {
 	unsigned seconds, mrs, deadline_ms;
 	uint64_t size;
-	const char *fs, *actions, *policy;
+	const char *fs, *actions, *policy, *device;
 	bool no_lease, no_fanotify, json, quiet;
 };
 
@@ -965,6 +966,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mrlease demo [--seconds N] [--fs ext4|tmpfs] [--no-lease] [--no-fanotify] [--json]\n"
+		"                    [--device fabric|uring]: uring streams READ_FIXED into a tmpfs file\n"
 		"                    [--mrs N] [--size BYTES] [--actions punch,truncate,cat]\n"
 		"                    [--policy restore|notify|fence|deny]\n"
 		"       mrlease serve FILE [--addr A] [--port P] [--mrs N] [--size BYTES] [--no-lease]\n"
@@ -999,6 +1001,23 @@ static unsigned long long num(const char *s, const char *what)
 	return v;
 }
 
+/* --device uring: the pinned-device demo (tools/demo_uring.c) */
+static int demo_device(const struct demo_opts *dm, bool size_given)
+{
+	if (strcmp(dm->device, "uring")) {
+		fprintf(stderr, "mrlease: --device fabric or uring\n");
+		return 2;
+	}
+	struct uring_demo_opts uo = {.seconds = dm->seconds, .deadline_ms = dm->deadline_ms,
+				     .size = size_given ? dm->size : 1u << 20,
+				     .no_lease = dm->no_lease, .json = dm->json};
+	if (uo.size < 4096 || uo.size % 4096 || uo.size > (1u << 30)) {
+		fprintf(stderr, "mrlease: --size: a multiple of 4096, at most 1 GiB\n");
+		return 2;
+	}
+	return cmd_demo_uring(&uo);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -1006,7 +1025,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
-	bool addr_given = false;
+	bool addr_given = false, size_given = false;
 	static char local[64];
 	static struct option lo[] = {
 		{"seconds", 1, 0, 's'}, {"fs", 1, 0, 'f'},      {"no-lease", 0, 0, 'n'},
@@ -1014,7 +1033,8 @@ int main(int argc, char **argv)
 		{"actions", 1, 0, 'a'}, {"policy", 1, 0, 'P'},  {"addr", 1, 0, 'A'},
 		{"port", 1, 0, 'p'},    {"machine", 0, 0, 'M'}, {"depth", 1, 0, 'd'},
 		{"block", 1, 0, 'b'},   {"quiet", 0, 0, 'q'},   {"deadline-ms", 1, 0, 'D'},
-		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {0, 0, 0, 0},
+		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {"device", 1, 0, 'V'},
+		{0, 0, 0, 0},
 	};
 	struct demo_opts dm = {.seconds = 5, .mrs = 16, .size = 16 << 20, .fs = "ext4",
 			       .actions = "punch,truncate,cat", .policy = "restore", .deadline_ms = 1000};
@@ -1030,7 +1050,7 @@ int main(int argc, char **argv)
 		case 'F': dm.no_fanotify = so.no_fanotify = true; break;
 		case 'j': dm.json = cl.json = true; break;
 		case 'm': dm.mrs = so.mrs = (unsigned)num(optarg, "--mrs"); break;
-		case 'z': dm.size = so.size = num(optarg, "--size"); break;
+		case 'z': dm.size = so.size = num(optarg, "--size"); size_given = true; break;
 		case 'a': dm.actions = optarg; break;
 		case 'P': dm.policy = optarg; so.policy = policy_of(optarg); break;
 		case 'A': so.addr = cl.addr = optarg; addr_given = true; break;
@@ -1040,6 +1060,7 @@ int main(int argc, char **argv)
 		case 'b': cl.block = (unsigned)num(optarg, "--block"); break;
 		case 'q': dm.quiet = true; break;
 		case 'D': dm.deadline_ms = so.deadline_ms = (unsigned)num(optarg, "--deadline-ms"); break;
+		case 'V': dm.device = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1052,6 +1073,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mrlease: --depth 1..1024, --block 1..16 MiB\n");
 		return 2;
 	}
+	if (!strcmp(cmd, "demo") && dm.device && strcmp(dm.device, "fabric"))
+		return demo_device(&dm, size_given);
 	if (!strcmp(cmd, "demo")) {
 		if (strcmp(dm.fs, "ext4") && strcmp(dm.fs, "tmpfs")) {
 			fprintf(stderr, "mrlease: --fs ext4 or tmpfs\n");
