@@ -506,6 +506,8 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
 		else if (announce)
 			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
+		/* pinned pages may be orphaned (a punch): re-pin what is still served */
+		mrl_mr_repin_locked(ctx, mr, now);
 	}
 	free(vec.v);
 	if (announce)
@@ -519,7 +521,9 @@ void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask)
 			continue;
 		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->brk && f->brk->fev)
 			mrl_fan_check_landed(ctx, f);
-		else if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->lease != LEASE_HELD)
+		else if (mask & (IN_MODIFY | IN_ATTRIB))
+			/* under a held lease too: the owner's own change through an
+			 * fd it already holds breaks no lease, and is seen only now */
 			changed_after(ctx, f);
 		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
 			mrl_fan_on_close(ctx, f);

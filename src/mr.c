@@ -220,6 +220,23 @@ static int dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len, bool 
 	return dev_reg(ctx, mr, len);
 }
 
+/* A change was seen only after it landed: a device that pinned the old
+ * pages (rops->restore) keeps writing into pages that are no longer the
+ * file's. Point it at the current ones now, same key, to stop the loss. */
+void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
+{
+	if (!ctx->rops->restore || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE || !mr->valid_len)
+		return;
+	if (ctx->rops->restore(ctx->dev, mr->dev_mr, mr->addr, mr->valid_len)) {
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, 0, seen);
+		return;
+	}
+	mr->gen++;
+	mr->restores++;
+	ctx->st.restores++;
+	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MODIFIED, 0, mr->valid_len, 0, 0, seen);
+}
+
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	static _Atomic uint32_t seq;

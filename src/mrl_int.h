@@ -276,6 +276,7 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
  * unpin before the change lands (fences with cause deadline if the device
  * still has operations in flight). */
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr);
+void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
 void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen);
 void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only);

@@ -19,9 +19,20 @@ struct config {
 	unsigned want;   /* watcher the MR must report */
 };
 
+/* The owner's fd for its own changes: the fd it handed the library
+ * (mrl_file_adopt), or -1 to open one (which a lease sees). */
+static int owner_fd = -1;
+
 static int act(int row, const char *path)
 {
 	int fd, ret = 0;
+	if (!path) /* only: is there an action for this row? */
+		return row == MRL_CHG_OTHER_OPEN_READ || row == MRL_CHG_OTHER_OPEN_WRITE ||
+			       row == MRL_CHG_OTHER_TRUNCATE || row == MRL_CHG_OTHER_LAYOUT ||
+			       row == MRL_CHG_OTHER_WRITE || row == MRL_CHG_OWNER_OPEN ||
+			       row == MRL_CHG_OWNER_TRUNCATE || row == MRL_CHG_OWNER_LAYOUT ||
+			       row == MRL_CHG_OWNER_WRITE
+		       ? 0 : -2;
 	switch (row) {
 	case MRL_CHG_OTHER_OPEN_READ:
 		return t_sh("cat %s > /dev/null", path);
@@ -44,7 +55,7 @@ static int act(int row, const char *path)
 	case MRL_CHG_OWNER_TRUNCATE:
 	case MRL_CHG_OWNER_LAYOUT:
 	case MRL_CHG_OWNER_WRITE:
-		fd = open(path, O_RDWR);
+		fd = owner_fd >= 0 ? dup(owner_fd) : open(path, O_RDWR);
 		if (fd < 0)
 			return -1;
 		if (row == MRL_CHG_OWNER_TRUNCATE)
@@ -79,7 +90,17 @@ static int run(const struct config *c)
 		mrl_ctx *ctx = t_ctx_flags("mock", 1000, c->flags);
 		void *p;
 		mrl_mr_t mr;
-		REQUIRE(mrl_file_map(ctx, path, 0, SZ, PROT_READ | PROT_WRITE, &p) == 0, "map");
+		owner_fd = -1;
+		if (c->want == MRL_WATCH_LEASE) {
+			/* the weakest case the lease claims: the owner keeps using
+			 * the fd it mapped with and handed to the library */
+			int fd = open(path, O_RDWR);
+			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			REQUIRE(p != MAP_FAILED && mrl_file_adopt(ctx, fd) == 0, "map and adopt");
+			owner_fd = fd;
+		} else {
+			REQUIRE(mrl_file_map(ctx, path, 0, SZ, PROT_READ | PROT_WRITE, &p) == 0, "map");
+		}
 		REQUIRE(mrl_mr_reg(ctx, p, SZ, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 		struct mrl_mr_info in = t_query(ctx, mr);
 		if (row == 0)
@@ -103,11 +124,28 @@ static int run(const struct config *c)
 				printf("   %-36s before: seen\n", mrl_change_str(row));
 				claimed++;
 			}
+		} else if (in.coverage[row] == MRL_SEEN_AFTER && act(row, NULL) != -2) {
+			/* claimed after: the change lands, then the owner hears of it */
+			int r = act(row, path);
+			CHECK(r == 0, "%s: '%s' action ran (%d)", c->name, mrl_change_str(row), r);
+			struct mrl_event ev;
+			int got = -1;
+			uint64_t until = t_now_ns() + 3000000000ull;
+			while (got && t_now_ns() < until) {
+				if (t_wait_event(ctx, 0, mr, 100, &ev) == 0 &&
+				    (ev.type == MRL_EVENT_CHANGED || ev.type == MRL_EVENT_FENCED))
+					got = 0;
+			}
+			CHECK(got == 0, "%s: '%s' claimed after, and seen after", c->name, mrl_change_str(row));
+			printf("   %-36s after: seen\n", mrl_change_str(row));
 		} else {
 			printf("   %-36s %s\n", mrl_change_str(row), mrl_seen_str(in.coverage[row]));
 		}
 		mrl_mr_dereg(ctx, mr);
-		mrl_file_unmap(ctx, p, SZ);
+		if (owner_fd >= 0)
+			munmap(p, SZ); /* the library closes the adopted fd */
+		else
+			mrl_file_unmap(ctx, p, SZ);
 		mrl_ctx_destroy(ctx);
 		unlink(path);
 	}
