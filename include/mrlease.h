@@ -230,6 +230,13 @@ struct mrl_mr_info {
 };
 int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t mr, struct mrl_mr_info *info);
 
+/* Compare every MR's current backing (mapped? same object and offset?)
+ * with what was registered; fence what changed, reported as seen after
+ * (MRL_EVENT_CHANGED, then MRL_EVENT_FENCED, cause unmapped or replaced).
+ * Catches what the interposer cannot see: raw system calls. flags: 0.
+ * Returns the number of MRs fenced. */
+int mrl_verify(mrl_ctx *ctx, unsigned flags);
+
 /* Counters of the whole context. */
 struct mrl_stats {
 	size_t size;

@@ -257,6 +257,7 @@ MRL_EXPORT int mrl_event_get(mrl_ctx *ctx, struct mrl_event *ev)
 {
 	if (!ctx || !ev)
 		return mrl_err(EINVAL, "mrl_event_get: NULL %s", !ctx ? "context" : "event");
+	MRL_CHILD_CHECK(ctx, "mrl_event_get");
 	pthread_mutex_lock(&ctx->evq_lock);
 	struct mrl_evq_item *it = ctx->evq_head;
 	if (!it) {
@@ -420,7 +421,14 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	}
 	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
 	ctx->watchers = ctx->leases ? MRL_WATCH_LEASE | MRL_WATCH_INOTIFY : 0;
-	pthread_mutex_init(&ctx->lock, NULL);
+	ctx->fork_gen = atomic_load(&mrl_fork_gen);
+	/* error-checking: an interposed munmap made by a thread that already
+	 * holds the lock (inside the library) gets EDEADLK, not a deadlock */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+	pthread_mutex_init(&ctx->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	pthread_mutex_init(&ctx->flush_lock, NULL);
 	pthread_mutex_init(&ctx->evq_lock, NULL);
 	ctx->evq_tail = &ctx->evq_head;
@@ -452,6 +460,11 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	ret = mrl_monitor_start(ctx);
 	if (ret)
 		goto fail;
+	if (ctx->leases) {
+		if (mrl_intp_active() && mrl_intp_add(ctx) == 0)
+			ctx->watchers |= MRL_WATCH_INTERPOSE;
+		ctx->watchers |= MRL_WATCH_VERIFY;
+	}
 	*out = ctx;
 	return 0;
 fail:
@@ -463,6 +476,8 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 {
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_ctx_destroy: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_ctx_destroy");
+	mrl_intp_del(ctx);
 	while (ctx->eps)
 		mrl_ep_destroy(ctx->eps);
 	mrl_monitor_stop(ctx);

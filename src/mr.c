@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -97,6 +99,16 @@ static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
 		ctx->procmaps_fd = -2;
 	}
 	return vma_parse_maps(addr, v);
+}
+
+int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end)
+{
+	struct vma v;
+	if (vma_parse_maps(addr, &v) || v.start > addr || v.end <= addr)
+		return -ENOENT;
+	*start = v.start;
+	*end = v.end;
+	return 0;
 }
 
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino)
@@ -349,10 +361,17 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 
 void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 {
-	(void)ctx;
 	for (int i = 0; i < MRL_CHG_MAX; i++)
 		cov[i] = MRL_SEEN_NEVER;
-	/* Nothing watches the owner's address space yet. */
+	/* The owner's address space: the interposed libc calls are seen before
+	 * they land; raw system calls only by mrl_verify, after. */
+	int as = ctx->watchers & MRL_WATCH_INTERPOSE ? MRL_SEEN_BEFORE
+		 : ctx->watchers & MRL_WATCH_VERIFY  ? MRL_SEEN_AFTER
+						     : MRL_SEEN_NEVER;
+	cov[MRL_CHG_OWNER_MUNMAP] = cov[MRL_CHG_OWNER_MREMAP] = as;
+	cov[MRL_CHG_OWNER_MAP_FIXED] = as;
+	/* madvise keeps the object: verify cannot tell, only the interposer */
+	cov[MRL_CHG_OWNER_MADVISE] = ctx->watchers & MRL_WATCH_INTERPOSE ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
 	static const int file_rows[] = {
 		MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE, MRL_CHG_OTHER_TRUNCATE,
 		MRL_CHG_OTHER_LAYOUT,    MRL_CHG_OTHER_WRITE,      MRL_CHG_OWNER_TRUNCATE,
@@ -416,6 +435,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 
 	if (!ctx || !addr || !out)
 		return mrl_err(EINVAL, "mrl_mr_reg: NULL %s", !ctx ? "context" : !addr ? "address" : "out");
+	MRL_CHILD_CHECK(ctx, "mrl_mr_reg");
 	*out = 0;
 	if (!len)
 		return mrl_err(EINVAL, "mrl_mr_reg: zero length");
@@ -512,6 +532,17 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
 	mrl_itree_insert(&ctx->va_index, &mr->va);
+	if (ctx->leases) {
+		atomic_fetch_add(&mrl_intp_mrs, 1);
+		mr->counted = 1;
+		/* like ibv_dontfork_range: a child gets no copy of registered
+		 * pages, so copy-on-write never moves the parent's pages away
+		 * from the device (raw call: the interposer has nothing to do) */
+		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t a0 = (uintptr_t)addr & ~(pg - 1), a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+		if (syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK))
+			mrl_log("MADV_DONTFORK %p+%zu: %s", addr, len, strerror(errno));
+	}
 	if (mr->file) {
 		mr->fnode.start = mr->file_off;
 		mr->fnode.end = mr->file_off + len;
@@ -531,6 +562,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	int ret = 0;
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_mr_dereg");
 	pthread_mutex_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
 	if (!mr)
@@ -542,6 +574,16 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_send_state(ctx, mr, NULL);
 	mrl_ht_del(&ctx->ht, h);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
+	if (mr->counted) {
+		atomic_fetch_sub(&mrl_intp_mrs, 1);
+		mr->counted = 0;
+		/* fork copies the pages again unless another MR still covers them */
+		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
+			  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
+		if (!mrl_itree_first_overlap(&ctx->va_index, a0, a1))
+			syscall(SYS_madvise, a0, a1 - a0, MADV_DOFORK);
+	}
 	if (mr->file) {
 		mrl_itree_remove(&mr->file->mrs, &mr->fnode);
 		if (mr->in_brk)
@@ -561,6 +603,7 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 	int ret = 0;
 	if (!ctx)
 		return mrl_err(EINVAL, "%s: NULL context", fn);
+	MRL_CHILD_CHECK(ctx, fn);
 	pthread_mutex_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, fn, &ret);
 	if (!mr)
@@ -609,6 +652,7 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 	int ret = 0;
 	if (!ctx || !info)
 		return mrl_err(EINVAL, "mrl_mr_query: NULL %s", !ctx ? "context" : "info");
+	MRL_CHILD_CHECK(ctx, "mrl_mr_query");
 	if (info->size < sizeof(*info))
 		return mrl_err(EINVAL, "mrl_mr_query: info->size %zu too small (set it to sizeof)",
 			       info->size);
@@ -636,7 +680,8 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->breaks = mr->breaks;
 		info->restores = mr->restores;
 		info->fences = mr->fences;
-		info->watchers = (mr->file && mr->file->lease != LEASE_OFF ? MRL_WATCH_LEASE : 0) |
+		info->watchers = (ctx->watchers & (MRL_WATCH_INTERPOSE | MRL_WATCH_VERIFY)) |
+				 (mr->file && mr->file->lease != LEASE_OFF ? MRL_WATCH_LEASE : 0) |
 				 (mr->file && mr->file->fan ? MRL_WATCH_FANOTIFY : 0) |
 				 (mr->file && mr->file->wd >= 0 ? MRL_WATCH_INOTIFY : 0);
 		info->denials = mr->denials;
@@ -645,4 +690,58 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	return ret;
+}
+
+/* ---- verify: what the interposer could not see (raw system calls) ---- */
+
+/* Does [mr->addr, +len) still map what was registered? 0 if so, else the
+ * cause: unmapped, or replaced by another object. */
+static int backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	uint64_t cur = (uintptr_t)mr->addr, end = cur + mr->valid_len;
+	while (cur < end) {
+		struct vma v;
+		if (vma_at(ctx, cur, &v) || v.start > cur || v.end <= cur)
+			return MRL_CAUSE_UNMAPPED;
+		char path[8];
+		int kind = classify(&v, path, sizeof(path));
+		bool file = mr->kind == MRL_KIND_FILE || mr->kind == MRL_KIND_TMPFS;
+		if (kind != mr->kind && !(file && (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS)))
+			return MRL_CAUSE_REPLACED;
+		if (mr->file && (v.dev != mr->file->dev || v.ino != mr->file->ino ||
+				 v.off + (cur - v.start) != mr->file_off + (cur - (uintptr_t)mr->addr)))
+			return MRL_CAUSE_REPLACED;
+		cur = v.end;
+	}
+	return 0;
+}
+
+MRL_EXPORT int mrl_verify(mrl_ctx *ctx, unsigned flags)
+{
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_verify: NULL context");
+	if (flags)
+		return mrl_err(EINVAL, "mrl_verify: unknown flags %#x", flags);
+	MRL_CHILD_CHECK(ctx, "mrl_verify");
+	int fenced = 0;
+	pthread_mutex_lock(&ctx->lock);
+	uint64_t now = mrl_now_ns();
+	for (uint32_t c = 0; c < ctx->ht.nchunks; c++)
+		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {
+			struct mrl_mr *mr = ctx->ht.chunks[c][i].mr;
+			if (!mr || (mr->state != MRL_STATE_ACTIVE && mr->state != MRL_STATE_PAUSED))
+				continue;
+			int cause = backing_changed(ctx, mr);
+			if (!cause)
+				continue;
+			/* seen after it landed: say so, then revoke */
+			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, 0, mr->len, 0, 0, now);
+			mr->state = MRL_STATE_ACTIVE;
+			mr->in_brk = 0;
+			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, now);
+			fenced++;
+		}
+	pthread_mutex_unlock(&ctx->lock);
+	mrl_flush_outbox(ctx);
+	return fenced;
 }

@@ -157,6 +157,7 @@ struct mrl_mr {
 	uint8_t owner_answer;        /* enum owner_answer */
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
 	uint8_t in_brk;
+	uint8_t counted;             /* in mrl_intp_mrs, pages marked MADV_DONTFORK */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
@@ -252,6 +253,8 @@ struct mrl_ctx {
 	int ev_fd;
 
 	struct mrl_stats st;
+	_Atomic int intp_users;      /* interposed calls looking at this context */
+	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 };
@@ -321,6 +324,24 @@ void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno);
 void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_fan_landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f);
+
+/* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
+extern _Atomic long mrl_intp_mrs;
+extern _Atomic unsigned mrl_fork_gen;
+int mrl_intp_add(struct mrl_ctx *ctx);
+void mrl_intp_del(struct mrl_ctx *ctx);
+bool mrl_intp_active(void);
+uint64_t mrl_intp_hits(void);
+/* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
+int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
+/* every public call: a forked child may not use its parent's context */
+#define MRL_CHILD_CHECK(ctx, fn)                                                             \
+	do {                                                                                 \
+		if (unlikely((ctx)->fork_gen != atomic_load_explicit(&mrl_fork_gen,          \
+								     memory_order_relaxed)))  \
+			return mrl_err(EPERM, "%s: this context belongs to the parent process; " \
+					      "a forked child must create its own", fn);         \
+	} while (0)
 
 /* monitor.c */
 int mrl_monitor_start(struct mrl_ctx *ctx);

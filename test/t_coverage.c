@@ -22,6 +22,7 @@ struct config {
 /* The owner's fd for its own changes: the fd it handed the library
  * (mrl_file_adopt), or -1 to open one (which a lease sees). */
 static int owner_fd = -1;
+static char *mr_addr; /* the MR's first byte, for the owner's address-space rows */
 
 static int act(int row, const char *path)
 {
@@ -31,7 +32,9 @@ static int act(int row, const char *path)
 			       row == MRL_CHG_OTHER_TRUNCATE || row == MRL_CHG_OTHER_LAYOUT ||
 			       row == MRL_CHG_OTHER_WRITE || row == MRL_CHG_OWNER_OPEN ||
 			       row == MRL_CHG_OWNER_TRUNCATE || row == MRL_CHG_OWNER_LAYOUT ||
-			       row == MRL_CHG_OWNER_WRITE
+			       row == MRL_CHG_OWNER_WRITE || row == MRL_CHG_OWNER_MUNMAP ||
+			       row == MRL_CHG_OWNER_MREMAP || row == MRL_CHG_OWNER_MADVISE ||
+			       row == MRL_CHG_OWNER_MAP_FIXED
 		       ? 0 : -2;
 	switch (row) {
 	case MRL_CHG_OTHER_OPEN_READ:
@@ -66,6 +69,15 @@ static int act(int row, const char *path)
 			ret = pwrite(fd, "x", 1, 100) == 1 ? 0 : -1;
 		close(fd);
 		return ret;
+	case MRL_CHG_OWNER_MUNMAP:
+		return munmap(mr_addr, 4096);
+	case MRL_CHG_OWNER_MREMAP: /* shrink in place */
+		return mremap(mr_addr, SZ, SZ / 2, 0) == MAP_FAILED ? -1 : 0;
+	case MRL_CHG_OWNER_MADVISE:
+		return madvise(mr_addr, 4096, MADV_DONTNEED);
+	case MRL_CHG_OWNER_MAP_FIXED:
+		return mmap(mr_addr, 4096, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0) == MAP_FAILED ? -1 : 0;
 	default:
 		return -2; /* no action for this row here */
 	}
@@ -75,7 +87,8 @@ static uint64_t seen_count(mrl_ctx *ctx)
 {
 	struct mrl_stats s = {.size = sizeof(s)};
 	mrl_ctx_stats(ctx, &s);
-	return s.pauses + s.lease_breaks + s.fan_pass_data + s.fan_layout + s.denials + s.fan_opens;
+	return s.pauses + s.lease_breaks + s.fan_pass_data + s.fan_layout + s.denials + s.fan_opens +
+	       s.fences + s.restores;
 }
 
 static int run(const struct config *c)
@@ -102,6 +115,7 @@ static int run(const struct config *c)
 			REQUIRE(mrl_file_map(ctx, path, 0, SZ, PROT_READ | PROT_WRITE, &p) == 0, "map");
 		}
 		REQUIRE(mrl_mr_reg(ctx, p, SZ, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+		mr_addr = p;
 		struct mrl_mr_info in = t_query(ctx, mr);
 		if (row == 0)
 			CHECK((in.watchers & c->want) == c->want, "%s: watchers %#x include %#x", c->name,
@@ -142,10 +156,8 @@ static int run(const struct config *c)
 			printf("   %-36s %s\n", mrl_change_str(row), mrl_seen_str(in.coverage[row]));
 		}
 		mrl_mr_dereg(ctx, mr);
-		if (owner_fd >= 0)
-			munmap(p, SZ); /* the library closes the adopted fd */
-		else
-			mrl_file_unmap(ctx, p, SZ);
+		if (owner_fd >= 0 || mrl_file_unmap(ctx, p, SZ) < 0)
+			munmap(p, SZ); /* adopted fd (the library closes it), or a row changed the mapping */
 		mrl_ctx_destroy(ctx);
 		unlink(path);
 	}

@@ -1,0 +1,230 @@
+/* The owner's own address space, seen before it changes: the library
+ * defines munmap, mremap, madvise, mmap/mmap64 and shmdt itself, so an
+ * application linked with it (or with the library preloaded) calls these
+ * first. Each looks up the range in the contexts' VA indexes and resolves the
+ * MRs it touches before the change lands, then makes the real system call:
+ *   munmap, shmdt        -> fence, cause "unmapped"
+ *   mremap               -> fence, cause "moved"
+ *   mmap(MAP_FIXED) over -> fence, cause "replaced" (a different object
+ *                           must never be exposed under the old key)
+ *   madvise(DONTNEED, REMOVE, FREE) -> same object, new pages: pinning
+ *                           devices are re-pinned, the generation bumps
+ *                           (cause "madvised"), peers are told.
+ * Raw syscall(2)s bypass this: mrl_verify catches them afterwards.
+ *
+ * Fast path: one relaxed atomic load when no MR exists anywhere; otherwise
+ * a lock and an O(log n) interval query per context. A thread already
+ * inside the library (holding a context's lock: libfabric unmapping its own
+ * memory under an MR call, say) is recognised by the error-checking mutex
+ * and passes straight through. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+
+#define MAX_CTX 16
+static struct mrl_ctx *_Atomic g_ctx[MAX_CTX];
+_Atomic long mrl_intp_mrs;          /* MRs registered in all contexts */
+_Atomic unsigned mrl_fork_gen;      /* bumped in every forked child */
+static _Atomic uint64_t g_hits;     /* calls that touched an MR */
+
+static void in_child(void)
+{
+	atomic_fetch_add(&mrl_fork_gen, 1);
+}
+
+int mrl_intp_add(struct mrl_ctx *ctx)
+{
+	static _Atomic int atfork_done;
+	if (!atomic_exchange(&atfork_done, 1))
+		pthread_atfork(NULL, NULL, in_child);
+	ctx->fork_gen = atomic_load(&mrl_fork_gen);
+	for (int i = 0; i < MAX_CTX; i++) {
+		struct mrl_ctx *expect = NULL;
+		if (atomic_compare_exchange_strong(&g_ctx[i], &expect, ctx))
+			return 0;
+	}
+	mrl_log("more than %d contexts: the interposer does not watch this one", MAX_CTX);
+	return -ENOSPC;
+}
+
+void mrl_intp_del(struct mrl_ctx *ctx)
+{
+	for (int i = 0; i < MAX_CTX; i++) {
+		struct mrl_ctx *expect = ctx;
+		atomic_compare_exchange_strong(&g_ctx[i], &expect, NULL);
+	}
+	while (atomic_load(&ctx->intp_users))
+		sched_yield();
+}
+
+/* Is our definition what callers of munmap reach? (It is not when another
+ * interposer, or a static link without the library's object, comes first.) */
+bool mrl_intp_active(void)
+{
+	void *p = dlsym(RTLD_DEFAULT, "munmap");
+	return p == (void *)munmap;
+}
+
+enum intp_op { OP_UNMAP, OP_MOVE, OP_REPLACE, OP_MADVISE };
+
+struct hit {
+	struct mrl_ctx *ctx;
+	int op;
+	uint64_t now;
+	int n;
+};
+
+static int act_cb(struct mrl_itree_node *node, void *p)
+{
+	struct hit *h = p;
+	struct mrl_mr *mr = (struct mrl_mr *)node; /* va is the first member */
+	h->n++;
+	if (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)
+		return 0;
+	static const int cause[] = {[OP_UNMAP] = MRL_CAUSE_UNMAPPED, [OP_MOVE] = MRL_CAUSE_MOVED,
+				    [OP_REPLACE] = MRL_CAUSE_REPLACED};
+	if (h->op != OP_MADVISE) {
+		mrl_mr_fence_locked(h->ctx, mr, cause[h->op], 0, mr->len, getpid(), h->now);
+		return 0;
+	}
+	/* madvise: after the call (see below) */
+	return 0;
+}
+
+static int madv_cb(struct mrl_itree_node *node, void *p)
+{
+	struct hit *h = p;
+	struct mrl_mr *mr = (struct mrl_mr *)node;
+	if (mr->state != MRL_STATE_ACTIVE)
+		return 0;
+	mrl_mr_repin_locked(h->ctx, mr, h->now);
+	if (!h->ctx->rops->restore) {
+		/* virtually addressed device: nothing to move, but the bytes
+		 * may have changed under the peers: new generation */
+		mr->gen++;
+		mr->restores++;
+		h->ctx->st.restores++;
+		mrl_post_event(h->ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MADVISED, 0, mr->valid_len, 0, 0,
+			       h->now);
+	}
+	mr->cause = MRL_CAUSE_MADVISED;
+	mrl_send_state(h->ctx, mr, NULL);
+	return 0;
+}
+
+/* Resolve the MRs over [a, a+len) in every context; op == OP_MADVISE with
+ * after set runs the post-call half. */
+static void resolve(uintptr_t a, size_t len, int op, bool after)
+{
+	if (!len || a + len < a)
+		return;
+	for (int i = 0; i < MAX_CTX; i++) {
+		struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
+		if (!ctx)
+			continue;
+		atomic_fetch_add(&ctx->intp_users, 1);
+		if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen)) {
+			atomic_fetch_sub(&ctx->intp_users, 1);
+			continue; /* going away, or the parent's (we are a forked child) */
+		}
+		if (pthread_mutex_lock(&ctx->lock) == EDEADLK) {
+			/* this thread is inside the library already */
+			atomic_fetch_sub(&ctx->intp_users, 1);
+			continue;
+		}
+		struct hit h = {.ctx = ctx, .op = op, .now = mrl_now_ns()};
+		if (mrl_itree_first_overlap(&ctx->va_index, a, a + len)) {
+			if (op == OP_MADVISE && after)
+				mrl_itree_overlap(&ctx->va_index, a, a + len, madv_cb, &h);
+			else if (op != OP_MADVISE)
+				mrl_itree_overlap(&ctx->va_index, a, a + len, act_cb, &h);
+			atomic_fetch_add(&g_hits, 1);
+		}
+		pthread_mutex_unlock(&ctx->lock);
+		if (h.n || (op == OP_MADVISE && after))
+			mrl_wake_monitor(ctx); /* it sends the state messages */
+		atomic_fetch_sub(&ctx->intp_users, 1);
+	}
+}
+
+static inline bool any_mr(void)
+{
+	return atomic_load_explicit(&mrl_intp_mrs, memory_order_relaxed) != 0;
+}
+
+MRL_EXPORT int munmap(void *addr, size_t len)
+{
+	if (any_mr())
+		resolve((uintptr_t)addr, len, OP_UNMAP, false);
+	return (int)syscall(SYS_munmap, addr, len);
+}
+
+MRL_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *new_addr = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+	}
+	if (any_mr()) {
+		resolve((uintptr_t)old, old_len, OP_MOVE, false);
+		if (flags & MREMAP_FIXED) /* the target range is replaced */
+			resolve((uintptr_t)new_addr, new_len, OP_REPLACE, false);
+	}
+	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
+}
+
+MRL_EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	bool zap = advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == MADV_FREE
+#ifdef MADV_DONTNEED_LOCKED
+		   || advice == MADV_DONTNEED_LOCKED
+#endif
+		;
+	int ret = (int)syscall(SYS_madvise, addr, len, advice);
+	if (zap && ret == 0 && any_mr())
+		resolve((uintptr_t)addr, len, OP_MADVISE, true);
+	return ret;
+}
+
+MRL_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if ((flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE) && any_mr())
+		resolve((uintptr_t)addr, len, OP_REPLACE, false);
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+MRL_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__attribute__((alias("mmap")));
+
+MRL_EXPORT int shmdt(const void *addr)
+{
+	if (any_mr()) {
+		/* the segment is the mapping that starts at addr */
+		for (int i = 0; i < MAX_CTX; i++) {
+			struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
+			uintptr_t start, end;
+			if (ctx && mrl_vma_range((uintptr_t)addr, &start, &end) == 0) {
+				resolve(start, end - start, OP_UNMAP, false);
+				break;
+			}
+		}
+	}
+	return (int)syscall(SYS_shmdt, addr);
+}
+
+uint64_t mrl_intp_hits(void)
+{
+	return atomic_load(&g_hits);
+}

@@ -1,0 +1,64 @@
+/* An owner context with an auto-progress endpoint and a peer context in the
+ * same process, connected over tcp;ofi_rxm on loopback. */
+#ifndef MRL_RIG_PAIR_H
+#define MRL_RIG_PAIR_H
+#include <pthread.h>
+
+#include "helpers.h"
+
+struct pair {
+	mrl_ctx *sctx, *cctx;
+	mrl_ep *sep, *cep;
+	mrl_peer *speer, *cpeer; /* the owner's view of the peer, the peer's view of the owner */
+};
+
+struct pair_acc {
+	mrl_ep *ep;
+	mrl_peer *peer;
+	int ret;
+};
+
+static void *pair_acc_main(void *a)
+{
+	struct pair_acc *x = a;
+	x->ret = mrl_ep_accept(x->ep, 5000, &x->peer);
+	return NULL;
+}
+
+static inline void pair_open(struct pair *p)
+{
+	p->sctx = t_ctx("tcp;ofi_rxm", 1000);
+	p->cctx = t_ctx("tcp;ofi_rxm", 1000);
+	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = MRL_EP_AUTO_PROGRESS};
+	REQUIRE(mrl_ep_create(p->sctx, &eo, &p->sep) == 0, "owner ep");
+	REQUIRE(mrl_ep_create(p->cctx, NULL, &p->cep) == 0, "peer ep");
+	uint16_t port;
+	REQUIRE(mrl_ep_listen(p->sep, "127.0.0.1", 0, &port) == 0, "listen");
+	struct pair_acc aa = {.ep = p->sep};
+	pthread_t th;
+	pthread_create(&th, NULL, pair_acc_main, &aa);
+	int cr = mrl_ep_connect(p->cep, "127.0.0.1", port, 5000, &p->cpeer);
+	pthread_join(th, NULL);
+	REQUIRE(cr == 0 && aa.ret == 0, "connected");
+	p->speer = aa.peer;
+}
+
+static inline void pair_close(struct pair *p)
+{
+	mrl_ep_destroy(p->cep);
+	mrl_ep_destroy(p->sep);
+	mrl_ctx_destroy(p->cctx);
+	mrl_ctx_destroy(p->sctx);
+}
+
+/* Wait for one completion on the peer's endpoint. */
+static inline int pair_wait(struct pair *p, struct mrl_completion *c, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		if (mrl_ep_poll(p->cep, c, 1) == 1)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+#endif

@@ -1,0 +1,125 @@
+/* The owner unmaps a registered range and maps something else at the same
+ * address while a peer writes into it: the interposed munmap fences the MR
+ * (cause "unmapped") before the unmap lands, so the new memory never
+ * receives a byte and the peer's operations fail cleanly naming the cause.
+ * MAP_FIXED over an MR and mremap fence it too ("replaced", "moved"). A raw
+ * syscall(SYS_munmap) bypasses the interposer: mrl_verify catches it and
+ * reports it as seen after (CHANGED, never BREAK). */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include "rig_pair.h"
+
+#define LEN (1u << 20)
+
+static int write_and_wait(struct pair *p, mrl_rmr *r, const char *buf, struct mrl_completion *c)
+{
+	int ret = mrl_write(r, 4096, buf, 4096, (void *)1);
+	if (ret)
+		return ret;
+	if (pair_wait(p, c, 3000))
+		return -ETIMEDOUT;
+	return c->status;
+}
+
+int main(void)
+{
+	struct pair p;
+	pair_open(&p);
+	if (!(mrl_ctx_watchers(p.sctx) & MRL_WATCH_INTERPOSE))
+		t_skip("the interposer is not what callers reach in this build");
+	char buf[4096];
+	memset(buf, 0x77, sizeof(buf));
+	struct mrl_completion c;
+
+	/* 1. munmap + a new anonymous mapping at the same address */
+	char *a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mrl_mr_t mr;
+	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+	CHECK(t_query(p.sctx, mr).coverage[MRL_CHG_OWNER_MUNMAP] == MRL_SEEN_BEFORE, "munmap covered before");
+	mrl_rmr *r;
+	REQUIRE(mrl_rmr_open(p.cpeer, mr, 5000, &r) == 0, "peer opens the MR");
+	CHECK(write_and_wait(&p, r, buf, &c) == 0, "a write lands before the unmap");
+	CHECK(a[4096] == 0x77, "and is in the memory");
+	CHECK(munmap(a, LEN) == 0, "owner unmaps");
+	char *b = mmap(a, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	REQUIRE(b == a, "something else mapped at the same address");
+	struct mrl_mr_info in = t_query(p.sctx, mr);
+	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_UNMAPPED, "fenced, cause unmapped (%s)",
+	      mrl_cause_str(in.cause));
+	struct mrl_event ev;
+	CHECK(t_wait_event(p.sctx, MRL_EVENT_FENCED, mr, 2000, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED &&
+	      ev.pid == getpid(), "FENCED event names the cause and the owner");
+	/* the peer keeps writing: operations fail cleanly, the new memory gets nothing */
+	int refused = 0;
+	for (int i = 0; i < 20; i++) {
+		int ret = mrl_write(r, 4096, buf, 4096, (void *)2);
+		if (ret == -EKEYREVOKED) {
+			refused++;
+		} else if (ret == 0) {
+			CHECK(pair_wait(&p, &c, 3000) == 0, "completes");
+			CHECK(c.status != 0, "a write after the unmap fails (%d)", c.status);
+			refused += c.status == -EKEYREVOKED || c.status != 0;
+		}
+		usleep(2000);
+	}
+	CHECK(refused == 20, "every later write refused (%d of 20)", refused);
+	struct mrl_rmr_info ri = {.size = sizeof(ri)};
+	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_UNMAPPED,
+	      "the peer knows why: %s", mrl_cause_str(ri.cause));
+	size_t nonzero = 0;
+	for (size_t i = 0; i < LEN; i++)
+		nonzero += b[i] != 0;
+	CHECK(nonzero == 0, "the new memory never received a byte (%zu nonzero)", nonzero);
+	mrl_rmr_close(r);
+	mrl_mr_dereg(p.sctx, mr);
+	munmap(b, LEN);
+
+	/* 2. MAP_FIXED over an MR: replaced */
+	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+	REQUIRE(mmap(a + 8192, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == a + 8192,
+		"MAP_FIXED over the middle");
+	in = t_query(p.sctx, mr);
+	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_REPLACED, "fenced, cause replaced (%s)",
+	      mrl_cause_str(in.cause));
+	mrl_mr_dereg(p.sctx, mr);
+
+	/* 3. mremap: moved */
+	mrl_mr_t m2;
+	REQUIRE(mrl_mr_reg(p.sctx, a + LEN / 2, LEN / 2, MRL_ACCESS_REMOTE_WRITE, NULL, &m2) == 0, "register");
+	char *moved = mremap(a + LEN / 2, LEN / 2, LEN, MREMAP_MAYMOVE);
+	REQUIRE(moved != MAP_FAILED, "mremap");
+	in = t_query(p.sctx, m2);
+	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_MOVED, "fenced, cause moved (%s)",
+	      mrl_cause_str(in.cause));
+	mrl_mr_dereg(p.sctx, m2);
+	munmap(a, LEN / 2);
+	munmap(moved, LEN);
+
+	/* 4. a raw system call: not seen before; verify catches it after */
+	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+	while (mrl_event_get(p.sctx, &ev) == 0)
+		mrl_event_ack(p.sctx, &ev);
+	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
+	in = t_query(p.sctx, mr);
+	CHECK(in.state == MRL_STATE_ACTIVE, "the raw call went unseen (state %s)", mrl_state_str(in.state));
+	CHECK(mrl_verify(p.sctx, 0) == 1, "verify fences one MR");
+	CHECK(mrl_verify(p.sctx, 0) == 0, "and only once");
+	bool changed = false, brk = false;
+	while (mrl_event_get(p.sctx, &ev) == 0) {
+		if (ev.mr == mr && ev.type == MRL_EVENT_CHANGED && ev.cause == MRL_CAUSE_UNMAPPED)
+			changed = true;
+		brk |= ev.mr == mr && ev.type == MRL_EVENT_BREAK;
+		mrl_event_ack(p.sctx, &ev);
+	}
+	CHECK(changed && !brk, "reported as seen after (CHANGED), never as before (BREAK)");
+	in = t_query(p.sctx, mr);
+	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_UNMAPPED, "fenced, cause unmapped");
+	CHECK(mrl_verify(p.sctx, 7) == -EINVAL && mrl_verify(NULL, 0) == -EINVAL, "bad input");
+	mrl_mr_dereg(p.sctx, mr);
+
+	pair_close(&p);
+	return t_done("t_unmap");
+}
