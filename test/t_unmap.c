@@ -65,6 +65,13 @@ int main(void)
 	}
 	CHECK(refused == 20, "every later write refused (%d of 20)", refused);
 	struct mrl_rmr_info ri = {.size = sizeof(ri)};
+	for (int i = 0; i < 3000; i++) { /* the owner's state message is on its way */
+		struct mrl_completion cc;
+		mrl_ep_poll(p.cep, &cc, 1);
+		if (mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED)
+			break;
+		usleep(1000);
+	}
 	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_UNMAPPED,
 	      "the peer knows why: %s", mrl_cause_str(ri.cause));
 	size_t nonzero = 0;
