@@ -15,6 +15,9 @@ CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 endif
 ifeq ($(SAN),tsan)
 CFLAGS += -O1 -fsanitize=thread
+# the interposed mmap/munmap run before TSan's runtime is up (the loader and
+# TSan itself call them): they must not be instrumented
+$(B)/obj/interpose.o: CFLAGS += -fno-sanitize=thread
 endif
 
 SRCS := $(wildcard src/*.c)

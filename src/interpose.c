@@ -141,8 +141,10 @@ static void resolve(uintptr_t a, size_t len, int op, bool after)
 			atomic_fetch_sub(&ctx->intp_users, 1);
 			continue;
 		}
-		struct hit h = {.ctx = ctx, .op = op, .now = mrl_now_ns()};
+		struct hit h = {.ctx = ctx, .op = op};
 		if (mrl_itree_first_overlap(&ctx->va_index, a, a + len)) {
+			h.now = mrl_now_ns();
+			h.n = 1;
 			if (op == OP_MADVISE && after)
 				mrl_itree_overlap(&ctx->va_index, a, a + len, madv_cb, &h);
 			else if (op != OP_MADVISE)
@@ -150,7 +152,7 @@ static void resolve(uintptr_t a, size_t len, int op, bool after)
 			atomic_fetch_add(&g_hits, 1);
 		}
 		pthread_mutex_unlock(&ctx->lock);
-		if (h.n || (op == OP_MADVISE && after))
+		if (h.n)
 			mrl_wake_monitor(ctx); /* it sends the state messages */
 		atomic_fetch_sub(&ctx->intp_users, 1);
 	}
