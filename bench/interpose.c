@@ -74,6 +74,7 @@ int bench_interpose(void)
 		}
 	}
 	munmap(page, 4096);
+	json_part_end();
 	printf("(median of %d blocks of %d calls each, blocks interleaved)\n", rounds, n);
 	return 0;
 }

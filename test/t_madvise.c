@@ -14,8 +14,8 @@
 
 struct owner {
 	char *mem;
-	atomic_int stop;
-	int done, errors;
+	atomic_int stop, done;
+	int errors;
 };
 
 static void *owner_main(void *a)
@@ -97,7 +97,7 @@ int main(void)
 	CHECK(o.errors == 0 && o.done == NADV, "owner's madvise calls succeeded");
 	CHECK(failed == 0, "zero failed transfers (%lu)", failed);
 	CHECK(corrupt == 0, "no read returned foreign bytes (%lu)", corrupt);
-	CHECK(transfers > 200, "the peer streamed (%lu)", transfers);
+	CHECK(transfers > 50, "the peer streamed (%lu)", transfers);
 	CHECK(in.state == MRL_STATE_ACTIVE && in.key == key, "same MR, same key, active");
 	CHECK(in.restores == NADV && in.cause == MRL_CAUSE_MADVISED, "each madvise seen (%u restores, cause %s)",
 	      in.restores, mrl_cause_str(in.cause));
