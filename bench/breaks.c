@@ -24,17 +24,6 @@
 enum { W_LEASE = 0, W_FAN = 1 };
 static const char *wname[] = {"lease", "fanotify"};
 
-struct acc {
-	mrl_ep *ep;
-	mrl_peer *peer;
-	int ret;
-};
-static void *acc_main(void *a)
-{
-	struct acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, 10000, &x->peer);
-	return NULL;
-}
 
 struct peer {
 	mrl_ctx *ctx;

@@ -21,17 +21,6 @@
 #define HOLE_OFF (3u << 20)
 #define SLOTS 8
 
-struct acc {
-	mrl_ep *ep;
-	mrl_peer *peer;
-	int ret;
-};
-static void *acc_main(void *a)
-{
-	struct acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, 10000, &x->peer);
-	return NULL;
-}
 
 struct churner {
 	const char *path;

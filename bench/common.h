@@ -86,6 +86,20 @@ void json_part(const char *name);
 void json_row(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void json_part_end(void);
 
+/* Accept one peer on a thread while the caller connects (the bootstrap
+ * exchange is symmetric). */
+struct acc {
+	mrl_ep *ep;
+	mrl_peer *peer;
+	int ret;
+};
+static inline void *acc_main(void *a)
+{
+	struct acc *x = a;
+	x->ret = mrl_ep_accept(x->ep, 10000, &x->peer);
+	return NULL;
+}
+
 /* The raw libfabric side of a comparison. */
 struct raw_node {
 	struct fi_info *info;

@@ -63,17 +63,6 @@ static void *helper_main(void *a)
 	return NULL;
 }
 
-struct acc {
-	mrl_ep *ep;
-	mrl_peer *peer;
-	int ret;
-};
-static void *acc_main(void *a)
-{
-	struct acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, 10000, &x->peer);
-	return NULL;
-}
 
 static void *map_anon(size_t len)
 {

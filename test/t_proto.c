@@ -2,25 +2,11 @@
  * unknown types, counts larger than the message, and requests naming MRs
  * that do not exist. Each is dropped and counted (or answered with an
  * error), the owner does not crash, and the data path goes on working. */
-#include <pthread.h>
 #include <sys/mman.h>
 
-#include "helpers.h"
 #include "mrl_int.h"
 #include "proto.h"
-
-struct acc_arg {
-	mrl_ep *ep;
-	mrl_peer *peer;
-	int ret;
-};
-
-static void *acc_main(void *a)
-{
-	struct acc_arg *x = a;
-	x->ret = mrl_ep_accept(x->ep, 5000, &x->peer);
-	return NULL;
-}
+#include "rig_pair.h"
 
 static uint64_t bad_count(mrl_ctx *ctx)
 {
@@ -42,25 +28,19 @@ static int wait_bad(mrl_ctx *sctx, mrl_ep *cep, uint64_t want)
 
 int main(void)
 {
-	mrl_ctx *sctx = t_ctx("tcp;ofi_rxm", 1000), *cctx = t_ctx("tcp;ofi_rxm", 1000);
+	struct pair pr;
+	pair_open(&pr);
+	mrl_ctx *sctx = pr.sctx, *cctx = pr.cctx;
+	mrl_ep *cep = pr.cep;
+	mrl_peer *peer = pr.cpeer;
+	struct {
+		mrl_peer *peer;
+	} aa = {pr.speer};
 	size_t len = 1 << 20;
 	char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(sctx, buf, len, MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0,
 		"register");
-	mrl_ep *sep, *cep;
-	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = MRL_EP_AUTO_PROGRESS};
-	REQUIRE(mrl_ep_create(sctx, &eo, &sep) == 0, "owner ep");
-	REQUIRE(mrl_ep_create(cctx, NULL, &cep) == 0, "peer ep");
-	uint16_t port;
-	REQUIRE(mrl_ep_listen(sep, "127.0.0.1", 0, &port) == 0, "listen");
-	struct acc_arg aa = {.ep = sep};
-	pthread_t th;
-	pthread_create(&th, NULL, acc_main, &aa);
-	mrl_peer *peer;
-	int cr = mrl_ep_connect(cep, "127.0.0.1", port, 5000, &peer);
-	pthread_join(th, NULL);
-	REQUIRE(cr == 0 && aa.ret == 0, "connected");
 
 	uint64_t bad = bad_count(sctx);
 	unsigned char raw[MRL_MSG_MAX];
@@ -144,11 +124,8 @@ int main(void)
 	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_ACTIVE, "the MR stayed active");
 
 	mrl_rmr_close(r);
-	mrl_ep_destroy(cep);
-	mrl_ep_destroy(sep);
 	mrl_mr_dereg(sctx, mr);
-	mrl_ctx_destroy(cctx);
-	mrl_ctx_destroy(sctx);
+	pair_close(&pr);
 	munmap(buf, len);
 	return t_done("t_proto");
 }

@@ -68,18 +68,7 @@ static void producer(int sock)
 
 static int tool(char *const argv[])
 {
-	pid_t pid = fork();
-	if (pid == 0) {
-		int dn = open("/dev/null", O_WRONLY);
-		dup2(dn, 1);
-		dup2(dn, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	int st;
-	if (pid < 0 || waitpid(pid, &st, 0) < 0)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	return cli_run_tool(argv, NULL);
 }
 
 static void adversary(struct shared *sh, const char *path, uint64_t size)

@@ -541,9 +541,10 @@ static double json_num(const char *js, const char *key)
 }
 
 /* Run a real tool; return its exit status. The entry time is recorded. */
-static int run_tool(char *const argv[], uint64_t *t0)
+int cli_run_tool(char *const argv[], uint64_t *t0)
 {
-	*t0 = now_ns();
+	if (t0)
+		*t0 = now_ns();
 	pid_t pid = fork();
 	if (pid == 0) {
 		int dn = open("/dev/null", O_WRONLY);
@@ -553,7 +554,8 @@ static int run_tool(char *const argv[], uint64_t *t0)
 		_exit(127);
 	}
 	int st;
-	waitpid(pid, &st, 0);
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
@@ -585,7 +587,7 @@ static void adversary(const char *file, uint64_t size, unsigned seconds, const c
 			int st;
 			uint64_t first = 0;
 			/* coreutils opens O_NONBLOCK: a leased file says EAGAIN once, then lets it in */
-			for (int i = 0; i < 200 && (st = run_tool(argv, &t0)) != 0; i++) {
+			for (int i = 0; i < 200 && (st = cli_run_tool(argv, &t0)) != 0; i++) {
 				first = first ? first : t0;
 				r->truncate_retries++;
 				usleep(5000);
@@ -605,7 +607,7 @@ static void adversary(const char *file, uint64_t size, unsigned seconds, const c
 			snprintf(a1, sizeof(a1), "%" PRIu64, off);
 			snprintf(a2, sizeof(a2), "%" PRIu64, len);
 			char *argv[] = {"fallocate", "--punch-hole", "-o", a1, "-l", a2, (char *)file, NULL};
-			r->tool_errors += run_tool(argv, &t0) != 0;
+			r->tool_errors += cli_run_tool(argv, &t0) != 0;
 			if (r->nt0 < MAX_SAMPLES)
 				r->t0[r->nt0++] = t0;
 			r->punches++;
@@ -613,7 +615,7 @@ static void adversary(const char *file, uint64_t size, unsigned seconds, const c
 			char cmd[600];
 			snprintf(cmd, sizeof(cmd), "cat '%s' > /dev/null", file);
 			char *argv[] = {"sh", "-c", cmd, NULL};
-			r->tool_errors += run_tool(argv, &t0) != 0;
+			r->tool_errors += cli_run_tool(argv, &t0) != 0;
 			r->cats++;
 		} else {
 			continue;
