@@ -127,6 +127,7 @@ struct mrl_ctx_opts {
 	unsigned relock_ms;        /* after a break, retake the lease after this long if nobody opened, default 50 */
 	int signo;                 /* realtime signal used for lease breaks, default SIGRTMIN+4 */
 	unsigned flags;            /* MRL_CTX_* */
+	unsigned verify_ms;        /* run mrl_verify every this many ms in the monitor; 0 = on demand only */
 };
 #define MRL_CTX_NO_LEASES 0x1u     /* register without any watcher (shows what leases prevent) */
 #define MRL_CTX_NO_FANOTIFY 0x2u   /* do not use fanotify pre-content events (leases only) */

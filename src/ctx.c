@@ -402,7 +402,8 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	if (!ctx)
 		return -ENOMEM;
 	if (opts)
-		ctx->opts = *opts;
+		/* an older caller's struct may be shorter: copy what it has */
+		memcpy(&ctx->opts, opts, opts->size < sizeof(*opts) ? opts->size : sizeof(*opts));
 	ctx->opts.size = sizeof(ctx->opts);
 	if (!ctx->opts.provider)
 		ctx->opts.provider = "tcp;ofi_rxm";
@@ -422,6 +423,8 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
 	ctx->watchers = ctx->leases ? MRL_WATCH_LEASE | MRL_WATCH_INOTIFY : 0;
 	ctx->fork_gen = atomic_load(&mrl_fork_gen);
+	if (ctx->leases && ctx->opts.verify_ms)
+		ctx->verify_at = mrl_now_ns() + (uint64_t)ctx->opts.verify_ms * 1000000ull;
 	/* error-checking: an interposed munmap made by a thread that already
 	 * holds the lock (inside the library) gets EDEADLK, not a deadlock */
 	pthread_mutexattr_t ma;

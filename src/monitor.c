@@ -78,6 +78,8 @@ static void *monitor_main(void *arg)
 		};
 		pthread_mutex_lock(&ctx->lock);
 		uint64_t next = mrl_brk_next_timer(ctx);
+		if (ctx->verify_at && ctx->verify_at < next)
+			next = ctx->verify_at;
 		bool acks = mrl_brk_waiting_acks(ctx);
 		pthread_mutex_unlock(&ctx->lock);
 		if (acks)
@@ -105,7 +107,13 @@ static void *monitor_main(void *arg)
 			mrl_fan_drain(ctx);
 		if (pfd[1].revents)
 			drain_inotify(ctx);
-		mrl_brk_tick(ctx, mrl_now_ns());
+		uint64_t now = mrl_now_ns();
+		mrl_brk_tick(ctx, now);
+		if (ctx->verify_at && now >= ctx->verify_at) {
+			/* raw system calls the interposer cannot see, caught after */
+			mrl_verify_locked(ctx);
+			ctx->verify_at = now + (uint64_t)ctx->opts.verify_ms * 1000000ull;
+		}
 		pthread_mutex_unlock(&ctx->lock);
 		mrl_flush_outbox(ctx);
 	}

@@ -716,15 +716,10 @@ static int backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	return 0;
 }
 
-MRL_EXPORT int mrl_verify(mrl_ctx *ctx, unsigned flags)
+/* ctx->lock held: fence what changed, return how many */
+int mrl_verify_locked(struct mrl_ctx *ctx)
 {
-	if (!ctx)
-		return mrl_err(EINVAL, "mrl_verify: NULL context");
-	if (flags)
-		return mrl_err(EINVAL, "mrl_verify: unknown flags %#x", flags);
-	MRL_CHILD_CHECK(ctx, "mrl_verify");
 	int fenced = 0;
-	pthread_mutex_lock(&ctx->lock);
 	uint64_t now = mrl_now_ns();
 	for (uint32_t c = 0; c < ctx->ht.nchunks; c++)
 		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {
@@ -741,6 +736,18 @@ MRL_EXPORT int mrl_verify(mrl_ctx *ctx, unsigned flags)
 			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, now);
 			fenced++;
 		}
+	return fenced;
+}
+
+MRL_EXPORT int mrl_verify(mrl_ctx *ctx, unsigned flags)
+{
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_verify: NULL context");
+	if (flags)
+		return mrl_err(EINVAL, "mrl_verify: unknown flags %#x", flags);
+	MRL_CHILD_CHECK(ctx, "mrl_verify");
+	pthread_mutex_lock(&ctx->lock);
+	int fenced = mrl_verify_locked(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return fenced;

@@ -255,6 +255,7 @@ struct mrl_ctx {
 	struct mrl_stats st;
 	_Atomic int intp_users;      /* interposed calls looking at this context */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
+	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 };
@@ -334,6 +335,7 @@ bool mrl_intp_active(void);
 uint64_t mrl_intp_hits(void);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
+int mrl_verify_locked(struct mrl_ctx *ctx);
 /* every public call: a forked child may not use its parent's context */
 #define MRL_CHILD_CHECK(ctx, fn)                                                             \
 	do {                                                                                 \

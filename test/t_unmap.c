@@ -127,6 +127,19 @@ int main(void)
 	CHECK(mrl_verify(p.sctx, 7) == -EINVAL && mrl_verify(NULL, 0) == -EINVAL, "bad input");
 	mrl_mr_dereg(p.sctx, mr);
 
+	/* 5. the same, with the monitor verifying every 20 ms on its own */
+	struct mrl_ctx_opts vo = {.size = sizeof(vo), .provider = "mock", .verify_ms = 20};
+	mrl_ctx *vctx;
+	REQUIRE(mrl_ctx_create(&vo, &vctx) == 0, "context with periodic verify");
+	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(mrl_mr_reg(vctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
+	CHECK(t_wait_event(vctx, MRL_EVENT_CHANGED, mr, 3000, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED,
+	      "the periodic verify reports it, after");
+	CHECK(t_wait_state(vctx, mr, MRL_STATE_FENCED, 3000) == 0, "and fences the MR");
+	mrl_mr_dereg(vctx, mr);
+	mrl_ctx_destroy(vctx);
+
 	pair_close(&p);
 	return t_done("t_unmap");
 }
