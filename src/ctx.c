@@ -432,6 +432,11 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
 	pthread_mutex_init(&ctx->lock, &ma);
 	pthread_mutexattr_destroy(&ma);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ctx->as_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&ctx->flush_lock, NULL);
 	pthread_mutex_init(&ctx->evq_lock, NULL);
 	ctx->evq_tail = &ctx->evq_head;
@@ -515,6 +520,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 		close(ctx->ev_fd);
 	if (ctx->procmaps_fd >= 0)
 		close(ctx->procmaps_fd);
+	pthread_cond_destroy(&ctx->as_cv);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->flush_lock);
 	pthread_mutex_destroy(&ctx->evq_lock);

@@ -26,6 +26,8 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
@@ -104,8 +106,8 @@ static int madv_cb(struct mrl_itree_node *node, void *p)
 {
 	struct hit *h = p;
 	struct mrl_mr *mr = (struct mrl_mr *)node;
-	if (mr->state != MRL_STATE_ACTIVE)
-		return 0;
+	if (mr->state != MRL_STATE_ACTIVE || !mr->file)
+		return 0; /* anonymous and shmem MRs were paused and resumed around the call */
 	mrl_mr_repin_locked(h->ctx, mr, h->now);
 	if (!h->ctx->rops->restore) {
 		/* virtually addressed device: nothing to move, but the bytes
@@ -187,6 +189,137 @@ MRL_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ..
 	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
 }
 
+/* madvise(DONTNEED/REMOVE/FREE) of anonymous or shmem MRs keeps the object
+ * and replaces the pages: pause the peers that hold them (they hold new
+ * operations and drain the ones in flight, then answer), let the call land,
+ * re-pin where the device pins, resume under a new generation. A peer that
+ * does not answer by the deadline is not waited for (counted in
+ * peer_timeouts). */
+struct as_pause {
+	struct mrl_ctx *ctx;
+	struct mrl_brk *b;
+	struct mrl_mr **mrs;
+	size_t n, cap;
+};
+
+static int collect_cb(struct mrl_itree_node *node, void *p)
+{
+	struct as_pause *ps = p;
+	struct mrl_mr *mr = (struct mrl_mr *)node;
+	if (mr->state != MRL_STATE_ACTIVE || mr->file)
+		return 0;
+	if (ps->n == ps->cap) {
+		size_t cap = ps->cap ? ps->cap * 2 : 16;
+		struct mrl_mr **v = realloc(ps->mrs, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		ps->mrs = v;
+		ps->cap = cap;
+	}
+	ps->mrs[ps->n++] = mr;
+	return 0;
+}
+
+static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
+{
+	int nps = 0;
+	for (int i = 0; i < MAX_CTX; i++) {
+		struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
+		if (!ctx)
+			continue;
+		atomic_fetch_add(&ctx->intp_users, 1);
+		if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) ||
+		    pthread_mutex_lock(&ctx->lock) == EDEADLK) {
+			atomic_fetch_sub(&ctx->intp_users, 1);
+			continue;
+		}
+		struct as_pause *p = &ps[nps];
+		memset(p, 0, sizeof(*p));
+		p->ctx = ctx;
+		mrl_itree_overlap(&ctx->va_index, a, a + len, collect_cb, p);
+		while (p->n && ctx->as_brk) /* one at a time per context */
+			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
+		if (!p->n || !(p->b = calloc(1, sizeof(*p->b)))) {
+			pthread_mutex_unlock(&ctx->lock);
+			free(p->mrs);
+			atomic_fetch_sub(&ctx->intp_users, 1);
+			continue;
+		}
+		uint64_t now = mrl_now_ns(), dl = UINT64_MAX;
+		ctx->as_brk = p->b;
+		ctx->st.breaks++;
+		for (size_t k = 0; k < p->n; k++) {
+			struct mrl_mr *mr = p->mrs[k];
+			uint64_t d = now + (uint64_t)mr->deadline_ms * 1000000ull;
+			dl = d < dl ? d : dl;
+			mr->refs++; /* kept while the lock is dropped */
+			mr->state = MRL_STATE_PAUSED;
+			mr->in_brk = 1;
+			mr->breaks++;
+			mr->cause = MRL_CAUSE_MADVISED;
+			ctx->st.pauses++;
+		}
+		for (size_t k = 0; k < p->n; k++)
+			mrl_post_event(ctx, p->mrs[k], MRL_EVENT_BREAK, MRL_CAUSE_MADVISED, 0, p->mrs[k]->len,
+				       getpid(), dl, now);
+		mrl_brk_send_pauses(ctx, p->b, p->mrs, p->n);
+		pthread_mutex_unlock(&ctx->lock);
+		mrl_wake_monitor(ctx); /* it sends the pauses and drives progress */
+		pthread_mutex_lock(&ctx->lock);
+		struct timespec ts = {.tv_sec = (time_t)(dl / 1000000000ull), .tv_nsec = (long)(dl % 1000000000ull)};
+		while (p->b->acks_pending > 0)
+			if (pthread_cond_timedwait(&ctx->as_cv, &ctx->lock, &ts) == ETIMEDOUT)
+				break;
+		if (p->b->acks_pending > 0) {
+			ctx->st.peer_timeouts += (uint64_t)p->b->acks_pending;
+			mrl_log("madvise: %d peer(s) did not answer the pause in time", p->b->acks_pending);
+		}
+		pthread_mutex_unlock(&ctx->lock);
+		nps++;
+	}
+	return nps;
+}
+
+static void madv_resume(struct as_pause *ps, int nps)
+{
+	for (int i = 0; i < nps; i++) {
+		struct as_pause *p = &ps[i];
+		struct mrl_ctx *ctx = p->ctx;
+		pthread_mutex_lock(&ctx->lock);
+		uint64_t now = mrl_now_ns();
+		for (size_t k = 0; k < p->n; k++) {
+			struct mrl_mr *mr = p->mrs[k];
+			if (mr->state == MRL_STATE_PAUSED && mr->in_brk) {
+				mr->state = MRL_STATE_ACTIVE;
+				mr->in_brk = 0;
+				mrl_mr_repin_locked(ctx, mr, now); /* pinning devices: the new pages */
+				if (!ctx->rops->restore) {
+					mr->gen++;
+					mr->restores++;
+					ctx->st.restores++;
+					mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MADVISED, 0,
+						       mr->valid_len, 0, 0, now);
+				}
+				mr->cause = MRL_CAUSE_MADVISED;
+				mrl_send_state(ctx, mr, NULL); /* resume, same key */
+			}
+			mrl_mr_put(ctx, mr);
+		}
+		while (p->b->acks) {
+			struct mrl_brk_ack *ack = p->b->acks;
+			p->b->acks = ack->next;
+			free(ack);
+		}
+		free(p->b);
+		free(p->mrs);
+		ctx->as_brk = NULL;
+		pthread_cond_broadcast(&ctx->as_cv);
+		pthread_mutex_unlock(&ctx->lock);
+		mrl_wake_monitor(ctx);
+		atomic_fetch_sub(&ctx->intp_users, 1);
+	}
+}
+
 MRL_EXPORT int madvise(void *addr, size_t len, int advice)
 {
 	bool zap = advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == MADV_FREE
@@ -194,9 +327,16 @@ MRL_EXPORT int madvise(void *addr, size_t len, int advice)
 		   || advice == MADV_DONTNEED_LOCKED
 #endif
 		;
+	if (!zap || !any_mr() || !len || (uintptr_t)addr + len < (uintptr_t)addr)
+		return (int)syscall(SYS_madvise, addr, len, advice);
+	struct as_pause ps[MAX_CTX];
+	int nps = madv_pause((uintptr_t)addr, len, ps);
 	int ret = (int)syscall(SYS_madvise, addr, len, advice);
-	if (zap && ret == 0 && any_mr())
-		resolve((uintptr_t)addr, len, OP_MADVISE, true);
+	int err = errno;
+	madv_resume(ps, nps);
+	if (ret == 0)
+		resolve((uintptr_t)addr, len, OP_MADVISE, true); /* file-backed MRs */
+	errno = err;
 	return ret;
 }
 

@@ -576,14 +576,41 @@ uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
 
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
 {
+	if (ctx->as_brk && ctx->as_brk->acks_pending > 0)
+		return true;
 	for (struct mrl_file *f = ctx->files; f; f = f->next)
 		if (f->brk && f->brk->phase == BRK_QUIESCE && f->brk->acks_pending > 0)
 			return true;
 	return false;
 }
 
+/* Address-space pause (madvise of anonymous/shmem MRs, src/interpose.c):
+ * its acks wake the application thread that waits for them. */
+static bool as_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq, bool any_seq)
+{
+	struct mrl_brk *b = ctx->as_brk;
+	bool hit = false;
+	for (struct mrl_brk_ack *a = b ? b->acks : NULL; a; a = a->next)
+		if (a->peer == peer && (any_seq || a->seq == seq) && !a->done) {
+			a->done = true;
+			b->acks_pending--;
+			hit = true;
+		}
+	if (hit)
+		pthread_cond_broadcast(&ctx->as_cv);
+	return hit;
+}
+
+void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n)
+{
+	struct mr_vec vec = {.v = mrs, .n = n, .cap = n};
+	brk_send_pauses(ctx, b, &vec);
+}
+
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 {
+	if (as_ack(ctx, peer, seq, false))
+		return;
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		if (!f->brk)
 			continue;
@@ -599,6 +626,7 @@ void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer)
 {
+	as_ack(ctx, peer, 0, true);
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		if (!f->brk)
 			continue;

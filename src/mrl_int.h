@@ -256,6 +256,8 @@ struct mrl_ctx {
 	_Atomic int intp_users;      /* interposed calls looking at this context */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
+	struct mrl_brk *as_brk;      /* an address-space pause (madvise) waiting for acks */
+	pthread_cond_t as_cv;        /* with ctx->lock: its acks arrived, or it ended */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 };
@@ -310,6 +312,7 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f);
 bool mrl_brk_begin_range(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e);
 void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
+void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n);
 /* an fd to fstat the file with (the library's own, or a held event's), -1 if none */
 int mrl_file_stat_fd(struct mrl_file *f);
 

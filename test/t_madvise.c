@@ -1,8 +1,9 @@
 /* madvise(MADV_DONTNEED) by the owner on an anonymous MR under a peer
- * streaming verified writes and reads: the interposer sees each call, the MR
- * stays registered on the same object (same key, new generation, cause
- * "madvised"), and the peer sees zero failed transfers. A read may return
- * zeros the owner discarded; it never returns anything else. */
+ * streaming verified writes and reads: the interposer pauses the peer (it
+ * holds new operations, drains, answers), the pages go, the MR resumes on
+ * the same object (same key, new generation, cause "madvised"). The peer
+ * sees zero failed transfers; a read returns what was written unless the
+ * generation moved in between, and then only zeros the owner discarded. */
 #include <stdatomic.h>
 #include <sys/mman.h>
 
@@ -59,7 +60,7 @@ int main(void)
 	pthread_create(&th, NULL, owner_main, &o);
 
 	unsigned char wbuf[BLK], rbuf[BLK], want[BLK];
-	unsigned long transfers = 0, failed = 0, discarded = 0, corrupt = 0;
+	unsigned long transfers = 0, failed = 0, discarded = 0, corrupt = 0, unannounced = 0;
 	uint64_t rng = 999;
 	unsigned seq = 0;
 	while (o.done < NADV) {
@@ -71,6 +72,7 @@ int main(void)
 			failed++;
 			continue;
 		}
+		uint32_t wgen = c.generation;
 		memset(rbuf, 0xee, BLK);
 		if (mrl_read(r, (uint64_t)blk * BLK, rbuf, BLK, NULL) || pair_wait(&p, &c, 3000) || c.status) {
 			failed++;
@@ -83,20 +85,28 @@ int main(void)
 			bool zeros = true;
 			for (unsigned i = 0; i < BLK && zeros; i++)
 				zeros = rbuf[i] == 0;
-			if (zeros)
-				discarded++;
-			else
+			if (!zeros)
 				corrupt++;
+			else if (c.generation == wgen)
+				unannounced++; /* changed with no new generation: the pause failed */
+			else
+				discarded++;
 		}
 	}
 	atomic_store(&o.stop, 1);
 	pthread_join(th, NULL);
 	struct mrl_mr_info in = t_query(p.sctx, mr);
-	printf("transfers %lu, failed %lu, reads of discarded pages %lu, corrupt %lu, restores %u\n", transfers,
-	       failed, discarded, corrupt, in.restores);
+	printf("transfers %lu, failed %lu, reads of discarded pages %lu (after a new generation), corrupt %lu, "
+	       "unannounced %lu, restores %u\n",
+	       transfers, failed, discarded, corrupt, unannounced, in.restores);
 	CHECK(o.errors == 0 && o.done == NADV, "owner's madvise calls succeeded");
 	CHECK(failed == 0, "zero failed transfers (%lu)", failed);
 	CHECK(corrupt == 0, "no read returned foreign bytes (%lu)", corrupt);
+	CHECK(unannounced == 0, "no discarded page without a new generation (%lu)", unannounced);
+	struct mrl_stats st = {.size = sizeof(st)};
+	CHECK(mrl_ctx_stats(p.sctx, &st) == 0 && st.peer_timeouts == 0 && st.pauses >= NADV,
+	      "the peer answered every pause (%llu pauses, %llu timeouts)", (unsigned long long)st.pauses,
+	      (unsigned long long)st.peer_timeouts);
 	CHECK(transfers > 50, "the peer streamed (%lu)", transfers);
 	CHECK(in.state == MRL_STATE_ACTIVE && in.key == key, "same MR, same key, active");
 	CHECK(in.restores == NADV && in.cause == MRL_CAUSE_MADVISED, "each madvise seen (%u restores, cause %s)",
