@@ -253,6 +253,7 @@ struct mrl_stats {
 	uint64_t classify_ns_total, classify_count; /* cost of telling a layout change apart */
 	uint64_t fan_opens;       /* opens of watched files seen (and let through) */
 	uint64_t bad_msgs;        /* malformed control messages dropped */
+	uint64_t uffd_events;     /* userfaultfd events that named an MR (raw syscalls included) */
 };
 int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 

@@ -445,6 +445,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	ctx->next_key = 0x10000;
 	ctx->sig_fd = ctx->ino_fd = ctx->wake_fd = ctx->timer_fd = ctx->procmaps_fd = -1;
 	ctx->fan_fd = -1;
+	ctx->uffd = -1;
 	ctx->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ctx->ev_fd < 0) {
 		ret = mrl_err(errno, "eventfd: %s", strerror(errno));
@@ -465,6 +466,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	if (ret)
 		goto fail;
 	mrl_fan_init(ctx);
+	mrl_uffd_init(ctx);
 	ret = mrl_monitor_start(ctx);
 	if (ret)
 		goto fail;
@@ -490,6 +492,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 		mrl_ep_destroy(ctx->eps);
 	mrl_monitor_stop(ctx);
 	mrl_fan_fini(ctx); /* lets any change still held in the kernel go */
+	mrl_uffd_fini(ctx); /* and any actor waiting for its event to be read */
 	/* deregister what the application left registered */
 	for (uint32_t c = 0; c < ctx->ht.nchunks; c++)
 		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {

@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <linux/userfaultfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -70,11 +71,12 @@ static void *monitor_main(void *arg)
 		return NULL;
 
 	while (!atomic_load(&ctx->stop)) {
-		struct pollfd pfd[4] = {
+		struct pollfd pfd[5] = {
 			{.fd = ctx->sig_fd, .events = POLLIN},
 			{.fd = ctx->ino_fd, .events = POLLIN},
 			{.fd = ctx->wake_fd, .events = POLLIN},
 			{.fd = ctx->fan_fd, .events = POLLIN}, /* -1: ignored by ppoll */
+			{.fd = ctx->uffd, .events = POLLIN},
 		};
 		pthread_mutex_lock(&ctx->lock);
 		uint64_t next = mrl_brk_next_timer(ctx);
@@ -92,7 +94,7 @@ static void *monitor_main(void *arg)
 			ts.tv_nsec = (long)(d % 1000000000ull);
 			tsp = &ts;
 		}
-		int n = ppoll(pfd, 4, tsp, NULL);
+		int n = ppoll(pfd, 5, tsp, NULL);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (pfd[2].revents) {
@@ -100,7 +102,13 @@ static void *monitor_main(void *arg)
 			if (read(ctx->wake_fd, &v, sizeof(v)) < 0) {
 			}
 		}
+		/* userfaultfd actors wait until their event is read: read first,
+		 * before any lock, handle after */
+		struct uffd_msg um[32];
+		int nu = pfd[4].revents ? mrl_uffd_read(ctx, um, 32) : 0;
 		pthread_mutex_lock(&ctx->lock);
+		if (nu)
+			mrl_uffd_handle(ctx, um, nu);
 		if (pfd[0].revents)
 			drain_signals(ctx);
 		if (pfd[3].revents)

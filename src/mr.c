@@ -532,6 +532,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
 	mrl_itree_insert(&ctx->va_index, &mr->va);
+	mr->uffd = mrl_uffd_watch(ctx, mr);
 	if (ctx->leases) {
 		atomic_fetch_add(&mrl_intp_mrs, 1);
 		mr->counted = 1;
@@ -574,6 +575,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_send_state(ctx, mr, NULL);
 	mrl_ht_del(&ctx->ht, h);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
+	mrl_uffd_unwatch(ctx, mr);
 	if (mr->counted) {
 		atomic_fetch_sub(&mrl_intp_mrs, 1);
 		mr->counted = 0;
@@ -681,6 +683,7 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->restores = mr->restores;
 		info->fences = mr->fences;
 		info->watchers = (ctx->watchers & (MRL_WATCH_INTERPOSE | MRL_WATCH_VERIFY)) |
+				 (mr->uffd ? MRL_WATCH_UFFD : 0) |
 				 (mr->file && mr->file->lease != LEASE_OFF ? MRL_WATCH_LEASE : 0) |
 				 (mr->file && mr->file->fan ? MRL_WATCH_FANOTIFY : 0) |
 				 (mr->file && mr->file->wd >= 0 ? MRL_WATCH_INOTIFY : 0);

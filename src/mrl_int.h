@@ -158,6 +158,7 @@ struct mrl_mr {
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
 	uint8_t in_brk;
 	uint8_t counted;             /* in mrl_intp_mrs, pages marked MADV_DONTFORK */
+	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
@@ -241,6 +242,7 @@ struct mrl_ctx {
 	pid_t monitor_tid;
 	int sig_fd, ino_fd, wake_fd, timer_fd;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
+	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
@@ -347,6 +349,15 @@ int mrl_verify_locked(struct mrl_ctx *ctx);
 			return mrl_err(EPERM, "%s: this context belongs to the parent process; " \
 					      "a forked child must create its own", fn);         \
 	} while (0)
+
+/* uffd.c: the userfaultfd watcher */
+struct uffd_msg;
+int mrl_uffd_init(struct mrl_ctx *ctx);
+void mrl_uffd_fini(struct mrl_ctx *ctx);
+bool mrl_uffd_watch(struct mrl_ctx *ctx, struct mrl_mr *mr);
+void mrl_uffd_unwatch(struct mrl_ctx *ctx, struct mrl_mr *mr);
+int mrl_uffd_read(struct mrl_ctx *ctx, struct uffd_msg *msgs, int max);
+void mrl_uffd_handle(struct mrl_ctx *ctx, const struct uffd_msg *msgs, int n);
 
 /* monitor.c */
 int mrl_monitor_start(struct mrl_ctx *ctx);

@@ -3,8 +3,9 @@
  * (cause "unmapped") before the unmap lands, so the new memory never
  * receives a byte and the peer's operations fail cleanly naming the cause.
  * MAP_FIXED over an MR and mremap fence it too ("replaced", "moved"). A raw
- * syscall(SYS_munmap) bypasses the interposer: mrl_verify catches it and
- * reports it as seen after (CHANGED, never BREAK). */
+ * syscall(SYS_munmap) bypasses the interposer: userfaultfd sees it for
+ * anonymous memory, mrl_verify for anything (on demand or periodically),
+ * both reporting it as seen after (CHANGED, never BREAK). */
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -104,9 +105,54 @@ int main(void)
 	munmap(a, LEN / 2);
 	munmap(moved, LEN);
 
-	/* 4. a raw system call: not seen before; verify catches it after */
+	/* 4a. a raw munmap of anonymous memory: the interposer cannot see it;
+	 * userfaultfd's UNMAP event does, after it landed */
 	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+	bool uffd = t_query(p.sctx, mr).watchers & MRL_WATCH_UFFD;
+	while (mrl_event_get(p.sctx, &ev) == 0)
+		mrl_event_ack(p.sctx, &ev);
+	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
+	bool changed = false, brk = false;
+	if (uffd) {
+		CHECK(t_wait_state(p.sctx, mr, MRL_STATE_FENCED, 3000) == 0, "userfaultfd: fenced");
+		while (mrl_event_get(p.sctx, &ev) == 0) {
+			changed |= ev.mr == mr && ev.type == MRL_EVENT_CHANGED && ev.cause == MRL_CAUSE_UNMAPPED;
+			brk |= ev.mr == mr && ev.type == MRL_EVENT_BREAK;
+			mrl_event_ack(p.sctx, &ev);
+		}
+		CHECK(changed && !brk, "userfaultfd: reported as seen after (CHANGED), never before (BREAK)");
+	} else {
+		printf("userfaultfd unavailable here: the raw munmap is left to verify\n");
+		CHECK(mrl_verify(p.sctx, 0) == 1, "verify fences it");
+	}
+	mrl_mr_dereg(p.sctx, mr);
+
+	/* 4c. a raw madvise(DONTNEED): userfaultfd's REMOVE names the MR; same
+	 * object, so it stays active under a new generation */
+	if (uffd) {
+		a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+		uint32_t gen = t_query(p.sctx, mr).generation;
+		CHECK(syscall(SYS_madvise, a, 4096, MADV_DONTNEED) == 0, "raw madvise");
+		CHECK(t_wait_event(p.sctx, MRL_EVENT_CHANGED, mr, 3000, &ev) == 0 && ev.cause == MRL_CAUSE_MADVISED,
+		      "userfaultfd REMOVE reported");
+		in = t_query(p.sctx, mr);
+		CHECK(in.state == MRL_STATE_ACTIVE && in.generation > gen, "still active, new generation");
+		mrl_mr_dereg(p.sctx, mr);
+		munmap(a, LEN);
+	}
+
+	/* 4b. a raw munmap of a file mapping (no userfaultfd for files): unseen
+	 * until mrl_verify, which reports it after, never before */
+	char dir[256], path[300];
+	t_scratch("ext4", dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	t_make_file(path, LEN);
+	int fd = open(path, O_RDWR);
+	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	REQUIRE(a != MAP_FAILED && mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0,
+		"register the application's file mapping");
 	while (mrl_event_get(p.sctx, &ev) == 0)
 		mrl_event_ack(p.sctx, &ev);
 	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
@@ -114,7 +160,7 @@ int main(void)
 	CHECK(in.state == MRL_STATE_ACTIVE, "the raw call went unseen (state %s)", mrl_state_str(in.state));
 	CHECK(mrl_verify(p.sctx, 0) == 1, "verify fences one MR");
 	CHECK(mrl_verify(p.sctx, 0) == 0, "and only once");
-	bool changed = false, brk = false;
+	changed = brk = false;
 	while (mrl_event_get(p.sctx, &ev) == 0) {
 		if (ev.mr == mr && ev.type == MRL_EVENT_CHANGED && ev.cause == MRL_CAUSE_UNMAPPED)
 			changed = true;
@@ -126,12 +172,19 @@ int main(void)
 	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_UNMAPPED, "fenced, cause unmapped");
 	CHECK(mrl_verify(p.sctx, 7) == -EINVAL && mrl_verify(NULL, 0) == -EINVAL, "bad input");
 	mrl_mr_dereg(p.sctx, mr);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
 
 	/* 5. the same, with the monitor verifying every 20 ms on its own */
 	struct mrl_ctx_opts vo = {.size = sizeof(vo), .provider = "mock", .verify_ms = 20};
 	mrl_ctx *vctx;
 	REQUIRE(mrl_ctx_create(&vo, &vctx) == 0, "context with periodic verify");
-	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	t_scratch("ext4", dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	t_make_file(path, LEN);
+	fd = open(path, O_RDWR);
+	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	REQUIRE(mrl_mr_reg(vctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
 	CHECK(t_wait_event(vctx, MRL_EVENT_CHANGED, mr, 3000, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED,
@@ -139,6 +192,9 @@ int main(void)
 	CHECK(t_wait_state(vctx, mr, MRL_STATE_FENCED, 3000) == 0, "and fences the MR");
 	mrl_mr_dereg(vctx, mr);
 	mrl_ctx_destroy(vctx);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
 
 	pair_close(&p);
 	return t_done("t_unmap");
