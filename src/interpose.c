@@ -1,15 +1,15 @@
 /* The owner's own address space, seen before it changes: the library
- * defines munmap, mremap, madvise, mmap/mmap64 and shmdt itself, so an
- * application linked with it (or with the library preloaded) calls these
- * first. Each looks up the range in the contexts' VA indexes and resolves the
+ * defines munmap, mremap, madvise, mmap/mmap64, shmdt, brk and sbrk itself,
+ * so an application linked with it calls these first. Each looks up the range in the contexts' VA indexes and resolves the
  * MRs it touches before the change lands, then makes the real system call:
- *   munmap, shmdt        -> fence, cause "unmapped"
+ *   munmap, shmdt, brk/sbrk shrinking -> fence, cause "unmapped"
  *   mremap               -> fence, cause "moved"
  *   mmap(MAP_FIXED) over -> fence, cause "replaced" (a different object
  *                           must never be exposed under the old key)
- *   madvise(DONTNEED, REMOVE, FREE) -> same object, new pages: pinning
- *                           devices are re-pinned, the generation bumps
- *                           (cause "madvised"), peers are told.
+ *   madvise(DONTNEED, REMOVE, FREE) -> same object, new pages: the peers
+ *                           of anonymous/shmem MRs are paused around the
+ *                           call, pinning devices re-pinned, the MRs resume
+ *                           under a new generation (cause "madvised").
  * Raw syscall(2)s bypass this: mrl_verify catches them afterwards.
  *
  * Fast path: one relaxed atomic load when no MR exists anywhere; otherwise
@@ -364,6 +364,44 @@ MRL_EXPORT int shmdt(const void *addr)
 		}
 	}
 	return (int)syscall(SYS_shmdt, addr);
+}
+
+/* brk/sbrk: shrinking the heap unmaps [new break, old break). The real
+ * calls are libc's (they keep libc's own idea of the break current). */
+static void *next_sym(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+MRL_EXPORT int brk(void *addr)
+{
+	static int (*real)(void *);
+	if (!real)
+		real = (int (*)(void *))next_sym("brk");
+	if (any_mr()) {
+		uintptr_t cur = (uintptr_t)syscall(SYS_brk, 0);
+		if ((uintptr_t)addr < cur)
+			resolve((uintptr_t)addr, cur - (uintptr_t)addr, OP_UNMAP, false);
+	}
+	if (real)
+		return real(addr);
+	errno = ENOSYS;
+	return -1;
+}
+
+MRL_EXPORT void *sbrk(intptr_t inc)
+{
+	static void *(*real)(intptr_t);
+	if (!real)
+		real = (void *(*)(intptr_t))next_sym("sbrk");
+	if (inc < 0 && any_mr()) {
+		uintptr_t cur = (uintptr_t)syscall(SYS_brk, 0);
+		resolve(cur - (uintptr_t)-inc, (uintptr_t)-inc, OP_UNMAP, false);
+	}
+	if (real)
+		return real(inc);
+	errno = ENOSYS;
+	return (void *)-1;
 }
 
 uint64_t mrl_intp_hits(void)
