@@ -139,6 +139,20 @@ static inline pid_t t_sh_bg(const char *fmt, ...)
 	return pid;
 }
 
+/* Run a command, capture its standard output (echoed with the command);
+ * return its exit status. */
+static inline int t_capture(const char *cmd, char *out, size_t outsz)
+{
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(out, 1, outsz - 1, f);
+	out[n] = 0;
+	int st = pclose(f);
+	printf("%s -> %s", cmd, out);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
 static inline int t_wait_status(pid_t pid)
 {
 	int st;

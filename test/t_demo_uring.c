@@ -16,14 +16,7 @@ static int run(const char *bin, const char *args, char *out, size_t outsz)
 {
 	char cmd[768];
 	snprintf(cmd, sizeof(cmd), "%s/mrlease demo --device uring --json %s", bin, args);
-	FILE *f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(out, 1, outsz - 1, f);
-	out[n] = 0;
-	int st = pclose(f);
-	printf("%s -> %s", cmd, out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	return t_capture(cmd, out, outsz);
 }
 
 int main(int argc, char **argv)
