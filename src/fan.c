@@ -323,8 +323,8 @@ static int deny_cb(struct mrl_itree_node *n, void *p)
 	if (!d->err)
 		d->err = mr->deny_errno;
 	if (d->post) {
-		uint64_t lo = d->e->lo > mr->file_off ? d->e->lo - mr->file_off : 0;
-		uint64_t end = d->e->hi < mr->file_off + mr->len ? d->e->hi - mr->file_off : mr->len;
+		uint64_t lo = d->e->lo > mr->fnode.start ? d->e->lo - mr->fnode.start : 0;
+		uint64_t end = d->e->hi < mr->fnode.start + mr->len ? d->e->hi - mr->fnode.start : mr->len;
 		mr->denials++;
 		mr->cause = d->e->cause;
 		mr->cause_pid = d->e->pid;

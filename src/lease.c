@@ -272,7 +272,7 @@ static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 	/* live: active, and the part still served (not a fenced tail) is in range */
 	size_t k = 0;
 	for (size_t i = 0; i < vec.n; i++)
-		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->file_off + vec.v[i]->valid_len > lo)
+		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
 			vec.v[k++] = vec.v[i];
 	vec.n = k;
 	bool live = k > 0;
@@ -309,8 +309,8 @@ static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		if (mr->state != MRL_STATE_ACTIVE)
 			continue;
 		/* the part of the MR the change touches, in MR offsets */
-		uint64_t off = lo > mr->file_off ? lo - mr->file_off : 0;
-		uint64_t end = hi - mr->file_off < mr->len && hi > mr->file_off ? hi - mr->file_off : mr->len;
+		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
+		uint64_t end = hi - mr->fnode.start < mr->len && hi > mr->fnode.start ? hi - mr->fnode.start : mr->len;
 		mr->breaks++;
 		mr->cause = cause;
 		mr->cause_pid = pid;
@@ -323,7 +323,6 @@ static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		mr->state = MRL_STATE_PAUSED;
 		mr->in_brk = 1;
 		mr->owner_answer = ANSWER_NONE;
-		mr->brk = b;
 		ctx->st.pauses++;
 		mrl_mr_quiesce_locked(ctx, mr);
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
@@ -442,7 +441,6 @@ void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
 		if (!mr->in_brk)
 			continue;
 		mr->in_brk = 0;
-		mr->brk = NULL;
 		mrl_mr_restore_locked(ctx, mr, now);
 	}
 	free(vec.v);
@@ -501,7 +499,7 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
 		struct mrl_mr *mr = vec.v[i];
 		if (mr->state != MRL_STATE_ACTIVE)
 			continue;
-		uint64_t avail = size > mr->file_off ? size - mr->file_off : 0;
+		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 		if (avail < mr->valid_len)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
 		else if (announce)

@@ -252,7 +252,7 @@ void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	static _Atomic uint32_t seq;
-	struct mrl_brk *b = mr->brk;
+	struct mrl_brk *b = mr->file ? mr->file->brk : NULL;
 	if (!ctx->rops->quiesce || !mr->dev_mr || !b)
 		return;
 	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
@@ -328,7 +328,7 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 		struct stat st;
 		if (fstat(sfd, &st) == 0) {
 			uint64_t size = (uint64_t)st.st_size;
-			uint64_t avail = size > mr->file_off ? size - mr->file_off : 0;
+			uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 			if (avail < mr->valid_len) {
 				mr->state = MRL_STATE_ACTIVE; /* let fence_locked see it live */
 				mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail,
@@ -483,7 +483,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->refs = 1;
 	mr->key = ctx->next_key++;
 	if (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS) {
-		mr->file_off = v.off + ((uintptr_t)addr - v.start);
+		mr->fnode.start = v.off + ((uintptr_t)addr - v.start);
 		ret = mrl_file_get(ctx, v.dev, v.ino, path, kind, &mr->file);
 		if (ret) {
 			free(mr);
@@ -492,9 +492,9 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		if (mr->file->fd >= 0) {
 			struct stat st;
 			if (fstat(mr->file->fd, &st) == 0 &&
-			    (uint64_t)st.st_size < mr->file_off + len) {
+			    (uint64_t)st.st_size < mr->fnode.start + len) {
 				ret = mrl_err(ENXIO, "mrl_mr_reg: range ends at file offset %llu, past end of file (%lld)",
-					      (unsigned long long)(mr->file_off + len),
+					      (unsigned long long)(mr->fnode.start + len),
 					      (long long)st.st_size);
 				mrl_file_put(ctx, mr->file);
 				free(mr);
@@ -545,8 +545,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 			mrl_log("MADV_DONTFORK %p+%zu: %s", addr, len, strerror(errno));
 	}
 	if (mr->file) {
-		mr->fnode.start = mr->file_off;
-		mr->fnode.end = mr->file_off + len;
+		mr->fnode.end = mr->fnode.start + len;
 		mrl_itree_insert(&mr->file->mrs, &mr->fnode);
 		if (mr->file->lease != LEASE_HELD && mr->file->lease != LEASE_BREAKING &&
 		    mr->file->lease != LEASE_RELEASED)
@@ -675,7 +674,7 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->length = mr->len;
 		info->valid_length = mr->valid_len;
 		info->key = mr->key;
-		info->file_offset = mr->file_off;
+		info->file_offset = mr->fnode.start;
 		info->dev = mr->file ? mr->file->dev : 0;
 		info->ino = mr->file ? mr->file->ino : 0;
 		info->lease_held = mr->file && mr->file->lease == LEASE_HELD;
@@ -712,7 +711,7 @@ static int backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		if (kind != mr->kind && !(file && (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS)))
 			return MRL_CAUSE_REPLACED;
 		if (mr->file && (v.dev != mr->file->dev || v.ino != mr->file->ino ||
-				 v.off + (cur - v.start) != mr->file_off + (cur - (uintptr_t)mr->addr)))
+				 v.off + (cur - v.start) != mr->fnode.start + (cur - (uintptr_t)mr->addr)))
 			return MRL_CAUSE_REPLACED;
 		cur = v.end;
 	}

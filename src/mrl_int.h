@@ -139,13 +139,12 @@ struct mrl_mr {
 	mrl_mr_t handle;
 	uint8_t *addr;
 	uint64_t len, valid_len;
-	uint64_t file_off;
+	/* the file offset is fnode.start (0 for anonymous memory) */
 	struct mrl_file *file;       /* NULL for anonymous memory */
 	void *dev_mr;                /* registrar handle, NULL when deregistered */
 	uint64_t key;
 	void *context;
 	struct mrl_holder *holders;
-	struct mrl_brk *brk;
 	uint64_t cause_off, cause_len;
 	pid_t cause_pid;
 	uint32_t gen;
