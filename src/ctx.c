@@ -446,6 +446,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	ctx->sig_fd = ctx->ino_fd = ctx->wake_fd = ctx->timer_fd = ctx->procmaps_fd = -1;
 	ctx->fan_fd = -1;
 	ctx->uffd = -1;
+	ctx->intp_slot = -1;
 	ctx->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ctx->ev_fd < 0) {
 		ret = mrl_err(errno, "eventfd: %s", strerror(errno));

@@ -37,6 +37,29 @@ static struct mrl_ctx *_Atomic g_ctx[MAX_CTX];
 _Atomic long mrl_intp_mrs;          /* MRs registered in all contexts */
 _Atomic unsigned mrl_fork_gen;      /* bumped in every forked child */
 static _Atomic uint64_t g_hits;     /* calls that touched an MR */
+/* per slot: every MR of that context lies in [g_lo, g_hi) (grows only);
+ * tested before the context is even looked at */
+static _Atomic uintptr_t g_lo[MAX_CTX], g_hi[MAX_CTX];
+static _Atomic int g_top; /* slots in use are below this */
+
+static inline bool outside(int i, uintptr_t a, size_t len)
+{
+	return a + len <= atomic_load_explicit(&g_lo[i], memory_order_relaxed) ||
+	       a >= atomic_load_explicit(&g_hi[i], memory_order_relaxed);
+}
+
+/* ctx->lock held: a new MR at [a, b) */
+void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b)
+{
+	int i = ctx->intp_slot;
+	if (i < 0)
+		return;
+	uintptr_t lo = atomic_load(&g_lo[i]), hi = atomic_load(&g_hi[i]);
+	if (a < lo)
+		atomic_store(&g_lo[i], a);
+	if (b > hi)
+		atomic_store(&g_hi[i], b);
+}
 
 static void in_child(void)
 {
@@ -51,8 +74,17 @@ int mrl_intp_add(struct mrl_ctx *ctx)
 	ctx->fork_gen = atomic_load(&mrl_fork_gen);
 	for (int i = 0; i < MAX_CTX; i++) {
 		struct mrl_ctx *expect = NULL;
-		if (atomic_compare_exchange_strong(&g_ctx[i], &expect, ctx))
+		if (atomic_compare_exchange_strong(&g_ctx[i], &expect, ctx)) {
+			/* an empty box: nothing is inside until an MR comes (a box
+			 * left by the slot's last context only costs a lookup) */
+			atomic_store(&g_lo[i], UINTPTR_MAX);
+			atomic_store(&g_hi[i], 0);
+			ctx->intp_slot = i;
+			int top = atomic_load(&g_top);
+			while (top < i + 1 && !atomic_compare_exchange_weak(&g_top, &top, i + 1))
+				;
 			return 0;
+		}
 	}
 	mrl_log("more than %d contexts: the interposer does not watch this one", MAX_CTX);
 	return -ENOSPC;
@@ -129,14 +161,17 @@ static void resolve(uintptr_t a, size_t len, int op, bool after)
 {
 	if (!len || a + len < a)
 		return;
-	for (int i = 0; i < MAX_CTX; i++) {
+	for (int i = 0, top = atomic_load_explicit(&g_top, memory_order_acquire); i < top; i++) {
+		if (outside(i, a, len))
+			continue; /* nowhere near this context's MRs */
 		struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
 		if (!ctx)
 			continue;
 		atomic_fetch_add(&ctx->intp_users, 1);
 		if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen)) {
+			/* going away, or the parent's (we are a forked child) */
 			atomic_fetch_sub(&ctx->intp_users, 1);
-			continue; /* going away, or the parent's (we are a forked child) */
+			continue;
 		}
 		if (pthread_mutex_lock(&ctx->lock) == EDEADLK) {
 			/* this thread is inside the library already */
@@ -223,7 +258,9 @@ static int collect_cb(struct mrl_itree_node *node, void *p)
 static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 {
 	int nps = 0;
-	for (int i = 0; i < MAX_CTX; i++) {
+	for (int i = 0, top = atomic_load_explicit(&g_top, memory_order_acquire); i < top; i++) {
+		if (outside(i, a, len))
+			continue; /* nowhere near this context's MRs */
 		struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
 		if (!ctx)
 			continue;

@@ -532,6 +532,8 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
 	mrl_itree_insert(&ctx->va_index, &mr->va);
+	/* the interposer's first, lock-free test: outside this box, no MR */
+	mrl_intp_grow(ctx, (uintptr_t)addr, (uintptr_t)addr + len);
 	mr->uffd = mrl_uffd_watch(ctx, mr);
 	if (ctx->leases) {
 		atomic_fetch_add(&mrl_intp_mrs, 1);

@@ -255,6 +255,7 @@ struct mrl_ctx {
 
 	struct mrl_stats st;
 	_Atomic int intp_users;      /* interposed calls looking at this context */
+	int intp_slot;               /* the interposer's slot for this context, -1 if none */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
 	struct mrl_brk *as_brk;      /* an address-space pause (madvise) waiting for acks */
@@ -336,6 +337,7 @@ extern _Atomic unsigned mrl_fork_gen;
 int mrl_intp_add(struct mrl_ctx *ctx);
 void mrl_intp_del(struct mrl_ctx *ctx);
 bool mrl_intp_active(void);
+void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
 uint64_t mrl_intp_hits(void);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
