@@ -1,11 +1,30 @@
 /* brk/sbrk shrinking the heap under an MR: the interposed calls fence it
- * (cause "unmapped") before the heap shrinks; growing touches nothing. */
+ * (cause "unmapped") before the heap shrinks, in the caller's name; growing
+ * touches nothing. userfaultfd would also see the shrink, but after it and
+ * as a CHANGED event: that must not be what happened. */
 #include <malloc.h>
 #include <sys/mman.h>
 
 #include "helpers.h"
 
 #define LEN (1u << 20)
+
+/* The MR was fenced before the change: a FENCED event naming this process,
+ * and no CHANGED event (which would mean seen only after). */
+static void fenced_before(mrl_ctx *ctx, mrl_mr_t mr, const char *what)
+{
+	struct mrl_event ev;
+	bool fenced = false, after = false;
+	while (mrl_event_get(ctx, &ev) == 0) {
+		if (ev.mr == mr && ev.type == MRL_EVENT_FENCED && ev.cause == MRL_CAUSE_UNMAPPED &&
+		    ev.pid == getpid())
+			fenced = true;
+		after |= ev.mr == mr && ev.type == MRL_EVENT_CHANGED;
+		mrl_event_ack(ctx, &ev);
+	}
+	CHECK(fenced, "%s: fenced by the interposed call, in this process's name", what);
+	CHECK(!after, "%s: not merely seen after it landed", what);
+}
 
 int main(void)
 {
@@ -27,6 +46,7 @@ int main(void)
 	struct mrl_mr_info in = t_query(ctx, mr);
 	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_UNMAPPED, "fenced, cause unmapped (%s)",
 	      mrl_cause_str(in.cause));
+	fenced_before(ctx, mr, "sbrk");
 	CHECK(sbrk(0) == p + LEN / 2, "libc's break is where it should be");
 	mrl_mr_dereg(ctx, mr);
 
@@ -35,6 +55,7 @@ int main(void)
 	CHECK(brk(p + LEN / 8) == 0, "brk down into it");
 	in = t_query(ctx, m2);
 	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_UNMAPPED, "brk: fenced, cause unmapped");
+	fenced_before(ctx, m2, "brk");
 	CHECK(sbrk(0) == p + LEN / 8, "the break moved");
 	mrl_mr_dereg(ctx, m2);
 	CHECK(brk(p) == 0, "give the rest back");

@@ -135,6 +135,20 @@ static int run(const struct config *c)
 					usleep(1000);
 				CHECK(seen_count(ctx) > before, "%s: '%s' claimed before, and seen", c->name,
 				      mrl_change_str(row));
+				/* the owner's address space is watched after the fact too
+				 * (userfaultfd, verify): a "before" claim must not be met by
+				 * an after-the-fact report */
+				if (row == MRL_CHG_OWNER_MUNMAP || row == MRL_CHG_OWNER_MREMAP ||
+				    row == MRL_CHG_OWNER_MADVISE || row == MRL_CHG_OWNER_MAP_FIXED) {
+					struct mrl_event ev;
+					bool after = false;
+					while (mrl_event_get(ctx, &ev) == 0) {
+						after |= ev.mr == mr && ev.type == MRL_EVENT_CHANGED;
+						mrl_event_ack(ctx, &ev);
+					}
+					CHECK(!after, "%s: '%s' was seen only after it landed", c->name,
+					      mrl_change_str(row));
+				}
 				printf("   %-36s before: seen\n", mrl_change_str(row));
 				claimed++;
 			}
