@@ -510,7 +510,6 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 		f->maps = 0;
 		mrl_file_put(ctx, f);
 	}
-	mrl_lease_fini(ctx);
 	if (ctx->rops && ctx->dev)
 		ctx->rops->close(ctx->dev);
 	mrl_ht_free(&ctx->ht);

@@ -36,7 +36,6 @@
 static struct mrl_ctx *_Atomic g_ctx[MAX_CTX];
 _Atomic long mrl_intp_mrs;          /* MRs registered in all contexts */
 _Atomic unsigned mrl_fork_gen;      /* bumped in every forked child */
-static _Atomic uint64_t g_hits;     /* calls that touched an MR */
 /* per slot: every MR of that context lies in [g_lo, g_hi) (grows only);
  * tested before the context is even looked at */
 static _Atomic uintptr_t g_lo[MAX_CTX], g_hi[MAX_CTX];
@@ -114,26 +113,21 @@ struct hit {
 	struct mrl_ctx *ctx;
 	int op;
 	uint64_t now;
-	int n;
 };
 
+/* munmap, mremap, MAP_FIXED: fence before the call */
 static int act_cb(struct mrl_itree_node *node, void *p)
 {
 	struct hit *h = p;
 	struct mrl_mr *mr = (struct mrl_mr *)node; /* va is the first member */
-	h->n++;
-	if (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)
-		return 0;
 	static const int cause[] = {[OP_UNMAP] = MRL_CAUSE_UNMAPPED, [OP_MOVE] = MRL_CAUSE_MOVED,
 				    [OP_REPLACE] = MRL_CAUSE_REPLACED};
-	if (h->op != OP_MADVISE) {
+	if (mr->state != MRL_STATE_FENCED && mr->state != MRL_STATE_DEREGISTERED)
 		mrl_mr_fence_locked(h->ctx, mr, cause[h->op], 0, mr->len, getpid(), h->now);
-		return 0;
-	}
-	/* madvise: after the call (see below) */
 	return 0;
 }
 
+/* madvise of file-backed MRs, after the call */
 static int madv_cb(struct mrl_itree_node *node, void *p)
 {
 	struct hit *h = p;
@@ -155,43 +149,58 @@ static int madv_cb(struct mrl_itree_node *node, void *p)
 	return 0;
 }
 
-/* Resolve the MRs over [a, a+len) in every context; op == OP_MADVISE with
- * after set runs the post-call half. */
-static void resolve(uintptr_t a, size_t len, int op, bool after)
+/* Slot i's context, locked, with this call counted among its users; NULL
+ * when [a, a+len) is nowhere near its MRs, it is going away, it is the
+ * parent's (we are a forked child), or this thread is inside the library
+ * already (it holds the lock: EDEADLK from the error-checking mutex). */
+static struct mrl_ctx *enter(int i, uintptr_t a, size_t len)
+{
+	if (outside(i, a, len))
+		return NULL;
+	struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
+	if (!ctx)
+		return NULL;
+	atomic_fetch_add(&ctx->intp_users, 1);
+	if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) ||
+	    pthread_mutex_lock(&ctx->lock) == EDEADLK) {
+		atomic_fetch_sub(&ctx->intp_users, 1);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* ctx->lock already dropped */
+static void leave(struct mrl_ctx *ctx)
+{
+	atomic_fetch_sub(&ctx->intp_users, 1);
+}
+
+static inline int slots_in_use(void)
+{
+	return atomic_load_explicit(&g_top, memory_order_acquire);
+}
+
+/* Resolve the MRs over [a, a+len) in every context: fence them
+ * (OP_UNMAP/MOVE/REPLACE, before the call) or, for OP_MADVISE after the
+ * call, move file-backed ones to a new generation. */
+static void resolve(uintptr_t a, size_t len, int op)
 {
 	if (!len || a + len < a)
 		return;
-	for (int i = 0, top = atomic_load_explicit(&g_top, memory_order_acquire); i < top; i++) {
-		if (outside(i, a, len))
-			continue; /* nowhere near this context's MRs */
-		struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
+	for (int i = 0, top = slots_in_use(); i < top; i++) {
+		struct mrl_ctx *ctx = enter(i, a, len);
 		if (!ctx)
 			continue;
-		atomic_fetch_add(&ctx->intp_users, 1);
-		if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen)) {
-			/* going away, or the parent's (we are a forked child) */
-			atomic_fetch_sub(&ctx->intp_users, 1);
-			continue;
-		}
-		if (pthread_mutex_lock(&ctx->lock) == EDEADLK) {
-			/* this thread is inside the library already */
-			atomic_fetch_sub(&ctx->intp_users, 1);
-			continue;
-		}
 		struct hit h = {.ctx = ctx, .op = op};
-		if (mrl_itree_first_overlap(&ctx->va_index, a, a + len)) {
+		bool hit = mrl_itree_first_overlap(&ctx->va_index, a, a + len) != NULL;
+		if (hit) {
 			h.now = mrl_now_ns();
-			h.n = 1;
-			if (op == OP_MADVISE && after)
-				mrl_itree_overlap(&ctx->va_index, a, a + len, madv_cb, &h);
-			else if (op != OP_MADVISE)
-				mrl_itree_overlap(&ctx->va_index, a, a + len, act_cb, &h);
-			atomic_fetch_add(&g_hits, 1);
+			mrl_itree_overlap(&ctx->va_index, a, a + len, op == OP_MADVISE ? madv_cb : act_cb, &h);
 		}
 		pthread_mutex_unlock(&ctx->lock);
-		if (h.n)
+		if (hit)
 			mrl_wake_monitor(ctx); /* it sends the state messages */
-		atomic_fetch_sub(&ctx->intp_users, 1);
+		leave(ctx);
 	}
 }
 
@@ -203,7 +212,7 @@ static inline bool any_mr(void)
 MRL_EXPORT int munmap(void *addr, size_t len)
 {
 	if (any_mr())
-		resolve((uintptr_t)addr, len, OP_UNMAP, false);
+		resolve((uintptr_t)addr, len, OP_UNMAP);
 	return (int)syscall(SYS_munmap, addr, len);
 }
 
@@ -217,9 +226,9 @@ MRL_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ..
 		va_end(ap);
 	}
 	if (any_mr()) {
-		resolve((uintptr_t)old, old_len, OP_MOVE, false);
+		resolve((uintptr_t)old, old_len, OP_MOVE);
 		if (flags & MREMAP_FIXED) /* the target range is replaced */
-			resolve((uintptr_t)new_addr, new_len, OP_REPLACE, false);
+			resolve((uintptr_t)new_addr, new_len, OP_REPLACE);
 	}
 	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
 }
@@ -258,18 +267,10 @@ static int collect_cb(struct mrl_itree_node *node, void *p)
 static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 {
 	int nps = 0;
-	for (int i = 0, top = atomic_load_explicit(&g_top, memory_order_acquire); i < top; i++) {
-		if (outside(i, a, len))
-			continue; /* nowhere near this context's MRs */
-		struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
+	for (int i = 0, top = slots_in_use(); i < top; i++) {
+		struct mrl_ctx *ctx = enter(i, a, len);
 		if (!ctx)
 			continue;
-		atomic_fetch_add(&ctx->intp_users, 1);
-		if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) ||
-		    pthread_mutex_lock(&ctx->lock) == EDEADLK) {
-			atomic_fetch_sub(&ctx->intp_users, 1);
-			continue;
-		}
 		struct as_pause *p = &ps[nps];
 		memset(p, 0, sizeof(*p));
 		p->ctx = ctx;
@@ -279,7 +280,7 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 		if (!p->n || !(p->b = calloc(1, sizeof(*p->b)))) {
 			pthread_mutex_unlock(&ctx->lock);
 			free(p->mrs);
-			atomic_fetch_sub(&ctx->intp_users, 1);
+			leave(ctx);
 			continue;
 		}
 		uint64_t now = mrl_now_ns(), dl = UINT64_MAX;
@@ -353,7 +354,7 @@ static void madv_resume(struct as_pause *ps, int nps)
 		pthread_cond_broadcast(&ctx->as_cv);
 		pthread_mutex_unlock(&ctx->lock);
 		mrl_wake_monitor(ctx);
-		atomic_fetch_sub(&ctx->intp_users, 1);
+		leave(ctx);
 	}
 }
 
@@ -372,7 +373,7 @@ MRL_EXPORT int madvise(void *addr, size_t len, int advice)
 	int err = errno;
 	madv_resume(ps, nps);
 	if (ret == 0)
-		resolve((uintptr_t)addr, len, OP_MADVISE, true); /* file-backed MRs */
+		resolve((uintptr_t)addr, len, OP_MADVISE); /* file-backed MRs */
 	errno = err;
 	return ret;
 }
@@ -380,7 +381,7 @@ MRL_EXPORT int madvise(void *addr, size_t len, int advice)
 MRL_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	if ((flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE) && any_mr())
-		resolve((uintptr_t)addr, len, OP_REPLACE, false);
+		resolve((uintptr_t)addr, len, OP_REPLACE);
 	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
 }
 
@@ -389,17 +390,10 @@ MRL_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off
 
 MRL_EXPORT int shmdt(const void *addr)
 {
-	if (any_mr()) {
-		/* the segment is the mapping that starts at addr */
-		for (int i = 0; i < MAX_CTX; i++) {
-			struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
-			uintptr_t start, end;
-			if (ctx && mrl_vma_range((uintptr_t)addr, &start, &end) == 0) {
-				resolve(start, end - start, OP_UNMAP, false);
-				break;
-			}
-		}
-	}
+	uintptr_t start, end;
+	/* the segment is the mapping that starts at addr */
+	if (any_mr() && mrl_vma_range((uintptr_t)addr, &start, &end) == 0)
+		resolve(start, end - start, OP_UNMAP);
 	return (int)syscall(SYS_shmdt, addr);
 }
 
@@ -418,7 +412,7 @@ MRL_EXPORT int brk(void *addr)
 	if (any_mr()) {
 		uintptr_t cur = (uintptr_t)syscall(SYS_brk, 0);
 		if ((uintptr_t)addr < cur)
-			resolve((uintptr_t)addr, cur - (uintptr_t)addr, OP_UNMAP, false);
+			resolve((uintptr_t)addr, cur - (uintptr_t)addr, OP_UNMAP);
 	}
 	if (real)
 		return real(addr);
@@ -433,15 +427,10 @@ MRL_EXPORT void *sbrk(intptr_t inc)
 		real = (void *(*)(intptr_t))next_sym("sbrk");
 	if (inc < 0 && any_mr()) {
 		uintptr_t cur = (uintptr_t)syscall(SYS_brk, 0);
-		resolve(cur - (uintptr_t)-inc, (uintptr_t)-inc, OP_UNMAP, false);
+		resolve(cur - (uintptr_t)-inc, (uintptr_t)-inc, OP_UNMAP);
 	}
 	if (real)
 		return real(inc);
 	errno = ENOSYS;
 	return (void *)-1;
-}
-
-uint64_t mrl_intp_hits(void)
-{
-	return atomic_load(&g_hits);
 }

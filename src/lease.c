@@ -72,14 +72,6 @@ int mrl_file_stat_fd(struct mrl_file *f)
 	return f->brk && f->brk->fev ? f->brk->fev->fd : -1;
 }
 
-int mrl_lease_init(struct mrl_ctx *ctx)
-{
-	(void)ctx;
-	return 0;
-}
-
-void mrl_lease_fini(struct mrl_ctx *ctx) { (void)ctx; }
-
 static void lease_events(struct mrl_ctx *ctx, struct mrl_file *f, uint32_t type)
 {
 	struct mr_vec vec;

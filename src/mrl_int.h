@@ -299,8 +299,6 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* lease.c: the lease watcher; all with ctx->lock held */
-int mrl_lease_init(struct mrl_ctx *ctx);
-void mrl_lease_fini(struct mrl_ctx *ctx);
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd);
@@ -338,7 +336,6 @@ int mrl_intp_add(struct mrl_ctx *ctx);
 void mrl_intp_del(struct mrl_ctx *ctx);
 bool mrl_intp_active(void);
 void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
-uint64_t mrl_intp_hits(void);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
 int mrl_verify_locked(struct mrl_ctx *ctx);
