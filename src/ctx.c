@@ -421,10 +421,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 			       opts->signo);
 	}
 	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
-	ctx->watchers = ctx->leases ? MRL_WATCH_LEASE | MRL_WATCH_INOTIFY : 0;
 	ctx->fork_gen = atomic_load(&mrl_fork_gen);
-	if (ctx->leases && ctx->opts.verify_ms)
-		ctx->verify_at = mrl_now_ns() + (uint64_t)ctx->opts.verify_ms * 1000000ull;
 	/* error-checking: an interposed munmap made by a thread that already
 	 * holds the lock (inside the library) gets EDEADLK, not a deadlock */
 	pthread_mutexattr_t ma;
@@ -466,16 +463,10 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	}
 	if (ret)
 		goto fail;
-	mrl_fan_init(ctx);
-	mrl_uffd_init(ctx);
+	mrl_watchers_start(ctx);
 	ret = mrl_monitor_start(ctx);
 	if (ret)
 		goto fail;
-	if (ctx->leases) {
-		if (mrl_intp_active() && mrl_intp_add(ctx) == 0)
-			ctx->watchers |= MRL_WATCH_INTERPOSE;
-		ctx->watchers |= MRL_WATCH_VERIFY;
-	}
 	*out = ctx;
 	return 0;
 fail:
@@ -488,12 +479,12 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_ctx_destroy: NULL context");
 	MRL_CHILD_CHECK(ctx, "mrl_ctx_destroy");
-	mrl_intp_del(ctx);
 	while (ctx->eps)
 		mrl_ep_destroy(ctx->eps);
 	mrl_monitor_stop(ctx);
-	mrl_fan_fini(ctx); /* lets any change still held in the kernel go */
-	mrl_uffd_fini(ctx); /* and any actor waiting for its event to be read */
+	/* the interposer lets go first; fanotify and userfaultfd let every
+	 * actor still waiting in the kernel go */
+	mrl_watchers_stop(ctx);
 	/* deregister what the application left registered */
 	for (uint32_t c = 0; c < ctx->ht.nchunks; c++)
 		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {
@@ -521,6 +512,8 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	}
 	if (ctx->ev_fd >= 0)
 		close(ctx->ev_fd);
+	if (ctx->wake_fd >= 0)
+		close(ctx->wake_fd);
 	if (ctx->procmaps_fd >= 0)
 		close(ctx->procmaps_fd);
 	pthread_cond_destroy(&ctx->as_cv);

@@ -64,17 +64,16 @@ struct fan_range_info {
  * the coverage of a lease: an opener is known before it can act. */
 #define FAN_MASK (FAN_PRE_ACCESS | FAN_MODIFY | FAN_OPEN_PERM)
 
-int mrl_fan_init(struct mrl_ctx *ctx)
+static int fan_start(struct mrl_ctx *ctx)
 {
 	ctx->fan_fd = -1;
-	if (!ctx->leases || (ctx->opts.flags & MRL_CTX_NO_FANOTIFY))
-		return 0;
+	if (ctx->opts.flags & MRL_CTX_NO_FANOTIFY)
+		return -ECANCELED;
 	int fd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
 			       O_RDONLY | O_LARGEFILE | O_CLOEXEC);
 	if (fd < 0) {
 		ctx->fan_errno = errno;
-		mrl_log("fanotify pre-content watcher unavailable: %s", strerror(errno));
-		return 0;
+		return -errno;
 	}
 	/* Does the kernel know pre-content events? A memfd answers without
 	 * side effects: EINVAL = unknown event bit, EOPNOTSUPP = known, but
@@ -87,17 +86,15 @@ int mrl_fan_init(struct mrl_ctx *ctx)
 	if (probe >= 0)
 		close(probe);
 	if (r < 0 && err != EOPNOTSUPP) {
-		ctx->fan_errno = err;
-		mrl_log("fanotify pre-content events unsupported here: %s", strerror(err));
+		ctx->fan_errno = err; /* the kernel does not know pre-content events */
 		close(fd);
-		return 0;
+		return -err;
 	}
 	ctx->fan_fd = fd;
-	ctx->watchers |= MRL_WATCH_FANOTIFY;
 	return 0;
 }
 
-void mrl_fan_fini(struct mrl_ctx *ctx)
+static void fan_stop(struct mrl_ctx *ctx)
 {
 	if (ctx->fan_fd >= 0)
 		close(ctx->fan_fd); /* the kernel lets every waiting actor go */
@@ -122,30 +119,33 @@ static void fan_probe_complete(struct mrl_ctx *ctx, struct mrl_file *f)
 }
 
 /* Mark the file (by path, before the library opens its own fd, so that fd
- * sees events too). 0 or -errno; -EOPNOTSUPP on tmpfs. */
-int mrl_fan_watch(struct mrl_ctx *ctx, struct mrl_file *f)
+ * sees events too). Disk filesystems only: tmpfs says EOPNOTSUPP. */
+static void fan_file_attach(struct mrl_ctx *ctx, struct mrl_file *f)
 {
-	if (ctx->fan_fd < 0)
-		return -ENOTSUP;
-	if (!f->path[0])
-		return -ENOENT;
+	if (f->kind != MRL_KIND_FILE) {
+		f->fan_errno = EOPNOTSUPP;
+		return;
+	}
+	if (!f->path[0]) {
+		f->fan_errno = ENOENT;
+		return;
+	}
 	if (fanotify_mark(ctx->fan_fd, FAN_MARK_ADD, FAN_MASK, AT_FDCWD, f->path) < 0) {
 		f->fan_errno = errno;
-		return -errno;
+		return;
 	}
 	struct stat st;
 	if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
 		/* the path names another file now: do not claim to watch ours */
 		fanotify_mark(ctx->fan_fd, FAN_MARK_REMOVE, FAN_MASK, AT_FDCWD, f->path);
 		f->fan_errno = ESTALE;
-		return -ESTALE;
+		return;
 	}
 	f->fan = true;
-	return 0;
 }
 
 /* The library's own fd was opened after the mark (mrl_file_map). */
-void mrl_fan_fd_opened(struct mrl_ctx *ctx, struct mrl_file *f)
+static void fan_file_opened(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	if (!f->fan)
 		return;
@@ -153,7 +153,7 @@ void mrl_fan_fd_opened(struct mrl_ctx *ctx, struct mrl_file *f)
 	fan_probe_complete(ctx, f);
 }
 
-void mrl_fan_unwatch(struct mrl_ctx *ctx, struct mrl_file *f)
+static void fan_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	if (!f->fan || ctx->fan_fd < 0)
 		return;
@@ -305,7 +305,6 @@ static pid_t tgid_of(pid_t tid)
 	return tgid;
 }
 
-#define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
 
 struct deny_scan {
 	int err;
@@ -489,7 +488,7 @@ static void on_modify(struct mrl_ctx *ctx, int fd, pid_t tid)
 	mrl_fan_check_landed(ctx, f);
 }
 
-void mrl_fan_drain(struct mrl_ctx *ctx)
+static void fan_drain(struct mrl_ctx *ctx)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
 	ssize_t n;
@@ -530,3 +529,43 @@ void mrl_fan_drain(struct mrl_ctx *ctx)
 		}
 	}
 }
+
+static int fan_poll_fd(struct mrl_ctx *ctx)
+{
+	return ctx->fan_fd;
+}
+
+static unsigned fan_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+{
+	(void)ctx;
+	struct mrl_file *f = mr->file;
+	if (!f || !f->fan)
+		return 0;
+	/* Truncates always announce themselves; writes and fallocates only
+	 * through file descriptions opened after the mark, which is all of
+	 * them once the lease probe proved no older one exists. Opens are
+	 * seen and let through. */
+	static const int always[] = {MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE,
+				     MRL_CHG_OWNER_OPEN, MRL_CHG_OTHER_TRUNCATE,
+				     MRL_CHG_OWNER_TRUNCATE};
+	static const int young[] = {MRL_CHG_OTHER_LAYOUT, MRL_CHG_OTHER_WRITE,
+				    MRL_CHG_OWNER_LAYOUT, MRL_CHG_OWNER_WRITE};
+	for (size_t i = 0; i < ARRAY_SIZE(always); i++)
+		mrl_cov_raise(cov, always[i], MRL_SEEN_BEFORE);
+	for (size_t i = 0; f->fan_complete && i < ARRAY_SIZE(young); i++)
+		mrl_cov_raise(cov, young[i], MRL_SEEN_BEFORE);
+	return MRL_WATCH_FANOTIFY;
+}
+
+const struct mrl_watcher_ops mrl_watch_fan = {
+	.name = "fanotify",
+	.bit = MRL_WATCH_FANOTIFY,
+	.start = fan_start,
+	.stop = fan_stop,
+	.poll_fd = fan_poll_fd,
+	.drain = fan_drain,
+	.file_attach = fan_file_attach,
+	.file_detach = fan_file_detach,
+	.file_opened = fan_file_opened,
+	.coverage = fan_coverage,
+};

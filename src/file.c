@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -17,8 +16,6 @@
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
 #endif
-
-#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN)
 
 struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino)
 {
@@ -53,18 +50,9 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 	f->refs = 1;
 	f->lease = LEASE_OFF;
 	f->lease_errno = EBADF;
+	f->fan_errno = EOPNOTSUPP;
 	mrl_itree_init(&f->mrs);
-	/* inotify sees changes after they land even when no lease is held */
-	if (ctx->leases && ctx->ino_fd >= 0 && f->path[0]) {
-		f->wd = inotify_add_watch(ctx->ino_fd, f->path, INO_MASK);
-		if (f->wd < 0)
-			f->wd = -1;
-	}
-	/* fanotify pre-content marks: disk filesystems only (tmpfs says EOPNOTSUPP) */
-	if (kind == MRL_KIND_FILE)
-		mrl_fan_watch(ctx, f);
-	else
-		f->fan_errno = EOPNOTSUPP;
+	MRL_WATCHERS_EACH(ctx, file_attach, f);
 	f->next = ctx->files;
 	ctx->files = f;
 	*out = f;
@@ -75,22 +63,13 @@ void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	if (--f->refs > 0)
 		return;
-	mrl_lease_drop(ctx, f);
 	mrl_brk_free(ctx, f);
-	mrl_fan_unwatch(ctx, f);
+	MRL_WATCHERS_EACH(ctx, file_detach, f);
 	for (struct mrl_file **p = &ctx->files; *p; p = &(*p)->next)
 		if (*p == f) {
 			*p = f->next;
 			break;
 		}
-	if (f->wd >= 0) {
-		/* another file object may share the wd (hard links); remove only if unique */
-		bool shared = false;
-		for (struct mrl_file *g = ctx->files; g; g = g->next)
-			shared |= g->wd == f->wd;
-		if (!shared)
-			inotify_rm_watch(ctx->ino_fd, f->wd);
-	}
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->path);
@@ -184,7 +163,7 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 			fd = f->fd;
 		} else {
 			f->fd = fd;
-			mrl_fan_fd_opened(ctx, f);
+			MRL_WATCHERS_EACH(ctx, file_opened, f);
 		}
 		st = fst;
 	}
@@ -206,8 +185,7 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 		mrl_file_put(ctx, f);
 		goto out;
 	}
-	if (f->lease == LEASE_OFF || f->lease == LEASE_BLOCKED)
-		mrl_lease_take(ctx, f);
+	MRL_WATCHERS_EACH(ctx, file_arm, f);
 	*addr = p;
 out:
 	pthread_mutex_unlock(&ctx->lock);
@@ -279,7 +257,8 @@ MRL_EXPORT int mrl_file_adopt(mrl_ctx *ctx, int fd)
 	f->fd = fd;
 	f->maps++; /* the adopted fd lives until mrl_ctx_destroy */
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
-	mrl_lease_take(ctx, f);
+	/* not file_opened: the fd is older than any mark */
+	MRL_WATCHERS_EACH(ctx, file_arm, f);
 out:
 	pthread_mutex_unlock(&ctx->lock);
 	return ret;

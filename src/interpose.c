@@ -434,3 +434,38 @@ MRL_EXPORT void *sbrk(intptr_t inc)
 	errno = ENOSYS;
 	return (void *)-1;
 }
+
+/* ---- the interposer as a watcher ---- */
+
+static int intp_start(struct mrl_ctx *ctx)
+{
+	if (!mrl_intp_active())
+		return -ENOTSUP; /* callers of munmap do not reach our definition */
+	return mrl_intp_add(ctx);
+}
+
+static void intp_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	/* the interposer's first, lock-free test: outside this box, no MR */
+	mrl_intp_grow(ctx, (uintptr_t)mr->addr, (uintptr_t)mr->addr + mr->len);
+}
+
+static unsigned intp_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+{
+	(void)ctx;
+	(void)mr;
+	static const int rows[] = {MRL_CHG_OWNER_MUNMAP, MRL_CHG_OWNER_MREMAP,
+				   MRL_CHG_OWNER_MAP_FIXED, MRL_CHG_OWNER_MADVISE};
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		mrl_cov_raise(cov, rows[i], MRL_SEEN_BEFORE);
+	return MRL_WATCH_INTERPOSE;
+}
+
+const struct mrl_watcher_ops mrl_watch_interpose = {
+	.name = "interpose",
+	.bit = MRL_WATCH_INTERPOSE,
+	.start = intp_start,
+	.stop = mrl_intp_del,
+	.mr_attach = intp_mr_attach,
+	.coverage = intp_coverage,
+};

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -15,7 +17,6 @@
 #include "mrl_int.h"
 #include "proto.h"
 
-#define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
 
 /* Stay well inside the kernel's lease-break-time: past it the kernel drops
  * the lease on its own and the change lands unannounced. */
@@ -35,15 +36,9 @@ static uint64_t break_time_cap_ns(void)
 	return cap;
 }
 
-/* The MRs of a file, as an array the caller frees: the state machine
- * changes MRs while walking them, which the tree walk does not allow. */
-struct mr_vec {
-	struct mrl_mr **v;
-	size_t n, cap;
-};
 static int vec_cb(struct mrl_itree_node *node, void *p)
 {
-	struct mr_vec *vec = p;
+	struct mrl_mr_vec *vec = p;
 	if (vec->n == vec->cap) {
 		size_t cap = vec->cap ? vec->cap * 2 : 16;
 		struct mrl_mr **v = realloc(vec->v, cap * sizeof(*v));
@@ -55,15 +50,13 @@ static int vec_cb(struct mrl_itree_node *node, void *p)
 	vec->v[vec->n++] = MR_OF_FNODE(node);
 	return 0;
 }
-static void range_mrs(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mr_vec *vec)
+void mrl_file_mrs_range(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mrl_mr_vec *vec)
 {
 	memset(vec, 0, sizeof(*vec));
 	mrl_itree_overlap(&f->mrs, lo, hi, vec_cb, vec);
 }
-static void file_mrs(struct mrl_file *f, struct mr_vec *vec)
-{
-	range_mrs(f, 0, UINT64_MAX, vec);
-}
+#define range_mrs mrl_file_mrs_range
+#define file_mrs mrl_file_mrs
 
 int mrl_file_stat_fd(struct mrl_file *f)
 {
@@ -74,7 +67,7 @@ int mrl_file_stat_fd(struct mrl_file *f)
 
 static void lease_events(struct mrl_ctx *ctx, struct mrl_file *f, uint32_t type)
 {
-	struct mr_vec vec;
+	struct mrl_mr_vec vec;
 	file_mrs(f, &vec);
 	uint64_t now = mrl_now_ns();
 	for (size_t i = 0; i < vec.n; i++)
@@ -204,7 +197,7 @@ static bool holds_mr(struct mrl_mr *mr, struct mrl_peer *peer)
 }
 
 /* Send PAUSE for the file's paused MRs to every peer holding one of them. */
-static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mr_vec *vec)
+static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr_vec *vec)
 {
 	/* group by peer: peers are few, MRs many */
 	for (size_t i = 0; i < vec->n; i++) {
@@ -243,7 +236,7 @@ static void brk_check(struct mrl_ctx *ctx, struct mrl_file *f)
 	struct mrl_brk *b = f->brk;
 	if (!b || b->phase != BRK_QUIESCE || b->acks_pending > 0)
 		return;
-	struct mr_vec vec;
+	struct mrl_mr_vec vec;
 	file_mrs(f, &vec);
 	bool waiting = false;
 	for (size_t i = 0; i < vec.n && !waiting; i++)
@@ -259,7 +252,7 @@ static void brk_check(struct mrl_ctx *ctx, struct mrl_file *f)
 static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t lo,
 		      uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
 {
-	struct mr_vec vec;
+	struct mrl_mr_vec vec;
 	range_mrs(f, lo, hi, &vec);
 	/* live: active, and the part still served (not a fenced tail) is in range */
 	size_t k = 0;
@@ -354,7 +347,7 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 {
 	struct mrl_brk *b = f->brk;
-	struct mr_vec vec;
+	struct mrl_mr_vec vec;
 	file_mrs(f, &vec);
 	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) {
 		if (a->done)
@@ -425,7 +418,7 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 /* The change has landed (the breaker closed the file, or nobody came): resume. */
 void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
 {
-	struct mr_vec vec;
+	struct mrl_mr_vec vec;
 	file_mrs(f, &vec);
 	uint64_t now = mrl_now_ns();
 	for (size_t i = 0; i < vec.n; i++) {
@@ -463,7 +456,7 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
 	/* Reading /proc/locks costs an RCU grace period (~10 ms) while the
 	 * breaker waits: pay it only when an owner is asked to decide. */
 	pid_t bp = 0;
-	struct mr_vec vec;
+	struct mrl_mr_vec vec;
 	file_mrs(f, &vec);
 	for (size_t i = 0; i < vec.n && !bp; i++)
 		if (vec.v[i]->policy == MRL_POLICY_NOTIFY && vec.v[i]->state == MRL_STATE_ACTIVE)
@@ -475,51 +468,11 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
 		  bp, seen);
 }
 
-/* Seen after the fact (no lease held): a shrink fences what lies past the end. */
-static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
+/* The file was closed by someone: a released or blocked lease may be taken
+ * again, and a break waiting for the change to land may finish. */
+void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f)
 {
-	struct stat st;
-	if (f->fan && f->fan_complete)
-		return; /* every change was seen before it landed */
-	if (f->brk || f->fd < 0 || fstat(f->fd, &st) < 0)
-		return;
-	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
-	bool announce = now - f->last_change_ev > 100000000ull;
-	struct mr_vec vec;
-	file_mrs(f, &vec);
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
-		if (mr->state != MRL_STATE_ACTIVE)
-			continue;
-		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
-		if (avail < mr->valid_len)
-			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
-		else if (announce)
-			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
-		/* pinned pages may be orphaned (a punch): re-pin what is still served */
-		mrl_mr_repin_locked(ctx, mr, now);
-	}
-	free(vec.v);
-	if (announce)
-		f->last_change_ev = now;
-}
-
-void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask)
-{
-	for (struct mrl_file *f = ctx->files; f; f = f->next) {
-		if (f->wd != wd)
-			continue;
-		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->brk && f->brk->fev)
-			mrl_fan_check_landed(ctx, f);
-		else if (mask & (IN_MODIFY | IN_ATTRIB))
-			/* under a held lease too: the owner's own change through an
-			 * fd it already holds breaks no lease, and is seen only now */
-			changed_after(ctx, f);
-		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
-			mrl_fan_on_close(ctx, f);
-		else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
-			try_retake(ctx, f, false);
-	}
+	try_retake(ctx, f, false);
 }
 
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
@@ -593,7 +546,7 @@ static bool as_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq, boo
 
 void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n)
 {
-	struct mr_vec vec = {.v = mrs, .n = n, .cap = n};
+	struct mrl_mr_vec vec = {.v = mrs, .n = n, .cap = n};
 	brk_send_pauses(ctx, b, &vec);
 }
 
@@ -638,3 +591,84 @@ void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	if (f && f->brk)
 		brk_check(ctx, f);
 }
+
+/* ---- the lease watcher's ops ---- */
+
+/* The lease signal goes to the monitor thread alone (F_OWNER_TID) and is
+ * blocked there, so the application's own signal handling is undisturbed. */
+static int lease_thread_start(struct mrl_ctx *ctx)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, ctx->opts.signo);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	ctx->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (ctx->sig_fd < 0)
+		return mrl_err(errno, "monitor: signalfd: %s", strerror(errno));
+	return 0;
+}
+
+static void lease_stop(struct mrl_ctx *ctx)
+{
+	if (ctx->sig_fd >= 0)
+		close(ctx->sig_fd);
+	ctx->sig_fd = -1;
+}
+
+static int lease_poll_fd(struct mrl_ctx *ctx)
+{
+	return ctx->sig_fd;
+}
+
+static void lease_drain(struct mrl_ctx *ctx)
+{
+	struct signalfd_siginfo si[16];
+	ssize_t n;
+	while ((n = read(ctx->sig_fd, si, sizeof(si))) > 0)
+		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++)
+			mrl_lease_on_signal(ctx, si[i].ssi_fd);
+}
+
+static void lease_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	mrl_lease_drop(ctx, f);
+}
+
+/* The library holds an fd and the mapping is made: a lease is possible now. */
+static void lease_file_arm(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (f->lease == LEASE_OFF || f->lease == LEASE_BLOCKED)
+		mrl_lease_take(ctx, f);
+}
+
+static unsigned lease_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+{
+	(void)ctx;
+	struct mrl_file *f = mr->file;
+	if (!f || f->lease == LEASE_OFF)
+		return 0;
+	if (f->lease != LEASE_HELD)
+		return MRL_WATCH_LEASE;
+	/* Under a lease every change by another process starts with an open
+	 * (or a truncate by path), which the lease holds back; so does the
+	 * owner's own new open. Its changes through an fd it already holds
+	 * break nothing. */
+	static const int rows[] = {MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE,
+				   MRL_CHG_OTHER_TRUNCATE,  MRL_CHG_OTHER_LAYOUT,
+				   MRL_CHG_OTHER_WRITE,     MRL_CHG_OWNER_OPEN};
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		mrl_cov_raise(cov, rows[i], MRL_SEEN_BEFORE);
+	return MRL_WATCH_LEASE;
+}
+
+const struct mrl_watcher_ops mrl_watch_lease = {
+	.name = "lease",
+	.bit = MRL_WATCH_LEASE,
+	.thread_start = lease_thread_start,
+	.stop = lease_stop,
+	.poll_fd = lease_poll_fd,
+	.drain = lease_drain,
+	.file_detach = lease_file_detach,
+	.file_arm = lease_file_arm,
+	.coverage = lease_coverage,
+};

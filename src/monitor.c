@@ -1,17 +1,10 @@
-/* The monitor thread: one poll loop over the lease signal (signalfd), the
- * fanotify pre-content group, the inotify close/modify watch and a wake
- * eventfd, with deadlines as its timeout.
- * The lease signal is directed at this thread alone (F_OWNER_TID) and blocked
- * here, so the application's own signal handling is never disturbed. */
+/* The monitor thread: one poll loop over the fds the watchers give it
+ * (mrl_watchers) and a wake eventfd, with the break engine's and the
+ * watchers' deadlines as its timeout. */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/inotify.h>
-#include <sys/signalfd.h>
-#include <linux/userfaultfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,43 +18,19 @@ struct start_sync {
 	bool ready;
 };
 
-static void drain_signals(struct mrl_ctx *ctx)
-{
-	struct signalfd_siginfo si[16];
-	ssize_t n;
-	while ((n = read(ctx->sig_fd, si, sizeof(si))) > 0)
-		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++)
-			mrl_lease_on_signal(ctx, si[i].ssi_fd);
-}
-
-static void drain_inotify(struct mrl_ctx *ctx)
-{
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	ssize_t n;
-	while ((n = read(ctx->ino_fd, buf, sizeof(buf))) > 0) {
-		for (char *p = buf; p < buf + n;) {
-			struct inotify_event *e = (struct inotify_event *)p;
-			mrl_lease_on_inotify(ctx, e->wd, e->mask);
-			p += sizeof(*e) + e->len;
-		}
-	}
-}
+#define MAX_POLL 16
 
 static void *monitor_main(void *arg)
 {
 	struct start_sync *ss = arg;
 	struct mrl_ctx *ctx = ss->ctx;
-	sigset_t set;
+	const struct mrl_watcher_ops *polled[MAX_POLL];
 	int ret = 0;
 
-	sigemptyset(&set);
-	sigaddset(&set, ctx->opts.signo);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	ctx->monitor_tid = (pid_t)syscall(SYS_gettid);
-	ctx->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	ctx->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (ctx->sig_fd < 0 || ctx->ino_fd < 0)
-		ret = mrl_err(errno, "monitor: signalfd/inotify: %s", strerror(errno));
+	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && !ret; w++)
+		if ((ctx->watchers & (*w)->bit) && (*w)->thread_start)
+			ret = (*w)->thread_start(ctx);
 	pthread_mutex_lock(&ss->lock);
 	ss->ret = ret;
 	ss->ready = true;
@@ -71,17 +40,22 @@ static void *monitor_main(void *arg)
 		return NULL;
 
 	while (!atomic_load(&ctx->stop)) {
-		struct pollfd pfd[5] = {
-			{.fd = ctx->sig_fd, .events = POLLIN},
-			{.fd = ctx->ino_fd, .events = POLLIN},
-			{.fd = ctx->wake_fd, .events = POLLIN},
-			{.fd = ctx->fan_fd, .events = POLLIN}, /* -1: ignored by ppoll */
-			{.fd = ctx->uffd, .events = POLLIN},
-		};
+		struct pollfd pfd[MAX_POLL + 1] = {{.fd = ctx->wake_fd, .events = POLLIN}};
+		int np = 0;
+		for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && np < MAX_POLL; w++) {
+			int fd = (ctx->watchers & (*w)->bit) && (*w)->poll_fd ? (*w)->poll_fd(ctx) : -1;
+			if (fd >= 0) {
+				polled[np] = *w;
+				pfd[++np] = (struct pollfd){.fd = fd, .events = POLLIN};
+			}
+		}
 		pthread_mutex_lock(&ctx->lock);
 		uint64_t next = mrl_brk_next_timer(ctx);
-		if (ctx->verify_at && ctx->verify_at < next)
-			next = ctx->verify_at;
+		for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
+			if ((ctx->watchers & (*w)->bit) && (*w)->next_timer) {
+				uint64_t t = (*w)->next_timer(ctx);
+				next = t < next ? t : next;
+			}
 		bool acks = mrl_brk_waiting_acks(ctx);
 		pthread_mutex_unlock(&ctx->lock);
 		if (acks)
@@ -94,34 +68,26 @@ static void *monitor_main(void *arg)
 			ts.tv_nsec = (long)(d % 1000000000ull);
 			tsp = &ts;
 		}
-		int n = ppoll(pfd, 5, tsp, NULL);
+		int n = ppoll(pfd, (nfds_t)np + 1, tsp, NULL);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (pfd[2].revents) {
+		if (n > 0 && pfd[0].revents) {
 			uint64_t v;
 			if (read(ctx->wake_fd, &v, sizeof(v)) < 0) {
 			}
 		}
-		/* userfaultfd actors wait until their event is read: read first,
-		 * before any lock, handle after */
-		struct uffd_msg um[32];
-		int nu = pfd[4].revents ? mrl_uffd_read(ctx, um, 32) : 0;
+		/* actors that wait until their event is read (userfaultfd): read
+		 * first, before any lock, handle after */
+		for (int i = 0; n > 0 && i < np; i++)
+			if (pfd[i + 1].revents && polled[i]->read)
+				polled[i]->read(ctx);
 		pthread_mutex_lock(&ctx->lock);
-		if (nu)
-			mrl_uffd_handle(ctx, um, nu);
-		if (pfd[0].revents)
-			drain_signals(ctx);
-		if (pfd[3].revents)
-			mrl_fan_drain(ctx);
-		if (pfd[1].revents)
-			drain_inotify(ctx);
+		for (int i = 0; n > 0 && i < np; i++)
+			if (pfd[i + 1].revents && polled[i]->drain)
+				polled[i]->drain(ctx);
 		uint64_t now = mrl_now_ns();
 		mrl_brk_tick(ctx, now);
-		if (ctx->verify_at && now >= ctx->verify_at) {
-			/* raw system calls the interposer cannot see, caught after */
-			mrl_verify_locked(ctx);
-			ctx->verify_at = now + (uint64_t)ctx->opts.verify_ms * 1000000ull;
-		}
+		MRL_WATCHERS_EACH(ctx, tick, now);
 		pthread_mutex_unlock(&ctx->lock);
 		mrl_flush_outbox(ctx);
 	}
@@ -162,11 +128,4 @@ void mrl_monitor_stop(struct mrl_ctx *ctx)
 		pthread_join(ctx->monitor, NULL);
 		ctx->monitor_running = false;
 	}
-	if (ctx->sig_fd >= 0)
-		close(ctx->sig_fd);
-	if (ctx->ino_fd >= 0)
-		close(ctx->ino_fd);
-	if (ctx->wake_fd >= 0)
-		close(ctx->wake_fd);
-	ctx->sig_fd = ctx->ino_fd = ctx->wake_fd = -1;
 }

@@ -359,60 +359,27 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 	return 0;
 }
 
-void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+/* The best any watcher claims for each change (never more than one sees);
+ * returns the MRL_WATCH_* bits of the watchers that watch mr now. */
+unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 {
 	for (int i = 0; i < MRL_CHG_MAX; i++)
 		cov[i] = MRL_SEEN_NEVER;
-	/* The owner's address space: the interposed libc calls are seen before
-	 * they land; raw system calls only by mrl_verify, after. */
-	int as = ctx->watchers & MRL_WATCH_INTERPOSE ? MRL_SEEN_BEFORE
-		 : ctx->watchers & MRL_WATCH_VERIFY  ? MRL_SEEN_AFTER
-						     : MRL_SEEN_NEVER;
-	cov[MRL_CHG_OWNER_MUNMAP] = cov[MRL_CHG_OWNER_MREMAP] = as;
-	cov[MRL_CHG_OWNER_MAP_FIXED] = as;
-	/* madvise keeps the object: verify cannot tell, only the interposer */
-	cov[MRL_CHG_OWNER_MADVISE] = ctx->watchers & MRL_WATCH_INTERPOSE ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
-	static const int file_rows[] = {
-		MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE, MRL_CHG_OTHER_TRUNCATE,
-		MRL_CHG_OTHER_LAYOUT,    MRL_CHG_OTHER_WRITE,      MRL_CHG_OWNER_TRUNCATE,
-		MRL_CHG_OWNER_LAYOUT,    MRL_CHG_OWNER_OPEN,       MRL_CHG_OWNER_WRITE,
-	};
-	struct mrl_file *f = mr->file;
-	if (!f) {
-		int na = mr->kind == MRL_KIND_ANON ? MRL_SEEN_NA : MRL_SEEN_NEVER;
+	if (!mr->file && mr->kind == MRL_KIND_ANON) {
+		/* no file behind it: no file can change under it */
+		static const int file_rows[] = {
+			MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE, MRL_CHG_OTHER_TRUNCATE,
+			MRL_CHG_OTHER_LAYOUT,    MRL_CHG_OTHER_WRITE,      MRL_CHG_OWNER_TRUNCATE,
+			MRL_CHG_OWNER_LAYOUT,    MRL_CHG_OWNER_OPEN,       MRL_CHG_OWNER_WRITE,
+		};
 		for (size_t i = 0; i < ARRAY_SIZE(file_rows); i++)
-			cov[file_rows[i]] = na;
-		return;
+			cov[file_rows[i]] = MRL_SEEN_NA;
 	}
-	int after = f->wd >= 0 ? MRL_SEEN_AFTER : MRL_SEEN_NEVER;
-	if (f->fan) {
-		/* fanotify: truncates always announce themselves; writes and
-		 * fallocates only through file descriptions opened after the
-		 * mark, which is all of them once the lease probe proved no
-		 * older one exists. Opens are seen and let through. */
-		int young = f->fan_complete ? MRL_SEEN_BEFORE : after;
-		cov[MRL_CHG_OTHER_OPEN_READ] = cov[MRL_CHG_OTHER_OPEN_WRITE] = MRL_SEEN_BEFORE;
-		cov[MRL_CHG_OWNER_OPEN] = MRL_SEEN_BEFORE;
-		cov[MRL_CHG_OTHER_TRUNCATE] = cov[MRL_CHG_OWNER_TRUNCATE] = MRL_SEEN_BEFORE;
-		cov[MRL_CHG_OTHER_LAYOUT] = cov[MRL_CHG_OTHER_WRITE] = young;
-		cov[MRL_CHG_OWNER_LAYOUT] = cov[MRL_CHG_OWNER_WRITE] = young;
-		return;
-	}
-	int other = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : after;
-	/* Under a lease every change by another process starts with an open
-	 * (or truncate by path), which the lease holds back. */
-	cov[MRL_CHG_OTHER_OPEN_READ] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
-	cov[MRL_CHG_OTHER_OPEN_WRITE] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
-	cov[MRL_CHG_OTHER_TRUNCATE] = other;
-	cov[MRL_CHG_OTHER_LAYOUT] = other;
-	cov[MRL_CHG_OTHER_WRITE] = other;
-	/* The owner's own open breaks the lease like anyone's; its changes
-	 * through an fd it already holds (the library's included) do not:
-	 * inotify sees them once they have landed. */
-	cov[MRL_CHG_OWNER_OPEN] = f->lease == LEASE_HELD ? MRL_SEEN_BEFORE : MRL_SEEN_NEVER;
-	cov[MRL_CHG_OWNER_TRUNCATE] = after;
-	cov[MRL_CHG_OWNER_LAYOUT] = after;
-	cov[MRL_CHG_OWNER_WRITE] = after;
+	unsigned bits = 0;
+	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
+		if ((ctx->watchers & (*w)->bit) && (*w)->coverage)
+			bits |= (*w)->coverage(ctx, mr, cov);
+	return bits;
 }
 
 /* ---- public calls ---- */
@@ -532,9 +499,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
 	mrl_itree_insert(&ctx->va_index, &mr->va);
-	/* the interposer's first, lock-free test: outside this box, no MR */
-	mrl_intp_grow(ctx, (uintptr_t)addr, (uintptr_t)addr + len);
-	mr->uffd = mrl_uffd_watch(ctx, mr);
+	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
 	if (ctx->leases) {
 		atomic_fetch_add(&mrl_intp_mrs, 1);
 		mr->counted = 1;
@@ -549,9 +514,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	if (mr->file) {
 		mr->fnode.end = mr->fnode.start + len;
 		mrl_itree_insert(&mr->file->mrs, &mr->fnode);
-		if (mr->file->lease != LEASE_HELD && mr->file->lease != LEASE_BREAKING &&
-		    mr->file->lease != LEASE_RELEASED)
-			mrl_lease_take(ctx, mr->file);
+		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
 	}
 	*out = mr->handle;
 out:
@@ -576,7 +539,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_send_state(ctx, mr, NULL);
 	mrl_ht_del(&ctx->ht, h);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
-	mrl_uffd_unwatch(ctx, mr);
+	MRL_WATCHERS_EACH(ctx, mr_detach, mr);
 	if (mr->counted) {
 		atomic_fetch_sub(&mrl_intp_mrs, 1);
 		mr->counted = 0;
@@ -683,24 +646,19 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->breaks = mr->breaks;
 		info->restores = mr->restores;
 		info->fences = mr->fences;
-		info->watchers = (ctx->watchers & (MRL_WATCH_INTERPOSE | MRL_WATCH_VERIFY)) |
-				 (mr->uffd ? MRL_WATCH_UFFD : 0) |
-				 (mr->file && mr->file->lease != LEASE_OFF ? MRL_WATCH_LEASE : 0) |
-				 (mr->file && mr->file->fan ? MRL_WATCH_FANOTIFY : 0) |
-				 (mr->file && mr->file->wd >= 0 ? MRL_WATCH_INOTIFY : 0);
 		info->denials = mr->denials;
 		info->deny_errno = mr->deny_errno;
-		mrl_mr_coverage(ctx, mr, info->coverage);
+		info->watchers = mrl_mr_coverage(ctx, mr, info->coverage);
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	return ret;
 }
 
-/* ---- verify: what the interposer could not see (raw system calls) ---- */
+/* ---- for the verify watcher (verify.c) ---- */
 
 /* Does [mr->addr, +len) still map what was registered? 0 if so, else the
  * cause: unmapped, or replaced by another object. */
-static int backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
+int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	uint64_t cur = (uintptr_t)mr->addr, end = cur + mr->valid_len;
 	while (cur < end) {
@@ -720,39 +678,3 @@ static int backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	return 0;
 }
 
-/* ctx->lock held: fence what changed, return how many */
-int mrl_verify_locked(struct mrl_ctx *ctx)
-{
-	int fenced = 0;
-	uint64_t now = mrl_now_ns();
-	for (uint32_t c = 0; c < ctx->ht.nchunks; c++)
-		for (uint32_t i = 0; i < MRL_HT_CHUNK; i++) {
-			struct mrl_mr *mr = ctx->ht.chunks[c][i].mr;
-			if (!mr || (mr->state != MRL_STATE_ACTIVE && mr->state != MRL_STATE_PAUSED))
-				continue;
-			int cause = backing_changed(ctx, mr);
-			if (!cause)
-				continue;
-			/* seen after it landed: say so, then revoke */
-			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, 0, mr->len, 0, 0, now);
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
-			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, now);
-			fenced++;
-		}
-	return fenced;
-}
-
-MRL_EXPORT int mrl_verify(mrl_ctx *ctx, unsigned flags)
-{
-	if (!ctx)
-		return mrl_err(EINVAL, "mrl_verify: NULL context");
-	if (flags)
-		return mrl_err(EINVAL, "mrl_verify: unknown flags %#x", flags);
-	MRL_CHILD_CHECK(ctx, "mrl_verify");
-	pthread_mutex_lock(&ctx->lock);
-	int fenced = mrl_verify_locked(ctx);
-	pthread_mutex_unlock(&ctx->lock);
-	mrl_flush_outbox(ctx);
-	return fenced;
-}

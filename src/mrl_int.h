@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -242,6 +243,8 @@ struct mrl_ctx {
 	int sig_fd, ino_fd, wake_fd, timer_fd;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
+	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
+	int uffd_nmsgs;
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
@@ -263,6 +266,59 @@ struct mrl_ctx {
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 };
+
+/* ---- watchers: how a break is seen ----
+ * One ops table per watcher, one file each (lease.c, inotify.c, fan.c,
+ * uffd.c, interpose.c, verify.c), listed in mrl_watchers (watch.c). The
+ * context starts them, the monitor polls the fds they give it, files and MRs
+ * are attached to each, and coverage is the best any of them claims. Adding a
+ * watcher is one file and one line in the table. Every op is optional. */
+struct mrl_watcher_ops {
+	const char *name;
+	unsigned bit;      /* MRL_WATCH_* */
+	/* mrl_ctx_create, before the monitor runs: 0 = it runs here (its bit
+	 * joins ctx->watchers), -errno = not here (logged, not an error) */
+	int (*start)(struct mrl_ctx *ctx);
+	/* in the monitor thread, before its loop (per-thread state: signal masks) */
+	int (*thread_start)(struct mrl_ctx *ctx);
+	void (*stop)(struct mrl_ctx *ctx);   /* after the monitor stopped */
+	int (*poll_fd)(struct mrl_ctx *ctx); /* what the monitor polls, -1 none */
+	/* no lock held: actors that wait until their event is read (uffd) */
+	void (*read)(struct mrl_ctx *ctx);
+	void (*drain)(struct mrl_ctx *ctx);  /* ctx->lock held: poll_fd was readable */
+	uint64_t (*next_timer)(struct mrl_ctx *ctx);       /* ctx->lock held; UINT64_MAX none */
+	void (*tick)(struct mrl_ctx *ctx, uint64_t now);   /* ctx->lock held */
+	/* ctx->lock held: a file backs MRs now / no more; the library holds an
+	 * fd of its own for it now; its mapping and MRs are in place (arm) */
+	void (*file_attach)(struct mrl_ctx *ctx, struct mrl_file *f);
+	void (*file_detach)(struct mrl_ctx *ctx, struct mrl_file *f);
+	void (*file_opened)(struct mrl_ctx *ctx, struct mrl_file *f);
+	void (*file_arm)(struct mrl_ctx *ctx, struct mrl_file *f);
+	void (*mr_attach)(struct mrl_ctx *ctx, struct mrl_mr *mr);
+	void (*mr_detach)(struct mrl_ctx *ctx, struct mrl_mr *mr); /* out of the VA index already */
+	/* ctx->lock held: raise the cells of cov this watcher sees for mr (never
+	 * lower one); return bit if it watches mr now, else 0 */
+	unsigned (*coverage)(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
+};
+extern const struct mrl_watcher_ops mrl_watch_lease, mrl_watch_inotify, mrl_watch_fan,
+	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_verify;
+/* watch.c */
+int mrl_watchers_start(struct mrl_ctx *ctx);
+void mrl_watchers_stop(struct mrl_ctx *ctx);
+/* call op on every watcher running in ctx that has it */
+#define MRL_WATCHERS_EACH(ctx, op, ...)                                                      \
+	do {                                                                                 \
+		for (const struct mrl_watcher_ops *const *w_ = mrl_watchers; *w_; w_++)      \
+			if (((ctx)->watchers & (*w_)->bit) && (*w_)->op)                     \
+				(*w_)->op(ctx, ##__VA_ARGS__);                               \
+	} while (0)
+extern const struct mrl_watcher_ops *const mrl_watchers[];
+/* coverage: raise a cell (NEVER < AFTER < BEFORE; NA stays) */
+static inline void mrl_cov_raise(uint8_t *cov, int row, int seen)
+{
+	if (cov[row] != MRL_SEEN_NA && seen != MRL_SEEN_NA && seen > cov[row])
+		cov[row] = (uint8_t)seen;
+}
 
 /* ctx.c */
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
@@ -286,7 +342,7 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
 void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen);
-void mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
+unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only);
 
 /* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
@@ -298,11 +354,24 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 		 struct mrl_file **out);
 void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f);
 
+/* The MRs of a file over [lo, hi), as an array the caller frees (v): the
+ * break engine changes MRs while walking them, which a tree walk does not allow. */
+#define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
+struct mrl_mr_vec {
+	struct mrl_mr **v;
+	size_t n, cap;
+};
+void mrl_file_mrs_range(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mrl_mr_vec *vec);
+static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
+{
+	mrl_file_mrs_range(f, 0, UINT64_MAX, vec);
+}
+
 /* lease.c: the lease watcher; all with ctx->lock held */
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd);
-void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask);
+void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now);
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
@@ -316,14 +385,8 @@ void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *
 /* an fd to fstat the file with (the library's own, or a held event's), -1 if none */
 int mrl_file_stat_fd(struct mrl_file *f);
 
-/* fan.c: the fanotify pre-content watcher; ctx->lock held except init/fini */
-int mrl_fan_init(struct mrl_ctx *ctx);
-void mrl_fan_fini(struct mrl_ctx *ctx);
-int mrl_fan_watch(struct mrl_ctx *ctx, struct mrl_file *f);
-void mrl_fan_fd_opened(struct mrl_ctx *ctx, struct mrl_file *f);
-void mrl_fan_unwatch(struct mrl_ctx *ctx, struct mrl_file *f);
+/* fan.c: the fanotify pre-content watcher; ctx->lock held */
 void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f);
-void mrl_fan_drain(struct mrl_ctx *ctx);
 void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno);
 void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -338,7 +401,10 @@ bool mrl_intp_active(void);
 void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
+/* verify.c: fence what changed under MRs, return how many; mr.c: the cause
+ * of the change under one MR, 0 if none */
 int mrl_verify_locked(struct mrl_ctx *ctx);
+int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* every public call: a forked child may not use its parent's context */
 #define MRL_CHILD_CHECK(ctx, fn)                                                             \
 	do {                                                                                 \
@@ -347,15 +413,6 @@ int mrl_verify_locked(struct mrl_ctx *ctx);
 			return mrl_err(EPERM, "%s: this context belongs to the parent process; " \
 					      "a forked child must create its own", fn);         \
 	} while (0)
-
-/* uffd.c: the userfaultfd watcher */
-struct uffd_msg;
-int mrl_uffd_init(struct mrl_ctx *ctx);
-void mrl_uffd_fini(struct mrl_ctx *ctx);
-bool mrl_uffd_watch(struct mrl_ctx *ctx, struct mrl_mr *mr);
-void mrl_uffd_unwatch(struct mrl_ctx *ctx, struct mrl_mr *mr);
-int mrl_uffd_read(struct mrl_ctx *ctx, struct uffd_msg *msgs, int max);
-void mrl_uffd_handle(struct mrl_ctx *ctx, const struct uffd_msg *msgs, int n);
 
 /* monitor.c */
 int mrl_monitor_start(struct mrl_ctx *ctx);

@@ -20,40 +20,44 @@
 
 #include "mrl_int.h"
 
+#define UFFD_BATCH 32
+
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif
 
-int mrl_uffd_init(struct mrl_ctx *ctx)
+static int uffd_start(struct mrl_ctx *ctx)
 {
 	ctx->uffd = -1;
-	if (!ctx->leases)
-		return 0;
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	if (fd < 0) {
-		mrl_log("userfaultfd unavailable: %s", strerror(errno));
-		return 0;
-	}
+	if (fd < 0)
+		return -errno;
 	struct uffdio_api api = {
 		.api = UFFD_API,
 		.features = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE |
 			    UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_PAGEFAULT_FLAG_WP,
 	};
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		mrl_log("userfaultfd events unsupported: %s", strerror(errno));
+		int err = errno; /* events unsupported */
 		close(fd);
-		return 0;
+		return -err;
+	}
+	ctx->uffd_msgs = calloc(UFFD_BATCH, sizeof(*ctx->uffd_msgs));
+	if (!ctx->uffd_msgs) {
+		close(fd);
+		return -ENOMEM;
 	}
 	ctx->uffd = fd;
-	ctx->watchers |= MRL_WATCH_UFFD;
 	return 0;
 }
 
-void mrl_uffd_fini(struct mrl_ctx *ctx)
+static void uffd_stop(struct mrl_ctx *ctx)
 {
 	if (ctx->uffd >= 0)
 		close(ctx->uffd);
 	ctx->uffd = -1;
+	free(ctx->uffd_msgs);
+	ctx->uffd_msgs = NULL;
 }
 
 static void page_range(const struct mrl_mr *mr, uint64_t *a0, uint64_t *a1)
@@ -63,11 +67,12 @@ static void page_range(const struct mrl_mr *mr, uint64_t *a0, uint64_t *a1)
 	*a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
 }
 
-/* ctx->lock held. Anonymous and shmem MRs only; false if not watched. */
-bool mrl_uffd_watch(struct mrl_ctx *ctx, struct mrl_mr *mr)
+/* ctx->lock held. Anonymous and shmem MRs only. */
+static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
+	mr->uffd = 0;
 	if (ctx->uffd < 0 || mr->file || (mr->kind != MRL_KIND_ANON && mr->kind != MRL_KIND_SHMEM))
-		return false;
+		return;
 	uint64_t a0, a1;
 	page_range(mr, &a0, &a1);
 	struct uffdio_register reg = {.range = {.start = a0, .len = a1 - a0},
@@ -76,13 +81,13 @@ bool mrl_uffd_watch(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		/* e.g. EBUSY: another userfaultfd (another context) has it */
 		mrl_log("userfaultfd register %p+%llu: %s", mr->addr, (unsigned long long)mr->len,
 			strerror(errno));
-		return false;
+		return;
 	}
-	return true;
+	mr->uffd = 1;
 }
 
 /* ctx->lock held, mr already out of the VA index. */
-void mrl_uffd_unwatch(struct mrl_ctx *ctx, struct mrl_mr *mr)
+static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	if (ctx->uffd < 0 || !mr->uffd)
 		return;
@@ -95,11 +100,13 @@ void mrl_uffd_unwatch(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r); /* ENOMEM/EINVAL once unmapped: nothing to undo */
 }
 
-/* Read every pending event without any lock (the actors wait for this). */
-int mrl_uffd_read(struct mrl_ctx *ctx, struct uffd_msg *msgs, int max)
+/* Read every pending event without any lock (the actors wait for this):
+ * into the context's buffer, handled by uffd_drain under the lock. Only the
+ * monitor thread reads and drains. */
+static void uffd_read(struct mrl_ctx *ctx)
 {
-	ssize_t n = ctx->uffd >= 0 ? read(ctx->uffd, msgs, (size_t)max * sizeof(*msgs)) : -1;
-	return n > 0 ? (int)(n / (ssize_t)sizeof(*msgs)) : 0;
+	ssize_t n = ctx->uffd >= 0 ? read(ctx->uffd, ctx->uffd_msgs, UFFD_BATCH * sizeof(*ctx->uffd_msgs)) : -1;
+	ctx->uffd_nmsgs = n > 0 ? (int)(n / (ssize_t)sizeof(ctx->uffd_msgs[0])) : 0;
 }
 
 struct uffd_hit {
@@ -136,8 +143,11 @@ static int uffd_cb(struct mrl_itree_node *node, void *p)
 }
 
 /* ctx->lock held. */
-void mrl_uffd_handle(struct mrl_ctx *ctx, const struct uffd_msg *msgs, int n)
+static void uffd_drain(struct mrl_ctx *ctx)
 {
+	const struct uffd_msg *msgs = ctx->uffd_msgs;
+	int n = ctx->uffd_nmsgs;
+	ctx->uffd_nmsgs = 0;
 	for (int i = 0; i < n; i++) {
 		const struct uffd_msg *m = &msgs[i];
 		struct uffd_hit h = {.ctx = ctx, .now = mrl_now_ns()};
@@ -165,3 +175,32 @@ void mrl_uffd_handle(struct mrl_ctx *ctx, const struct uffd_msg *msgs, int n)
 			mrl_itree_overlap(&ctx->va_index, a, b, uffd_cb, &h);
 	}
 }
+
+static int uffd_poll_fd(struct mrl_ctx *ctx)
+{
+	return ctx->uffd;
+}
+
+/* munmap and mremap by any path, raw system calls included, after they land */
+static unsigned uffd_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+{
+	(void)ctx;
+	if (!mr->uffd)
+		return 0;
+	mrl_cov_raise(cov, MRL_CHG_OWNER_MUNMAP, MRL_SEEN_AFTER);
+	mrl_cov_raise(cov, MRL_CHG_OWNER_MREMAP, MRL_SEEN_AFTER);
+	return MRL_WATCH_UFFD;
+}
+
+const struct mrl_watcher_ops mrl_watch_uffd = {
+	.name = "userfaultfd",
+	.bit = MRL_WATCH_UFFD,
+	.start = uffd_start,
+	.stop = uffd_stop,
+	.poll_fd = uffd_poll_fd,
+	.read = uffd_read,
+	.drain = uffd_drain,
+	.mr_attach = uffd_mr_attach,
+	.mr_detach = uffd_mr_detach,
+	.coverage = uffd_coverage,
+};

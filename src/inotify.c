@@ -1,0 +1,135 @@
+/* The inotify watcher: changes to a backing file seen after they land (size,
+ * writes, closes), whoever made them and whatever else watches; closes also
+ * tell the lease watcher and fanotify when a breaker is done with the file. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mrl_int.h"
+
+#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN)
+
+/* Seen after the fact (no lease held): a shrink fences what lies past the end. */
+static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	struct stat st;
+	if (f->fan && f->fan_complete)
+		return; /* every change was seen before it landed */
+	if (f->brk || f->fd < 0 || fstat(f->fd, &st) < 0)
+		return;
+	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
+	bool announce = now - f->last_change_ev > 100000000ull;
+	struct mrl_mr_vec vec;
+	mrl_file_mrs(f, &vec);
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (mr->state != MRL_STATE_ACTIVE)
+			continue;
+		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
+		if (avail < mr->valid_len)
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
+		else if (announce)
+			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
+		/* pinned pages may be orphaned (a punch): re-pin what is still served */
+		mrl_mr_repin_locked(ctx, mr, now);
+	}
+	free(vec.v);
+	if (announce)
+		f->last_change_ev = now;
+}
+
+static void on_event(struct mrl_ctx *ctx, int wd, uint32_t mask)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		if (f->wd != wd)
+			continue;
+		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->brk && f->brk->fev)
+			mrl_fan_check_landed(ctx, f);
+		else if (mask & (IN_MODIFY | IN_ATTRIB))
+			/* under a held lease too: the owner's own change through an
+			 * fd it already holds breaks no lease, and is seen only now */
+			changed_after(ctx, f);
+		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
+			mrl_fan_on_close(ctx, f);
+		else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
+			mrl_lease_file_closed(ctx, f);
+	}
+}
+
+static int ino_start(struct mrl_ctx *ctx)
+{
+	ctx->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	return ctx->ino_fd < 0 ? -errno : 0;
+}
+
+static void ino_stop(struct mrl_ctx *ctx)
+{
+	if (ctx->ino_fd >= 0)
+		close(ctx->ino_fd);
+	ctx->ino_fd = -1;
+}
+
+static int ino_poll_fd(struct mrl_ctx *ctx)
+{
+	return ctx->ino_fd;
+}
+
+static void ino_drain(struct mrl_ctx *ctx)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	while ((n = read(ctx->ino_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *e = (struct inotify_event *)p;
+			on_event(ctx, e->wd, e->mask);
+			p += sizeof(*e) + e->len;
+		}
+	}
+}
+
+static void ino_file_attach(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (f->path[0] && (f->wd = inotify_add_watch(ctx->ino_fd, f->path, INO_MASK)) < 0)
+		f->wd = -1;
+}
+
+static void ino_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	if (f->wd < 0)
+		return;
+	/* another file object may share the wd (hard links): remove only if unique */
+	bool shared = false;
+	for (struct mrl_file *g = ctx->files; g; g = g->next)
+		shared |= g != f && g->wd == f->wd;
+	if (!shared)
+		inotify_rm_watch(ctx->ino_fd, f->wd);
+	f->wd = -1;
+}
+
+static unsigned ino_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
+{
+	(void)ctx;
+	if (!mr->file || mr->file->wd < 0)
+		return 0;
+	static const int rows[] = {MRL_CHG_OTHER_TRUNCATE, MRL_CHG_OTHER_LAYOUT,
+				   MRL_CHG_OTHER_WRITE,    MRL_CHG_OWNER_TRUNCATE,
+				   MRL_CHG_OWNER_LAYOUT,   MRL_CHG_OWNER_WRITE};
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		mrl_cov_raise(cov, rows[i], MRL_SEEN_AFTER);
+	return MRL_WATCH_INOTIFY;
+}
+
+const struct mrl_watcher_ops mrl_watch_inotify = {
+	.name = "inotify",
+	.bit = MRL_WATCH_INOTIFY,
+	.start = ino_start,
+	.stop = ino_stop,
+	.poll_fd = ino_poll_fd,
+	.drain = ino_drain,
+	.file_attach = ino_file_attach,
+	.file_detach = ino_file_detach,
+	.coverage = ino_coverage,
+};
