@@ -357,7 +357,7 @@ static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
 		/* refused now if a deny MR came into its range meanwhile */
 		if (try_deny(ctx, f, e))
 			continue;
-		if (!mrl_brk_begin_range(ctx, f, e)) {
+		if (!mrl_brk_begin(ctx, f, &mrl_watch_fan, e->cause, e->pid, e->lo, e->hi, e->seen, e)) {
 			/* nothing live under the range any more */
 			mrl_fan_answer(ctx, e, 0);
 			mrl_fan_ev_free(e);
@@ -455,6 +455,13 @@ static bool landed(struct mrl_fan_ev *e)
 	return strcmp(now, "running") != 0 && strcmp(now, e->line) != 0;
 }
 
+/* Quiesced: the actor goes on, the change lands. */
+static void fan_let_land(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+{
+	mrl_fan_answer(ctx, f->brk->fev, 0);
+	f->brk->poll_at = now + 250000ull;
+}
+
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	struct mrl_brk *b = f->brk;
@@ -469,7 +476,7 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 }
 
 /* The brk timed out waiting for the landing: resume anyway. */
-void mrl_fan_landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f)
+static void landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	mrl_log("%s: the change by %d did not finish in time; restoring", f->path,
 		(int)f->brk->fev->tid);
@@ -530,6 +537,34 @@ static void fan_drain(struct mrl_ctx *ctx)
 	}
 }
 
+static void fan_tick(struct mrl_ctx *ctx, uint64_t now)
+{
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		struct mrl_brk *b = f->brk;
+		if (!b || b->src != &mrl_watch_fan || b->phase != BRK_LANDING)
+			continue;
+		if (now >= b->landing_deadline_ns)
+			landing_timeout(ctx, f);
+		else if (now >= b->poll_at)
+			mrl_fan_check_landed(ctx, f);
+	}
+}
+
+static uint64_t fan_next_timer(struct mrl_ctx *ctx)
+{
+	uint64_t t = UINT64_MAX;
+	for (struct mrl_file *f = ctx->files; f; f = f->next) {
+		struct mrl_brk *b = f->brk;
+		if (!b || b->src != &mrl_watch_fan || b->phase != BRK_LANDING)
+			continue;
+		if (b->landing_deadline_ns < t)
+			t = b->landing_deadline_ns;
+		if (b->poll_at < t)
+			t = b->poll_at;
+	}
+	return t;
+}
+
 static int fan_poll_fd(struct mrl_ctx *ctx)
 {
 	return ctx->fan_fd;
@@ -564,6 +599,9 @@ const struct mrl_watcher_ops mrl_watch_fan = {
 	.stop = fan_stop,
 	.poll_fd = fan_poll_fd,
 	.drain = fan_drain,
+	.next_timer = fan_next_timer,
+	.tick = fan_tick,
+	.let_land = fan_let_land,
 	.file_attach = fan_file_attach,
 	.file_detach = fan_file_detach,
 	.file_opened = fan_file_opened,

@@ -1,74 +1,25 @@
-/* The fcntl-lease watcher and the per-file break state machine:
- * break seen -> pause MRs and peers -> release the lease -> change lands ->
- * retake the lease (close watch via inotify) -> restore -> resume.
- * Every function here runs with ctx->lock held. */
+/* The fcntl-lease watcher: a lease on the library's own fd of each backing
+ * file; another opener (or a truncate by path) breaks it, and the signal
+ * begins a whole-file break. The change lands once the lease is let go; it
+ * has landed when the breaker closes the file (inotify) and the lease can be
+ * taken again. Every function here runs with ctx->lock held. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
-#include "proto.h"
-
-
-/* Stay well inside the kernel's lease-break-time: past it the kernel drops
- * the lease on its own and the change lands unannounced. */
-static uint64_t break_time_cap_ns(void)
-{
-	static _Atomic uint64_t cap;
-	if (!cap) {
-		long secs = 45;
-		FILE *f = fopen("/proc/sys/fs/lease-break-time", "re");
-		if (f) {
-			if (fscanf(f, "%ld", &secs) != 1)
-				secs = 45;
-			fclose(f);
-		}
-		cap = secs > 1 ? (uint64_t)secs * 1000000000ull - 500000000ull : 500000000ull;
-	}
-	return cap;
-}
-
-static int vec_cb(struct mrl_itree_node *node, void *p)
-{
-	struct mrl_mr_vec *vec = p;
-	if (vec->n == vec->cap) {
-		size_t cap = vec->cap ? vec->cap * 2 : 16;
-		struct mrl_mr **v = realloc(vec->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		vec->v = v;
-		vec->cap = cap;
-	}
-	vec->v[vec->n++] = MR_OF_FNODE(node);
-	return 0;
-}
-void mrl_file_mrs_range(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mrl_mr_vec *vec)
-{
-	memset(vec, 0, sizeof(*vec));
-	mrl_itree_overlap(&f->mrs, lo, hi, vec_cb, vec);
-}
-#define range_mrs mrl_file_mrs_range
-#define file_mrs mrl_file_mrs
-
-int mrl_file_stat_fd(struct mrl_file *f)
-{
-	if (f->fd >= 0)
-		return f->fd;
-	return f->brk && f->brk->fev ? f->brk->fev->fd : -1;
-}
 
 static void lease_events(struct mrl_ctx *ctx, struct mrl_file *f, uint32_t type)
 {
 	struct mrl_mr_vec vec;
-	file_mrs(f, &vec);
+	mrl_file_mrs(f, &vec);
 	uint64_t now = mrl_now_ns();
 	for (size_t i = 0; i < vec.n; i++)
 		mrl_post_event(ctx, vec.v[i], type, MRL_CAUSE_NONE, 0, vec.v[i]->len, 0, 0, now);
@@ -151,178 +102,6 @@ static pid_t breaker_pid(struct mrl_file *f)
 	return pid;
 }
 
-void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f)
-{
-	struct mrl_brk *b = f->brk;
-	if (!b)
-		return;
-	while (b->acks) {
-		struct mrl_brk_ack *a = b->acks;
-		b->acks = a->next;
-		free(a);
-	}
-	if (b->fev) {
-		mrl_fan_answer(ctx, b->fev, 0); /* never leave an actor waiting in the kernel */
-		mrl_fan_ev_free(b->fev);
-	}
-	free(b);
-	f->brk = NULL;
-}
-
-/* Queue one PAUSE message to a peer and expect its ack. */
-static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_peer *peer,
-			struct msg_pause *m)
-{
-	static _Atomic uint32_t seq;
-	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
-	if (!a)
-		return; /* no ack expected: the peer times out and is cut off */
-	a->peer = peer;
-	a->seq = ++seq;
-	a->next = b->acks;
-	b->acks = a;
-	b->acks_pending++;
-	m->h.req = a->seq;
-	m->h.len = offsetof(struct msg_pause, ids) + m->n * sizeof(m->ids[0]);
-	mrl_queue_out(ctx, peer, m, m->h.len);
-	m->n = 0;
-}
-
-static bool holds_mr(struct mrl_mr *mr, struct mrl_peer *peer)
-{
-	for (struct mrl_holder *h = mr->holders; h; h = h->next)
-		if (h->peer == peer)
-			return true;
-	return false;
-}
-
-/* Send PAUSE for the file's paused MRs to every peer holding one of them. */
-static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr_vec *vec)
-{
-	/* group by peer: peers are few, MRs many */
-	for (size_t i = 0; i < vec->n; i++) {
-		struct mrl_mr *mr = vec->v[i];
-		if (!mr->in_brk)
-			continue;
-		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
-			bool seen = false;
-			for (struct mrl_brk_ack *a = b->acks; a && !seen; a = a->next)
-				seen = a->peer == h->peer;
-			if (seen)
-				continue;
-			/* one peer: all its paused MRs of this file, in batches */
-			struct msg_pause m;
-			memset(&m, 0, sizeof(m));
-			m.h.magic = MRL_MAGIC;
-			m.h.type = MSG_PAUSE;
-			for (size_t j = i; j < vec->n; j++) {
-				struct mrl_mr *o = vec->v[j];
-				if (!o->in_brk || !holds_mr(o, h->peer))
-					continue;
-				m.ids[m.n++] = o->handle;
-				if (m.n == MRL_PAUSE_IDS)
-					queue_pause(ctx, b, h->peer, &m);
-			}
-			if (m.n)
-				queue_pause(ctx, b, h->peer, &m);
-		}
-	}
-}
-
-static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now);
-
-static void brk_check(struct mrl_ctx *ctx, struct mrl_file *f)
-{
-	struct mrl_brk *b = f->brk;
-	if (!b || b->phase != BRK_QUIESCE || b->acks_pending > 0)
-		return;
-	struct mrl_mr_vec vec;
-	file_mrs(f, &vec);
-	bool waiting = false;
-	for (size_t i = 0; i < vec.n && !waiting; i++)
-		waiting = vec.v[i]->in_brk && vec.v[i]->policy == MRL_POLICY_NOTIFY &&
-			  !vec.v[i]->owner_answer;
-	free(vec.v);
-	if (!waiting)
-		brk_release(ctx, f, mrl_now_ns());
-}
-
-/* Pause the live MRs over [lo, hi) of the file. false if none is live
- * there (nothing to wait for: the caller lets the change go at once). */
-static bool brk_start(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t lo,
-		      uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
-{
-	struct mrl_mr_vec vec;
-	range_mrs(f, lo, hi, &vec);
-	/* live: active, and the part still served (not a fenced tail) is in range */
-	size_t k = 0;
-	for (size_t i = 0; i < vec.n; i++)
-		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
-			vec.v[k++] = vec.v[i];
-	vec.n = k;
-	bool live = k > 0;
-	struct mrl_brk *b = live ? calloc(1, sizeof(*b)) : NULL;
-	if (!b) {
-		/* nothing live, or cannot track it: fence what is live (safe side) */
-		for (size_t i = 0; i < vec.n; i++)
-			mrl_mr_fence_locked(ctx, vec.v[i], cause, 0, vec.v[i]->len, pid, seen);
-		free(vec.v);
-		return false;
-	}
-	ctx->st.breaks++;
-	b->file = f;
-	b->phase = BRK_QUIESCE;
-	b->cause = cause;
-	b->pid = pid;
-	b->seen_ns = seen;
-	b->lo = lo;
-	b->hi = hi;
-	b->fev = fev;
-	f->brk = b;
-	uint64_t dl = UINT64_MAX;
-	for (size_t i = 0; i < vec.n; i++) {
-		uint64_t d = seen + (uint64_t)vec.v[i]->deadline_ms * 1000000ull;
-		dl = d < dl ? d : dl;
-	}
-	/* a lease breaker is let in by the kernel after lease-break-time; a
-	 * fanotify actor would wait for ever: both get no more than that */
-	if (dl == UINT64_MAX || dl > seen + break_time_cap_ns())
-		dl = seen + break_time_cap_ns();
-	b->deadline_ns = dl;
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
-		if (mr->state != MRL_STATE_ACTIVE)
-			continue;
-		/* the part of the MR the change touches, in MR offsets */
-		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
-		uint64_t end = hi - mr->fnode.start < mr->len && hi > mr->fnode.start ? hi - mr->fnode.start : mr->len;
-		mr->breaks++;
-		mr->cause = cause;
-		mr->cause_pid = pid;
-		mr->cause_off = off;
-		mr->cause_len = end - off;
-		if (mr->policy == MRL_POLICY_FENCE) {
-			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
-			continue;
-		}
-		mr->state = MRL_STATE_PAUSED;
-		mr->in_brk = 1;
-		mr->owner_answer = ANSWER_NONE;
-		ctx->st.pauses++;
-		mrl_mr_quiesce_locked(ctx, mr);
-		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
-	}
-	brk_send_pauses(ctx, b, &vec);
-	free(vec.v);
-	brk_check(ctx, f);
-	return true;
-}
-
-bool mrl_brk_begin_range(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e)
-{
-	return brk_start(ctx, f, e->cause, e->pid, e->lo, e->hi, e->seen, e);
-}
-
 static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t seen)
 {
 	ctx->st.lease_breaks++;
@@ -336,100 +115,11 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		return;
 	}
 	/* a lease is whole-file: every MR of the file is paused */
-	if (!brk_start(ctx, f, cause, pid, 0, UINT64_MAX, seen, NULL)) {
+	if (!mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL)) {
 		fcntl(f->fd, F_SETLEASE, F_UNLCK);
 		f->lease = LEASE_RELEASED;
 		f->relock_at = seen + (uint64_t)ctx->opts.relock_ms * 1000000ull;
 	}
-}
-
-/* Quiesced (or out of time): revoke what must go, then let the change land. */
-static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
-{
-	struct mrl_brk *b = f->brk;
-	struct mrl_mr_vec vec;
-	file_mrs(f, &vec);
-	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) {
-		if (a->done)
-			continue;
-		/* A peer that did not answer is cut off from the paused MRs it
-		 * holds: they come back under a new key it is never told. */
-		ctx->st.peer_timeouts += a->peer != NULL; /* NULL: a local device (uring quiesce) */
-		for (size_t i = 0; i < vec.n; i++) {
-			struct mrl_mr *mr = vec.v[i];
-			for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next) {
-				if ((*hp)->peer != a->peer || !mr->in_brk)
-					continue;
-				struct mrl_holder *h = *hp;
-				uint8_t st = mr->state, cause = mr->cause;
-				mr->state = MRL_STATE_FENCED;
-				mr->cause = MRL_CAUSE_PEER_TIMEOUT;
-				mrl_send_state(ctx, mr, a->peer);
-				mr->state = st;
-				mr->cause = cause;
-				mr->rekey = 1;
-				*hp = h->next;
-				free(h);
-				break;
-			}
-		}
-		a->done = true;
-	}
-	b->acks_pending = 0;
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
-		if (!mr->in_brk)
-			continue;
-		int answer = mr->owner_answer;
-		if (mr->policy == MRL_POLICY_NOTIFY && !answer) {
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
-			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, b->pid, b->seen_ns);
-		} else if (answer == ANSWER_RELEASE) {
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
-			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, b->pid, b->seen_ns);
-		} else if (answer == ANSWER_FENCE) {
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
-			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
-		} else {
-			/* the device must not keep the old pages while the change lands */
-			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
-		}
-	}
-	free(vec.v);
-	if (b->fev) {
-		mrl_fan_answer(ctx, b->fev, 0); /* the actor goes on; the change lands */
-		b->poll_at = now + 250000ull;
-	} else {
-		fcntl(f->fd, F_SETLEASE, F_UNLCK);
-		f->lease = LEASE_RELEASED;
-		f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
-	}
-	uint64_t done = mrl_now_ns();
-	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
-	mrl_log("released %s after %llu us", f->path, (unsigned long long)(done - b->seen_ns) / 1000);
-	b->phase = BRK_LANDING;
-	/* the breaker may keep the file open a while: wait as long as a break may take */
-	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
-}
-
-/* The change has landed (the breaker closed the file, or nobody came): resume. */
-void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
-{
-	struct mrl_mr_vec vec;
-	file_mrs(f, &vec);
-	uint64_t now = mrl_now_ns();
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
-		if (!mr->in_brk)
-			continue;
-		mr->in_brk = 0;
-		mrl_mr_restore_locked(ctx, mr, now);
-	}
-	free(vec.v);
-	mrl_brk_free(ctx, f);
 }
 
 static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, bool forced)
@@ -457,7 +147,7 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
 	 * breaker waits: pay it only when an owner is asked to decide. */
 	pid_t bp = 0;
 	struct mrl_mr_vec vec;
-	file_mrs(f, &vec);
+	mrl_file_mrs(f, &vec);
 	for (size_t i = 0; i < vec.n && !bp; i++)
 		if (vec.v[i]->policy == MRL_POLICY_NOTIFY && vec.v[i]->state == MRL_STATE_ACTIVE)
 			bp = breaker_pid(f);
@@ -475,17 +165,20 @@ void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f)
 	try_retake(ctx, f, false);
 }
 
-void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
+/* Quiesced: let the breaker in. */
+static void lease_let_land(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+{
+	fcntl(f->fd, F_SETLEASE, F_UNLCK);
+	f->lease = LEASE_RELEASED;
+	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+}
+
+static void lease_tick(struct mrl_ctx *ctx, uint64_t now)
 {
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		struct mrl_brk *b = f->brk;
-		if (b && b->phase == BRK_QUIESCE && now >= b->deadline_ns)
-			brk_release(ctx, f, now);
-		else if (b && b->fev && b->phase == BRK_LANDING && now >= b->landing_deadline_ns)
-			mrl_fan_landing_timeout(ctx, f);
-		else if (b && b->fev && b->phase == BRK_LANDING && now >= b->poll_at)
-			mrl_fan_check_landed(ctx, f);
-		else if (b && b->phase == BRK_LANDING && now >= b->landing_deadline_ns)
+		if (b && b->src == &mrl_watch_lease && b->phase == BRK_LANDING &&
+		    now >= b->landing_deadline_ns)
 			try_retake(ctx, f, true);
 		else if (f->relock_at && now >= f->relock_at) {
 			f->relock_at = 0;
@@ -494,102 +187,18 @@ void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
 	}
 }
 
-uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
+static uint64_t lease_next_timer(struct mrl_ctx *ctx)
 {
 	uint64_t t = UINT64_MAX;
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		struct mrl_brk *b = f->brk;
-		if (b && b->phase == BRK_QUIESCE && b->deadline_ns < t)
-			t = b->deadline_ns;
-		if (b && b->phase == BRK_LANDING && b->landing_deadline_ns < t)
+		if (b && b->src == &mrl_watch_lease && b->phase == BRK_LANDING &&
+		    b->landing_deadline_ns < t)
 			t = b->landing_deadline_ns;
-		if (b && b->fev && b->phase == BRK_LANDING && b->poll_at < t)
-			t = b->poll_at;
-		/* acks come through endpoint progress, which the monitor drives
-		 * while it waits: the application's thread may be the actor */
-		if (b && b->phase == BRK_QUIESCE && b->acks_pending > 0) {
-			uint64_t soon = mrl_now_ns() + 200000ull;
-			t = soon < t ? soon : t;
-		}
 		if (f->relock_at && f->relock_at < t)
 			t = f->relock_at;
 	}
 	return t;
-}
-
-bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
-{
-	if (ctx->as_brk && ctx->as_brk->acks_pending > 0)
-		return true;
-	for (struct mrl_file *f = ctx->files; f; f = f->next)
-		if (f->brk && f->brk->phase == BRK_QUIESCE && f->brk->acks_pending > 0)
-			return true;
-	return false;
-}
-
-/* Address-space pause (madvise of anonymous/shmem MRs, src/interpose.c):
- * its acks wake the application thread that waits for them. */
-static bool as_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq, bool any_seq)
-{
-	struct mrl_brk *b = ctx->as_brk;
-	bool hit = false;
-	for (struct mrl_brk_ack *a = b ? b->acks : NULL; a; a = a->next)
-		if (a->peer == peer && (any_seq || a->seq == seq) && !a->done) {
-			a->done = true;
-			b->acks_pending--;
-			hit = true;
-		}
-	if (hit)
-		pthread_cond_broadcast(&ctx->as_cv);
-	return hit;
-}
-
-void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n)
-{
-	struct mrl_mr_vec vec = {.v = mrs, .n = n, .cap = n};
-	brk_send_pauses(ctx, b, &vec);
-}
-
-void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
-{
-	if (as_ack(ctx, peer, seq, false))
-		return;
-	for (struct mrl_file *f = ctx->files; f; f = f->next) {
-		if (!f->brk)
-			continue;
-		for (struct mrl_brk_ack *a = f->brk->acks; a; a = a->next)
-			if (a->peer == peer && a->seq == seq && !a->done) {
-				a->done = true;
-				f->brk->acks_pending--;
-				brk_check(ctx, f);
-				return;
-			}
-	}
-}
-
-void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer)
-{
-	as_ack(ctx, peer, 0, true);
-	for (struct mrl_file *f = ctx->files; f; f = f->next) {
-		if (!f->brk)
-			continue;
-		for (struct mrl_brk_ack *a = f->brk->acks; a; a = a->next)
-			if (a->peer == peer && !a->done) {
-				a->done = true;
-				f->brk->acks_pending--;
-			}
-		/* outbox entries for the peer are dropped by the endpoint */
-		brk_check(ctx, f);
-	}
-}
-
-void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr)
-{
-	struct mrl_file *f = mr->file;
-	if (mr->state == MRL_STATE_DEREGISTERED)
-		mr->in_brk = 0;
-	if (f && f->brk)
-		brk_check(ctx, f);
 }
 
 /* ---- the lease watcher's ops ---- */
@@ -668,7 +277,11 @@ const struct mrl_watcher_ops mrl_watch_lease = {
 	.stop = lease_stop,
 	.poll_fd = lease_poll_fd,
 	.drain = lease_drain,
+	.next_timer = lease_next_timer,
+	.tick = lease_tick,
+	.let_land = lease_let_land,
 	.file_detach = lease_file_detach,
 	.file_arm = lease_file_arm,
 	.coverage = lease_coverage,
 };
+

@@ -183,6 +183,7 @@ struct mrl_brk {
 	uint64_t lo, hi;           /* file range paused, hi exclusive */
 	struct mrl_fan_ev *fev;    /* fanotify break: the change held in the kernel; NULL = lease */
 	uint64_t poll_at;          /* fanotify landing: next look at the actor */
+	const struct mrl_watcher_ops *src; /* the watcher that saw it: lets it land */
 };
 
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
@@ -288,6 +289,9 @@ struct mrl_watcher_ops {
 	void (*drain)(struct mrl_ctx *ctx);  /* ctx->lock held: poll_fd was readable */
 	uint64_t (*next_timer)(struct mrl_ctx *ctx);       /* ctx->lock held; UINT64_MAX none */
 	void (*tick)(struct mrl_ctx *ctx, uint64_t now);   /* ctx->lock held */
+	/* ctx->lock held: a break this watcher began (mrl_brk_begin) is
+	 * quiesced: let the change land; say when it has (mrl_brk_finish) */
+	void (*let_land)(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now);
 	/* ctx->lock held: a file backs MRs now / no more; the library holds an
 	 * fd of its own for it now; its mapping and MRs are in place (arm) */
 	void (*file_attach)(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -372,14 +376,18 @@ void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
+
+/* brk.c: the break engine; all with ctx->lock held */
+bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_watcher_ops *src,
+		   int cause, pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen,
+		   struct mrl_fan_ev *fev);
+void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now);
+uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
-uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f);
-bool mrl_brk_begin_range(struct mrl_ctx *ctx, struct mrl_file *f, struct mrl_fan_ev *e);
-void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
 void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n);
 /* an fd to fstat the file with (the library's own, or a held event's), -1 if none */
@@ -390,7 +398,6 @@ void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno);
 void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
-void mrl_fan_landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
 extern _Atomic long mrl_intp_mrs;
