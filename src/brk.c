@@ -218,7 +218,7 @@ bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_wat
 			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
 			continue;
 		}
-		mr->state = MRL_STATE_PAUSED;
+		mrl_mr_set_state(mr, MRL_STATE_PAUSED);
 		mr->in_brk = 1;
 		mr->owner_answer = ANSWER_NONE;
 		ctx->st.pauses++;
@@ -249,12 +249,7 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 				if ((*hp)->peer != a->peer || !mr->in_brk)
 					continue;
 				struct mrl_holder *h = *hp;
-				uint8_t st = mr->state, cause = mr->cause;
-				mr->state = MRL_STATE_FENCED;
-				mr->cause = MRL_CAUSE_PEER_TIMEOUT;
-				mrl_send_state(ctx, mr, a->peer);
-				mr->state = st;
-				mr->cause = cause;
+				mrl_send_cut_off(ctx, mr, a->peer);
 				mr->rekey = 1;
 				*hp = h->next;
 				free(h);
@@ -269,19 +264,13 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 		if (!mr->in_brk)
 			continue;
 		int answer = mr->owner_answer;
-		if (mr->policy == MRL_POLICY_NOTIFY && !answer) {
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
+		if (mr->policy == MRL_POLICY_NOTIFY && !answer)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, b->pid, b->seen_ns);
-		} else if (answer == ANSWER_RELEASE) {
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
+		else if (answer == ANSWER_RELEASE)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, b->pid, b->seen_ns);
-		} else if (answer == ANSWER_FENCE) {
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
+		else if (answer == ANSWER_FENCE)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
-		} else {
+		else {
 			/* the device must not keep the old pages while the change lands */
 			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
 		}

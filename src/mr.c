@@ -190,19 +190,42 @@ void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	}
 }
 
-void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only)
+/* The one place an MR's state changes. Only a paused MR can be part of a
+ * break (in_brk): leaving PAUSED leaves the break. */
+void mrl_mr_set_state(struct mrl_mr *mr, int state)
+{
+	mr->state = (uint8_t)state;
+	if (state != MRL_STATE_PAUSED)
+		mr->in_brk = 0;
+}
+
+/* Tell the peers holding mr (or only one) its state: its own, or the one
+ * given (a peer cut off from an MR that lives on for the others). */
+static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only, int state,
+		       int cause)
 {
 	struct state_ent e;
 	memset(&e, 0, sizeof(e));
 	e.id = mr->handle;
 	e.key = mr->key;
-	e.valid_len = mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED ? mr->valid_len : 0;
+	e.valid_len = state == MRL_STATE_ACTIVE || state == MRL_STATE_PAUSED ? mr->valid_len : 0;
 	e.gen = mr->gen;
-	e.state = mr->state;
-	e.cause = mr->cause;
+	e.state = (uint8_t)state;
+	e.cause = (uint8_t)cause;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
 			mrl_queue_state(ctx, h->peer, &e);
+}
+
+void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only)
+{
+	send_state(ctx, mr, only, mr->state, mr->cause);
+}
+
+/* A peer that did not answer a pause: fenced for it alone. */
+void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *peer)
+{
+	send_state(ctx, mr, peer, MRL_STATE_FENCED, MRL_CAUSE_PEER_TIMEOUT);
 }
 
 static int dev_reg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len)
@@ -279,8 +302,6 @@ void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint
 	}
 	if (ctx->rops->revoke(ctx->dev, mr->dev_mr) == -EBUSY) {
 		/* operations still in flight would reach the old pages */
-		mr->state = MRL_STATE_ACTIVE;
-		mr->in_brk = 0;
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, pid, seen);
 	}
 }
@@ -301,7 +322,7 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	mr->gen++;
 	if (off == 0) {
 		dev_dereg(ctx, mr);
-		mr->state = MRL_STATE_FENCED;
+		mrl_mr_set_state(mr, MRL_STATE_FENCED);
 		mr->valid_len = 0;
 	} else {
 		/* Fence the tail only: shrink the registration, same key. */
@@ -309,7 +330,7 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		if (mr->dev_mr) {
 			if (dev_rereg(ctx, mr, off, false)) {
 				dev_dereg(ctx, mr);
-				mr->state = MRL_STATE_FENCED;
+				mrl_mr_set_state(mr, MRL_STATE_FENCED);
 				mr->valid_len = 0;
 			}
 		}
@@ -330,12 +351,10 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 			uint64_t size = (uint64_t)st.st_size;
 			uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 			if (avail < mr->valid_len) {
-				mr->state = MRL_STATE_ACTIVE; /* let fence_locked see it live */
 				mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail,
 						    mr->len - avail, mr->cause_pid, seen);
 				if (mr->state == MRL_STATE_FENCED)
 					return -EKEYREVOKED;
-				mr->state = MRL_STATE_PAUSED;
 			}
 		}
 	}
@@ -346,11 +365,10 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 	}
 	int ret = dev_rereg(ctx, mr, mr->valid_len, rekey);
 	if (ret) {
-		mr->state = MRL_STATE_ACTIVE;
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);
 		return ret;
 	}
-	mr->state = MRL_STATE_ACTIVE;
+	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
 	mr->gen++;
 	mr->restores++;
 	ctx->st.restores++;
@@ -445,7 +463,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : ctx->opts.deadline_ms;
 	mr->context = opts ? opts->context : NULL;
 	mr->deny_errno = (uint8_t)deny_errno;
-	mr->state = MRL_STATE_ACTIVE;
+	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
 	mr->gen = 1;
 	mr->refs = 1;
 	mr->key = ctx->next_key++;
@@ -532,8 +550,9 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
 	if (!mr)
 		goto out;
+	bool in_brk = mr->in_brk;
 	dev_dereg(ctx, mr);
-	mr->state = MRL_STATE_DEREGISTERED;
+	mrl_mr_set_state(mr, MRL_STATE_DEREGISTERED);
 	mr->cause = MRL_CAUSE_DEREGISTERED;
 	mr->gen++;
 	mrl_send_state(ctx, mr, NULL);
@@ -552,7 +571,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	}
 	if (mr->file) {
 		mrl_itree_remove(&mr->file->mrs, &mr->fnode);
-		if (mr->in_brk)
+		if (in_brk) /* the break stops waiting for it */
 			mrl_brk_owner_answered(ctx, mr);
 		mrl_file_put(ctx, mr->file);
 		mr->file = NULL;

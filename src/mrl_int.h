@@ -336,6 +336,8 @@ void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
 
 /* mr.c: state transitions, all with ctx->lock held */
+void mrl_mr_set_state(struct mrl_mr *mr, int state);
+void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *peer);
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen);
 int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);

@@ -136,8 +136,6 @@ static int uffd_cb(struct mrl_itree_node *node, void *p)
 		mrl_send_state(h->ctx, mr, NULL);
 		return 0;
 	}
-	mr->state = MRL_STATE_ACTIVE;
-	mr->in_brk = 0;
 	mrl_mr_fence_locked(h->ctx, mr, h->cause, 0, mr->len, 0, h->now);
 	return 0;
 }

@@ -21,8 +21,6 @@ int mrl_verify_locked(struct mrl_ctx *ctx)
 				continue;
 			/* seen after it landed: say so, then revoke */
 			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, 0, mr->len, 0, 0, now);
-			mr->state = MRL_STATE_ACTIVE;
-			mr->in_brk = 0;
 			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, now);
 			fenced++;
 		}
