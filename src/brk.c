@@ -362,10 +362,9 @@ void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *
 	brk_send_pauses(ctx, b, &vec);
 }
 
-void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
+/* peer NULL: the local device (mrl_brk_device_idle) */
+static void brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 {
-	if (as_ack(ctx, peer, seq, false))
-		return;
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		if (!f->brk)
 			continue;
@@ -377,6 +376,21 @@ void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 				return;
 			}
 	}
+}
+
+/* A peer answered PAUSE seq. */
+void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
+{
+	if (!peer || as_ack(ctx, peer, seq, false))
+		return;
+	brk_ack(ctx, peer, seq);
+}
+
+/* The device the library quiesces itself (rops->quiesce) has finished the
+ * operations that were in flight when break seq paused its MR. */
+void mrl_brk_device_idle(struct mrl_ctx *ctx, uint32_t seq)
+{
+	brk_ack(ctx, NULL, seq);
 }
 
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer)

@@ -45,8 +45,8 @@ struct mrl_registrar_ops {
 	/* Optional (NULL where the device has no such thing), for devices the
 	 * library quiesces itself (io_uring fixed buffers):
 	 * quiesce: hold new device operations on handle; 0 when none is in
-	 *   flight, 1 when some are: the registrar calls mrl_brk_ack(ctx, NULL,
-	 *   seq) once the last one ends. restore or dereg ends the hold.
+	 *   flight, 1 when some are: the registrar calls
+	 *   mrl_brk_device_idle(ctx, seq) once the last one ends. restore or dereg ends the hold.
 	 * revoke: cut the device off the pages but keep handle and key, so a
 	 *   restore can refill it; -EBUSY if operations are still in flight.
 	 * restore: point handle (same key) at the pages [addr, addr+len) has now. */
@@ -387,6 +387,7 @@ void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now);
 uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
+void mrl_brk_device_idle(struct mrl_ctx *ctx, uint32_t seq);
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f);

@@ -394,7 +394,7 @@ MRL_EXPORT int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t h)
 	} else if (--b->inflight == 0 && b->ack_seq) {
 		seq = b->ack_seq;
 		b->ack_seq = 0;
-		mrl_brk_ack(ctx, NULL, seq); /* the last one: the break may go on */
+		mrl_brk_device_idle(ctx, seq); /* the last one: the break may go on */
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	if (seq) {
