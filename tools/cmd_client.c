@@ -264,7 +264,6 @@ static int local_addr_for(const char *host, unsigned port, char *out, size_t out
 	return 0;
 }
 
-
 int cmd_client(const struct cli_opts *o)
 {
 	if (!o->nargs)

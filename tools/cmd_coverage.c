@@ -9,7 +9,6 @@
 #include "mrlease.h"
 #include "cli.h"
 
-
 /* One column of the coverage table: an MR over FILE (or anonymous memory
  * when FILE is NULL) in a context of its own with the given flags. */
 struct cov_col {
