@@ -27,6 +27,7 @@ int main(void)
 	}
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, bufs[MID], 1000, 0, NULL, &mr) == 0, "a fixed buffer");
+	CHECK(ctx->rops->pins && ctx->rops->pins(ctx->dev), "io_uring is taken for a pinning device");
 	bool copies = mrl_fork_copies_pinned();
 	printf("the kernel %s pinned pages at fork\n", copies ? "copies" : "does not copy");
 
