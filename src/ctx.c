@@ -42,6 +42,29 @@ void mrl_log(const char *fmt, ...)
 
 MRL_EXPORT const char *mrl_last_error(void) { return last_error; }
 
+int mrl_child_err(const char *fn)
+{
+	return mrl_err(EPERM, "%s: this object belongs to the parent process (the caller is a "
+			      "forked child); a child must create its own context", fn);
+}
+
+/* ---- fork ---- */
+static void fork_child(void)
+{
+	atomic_fetch_add(&mrl_fork_gen, 1);
+}
+
+static void fork_watch_once(void)
+{
+	pthread_atfork(NULL, NULL, fork_child);
+}
+
+void mrl_fork_watch(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, fork_watch_once);
+}
+
 MRL_EXPORT const char *mrl_strerror(int err)
 {
 	if (err < 0)
@@ -250,6 +273,7 @@ MRL_EXPORT int mrl_event_fd(mrl_ctx *ctx)
 {
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_event_fd: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_event_fd");
 	return ctx->ev_fd;
 }
 
@@ -286,6 +310,7 @@ MRL_EXPORT int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev)
 {
 	if (!ctx || !ev)
 		return mrl_err(EINVAL, "mrl_event_ack: NULL %s", !ctx ? "context" : "event");
+	MRL_CHILD_CHECK(ctx, "mrl_event_ack");
 	if (!ev->internal)
 		return mrl_err(EINVAL, "mrl_event_ack: event already acked or not from mrl_event_get");
 	pthread_mutex_lock(&ctx->lock);
@@ -422,6 +447,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	}
 	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
 	ctx->watchers = ctx->leases ? MRL_WATCH_LEASE | MRL_WATCH_INOTIFY : 0;
+	mrl_fork_watch();
 	ctx->fork_gen = atomic_load(&mrl_fork_gen);
 	if (ctx->leases && ctx->opts.verify_ms)
 		ctx->verify_at = mrl_now_ns() + (uint64_t)ctx->opts.verify_ms * 1000000ull;
@@ -535,6 +561,7 @@ MRL_EXPORT int mrl_ctx_watchers(mrl_ctx *ctx)
 {
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_ctx_watchers: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_ctx_watchers");
 	return (int)ctx->watchers;
 }
 
@@ -548,6 +575,7 @@ MRL_EXPORT int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st)
 {
 	if (!ctx || !st)
 		return mrl_err(EINVAL, "mrl_ctx_stats: NULL %s", !ctx ? "context" : "stats");
+	MRL_CHILD_CHECK(ctx, "mrl_ctx_stats");
 	if (st->size < sizeof(*st))
 		return mrl_err(EINVAL, "mrl_ctx_stats: st->size %zu too small", st->size);
 	uint64_t tmp[ARRAY_SIZE(ctx->pause_ns)];
