@@ -43,8 +43,8 @@ $(B)/libmrlease.so: $(OBJS) src/libmrlease.map
 $(B)/libmrlease.a: $(OBJS)
 	ar rcs $@ $(OBJS)
 
-$(B)/mrlease: tools/mrlease.c tools/demo_uring.c tools/demo_uring.h $(B)/libmrlease.a include/mrlease.h
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ tools/mrlease.c tools/demo_uring.c $(B)/libmrlease.a $(LIBS) -lm
+$(B)/mrlease: $(wildcard tools/*.c) $(wildcard tools/*.h) $(B)/libmrlease.a include/mrlease.h
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $(wildcard tools/*.c) $(B)/libmrlease.a $(LIBS) -lm
 
 $(B)/mrlease.pc: mrlease.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@

@@ -14,6 +14,23 @@
 
 #define EVQ_MAX 65536 /* informational events beyond this are dropped and counted */
 
+/* ---- fork ---- */
+static void fork_child(void)
+{
+	atomic_fetch_add(&mrl_fork_gen, 1);
+}
+
+static void fork_watch_once(void)
+{
+	pthread_atfork(NULL, NULL, fork_child);
+}
+
+void mrl_fork_watch(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, fork_watch_once);
+}
+
 /* ---- events ---- */
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
 		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen)
@@ -61,6 +78,7 @@ MRL_EXPORT int mrl_event_fd(mrl_ctx *ctx)
 {
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_event_fd: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_event_fd");
 	return ctx->ev_fd;
 }
 
@@ -97,6 +115,7 @@ MRL_EXPORT int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev)
 {
 	if (!ctx || !ev)
 		return mrl_err(EINVAL, "mrl_event_ack: NULL %s", !ctx ? "context" : "event");
+	MRL_CHILD_CHECK(ctx, "mrl_event_ack");
 	if (!ev->internal)
 		return mrl_err(EINVAL, "mrl_event_ack: event already acked or not from mrl_event_get");
 	pthread_mutex_lock(&ctx->lock);
@@ -232,6 +251,7 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 			       opts->signo);
 	}
 	ctx->leases = !(ctx->opts.flags & MRL_CTX_NO_LEASES);
+	mrl_fork_watch();
 	ctx->fork_gen = atomic_load(&mrl_fork_gen);
 	/* error-checking: an interposed munmap made by a thread that already
 	 * holds the lock (inside the library) gets EDEADLK, not a deadlock */
@@ -339,6 +359,7 @@ MRL_EXPORT int mrl_ctx_watchers(mrl_ctx *ctx)
 {
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_ctx_watchers: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_ctx_watchers");
 	return (int)ctx->watchers;
 }
 
@@ -352,6 +373,7 @@ MRL_EXPORT int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st)
 {
 	if (!ctx || !st)
 		return mrl_err(EINVAL, "mrl_ctx_stats: NULL %s", !ctx ? "context" : "stats");
+	MRL_CHILD_CHECK(ctx, "mrl_ctx_stats");
 	if (st->size < sizeof(*st))
 		return mrl_err(EINVAL, "mrl_ctx_stats: st->size %zu too small", st->size);
 	uint64_t tmp[ARRAY_SIZE(ctx->pause_ns)];

@@ -828,6 +828,7 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 {
 	if (unlikely(!r || !buf || !len))
 		return mrl_err(EINVAL, "%s: %s", fn, !r ? "NULL rmr" : !buf ? "NULL buffer" : "zero length");
+	MRL_CHILD_CHECK(r->peer->ep->ctx, fn);
 	struct mrl_ep *ep = r->peer->ep;
 	int ret = 0;
 	pthread_mutex_lock(&ep->lock);
@@ -889,6 +890,7 @@ MRL_EXPORT int mrl_ep_poll(mrl_ep *ep, struct mrl_completion *c, int n)
 {
 	if (!ep || (!c && n > 0) || n < 0)
 		return mrl_err(EINVAL, "mrl_ep_poll: %s", !ep ? "NULL ep" : "bad completion array");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_poll");
 	pthread_mutex_lock(&ep->lock);
 	progress_locked(ep);
 	int got = 0;
@@ -905,6 +907,7 @@ MRL_EXPORT int mrl_ep_progress(mrl_ep *ep)
 {
 	if (!ep)
 		return mrl_err(EINVAL, "mrl_ep_progress: NULL ep");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_progress");
 	pthread_mutex_lock(&ep->lock);
 	int ret = progress_locked(ep);
 	pthread_mutex_unlock(&ep->lock);
@@ -942,6 +945,7 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	int ret;
 	if (!ctx || !out)
 		return mrl_err(EINVAL, "mrl_ep_create: NULL %s", !ctx ? "context" : "out");
+	MRL_CHILD_CHECK(ctx, "mrl_ep_create");
 	*out = NULL;
 	if (opts && opts->size < sizeof(*opts))
 		return mrl_err(EINVAL, "mrl_ep_create: opts->size %zu too small", opts->size);
@@ -1030,6 +1034,7 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 {
 	if (!ep)
 		return mrl_err(EINVAL, "mrl_ep_destroy: NULL ep");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_destroy");
 	struct mrl_ctx *ctx = ep->ctx;
 	atomic_store(&ep->stop, true);
 	if (ep->prog_running)
@@ -1234,6 +1239,7 @@ MRL_EXPORT int mrl_ep_listen(mrl_ep *ep, const char *host, uint16_t port, uint16
 	int one = 1, ret;
 	if (!ep || !host)
 		return mrl_err(EINVAL, "mrl_ep_listen: NULL %s", !ep ? "ep" : "host");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_listen");
 	if (ep->lsock >= 0)
 		return mrl_err(EALREADY, "mrl_ep_listen: already listening");
 	if ((ret = resolve(host, port, &sa)))
@@ -1258,6 +1264,7 @@ MRL_EXPORT int mrl_ep_accept(mrl_ep *ep, int timeout_ms, mrl_peer **out)
 {
 	if (!ep || !out)
 		return mrl_err(EINVAL, "mrl_ep_accept: NULL %s", !ep ? "ep" : "out");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_accept");
 	if (ep->lsock < 0)
 		return mrl_err(EINVAL, "mrl_ep_accept: call mrl_ep_listen first");
 	struct pollfd pfd = {.fd = ep->lsock, .events = POLLIN};
@@ -1279,6 +1286,7 @@ MRL_EXPORT int mrl_ep_connect(mrl_ep *ep, const char *host, uint16_t port, int t
 	int ret;
 	if (!ep || !host || !out)
 		return mrl_err(EINVAL, "mrl_ep_connect: NULL %s", !ep ? "ep" : !host ? "host" : "out");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_connect");
 	if (!port)
 		return mrl_err(EINVAL, "mrl_ep_connect: port 0");
 	if ((ret = resolve(host, port, &sa)))
@@ -1356,6 +1364,7 @@ MRL_EXPORT int mrl_peer_list(mrl_peer *p, mrl_mr_t *ids, size_t max, int timeout
 {
 	if (!p || (!ids && max))
 		return mrl_err(EINVAL, "mrl_peer_list: NULL %s", !p ? "peer" : "ids");
+	MRL_CHILD_CHECK(p->ep->ctx, "mrl_peer_list");
 	size_t n = 0;
 	uint32_t start = 0;
 	do {
@@ -1386,6 +1395,7 @@ MRL_EXPORT int mrl_rmr_open(mrl_peer *p, mrl_mr_t id, int timeout_ms, mrl_rmr **
 {
 	if (!p || !out)
 		return mrl_err(EINVAL, "mrl_rmr_open: NULL %s", !p ? "peer" : "out");
+	MRL_CHILD_CHECK(p->ep->ctx, "mrl_rmr_open");
 	*out = NULL;
 	if (!id)
 		return mrl_err(EINVAL, "mrl_rmr_open: MR id 0 is never valid");
@@ -1447,6 +1457,7 @@ MRL_EXPORT int mrl_rmr_close(mrl_rmr *r)
 {
 	if (!r)
 		return mrl_err(EINVAL, "mrl_rmr_close: NULL rmr");
+	MRL_CHILD_CHECK(r->peer->ep->ctx, "mrl_rmr_close");
 	struct mrl_ep *ep = r->peer->ep;
 	pthread_mutex_lock(&ep->lock);
 	if (r->closed) {
@@ -1477,6 +1488,7 @@ MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
 {
 	if (!r || !info)
 		return mrl_err(EINVAL, "mrl_rmr_query: NULL %s", !r ? "rmr" : "info");
+	MRL_CHILD_CHECK(r->peer->ep->ctx, "mrl_rmr_query");
 	if (info->size < sizeof(*info))
 		return mrl_err(EINVAL, "mrl_rmr_query: info->size %zu too small", info->size);
 	struct mrl_ep *ep = r->peer->ep;

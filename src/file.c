@@ -92,6 +92,7 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 
 	if (!ctx || !path || !addr)
 		return mrl_err(EINVAL, "mrl_file_map: NULL %s", !ctx ? "context" : !path ? "path" : "addr");
+	MRL_CHILD_CHECK(ctx, "mrl_file_map");
 	*addr = NULL;
 	if (!len)
 		return mrl_err(EINVAL, "mrl_file_map: zero length");
@@ -197,6 +198,7 @@ MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
 	int ret = 0;
 	if (!ctx || !addr)
 		return mrl_err(EINVAL, "mrl_file_unmap: NULL %s", !ctx ? "context" : "address");
+	MRL_CHILD_CHECK(ctx, "mrl_file_unmap");
 	if (!len || (uintptr_t)addr + len < (uintptr_t)addr)
 		return mrl_err(EINVAL, "mrl_file_unmap: bad length %zu", len);
 	pthread_mutex_lock(&ctx->lock);
@@ -234,6 +236,7 @@ MRL_EXPORT int mrl_file_adopt(mrl_ctx *ctx, int fd)
 	int ret = 0;
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_file_adopt: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_file_adopt");
 	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
 		return mrl_err(EBADF, "mrl_file_adopt: %d is not an open fd", fd);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))

@@ -411,6 +411,62 @@ static struct mrl_mr *mr_lookup(struct mrl_ctx *ctx, mrl_mr_t h, const char *fn,
 	return mr;
 }
 
+/* ---- fork ----
+ * After fork both processes share the registered pages copy-on-write; the
+ * first write by the parent would move it to a new page while a pinning
+ * device keeps the old one, now the child's. ibv_dontfork_range's answer is
+ * MADV_DONTFORK (the child gets no mapping there at all), which kills a
+ * child touching anything else on those pages (a malloc'd buffer's heap
+ * neighbours). So mark pages only when all of these hold:
+ *  - the device pins (rops->pins): tcp, sockets, shm and the mock register
+ *    nothing physical, so copy-on-write cannot strand them;
+ *  - the mapping is private: shared pages are never copied at fork;
+ *  - the kernel does not already copy pinned private pages into the child
+ *    at fork (Linux 5.9+ for FOLL_PIN, probed once: mrl_fork_copies_pinned).
+ * Then whole pages are marked, rounding out like ibv_dontfork_range: the
+ * device pins whole pages anyway, and a parent whose DMA silently goes to
+ * the child's page is worse than a child that cannot read the neighbours. */
+static void fork_protect(struct mrl_ctx *ctx, struct mrl_mr *mr, const struct vma *v)
+{
+	if (!ctx->rops->pins || !ctx->rops->pins(ctx->dev) || v->shared ||
+	    mrl_fork_copies_pinned())
+		return;
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
+		  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
+	/* raw call: the interposer has nothing to do with it */
+	if (syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK)) {
+		mrl_log("MADV_DONTFORK %p+%llu: %s", (void *)mr->addr, (unsigned long long)mr->len,
+			strerror(errno));
+		return;
+	}
+	mr->dontfork = 1;
+	if (a0 != (uintptr_t)mr->addr || a1 != (uintptr_t)mr->addr + mr->len)
+		mrl_log("MADV_DONTFORK %p+%llu rounded to whole pages %#lx-%#lx: a forked child has "
+			"no memory there", (void *)mr->addr, (unsigned long long)mr->len,
+			(unsigned long)a0, (unsigned long)a1);
+}
+
+static int dontfork_cb(struct mrl_itree_node *n, void *p)
+{
+	(void)p;
+	return ((struct mrl_mr *)n)->dontfork; /* va is the first member */
+}
+
+/* mr already left the VA index: fork copies its pages again unless another
+ * marked MR still covers them. */
+static void fork_unprotect(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (!mr->dontfork)
+		return;
+	mr->dontfork = 0;
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
+		  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
+	if (!mrl_itree_overlap(&ctx->va_index, a0, a1, dontfork_cb, NULL))
+		syscall(SYS_madvise, a0, a1 - a0, MADV_DOFORK);
+}
+
 MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 			  const struct mrl_reg_opts *opts, mrl_mr_t *out)
 {
@@ -521,14 +577,8 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	if (ctx->leases) {
 		atomic_fetch_add(&mrl_intp_mrs, 1);
 		mr->counted = 1;
-		/* like ibv_dontfork_range: a child gets no copy of registered
-		 * pages, so copy-on-write never moves the parent's pages away
-		 * from the device (raw call: the interposer has nothing to do) */
-		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-		uintptr_t a0 = (uintptr_t)addr & ~(pg - 1), a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
-		if (syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK))
-			mrl_log("MADV_DONTFORK %p+%zu: %s", addr, len, strerror(errno));
 	}
+	fork_protect(ctx, mr, &v);
 	if (mr->file) {
 		mr->fnode.end = mr->fnode.start + len;
 		mrl_itree_insert(&mr->file->mrs, &mr->fnode);
@@ -562,13 +612,8 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	if (mr->counted) {
 		atomic_fetch_sub(&mrl_intp_mrs, 1);
 		mr->counted = 0;
-		/* fork copies the pages again unless another MR still covers them */
-		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-		uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
-			  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
-		if (!mrl_itree_first_overlap(&ctx->va_index, a0, a1))
-			syscall(SYS_madvise, a0, a1 - a0, MADV_DOFORK);
 	}
+	fork_unprotect(ctx, mr);
 	if (mr->file) {
 		mrl_itree_remove(&mr->file->mrs, &mr->fnode);
 		if (in_brk) /* the break stops waiting for it */

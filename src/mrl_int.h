@@ -53,6 +53,10 @@ struct mrl_registrar_ops {
 	int (*quiesce)(void *dev, void *handle, uint32_t seq);
 	int (*revoke)(void *dev, void *handle);
 	int (*restore)(void *dev, void *handle, void *addr, size_t len);
+	/* Does a registration pin the pages (the device keeps their physical
+	 * addresses: io_uring fixed buffers, RDMA NICs)? NULL = never. Only
+	 * pinned pages need protecting from copy-on-write after fork. */
+	bool (*pins)(void *dev);
 };
 extern const struct mrl_registrar_ops mrl_reg_fabric_ops;
 extern const struct mrl_registrar_ops mrl_reg_uring_ops;
@@ -74,6 +78,7 @@ struct mrl_fabric {
 	bool prov_key;   /* FI_MR_PROV_KEY: keys change on restore */
 	bool virt_addr;  /* FI_MR_VIRT_ADDR: remote addresses are virtual */
 	bool mr_local;   /* FI_MR_LOCAL: local buffers need descriptors */
+	bool pins;       /* the provider pins registered pages (verbs, efa, ...) */
 	pthread_mutex_t lock;
 	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
 };
@@ -157,7 +162,8 @@ struct mrl_mr {
 	uint8_t owner_answer;        /* enum owner_answer */
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
 	uint8_t in_brk;
-	uint8_t counted;             /* in mrl_intp_mrs, pages marked MADV_DONTFORK */
+	uint8_t counted;             /* in mrl_intp_mrs */
+	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 };
 
@@ -415,14 +421,29 @@ int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
  * of the change under one MR, 0 if none */
 int mrl_verify_locked(struct mrl_ctx *ctx);
 int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr);
-/* every public call: a forked child may not use its parent's context */
+/* ctx.c: install the fork watcher (pthread_atfork child handler bumping
+ * mrl_fork_gen) once per process, whatever the context's flags. */
+void mrl_fork_watch(void);
+int mrl_child_err(const char *fn) __attribute__((cold));
+/* Every public call taking a library object, first thing after its NULL
+ * checks and before any lock: a forked child may not use its parent's
+ * objects (their locks may be held for ever there by threads that do not
+ * exist in the child; their connections and devices are the parent's).
+ * Inequality, not order: one fork may bump the generation more than once
+ * (ctx.c's handler and the interposer's). */
+static inline bool mrl_forked(const struct mrl_ctx *ctx)
+{
+	return ctx->fork_gen != atomic_load_explicit(&mrl_fork_gen, memory_order_relaxed);
+}
 #define MRL_CHILD_CHECK(ctx, fn)                                                             \
 	do {                                                                                 \
-		if (unlikely((ctx)->fork_gen != atomic_load_explicit(&mrl_fork_gen,          \
-								     memory_order_relaxed)))  \
-			return mrl_err(EPERM, "%s: this context belongs to the parent process; " \
-					      "a forked child must create its own", fn);         \
+		if (unlikely(mrl_forked(ctx)))                                                \
+			return mrl_child_err(fn);                                            \
 	} while (0)
+/* reg_uring.c: does fork give the child a copy of pinned private pages, so
+ * the parent keeps the pinned ones (Linux 5.9+: early COW of FOLL_PIN'd
+ * anonymous pages)? Probed once, on first use; false when it cannot tell. */
+bool mrl_fork_copies_pinned(void);
 
 /* monitor.c */
 int mrl_monitor_start(struct mrl_ctx *ctx);

@@ -10,6 +10,33 @@
 
 #include "mrl_int.h"
 
+/* Does a provider stack ("verbs;ofi_rxm") pin what it registers? Only the
+ * ones known to copy through the kernel or shared memory are said not to;
+ * an unknown one (verbs, efa, psm3, opx, cxi, ucx, ...) is taken to pin. */
+static bool prov_pins(const char *stack)
+{
+	static const char *const copying[] = {"tcp", "sockets", "udp", "shm", "sm2", "net",
+					       "ofi_rxm", "ofi_rxd", "ofi_mrail", "rxm", "rxd"};
+	if (!stack)
+		return true;
+	for (const char *p = stack; *p;) {
+		size_t n = strcspn(p, ";");
+		bool known = !strncmp(p, "ofi_hook", 8) && n >= 8;
+		for (size_t i = 0; !known && i < ARRAY_SIZE(copying); i++)
+			known = strlen(copying[i]) == n && !strncmp(p, copying[i], n);
+		if (!known)
+			return true;
+		p += n;
+		p += *p == ';';
+	}
+	return false;
+}
+
+static bool fab_pins(void *dev)
+{
+	return ((struct mrl_fabric *)dev)->pins;
+}
+
 int mrl_reg_fabric_open(const char *provider, const char *addr, void **dev)
 {
 	struct fi_info *hints = fi_allocinfo(), *info = NULL;
@@ -50,6 +77,7 @@ int mrl_reg_fabric_open(const char *provider, const char *addr, void **dev)
 	f->prov_key = info->domain_attr->mr_mode & FI_MR_PROV_KEY;
 	f->virt_addr = info->domain_attr->mr_mode & FI_MR_VIRT_ADDR;
 	f->mr_local = info->domain_attr->mr_mode & FI_MR_LOCAL;
+	f->pins = prov_pins(info->fabric_attr->prov_name);
 	pthread_mutex_init(&f->lock, NULL);
 	*dev = f;
 	return 0;
@@ -107,4 +135,5 @@ const struct mrl_registrar_ops mrl_reg_fabric_ops = {
 	.dereg = fab_dereg,
 	.desc = fab_desc,
 	.close = fab_close,
+	.pins = fab_pins,
 };

@@ -107,4 +107,5 @@ const struct mrl_registrar_ops mrl_reg_mock_ops = {
 	.dereg = mock_dereg,
 	.desc = mock_desc,
 	.close = mock_close,
+	.pins = NULL, /* holds addresses only: copy-on-write cannot strand it */
 };

@@ -20,22 +20,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <liburing.h>
 
-#include "demo_uring.h"
 #include "mrlease.h"
+#include "cli.h"
 
 #define PG 4096u
-
-static uint64_t ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Page seq of the stream; never 0, so a hole never passes for data. */
 static uint8_t ubyte(uint64_t seq, unsigned i)
@@ -66,31 +58,20 @@ static void producer(int sock)
 	}
 }
 
-static int tool(char *const argv[])
-{
-	return cli_run_tool(argv, NULL);
-}
-
 static void adversary(struct shared *sh, const char *path, uint64_t size)
 {
 	uint64_t rng = 0x5eed;
 	char a1[32], a2[32], sz[32];
 	usleep(300000);
 	while (!atomic_load(&sh->stop)) {
-		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		cli_rand(&rng);
 		atomic_fetch_add(&sh->epoch, 1);
 		if ((rng >> 33) % 4 == 0) {
-			/* truncate to zero, then back: coreutils opens O_NONBLOCK,
-			 * a leased file answers EAGAIN until the library lets go */
+			/* truncate to zero, then back */
 			for (int k = 0; k < 2; k++) {
 				snprintf(sz, sizeof(sz), "%" PRIu64, k ? size : 0);
 				char *argv[] = {"truncate", "-s", sz, (char *)path, NULL};
-				int st = 1;
-				for (int i = 0; i < 400 && (st = tool(argv)) != 0; i++) {
-					sh->retries++;
-					usleep(5000);
-				}
-				sh->tool_errors += st != 0;
+				sh->tool_errors += cli_run_tool_retry(argv, 400, &sh->retries, NULL) != 0;
 			}
 			sh->truncates++;
 		} else {
@@ -100,7 +81,7 @@ static void adversary(struct shared *sh, const char *path, uint64_t size)
 			snprintf(a1, sizeof(a1), "%" PRIu64, off);
 			snprintf(a2, sizeof(a2), "%" PRIu64, len);
 			char *argv[] = {"fallocate", "--punch-hole", "-o", a1, "-l", a2, (char *)path, NULL};
-			sh->tool_errors += tool(argv) != 0;
+			sh->tool_errors += cli_run_tool(argv, NULL) != 0;
 			sh->punches++;
 		}
 		atomic_fetch_add(&sh->epoch, 1);
@@ -109,7 +90,8 @@ static void adversary(struct shared *sh, const char *path, uint64_t size)
 }
 
 struct owner {
-	const struct uring_demo_opts *o;
+	const struct cli_opts *o;
+	uint64_t size;
 	struct io_uring ring;
 	int sock, fd;
 	uint8_t *buf;
@@ -146,7 +128,7 @@ static void reregister(struct owner *w)
 		w->mr = 0;
 	}
 	struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = MRL_POLICY_RESTORE};
-	if (mrl_mr_reg(w->ctx, w->buf, w->o->size, MRL_ACCESS_REMOTE_WRITE, &ro, &w->mr) == 0)
+	if (mrl_mr_reg(w->ctx, w->buf, w->size, MRL_ACCESS_REMOTE_WRITE, &ro, &w->mr) == 0)
 		w->rereg++;
 	else
 		w->mr = 0;
@@ -165,9 +147,9 @@ static void skip_page(struct owner *w)
 
 static void stream(struct owner *w, struct shared *sh)
 {
-	uint64_t npages = w->o->size / PG, until = ns() + (uint64_t)w->o->seconds * 1000000000ull;
+	uint64_t npages = w->size / PG, until = cli_now_ns() + (uint64_t)w->o->seconds * 1000000000ull;
 	uint8_t back[PG];
-	for (uint64_t seq = 0; ns() < until; seq++) {
+	for (uint64_t seq = 0; cli_now_ns() < until; seq++) {
 		uint64_t off = (seq % npages) * PG;
 		uint64_t e1 = atomic_load(&sh->epoch);
 		unsigned idx = 0;
@@ -205,10 +187,16 @@ static void stream(struct owner *w, struct shared *sh)
 	}
 }
 
-int cmd_demo_uring(const struct uring_demo_opts *o)
+int cmd_demo_uring(const struct cli_opts *o)
 {
 	char dir[] = "/dev/shm/mrlease-uring-XXXXXX", path[64];
-	struct owner w = {.o = o, .fd = -1};
+	/* the fabric demo's default size is far more than a page stream needs */
+	uint64_t size = o->size_given ? o->size : 1u << 20;
+	if (size < 4096 || size % 4096 || size > (1u << 30)) {
+		fprintf(stderr, "mrlease: --size: a multiple of 4096, at most 1 GiB\n");
+		return 2;
+	}
+	struct owner w = {.o = o, .size = size, .fd = -1};
 	int sv[2];
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "mrlease demo: mkdtemp %s: %s\n", dir, strerror(errno));
@@ -222,7 +210,7 @@ int cmd_demo_uring(const struct uring_demo_opts *o)
 	}
 	memset(sh, 0, sizeof(*sh));
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || ftruncate(fd, (off_t)o->size) < 0) {
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
 		perror(path);
 		return 2;
 	}
@@ -237,7 +225,7 @@ int cmd_demo_uring(const struct uring_demo_opts *o)
 	pid_t adv = fork();
 	if (adv == 0) {
 		close(sv[0]);
-		adversary(sh, path, o->size);
+		adversary(sh, path, size);
 		_exit(0);
 	}
 	w.sock = sv[0];
@@ -247,14 +235,14 @@ int cmd_demo_uring(const struct uring_demo_opts *o)
 		goto out;
 	}
 	w.fd = open(path, O_RDWR | O_CLOEXEC);
-	w.buf = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
+	w.buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
 	if (w.fd < 0 || w.buf == MAP_FAILED) {
 		perror(path);
 		ret = -errno;
 		goto out;
 	}
 	if (o->no_lease) {
-		struct iovec iov = {w.buf, o->size};
+		struct iovec iov = {w.buf, size};
 		ret = io_uring_register_buffers(&w.ring, &iov, 1);
 		if (ret)
 			fprintf(stderr, "mrlease demo: io_uring_register_buffers: %s\n", strerror(-ret));
@@ -293,7 +281,7 @@ out:
 	if (w.ring.ring_fd > 0)
 		io_uring_queue_exit(&w.ring);
 	if (w.buf && w.buf != MAP_FAILED)
-		munmap(w.buf, o->size);
+		munmap(w.buf, size);
 	if (w.fd >= 0)
 		close(w.fd);
 	close(sv[0]);
@@ -307,13 +295,13 @@ out:
 		       ",\"reregistered\":%" PRIu64 ",\"punches\":%u,\"truncates\":%u,\"truncate_retries\":%u"
 		       ",\"tool_errors\":%u,\"breaks\":%" PRIu64 ",\"restores\":%" PRIu64 ",\"fences\":%" PRIu64
 		       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"error\":%d}\n",
-		       o->no_lease ? "false" : "true", o->seconds, o->size, w.pages, mib_s, w.verified,
+		       o->no_lease ? "false" : "true", o->seconds, size, w.pages, mib_s, w.verified,
 		       w.raced, w.lost, w.lost_pages, w.refused, w.rereg ? w.rereg - 1 : 0, sh->punches,
 		       sh->truncates, sh->retries, sh->tool_errors, st.breaks, st.restores, st.fences,
 		       st.pause_ns_p50 / 1e3, st.pause_ns_p99 / 1e3, ret);
 	} else {
 		printf("\nmrlease demo: io_uring READ_FIXED into a tmpfs file, %u s, %" PRIu64
-		       " bytes, leases %s\n\n", o->seconds, o->size, o->no_lease ? "OFF" : "ON");
+		       " bytes, leases %s\n\n", o->seconds, size, o->no_lease ? "OFF" : "ON");
 		printf("  %-30s %u fallocate --punch-hole, %u truncate to 0 and back (%u EAGAIN retries)\n",
 		       "adversary", sh->punches, sh->truncates, sh->retries);
 		printf("  %-30s %" PRIu64 " pages (%.1f MiB/s)\n", "READ_FIXED completed", w.pages, mib_s);

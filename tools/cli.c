@@ -1,0 +1,178 @@
+/* What the mrlease commands share (tools/cli.h): the one option parser, exit
+ * on error, time and percentiles, and running the system's own tools. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mrlease.h"
+#include "cli.h"
+
+volatile sig_atomic_t cli_stop;
+
+void cli_on_stop(int sig)
+{
+	(void)sig;
+	cli_stop = 1;
+}
+
+uint64_t cli_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void cli_die(const char *what, int err)
+{
+	fprintf(stderr, "mrlease: %s: %s", what, mrl_strerror(err));
+	if (*mrl_last_error())
+		fprintf(stderr, " (%s)", mrl_last_error());
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+uint64_t cli_pct(uint64_t *v, size_t n, int p)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	size_t i = n * (size_t)p / 100;
+	return v[i < n ? i : n - 1];
+}
+
+const char *cli_watcher_names(unsigned mask, char *buf, size_t n)
+{
+	buf[0] = 0;
+	for (unsigned bit = 1; bit <= MRL_WATCH_VERIFY; bit <<= 1)
+		if (mask & bit)
+			snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "+" : "",
+				 mrl_watcher_str(bit));
+	if (!buf[0])
+		snprintf(buf, n, "none");
+	return buf;
+}
+
+int cli_run_tool(char *const argv[], uint64_t *t0)
+{
+	if (t0)
+		*t0 = cli_now_ns();
+	pid_t pid = fork();
+	if (pid == 0) {
+		int dn = open("/dev/null", O_WRONLY);
+		dup2(dn, 1);
+		dup2(dn, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* coreutils' truncate opens O_NONBLOCK: a leased file answers EAGAIN until
+ * the library lets go, so the adversaries try again */
+int cli_run_tool_retry(char *const argv[], int tries, unsigned *retries, uint64_t *t0)
+{
+	int st = 1;
+	uint64_t first = 0, t = 0;
+	for (int i = 0; i < tries && (st = cli_run_tool(argv, &t)) != 0; i++) {
+		first = first ? first : t;
+		(*retries)++;
+		usleep(5000);
+	}
+	if (t0)
+		*t0 = first ? first : t; /* the break began with the first attempt */
+	return st;
+}
+
+unsigned long long cli_num(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || *end || end == s) {
+		fprintf(stderr, "mrlease: %s: '%s' is not a number\n", what, s);
+		exit(2);
+	}
+	return v;
+}
+
+static unsigned policy_of(const char *s)
+{
+	if (!strcmp(s, "restore"))
+		return MRL_POLICY_RESTORE;
+	if (!strcmp(s, "notify"))
+		return MRL_POLICY_NOTIFY;
+	if (!strcmp(s, "fence"))
+		return MRL_POLICY_FENCE;
+	if (!strcmp(s, "deny"))
+		return MRL_POLICY_DENY;
+	fprintf(stderr, "mrlease: unknown policy '%s' (restore, notify, fence, deny)\n", s);
+	exit(2);
+}
+
+int cli_parse(int argc, char **argv, struct cli_opts *o)
+{
+	static struct option lo[] = {
+		{"seconds", 1, 0, 's'}, {"fs", 1, 0, 'f'},      {"no-lease", 0, 0, 'n'},
+		{"json", 0, 0, 'j'},    {"mrs", 1, 0, 'm'},     {"size", 1, 0, 'z'},
+		{"actions", 1, 0, 'a'}, {"policy", 1, 0, 'P'},  {"addr", 1, 0, 'A'},
+		{"port", 1, 0, 'p'},    {"machine", 0, 0, 'M'}, {"depth", 1, 0, 'd'},
+		{"block", 1, 0, 'b'},   {"quiet", 0, 0, 'q'},   {"deadline-ms", 1, 0, 'D'},
+		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {"device", 1, 0, 'V'},
+		{0, 0, 0, 0},
+	};
+	*o = (struct cli_opts){.seconds = 5, .mrs = 16, .size = 16 << 20, .deadline_ms = 1000,
+			       .depth = 8, .block = 4096, .policy = MRL_POLICY_RESTORE,
+			       .fs = "ext4", .actions = "punch,truncate,cat", .policy_name = "restore",
+			       .addr = "127.0.0.1"};
+	int c;
+	optind = 2; /* argv[1] is the command */
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 's': o->seconds = (unsigned)cli_num(optarg, "--seconds"); o->seconds_given = true; break;
+		case 'f': o->fs = optarg; break;
+		case 'n': o->no_lease = true; break;
+		case 'F': o->no_fanotify = true; break;
+		case 'j': o->json = true; break;
+		case 'm': o->mrs = (unsigned)cli_num(optarg, "--mrs"); break;
+		case 'z': o->size = cli_num(optarg, "--size"); o->size_given = true; break;
+		case 'a': o->actions = optarg; break;
+		case 'P': o->policy_name = optarg; o->policy = policy_of(optarg); break;
+		case 'A': o->addr = optarg; o->addr_given = true; break;
+		case 'p': o->port = (unsigned)cli_num(optarg, "--port"); break;
+		case 'M': o->machine = true; break;
+		case 'd': o->depth = (unsigned)cli_num(optarg, "--depth"); break;
+		case 'b': o->block = (unsigned)cli_num(optarg, "--block"); break;
+		case 'q': o->quiet = true; break;
+		case 'D': o->deadline_ms = (unsigned)cli_num(optarg, "--deadline-ms"); break;
+		case 'V': o->device = optarg; break;
+		case 'h': return CLI_HELP;
+		default: return CLI_USAGE;
+		}
+	}
+	o->args = argv + optind;
+	o->nargs = argc - optind;
+	if (o->mrs == 0 || o->mrs > MAX_MRS || o->size < (uint64_t)o->mrs * 65536) {
+		fprintf(stderr, "mrlease: --mrs must be 1..%d with at least 64 KiB each\n", MAX_MRS);
+		return 2;
+	}
+	if (o->depth == 0 || o->depth > 1024 || o->block == 0 || o->block > (1u << 24)) {
+		fprintf(stderr, "mrlease: --depth 1..1024, --block 1..16 MiB\n");
+		return 2;
+	}
+	return 0;
+}

@@ -1,0 +1,288 @@
+/* `mrlease client HOST:PORT`: stream verified RMA reads and writes at every MR
+ * a server exports, then write and read back every byte still served. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mrlease.h"
+#include "cli.h"
+
+struct slot {
+	bool busy, is_write;
+	uint32_t mr, blk;
+	uint64_t posted;
+	uint8_t *buf;
+};
+
+struct cstats {
+	uint64_t transfers, failed, mismatches, refused, held_max, final_mismatches;
+	uint64_t bytes;
+};
+
+/* The bytes of a block at off, the last one short at end. */
+static uint64_t block_len(uint64_t end, uint64_t off, uint64_t block)
+{
+	return end - off < block ? end - off : block;
+}
+
+static int client_run(const struct cli_opts *o, const char *host, unsigned port, const char *addr)
+{
+	struct mrl_ctx_opts co = {.size = sizeof(co), .addr = addr};
+	mrl_ctx *ctx;
+	mrl_ep *ep;
+	mrl_peer *peer;
+	int ret;
+	if ((ret = mrl_ctx_create(&co, &ctx)))
+		cli_die("context", ret);
+	struct mrl_ep_opts eo = {.size = sizeof(eo)};
+	if ((ret = mrl_ep_create(ctx, &eo, &ep)))
+		cli_die("endpoint", ret);
+	if ((ret = mrl_ep_connect(ep, host, (uint16_t)port, 5000, &peer)))
+		cli_die("connect", ret);
+	mrl_mr_t ids[MAX_MRS];
+	int nmr = mrl_peer_list(peer, ids, MAX_MRS, 5000);
+	if (nmr <= 0)
+		cli_die("list MRs", nmr ? nmr : -ENOENT);
+	if (nmr > MAX_MRS)
+		nmr = MAX_MRS;
+	mrl_rmr *rmr[MAX_MRS];
+	uint64_t len[MAX_MRS];
+	uint32_t nblk[MAX_MRS];
+	uint32_t *known[MAX_MRS];  /* per block: generation its content is known under, 0 = unknown */
+	uint32_t *seqs[MAX_MRS];   /* per block: sequence of the last completed write */
+	uint8_t *busy[MAX_MRS];
+	for (int i = 0; i < nmr; i++) {
+		if ((ret = mrl_rmr_open(peer, ids[i], 5000, &rmr[i])))
+			cli_die("open remote MR", ret);
+		struct mrl_rmr_info ri = {.size = sizeof(ri)};
+		mrl_rmr_query(rmr[i], &ri);
+		len[i] = ri.length;
+		nblk[i] = (uint32_t)((len[i] + o->block - 1) / o->block);
+		known[i] = calloc(nblk[i], sizeof(uint32_t));
+		seqs[i] = calloc(nblk[i], sizeof(uint32_t));
+		busy[i] = calloc(nblk[i], 1);
+	}
+	struct slot *slots = calloc(o->depth, sizeof(*slots));
+	for (unsigned s = 0; s < o->depth; s++)
+		slots[s].buf = aligned_alloc(4096, o->block);
+	struct cstats cs = {0};
+	uint64_t start = cli_now_ns(), until = start + (uint64_t)o->seconds * 1000000000ull;
+	uint64_t last_print = 0, rng = 0x12345678;
+	uint32_t seq = 1;
+	signal(SIGTERM, cli_on_stop);
+	signal(SIGPIPE, SIG_IGN);
+	unsigned inflight = 0;
+	bool draining = false;
+
+	for (;;) {
+		bool time_up = cli_stop || cli_now_ns() >= until;
+		if (time_up)
+			draining = true;
+		/* post into free slots */
+		for (unsigned s = 0; s < o->depth && !draining; s++) {
+			if (slots[s].busy)
+				continue;
+			cli_rand(&rng);
+			uint32_t m = (uint32_t)((rng >> 33) % (uint64_t)nmr);
+			uint32_t b = (uint32_t)((rng >> 13) % nblk[m]);
+			struct mrl_rmr_info ri = {.size = sizeof(ri)};
+			mrl_rmr_query(rmr[m], &ri);
+			uint64_t off = (uint64_t)b * o->block;
+			uint64_t l = block_len(len[m], off, o->block);
+			if (busy[m][b] || ri.state == MRL_STATE_FENCED || off + l > ri.valid_length)
+				continue; /* fenced parts are known to be gone: do not aim at them */
+			bool wr = !known[m][b] || (rng & 0x100);
+			struct slot *sl = &slots[s];
+			sl->is_write = wr;
+			sl->mr = m;
+			sl->blk = b;
+			if (wr) {
+				for (uint64_t i = 0; i < l; i++)
+					sl->buf[i] = cli_pattern(m, off + i, seq);
+				ret = mrl_write(rmr[m], off, sl->buf, l, sl);
+			} else {
+				ret = mrl_read(rmr[m], off, sl->buf, l, sl);
+			}
+			if (ret == -EKEYREVOKED) {
+				cs.refused++;
+				continue;
+			}
+			if (ret == -ENOTCONN) {
+				cs.failed++;
+				if (!o->machine)
+					fprintf(stderr, "mrlease client: the server is gone\n");
+				draining = true; /* nothing more can be done */
+				until = cli_now_ns();
+				break;
+			}
+			if (ret) {
+				cs.failed++;
+				continue;
+			}
+			sl->busy = true;
+			sl->posted = seq++;
+			busy[m][b] = 1;
+			inflight++;
+			if (ri.held > cs.held_max)
+				cs.held_max = ri.held;
+		}
+		struct mrl_completion c[16];
+		int n = mrl_ep_poll(ep, c, 16);
+		for (int i = 0; i < n; i++) {
+			struct slot *sl = c[i].op_context;
+			uint32_t m = sl->mr, b = sl->blk;
+			uint64_t off = (uint64_t)b * o->block;
+			uint64_t l = block_len(len[m], off, o->block);
+			sl->busy = false;
+			busy[m][b] = 0;
+			inflight--;
+			if (c[i].status == -EKEYREVOKED) {
+				cs.refused++;
+				known[m][b] = 0;
+				continue;
+			}
+			if (c[i].status) {
+				cs.failed++;
+				if (!o->machine)
+					fprintf(stderr, "mrlease client: transfer failed: %s\n",
+						mrl_strerror(c[i].status));
+				known[m][b] = 0;
+				continue;
+			}
+			cs.transfers++;
+			cs.bytes += l;
+			if (sl->is_write) {
+				known[m][b] = c[i].generation;
+				seqs[m][b] = (uint32_t)sl->posted;
+			} else if (known[m][b] && known[m][b] == c[i].generation) {
+				/* no restore since our write: the bytes must be ours */
+				for (uint64_t k = 0; k < l; k++)
+					if (sl->buf[k] != cli_pattern(m, off + k, seqs[m][b])) {
+						cs.mismatches++;
+						break;
+					}
+			} else {
+				known[m][b] = 0; /* the owner told us it may have changed */
+			}
+		}
+		if (o->machine && cli_now_ns() - last_print > 200000000ull) {
+			printf("stats %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", cs.transfers,
+			       cs.failed, cs.mismatches, cs.refused);
+			fflush(stdout);
+			last_print = cli_now_ns();
+		}
+		if (draining && !inflight)
+			break;
+		if (draining && cli_now_ns() > until + 10000000000ull) {
+			cs.failed += inflight; /* never completed */
+			break;
+		}
+	}
+
+	/* Final pass: write every still-served byte with the final pattern and
+	 * read it back; the orchestrator then checks the file itself. */
+	for (int m = 0; m < nmr && !cli_stop; m++) {
+		struct mrl_rmr_info ri = {.size = sizeof(ri)};
+		mrl_rmr_query(rmr[m], &ri);
+		if (ri.state == MRL_STATE_FENCED)
+			continue;
+		for (uint64_t off = 0; off < ri.valid_length; off += o->block) {
+			uint64_t l = block_len(ri.valid_length, off, o->block);
+			for (int pass = 0; pass < 2; pass++) {
+				uint8_t *buf = slots[0].buf;
+				if (pass == 0)
+					for (uint64_t i = 0; i < l; i++)
+						buf[i] = cli_pattern((uint32_t)m, off + i, CLI_FINAL_SEQ);
+				ret = pass == 0 ? mrl_write(rmr[m], off, buf, l, buf)
+						: mrl_read(rmr[m], off, buf, l, buf);
+				struct mrl_completion c1 = {.status = ret};
+				uint64_t t0 = cli_now_ns();
+				while (!ret && mrl_ep_poll(ep, &c1, 1) == 0 && cli_now_ns() - t0 < 10000000000ull)
+					;
+				if (c1.status == -EKEYREVOKED) {
+					cs.refused++;
+					break;
+				}
+				if (c1.status || (cli_now_ns() - t0 >= 10000000000ull)) {
+					cs.failed++;
+					break;
+				}
+				cs.transfers++;
+				if (pass == 1)
+					for (uint64_t i = 0; i < l; i++)
+						if (buf[i] != cli_pattern((uint32_t)m, off + i, CLI_FINAL_SEQ)) {
+							cs.final_mismatches++;
+							break;
+						}
+			}
+		}
+	}
+	double secs = (cli_now_ns() - start) / 1e9;
+	printf("%s{\"transfers\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"mismatches\":%" PRIu64
+	       ",\"refused\":%" PRIu64 ",\"final_mismatches\":%" PRIu64 ",\"mib_s\":%.1f,\"mrs\":%d}\n",
+	       o->machine ? "final " : "", cs.transfers, cs.failed, cs.mismatches, cs.refused,
+	       cs.final_mismatches, cs.bytes / secs / 1048576.0, nmr);
+	fflush(stdout);
+	for (int i = 0; i < nmr; i++) {
+		mrl_rmr_close(rmr[i]);
+		free(known[i]);
+		free(seqs[i]);
+		free(busy[i]);
+	}
+	for (unsigned s = 0; s < o->depth; s++)
+		free(slots[s].buf);
+	free(slots);
+	mrl_ep_destroy(ep);
+	mrl_ctx_destroy(ctx);
+	return cs.failed || cs.mismatches || cs.final_mismatches ? 1 : 0;
+}
+
+/* The local address the kernel would use to reach host: the fabric must bind there. */
+static int local_addr_for(const char *host, unsigned port, char *out, size_t outsz)
+{
+	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai;
+	if (getaddrinfo(host, NULL, &hints, &ai))
+		return -1;
+	struct sockaddr_in sa = *(struct sockaddr_in *)ai->ai_addr, me;
+	freeaddrinfo(ai);
+	sa.sin_port = htons((uint16_t)port);
+	socklen_t ml = sizeof(me);
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	int ret = s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		  getsockname(s, (struct sockaddr *)&me, &ml) < 0;
+	if (s >= 0)
+		close(s);
+	if (ret || !inet_ntop(AF_INET, &me.sin_addr, out, (socklen_t)outsz))
+		return -1;
+	return 0;
+}
+
+int cmd_client(const struct cli_opts *o)
+{
+	if (!o->nargs)
+		return CLI_USAGE;
+	/* HOST:PORT or HOST --port PORT */
+	char host[256], local[64];
+	const char *addr = o->addr;
+	unsigned port = o->port;
+	snprintf(host, sizeof(host), "%s", o->args[0]);
+	char *colon = strrchr(host, ':');
+	if (colon) {
+		*colon = 0;
+		port = (unsigned)cli_num(colon + 1, "port");
+	}
+	if (!port || port > 65535) {
+		fprintf(stderr, "mrlease client: give the server as HOST:PORT\n");
+		return 2;
+	}
+	if (!o->addr_given && local_addr_for(host, port, local, sizeof(local)) == 0)
+		addr = local;
+	return client_run(o, host, port, addr);
+}

@@ -1,0 +1,144 @@
+/* `mrlease serve FILE`: export a file as MRs over the fabric, report every MR
+ * event, and print the library's numbers at the end (the demo's server). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mrlease.h"
+#include "cli.h"
+
+int cmd_serve(const struct cli_opts *o)
+{
+	if (!o->nargs)
+		return CLI_USAGE;
+	const char *file = o->args[0];
+	uint64_t size = o->size;
+	/* unlike the demo and the client, it runs until stopped unless told */
+	unsigned seconds = o->seconds_given ? o->seconds : 0;
+	struct mrl_ctx_opts co = {.size = sizeof(co), .addr = o->addr, .deadline_ms = o->deadline_ms};
+	mrl_ctx *ctx;
+	mrl_ep *ep;
+	int ret;
+	if (o->no_lease)
+		co.flags |= MRL_CTX_NO_LEASES;
+	if (o->no_fanotify)
+		co.flags |= MRL_CTX_NO_FANOTIFY;
+	struct stat st;
+	if (stat(file, &st) < 0) {
+		int fd = open(file, O_RDWR | O_CREAT, 0644);
+		if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+			fprintf(stderr, "mrlease serve: create %s: %s\n", file, strerror(errno));
+			return 2;
+		}
+		close(fd);
+	} else {
+		size = (uint64_t)st.st_size;
+	}
+	if ((ret = mrl_ctx_create(&co, &ctx)))
+		cli_die("context", ret);
+	void *base;
+	if ((ret = mrl_file_map(ctx, file, 0, size, PROT_READ | PROT_WRITE, &base)))
+		cli_die("map file", ret);
+	mrl_mr_t mrs[MAX_MRS];
+	uint64_t each = size / o->mrs;
+	for (unsigned i = 0; i < o->mrs; i++) {
+		struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = o->policy};
+		if ((ret = mrl_mr_reg(ctx, (char *)base + i * each, each,
+				      MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, &ro, &mrs[i])))
+			cli_die("register", ret);
+	}
+	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = MRL_EP_AUTO_PROGRESS};
+	if ((ret = mrl_ep_create(ctx, &eo, &ep)))
+		cli_die("endpoint", ret);
+	uint16_t port;
+	if ((ret = mrl_ep_listen(ep, o->addr, (uint16_t)o->port, &port)))
+		cli_die("listen", ret);
+	if (o->machine)
+		printf("port %u\n", port);
+	else
+		printf("mrlease: serving %s (%" PRIu64 " bytes, %u MRs) on %s:%u\n", file, size,
+		       o->mrs, o->addr, port);
+	fflush(stdout);
+	signal(SIGTERM, cli_on_stop);
+	signal(SIGINT, cli_on_stop);
+	/* libfabric installs a handler that turns a crash into exit(1); we want
+	 * the truth: a SIGBUS from a truncated mapping is what leases prevent */
+	signal(SIGBUS, SIG_DFL);
+	signal(SIGSEGV, SIG_DFL);
+
+	uint64_t until = seconds ? cli_now_ns() + (uint64_t)seconds * 1000000000ull : UINT64_MAX;
+	uint64_t ev_lat[MAX_SAMPLES], last_seen = 0, last_print = 0;
+	size_t nev = 0;
+	uint64_t evcount[8] = {0};
+	int npeers = 0;
+	while (!cli_stop && cli_now_ns() < until) {
+		mrl_peer *peer;
+		if (mrl_ep_accept(ep, 0, &peer) == 0)
+			npeers++;
+		struct pollfd p = {.fd = mrl_event_fd(ctx), .events = POLLIN};
+		poll(&p, 1, 20);
+		struct mrl_event ev;
+		while (mrl_event_get(ctx, &ev) == 0) {
+			uint64_t t = cli_now_ns();
+			if (ev.type < 8)
+				evcount[ev.type]++;
+			/* one sample per break: the first MR event it produced */
+			if (ev.type == MRL_EVENT_BREAK && ev.time_ns != last_seen) {
+				last_seen = ev.time_ns;
+				if (o->machine)
+					printf("break %" PRIu64 " %" PRIu64 "\n", ev.time_ns, t);
+				if (nev < MAX_SAMPLES)
+					ev_lat[nev++] = t - ev.time_ns;
+			}
+			if (!o->machine && ev.type != MRL_EVENT_BREAK)
+				printf("mrlease: MR %#" PRIx64 ": %s (%s) bytes %" PRIu64 "+%" PRIu64 "\n",
+				       ev.mr, mrl_event_str(ev.type), mrl_cause_str(ev.cause), ev.offset,
+				       ev.length);
+			mrl_event_ack(ctx, &ev);
+		}
+		if (o->machine && cli_now_ns() - last_print > 200000000ull) {
+			struct mrl_stats s = {.size = sizeof(s)};
+			mrl_ctx_stats(ctx, &s);
+			printf("stats %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", s.breaks, s.pauses,
+			       s.restores, s.fences);
+			last_print = cli_now_ns();
+		}
+		fflush(stdout);
+	}
+	struct mrl_stats s = {.size = sizeof(s)};
+	mrl_ctx_stats(ctx, &s);
+	/* which watchers watched the MRs, and how many MRs no break ever touched */
+	unsigned watchers = 0, untouched = 0;
+	for (unsigned i = 0; i < o->mrs; i++) {
+		struct mrl_mr_info in = {.size = sizeof(in)};
+		if (mrl_mr_query(ctx, mrs[i], &in) == 0) {
+			watchers |= in.watchers;
+			untouched += in.breaks == 0 && in.denials == 0;
+		}
+	}
+	printf("%sfinal {\"breaks\":%" PRIu64 ",\"pauses\":%" PRIu64 ",\"restores\":%" PRIu64
+	       ",\"fences\":%" PRIu64 ",\"lease_breaks\":%" PRIu64 ",\"peer_timeouts\":%" PRIu64
+	       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"ev_us_p50\":%.1f,\"ev_us_p99\":%.1f,\"peers\":%d"
+	       ",\"watchers\":%u,\"untouched\":%u,\"fan_events\":%" PRIu64 ",\"fan_layout\":%" PRIu64
+	       ",\"fan_pass_data\":%" PRIu64 ",\"fan_pass_range\":%" PRIu64 ",\"denials\":%" PRIu64
+	       ",\"classify_us\":%.2f}\n",
+	       o->machine ? "" : "mrlease: ", s.breaks, s.pauses, s.restores, s.fences,
+	       s.lease_breaks, s.peer_timeouts, s.pause_ns_p50 / 1e3, s.pause_ns_p99 / 1e3,
+	       cli_pct(ev_lat, nev, 50) / 1e3, cli_pct(ev_lat, nev, 99) / 1e3, npeers, watchers, untouched,
+	       s.fan_events, s.fan_layout, s.fan_pass_data, s.fan_pass_range, s.denials,
+	       s.classify_count ? (double)s.classify_ns_total / (double)s.classify_count / 1e3 : 0.0);
+	fflush(stdout);
+	mrl_ep_destroy(ep);
+	for (unsigned i = 0; i < o->mrs; i++)
+		mrl_mr_dereg(ctx, mrs[i]);
+	mrl_file_unmap(ctx, base, size);
+	mrl_ctx_destroy(ctx);
+	return 0;
+}
