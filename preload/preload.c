@@ -50,10 +50,12 @@ static void *next(int n)
 	if (__builtin_expect(p != NULL, 1) || resolving)
 		return p;
 	resolving = 1;
-	if (LIBC_BASE)
+	/* the unversioned lookup first: dlvsym never returns an unversioned
+	 * definition from an object that has versions, which is what another
+	 * interposer after us is, so it would skip it and break its chain */
+	p = dlsym(RTLD_NEXT, next_name[n]);
+	if (!p && LIBC_BASE)
 		p = dlvsym(RTLD_NEXT, next_name[n], LIBC_BASE);
-	if (!p)
-		p = dlsym(RTLD_NEXT, next_name[n]);
 	resolving = 0;
 	if (p)
 		atomic_store_explicit(&next_fn[n], p, memory_order_release);
