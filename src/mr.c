@@ -592,7 +592,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mrl_intp_grow(ctx, (uintptr_t)addr, (uintptr_t)addr + len);
 	mr->uffd = mrl_uffd_watch(ctx, mr);
 	if (ctx->leases) {
-		atomic_fetch_add(&mrl_intp_mrs, 1);
+		mrl_intp_count(1);
 		mr->counted = 1;
 	}
 	fork_protect(ctx, mr, &v);
@@ -628,7 +628,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_itree_remove(&ctx->va_index, &mr->va);
 	mrl_uffd_unwatch(ctx, mr);
 	if (mr->counted) {
-		atomic_fetch_sub(&mrl_intp_mrs, 1);
+		mrl_intp_count(-1);
 		mr->counted = 0;
 	}
 	fork_unprotect(ctx, mr);
