@@ -15,9 +15,6 @@ CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 endif
 ifeq ($(SAN),tsan)
 CFLAGS += -O1 -fsanitize=thread
-# the interposed mmap/munmap run before TSan's runtime is up (the loader and
-# TSan itself call them): they must not be instrumented
-$(B)/obj/interpose.o: CFLAGS += -fno-sanitize=thread
 endif
 
 SRCS := $(wildcard src/*.c)
@@ -26,11 +23,23 @@ VERSION := 0.1.0
 
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
-TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise
+TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
+	t_intp_stress
 
-all: $(B)/libmrlease.so $(B)/libmrlease.a $(B)/mrlease $(B)/mrlease.pc
+# libmrlease-preload.so: the libc address-space calls, for every object in
+# the process. It runs before any sanitizer runtime is up: never instrumented.
+PRELOAD := $(B)/libmrlease-preload.so
+PL_CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
+# linked first (after a sanitizer runtime) so its definitions come before libc's
+PL_LINK := -Wl,--no-as-needed $(PRELOAD)
 
-$(B)/obj/%.o: src/%.c src/*.h include/mrlease.h | $(B)/obj
+all: $(B)/libmrlease.so $(B)/libmrlease.a $(PRELOAD) $(B)/mrlease $(B)/mrlease.pc
+
+$(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)/obj
+	$(CC) -std=gnu11 $(WARN) -fvisibility=hidden $(PL_CFLAGS) -fPIC -shared -Wl,-soname,libmrlease-preload.so \
+		-o $@ $(wildcard preload/*.c)
+
+$(B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) -c -o $@ $<
 
 $(B)/obj $(B)/test:
@@ -43,17 +52,40 @@ $(B)/libmrlease.so: $(OBJS) src/libmrlease.map
 $(B)/libmrlease.a: $(OBJS)
 	ar rcs $@ $(OBJS)
 
-$(B)/mrlease: $(wildcard tools/*.c) $(wildcard tools/*.h) $(B)/libmrlease.a include/mrlease.h
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $(wildcard tools/*.c) $(B)/libmrlease.a $(LIBS) -lm
+# the demo's server relies on interposition: the preload library beside it
+# (build tree) or in ../lib (installed)
+$(B)/mrlease: $(wildcard tools/*.c) $(wildcard tools/*.h) $(B)/libmrlease.a $(PRELOAD) include/mrlease.h
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $(wildcard tools/*.c) $(PL_LINK) \
+		-Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(B)/libmrlease.a $(LIBS) -lm
 
 $(B)/mrlease.pc: mrlease.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-# Tests link the static library so they can reach internal symbols too.
-$(B)/test/%: test/%.c $(wildcard test/*.h) $(B)/libmrlease.a | $(B)/test
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(B)/libmrlease.a $(LIBS) -lm
+# Tests link the static library so they can reach internal symbols too,
+# and the preload library so the owner's calls are seen before they land.
+$(B)/test/%: test/%.c $(wildcard test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(PL_LINK) -Wl,-rpath,$(abspath $(B)) \
+		$(B)/libmrlease.a $(LIBS) -lm
 
-tests: $(TESTS) $(B)/mrlease
+# test/t_preload.sh: a program that knows nothing of mrlease, a plugin
+# linked with the shared library, a second interposer (plain tree only: an
+# unsanitized program cannot load sanitized objects)
+PL_TEST := $(B)/test/pl
+ifeq ($(SAN),)
+PL_TEST_BINS := $(PL_TEST)/main $(PL_TEST)/plugin.so $(PL_TEST)/second.so
+endif
+$(PL_TEST):
+	mkdir -p $@
+$(PL_TEST)/main: test/t_preload.d/main.c test/t_preload.d/plugin.h | $(PL_TEST)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< -ldl
+$(PL_TEST)/plugin.so: test/t_preload.d/plugin.c test/t_preload.d/plugin.h $(B)/libmrlease.so | $(PL_TEST)
+	ln -sf libmrlease.so $(B)/libmrlease.so.0
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -fPIC -shared -o $@ $< -L$(B) -l:libmrlease.so \
+		-Wl,-rpath,$(abspath $(B))
+$(PL_TEST)/second.so: test/t_preload.d/second.c | $(PL_TEST)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -fPIC -shared -o $@ $< -ldl
+
+tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS)
 
 # Benchmarks live in bench/bench.mk: `make bench`, and BENCH_SMOKE (tiny runs
 # that only prove each benchmark still works) joins `make test`.
@@ -77,6 +109,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/mrlease.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(B)/libmrlease.so $(DESTDIR)$(PREFIX)/lib/libmrlease.so.0
+	install -m 755 $(PRELOAD) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libmrlease.so.0 $(DESTDIR)$(PREFIX)/lib/libmrlease.so
 	install -m 644 $(B)/libmrlease.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/mrlease $(DESTDIR)$(PREFIX)/bin/

@@ -9,8 +9,8 @@ endif
 $(B)/bench:
 	mkdir -p $@
 
-$(B)/bench/mrl_bench: $(BENCH_SRCS) bench/common.h $(B)/libmrlease.a include/mrlease.h | $(B)/bench
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -Ibench -o $@ $(BENCH_SRCS) $(B)/libmrlease.a $(LIBS) -lm
+$(B)/bench/mrl_bench: $(BENCH_SRCS) bench/common.h $(B)/libmrlease.a $(PRELOAD) include/mrlease.h | $(B)/bench
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -Ibench -o $@ $(BENCH_SRCS) $(PL_LINK) -Wl,-rpath,$(abspath $(B)) $(B)/libmrlease.a $(LIBS) -lm
 
 $(B)/bench/smoke: bench/smoke.sh $(B)/bench/mrl_bench
 	install -m 755 bench/smoke.sh $@

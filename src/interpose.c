@@ -1,45 +1,53 @@
-/* The owner's own address space, seen before it changes: the library
- * defines munmap, mremap, madvise, mmap/mmap64, shmdt, brk and sbrk itself,
- * so an application linked with it calls these first. Each looks up the range in the contexts' VA indexes and resolves the
- * MRs it touches before the change lands, then makes the real system call:
+/* The owner's own address space, seen before it changes. libmrlease
+ * defines no libc names: libmrlease-preload.so (preload/) does, unversioned,
+ * so every object in the process reaches it, and calls the hooks here
+ * before it chains to the next definition. Each hook looks the range up in
+ * the contexts' VA indexes and resolves the MRs it touches before the
+ * change lands:
  *   munmap, shmdt, brk/sbrk shrinking -> fence, cause "unmapped"
  *   mremap               -> fence, cause "moved"
  *   mmap(MAP_FIXED) over -> fence, cause "replaced" (a different object
  *                           must never be exposed under the old key)
- *   madvise(DONTNEED, REMOVE, FREE) -> same object, new pages: the peers
- *                           of anonymous/shmem MRs are paused around the
- *                           call, pinning devices re-pinned, the MRs resume
- *                           under a new generation (cause "madvised").
- * Raw syscall(2)s bypass this: mrl_verify catches them afterwards.
+ *   madvise(DONTNEED, REMOVE, FREE) -> same object, new pages: FENCE-policy
+ *                           MRs are fenced first (cause "madvised"); the
+ *                           peers of other anonymous/shmem MRs are paused
+ *                           around the call, pinning devices re-pinned, the
+ *                           MRs resume under a new generation.
+ * Raw syscall(2)s, and everything when the preload library is absent,
+ * bypass this: mrl_verify and userfaultfd catch them afterwards.
  *
- * Fast path: one relaxed atomic load when no MR exists anywhere; otherwise
- * a lock and an O(log n) interval query per context. A thread already
- * inside the library (holding a context's lock: libfabric unmapping its own
- * memory under an MR call, say) is recognised by the error-checking mutex
- * and passes straight through. */
+ * Fast path (in the preload library): one relaxed atomic load when no MR
+ * exists; otherwise a lock and an O(log n) interval query per context. A
+ * thread already inside the library (holding a context's lock: libfabric
+ * unmapping its own memory under an MR call, say) is recognised by the
+ * error-checking mutex and passes straight through. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
+#include "../preload/mrlease_preload.h"
 
 #define MAX_CTX 16
 static struct mrl_ctx *_Atomic g_ctx[MAX_CTX];
-_Atomic long mrl_intp_mrs;          /* MRs registered in all contexts */
+/* per slot: hooks looking at its context, counted before the pointer is
+ * loaded (mrl_intp_del clears the pointer, then waits for zero) */
+static _Atomic int g_users[MAX_CTX];
+static _Atomic long g_mrs;          /* MRs counted in all contexts */
 _Atomic unsigned mrl_fork_gen;      /* bumped in every forked child */
 /* per slot: every MR of that context lies in [g_lo, g_hi) (grows only);
  * tested before the context is even looked at */
 static _Atomic uintptr_t g_lo[MAX_CTX], g_hi[MAX_CTX];
 static _Atomic int g_top; /* slots in use are below this */
+/* the preload library, once attached */
+static const struct mrlease_preload_info_v1 *g_pl;
 
 static inline bool outside(int i, uintptr_t a, size_t len)
 {
@@ -58,6 +66,15 @@ void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b)
 		atomic_store(&g_lo[i], a);
 	if (b > hi)
 		atomic_store(&g_hi[i], b);
+}
+
+/* An MR of a leased context came (+1) or went (-1): the preload library
+ * calls the hooks only while some MR exists. */
+void mrl_intp_count(long d)
+{
+	atomic_fetch_add(&g_mrs, d);
+	if (g_pl)
+		atomic_fetch_add(g_pl->mrs, d);
 }
 
 static void in_child(void)
@@ -91,20 +108,15 @@ int mrl_intp_add(struct mrl_ctx *ctx)
 
 void mrl_intp_del(struct mrl_ctx *ctx)
 {
-	for (int i = 0; i < MAX_CTX; i++) {
-		struct mrl_ctx *expect = ctx;
-		atomic_compare_exchange_strong(&g_ctx[i], &expect, NULL);
-	}
-	while (atomic_load(&ctx->intp_users))
+	int i = ctx->intp_slot;
+	if (i < 0)
+		return;
+	struct mrl_ctx *expect = ctx;
+	atomic_compare_exchange_strong(&g_ctx[i], &expect, NULL);
+	/* seq_cst against enter(): either it saw NULL, or it is counted here */
+	while (atomic_load(&g_users[i]))
 		sched_yield();
-}
-
-/* Is our definition what callers of munmap reach? (It is not when another
- * interposer, or a static link without the library's object, comes first.) */
-bool mrl_intp_active(void)
-{
-	void *p = dlsym(RTLD_DEFAULT, "munmap");
-	return p == (void *)munmap;
+	ctx->intp_slot = -1;
 }
 
 enum intp_op { OP_UNMAP, OP_MOVE, OP_REPLACE, OP_MADVISE };
@@ -149,21 +161,19 @@ static int madv_cb(struct mrl_itree_node *node, void *p)
 	return 0;
 }
 
-/* Slot i's context, locked, with this call counted among its users; NULL
- * when [a, a+len) is nowhere near its MRs, it is going away, it is the
- * parent's (we are a forked child), or this thread is inside the library
- * already (it holds the lock: EDEADLK from the error-checking mutex). */
+/* Slot i's context, locked, with this call counted among the slot's
+ * users; NULL when [a, a+len) is nowhere near its MRs, it is going away,
+ * it is the parent's (we are a forked child), or this thread is inside the
+ * library already (it holds the lock: EDEADLK from the error-checking
+ * mutex). */
 static struct mrl_ctx *enter(int i, uintptr_t a, size_t len)
 {
 	if (outside(i, a, len))
 		return NULL;
+	atomic_fetch_add(&g_users[i], 1); /* before the pointer: see mrl_intp_del */
 	struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
-	if (!ctx)
-		return NULL;
-	atomic_fetch_add(&ctx->intp_users, 1);
-	if (atomic_load(&g_ctx[i]) != ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) ||
-	    pthread_mutex_lock(&ctx->lock) == EDEADLK) {
-		atomic_fetch_sub(&ctx->intp_users, 1);
+	if (!ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) || pthread_mutex_lock(&ctx->lock) == EDEADLK) {
+		atomic_fetch_sub(&g_users[i], 1);
 		return NULL;
 	}
 	return ctx;
@@ -172,7 +182,7 @@ static struct mrl_ctx *enter(int i, uintptr_t a, size_t len)
 /* ctx->lock already dropped */
 static void leave(struct mrl_ctx *ctx)
 {
-	atomic_fetch_sub(&ctx->intp_users, 1);
+	atomic_fetch_sub(&g_users[ctx->intp_slot], 1);
 }
 
 static inline int slots_in_use(void)
@@ -206,31 +216,7 @@ static void resolve(uintptr_t a, size_t len, int op)
 
 static inline bool any_mr(void)
 {
-	return atomic_load_explicit(&mrl_intp_mrs, memory_order_relaxed) != 0;
-}
-
-MRL_EXPORT int munmap(void *addr, size_t len)
-{
-	if (any_mr())
-		resolve((uintptr_t)addr, len, OP_UNMAP);
-	return (int)syscall(SYS_munmap, addr, len);
-}
-
-MRL_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
-{
-	void *new_addr = NULL;
-	if (flags & MREMAP_FIXED) {
-		va_list ap;
-		va_start(ap, flags);
-		new_addr = va_arg(ap, void *);
-		va_end(ap);
-	}
-	if (any_mr()) {
-		resolve((uintptr_t)old, old_len, OP_MOVE);
-		if (flags & MREMAP_FIXED) /* the target range is replaced */
-			resolve((uintptr_t)new_addr, new_len, OP_REPLACE);
-	}
-	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
+	return atomic_load_explicit(&g_mrs, memory_order_relaxed) != 0;
 }
 
 /* madvise(DONTNEED/REMOVE/FREE) of anonymous or shmem MRs keeps the object
@@ -264,6 +250,19 @@ static int collect_cb(struct mrl_itree_node *node, void *p)
 	return 0;
 }
 
+/* FENCE-policy MRs promise an immediate fence: no pause, no resume */
+static int fence_cb(struct mrl_itree_node *node, void *p)
+{
+	struct hit *h = p;
+	struct mrl_mr *mr = (struct mrl_mr *)node;
+	if (mr->policy != MRL_POLICY_FENCE || mr->state == MRL_STATE_FENCED ||
+	    mr->state == MRL_STATE_DEREGISTERED)
+		return 0;
+	mrl_mr_fence_locked(h->ctx, mr, MRL_CAUSE_MADVISED, 0, mr->len, getpid(), h->now);
+	h->op = 1; /* something was fenced */
+	return 0;
+}
+
 static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 {
 	int nps = 0;
@@ -274,6 +273,10 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 		struct as_pause *p = &ps[nps];
 		memset(p, 0, sizeof(*p));
 		p->ctx = ctx;
+		struct hit h = {.ctx = ctx, .now = mrl_now_ns()};
+		mrl_itree_overlap(&ctx->va_index, a, a + len, fence_cb, &h);
+		if (h.op) /* it sends the state messages */
+			mrl_wake_monitor(ctx);
 		mrl_itree_overlap(&ctx->va_index, a, a + len, collect_cb, p);
 		while (p->n && ctx->as_brk) /* one at a time per context */
 			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
@@ -358,81 +361,130 @@ static void madv_resume(struct as_pause *ps, int nps)
 	}
 }
 
-MRL_EXPORT int madvise(void *addr, size_t len, int advice)
+static bool zaps(int advice)
 {
-	bool zap = advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == MADV_FREE
+	return advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == MADV_FREE
 #ifdef MADV_DONTNEED_LOCKED
-		   || advice == MADV_DONTNEED_LOCKED
+	       || advice == MADV_DONTNEED_LOCKED
 #endif
 		;
-	if (!zap || !any_mr() || !len || (uintptr_t)addr + len < (uintptr_t)addr)
-		return (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+/* ---- the hooks the preload library calls ---- */
+
+static void hook_before(int op, uintptr_t a, size_t len)
+{
+	if (!any_mr())
+		return;
+	switch (op) {
+	case MRLEASE_PRELOAD_UNMAP: resolve(a, len, OP_UNMAP); break;
+	case MRLEASE_PRELOAD_MOVE: resolve(a, len, OP_MOVE); break;
+	case MRLEASE_PRELOAD_REPLACE: resolve(a, len, OP_REPLACE); break;
+	case MRLEASE_PRELOAD_SHMDT: {
+		uintptr_t start, end;
+		/* the segment is the mapping that starts at a */
+		if (mrl_vma_range(a, &start, &end) == 0)
+			resolve(start, end - start, OP_UNMAP);
+		break;
+	}
+	}
+}
+
+struct madv_tok {
+	int nps;
 	struct as_pause ps[MAX_CTX];
-	int nps = madv_pause((uintptr_t)addr, len, ps);
-	int ret = (int)syscall(SYS_madvise, addr, len, advice);
-	int err = errno;
-	madv_resume(ps, nps);
-	if (ret == 0)
-		resolve((uintptr_t)addr, len, OP_MADVISE); /* file-backed MRs */
-	errno = err;
-	return ret;
+};
+
+static void *hook_madv_before(uintptr_t a, size_t len, int advice)
+{
+	if (!zaps(advice) || !any_mr() || !len || a + len < a)
+		return NULL;
+	struct madv_tok *t = calloc(1, sizeof(*t));
+	if (t)
+		t->nps = madv_pause(a, len, t->ps);
+	else
+		mrl_log("madvise %#lx+%zu: out of memory, MRs not paused", (unsigned long)a, len);
+	return t;
 }
 
-MRL_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static void hook_madv_after(void *tok, uintptr_t a, size_t len, int advice, int ret)
 {
-	if ((flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE) && any_mr())
-		resolve((uintptr_t)addr, len, OP_REPLACE);
-	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	struct madv_tok *t = tok;
+	if (!t)
+		return;
+	madv_resume(t->ps, t->nps);
+	free(t);
+	if (ret == 0 && zaps(advice))
+		resolve(a, len, OP_MADVISE); /* file-backed MRs */
 }
 
-MRL_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-	__attribute__((alias("mmap")));
+static const struct mrlease_preload_hooks_v1 g_hooks = {
+	.size = sizeof(g_hooks),
+	.before = hook_before,
+	.madv_before = hook_madv_before,
+	.madv_after = hook_madv_after,
+};
 
-MRL_EXPORT int shmdt(const void *addr)
-{
-	uintptr_t start, end;
-	/* the segment is the mapping that starts at addr */
-	if (any_mr() && mrl_vma_range((uintptr_t)addr, &start, &end) == 0)
-		resolve(start, end - start, OP_UNMAP);
-	return (int)syscall(SYS_shmdt, addr);
-}
+static pthread_once_t g_attach_once = PTHREAD_ONCE_INIT;
 
-/* brk/sbrk: shrinking the heap unmaps [new break, old break). The real
- * calls are libc's (they keep libc's own idea of the break current). */
-static void *next_sym(const char *name)
+/* Before the first MR: the counts the preload library sees start here. */
+static void attach(void)
 {
-	return dlsym(RTLD_NEXT, name);
-}
-
-MRL_EXPORT int brk(void *addr)
-{
-	static int (*real)(void *);
-	if (!real)
-		real = (int (*)(void *))next_sym("brk");
-	if (any_mr()) {
-		uintptr_t cur = (uintptr_t)syscall(SYS_brk, 0);
-		if ((uintptr_t)addr < cur)
-			resolve((uintptr_t)addr, cur - (uintptr_t)addr, OP_UNMAP);
+	mrlease_preload_attach_v1_fn *fn =
+		(mrlease_preload_attach_v1_fn *)dlsym(RTLD_DEFAULT, "mrlease_preload_attach_v1");
+	const struct mrlease_preload_info_v1 *info = NULL;
+	if (!fn)
+		return;
+	int ret = fn(&g_hooks, &info);
+	if (ret || !info || info->size < sizeof(*info)) {
+		mrl_log("libmrlease-preload.so is loaded but does not take this copy (%d)", ret);
+		return;
 	}
-	if (real)
-		return real(addr);
-	errno = ENOSYS;
-	return -1;
+	g_pl = info;
 }
 
-MRL_EXPORT void *sbrk(intptr_t inc)
+__attribute__((destructor)) static void detach(void)
 {
-	static void *(*real)(intptr_t);
-	if (!real)
-		real = (void *(*)(intptr_t))next_sym("sbrk");
-	if (inc < 0 && any_mr()) {
-		uintptr_t cur = (uintptr_t)syscall(SYS_brk, 0);
-		resolve(cur - (uintptr_t)-inc, (uintptr_t)-inc, OP_UNMAP);
-	}
-	if (real)
-		return real(inc);
-	errno = ENOSYS;
-	return (void *)-1;
+	if (!g_pl)
+		return;
+	mrlease_preload_detach_v1_fn *fn =
+		(mrlease_preload_detach_v1_fn *)dlsym(RTLD_DEFAULT, "mrlease_preload_detach_v1");
+	if (fn)
+		fn(&g_hooks);
+	atomic_fetch_sub(g_pl->mrs, atomic_load(&g_mrs)); /* MRs left registered */
+}
+
+/* munmap as every other object asks for it: bound by the dynamic linker
+ * the way their references are (dlvsym is stricter than binding: it never
+ * takes an unversioned definition from an object that has versions) */
+#ifdef __x86_64__
+extern int mrl_munmap_glibc(void *addr, size_t len);
+__asm__(".symver mrl_munmap_glibc, munmap@GLIBC_2.2.5");
+#else
+#define mrl_munmap_glibc munmap
+#endif
+
+/* Do callers of munmap reach the preload library? Directly, when the
+ * GLIBC_2.2.5 reference every object makes binds to it; or through another
+ * interposer that comes first and chains to it (a sanitizer runtime): a
+ * probe call through that reference must arrive. */
+bool mrl_intp_active(void)
+{
+	pthread_once(&g_attach_once, attach);
+	if (!g_pl)
+		return false;
+	if ((void *)mrl_munmap_glibc == g_pl->munmap)
+		return true;
+	void *page = (void *)syscall(SYS_mmap, NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return false;
+	long seen = atomic_load(g_pl->probe_seen);
+	atomic_fetch_add(g_pl->mrs, 1); /* the preload looks only while armed */
+	atomic_store(g_pl->probe, (uintptr_t)page);
+	mrl_munmap_glibc(page, 4096);
+	atomic_store(g_pl->probe, 0);
+	atomic_fetch_sub(g_pl->mrs, 1);
+	return atomic_load(g_pl->probe_seen) != seen;
 }
 
 /* ---- the interposer as a watcher ---- */

@@ -575,7 +575,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mrl_itree_insert(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
 	if (ctx->leases) {
-		atomic_fetch_add(&mrl_intp_mrs, 1);
+		mrl_intp_count(1);
 		mr->counted = 1;
 	}
 	fork_protect(ctx, mr, &v);
@@ -610,7 +610,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_itree_remove(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_detach, mr);
 	if (mr->counted) {
-		atomic_fetch_sub(&mrl_intp_mrs, 1);
+		mrl_intp_count(-1);
 		mr->counted = 0;
 	}
 	fork_unprotect(ctx, mr);

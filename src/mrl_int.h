@@ -162,7 +162,7 @@ struct mrl_mr {
 	uint8_t owner_answer;        /* enum owner_answer */
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
 	uint8_t in_brk;
-	uint8_t counted;             /* in mrl_intp_mrs */
+	uint8_t counted;             /* in mrl_intp_count */
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 };
@@ -264,7 +264,6 @@ struct mrl_ctx {
 	int ev_fd;
 
 	struct mrl_stats st;
-	_Atomic int intp_users;      /* interposed calls looking at this context */
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
@@ -409,7 +408,7 @@ void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
-extern _Atomic long mrl_intp_mrs;
+void mrl_intp_count(long d);
 extern _Atomic unsigned mrl_fork_gen;
 int mrl_intp_add(struct mrl_ctx *ctx);
 void mrl_intp_del(struct mrl_ctx *ctx);
