@@ -62,11 +62,19 @@ int mrl_file_stat_fd(struct mrl_file *f)
 	return f->brk && f->brk->fev ? f->brk->fev->fd : -1;
 }
 
-void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f)
+void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
-	struct mrl_brk *b = f->brk;
-	if (!b)
-		return;
+	for (struct mrl_brk **p = &ctx->brks; *p; p = &(*p)->next)
+		if (*p == b) {
+			*p = b->next;
+			break;
+		}
+	if (b->file)
+		b->file->brk = NULL;
+	if (ctx->as_brk == b) {
+		ctx->as_brk = NULL;
+		pthread_cond_broadcast(&ctx->as_cv); /* the next madvise may pause */
+	}
 	while (b->acks) {
 		struct mrl_brk_ack *a = b->acks;
 		b->acks = a->next;
@@ -76,8 +84,10 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f)
 		mrl_fan_answer(ctx, b->fev, 0); /* never leave an actor waiting in the kernel */
 		mrl_fan_ev_free(b->fev);
 	}
+	for (size_t i = 0; i < b->mrs.n; i++)
+		mrl_mr_put(ctx, b->mrs.v[i]);
+	free(b->mrs.v);
 	free(b);
-	f->brk = NULL;
 }
 
 /* Queue one PAUSE message to a peer and expect its ack. */
@@ -107,9 +117,10 @@ static bool holds_mr(struct mrl_mr *mr, struct mrl_peer *peer)
 	return false;
 }
 
-/* Send PAUSE for the file's paused MRs to every peer holding one of them. */
-static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr_vec *vec)
+/* Send PAUSE for the break's paused MRs to every peer holding one of them. */
+static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
+	const struct mrl_mr_vec *vec = &b->mrs;
 	/* group by peer: peers are few, MRs many */
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
@@ -121,7 +132,7 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_m
 				seen = a->peer == h->peer;
 			if (seen)
 				continue;
-			/* one peer: all its paused MRs of this file, in batches */
+			/* one peer: all its paused MRs of this break, in batches */
 			struct msg_pause m;
 			memset(&m, 0, sizeof(m));
 			m.h.magic = MRL_MAGIC;
@@ -140,46 +151,37 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_m
 	}
 }
 
-static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now);
+static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
 
-static void brk_check(struct mrl_ctx *ctx, struct mrl_file *f)
+/* Quiesced when every peer and local device answered and every NOTIFY MR's
+ * owner decided: then the change may land. */
+static void brk_check(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
-	struct mrl_brk *b = f->brk;
-	if (!b || b->phase != BRK_QUIESCE || b->acks_pending > 0)
+	if (b->phase != BRK_QUIESCE || b->acks_pending > 0)
 		return;
-	struct mrl_mr_vec vec;
-	mrl_file_mrs(f, &vec);
-	bool waiting = false;
-	for (size_t i = 0; i < vec.n && !waiting; i++)
-		waiting = vec.v[i]->in_brk && vec.v[i]->policy == MRL_POLICY_NOTIFY &&
-			  !vec.v[i]->owner_answer;
-	free(vec.v);
-	if (!waiting)
-		brk_release(ctx, f, mrl_now_ns());
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		struct mrl_mr *mr = b->mrs.v[i];
+		if (mr->in_brk && mr->policy == MRL_POLICY_NOTIFY && !mr->owner_answer)
+			return;
+	}
+	brk_release(ctx, b, mrl_now_ns());
 }
 
-/* Pause the live MRs over [lo, hi) of the file for a change src saw. false
- * if none is live there (nothing to wait for: the caller lets the change go
- * at once). fev: the change held in the kernel by fanotify, NULL if none. */
-bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_watcher_ops *src,
-		   int cause, pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
+/* Pause the MRs in vec (the caller's array, taken over) for a change src
+ * saw over [lo, hi) of their backing (file offsets; 0..UINT64_MAX for the
+ * address space). FENCE-policy MRs are fenced at once. NULL when nothing is
+ * left to pause: the caller lets the change go at once. */
+static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
+				 const struct mrl_watcher_ops *src, struct mrl_mr_vec *vec, int cause,
+				 pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
 {
-	struct mrl_mr_vec vec;
-	mrl_file_mrs_range(f, lo, hi, &vec);
-	/* live: active, and the part still served (not a fenced tail) is in range */
-	size_t k = 0;
-	for (size_t i = 0; i < vec.n; i++)
-		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
-			vec.v[k++] = vec.v[i];
-	vec.n = k;
-	bool live = k > 0;
-	struct mrl_brk *b = live ? calloc(1, sizeof(*b)) : NULL;
+	struct mrl_brk *b = vec->n ? calloc(1, sizeof(*b)) : NULL;
 	if (!b) {
 		/* nothing live, or cannot track it: fence what is live (safe side) */
-		for (size_t i = 0; i < vec.n; i++)
-			mrl_mr_fence_locked(ctx, vec.v[i], cause, 0, vec.v[i]->len, pid, seen);
-		free(vec.v);
-		return false;
+		for (size_t i = 0; i < vec->n; i++)
+			mrl_mr_fence_locked(ctx, vec->v[i], cause, 0, vec->v[i]->len, pid, seen);
+		free(vec->v);
+		return NULL;
 	}
 	ctx->st.breaks++;
 	b->file = f;
@@ -191,10 +193,9 @@ bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_wat
 	b->hi = hi;
 	b->fev = fev;
 	b->src = src;
-	f->brk = b;
 	uint64_t dl = UINT64_MAX;
-	for (size_t i = 0; i < vec.n; i++) {
-		uint64_t d = seen + (uint64_t)vec.v[i]->deadline_ms * 1000000ull;
+	for (size_t i = 0; i < vec->n; i++) {
+		uint64_t d = seen + (uint64_t)vec->v[i]->deadline_ms * 1000000ull;
 		dl = d < dl ? d : dl;
 	}
 	/* a lease breaker is let in by the kernel after lease-break-time; a
@@ -202,10 +203,9 @@ bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_wat
 	if (dl == UINT64_MAX || dl > seen + break_time_cap_ns())
 		dl = seen + break_time_cap_ns();
 	b->deadline_ns = dl;
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
-		if (mr->state != MRL_STATE_ACTIVE)
-			continue;
+	size_t k = 0;
+	for (size_t i = 0; i < vec->n; i++) {
+		struct mrl_mr *mr = vec->v[i];
 		/* the part of the MR the change touches, in MR offsets */
 		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
 		uint64_t end = hi - mr->fnode.start < mr->len && hi > mr->fnode.start ? hi - mr->fnode.start : mr->len;
@@ -221,30 +221,63 @@ bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_wat
 		mrl_mr_set_state(mr, MRL_STATE_PAUSED);
 		mr->in_brk = 1;
 		mr->owner_answer = ANSWER_NONE;
+		mr->refs++; /* the break's reference: it may outlive the MR's registration */
+		vec->v[k++] = mr;
 		ctx->st.pauses++;
-		mrl_mr_quiesce_locked(ctx, mr);
+		mrl_mr_quiesce_locked(ctx, b, mr);
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
 	}
-	brk_send_pauses(ctx, b, &vec);
-	free(vec.v);
-	brk_check(ctx, f);
-	return true;
+	if (!k) { /* all fenced */
+		free(vec->v);
+		free(b);
+		return NULL;
+	}
+	vec->n = k;
+	b->mrs = *vec;
+	b->next = ctx->brks;
+	ctx->brks = b;
+	if (f)
+		f->brk = b;
+	brk_send_pauses(ctx, b);
+	brk_check(ctx, b);
+	return b;
+}
+
+/* A change to [lo, hi) of file f: its live MRs there (active, and the part
+ * still served, not a fenced tail, in range). */
+struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
+			      const struct mrl_watcher_ops *src, int cause, pid_t pid, uint64_t lo,
+			      uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
+{
+	struct mrl_mr_vec vec;
+	mrl_file_mrs_range(f, lo, hi, &vec);
+	size_t k = 0;
+	for (size_t i = 0; i < vec.n; i++)
+		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
+			vec.v[k++] = vec.v[i];
+	vec.n = k;
+	return brk_begin(ctx, f, src, &vec, cause, pid, lo, hi, seen, fev);
+}
+
+/* A change to the owner's address space under the MRs in vec (active,
+ * no file behind them), taken over. */
+struct mrl_brk *mrl_brk_begin_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
+				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen)
+{
+	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL);
 }
 
 /* Quiesced (or out of time): revoke what must go, then let the change land. */
-static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
-	struct mrl_brk *b = f->brk;
-	struct mrl_mr_vec vec;
-	mrl_file_mrs(f, &vec);
 	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) {
 		if (a->done)
 			continue;
 		/* A peer that did not answer is cut off from the paused MRs it
 		 * holds: they come back under a new key it is never told. */
 		ctx->st.peer_timeouts += a->peer != NULL; /* NULL: a local device (uring quiesce) */
-		for (size_t i = 0; i < vec.n; i++) {
-			struct mrl_mr *mr = vec.v[i];
+		for (size_t i = 0; a->peer && i < b->mrs.n; i++) {
+			struct mrl_mr *mr = b->mrs.v[i];
 			for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next) {
 				if ((*hp)->peer != a->peer || !mr->in_brk)
 					continue;
@@ -259,8 +292,8 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 		a->done = true;
 	}
 	b->acks_pending = 0;
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		struct mrl_mr *mr = b->mrs.v[i];
 		if (!mr->in_brk)
 			continue;
 		int answer = mr->owner_answer;
@@ -270,52 +303,49 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, b->pid, b->seen_ns);
 		else if (answer == ANSWER_FENCE)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
-		else {
-			/* the device must not keep the old pages while the change lands */
+		else /* the device must not keep the old pages while the change lands */
 			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
-		}
 	}
-	free(vec.v);
-	b->src->let_land(ctx, f, now);
-	uint64_t done = mrl_now_ns();
-	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
-	mrl_log("released %s after %llu us", f->path, (unsigned long long)(done - b->seen_ns) / 1000);
 	b->phase = BRK_LANDING;
 	/* the breaker may keep the file open a while: wait as long as a break may take */
 	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
+	uint64_t done = mrl_now_ns();
+	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
+	mrl_log("released %s after %llu us", b->file ? b->file->path : "an address-space change",
+		(unsigned long long)(done - b->seen_ns) / 1000);
+	b->src->let_land(ctx, b, now);
 }
 
-/* The change has landed (the breaker closed the file, or nobody came): resume. */
-void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
+/* The change has landed (the breaker closed the file, the actor's call
+ * returned, or nobody came): restore what is still paused, then free b. */
+void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
-	struct mrl_mr_vec vec;
-	mrl_file_mrs(f, &vec);
 	uint64_t now = mrl_now_ns();
-	for (size_t i = 0; i < vec.n; i++) {
-		struct mrl_mr *mr = vec.v[i];
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		struct mrl_mr *mr = b->mrs.v[i];
 		if (!mr->in_brk)
 			continue;
 		mr->in_brk = 0;
 		mrl_mr_restore_locked(ctx, mr, now);
 	}
-	free(vec.v);
-	mrl_brk_free(ctx, f);
+	mrl_brk_free(ctx, b);
 }
 
 /* The quiescing breaks' deadlines; the landing ones are their watchers'. */
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
 {
-	for (struct mrl_file *f = ctx->files; f; f = f->next)
-		if (f->brk && f->brk->phase == BRK_QUIESCE && now >= f->brk->deadline_ns)
-			brk_release(ctx, f, now);
+	for (struct mrl_brk *b = ctx->brks, *next; b; b = next) {
+		next = b->next;
+		if (b->phase == BRK_QUIESCE && now >= b->deadline_ns)
+			brk_release(ctx, b, now);
+	}
 }
 
 uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
 {
 	uint64_t t = UINT64_MAX;
-	for (struct mrl_file *f = ctx->files; f; f = f->next) {
-		struct mrl_brk *b = f->brk;
-		if (!b || b->phase != BRK_QUIESCE)
+	for (struct mrl_brk *b = ctx->brks; b; b = b->next) {
+		if (b->phase != BRK_QUIESCE)
 			continue;
 		if (b->deadline_ns < t)
 			t = b->deadline_ns;
@@ -331,59 +361,30 @@ uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
 
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
 {
-	if (ctx->as_brk && ctx->as_brk->acks_pending > 0)
-		return true;
-	for (struct mrl_file *f = ctx->files; f; f = f->next)
-		if (f->brk && f->brk->phase == BRK_QUIESCE && f->brk->acks_pending > 0)
+	for (struct mrl_brk *b = ctx->brks; b; b = b->next)
+		if (b->phase == BRK_QUIESCE && b->acks_pending > 0)
 			return true;
 	return false;
-}
-
-/* Address-space pause (madvise of anonymous/shmem MRs, src/interpose.c):
- * its acks wake the application thread that waits for them. */
-static bool as_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq, bool any_seq)
-{
-	struct mrl_brk *b = ctx->as_brk;
-	bool hit = false;
-	for (struct mrl_brk_ack *a = b ? b->acks : NULL; a; a = a->next)
-		if (a->peer == peer && (any_seq || a->seq == seq) && !a->done) {
-			a->done = true;
-			b->acks_pending--;
-			hit = true;
-		}
-	if (hit)
-		pthread_cond_broadcast(&ctx->as_cv);
-	return hit;
-}
-
-void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n)
-{
-	struct mrl_mr_vec vec = {.v = mrs, .n = n, .cap = n};
-	brk_send_pauses(ctx, b, &vec);
 }
 
 /* peer NULL: the local device (mrl_brk_device_idle) */
 static void brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 {
-	for (struct mrl_file *f = ctx->files; f; f = f->next) {
-		if (!f->brk)
-			continue;
-		for (struct mrl_brk_ack *a = f->brk->acks; a; a = a->next)
+	for (struct mrl_brk *b = ctx->brks; b; b = b->next)
+		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
 			if (a->peer == peer && a->seq == seq && !a->done) {
 				a->done = true;
-				f->brk->acks_pending--;
-				brk_check(ctx, f);
+				b->acks_pending--;
+				brk_check(ctx, b);
 				return;
 			}
-	}
 }
 
 /* A peer answered PAUSE seq. */
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 {
-	if (!peer || as_ack(ctx, peer, seq, false))
-		return;
-	brk_ack(ctx, peer, seq);
+	if (peer)
+		brk_ack(ctx, peer, seq);
 }
 
 /* The device the library quiesces itself (rops->quiesce) has finished the
@@ -395,26 +396,25 @@ void mrl_brk_device_idle(struct mrl_ctx *ctx, uint32_t seq)
 
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer)
 {
-	as_ack(ctx, peer, 0, true);
-	for (struct mrl_file *f = ctx->files; f; f = f->next) {
-		if (!f->brk)
-			continue;
-		for (struct mrl_brk_ack *a = f->brk->acks; a; a = a->next)
+	for (struct mrl_brk *b = ctx->brks, *next; b; b = next) {
+		next = b->next;
+		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
 			if (a->peer == peer && !a->done) {
 				a->done = true;
-				f->brk->acks_pending--;
+				b->acks_pending--;
 			}
 		/* outbox entries for the peer are dropped by the endpoint */
-		brk_check(ctx, f);
+		brk_check(ctx, b);
 	}
 }
 
+/* The owner answered a NOTIFY MR (or deregistered one): a break may go on. */
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
-	struct mrl_file *f = mr->file;
 	if (mr->state == MRL_STATE_DEREGISTERED)
 		mr->in_brk = 0;
-	if (f && f->brk)
-		brk_check(ctx, f);
+	for (struct mrl_brk *b = ctx->brks, *next; b; b = next) {
+		next = b->next;
+		brk_check(ctx, b);
+	}
 }
-

@@ -456,10 +456,10 @@ static bool landed(struct mrl_fan_ev *e)
 }
 
 /* Quiesced: the actor goes on, the change lands. */
-static void fan_let_land(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+static void fan_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
-	mrl_fan_answer(ctx, f->brk->fev, 0);
-	f->brk->poll_at = now + 250000ull;
+	mrl_fan_answer(ctx, b->fev, 0);
+	b->poll_at = now + 250000ull;
 }
 
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
@@ -471,7 +471,7 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 		b->poll_at = mrl_now_ns() + 250000ull;
 		return;
 	}
-	mrl_brk_finish(ctx, f);
+	mrl_brk_finish(ctx, f->brk);
 	start_next(ctx, f);
 }
 
@@ -480,7 +480,7 @@ static void landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	mrl_log("%s: the change by %d did not finish in time; restoring", f->path,
 		(int)f->brk->fev->tid);
-	mrl_brk_finish(ctx, f);
+	mrl_brk_finish(ctx, f->brk);
 	start_next(ctx, f);
 }
 

@@ -63,7 +63,8 @@ void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	if (--f->refs > 0)
 		return;
-	mrl_brk_free(ctx, f);
+	if (f->brk)
+		mrl_brk_free(ctx, f->brk);
 	MRL_WATCHERS_EACH(ctx, file_detach, f);
 	for (struct mrl_file **p = &ctx->files; *p; p = &(*p)->next)
 		if (*p == f) {

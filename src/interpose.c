@@ -77,17 +77,9 @@ void mrl_intp_count(long d)
 		atomic_fetch_add(g_pl->mrs, d);
 }
 
-static void in_child(void)
-{
-	atomic_fetch_add(&mrl_fork_gen, 1);
-}
-
+/* ctx->fork_gen is set already (mrl_ctx_create): the slot publishes it */
 int mrl_intp_add(struct mrl_ctx *ctx)
 {
-	static _Atomic int atfork_done;
-	if (!atomic_exchange(&atfork_done, 1))
-		pthread_atfork(NULL, NULL, in_child);
-	ctx->fork_gen = atomic_load(&mrl_fork_gen);
 	for (int i = 0; i < MAX_CTX; i++) {
 		struct mrl_ctx *expect = NULL;
 		if (atomic_compare_exchange_strong(&g_ctx[i], &expect, ctx)) {
@@ -179,10 +171,11 @@ static struct mrl_ctx *enter(int i, uintptr_t a, size_t len)
 	return ctx;
 }
 
-/* ctx->lock already dropped */
-static void leave(struct mrl_ctx *ctx)
+/* ctx->lock already dropped; i: the slot enter() counted the call on (not
+ * ctx->intp_slot, which its creator may not have written yet) */
+static void leave(int i)
 {
-	atomic_fetch_sub(&g_users[ctx->intp_slot], 1);
+	atomic_fetch_sub(&g_users[i], 1);
 }
 
 static inline int slots_in_use(void)
@@ -210,7 +203,7 @@ static void resolve(uintptr_t a, size_t len, int op)
 		pthread_mutex_unlock(&ctx->lock);
 		if (hit)
 			mrl_wake_monitor(ctx); /* it sends the state messages */
-		leave(ctx);
+		leave(i);
 	}
 }
 
@@ -220,46 +213,33 @@ static inline bool any_mr(void)
 }
 
 /* madvise(DONTNEED/REMOVE/FREE) of anonymous or shmem MRs keeps the object
- * and replaces the pages: pause the peers that hold them (they hold new
- * operations and drain the ones in flight, then answer), let the call land,
- * re-pin where the device pins, resume under a new generation. A peer that
- * does not answer by the deadline is not waited for (counted in
- * peer_timeouts). */
+ * and replaces the pages: a break of the owner's address space, resolved by
+ * the break engine like any other (brk.c: peers paused and drained, owners
+ * of NOTIFY MRs asked, FENCE MRs fenced, silent peers cut off at the
+ * deadline). This thread is the actor: it waits until the engine lets the
+ * change land (intp_let_land), makes the call, then finishes the break (the
+ * MRs are restored onto the new pages, same keys). */
 struct as_pause {
 	struct mrl_ctx *ctx;
 	struct mrl_brk *b;
-	struct mrl_mr **mrs;
-	size_t n, cap;
+	int slot;
 };
 
 static int collect_cb(struct mrl_itree_node *node, void *p)
 {
-	struct as_pause *ps = p;
+	struct mrl_mr_vec *vec = p;
 	struct mrl_mr *mr = (struct mrl_mr *)node;
 	if (mr->state != MRL_STATE_ACTIVE || mr->file)
 		return 0;
-	if (ps->n == ps->cap) {
-		size_t cap = ps->cap ? ps->cap * 2 : 16;
-		struct mrl_mr **v = realloc(ps->mrs, cap * sizeof(*v));
+	if (vec->n == vec->cap) {
+		size_t cap = vec->cap ? vec->cap * 2 : 16;
+		struct mrl_mr **v = realloc(vec->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
-		ps->mrs = v;
-		ps->cap = cap;
+		vec->v = v;
+		vec->cap = cap;
 	}
-	ps->mrs[ps->n++] = mr;
-	return 0;
-}
-
-/* FENCE-policy MRs promise an immediate fence: no pause, no resume */
-static int fence_cb(struct mrl_itree_node *node, void *p)
-{
-	struct hit *h = p;
-	struct mrl_mr *mr = (struct mrl_mr *)node;
-	if (mr->policy != MRL_POLICY_FENCE || mr->state == MRL_STATE_FENCED ||
-	    mr->state == MRL_STATE_DEREGISTERED)
-		return 0;
-	mrl_mr_fence_locked(h->ctx, mr, MRL_CAUSE_MADVISED, 0, mr->len, getpid(), h->now);
-	h->op = 1; /* something was fenced */
+	vec->v[vec->n++] = mr;
 	return 0;
 }
 
@@ -270,53 +250,24 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 		struct mrl_ctx *ctx = enter(i, a, len);
 		if (!ctx)
 			continue;
-		struct as_pause *p = &ps[nps];
-		memset(p, 0, sizeof(*p));
-		p->ctx = ctx;
-		struct hit h = {.ctx = ctx, .now = mrl_now_ns()};
-		mrl_itree_overlap(&ctx->va_index, a, a + len, fence_cb, &h);
-		if (h.op) /* it sends the state messages */
-			mrl_wake_monitor(ctx);
-		mrl_itree_overlap(&ctx->va_index, a, a + len, collect_cb, p);
-		while (p->n && ctx->as_brk) /* one at a time per context */
+		while (ctx->as_brk) /* one at a time per context */
 			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
-		if (!p->n || !(p->b = calloc(1, sizeof(*p->b)))) {
+		struct mrl_mr_vec vec = {0};
+		mrl_itree_overlap(&ctx->va_index, a, a + len, collect_cb, &vec);
+		struct mrl_brk *b = mrl_brk_begin_mrs(ctx, &mrl_watch_interpose, &vec, MRL_CAUSE_MADVISED,
+						      getpid(), mrl_now_ns());
+		if (!b) { /* nothing to pause (or all fenced) */
 			pthread_mutex_unlock(&ctx->lock);
-			free(p->mrs);
-			leave(ctx);
+			mrl_wake_monitor(ctx); /* it sends the state messages */
+			leave(i);
 			continue;
 		}
-		uint64_t now = mrl_now_ns(), dl = UINT64_MAX;
-		ctx->as_brk = p->b;
-		ctx->st.breaks++;
-		for (size_t k = 0; k < p->n; k++) {
-			struct mrl_mr *mr = p->mrs[k];
-			uint64_t d = now + (uint64_t)mr->deadline_ms * 1000000ull;
-			dl = d < dl ? d : dl;
-			mr->refs++; /* kept while the lock is dropped */
-			mr->state = MRL_STATE_PAUSED;
-			mr->in_brk = 1;
-			mr->breaks++;
-			mr->cause = MRL_CAUSE_MADVISED;
-			ctx->st.pauses++;
-		}
-		for (size_t k = 0; k < p->n; k++)
-			mrl_post_event(ctx, p->mrs[k], MRL_EVENT_BREAK, MRL_CAUSE_MADVISED, 0, p->mrs[k]->len,
-				       getpid(), dl, now);
-		mrl_brk_send_pauses(ctx, p->b, p->mrs, p->n);
+		ctx->as_brk = b;
+		mrl_wake_monitor(ctx); /* it sends the pauses, drives progress, keeps the deadline */
+		while (b->phase == BRK_QUIESCE)
+			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
 		pthread_mutex_unlock(&ctx->lock);
-		mrl_wake_monitor(ctx); /* it sends the pauses and drives progress */
-		pthread_mutex_lock(&ctx->lock);
-		struct timespec ts = {.tv_sec = (time_t)(dl / 1000000000ull), .tv_nsec = (long)(dl % 1000000000ull)};
-		while (p->b->acks_pending > 0)
-			if (pthread_cond_timedwait(&ctx->as_cv, &ctx->lock, &ts) == ETIMEDOUT)
-				break;
-		if (p->b->acks_pending > 0) {
-			ctx->st.peer_timeouts += (uint64_t)p->b->acks_pending;
-			mrl_log("madvise: %d peer(s) did not answer the pause in time", p->b->acks_pending);
-		}
-		pthread_mutex_unlock(&ctx->lock);
-		nps++;
+		ps[nps++] = (struct as_pause){.ctx = ctx, .b = b, .slot = i};
 	}
 	return nps;
 }
@@ -324,41 +275,21 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 static void madv_resume(struct as_pause *ps, int nps)
 {
 	for (int i = 0; i < nps; i++) {
-		struct as_pause *p = &ps[i];
-		struct mrl_ctx *ctx = p->ctx;
+		struct mrl_ctx *ctx = ps[i].ctx;
 		pthread_mutex_lock(&ctx->lock);
-		uint64_t now = mrl_now_ns();
-		for (size_t k = 0; k < p->n; k++) {
-			struct mrl_mr *mr = p->mrs[k];
-			if (mr->state == MRL_STATE_PAUSED && mr->in_brk) {
-				mr->state = MRL_STATE_ACTIVE;
-				mr->in_brk = 0;
-				mrl_mr_repin_locked(ctx, mr, now); /* pinning devices: the new pages */
-				if (!ctx->rops->restore) {
-					mr->gen++;
-					mr->restores++;
-					ctx->st.restores++;
-					mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MADVISED, 0,
-						       mr->valid_len, 0, 0, now);
-				}
-				mr->cause = MRL_CAUSE_MADVISED;
-				mrl_send_state(ctx, mr, NULL); /* resume, same key */
-			}
-			mrl_mr_put(ctx, mr);
-		}
-		while (p->b->acks) {
-			struct mrl_brk_ack *ack = p->b->acks;
-			p->b->acks = ack->next;
-			free(ack);
-		}
-		free(p->b);
-		free(p->mrs);
-		ctx->as_brk = NULL;
-		pthread_cond_broadcast(&ctx->as_cv);
+		mrl_brk_finish(ctx, ps[i].b); /* restore, same keys; frees it */
 		pthread_mutex_unlock(&ctx->lock);
 		mrl_wake_monitor(ctx);
-		leave(ctx);
+		leave(ps[i].slot);
 	}
+}
+
+/* The break is quiesced: the actor (waiting in madv_pause) may go on. */
+static void intp_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
+{
+	(void)b;
+	(void)now;
+	pthread_cond_broadcast(&ctx->as_cv);
 }
 
 static bool zaps(int advice)
@@ -518,6 +449,7 @@ const struct mrl_watcher_ops mrl_watch_interpose = {
 	.bit = MRL_WATCH_INTERPOSE,
 	.start = intp_start,
 	.stop = mrl_intp_del,
+	.let_land = intp_let_land,
 	.mr_attach = intp_mr_attach,
 	.coverage = intp_coverage,
 };

@@ -102,35 +102,35 @@ static pid_t breaker_pid(struct mrl_file *f)
 	return pid;
 }
 
+/* Let the breaker in; take the lease back when it closes or after relock_ms. */
+static void let_go(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+{
+	fcntl(f->fd, F_SETLEASE, F_UNLCK);
+	f->lease = LEASE_RELEASED;
+	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+}
+
 static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t seen)
 {
 	ctx->st.lease_breaks++;
-	if (cause == MRL_CAUSE_OPEN_READ) {
-		/* A reader changes no layout: nothing to pause. Our mapping is
-		 * shared writable, so a read lease is impossible: let go, and
-		 * take it back when the reader closes. */
-		fcntl(f->fd, F_SETLEASE, F_UNLCK);
-		f->lease = LEASE_RELEASED;
-		f->relock_at = seen + (uint64_t)ctx->opts.relock_ms * 1000000ull;
-		return;
-	}
-	/* a lease is whole-file: every MR of the file is paused */
-	if (!mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL)) {
-		fcntl(f->fd, F_SETLEASE, F_UNLCK);
-		f->lease = LEASE_RELEASED;
-		f->relock_at = seen + (uint64_t)ctx->opts.relock_ms * 1000000ull;
-	}
+	/* A reader changes no layout: nothing to pause. Our mapping is shared
+	 * writable, so a read lease is impossible: let go, and take it back
+	 * when the reader closes. A lease is whole-file: for a writer every MR
+	 * of the file is paused. */
+	if (cause == MRL_CAUSE_OPEN_READ ||
+	    !mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL))
+		let_go(ctx, f, seen);
 }
 
 static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, bool forced)
 {
 	if (f->lease != LEASE_RELEASED && f->lease != LEASE_BLOCKED)
 		return;
-	if (f->brk && (f->brk->phase != BRK_LANDING || f->brk->fev))
+	if (f->brk && (f->brk->phase != BRK_LANDING || f->brk->src != &mrl_watch_lease))
 		return;
 	mrl_lease_take(ctx, f);
 	if (f->brk && (f->lease == LEASE_HELD || forced))
-		mrl_brk_finish(ctx, f);
+		mrl_brk_finish(ctx, f->brk);
 }
 
 void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
@@ -166,11 +166,9 @@ void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f)
 }
 
 /* Quiesced: let the breaker in. */
-static void lease_let_land(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
+static void lease_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
-	fcntl(f->fd, F_SETLEASE, F_UNLCK);
-	f->lease = LEASE_RELEASED;
-	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+	let_go(ctx, b->file, now);
 }
 
 static void lease_tick(struct mrl_ctx *ctx, uint64_t now)

@@ -272,11 +272,10 @@ void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MODIFIED, 0, mr->valid_len, 0, 0, seen);
 }
 
-void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr)
+void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *mr)
 {
 	static _Atomic uint32_t seq;
-	struct mrl_brk *b = mr->file ? mr->file->brk : NULL;
-	if (!ctx->rops->quiesce || !mr->dev_mr || !b)
+	if (!ctx->rops->quiesce || !mr->dev_mr)
 		return;
 	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
 	if (!a)

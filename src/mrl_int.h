@@ -170,7 +170,13 @@ struct mrl_mr {
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
 enum owner_answer { ANSWER_NONE = 0, ANSWER_RESTORE, ANSWER_RELEASE, ANSWER_FENCE };
 
-/* A break being resolved on one file. */
+/* An array of MRs the caller frees (v). */
+struct mrl_mr_vec {
+	struct mrl_mr **v;
+	size_t n, cap;
+};
+
+/* A break being resolved: on one file, or on the owner's address space. */
 struct mrl_brk_ack {
 	struct mrl_brk_ack *next;
 	struct mrl_peer *peer;
@@ -179,7 +185,8 @@ struct mrl_brk_ack {
 };
 enum brk_phase { BRK_QUIESCE = 1, BRK_LANDING };
 struct mrl_brk {
-	struct mrl_file *file;
+	struct mrl_brk *next;      /* ctx->brks */
+	struct mrl_file *file;     /* NULL: the owner's address space (madvise) */
 	int phase;
 	int cause;
 	pid_t pid;
@@ -190,6 +197,7 @@ struct mrl_brk {
 	struct mrl_fan_ev *fev;    /* fanotify break: the change held in the kernel; NULL = lease */
 	uint64_t poll_at;          /* fanotify landing: next look at the actor */
 	const struct mrl_watcher_ops *src; /* the watcher that saw it: lets it land */
+	struct mrl_mr_vec mrs;     /* the MRs it paused, a reference each */
 };
 
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
@@ -267,8 +275,9 @@ struct mrl_ctx {
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
-	struct mrl_brk *as_brk;      /* an address-space pause (madvise) waiting for acks */
-	pthread_cond_t as_cv;        /* with ctx->lock: its acks arrived, or it ended */
+	struct mrl_brk *brks;        /* breaks being resolved (brk.c) */
+	struct mrl_brk *as_brk;      /* the address-space one (madvise), one at a time */
+	pthread_cond_t as_cv;        /* with ctx->lock: it may land, or it ended */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 };
@@ -296,7 +305,7 @@ struct mrl_watcher_ops {
 	void (*tick)(struct mrl_ctx *ctx, uint64_t now);   /* ctx->lock held */
 	/* ctx->lock held: a break this watcher began (mrl_brk_begin) is
 	 * quiesced: let the change land; say when it has (mrl_brk_finish) */
-	void (*let_land)(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now);
+	void (*let_land)(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
 	/* ctx->lock held: a file backs MRs now / no more; the library holds an
 	 * fd of its own for it now; its mapping and MRs are in place (arm) */
 	void (*file_attach)(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -350,7 +359,7 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
  * quiesce right after an MR is paused (may add a local ack to mr->brk);
  * unpin before the change lands (fences with cause deadline if the device
  * still has operations in flight). */
-void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_mr *mr);
+void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *mr);
 void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
 void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen);
 unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
@@ -365,13 +374,9 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 		 struct mrl_file **out);
 void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f);
 
-/* The MRs of a file over [lo, hi), as an array the caller frees (v): the
- * break engine changes MRs while walking them, which a tree walk does not allow. */
+/* The MRs of a file over [lo, hi): the break engine changes MRs while
+ * walking them, which a tree walk does not allow. */
 #define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
-struct mrl_mr_vec {
-	struct mrl_mr **v;
-	size_t n, cap;
-};
 void mrl_file_mrs_range(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mrl_mr_vec *vec);
 static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 {
@@ -385,19 +390,20 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* brk.c: the break engine; all with ctx->lock held */
-bool mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, const struct mrl_watcher_ops *src,
-		   int cause, pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen,
-		   struct mrl_fan_ev *fev);
-void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f);
+struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
+			      const struct mrl_watcher_ops *src, int cause, pid_t pid, uint64_t lo,
+			      uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev);
+struct mrl_brk *mrl_brk_begin_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
+				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen);
+void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_brk *b);
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now);
 uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
 void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
 void mrl_brk_device_idle(struct mrl_ctx *ctx, uint32_t seq);
 void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
-void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
-void mrl_brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr **mrs, size_t n);
 /* an fd to fstat the file with (the library's own, or a held event's), -1 if none */
 int mrl_file_stat_fd(struct mrl_file *f);
 
