@@ -280,20 +280,14 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 		ret = mrl_err(errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	if (!strcmp(ctx->opts.provider, "mock")) {
-		ctx->rops = &mrl_reg_mock_ops;
-		ret = mrl_reg_mock_open(&ctx->dev);
-	} else if (!strcmp(ctx->opts.provider, "uring")) {
-		ctx->rops = &mrl_reg_uring_ops;
-		ret = mrl_reg_uring_open(ctx, &ctx->dev);
-	} else {
-		ctx->rops = &mrl_reg_fabric_ops;
-		ret = mrl_reg_fabric_open(ctx->opts.provider, ctx->opts.addr, &ctx->dev);
-		if (!ret)
-			ctx->fab = ctx->dev;
-	}
-	if (ret)
+	ctx->rops = mrl_registrar_find(ctx->opts.provider);
+	ret = ctx->rops->open(ctx, &ctx->dev);
+	if (ret) {
+		ctx->dev = NULL;
 		goto fail;
+	}
+	if (ctx->rops->open == mrl_reg_fabric_ops.open)
+		ctx->fab = ctx->dev;
 	mrl_watchers_start(ctx);
 	ret = mrl_monitor_start(ctx);
 	if (ret)

@@ -22,6 +22,7 @@
 #include <rdma/fi_rma.h>
 
 #include "mrl_int.h"
+#include "fabric.h"
 #include "proto.h"
 
 #define NRECV 64

@@ -139,7 +139,7 @@ static int madv_cb(struct mrl_itree_node *node, void *p)
 	if (mr->state != MRL_STATE_ACTIVE || !mr->file)
 		return 0; /* anonymous and shmem MRs were paused and resumed around the call */
 	mrl_mr_repin_locked(h->ctx, mr, h->now);
-	if (!h->ctx->rops->restore) {
+	if (!h->ctx->rops->pins(h->ctx->dev)) {
 		/* virtually addressed device: nothing to move, but the bytes
 		 * may have changed under the peers: new generation */
 		mr->gen++;

@@ -249,20 +249,24 @@ static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
  * same key, where the device can (rops->restore); else register anew. */
 static int dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len, bool rekey)
 {
-	if (ctx->rops->restore && mr->dev_mr && !rekey)
-		return ctx->rops->restore(ctx->dev, mr->dev_mr, mr->addr, len);
+	if (mr->dev_mr && !rekey) {
+		int ret = ctx->rops->restore(ctx->dev, mr->dev_mr, mr->addr, len);
+		if (ret != -EOPNOTSUPP)
+			return ret;
+	}
 	dev_dereg(ctx, mr);
 	return dev_reg(ctx, mr, len);
 }
 
 /* A change was seen only after it landed: a device that pinned the old
- * pages (rops->restore) keeps writing into pages that are no longer the
- * file's. Point it at the current ones now, same key, to stop the loss. */
+ * pages keeps writing into pages that are no longer the file's. Point it at
+ * the current ones now, same key, to stop the loss. */
 void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 {
-	if (!ctx->rops->restore || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE || !mr->valid_len)
+	if (!ctx->rops->pins(ctx->dev) || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE ||
+	    !mr->valid_len)
 		return;
-	if (ctx->rops->restore(ctx->dev, mr->dev_mr, mr->addr, mr->valid_len)) {
+	if (dev_rereg(ctx, mr, mr->valid_len, false)) {
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, 0, seen);
 		return;
 	}
@@ -275,13 +279,13 @@ void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *mr)
 {
 	static _Atomic uint32_t seq;
-	if (!ctx->rops->quiesce || !mr->dev_mr)
+	if (!mr->dev_mr)
 		return;
 	struct mrl_brk_ack *a = calloc(1, sizeof(*a));
 	if (!a)
 		return; /* not waited for: the unpin below finds ops in flight and fences */
 	a->seq = ++seq;
-	if (ctx->rops->quiesce(ctx->dev, mr->dev_mr, a->seq) == 0) {
+	if (ctx->rops->quiesce(ctx->dev, mr->dev_mr, a->seq) <= 0) { /* none in flight, or no such thing */
 		free(a);
 		return;
 	}
@@ -295,14 +299,11 @@ void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint
 {
 	if (!mr->dev_mr)
 		return;
-	if (!ctx->rops->revoke) {
+	int ret = ctx->rops->revoke(ctx->dev, mr->dev_mr);
+	if (ret == -EOPNOTSUPP) /* no revoke-and-keep: the restore registers anew */
 		dev_dereg(ctx, mr);
-		return;
-	}
-	if (ctx->rops->revoke(ctx->dev, mr->dev_mr) == -EBUSY) {
-		/* operations still in flight would reach the old pages */
+	else if (ret == -EBUSY) /* operations still in flight would reach the old pages */
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, pid, seen);
-	}
 }
 
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
@@ -427,7 +428,7 @@ static struct mrl_mr *mr_lookup(struct mrl_ctx *ctx, mrl_mr_t h, const char *fn,
  * the child's page is worse than a child that cannot read the neighbours. */
 static void fork_protect(struct mrl_ctx *ctx, struct mrl_mr *mr, const struct vma *v)
 {
-	if (!ctx->rops->pins || !ctx->rops->pins(ctx->dev) || v->shared ||
+	if (!ctx->rops->pins(ctx->dev) || v->shared ||
 	    mrl_fork_copies_pinned())
 		return;
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);

@@ -31,57 +31,51 @@ static inline uint64_t mrl_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- registrar: the device behind an MR ---- */
+/* ---- registrar: the device behind an MR ----
+ * One ops table per device (reg_fabric.c, reg_uring.c, reg_mock.c), found by
+ * name in registrar.c. Every entry but open/close/reg/dereg is optional:
+ * mrl_registrar_find fills the missing ones with stubs that answer
+ * -EOPNOTSUPP (or "no", "nothing"), so callers never test for NULL. */
 struct mrl_registrar_ops {
 	size_t size;
 	const char *name;
+	/* open the device for ctx (ctx->opts.provider, ctx->opts.addr) */
+	int (*open)(struct mrl_ctx *ctx, void **dev);
+	void (*close)(void *dev);
 	/* Register [addr, addr+len) asking for key *key; a provider that picks
 	 * its own keys overwrites *key. */
 	int (*reg)(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **handle);
 	int (*dereg)(void *dev, void *handle);
-	/* Local descriptor for the data path (NULL when the device needs none). */
+	/* Local descriptor for the data path (stub: NULL, the device needs none). */
 	void *(*desc)(void *handle);
-	void (*close)(void *dev);
-	/* Optional (NULL where the device has no such thing), for devices the
-	 * library quiesces itself (io_uring fixed buffers):
+	/* Does a registration pin the pages (the device keeps their physical
+	 * addresses: io_uring fixed buffers, RDMA NICs)? Stub: no. Pinned pages
+	 * must be re-pinned when the memory under them changes, and protected
+	 * from copy-on-write after fork. */
+	bool (*pins)(void *dev);
+	/* For devices the library quiesces itself (io_uring fixed buffers):
 	 * quiesce: hold new device operations on handle; 0 when none is in
 	 *   flight, 1 when some are: the registrar calls
-	 *   mrl_brk_device_idle(ctx, seq) once the last one ends. restore or dereg ends the hold.
+	 *   mrl_brk_device_idle(ctx, seq) once the last one ends. restore or
+	 *   dereg ends the hold. Stub: -EOPNOTSUPP (nothing to wait for).
 	 * revoke: cut the device off the pages but keep handle and key, so a
 	 *   restore can refill it; -EBUSY if operations are still in flight.
-	 * restore: point handle (same key) at the pages [addr, addr+len) has now. */
+	 *   Stub: -EOPNOTSUPP (the caller deregisters).
+	 * restore: point handle (same key) at the pages [addr, addr+len) has
+	 *   now. Stub: -EOPNOTSUPP (the caller registers anew). */
 	int (*quiesce)(void *dev, void *handle, uint32_t seq);
 	int (*revoke)(void *dev, void *handle);
 	int (*restore)(void *dev, void *handle, void *addr, size_t len);
-	/* Does a registration pin the pages (the device keeps their physical
-	 * addresses: io_uring fixed buffers, RDMA NICs)? NULL = never. Only
-	 * pinned pages need protecting from copy-on-write after fork. */
-	bool (*pins)(void *dev);
 };
-extern const struct mrl_registrar_ops mrl_reg_fabric_ops;
-extern const struct mrl_registrar_ops mrl_reg_uring_ops;
-int mrl_reg_uring_open(struct mrl_ctx *ctx, void **dev);
-extern const struct mrl_registrar_ops mrl_reg_mock_ops;
-int mrl_reg_fabric_open(const char *provider, const char *addr, void **dev);
-int mrl_reg_mock_open(void **dev);
+extern const struct mrl_registrar_ops mrl_reg_fabric_ops, mrl_reg_uring_ops, mrl_reg_mock_ops;
+/* registrar.c: the registrar for a provider name ("mock", "uring", else a
+ * libfabric provider), every entry filled */
+const struct mrl_registrar_ops *mrl_registrar_find(const char *provider);
 /* Used by tests through the mock: is a key registered now, and where. */
 int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len);
-
-/* libfabric objects shared by the registrar and the endpoints. */
-struct fi_info;
-struct fid_fabric;
-struct fid_domain;
-struct mrl_fabric {
-	struct fi_info *info;
-	struct fid_fabric *fabric;
-	struct fid_domain *domain;
-	bool prov_key;   /* FI_MR_PROV_KEY: keys change on restore */
-	bool virt_addr;  /* FI_MR_VIRT_ADDR: remote addresses are virtual */
-	bool mr_local;   /* FI_MR_LOCAL: local buffers need descriptors */
-	bool pins;       /* the provider pins registered pages (verbs, efa, ...) */
-	pthread_mutex_t lock;
-	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
-};
+/* The libfabric objects the data path (ep.c) shares with its registrar:
+ * src/fabric.h. NULL for other registrars. */
+struct mrl_fabric;
 
 /* ---- files backing MRs ---- */
 enum lease_state {
@@ -240,7 +234,7 @@ struct mrl_ctx {
 	pthread_mutex_t flush_lock;  /* held while the outbox is sent; outermost */
 	const struct mrl_registrar_ops *rops;
 	void *dev;
-	struct mrl_fabric *fab;      /* NULL with the mock registrar */
+	struct mrl_fabric *fab;      /* the libfabric registrar's device, else NULL */
 	struct mrl_ctx_opts opts;
 	bool leases;                 /* the lease watcher runs */
 	unsigned watchers;           /* MRL_WATCH_* that can run here */

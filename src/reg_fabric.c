@@ -9,6 +9,7 @@
 #include <rdma/fi_errno.h>
 
 #include "mrl_int.h"
+#include "fabric.h"
 
 /* Does a provider stack ("verbs;ofi_rxm") pin what it registers? Only the
  * ones known to copy through the kernel or shared memory are said not to;
@@ -37,8 +38,9 @@ static bool fab_pins(void *dev)
 	return ((struct mrl_fabric *)dev)->pins;
 }
 
-int mrl_reg_fabric_open(const char *provider, const char *addr, void **dev)
+static int fab_open(struct mrl_ctx *ctx, void **dev)
 {
+	const char *provider = ctx->opts.provider, *addr = ctx->opts.addr;
 	struct fi_info *hints = fi_allocinfo(), *info = NULL;
 	struct mrl_fabric *f = calloc(1, sizeof(*f));
 	int ret;
@@ -131,6 +133,7 @@ static void fab_close(void *dev)
 const struct mrl_registrar_ops mrl_reg_fabric_ops = {
 	.size = sizeof(struct mrl_registrar_ops),
 	.name = "libfabric",
+	.open = fab_open,
 	.reg = fab_reg,
 	.dereg = fab_dereg,
 	.desc = fab_desc,

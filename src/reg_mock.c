@@ -17,8 +17,9 @@ struct mock_dev {
 	struct mock_mr *mrs;
 };
 
-int mrl_reg_mock_open(void **dev)
+static int mock_open(struct mrl_ctx *ctx, void **dev)
 {
+	(void)ctx;
 	struct mock_dev *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -103,9 +104,10 @@ static void mock_close(void *dev)
 const struct mrl_registrar_ops mrl_reg_mock_ops = {
 	.size = sizeof(struct mrl_registrar_ops),
 	.name = "mock",
+	.open = mock_open,
 	.reg = mock_reg,
 	.dereg = mock_dereg,
 	.desc = mock_desc,
 	.close = mock_close,
-	.pins = NULL, /* holds addresses only: copy-on-write cannot strand it */
+	/* no pins: it holds addresses only, copy-on-write cannot strand it */
 };

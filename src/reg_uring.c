@@ -37,7 +37,7 @@ struct udev {
 	pthread_cond_t cv;    /* with ctx->lock: an MR left the paused state */
 };
 
-int mrl_reg_uring_open(struct mrl_ctx *ctx, void **dev)
+static int ur_open(struct mrl_ctx *ctx, void **dev)
 {
 	struct udev *u = calloc(1, sizeof(*u));
 	pthread_condattr_t ca;
@@ -243,6 +243,7 @@ static bool ur_pins(void *dev)
 const struct mrl_registrar_ops mrl_reg_uring_ops = {
 	.size = sizeof(struct mrl_registrar_ops),
 	.name = "io_uring",
+	.open = ur_open,
 	.reg = ur_reg,
 	.dereg = ur_dereg,
 	.desc = ur_desc,
@@ -357,7 +358,7 @@ static struct udev *udev_of(mrl_ctx *ctx, const char *fn, int *ret)
 		*ret = mrl_child_err(fn);
 		return NULL;
 	}
-	if (ctx->rops != &mrl_reg_uring_ops) {
+	if (ctx->rops->open != mrl_reg_uring_ops.open) {
 		*ret = mrl_err(EOPNOTSUPP, "%s: the context's registrar is %s, not io_uring "
 				      "(create it with provider \"uring\")", fn, ctx->rops->name);
 		return NULL;

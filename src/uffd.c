@@ -130,7 +130,7 @@ static int uffd_cb(struct mrl_itree_node *node, void *p)
 		if (mr->state != MRL_STATE_ACTIVE)
 			return 0;
 		mrl_mr_repin_locked(h->ctx, mr, h->now);
-		if (!h->ctx->rops->restore)
+		if (!h->ctx->rops->pins(h->ctx->dev))
 			mr->gen++;
 		mr->cause = MRL_CAUSE_MADVISED;
 		mrl_send_state(h->ctx, mr, NULL);

@@ -1,0 +1,25 @@
+/* The libfabric objects the libfabric registrar (reg_fabric.c) opens and
+ * the native data path (ep.c) uses: private to those two. */
+#ifndef MRL_FABRIC_H
+#define MRL_FABRIC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+struct fi_info;
+struct fid_fabric;
+struct fid_domain;
+struct mrl_lbuf;
+struct mrl_fabric {
+	struct fi_info *info;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	bool prov_key;   /* FI_MR_PROV_KEY: keys change on restore */
+	bool virt_addr;  /* FI_MR_VIRT_ADDR: remote addresses are virtual */
+	bool mr_local;   /* FI_MR_LOCAL: local buffers need descriptors */
+	bool pins;       /* the provider pins registered pages (verbs, efa, ...) */
+	pthread_mutex_t lock;
+	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
+};
+
+#endif
