@@ -1,7 +1,5 @@
-/* Private structures shared by the library's sources.
- * Lock order (outer first): ctx->flush_lock, ep->lock, ctx->lock, ctx->evq_lock.
- * The monitor never takes an ep->lock while holding ctx->lock: it queues
- * control messages in ctx->outbox and sends them after dropping ctx->lock. */
+/* Private structures shared by the library's sources. The locks and their
+ * order are written down beside struct mrl_ctx. */
 #ifndef MRL_INT_H
 #define MRL_INT_H
 
@@ -229,9 +227,28 @@ struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_free(struct mrl_htable *t);
 
+/* Locks, outer first; a thread takes them only in this order:
+ *  ctx->flush_lock  held while the outbox is sent (mrl_flush_outbox) and
+ *                   while the monitor drives progress: keeps mrl_ep_destroy
+ *                   from freeing a peer being sent to.
+ *  ep->lock         (ep.c) one endpoint: its provider calls, peers, ops in
+ *                   flight. The monitor only ever try-locks it.
+ *  ctx->lock        MRs, files, breaks, watchers' state, the outbox list.
+ *                   Error-checking: an interposed munmap by a thread that
+ *                   holds it already (inside the library) gets EDEADLK and
+ *                   passes through. ctx->as_cv and the io_uring registrar's
+ *                   cv wait with it.
+ *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
+ *  fab->lock, the mock's lock: leaves of their registrar.
+ * Kernel waits that sit outside all of them: a fanotify actor waits for the
+ * monitor's answer; a userfaultfd actor waits until the monitor reads its
+ * event (read before any lock is taken); a lease breaker waits for F_UNLCK
+ * or lease-break-time. The monitor therefore never blocks on a lock that an
+ * application thread may hold while it waits on one of those. Control
+ * messages are queued under ctx->lock and sent after it is dropped. */
 struct mrl_ctx {
 	pthread_mutex_t lock;
-	pthread_mutex_t flush_lock;  /* held while the outbox is sent; outermost */
+	pthread_mutex_t flush_lock;
 	const struct mrl_registrar_ops *rops;
 	void *dev;
 	struct mrl_fabric *fab;      /* the libfabric registrar's device, else NULL */
