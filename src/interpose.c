@@ -27,6 +27,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <time.h>
@@ -183,9 +184,32 @@ static inline int slots_in_use(void)
 	return atomic_load_explicit(&g_top, memory_order_acquire);
 }
 
-/* Resolve the MRs over [a, a+len) in every context: fence them
- * (OP_UNMAP/MOVE/REPLACE, before the call) or, for OP_MADVISE after the
- * call, move file-backed ones to a new generation. */
+/* ctx->lock held: fence the MRs over [a, a+len) (OP_UNMAP/MOVE/REPLACE,
+ * before the call) or, for OP_MADVISE after the call, move file-backed ones
+ * to a new generation. */
+static void resolve_locked(struct mrl_ctx *ctx, uintptr_t a, size_t len, int op)
+{
+	struct hit h = {.ctx = ctx, .op = op, .now = mrl_now_ns()};
+	mrl_itree_overlap(&ctx->va_index, a, a + len, op == OP_MADVISE ? madv_cb : act_cb, &h);
+}
+
+/* A call waiting for the monitor to resolve its range: on the caller's
+ * stack, on ctx->intp_reqs (ctx->lock) until served. */
+struct mrl_intp_req {
+	struct mrl_intp_req *next;
+	uintptr_t a;
+	size_t len;
+	int op;
+	_Atomic uint32_t done; /* futex word */
+};
+
+/* Resolve the MRs over [a, a+len) in every context, before the call lands.
+ * The caller may be a signal handler that interrupted malloc, or code that
+ * holds locks of its own: so the work (device calls, allocation, the event
+ * queue) is the monitor's; this thread only queues the range under
+ * ctx->lock (error-checking: a thread inside the library passes through)
+ * and waits on a futex, both safe there. The monitor itself, and a context
+ * whose monitor has stopped, resolve in place. */
 static void resolve(uintptr_t a, size_t len, int op)
 {
 	if (!len || a + len < a)
@@ -194,17 +218,52 @@ static void resolve(uintptr_t a, size_t len, int op)
 		struct mrl_ctx *ctx = enter(i, a, len);
 		if (!ctx)
 			continue;
-		struct hit h = {.ctx = ctx, .op = op};
-		bool hit = mrl_itree_first_overlap(&ctx->va_index, a, a + len) != NULL;
-		if (hit) {
-			h.now = mrl_now_ns();
-			mrl_itree_overlap(&ctx->va_index, a, a + len, op == OP_MADVISE ? madv_cb : act_cb, &h);
+		if (!mrl_itree_first_overlap(&ctx->va_index, a, a + len)) {
+			pthread_mutex_unlock(&ctx->lock);
+			leave(i);
+			continue;
 		}
-		pthread_mutex_unlock(&ctx->lock);
-		if (hit)
+		if (ctx->intp_inline || ctx->monitor_tid == (pid_t)syscall(SYS_gettid)) {
+			resolve_locked(ctx, a, len, op);
+			pthread_mutex_unlock(&ctx->lock);
 			mrl_wake_monitor(ctx); /* it sends the state messages */
+			leave(i);
+			continue;
+		}
+		struct mrl_intp_req r = {.next = ctx->intp_reqs, .a = a, .len = len, .op = op};
+		ctx->intp_reqs = &r;
+		pthread_mutex_unlock(&ctx->lock);
+		mrl_wake_monitor(ctx);
+		while (!atomic_load(&r.done))
+			syscall(SYS_futex, &r.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 		leave(i);
 	}
+}
+
+/* The monitor, ctx->lock held: serve the calls waiting for it. */
+static void intp_serve(struct mrl_ctx *ctx)
+{
+	while (ctx->intp_reqs) {
+		struct mrl_intp_req *r = ctx->intp_reqs;
+		ctx->intp_reqs = r->next;
+		resolve_locked(ctx, r->a, r->len, r->op);
+		atomic_store(&r->done, 1);
+		/* r may be gone now (its caller went on): only its address is used */
+		syscall(SYS_futex, &r->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	}
+}
+
+static void intp_tick(struct mrl_ctx *ctx, uint64_t now)
+{
+	(void)now;
+	intp_serve(ctx);
+}
+
+/* The monitor is leaving (ctx->lock held): nobody is left to serve. */
+void mrl_intp_monitor_gone(struct mrl_ctx *ctx)
+{
+	ctx->intp_inline = true;
+	intp_serve(ctx);
 }
 
 static inline bool any_mr(void)
@@ -450,6 +509,7 @@ const struct mrl_watcher_ops mrl_watch_interpose = {
 	.start = intp_start,
 	.stop = mrl_intp_del,
 	.let_land = intp_let_land,
+	.tick = intp_tick,
 	.mr_attach = intp_mr_attach,
 	.coverage = intp_coverage,
 };

@@ -38,6 +38,9 @@ static void *monitor_main(void *arg)
 	pthread_mutex_unlock(&ss->lock);
 	if (ret)
 		return NULL;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->intp_inline = false; /* interposed calls may wait for this thread now */
+	pthread_mutex_unlock(&ctx->lock);
 
 	while (!atomic_load(&ctx->stop)) {
 		struct pollfd pfd[MAX_POLL + 1] = {{.fd = ctx->wake_fd, .events = POLLIN}};
@@ -91,6 +94,10 @@ static void *monitor_main(void *arg)
 		pthread_mutex_unlock(&ctx->lock);
 		mrl_flush_outbox(ctx);
 	}
+	pthread_mutex_lock(&ctx->lock);
+	mrl_intp_monitor_gone(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	mrl_flush_outbox(ctx);
 	return NULL;
 }
 

@@ -284,6 +284,8 @@ struct mrl_ctx {
 
 	struct mrl_stats st;
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
+	struct mrl_intp_req *intp_reqs; /* interposed calls waiting for the monitor */
+	bool intp_inline;            /* no monitor to wait for: resolve in the caller */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
 	struct mrl_brk *brks;        /* breaks being resolved (brk.c) */
@@ -431,6 +433,7 @@ int mrl_intp_add(struct mrl_ctx *ctx);
 void mrl_intp_del(struct mrl_ctx *ctx);
 bool mrl_intp_active(void);
 void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
+void mrl_intp_monitor_gone(struct mrl_ctx *ctx);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
 /* verify.c: fence what changed under MRs, return how many; mr.c: the cause

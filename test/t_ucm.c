@@ -21,11 +21,14 @@ static char *area;
 static atomic_ulong seen;      /* bytes of area reported unmapped */
 static atomic_ullong mr_seen_ns; /* when the registered piece was reported */
 static char *mr_piece;
+static pid_t unmapper; /* the thread that unmaps area: other threads may map
+			  and unmap inside it once pieces are free (a new
+			  malloc arena trims its mapping) */
 
 static void on_unmapped(ucm_event_type_t type, ucm_event_t *ev, void *arg)
 {
 	(void)arg;
-	if (type != UCM_EVENT_VM_UNMAPPED)
+	if (type != UCM_EVENT_VM_UNMAPPED || gettid() != unmapper)
 		return;
 	uintptr_t a = (uintptr_t)ev->vm_unmapped.address, b = a + ev->vm_unmapped.size;
 	uintptr_t lo = (uintptr_t)area, hi = lo + BIG;
@@ -62,6 +65,7 @@ int main(void)
 	REQUIRE(area != MAP_FAILED, "map 10 MiB");
 	memset(area, 7, BIG);
 	mr_piece = area + 4 * MIB;
+	unmapper = gettid();
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, mr_piece, MIB, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register 1 MiB of it");
 	for (unsigned i = 0; i < 10; i++)
