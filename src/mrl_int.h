@@ -196,10 +196,18 @@ struct mrl_out {
 #define MRL_OPEN_BATCHES 16
 
 /* ---- events ---- */
+/* One event: queued (ctx->evq_head list), then, once got, outstanding in
+ * ctx->evo (chained by next in its bucket) until acked. Either way it
+ * holds a reference on mr, so the MR's memory outlives the event. */
 struct mrl_evq_item {
 	struct mrl_evq_item *next;
-	struct mrl_event ev;
+	struct mrl_mr *mr;
+	struct mrl_event ev;     /* ev.internal: the event's sequence number */
 };
+/* A sequence number's top bits tag its context, so an event acked on the
+ * wrong context is told apart from one acked twice. */
+#define MRL_EV_TAG_SHIFT 44
+#define MRL_EV_SEQ_MASK ((1ull << MRL_EV_TAG_SHIFT) - 1)
 
 /* ---- handle table ---- */
 #define MRL_HT_CHUNK 4096
@@ -247,11 +255,14 @@ struct mrl_ctx {
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
 	struct mrl_ep *eps;          /* endpoints on this context */
 
-	/* events */
+	/* events: queued, and got but not acked (evo), both under evq_lock */
 	pthread_mutex_t evq_lock;
 	struct mrl_evq_item *evq_head, **evq_tail;
 	unsigned evq_len;
 	int ev_fd;
+	uint64_t ev_seq;             /* last sequence number given (tag | count) */
+	struct mrl_evq_item **evo;   /* outstanding events hashed by sequence number */
+	uint32_t evo_cap, evo_n;     /* buckets (a power of two, 0 = none yet), events */
 
 	struct mrl_stats st;
 	_Atomic int intp_users;      /* interposed calls looking at this context */
