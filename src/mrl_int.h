@@ -377,5 +377,10 @@ int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
 void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
 /* monitor: drive progress on every endpoint not busy elsewhere (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);
+/* tests: the send queue is full while RMA operations are in flight */
+extern bool mrl_ep_test_full_txq;
+/* tests: pause messages received, pause acks sent, pause acks received */
+void mrl_ep_pause_counts(struct mrl_ep *ep, uint64_t *pauses_in, uint64_t *acks_out,
+			 uint64_t *acks_in);
 
 #endif
