@@ -162,11 +162,16 @@ struct mrl_event {
 	uint32_t generation;    /* MR generation after the event */
 	uint64_t deadline_ns;   /* CLOCK_MONOTONIC; 0 when nothing is awaited */
 	uint64_t time_ns;       /* CLOCK_MONOTONIC when the break was seen */
-	uint64_t internal;      /* for mrl_event_ack */
+	uint64_t internal;      /* the event's sequence number in its context, for
+	                           mrl_event_ack (never a pointer) */
 };
 
 /* -EAGAIN when none is queued. Every event got must be acked; an MR's
- * memory is not freed while an event naming it is unacked. */
+ * memory is not freed while an event naming it is unacked.
+ * An ack is matched by value (mr and internal) against the events got and
+ * not yet acked on ctx: a copy is the same event, so it can be acked once.
+ * Acking again, or an event altered, made up or got on another context,
+ * gives -EINVAL and changes nothing. */
 int mrl_event_get(mrl_ctx *ctx, struct mrl_event *ev);
 int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev);
 

@@ -120,6 +120,9 @@ struct mrl_ep {
 	struct waiter *waiters;
 	uint32_t next_req;
 	uint64_t polls, bad_msgs;
+	/* pause protocol, for tests: pauses received and acks sent (peer
+	 * side), acks received (owner side); one ack per pause, never two */
+	_Atomic uint64_t pauses_in, pause_acks_out, pause_acks_in;
 	pthread_t prog;
 	bool prog_running;
 	atomic_bool stop;
@@ -251,6 +254,11 @@ int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len)
 
 static int progress_locked(struct mrl_ep *ep);
 
+/* Tests: a send queue that has room only while no RMA operation is in
+ * flight, as a queue full of writes does; tcp;ofi_rxm queues small control
+ * messages itself and never reports it full. */
+bool mrl_ep_test_full_txq;
+
 static int send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len)
 {
 	struct msg_hdr *h = msg;
@@ -266,8 +274,10 @@ static int send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t 
 		memcpy(sb->data, msg, len);
 	}
 	for (;;) {
-		ssize_t ret = sb ? fi_send(ep->ep, sb->data, len, NULL, p->addr, &sb->h.fictx)
-				 : fi_inject(ep->ep, msg, len, p->addr);
+		ssize_t ret = unlikely(mrl_ep_test_full_txq) && ep->inflight.inext != &ep->inflight
+				      ? -FI_EAGAIN
+			      : sb ? fi_send(ep->ep, sb->data, len, NULL, p->addr, &sb->h.fictx)
+				   : fi_inject(ep->ep, msg, len, p->addr);
 		if (ret == 0)
 			return 0;
 		if (ret != -FI_EAGAIN || mrl_now_ns() > until) {
@@ -382,23 +392,35 @@ void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer)
 
 /* ---- peer side of the protocol ---- */
 
+static bool pause_drained(const struct pause_rec *pr)
+{
+	for (uint32_t i = 0; i < pr->n; i++)
+		if (pr->rmrs[i]->inflight)
+			return false;
+	return true;
+}
+
+/* Ack every pause whose MRs have drained. A send that finds the queue full
+ * drives progress, which can come back here (a completion, another pause)
+ * or cut the peer off (peer_dead frees its records): so a record leaves
+ * the list before its ack is sent, and the walk starts over after each
+ * send instead of trusting a pointer into a list that may have changed. */
 static void pause_check(struct mrl_ep *ep, struct mrl_peer *p)
 {
-	for (struct pause_rec **pp = &p->pauses; *pp;) {
+	for (;;) {
+		struct pause_rec **pp = &p->pauses;
+		while (*pp && !pause_drained(*pp))
+			pp = &(*pp)->next;
 		struct pause_rec *pr = *pp;
-		bool drained = true;
-		for (uint32_t i = 0; i < pr->n && drained; i++)
-			drained = pr->rmrs[i]->inflight == 0;
-		if (!drained) {
-			pp = &pr->next;
-			continue;
-		}
+		if (!pr || p->dead)
+			return;
+		*pp = pr->next;
 		struct msg_hdr a;
 		init_hdr(&a, MSG_PAUSE_ACK, sizeof(a), pr->seq);
-		send_locked(ep, p, &a, sizeof(a));
-		*pp = pr->next;
 		free(pr->rmrs);
 		free(pr);
+		if (send_locked(ep, p, &a, sizeof(a)) == 0)
+			ep->pause_acks_out++;
 	}
 }
 
@@ -434,6 +456,7 @@ static void peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_p
 		return; /* the owner times us out and cuts us off: safe */
 	}
 	pr->seq = m->h.req;
+	ep->pauses_in++;
 	for (uint32_t i = 0; i < m->n; i++) {
 		struct mrl_rmr *r = rmr_find(p, m->ids[i]);
 		if (!r || r->state == MRL_STATE_FENCED)
@@ -589,6 +612,7 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		owner_list(ep, p, (const void *)buf);
 		break;
 	case MSG_PAUSE_ACK:
+		ep->pause_acks_in++;
 		pthread_mutex_lock(&ep->ctx->lock);
 		mrl_brk_ack(ep->ctx, p, h->req);
 		pthread_mutex_unlock(&ep->ctx->lock);
@@ -1506,4 +1530,13 @@ MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
 	info->inflight = r->inflight;
 	pthread_mutex_unlock(&ep->lock);
 	return 0;
+}
+
+void mrl_ep_pause_counts(struct mrl_ep *ep, uint64_t *pauses_in, uint64_t *acks_out,
+			 uint64_t *acks_in)
+{
+	/* no lock: a test reads them while the endpoint is busy in a send */
+	*pauses_in = atomic_load(&ep->pauses_in);
+	*acks_out = atomic_load(&ep->pause_acks_out);
+	*acks_in = atomic_load(&ep->pause_acks_in);
 }

@@ -204,10 +204,18 @@ struct mrl_out {
 #define MRL_OPEN_BATCHES 16
 
 /* ---- events ---- */
+/* One event: queued (ctx->evq_head list), then, once got, outstanding in
+ * ctx->evo (chained by next in its bucket) until acked. Either way it
+ * holds a reference on mr, so the MR's memory outlives the event. */
 struct mrl_evq_item {
 	struct mrl_evq_item *next;
-	struct mrl_event ev;
+	struct mrl_mr *mr;
+	struct mrl_event ev;     /* ev.internal: the event's sequence number */
 };
+/* A sequence number's top bits tag its context, so an event acked on the
+ * wrong context is told apart from one acked twice. */
+#define MRL_EV_TAG_SHIFT 44
+#define MRL_EV_SEQ_MASK ((1ull << MRL_EV_TAG_SHIFT) - 1)
 
 /* ---- handle table ---- */
 #define MRL_HT_CHUNK 4096
@@ -276,11 +284,14 @@ struct mrl_ctx {
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
 	struct mrl_ep *eps;          /* endpoints on this context */
 
-	/* events */
+	/* events: queued, and got but not acked (evo), both under evq_lock */
 	pthread_mutex_t evq_lock;
 	struct mrl_evq_item *evq_head, **evq_tail;
 	unsigned evq_len;
 	int ev_fd;
+	uint64_t ev_seq;             /* last sequence number given (tag | count) */
+	struct mrl_evq_item **evo;   /* outstanding events hashed by sequence number */
+	uint32_t evo_cap, evo_n;     /* buckets (a power of two, 0 = none yet), events */
 
 	struct mrl_stats st;
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
@@ -473,5 +484,10 @@ int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
 void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
 /* monitor: drive progress on every endpoint not busy elsewhere (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);
+/* tests: the send queue is full while RMA operations are in flight */
+extern bool mrl_ep_test_full_txq;
+/* tests: pause messages received, pause acks sent, pause acks received */
+void mrl_ep_pause_counts(struct mrl_ep *ep, uint64_t *pauses_in, uint64_t *acks_out,
+			 uint64_t *acks_in);
 
 #endif
