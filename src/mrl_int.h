@@ -362,11 +362,16 @@ static inline void mrl_cov_raise(uint8_t *cov, int row, int seen)
 		cov[row] = (uint8_t)seen;
 }
 
-/* ctx.c */
+/* event.c */
+void mrl_events_init(struct mrl_ctx *ctx);
+void mrl_events_release(struct mrl_ctx *ctx);
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
 		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen);
-void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
+/* ctx.c */
 void mrl_wake_monitor(struct mrl_ctx *ctx);
+/* mr.c */
+void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
+/* outbox.c */
 void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len);
 struct state_ent;
 void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct state_ent *e);

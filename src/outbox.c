@@ -1,0 +1,95 @@
+/* The outbox: control messages (PAUSE, states) decided under ctx->lock,
+ * batched per peer, sent after the lock is dropped. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mrl_int.h"
+#include "proto.h"
+
+/* ---- outbox: control messages decided under ctx->lock, sent without it ---- */
+static void close_batch(struct mrl_ctx *ctx, struct mrl_peer *peer)
+{
+	for (int i = 0; i < MRL_OPEN_BATCHES; i++)
+		if (ctx->open_batch[i] && ctx->open_batch[i]->peer == peer)
+			ctx->open_batch[i] = NULL;
+}
+
+void mrl_outbox_close_batches(struct mrl_ctx *ctx)
+{
+	memset(ctx->open_batch, 0, sizeof(ctx->open_batch));
+}
+
+static struct mrl_out *outbox_add(struct mrl_ctx *ctx, struct mrl_peer *peer, size_t cap)
+{
+	struct mrl_out *o = malloc(sizeof(*o) + cap);
+	if (!o)
+		return NULL; /* the peer then times out and is cut off: safe, if not hitless */
+	o->next = NULL;
+	o->peer = peer;
+	o->len = 0;
+	*ctx->outbox_tail = o;
+	ctx->outbox_tail = &o->next;
+	return o;
+}
+
+void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len)
+{
+	close_batch(ctx, peer); /* what follows must not overtake this */
+	struct mrl_out *o = outbox_add(ctx, peer, len);
+	if (o) {
+		o->len = len;
+		memcpy(o->buf, msg, len);
+	}
+}
+
+/* Many MRs change state at once (a restore after a break over 10,000 of
+ * them): one MSG_STATES per peer carries up to MRL_STATES_MAX of them. */
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct state_ent *e)
+{
+	struct mrl_out *o = NULL;
+	int slot = -1;
+	for (int i = 0; i < MRL_OPEN_BATCHES; i++) {
+		if (ctx->open_batch[i] && ctx->open_batch[i]->peer == peer)
+			o = ctx->open_batch[i], slot = i;
+		else if (!ctx->open_batch[i] && slot < 0)
+			slot = i;
+	}
+	struct msg_states *m = o ? (struct msg_states *)o->buf : NULL;
+	if (!m || m->n == MRL_STATES_MAX) {
+		if (!(o = outbox_add(ctx, peer, sizeof(*m))))
+			return;
+		m = (struct msg_states *)o->buf;
+		memset(&m->h, 0, sizeof(m->h));
+		m->h.magic = MRL_MAGIC;
+		m->h.type = MSG_STATES;
+		m->n = 0;
+		m->pad = 0;
+		if (slot < 0)
+			slot = 0; /* more peers than slots: the evicted batch is just closed */
+		ctx->open_batch[slot] = o;
+	}
+	m->e[m->n++] = *e;
+	o->len = offsetof(struct msg_states, e) + m->n * sizeof(m->e[0]);
+	m->h.len = (uint16_t)o->len;
+}
+
+void mrl_flush_outbox(struct mrl_ctx *ctx)
+{
+	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
+	pthread_mutex_lock(&ctx->flush_lock);
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_out *o = ctx->outbox;
+	ctx->outbox = NULL;
+	ctx->outbox_tail = &ctx->outbox;
+	mrl_outbox_close_batches(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	while (o) {
+		struct mrl_out *n = o->next;
+		mrl_ep_send_raw(o->peer, o->buf, o->len);
+		free(o);
+		o = n;
+	}
+	pthread_mutex_unlock(&ctx->flush_lock);
+}
+
