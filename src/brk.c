@@ -80,10 +80,8 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 		b->acks = a->next;
 		free(a);
 	}
-	if (b->fev) {
-		mrl_fan_answer(ctx, b->fev, 0); /* never leave an actor waiting in the kernel */
-		mrl_fan_ev_free(b->fev);
-	}
+	if (b->src->brk_done)
+		b->src->brk_done(ctx, b);
 	for (size_t i = 0; i < b->mrs.n; i++)
 		mrl_mr_put(ctx, b->mrs.v[i]);
 	free(b->mrs.v);

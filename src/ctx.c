@@ -12,30 +12,6 @@
 #include "mrl_int.h"
 #include "proto.h"
 
-/* ---- fork ---- */
-static void fork_child(void)
-{
-	atomic_fetch_add(&mrl_fork_gen, 1);
-}
-
-static void fork_watch_once(void)
-{
-	pthread_atfork(NULL, NULL, fork_child);
-}
-
-void mrl_fork_watch(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, fork_watch_once);
-}
-
-void mrl_wake_monitor(struct mrl_ctx *ctx)
-{
-	uint64_t one = 1;
-	if (ctx->wake_fd >= 0 && write(ctx->wake_fd, &one, sizeof(one)) < 0) {
-	}
-}
-
 /* ---- context ---- */
 MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 {

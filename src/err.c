@@ -37,12 +37,6 @@ void mrl_log(const char *fmt, ...)
 
 MRL_EXPORT const char *mrl_last_error(void) { return last_error; }
 
-int mrl_child_err(const char *fn)
-{
-	return mrl_err(EPERM, "%s: this object belongs to the parent process (the caller is a "
-			      "forked child); a child must create its own context", fn);
-}
-
 MRL_EXPORT const char *mrl_strerror(int err)
 {
 	if (err < 0)

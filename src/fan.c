@@ -475,6 +475,14 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 	start_next(ctx, f);
 }
 
+/* never leave an actor waiting in the kernel */
+static void fan_brk_done(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	mrl_fan_answer(ctx, b->fev, 0);
+	mrl_fan_ev_free(b->fev);
+	b->fev = NULL;
+}
+
 /* The brk timed out waiting for the landing: resume anyway. */
 static void landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f)
 {
@@ -602,6 +610,7 @@ const struct mrl_watcher_ops mrl_watch_fan = {
 	.next_timer = fan_next_timer,
 	.tick = fan_tick,
 	.let_land = fan_let_land,
+	.brk_done = fan_brk_done,
 	.file_attach = fan_file_attach,
 	.file_detach = fan_file_detach,
 	.file_opened = fan_file_opened,

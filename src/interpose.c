@@ -42,7 +42,6 @@ static struct mrl_ctx *_Atomic g_ctx[MAX_CTX];
  * loaded (mrl_intp_del clears the pointer, then waits for zero) */
 static _Atomic int g_users[MAX_CTX];
 static _Atomic long g_mrs;          /* MRs counted in all contexts */
-_Atomic unsigned mrl_fork_gen;      /* bumped in every forked child */
 /* per slot: every MR of that context lies in [g_lo, g_hi) (grows only);
  * tested before the context is even looked at */
 static _Atomic uintptr_t g_lo[MAX_CTX], g_hi[MAX_CTX];
@@ -69,9 +68,9 @@ void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b)
 		atomic_store(&g_hi[i], b);
 }
 
-/* An MR of a leased context came (+1) or went (-1): the preload library
+/* An MR of a watched context came (+1) or went (-1): the preload library
  * calls the hooks only while some MR exists. */
-void mrl_intp_count(long d)
+static void intp_count(long d)
 {
 	atomic_fetch_add(&g_mrs, d);
 	if (g_pl)
@@ -260,7 +259,7 @@ static void intp_tick(struct mrl_ctx *ctx, uint64_t now)
 }
 
 /* The monitor is leaving (ctx->lock held): nobody is left to serve. */
-void mrl_intp_monitor_gone(struct mrl_ctx *ctx)
+static void intp_monitor_gone(struct mrl_ctx *ctx)
 {
 	ctx->intp_inline = true;
 	intp_serve(ctx);
@@ -490,6 +489,26 @@ static void intp_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	/* the interposer's first, lock-free test: outside this box, no MR */
 	mrl_intp_grow(ctx, (uintptr_t)mr->addr, (uintptr_t)mr->addr + mr->len);
+	intp_count(1);
+	mr->counted = 1;
+	ctx->intp_nmrs++;
+}
+
+static void intp_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (!mr->counted)
+		return;
+	intp_count(-1);
+	mr->counted = 0;
+	ctx->intp_nmrs--;
+}
+
+/* MRs left registered are deregistered after the watchers stop */
+static void intp_stop(struct mrl_ctx *ctx)
+{
+	mrl_intp_del(ctx);
+	intp_count(-ctx->intp_nmrs);
+	ctx->intp_nmrs = 0;
 }
 
 static unsigned intp_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
@@ -507,9 +526,11 @@ const struct mrl_watcher_ops mrl_watch_interpose = {
 	.name = "interpose",
 	.bit = MRL_WATCH_INTERPOSE,
 	.start = intp_start,
-	.stop = mrl_intp_del,
+	.stop = intp_stop,
 	.let_land = intp_let_land,
 	.tick = intp_tick,
+	.monitor_gone = intp_monitor_gone,
 	.mr_attach = intp_mr_attach,
+	.mr_detach = intp_mr_detach,
 	.coverage = intp_coverage,
 };

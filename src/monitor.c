@@ -95,10 +95,17 @@ static void *monitor_main(void *arg)
 		mrl_flush_outbox(ctx);
 	}
 	pthread_mutex_lock(&ctx->lock);
-	mrl_intp_monitor_gone(ctx);
+	MRL_WATCHERS_EACH(ctx, monitor_gone);
 	pthread_mutex_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return NULL;
+}
+
+void mrl_wake_monitor(struct mrl_ctx *ctx)
+{
+	uint64_t one = 1;
+	if (ctx->wake_fd >= 0 && write(ctx->wake_fd, &one, sizeof(one)) < 0) {
+	}
 }
 
 int mrl_monitor_start(struct mrl_ctx *ctx)

@@ -574,10 +574,6 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->va.end = (uintptr_t)addr + len;
 	mrl_itree_insert(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
-	if (ctx->leases) {
-		mrl_intp_count(1);
-		mr->counted = 1;
-	}
 	fork_protect(ctx, mr, &v);
 	if (mr->file) {
 		mr->fnode.end = mr->fnode.start + len;
@@ -609,10 +605,6 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_ht_del(&ctx->ht, h);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_detach, mr);
-	if (mr->counted) {
-		mrl_intp_count(-1);
-		mr->counted = 0;
-	}
 	fork_unprotect(ctx, mr);
 	if (mr->file) {
 		mrl_itree_remove(&mr->file->mrs, &mr->fnode);

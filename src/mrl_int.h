@@ -295,6 +295,7 @@ struct mrl_ctx {
 
 	struct mrl_stats st;
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
+	long intp_nmrs;              /* its MRs the preload library counts */
 	struct mrl_intp_req *intp_reqs; /* interposed calls waiting for the monitor */
 	bool intp_inline;            /* no monitor to wait for: resolve in the caller */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
@@ -330,6 +331,12 @@ struct mrl_watcher_ops {
 	/* ctx->lock held: a break this watcher began (mrl_brk_begin) is
 	 * quiesced: let the change land; say when it has (mrl_brk_finish) */
 	void (*let_land)(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
+	/* ctx->lock held: a break this watcher began is being freed (landed,
+	 * or its file went away): let go of what it holds for it */
+	void (*brk_done)(struct mrl_ctx *ctx, struct mrl_brk *b);
+	/* ctx->lock held, in the monitor thread as it leaves: serve whatever
+	 * waits for it, and never wait for it again */
+	void (*monitor_gone)(struct mrl_ctx *ctx);
 	/* ctx->lock held: a file backs MRs now / no more; the library holds an
 	 * fd of its own for it now; its mapping and MRs are in place (arm) */
 	void (*file_attach)(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -443,29 +450,26 @@ void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
-void mrl_intp_count(long d);
-extern _Atomic unsigned mrl_fork_gen;
 int mrl_intp_add(struct mrl_ctx *ctx);
 void mrl_intp_del(struct mrl_ctx *ctx);
 bool mrl_intp_active(void);
 void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
-void mrl_intp_monitor_gone(struct mrl_ctx *ctx);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
 /* verify.c: fence what changed under MRs, return how many; mr.c: the cause
  * of the change under one MR, 0 if none */
 int mrl_verify_locked(struct mrl_ctx *ctx);
 int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr);
-/* ctx.c: install the fork watcher (pthread_atfork child handler bumping
- * mrl_fork_gen) once per process, whatever the context's flags. */
+/* fork.c: the fork generation, bumped in every forked child by the handler
+ * mrl_fork_watch installs (once per process, whatever the context's flags) */
+extern _Atomic unsigned mrl_fork_gen;
 void mrl_fork_watch(void);
 int mrl_child_err(const char *fn) __attribute__((cold));
 /* Every public call taking a library object, first thing after its NULL
  * checks and before any lock: a forked child may not use its parent's
  * objects (their locks may be held for ever there by threads that do not
  * exist in the child; their connections and devices are the parent's).
- * Inequality, not order: one fork may bump the generation more than once
- * (ctx.c's handler and the interposer's). */
+ * Inequality, not order. */
 static inline bool mrl_forked(const struct mrl_ctx *ctx)
 {
 	return ctx->fork_gen != atomic_load_explicit(&mrl_fork_gen, memory_order_relaxed);
