@@ -72,7 +72,10 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	ctx->intp_slot = -1;
 	ctx->intp_inline = true; /* until the monitor runs */
 	ctx->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (ctx->ev_fd < 0) {
+	/* before any watcher starts: the interposer may wake the monitor as
+	 * soon as it publishes the context */
+	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctx->ev_fd < 0 || ctx->wake_fd < 0) {
 		ret = mrl_err(errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}

@@ -112,9 +112,6 @@ int mrl_monitor_start(struct mrl_ctx *ctx)
 {
 	struct start_sync ss = {.ctx = ctx};
 	int ret;
-	ctx->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (ctx->wake_fd < 0)
-		return mrl_err(errno, "monitor: eventfd: %s", strerror(errno));
 	pthread_mutex_init(&ss.lock, NULL);
 	pthread_cond_init(&ss.cond, NULL);
 	ret = pthread_create(&ctx->monitor, NULL, monitor_main, &ss);
