@@ -168,12 +168,12 @@ MRL_EXPORT int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st)
 	if (st->size < sizeof(*st))
 		return mrl_err(EINVAL, "mrl_ctx_stats: st->size %zu too small", st->size);
 	uint64_t tmp[ARRAY_SIZE(ctx->pause_ns)];
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	*st = ctx->st;
 	st->mrs = ctx->ht.used;
 	size_t n = ctx->npause < ARRAY_SIZE(tmp) ? ctx->npause : ARRAY_SIZE(tmp);
 	memcpy(tmp, ctx->pause_ns, n * sizeof(tmp[0]));
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	st->size = sizeof(*st);
 	if (n) {
 		qsort(tmp, n, sizeof(tmp[0]), cmp_u64);

@@ -37,6 +37,12 @@ void mrl_log(const char *fmt, ...)
 
 MRL_EXPORT const char *mrl_last_error(void) { return last_error; }
 
+void mrl_lock_failed(const char *what, int err)
+{
+	fprintf(stderr, "mrlease: internal error: %s failed: %s\n", what, strerror(err));
+	abort();
+}
+
 MRL_EXPORT const char *mrl_strerror(int err)
 {
 	if (err < 0)

@@ -24,17 +24,17 @@ void mrl_events_init(struct mrl_ctx *ctx)
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
 		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen)
 {
-	pthread_mutex_lock(&ctx->evq_lock);
+	mrl_lock(&ctx->evq_lock);
 	/* A break the owner must answer is never dropped; the rest may be. */
 	if (ctx->evq_len >= EVQ_MAX && !(type == MRL_EVENT_BREAK && mr->policy == MRL_POLICY_NOTIFY)) {
 		ctx->st.events_dropped++;
-		pthread_mutex_unlock(&ctx->evq_lock);
+		mrl_unlock(&ctx->evq_lock);
 		return;
 	}
 	struct mrl_evq_item *it = calloc(1, sizeof(*it));
 	if (!it) {
 		ctx->st.events_dropped++;
-		pthread_mutex_unlock(&ctx->evq_lock);
+		mrl_unlock(&ctx->evq_lock);
 		return;
 	}
 	it->ev.type = type;
@@ -64,7 +64,7 @@ void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint3
 			/* cannot overflow: the counter is 0 or 1 */
 		}
 	}
-	pthread_mutex_unlock(&ctx->evq_lock);
+	mrl_unlock(&ctx->evq_lock);
 }
 
 /* ---- events got and not yet acked: an ack is matched against these by
@@ -132,8 +132,8 @@ static struct mrl_evq_item *evo_take(struct mrl_ctx *ctx, uint64_t seq, mrl_mr_t
 /* mrl_ctx_destroy: events queued or got and never acked let go of their MRs. */
 void mrl_events_release(struct mrl_ctx *ctx)
 {
-	pthread_mutex_lock(&ctx->lock);
-	pthread_mutex_lock(&ctx->evq_lock);
+	mrl_lock(&ctx->lock);
+	mrl_lock(&ctx->evq_lock);
 	struct mrl_evq_item *list = ctx->evq_head;
 	ctx->evq_head = NULL;
 	ctx->evq_tail = &ctx->evq_head;
@@ -148,14 +148,14 @@ void mrl_events_release(struct mrl_ctx *ctx)
 	free(ctx->evo);
 	ctx->evo = NULL;
 	ctx->evo_cap = ctx->evo_n = 0;
-	pthread_mutex_unlock(&ctx->evq_lock);
+	mrl_unlock(&ctx->evq_lock);
 	while (list) {
 		struct mrl_evq_item *it = list;
 		list = it->next;
 		mrl_mr_put(ctx, it->mr);
 		free(it);
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 }
 
 MRL_EXPORT int mrl_event_fd(mrl_ctx *ctx)
@@ -171,18 +171,18 @@ MRL_EXPORT int mrl_event_get(mrl_ctx *ctx, struct mrl_event *ev)
 	if (!ctx || !ev)
 		return mrl_err(EINVAL, "mrl_event_get: NULL %s", !ctx ? "context" : "event");
 	MRL_CHILD_CHECK(ctx, "mrl_event_get");
-	pthread_mutex_lock(&ctx->evq_lock);
+	mrl_lock(&ctx->evq_lock);
 	struct mrl_evq_item *it = ctx->evq_head;
 	if (!it) {
 		uint64_t v;
 		/* drain the eventfd so poll() stops reporting it */
 		if (read(ctx->ev_fd, &v, sizeof(v)) < 0) {
 		}
-		pthread_mutex_unlock(&ctx->evq_lock);
+		mrl_unlock(&ctx->evq_lock);
 		return -EAGAIN;
 	}
 	if (evo_reserve(ctx)) { /* the event stays queued for a later get */
-		pthread_mutex_unlock(&ctx->evq_lock);
+		mrl_unlock(&ctx->evq_lock);
 		return mrl_err(ENOMEM, "mrl_event_get: no memory to track the event until its ack");
 	}
 	ctx->evq_head = it->next;
@@ -198,7 +198,7 @@ MRL_EXPORT int mrl_event_get(mrl_ctx *ctx, struct mrl_event *ev)
 	ctx->evo[k] = it;
 	ctx->evo_n++;
 	*ev = it->ev;
-	pthread_mutex_unlock(&ctx->evq_lock);
+	mrl_unlock(&ctx->evq_lock);
 	return 0;
 }
 
@@ -212,13 +212,13 @@ MRL_EXPORT int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev)
 	mrl_mr_t h = ev->mr;
 	const char *why;
 	/* ctx->lock before evq_lock, as mrl_post_event takes them */
-	pthread_mutex_lock(&ctx->lock);
-	pthread_mutex_lock(&ctx->evq_lock);
+	mrl_lock(&ctx->lock);
+	mrl_lock(&ctx->evq_lock);
 	struct mrl_evq_item *it = evo_take(ctx, seq, h, &why);
-	pthread_mutex_unlock(&ctx->evq_lock);
+	mrl_unlock(&ctx->evq_lock);
 	if (it)
 		mrl_mr_put(ctx, it->mr);
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	if (!it)
 		return mrl_err(EINVAL, "mrl_event_ack: event %#llx for MR %#llx %s",
 			       (unsigned long long)seq, (unsigned long long)h, why);

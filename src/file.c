@@ -106,7 +106,7 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 	if (prot & ~(PROT_READ | PROT_WRITE))
 		return mrl_err(EINVAL, "mrl_file_map: prot %#x: only PROT_READ|PROT_WRITE", prot);
 
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	/* Reuse our own fd: a second open would break our own lease. */
 	struct mrl_file *f = NULL;
 	if (stat(path, &st) < 0) {
@@ -144,13 +144,13 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 			}
 		}
 		/* an open of a marked file waits for the monitor: not under ctx->lock */
-		pthread_mutex_unlock(&ctx->lock);
+		mrl_unlock(&ctx->lock);
 		fd = open(path, ((prot & PROT_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 		int err = errno;
 		struct stat fst;
 		bool same = fd >= 0 && fstat(fd, &fst) == 0 && fst.st_dev == st.st_dev &&
 			    fst.st_ino == st.st_ino;
-		pthread_mutex_lock(&ctx->lock);
+		mrl_lock(&ctx->lock);
 		if (!same) {
 			ret = fd < 0 ? mrl_err(err, "mrl_file_map: open %s: %s", path, strerror(err))
 				     : mrl_err(ESTALE, "mrl_file_map: %s was replaced while opening it", path);
@@ -176,11 +176,11 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 		goto out;
 	}
 	f->maps++; /* keeps f and its fd while we map without the lock */
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	/* mmap of a fanotify-marked file waits for the monitor: never under ctx->lock */
 	void *p = mmap(NULL, len, prot ? prot : PROT_READ, MAP_SHARED, fd, (off_t)offset);
 	int err = errno;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	if (p == MAP_FAILED) {
 		ret = mrl_err(err, "mrl_file_map: mmap %s: %s", path, strerror(err));
 		f->maps--;
@@ -190,7 +190,7 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 	MRL_WATCHERS_EACH(ctx, file_arm, f);
 	*addr = p;
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -202,7 +202,7 @@ MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
 	MRL_CHILD_CHECK(ctx, "mrl_file_unmap");
 	if (!len || (uintptr_t)addr + len < (uintptr_t)addr)
 		return mrl_err(EINVAL, "mrl_file_unmap: bad length %zu", len);
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	if (mrl_itree_first_overlap(&ctx->va_index, (uintptr_t)addr, (uintptr_t)addr + len)) {
 		ret = mrl_err(EBUSY, "mrl_file_unmap: registered MRs lie in %p+%zu; deregister them first",
 			      addr, len);
@@ -226,7 +226,7 @@ MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
 	f->maps--;
 	mrl_file_put(ctx, f);
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -248,7 +248,7 @@ MRL_EXPORT int mrl_file_adopt(mrl_ctx *ctx, int fd)
 	char *del = strstr(path, " (deleted)");
 	if (del)
 		*del = 0;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_file *f = mrl_file_find(ctx, st.st_dev, st.st_ino);
 	if (f && f->fd >= 0) {
 		ret = mrl_err(EEXIST, "mrl_file_adopt: the library already holds an fd for %s", f->path);
@@ -264,6 +264,6 @@ MRL_EXPORT int mrl_file_adopt(mrl_ctx *ctx, int fd)
 	/* not file_opened: the fd is older than any mark */
 	MRL_WATCHERS_EACH(ctx, file_arm, f);
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }

@@ -164,7 +164,11 @@ static struct mrl_ctx *enter(int i, uintptr_t a, size_t len)
 		return NULL;
 	atomic_fetch_add(&g_users[i], 1); /* before the pointer: see mrl_intp_del */
 	struct mrl_ctx *ctx = atomic_load(&g_ctx[i]);
-	if (!ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) || pthread_mutex_lock(&ctx->lock) == EDEADLK) {
+	int err = !ctx || ctx->fork_gen != atomic_load(&mrl_fork_gen) ? EPERM
+										: pthread_mutex_lock(&ctx->lock);
+	if (err) {
+		if (err != EPERM && err != EDEADLK)
+			mrl_lock_failed("interposer lock", err);
 		atomic_fetch_sub(&g_users[i], 1);
 		return NULL;
 	}
@@ -218,20 +222,20 @@ static void resolve(uintptr_t a, size_t len, int op)
 		if (!ctx)
 			continue;
 		if (!mrl_itree_first_overlap(&ctx->va_index, a, a + len)) {
-			pthread_mutex_unlock(&ctx->lock);
+			mrl_unlock(&ctx->lock);
 			leave(i);
 			continue;
 		}
 		if (ctx->intp_inline || ctx->monitor_tid == (pid_t)syscall(SYS_gettid)) {
 			resolve_locked(ctx, a, len, op);
-			pthread_mutex_unlock(&ctx->lock);
+			mrl_unlock(&ctx->lock);
 			mrl_wake_monitor(ctx); /* it sends the state messages */
 			leave(i);
 			continue;
 		}
 		struct mrl_intp_req r = {.next = ctx->intp_reqs, .a = a, .len = len, .op = op};
 		ctx->intp_reqs = &r;
-		pthread_mutex_unlock(&ctx->lock);
+		mrl_unlock(&ctx->lock);
 		mrl_wake_monitor(ctx);
 		while (!atomic_load(&r.done))
 			syscall(SYS_futex, &r.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
@@ -315,7 +319,7 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 		struct mrl_brk *b = mrl_brk_begin_mrs(ctx, &mrl_watch_interpose, &vec, MRL_CAUSE_MADVISED,
 						      getpid(), mrl_now_ns());
 		if (!b) { /* nothing to pause (or all fenced) */
-			pthread_mutex_unlock(&ctx->lock);
+			mrl_unlock(&ctx->lock);
 			mrl_wake_monitor(ctx); /* it sends the state messages */
 			leave(i);
 			continue;
@@ -324,7 +328,7 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 		mrl_wake_monitor(ctx); /* it sends the pauses, drives progress, keeps the deadline */
 		while (b->phase == BRK_QUIESCE)
 			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
-		pthread_mutex_unlock(&ctx->lock);
+		mrl_unlock(&ctx->lock);
 		ps[nps++] = (struct as_pause){.ctx = ctx, .b = b, .slot = i};
 	}
 	return nps;
@@ -334,9 +338,9 @@ static void madv_resume(struct as_pause *ps, int nps)
 {
 	for (int i = 0; i < nps; i++) {
 		struct mrl_ctx *ctx = ps[i].ctx;
-		pthread_mutex_lock(&ctx->lock);
+		mrl_lock(&ctx->lock);
 		mrl_brk_finish(ctx, ps[i].b); /* restore, same keys; frees it */
-		pthread_mutex_unlock(&ctx->lock);
+		mrl_unlock(&ctx->lock);
 		mrl_wake_monitor(ctx);
 		leave(ps[i].slot);
 	}

@@ -31,16 +31,16 @@ static void *monitor_main(void *arg)
 	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && !ret; w++)
 		if ((ctx->watchers & (*w)->bit) && (*w)->thread_start)
 			ret = (*w)->thread_start(ctx);
-	pthread_mutex_lock(&ss->lock);
+	mrl_lock(&ss->lock);
 	ss->ret = ret;
 	ss->ready = true;
 	pthread_cond_signal(&ss->cond);
-	pthread_mutex_unlock(&ss->lock);
+	mrl_unlock(&ss->lock);
 	if (ret)
 		return NULL;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	ctx->intp_inline = false; /* interposed calls may wait for this thread now */
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 
 	while (!atomic_load(&ctx->stop)) {
 		struct pollfd pfd[MAX_POLL + 1] = {{.fd = ctx->wake_fd, .events = POLLIN}};
@@ -52,7 +52,7 @@ static void *monitor_main(void *arg)
 				pfd[++np] = (struct pollfd){.fd = fd, .events = POLLIN};
 			}
 		}
-		pthread_mutex_lock(&ctx->lock);
+		mrl_lock(&ctx->lock);
 		uint64_t next = mrl_brk_next_timer(ctx);
 		for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
 			if ((ctx->watchers & (*w)->bit) && (*w)->next_timer) {
@@ -60,7 +60,7 @@ static void *monitor_main(void *arg)
 				next = t < next ? t : next;
 			}
 		bool acks = mrl_brk_waiting_acks(ctx);
-		pthread_mutex_unlock(&ctx->lock);
+		mrl_unlock(&ctx->lock);
 		if (acks)
 			mrl_ep_progress_all(ctx);
 		struct timespec ts, *tsp = NULL;
@@ -84,19 +84,19 @@ static void *monitor_main(void *arg)
 		for (int i = 0; n > 0 && i < np; i++)
 			if (pfd[i + 1].revents && polled[i]->read)
 				polled[i]->read(ctx);
-		pthread_mutex_lock(&ctx->lock);
+		mrl_lock(&ctx->lock);
 		for (int i = 0; n > 0 && i < np; i++)
 			if (pfd[i + 1].revents && polled[i]->drain)
 				polled[i]->drain(ctx);
 		uint64_t now = mrl_now_ns();
 		mrl_brk_tick(ctx, now);
 		MRL_WATCHERS_EACH(ctx, tick, now);
-		pthread_mutex_unlock(&ctx->lock);
+		mrl_unlock(&ctx->lock);
 		mrl_flush_outbox(ctx);
 	}
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	MRL_WATCHERS_EACH(ctx, monitor_gone);
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return NULL;
 }
@@ -117,10 +117,10 @@ int mrl_monitor_start(struct mrl_ctx *ctx)
 	ret = pthread_create(&ctx->monitor, NULL, monitor_main, &ss);
 	if (ret)
 		return mrl_err(ret, "monitor: pthread_create: %s", strerror(ret));
-	pthread_mutex_lock(&ss.lock);
+	mrl_lock(&ss.lock);
 	while (!ss.ready)
 		pthread_cond_wait(&ss.cond, &ss.lock);
-	pthread_mutex_unlock(&ss.lock);
+	mrl_unlock(&ss.lock);
 	ctx->monitor_running = true;
 	pthread_cond_destroy(&ss.cond);
 	pthread_mutex_destroy(&ss.lock);

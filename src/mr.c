@@ -502,7 +502,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		}
 	}
 
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &kind, path, sizeof(path));
 	if (ret)
 		goto out;
@@ -582,7 +582,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	}
 	*out = mr->handle;
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -592,7 +592,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
 	MRL_CHILD_CHECK(ctx, "mrl_mr_dereg");
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
 	if (!mr)
 		goto out;
@@ -615,7 +615,7 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	}
 	mrl_mr_put(ctx, mr);
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return ret;
 }
@@ -626,7 +626,7 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 	if (!ctx)
 		return mrl_err(EINVAL, "%s: NULL context", fn);
 	MRL_CHILD_CHECK(ctx, fn);
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, fn, &ret);
 	if (!mr)
 		goto out;
@@ -648,7 +648,7 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 	mr->owner_answer = answer;
 	mrl_brk_owner_answered(ctx, mr);
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	mrl_wake_monitor(ctx);
 	return ret;
@@ -678,7 +678,7 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 	if (info->size < sizeof(*info))
 		return mrl_err(EINVAL, "mrl_mr_query: info->size %zu too small (set it to sizeof)",
 			       info->size);
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_query", &ret);
 	if (mr) {
 		memset(info, 0, sizeof(*info));
@@ -706,7 +706,7 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->deny_errno = mr->deny_errno;
 		info->watchers = mrl_mr_coverage(ctx, mr, info->coverage);
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 

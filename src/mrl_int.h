@@ -19,6 +19,23 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ---- locks: a failure is a bug in the library (a thread locking what it
+ * holds, a lock destroyed under a user): say which and stop, never go on
+ * unprotected ---- */
+void mrl_lock_failed(const char *what, int err) __attribute__((noreturn, cold));
+static inline void mrl_lock(pthread_mutex_t *m)
+{
+	int err = pthread_mutex_lock(m);
+	if (__builtin_expect(err != 0, 0))
+		mrl_lock_failed("lock", err);
+}
+static inline void mrl_unlock(pthread_mutex_t *m)
+{
+	int err = pthread_mutex_unlock(m);
+	if (__builtin_expect(err != 0, 0))
+		mrl_lock_failed("unlock", err);
+}
+
 /* ---- errors and time ---- */
 int mrl_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mrl_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

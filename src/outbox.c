@@ -77,19 +77,19 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct st
 void mrl_flush_outbox(struct mrl_ctx *ctx)
 {
 	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
-	pthread_mutex_lock(&ctx->flush_lock);
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->flush_lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_out *o = ctx->outbox;
 	ctx->outbox = NULL;
 	ctx->outbox_tail = &ctx->outbox;
 	mrl_outbox_close_batches(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	while (o) {
 		struct mrl_out *n = o->next;
 		mrl_ep_send_raw(o->peer, o->buf, o->len);
 		free(o);
 		o = n;
 	}
-	pthread_mutex_unlock(&ctx->flush_lock);
+	mrl_unlock(&ctx->flush_lock);
 }
 

@@ -32,15 +32,15 @@ static int mock_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t
 {
 	struct mock_dev *d = dev;
 	(void)access;
-	pthread_mutex_lock(&d->lock);
+	mrl_lock(&d->lock);
 	for (struct mock_mr *m = d->mrs; m; m = m->next)
 		if (m->key == *key) {
-			pthread_mutex_unlock(&d->lock);
+			mrl_unlock(&d->lock);
 			return -EEXIST; /* a real domain refuses a key in use too */
 		}
 	struct mock_mr *m = calloc(1, sizeof(*m));
 	if (!m) {
-		pthread_mutex_unlock(&d->lock);
+		mrl_unlock(&d->lock);
 		return -ENOMEM;
 	}
 	m->addr = addr;
@@ -48,7 +48,7 @@ static int mock_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t
 	m->key = *key;
 	m->next = d->mrs;
 	d->mrs = m;
-	pthread_mutex_unlock(&d->lock);
+	mrl_unlock(&d->lock);
 	*h = m;
 	return 0;
 }
@@ -56,15 +56,15 @@ static int mock_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t
 static int mock_dereg(void *dev, void *h)
 {
 	struct mock_dev *d = dev;
-	pthread_mutex_lock(&d->lock);
+	mrl_lock(&d->lock);
 	for (struct mock_mr **p = &d->mrs; *p; p = &(*p)->next)
 		if (*p == h) {
 			*p = ((struct mock_mr *)h)->next;
 			free(h);
-			pthread_mutex_unlock(&d->lock);
+			mrl_unlock(&d->lock);
 			return 0;
 		}
-	pthread_mutex_unlock(&d->lock);
+	mrl_unlock(&d->lock);
 	return -ENOENT;
 }
 
@@ -72,14 +72,14 @@ int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len)
 {
 	struct mock_dev *d = dev;
 	int ret = -ENOENT;
-	pthread_mutex_lock(&d->lock);
+	mrl_lock(&d->lock);
 	for (struct mock_mr *m = d->mrs; m; m = m->next)
 		if (m->key == key) {
 			*addr = m->addr;
 			*len = m->len;
 			ret = 0;
 		}
-	pthread_mutex_unlock(&d->lock);
+	mrl_unlock(&d->lock);
 	return ret;
 }
 

@@ -376,7 +376,7 @@ MRL_EXPORT int mrl_uring_attach(mrl_ctx *ctx, struct io_uring *ring, unsigned nr
 		return mrl_err(EINVAL, "mrl_uring_attach: NULL ring");
 	if (!nr || nr > 16384)
 		return mrl_err(EINVAL, "mrl_uring_attach: %u slots (1..16384)", nr);
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	if (u->ring) {
 		ret = mrl_err(EBUSY, "mrl_uring_attach: a ring is attached already");
 		goto out;
@@ -398,7 +398,7 @@ MRL_EXPORT int mrl_uring_attach(mrl_ctx *ctx, struct io_uring *ring, unsigned nr
 	u->nr = nr;
 	u->slots = slots;
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -408,7 +408,7 @@ MRL_EXPORT int mrl_uring_detach(mrl_ctx *ctx)
 	struct udev *u = udev_of(ctx, "mrl_uring_detach", &ret);
 	if (!u)
 		return ret;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	if (!u->ring) {
 		ret = mrl_err(ENXIO, "mrl_uring_detach: no ring attached");
 		goto out;
@@ -424,7 +424,7 @@ MRL_EXPORT int mrl_uring_detach(mrl_ctx *ctx)
 	u->ring = NULL;
 	u->nr = 0;
 out:
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -446,7 +446,7 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 			until.tv_nsec -= 1000000000L;
 		}
 	}
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	for (;;) {
 		struct mrl_mr *mr = mrl_ht_get(&ctx->ht, h);
 		if (!mr) {
@@ -475,7 +475,7 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 			timeout_ms = 0; /* one last look */
 		}
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -486,7 +486,7 @@ MRL_EXPORT int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t h)
 	struct udev *u = udev_of(ctx, "mrl_uring_put", &ret);
 	if (!u)
 		return ret;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mrl_ht_get(&ctx->ht, h);
 	struct ubuf *b = mr ? mr->dev_mr : NULL;
 	if (!mr) {
@@ -505,7 +505,7 @@ MRL_EXPORT int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t h)
 		b->ack_seq = 0;
 		mrl_brk_device_idle(ctx, seq); /* the last one: the break may go on */
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	if (seq) {
 		mrl_flush_outbox(ctx);
 		mrl_wake_monitor(ctx);

@@ -34,9 +34,9 @@ MRL_EXPORT int mrl_verify(mrl_ctx *ctx, unsigned flags)
 	if (flags)
 		return mrl_err(EINVAL, "mrl_verify: unknown flags %#x", flags);
 	MRL_CHILD_CHECK(ctx, "mrl_verify");
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	int fenced = mrl_verify_locked(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return fenced;
 }
