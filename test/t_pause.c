@@ -40,15 +40,17 @@ static int silent_peer(int pfd, mrl_mr_t id)
 	mrl_peer *peer;
 	mrl_rmr *r;
 	struct mrl_ctx_opts o = {.size = sizeof(o), .flags = MRL_CTX_NO_FANOTIFY};
+	char go;
+	/* open only once the owner's accept has returned: a request sent while
+	 * the owner is still inside its handshake is dropped (src/ep.c) */
 	if (mrl_ctx_create(&o, &ctx) || mrl_ep_create(ctx, NULL, &ep) ||
-	    mrl_ep_connect(ep, "127.0.0.1", port, T_HANG_MS, &peer) ||
+	    mrl_ep_connect(ep, "127.0.0.1", port, T_HANG_MS, &peer) || read(pfd, &go, 1) != 1 ||
 	    mrl_rmr_open(peer, id, T_HANG_MS, &r)) {
 		fprintf(stderr, "silent peer setup: %s\n", mrl_last_error());
 		return 10;
 	}
 	if (write(pfd, "k", 1) != 1) /* tell the parent we hold the MR */
 		return 11;
-	char go;
 	if (read(pfd, &go, 1) != 1) /* the owner pauses us now; we do not answer */
 		return 14;
 	struct mrl_completion c[4];
@@ -163,6 +165,7 @@ int main(int argc, char **argv)
 	    write(p1[0], &port, sizeof(port)) != sizeof(port))
 		REQUIRE(0, "talk to the silent peer");
 	REQUIRE(mrl_ep_accept(ep, T_HANG_MS, &peers[1]) == 0, "accept the silent peer");
+	REQUIRE(write(p1[0], "a", 1) == 1, "tell the silent peer it is accepted");
 	char k;
 	REQUIRE(read(p1[0], &k, 1) == 1, "silent peer holds the MR");
 	uint64_t t0 = t_now_ns();
