@@ -28,7 +28,7 @@ struct owner {
 	mrl_ctx *ctx;
 	mrl_ep *ep;
 	const char *path;
-	atomic_int stop, changes_done;
+	atomic_int stop, changes_done, accepted;
 	atomic_ulong verified; /* the peer's verified transfers so far */
 	mrl_peer *peer;
 	int punched[NMR];
@@ -39,7 +39,9 @@ struct owner {
 static void *owner_main(void *a)
 {
 	struct owner *o = a;
-	if (mrl_ep_accept(o->ep, T_HANG_MS, &o->peer)) {
+	int ret = mrl_ep_accept(o->ep, T_HANG_MS, &o->peer);
+	atomic_store(&o->accepted, ret ? -1 : 1);
+	if (ret) {
 		o->errors++;
 		atomic_store(&o->changes_done, 1);
 		return NULL;
@@ -121,6 +123,11 @@ int main(void)
 	pthread_create(&th, NULL, owner_main, &o);
 	mrl_peer *peer;
 	REQUIRE(mrl_ep_connect(cep, "127.0.0.1", o.port, T_HANG_MS, &peer) == 0, "connect");
+	/* ask only once the owner's accept has returned: a request sent while
+	 * the owner is still inside its handshake is dropped (src/ep.c) */
+	while (!atomic_load(&o.accepted))
+		usleep(100);
+	REQUIRE(atomic_load(&o.accepted) == 1, "owner accepted");
 	mrl_rmr *r[NMR];
 	for (int i = 0; i < NMR; i++)
 		REQUIRE(mrl_rmr_open(peer, mr[i], T_HANG_MS, &r[i]) == 0, "open remote MR %d", i);
