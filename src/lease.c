@@ -412,7 +412,12 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 	} else {
 		fcntl(f->fd, F_SETLEASE, F_UNLCK);
 		f->lease = LEASE_RELEASED;
-		f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+		/* An O_NONBLOCK breaker (coreutils truncate) was told EWOULDBLOCK
+		 * and comes back when it likes. Retaking after relock_ms breaks
+		 * it again, and one that retries slower than that never gets in.
+		 * So once a breaker missed its window, the next release waits
+		 * for the breaker itself (its close) or the landing deadline. */
+		f->relock_at = f->brk_unmet ? 0 : now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
 	}
 	uint64_t done = mrl_now_ns();
 	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
@@ -439,14 +444,23 @@ void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_file *f)
 	mrl_brk_free(ctx, f);
 }
 
-static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, bool forced)
+enum retake_why { RETAKE_CLOSE, RETAKE_RELOCK, RETAKE_DEADLINE };
+
+static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, enum retake_why why)
 {
 	if (f->lease != LEASE_RELEASED && f->lease != LEASE_BLOCKED)
 		return;
 	if (f->brk && (f->brk->phase != BRK_LANDING || f->brk->fev))
 		return;
 	mrl_lease_take(ctx, f);
-	if (f->brk && (f->lease == LEASE_HELD || forced))
+	if (!f->brk)
+		return;
+	/* The lease comes back only if nobody has the file open. Taken on the
+	 * relock timer: the breaker did not come in time (see brk_release).
+	 * Refused, or taken on a close: it came. Taken at the deadline: it
+	 * gave up, and the next breaker gets the short window again. */
+	f->brk_unmet = f->lease == LEASE_HELD && why == RETAKE_RELOCK;
+	if (f->lease == LEASE_HELD || why == RETAKE_DEADLINE)
 		mrl_brk_finish(ctx, f);
 }
 
@@ -475,16 +489,21 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
 		  bp, seen);
 }
 
-/* Seen after the fact (no lease held): a shrink fences what lies past the end. */
-static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
+/* Seen after the fact: a shrink fences what lies past the new end. This is
+ * the net under every other watcher, so it runs for every file: a change
+ * whose landing was judged too early, or let go at a deadline, is seen here
+ * once it has landed. MRs a break holds paused are left to restore, which
+ * checks the size itself. shrink_only: the change is (or was) resolved
+ * before it landed, so there is nothing to announce or re-pin. */
+static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_only)
 {
 	struct stat st;
-	if (f->fan && f->fan_complete)
-		return; /* every change was seen before it landed */
-	if (f->brk || f->fd < 0 || fstat(f->fd, &st) < 0)
+	int fd = mrl_file_stat_fd(f);
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return;
+	shrink_only |= f->fan && f->fan_complete; /* every change was seen before it landed */
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
-	bool announce = now - f->last_change_ev > 100000000ull;
+	bool announce = !shrink_only && now - f->last_change_ev > 100000000ull;
 	struct mr_vec vec;
 	file_mrs(f, &vec);
 	for (size_t i = 0; i < vec.n; i++) {
@@ -497,7 +516,8 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
 		else if (announce)
 			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
 		/* pinned pages may be orphaned (a punch): re-pin what is still served */
-		mrl_mr_repin_locked(ctx, mr, now);
+		if (!shrink_only)
+			mrl_mr_repin_locked(ctx, mr, now);
 	}
 	free(vec.v);
 	if (announce)
@@ -509,16 +529,20 @@ void mrl_lease_on_inotify(struct mrl_ctx *ctx, int wd, uint32_t mask)
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		if (f->wd != wd)
 			continue;
-		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->brk && f->brk->fev)
-			mrl_fan_check_landed(ctx, f);
-		else if (mask & (IN_MODIFY | IN_ATTRIB))
-			/* under a held lease too: the owner's own change through an
-			 * fd it already holds breaks no lease, and is seen only now */
-			changed_after(ctx, f);
+		if (mask & (IN_MODIFY | IN_ATTRIB)) {
+			/* A break in progress resolves its own change; any other
+			 * change seen now has landed already (under a held lease
+			 * too: the owner's own change through an fd it already
+			 * holds breaks no lease). Never skip the size check. */
+			bool in_brk = f->brk != NULL;
+			if (f->brk && f->brk->fev)
+				mrl_fan_check_landed(ctx, f);
+			changed_after(ctx, f, in_brk);
+		}
 		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
 			mrl_fan_on_close(ctx, f);
 		else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
-			try_retake(ctx, f, false);
+			try_retake(ctx, f, RETAKE_CLOSE);
 	}
 }
 
@@ -533,10 +557,10 @@ void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
 		else if (b && b->fev && b->phase == BRK_LANDING && now >= b->poll_at)
 			mrl_fan_check_landed(ctx, f);
 		else if (b && b->phase == BRK_LANDING && now >= b->landing_deadline_ns)
-			try_retake(ctx, f, true);
+			try_retake(ctx, f, RETAKE_DEADLINE);
 		else if (f->relock_at && now >= f->relock_at) {
 			f->relock_at = 0;
-			try_retake(ctx, f, false);
+			try_retake(ctx, f, RETAKE_RELOCK);
 		}
 	}
 }
