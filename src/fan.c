@@ -179,10 +179,31 @@ void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f)
 
 /* ---- answers ---- */
 
+static bool read_line(struct mrl_fan_ev *e, int tries);
+
+/* Landing is judged by the actor leaving the call whose line we saw, so
+ * that line must be the call's own. Until we answer, the actor cannot leave
+ * its call: any line read now that is not "running" is that call. A
+ * truncate learned this late is also landed by its size. */
+static void settle_line(struct mrl_fan_ev *e)
+{
+	long nr;
+	unsigned long long a0, a1;
+	if (e->tid <= 0 || strcmp(e->line, "running") || !read_line(e, 200))
+		return;
+	if (sscanf(e->line, "%ld %llx %llx", &nr, &a0, &a1) == 3 &&
+	    (nr == SYS_truncate || nr == SYS_ftruncate) && e->op != FOP_TRUNCATE) {
+		e->op = FOP_TRUNCATE;
+		e->target = a1;
+	}
+}
+
 void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno)
 {
 	if (e->fd < 0 || e->answered || ctx->fan_fd < 0)
 		return;
+	if (!deny_errno)
+		settle_line(e);
 	struct fanotify_response r = {
 		.fd = e->fd,
 		.response = deny_errno ? FAN_DENY_ERRNO(deny_errno) : FAN_ALLOW,
@@ -220,24 +241,34 @@ static int read_syscall(pid_t tid, char *buf, size_t n)
 	return 0;
 }
 
+/* Read the actor's line into e->line until it is not "running", at most
+ * tries times. false if the actor is gone. */
+static bool read_line(struct mrl_fan_ev *e, int tries)
+{
+	for (int i = 0;; i++) {
+		if (read_syscall(e->tid, e->line, sizeof(e->line)) < 0)
+			return false;
+		if (strcmp(e->line, "running") || i >= tries)
+			return true;
+		struct timespec ts = {0, i < 20 ? 0 : 50000};
+		if (i < 20)
+			sched_yield();
+		else
+			nanosleep(&ts, NULL);
+	}
+}
+
 static int classify(struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3)
 {
 	long nr;
 	unsigned long long a[4] = {0};
 	/* The actor queues the event, wakes us, then goes to sleep for the
 	 * answer: until it sleeps its line reads "running". It will sleep
-	 * (nobody else answers), so look again, briefly. */
-	for (int tries = 0;; tries++) {
-		if (read_syscall(e->tid, e->line, sizeof(e->line)) < 0)
-			return FOP_LAYOUT;
-		if (strcmp(e->line, "running") || tries >= 200)
-			break;
-		struct timespec ts = {0, tries < 20 ? 0 : 50000};
-		if (tries < 20)
-			sched_yield();
-		else
-			nanosleep(&ts, NULL);
-	}
+	 * (nobody else answers), so look again, briefly. A busy machine may
+	 * keep it from its sleep longer: then the change is unknown (the
+	 * safe side), and the line is read again before the answer. */
+	if (!read_line(e, 200))
+		return FOP_LAYOUT;
 	if (sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) < 2)
 		return FOP_LAYOUT; /* "running" or a kernel thread (io_uring worker): unknown */
 	*arg1 = a[1];
@@ -449,9 +480,13 @@ static bool landed(struct mrl_fan_ev *e)
 			return true;
 	}
 	/* Left the call (done, or failed and changed nothing)? "running" may
-	 * still be inside it. */
+	 * still be inside it. Never seen outside "running" (see settle_line):
+	 * any call may be this one, so only the signs above or the landing
+	 * deadline end it (and a shrink seen after still fences). */
 	if (read_syscall(e->tid, now, sizeof(now)) < 0)
 		return true;
+	if (!strcmp(e->line, "running"))
+		return false;
 	return strcmp(now, "running") != 0 && strcmp(now, e->line) != 0;
 }
 

@@ -12,16 +12,21 @@
 
 #define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN)
 
-/* Seen after the fact (no lease held): a shrink fences what lies past the end. */
-static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
+/* Seen after the fact: a shrink fences what lies past the new end. This is
+ * the net under every other watcher, so it runs for every file: a change
+ * whose landing was judged too early, or let go at a deadline, is seen here
+ * once it has landed. MRs a break holds paused are left to restore, which
+ * checks the size itself. shrink_only: the change is (or was) resolved
+ * before it landed, so there is nothing to announce or re-pin. */
+static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_only)
 {
 	struct stat st;
-	if (f->fan && f->fan_complete)
-		return; /* every change was seen before it landed */
-	if (f->brk || f->fd < 0 || fstat(f->fd, &st) < 0)
+	int fd = mrl_file_stat_fd(f);
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return;
+	shrink_only |= f->fan && f->fan_complete; /* every change was seen before it landed */
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
-	bool announce = now - f->last_change_ev > 100000000ull;
+	bool announce = !shrink_only && now - f->last_change_ev > 100000000ull;
 	struct mrl_mr_vec vec;
 	mrl_file_mrs(f, &vec);
 	for (size_t i = 0; i < vec.n; i++) {
@@ -34,7 +39,8 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f)
 		else if (announce)
 			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
 		/* pinned pages may be orphaned (a punch): re-pin what is still served */
-		mrl_mr_repin_locked(ctx, mr, now);
+		if (!shrink_only)
+			mrl_mr_repin_locked(ctx, mr, now);
 	}
 	free(vec.v);
 	if (announce)
@@ -46,12 +52,16 @@ static void on_event(struct mrl_ctx *ctx, int wd, uint32_t mask)
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		if (f->wd != wd)
 			continue;
-		if ((mask & (IN_MODIFY | IN_ATTRIB)) && f->brk && f->brk->fev)
-			mrl_fan_check_landed(ctx, f);
-		else if (mask & (IN_MODIFY | IN_ATTRIB))
-			/* under a held lease too: the owner's own change through an
-			 * fd it already holds breaks no lease, and is seen only now */
-			changed_after(ctx, f);
+		if (mask & (IN_MODIFY | IN_ATTRIB)) {
+			/* A break in progress resolves its own change; any other
+			 * change seen now has landed already (under a held lease
+			 * too: the owner's own change through an fd it already
+			 * holds breaks no lease). Never skip the size check. */
+			bool in_brk = f->brk != NULL;
+			if (f->brk && f->brk->fev)
+				mrl_fan_check_landed(ctx, f);
+			changed_after(ctx, f, in_brk);
+		}
 		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
 			mrl_fan_on_close(ctx, f);
 		else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))

@@ -122,14 +122,23 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		let_go(ctx, f, seen);
 }
 
-static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, bool forced)
+enum retake_why { RETAKE_CLOSE, RETAKE_RELOCK, RETAKE_DEADLINE };
+
+static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, enum retake_why why)
 {
 	if (f->lease != LEASE_RELEASED && f->lease != LEASE_BLOCKED)
 		return;
 	if (f->brk && (f->brk->phase != BRK_LANDING || f->brk->src != &mrl_watch_lease))
 		return;
 	mrl_lease_take(ctx, f);
-	if (f->brk && (f->lease == LEASE_HELD || forced))
+	if (!f->brk)
+		return;
+	/* The lease comes back only if nobody has the file open. Taken on the
+	 * relock timer: the breaker did not come in time (see lease_let_land).
+	 * Refused, or taken on a close: it came. Taken at the deadline: it
+	 * gave up, and the next breaker gets the short window again. */
+	f->brk_unmet = f->lease == LEASE_HELD && why == RETAKE_RELOCK;
+	if (f->lease == LEASE_HELD || why == RETAKE_DEADLINE)
 		mrl_brk_finish(ctx, f->brk);
 }
 
@@ -162,13 +171,20 @@ void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
  * again, and a break waiting for the change to land may finish. */
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f)
 {
-	try_retake(ctx, f, false);
+	try_retake(ctx, f, RETAKE_CLOSE);
 }
 
 /* Quiesced: let the breaker in. */
 static void lease_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
 	let_go(ctx, b->file, now);
+	/* An O_NONBLOCK breaker (coreutils truncate) was told EWOULDBLOCK and
+	 * comes back when it likes. Retaking after relock_ms breaks it again,
+	 * and one that retries slower than that never gets in. So once a
+	 * breaker missed its window, the next release waits for the breaker
+	 * itself (its close) or the landing deadline. */
+	if (b->file->brk_unmet)
+		b->file->relock_at = 0;
 }
 
 static void lease_tick(struct mrl_ctx *ctx, uint64_t now)
@@ -177,10 +193,10 @@ static void lease_tick(struct mrl_ctx *ctx, uint64_t now)
 		struct mrl_brk *b = f->brk;
 		if (b && b->src == &mrl_watch_lease && b->phase == BRK_LANDING &&
 		    now >= b->landing_deadline_ns)
-			try_retake(ctx, f, true);
+			try_retake(ctx, f, RETAKE_DEADLINE);
 		else if (f->relock_at && now >= f->relock_at) {
 			f->relock_at = 0;
-			try_retake(ctx, f, false);
+			try_retake(ctx, f, RETAKE_RELOCK);
 		}
 	}
 }

@@ -133,6 +133,7 @@ struct mrl_file {
 	struct mrl_itree mrs; /* MRs by file offset */
 	struct mrl_brk *brk;  /* break being resolved, or NULL */
 	uint64_t relock_at;   /* when to retry the lease without a close event */
+	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */

@@ -63,6 +63,10 @@ static inline int t_done(const char *name)
 	return 0;
 }
 
+/* A deadline that only detects a hang: long enough for a machine at load
+ * 10, never a measure of speed. */
+#define T_HANG_MS 30000
+
 static inline uint64_t t_now_ns(void)
 {
 	struct timespec ts;

@@ -21,14 +21,15 @@ struct pair_acc {
 static void *pair_acc_main(void *a)
 {
 	struct pair_acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, 5000, &x->peer);
+	x->ret = mrl_ep_accept(x->ep, T_HANG_MS, &x->peer);
 	return NULL;
 }
 
 static inline void pair_open(struct pair *p)
 {
-	p->sctx = t_ctx("tcp;ofi_rxm", 1000);
-	p->cctx = t_ctx("tcp;ofi_rxm", 1000);
+	/* a break deadline a busy machine cannot miss: the peer must answer */
+	p->sctx = t_ctx("tcp;ofi_rxm", 10000);
+	p->cctx = t_ctx("tcp;ofi_rxm", 10000);
 	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = MRL_EP_AUTO_PROGRESS};
 	REQUIRE(mrl_ep_create(p->sctx, &eo, &p->sep) == 0, "owner ep");
 	REQUIRE(mrl_ep_create(p->cctx, NULL, &p->cep) == 0, "peer ep");
@@ -37,7 +38,7 @@ static inline void pair_open(struct pair *p)
 	struct pair_acc aa = {.ep = p->sep};
 	pthread_t th;
 	pthread_create(&th, NULL, pair_acc_main, &aa);
-	int cr = mrl_ep_connect(p->cep, "127.0.0.1", port, 5000, &p->cpeer);
+	int cr = mrl_ep_connect(p->cep, "127.0.0.1", port, T_HANG_MS, &p->cpeer);
 	pthread_join(th, NULL);
 	REQUIRE(cr == 0 && aa.ret == 0, "connected");
 	p->speer = aa.peer;
@@ -51,13 +52,13 @@ static inline void pair_close(struct pair *p)
 	mrl_ctx_destroy(p->sctx);
 }
 
-/* Wait for one completion on the peer's endpoint. */
+/* Wait for one completion on the peer's endpoint, up to ms (a hang bound). */
 static inline int pair_wait(struct pair *p, struct mrl_completion *c, int ms)
 {
-	for (int i = 0; i < ms; i++) {
+	for (uint64_t until = t_now_ns() + (uint64_t)ms * 1000000ull; t_now_ns() < until;) {
 		if (mrl_ep_poll(p->cep, c, 1) == 1)
 			return 0;
-		usleep(1000);
+		usleep(100);
 	}
 	return -ETIMEDOUT;
 }

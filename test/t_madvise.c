@@ -12,10 +12,15 @@
 #define LEN (1u << 20)
 #define BLK 4096u
 #define NADV 25
+/* Paced by events: the owner madvises once the peer has verified EVERY more
+ * blocks; the peer streams until the owner is done, then AFTER more. */
+#define EVERY 4
+#define AFTER 50
 
 struct owner {
 	char *mem;
 	atomic_int stop, done;
+	atomic_ulong verified;
 	int errors;
 };
 
@@ -23,14 +28,18 @@ static void *owner_main(void *a)
 {
 	struct owner *o = a;
 	uint64_t rng = 12345;
-	usleep(100000);
+	unsigned long next = EVERY;
 	while (o->done < NADV && !atomic_load(&o->stop)) {
+		if (atomic_load(&o->verified) < next) {
+			usleep(100);
+			continue;
+		}
+		next = atomic_load(&o->verified) + EVERY;
 		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
 		size_t off = (rng % (LEN / BLK - 16)) * BLK;
 		if (madvise(o->mem + off, 16 * BLK, MADV_DONTNEED))
 			o->errors++;
 		o->done++;
-		usleep(20000);
 	}
 	return NULL;
 }
@@ -55,30 +64,33 @@ int main(void)
 		"register");
 	uint64_t key = t_query(p.sctx, mr).key;
 	mrl_rmr *r;
-	REQUIRE(mrl_rmr_open(p.cpeer, mr, 5000, &r) == 0, "open");
+	REQUIRE(mrl_rmr_open(p.cpeer, mr, T_HANG_MS, &r) == 0, "open");
 	pthread_t th;
 	pthread_create(&th, NULL, owner_main, &o);
 
 	unsigned char wbuf[BLK], rbuf[BLK], want[BLK];
 	unsigned long transfers = 0, failed = 0, discarded = 0, corrupt = 0, unannounced = 0;
-	uint64_t rng = 999;
+	unsigned long after = 0;
+	uint64_t rng = 999, hang = t_now_ns() + 4ull * T_HANG_MS * 1000000ull;
 	unsigned seq = 0;
-	while (o.done < NADV) {
+	while ((o.done < NADV || after < AFTER) && t_now_ns() < hang) {
+		after += o.done == NADV;
 		rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
 		unsigned blk = (unsigned)(rng % (LEN / BLK));
 		fill(wbuf, blk, ++seq);
 		struct mrl_completion c;
-		if (mrl_write(r, (uint64_t)blk * BLK, wbuf, BLK, NULL) || pair_wait(&p, &c, 3000) || c.status) {
+		if (mrl_write(r, (uint64_t)blk * BLK, wbuf, BLK, NULL) || pair_wait(&p, &c, T_HANG_MS) || c.status) {
 			failed++;
 			continue;
 		}
 		uint32_t wgen = c.generation;
 		memset(rbuf, 0xee, BLK);
-		if (mrl_read(r, (uint64_t)blk * BLK, rbuf, BLK, NULL) || pair_wait(&p, &c, 3000) || c.status) {
+		if (mrl_read(r, (uint64_t)blk * BLK, rbuf, BLK, NULL) || pair_wait(&p, &c, T_HANG_MS) || c.status) {
 			failed++;
 			continue;
 		}
 		transfers += 2;
+		atomic_store(&o.verified, transfers / 2);
 		fill(want, blk, seq);
 		if (memcmp(want, rbuf, BLK)) {
 			/* only the owner's discarding may differ: zero pages */
@@ -107,7 +119,7 @@ int main(void)
 	CHECK(mrl_ctx_stats(p.sctx, &st) == 0 && st.peer_timeouts == 0 && st.pauses >= NADV,
 	      "the peer answered every pause (%llu pauses, %llu timeouts)", (unsigned long long)st.pauses,
 	      (unsigned long long)st.peer_timeouts);
-	CHECK(transfers > 50, "the peer streamed (%lu)", transfers);
+	CHECK(after >= AFTER, "the peer streamed through every madvise and after (%lu transfers)", transfers);
 	CHECK(in.state == MRL_STATE_ACTIVE && in.key == key, "same MR, same key, active");
 	CHECK(in.restores == NADV && in.cause == MRL_CAUSE_MADVISED, "each madvise seen (%u restores, cause %s)",
 	      in.restores, mrl_cause_str(in.cause));

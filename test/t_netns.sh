@@ -21,20 +21,22 @@ ip -n "$a" addr add 198.51.100.1/24 dev "$va" && ip -n "$b" addr add 198.51.100.
 ip -n "$a" link set "$va" up && ip -n "$b" link set "$vb" up || exit 1
 ip -n "$a" link set lo up && ip -n "$b" link set lo up
 
-ip netns exec "$a" "$bin" serve "$dir/f" --addr 198.51.100.1 --port 7411 --size 8388608 --mrs 4 \
-	--seconds 20 > "$dir/server.out" 2>&1 &
+ip netns exec "$a" "$bin" serve "$dir/f" --addr 198.51.100.1 --port 7411 --size 8388608 --mrs 4 --deadline-ms 10000 \
+	--seconds 300 > "$dir/server.out" 2>&1 &
 spid=$!
-for i in $(seq 50); do grep -q serving "$dir/server.out" && break; sleep 0.1; done
+# waits are for events; their bounds (30 s) only detect a hang
+for i in $(seq 300); do grep -q serving "$dir/server.out" && break; sleep 0.1; done
 grep -q serving "$dir/server.out" || { echo "server did not start:"; cat "$dir/server.out"; exit 1; }
-ip netns exec "$b" "$bin" client 198.51.100.1:7411 --seconds 3 > "$dir/client.out" 2>&1 &
+ip netns exec "$b" "$bin" client 198.51.100.1:7411 --machine --seconds 6 > "$dir/client.out" 2>&1 &
 cpid=$!
-sleep 1
+# punch once the client reports transfers (a "stats N ..." line, N > 0)
+for i in $(seq 300); do grep -Eq '^stats [1-9]' "$dir/client.out" && break; sleep 0.1; done
+grep -Eq '^stats [1-9]' "$dir/client.out" || { echo "client did not stream:"; cat "$dir/client.out"; exit 1; }
 fallocate --punch-hole -o 65536 -l 65536 "$dir/f" || { echo "punch failed"; exit 1; }
-sleep 0.5
 cat "$dir/f" > /dev/null
 wait "$cpid"; crc=$?
 kill -TERM "$spid"; wait "$spid"; spid=
-echo "client: $(cat "$dir/client.out")"
+echo "client: $(grep final "$dir/client.out")"
 echo "server: $(grep final "$dir/server.out")"
 fail=0
 [ "$crc" = 0 ] || { echo "FAIL: client exit $crc (failed or mismatched transfers)"; fail=1; }

@@ -19,7 +19,7 @@ static uint64_t bad_count(mrl_ctx *ctx)
 static int wait_bad(mrl_ctx *sctx, mrl_ep *cep, uint64_t want)
 {
 	struct mrl_completion c[4];
-	for (int i = 0; i < 3000 && bad_count(sctx) < want; i++) {
+	for (int i = 0; i < 30000 && bad_count(sctx) < want; i++) {
 		mrl_ep_poll(cep, c, 4);
 		usleep(1000);
 	}
@@ -76,7 +76,7 @@ int main(void)
 	uint64_t cbad = bad_count(cctx);
 	CHECK(mrl_ep_send_raw(aa.peer, raw, offsetof(struct msg_states, e) + sizeof(sm->e[0])) == 0,
 	      "send a lying STATES");
-	for (int i = 0; i < 3000 && bad_count(cctx) <= cbad; i++) {
+	for (int i = 0; i < 30000 && bad_count(cctx) <= cbad; i++) {
 		struct mrl_completion c[4];
 		mrl_ep_poll(cep, c, 4);
 		usleep(1000);
@@ -100,13 +100,13 @@ int main(void)
 	CHECK(mrl_rmr_open(peer, 0x123456789ull, 3000, &r) < 0, "open of a bogus MR id fails cleanly");
 
 	/* the data path still works */
-	REQUIRE(mrl_rmr_open(peer, mr, 5000, &r) == 0, "open the real MR");
+	REQUIRE(mrl_rmr_open(peer, mr, T_HANG_MS, &r) == 0, "open the real MR");
 	char out[4096], in[4096];
 	memset(out, 0x3c, sizeof(out));
 	struct mrl_completion c[2];
 	CHECK(mrl_write(r, 8192, out, sizeof(out), (void *)1) == 0, "write");
 	int got = 0;
-	for (int i = 0; i < 3000 && !got; i++) {
+	for (int i = 0; i < 30000 && !got; i++) {
 		got = mrl_ep_poll(cep, c, 1);
 		if (!got)
 			usleep(1000);
@@ -114,7 +114,7 @@ int main(void)
 	CHECK(got == 1 && c[0].status == 0, "write completed after the garbage");
 	CHECK(mrl_read(r, 8192, in, sizeof(in), (void *)2) == 0, "read");
 	got = 0;
-	for (int i = 0; i < 3000 && !got; i++) {
+	for (int i = 0; i < 30000 && !got; i++) {
 		got = mrl_ep_poll(cep, c, 1);
 		if (!got)
 			usleep(1000);

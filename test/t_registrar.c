@@ -133,7 +133,7 @@ static void suite(struct target *t)
 	CHECK(key[0] != key[1], "distinct keys");
 	CHECK(t_sh("fallocate --punch-hole -o %u -l %u %s", PG, LEN, path) == 0, "punch over both MRs");
 	for (int i = 0; i < 2; i++) {
-		CHECK(t_wait_state(ctx, mr[i], MRL_STATE_ACTIVE, 5000) == 0, "MR %d active again", i);
+		CHECK(t_wait_state(ctx, mr[i], MRL_STATE_ACTIVE, T_HANG_MS) == 0, "MR %d active again", i);
 		struct mrl_mr_info in = t_query(ctx, mr[i]);
 		CHECK(in.restores == 1, "MR %d restored once (%u)", i, in.restores);
 		CHECK(in.key == key[i], "MR %d key kept (%#llx -> %#llx)", i, (unsigned long long)key[i],

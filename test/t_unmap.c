@@ -18,7 +18,7 @@ static int write_and_wait(struct pair *p, mrl_rmr *r, const char *buf, struct mr
 	int ret = mrl_write(r, 4096, buf, 4096, (void *)1);
 	if (ret)
 		return ret;
-	if (pair_wait(p, c, 3000))
+	if (pair_wait(p, c, T_HANG_MS))
 		return -ETIMEDOUT;
 	return c->status;
 }
@@ -39,7 +39,7 @@ int main(void)
 	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	CHECK(t_query(p.sctx, mr).coverage[MRL_CHG_OWNER_MUNMAP] == MRL_SEEN_BEFORE, "munmap covered before");
 	mrl_rmr *r;
-	REQUIRE(mrl_rmr_open(p.cpeer, mr, 5000, &r) == 0, "peer opens the MR");
+	REQUIRE(mrl_rmr_open(p.cpeer, mr, T_HANG_MS, &r) == 0, "peer opens the MR");
 	CHECK(write_and_wait(&p, r, buf, &c) == 0, "a write lands before the unmap");
 	CHECK(a[4096] == 0x77, "and is in the memory");
 	CHECK(munmap(a, LEN) == 0, "owner unmaps");
@@ -49,7 +49,7 @@ int main(void)
 	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_UNMAPPED, "fenced, cause unmapped (%s)",
 	      mrl_cause_str(in.cause));
 	struct mrl_event ev;
-	CHECK(t_wait_event(p.sctx, MRL_EVENT_FENCED, mr, 2000, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED &&
+	CHECK(t_wait_event(p.sctx, MRL_EVENT_FENCED, mr, T_HANG_MS, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED &&
 	      ev.pid == getpid(), "FENCED event names the cause and the owner");
 	/* the peer keeps writing: operations fail cleanly, the new memory gets nothing */
 	int refused = 0;
@@ -58,7 +58,7 @@ int main(void)
 		if (ret == -EKEYREVOKED) {
 			refused++;
 		} else if (ret == 0) {
-			CHECK(pair_wait(&p, &c, 3000) == 0, "completes");
+			CHECK(pair_wait(&p, &c, T_HANG_MS) == 0, "completes");
 			CHECK(c.status != 0, "a write after the unmap fails (%d)", c.status);
 			refused += c.status == -EKEYREVOKED || c.status != 0;
 		}
@@ -115,7 +115,7 @@ int main(void)
 	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
 	bool changed = false, brk = false;
 	if (uffd) {
-		CHECK(t_wait_state(p.sctx, mr, MRL_STATE_FENCED, 3000) == 0, "userfaultfd: fenced");
+		CHECK(t_wait_state(p.sctx, mr, MRL_STATE_FENCED, T_HANG_MS) == 0, "userfaultfd: fenced");
 		while (mrl_event_get(p.sctx, &ev) == 0) {
 			changed |= ev.mr == mr && ev.type == MRL_EVENT_CHANGED && ev.cause == MRL_CAUSE_UNMAPPED;
 			brk |= ev.mr == mr && ev.type == MRL_EVENT_BREAK;
@@ -135,7 +135,7 @@ int main(void)
 		REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 		uint32_t gen = t_query(p.sctx, mr).generation;
 		CHECK(syscall(SYS_madvise, a, 4096, MADV_DONTNEED) == 0, "raw madvise");
-		CHECK(t_wait_event(p.sctx, MRL_EVENT_CHANGED, mr, 3000, &ev) == 0 && ev.cause == MRL_CAUSE_MADVISED,
+		CHECK(t_wait_event(p.sctx, MRL_EVENT_CHANGED, mr, T_HANG_MS, &ev) == 0 && ev.cause == MRL_CAUSE_MADVISED,
 		      "userfaultfd REMOVE reported");
 		in = t_query(p.sctx, mr);
 		CHECK(in.state == MRL_STATE_ACTIVE && in.generation > gen, "still active, new generation");
@@ -187,9 +187,9 @@ int main(void)
 	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	REQUIRE(mrl_mr_reg(vctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
-	CHECK(t_wait_event(vctx, MRL_EVENT_CHANGED, mr, 3000, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED,
+	CHECK(t_wait_event(vctx, MRL_EVENT_CHANGED, mr, T_HANG_MS, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED,
 	      "the periodic verify reports it, after");
-	CHECK(t_wait_state(vctx, mr, MRL_STATE_FENCED, 3000) == 0, "and fences the MR");
+	CHECK(t_wait_state(vctx, mr, MRL_STATE_FENCED, T_HANG_MS) == 0, "and fences the MR");
 	mrl_mr_dereg(vctx, mr);
 	mrl_ctx_destroy(vctx);
 	close(fd);

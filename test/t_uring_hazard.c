@@ -100,7 +100,7 @@ static void raw(const char *path, enum action a, enum actor who)
 /* While the lease is let go for a reader, a writer is not held: wait for it. */
 static bool wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
 {
-	uint64_t until = t_now_ns() + 5000000000ull;
+	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 	while (!t_query(ctx, mr).lease_held && t_now_ns() < until)
 		usleep(1000);
 	return t_query(ctx, mr).lease_held;
@@ -160,7 +160,7 @@ static void with_mrlease(const char *path, enum action a, enum actor who)
 	/* the change has landed (the actor returned); the restore follows the close */
 	struct mrl_event ev = {0};
 	CHECK(t_wait_event(ctx, a == TRUNC_EXTEND && who == OTHER ? MRL_EVENT_FENCED : MRL_EVENT_RESTORED,
-			   0, 5000, &ev) == 0,
+			   0, T_HANG_MS, &ev) == 0,
 	      "%s event", a == TRUNC_EXTEND && who == OTHER ? "fenced" : "restored");
 	if (a == TRUNC_EXTEND && who == OTHER)
 		CHECK(ev.cause == MRL_CAUSE_TRUNCATED, "fenced as truncated, got %s", mrl_cause_str(ev.cause));
@@ -205,7 +205,7 @@ static void inflight(const char *path)
 	rig_submit(&r, p + PUNCH_OFF, PG, idx); /* waits in the kernel for data */
 	pid_t pid = t_sh_bg("fallocate --punch-hole -o %u -l %u %s", PUNCH_OFF, PUNCH_LEN, path);
 	struct mrl_event ev;
-	REQUIRE(t_wait_event(ctx, MRL_EVENT_BREAK, mr, 5000, &ev) == 0, "break");
+	REQUIRE(t_wait_event(ctx, MRL_EVENT_BREAK, mr, T_HANG_MS, &ev) == 0, "break");
 	unsigned idx2;
 	CHECK(mrl_uring_get(ctx, mr, 0, &idx2) == -EAGAIN, "a new get is held while paused");
 	rig_send(&r, 3, PUNCH_OFF, PG);
