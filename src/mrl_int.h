@@ -506,12 +506,13 @@ bool mrl_fork_copies_pinned(void);
 int mrl_monitor_start(struct mrl_ctx *ctx);
 void mrl_monitor_stop(struct mrl_ctx *ctx);
 
-/* ep.c: owner side hooks, ctx->lock held */
+/* The data path (ep*.c; what only its files share: ep_int.h).
+ * ep.c: send a control message to a peer, as the outbox does (takes ep->lock) */
 int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
-void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
-/* monitor: drive progress on every endpoint not busy elsewhere (no lock held) */
+/* ep.c: the monitor drives progress on every endpoint not busy elsewhere
+ * (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);
-/* tests: the send queue is full while RMA operations are in flight */
+/* ep.c, tests: the send queue is full while RMA operations are in flight */
 extern bool mrl_ep_test_full_txq;
 /* tests: pause messages received, pause acks sent, pause acks received */
 void mrl_ep_pause_counts(struct mrl_ep *ep, uint64_t *pauses_in, uint64_t *acks_out,

@@ -1,0 +1,141 @@
+/* The data path's private structures (endpoint, peers, remote MRs, ops) and
+ * the calls its files (ep.c, ep_boot.c, ep_rma.c, ep_owner.c, ep_peer.c) share. */
+#ifndef MRL_EP_INT_H
+#define MRL_EP_INT_H
+
+#include <rdma/fabric.h>
+
+#include "mrl_int.h"
+#include "proto.h"
+
+#define RMR_SLOW 1u
+
+enum op_kind { OP_WRITE = 1, OP_READ, OP_RECV, OP_SEND };
+
+struct op_head {
+	struct fi_context2 fictx; /* must be first: the provider's context */
+	uint8_t kind;
+};
+
+struct mrl_op {
+	struct op_head h;
+	struct mrl_op *next;
+	struct mrl_op *iprev, *inext; /* ep->inflight list while the provider has it */
+	bool orphan;                  /* reported already: the peer died under it */
+	struct mrl_rmr *rmr;
+	uint64_t off;
+	void *buf;
+	size_t len;
+	void *uctx;
+	uint32_t gen;
+};
+
+struct mrl_rbuf {
+	struct op_head h;
+	unsigned char data[MRL_MSG_MAX];
+};
+
+/* a control message too big to inject lives until its send completes */
+struct mrl_sbuf {
+	struct op_head h;
+	unsigned char data[MRL_MSG_MAX];
+};
+
+struct pause_rec {
+	struct pause_rec *next;
+	uint32_t seq;
+	uint32_t n;
+	struct mrl_rmr **rmrs;
+};
+
+struct mrl_rmr {
+	_Atomic uint32_t ctl; /* 0: active and whole; anything else takes the slow path */
+	uint8_t state, cause;
+	bool closed;
+	struct mrl_peer *peer;
+	uint64_t id, key, base, len, valid_len;
+	uint32_t gen;
+	uint64_t inflight, nheld;
+	struct mrl_op *held, **held_tail;
+	struct mrl_rmr *next, *hnext;
+};
+
+struct mrl_peer {
+	struct mrl_ep *ep;
+	uint32_t idx, remote_idx;
+	fi_addr_t addr;
+	int sock;
+	bool dead;
+	struct mrl_rmr *rmrs;
+	struct mrl_rmr **hash;
+	uint32_t hcap, hn;
+	struct pause_rec *pauses;
+};
+
+struct waiter {
+	struct waiter *next;
+	uint32_t req;
+	bool done;
+	unsigned char msg[MRL_MSG_MAX];
+};
+
+struct mrl_ep {
+	struct mrl_ctx *ctx;
+	struct mrl_ep *next;
+	pthread_mutex_t lock;
+	struct fid_ep *ep;
+	struct fid_av *av;
+	struct fid_cq *cq;
+	int cq_fd;
+	size_t inject_size;
+	unsigned char name[64];
+	size_t namelen;
+	struct mrl_peer **peers;
+	uint32_t npeers, cap;
+	int lsock;
+	struct mrl_rbuf *rbufs;
+	struct mrl_op *free_ops;
+	struct mrl_op *backlog, **backlog_tail;
+	struct mrl_op inflight;       /* list head of ops the provider holds */
+	struct mrl_completion *lcq;
+	size_t lcq_head, lcq_n, lcq_cap;
+	struct waiter *waiters;
+	uint32_t next_req;
+	uint64_t polls, bad_msgs;
+	/* pause protocol, for tests: pauses received and acks sent (peer
+	 * side), acks received (owner side); one ack per pause, never two */
+	_Atomic uint64_t pauses_in, pause_acks_out, pause_acks_in;
+	pthread_t prog;
+	bool prog_running;
+	atomic_bool stop;
+};
+
+/* ep.c, ep->lock held: drive progress; send a control message */
+int mrl_ep_progress_locked(struct mrl_ep *ep);
+int mrl_ep_send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len);
+/* a control message's header (mrl_ep_send_locked fills in the rest) */
+void mrl_ep_init_hdr(struct msg_hdr *h, int type, size_t len, uint32_t req);
+
+/* ep_rma.c, ep->lock held: ops and the caller's completions */
+void mrl_ep_op_put(struct mrl_ep *ep, struct mrl_op *op);
+void mrl_ep_inflight_del(struct mrl_op *op);
+void mrl_ep_lcq_push(struct mrl_ep *ep, void *uctx, int status, uint32_t cause, uint32_t gen);
+void mrl_ep_fail_op(struct mrl_ep *ep, struct mrl_op *op, int status, uint32_t cause);
+int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op);
+int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op);
+
+/* ep_owner.c, ep->lock held: requests from peers to the MRs' owner */
+void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_id *m);
+void mrl_ep_owner_close(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_id *m);
+void mrl_ep_owner_list(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_list_req *m);
+/* forget a peer's holds on every MR, ctx->lock held */
+void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
+
+/* ep_peer.c, ep->lock held: remote MRs, as the owner's messages change them */
+struct mrl_rmr *mrl_ep_rmr_find(struct mrl_peer *p, uint64_t id);
+void mrl_ep_pause_check(struct mrl_ep *ep, struct mrl_peer *p);
+void mrl_ep_peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_pause *m);
+void mrl_ep_rmr_fail_held(struct mrl_ep *ep, struct mrl_rmr *r, int status);
+void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct msg_state *m);
+
+#endif

@@ -1,0 +1,368 @@
+/* The peer side of the control protocol: remote MRs opened on an owner,
+ * paused (drained, acked), resumed or fenced by its messages. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ep_int.h"
+
+struct mrl_rmr *mrl_ep_rmr_find(struct mrl_peer *p, uint64_t id)
+{
+	if (!p->hcap)
+		return NULL;
+	for (struct mrl_rmr *r = p->hash[id & (p->hcap - 1)]; r; r = r->hnext)
+		if (r->id == id && !r->closed)
+			return r;
+	return NULL;
+}
+
+static int rmr_hash_add(struct mrl_peer *p, struct mrl_rmr *r)
+{
+	if (p->hn + 1 > p->hcap) {
+		uint32_t cap = p->hcap ? p->hcap * 2 : 64;
+		struct mrl_rmr **h = calloc(cap, sizeof(*h));
+		if (!h)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < p->hcap; i++)
+			for (struct mrl_rmr *x = p->hash[i], *n; x; x = n) {
+				n = x->hnext;
+				x->hnext = h[x->id & (cap - 1)];
+				h[x->id & (cap - 1)] = x;
+			}
+		free(p->hash);
+		p->hash = h;
+		p->hcap = cap;
+	}
+	r->hnext = p->hash[r->id & (p->hcap - 1)];
+	p->hash[r->id & (p->hcap - 1)] = r;
+	p->hn++;
+	return 0;
+}
+
+static void rmr_hash_del(struct mrl_peer *p, struct mrl_rmr *r)
+{
+	for (struct mrl_rmr **pp = &p->hash[r->id & (p->hcap - 1)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == r) {
+			*pp = r->hnext;
+			p->hn--;
+			return;
+		}
+}
+
+static bool pause_drained(const struct pause_rec *pr)
+{
+	for (uint32_t i = 0; i < pr->n; i++)
+		if (pr->rmrs[i]->inflight)
+			return false;
+	return true;
+}
+
+/* Ack every pause whose MRs have drained. A send that finds the queue full
+ * drives progress, which can come back here (a completion, another pause)
+ * or cut the peer off (peer_dead frees its records): so a record leaves
+ * the list before its ack is sent, and the walk starts over after each
+ * send instead of trusting a pointer into a list that may have changed. */
+void mrl_ep_pause_check(struct mrl_ep *ep, struct mrl_peer *p)
+{
+	for (;;) {
+		struct pause_rec **pp = &p->pauses;
+		while (*pp && !pause_drained(*pp))
+			pp = &(*pp)->next;
+		struct pause_rec *pr = *pp;
+		if (!pr || p->dead)
+			return;
+		*pp = pr->next;
+		struct msg_hdr a;
+		mrl_ep_init_hdr(&a, MSG_PAUSE_ACK, sizeof(a), pr->seq);
+		free(pr->rmrs);
+		free(pr);
+		if (mrl_ep_send_locked(ep, p, &a, sizeof(a)) == 0)
+			ep->pause_acks_out++;
+	}
+}
+
+static void rmr_hold(struct mrl_ep *ep, struct mrl_rmr *r)
+{
+	r->state = MRL_STATE_PAUSED;
+	atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
+	/* ops waiting for send-queue room are not in flight yet: hold them */
+	for (struct mrl_op **pp = &ep->backlog; *pp;) {
+		struct mrl_op *op = *pp;
+		if (op->rmr != r) {
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
+		op->next = NULL;
+		*r->held_tail = op;
+		r->held_tail = &op->next;
+		r->nheld++;
+	}
+	ep->backlog_tail = &ep->backlog;
+	while (*ep->backlog_tail)
+		ep->backlog_tail = &(*ep->backlog_tail)->next;
+}
+
+void mrl_ep_peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_pause *m)
+{
+	struct pause_rec *pr = calloc(1, sizeof(*pr));
+	if (pr)
+		pr->rmrs = calloc(m->n ? m->n : 1, sizeof(*pr->rmrs));
+	if (!pr || !pr->rmrs) {
+		free(pr);
+		return; /* the owner times us out and cuts us off: safe */
+	}
+	pr->seq = m->h.req;
+	ep->pauses_in++;
+	for (uint32_t i = 0; i < m->n; i++) {
+		struct mrl_rmr *r = mrl_ep_rmr_find(p, m->ids[i]);
+		if (!r || r->state == MRL_STATE_FENCED)
+			continue;
+		rmr_hold(ep, r);
+		pr->rmrs[pr->n++] = r;
+	}
+	pr->next = p->pauses;
+	p->pauses = pr;
+	mrl_ep_pause_check(ep, p);
+}
+
+void mrl_ep_rmr_fail_held(struct mrl_ep *ep, struct mrl_rmr *r, int status)
+{
+	while (r->held) {
+		struct mrl_op *op = r->held;
+		r->held = op->next;
+		r->nheld--;
+		mrl_ep_fail_op(ep, op, status, r->cause);
+	}
+	r->held_tail = &r->held;
+}
+
+void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct msg_state *m)
+{
+	r->gen = m->gen;
+	r->cause = m->cause;
+	r->key = m->key;
+	r->base = m->base;
+	if (m->state == MRL_STATE_ACTIVE) {
+		r->state = MRL_STATE_ACTIVE;
+		r->valid_len = m->valid_len < r->len ? m->valid_len : r->len;
+		atomic_store_explicit(&r->ctl, r->valid_len == r->len ? 0 : RMR_SLOW,
+				      memory_order_release);
+		/* resume: post what was held, in order */
+		struct mrl_op *op = r->held;
+		r->held = NULL;
+		r->held_tail = &r->held;
+		r->nheld = 0;
+		while (op) {
+			struct mrl_op *n = op->next;
+			op->next = NULL;
+			if (op->off + op->len > r->valid_len)
+				mrl_ep_fail_op(ep, op, -EKEYREVOKED, r->cause);
+			else if (mrl_ep_post_op(ep, op))
+				mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
+			op = n;
+		}
+	} else if (m->state == MRL_STATE_PAUSED) {
+		rmr_hold(ep, r);
+		r->valid_len = m->valid_len;
+	} else {
+		r->state = MRL_STATE_FENCED;
+		r->valid_len = 0;
+		atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
+		mrl_ep_rmr_fail_held(ep, r, -EKEYREVOKED);
+	}
+}
+
+/* Send a request and drive progress until its answer arrives. */
+static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, void *reply)
+{
+	struct mrl_ep *ep = p->ep;
+	struct waiter *w = calloc(1, sizeof(*w));
+	int ret;
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_lock(&ep->lock);
+	if (p->dead) {
+		pthread_mutex_unlock(&ep->lock);
+		free(w);
+		return mrl_err(ENOTCONN, "peer %u is disconnected", p->idx);
+	}
+	w->req = ++ep->next_req;
+	((struct msg_hdr *)msg)->req = w->req;
+	w->next = ep->waiters;
+	ep->waiters = w;
+	ret = mrl_ep_send_locked(ep, p, msg, len);
+	uint64_t until = mrl_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 5000) * 1000000ull;
+	while (!ret && !w->done) {
+		mrl_ep_progress_locked(ep);
+		if (w->done)
+			break;
+		if (p->dead)
+			ret = mrl_err(ENOTCONN, "peer %u disconnected", p->idx);
+		else if (mrl_now_ns() > until)
+			ret = mrl_err(ETIMEDOUT, "peer %u did not answer", p->idx);
+		else {
+			pthread_mutex_unlock(&ep->lock);
+			usleep(50);
+			pthread_mutex_lock(&ep->lock);
+		}
+	}
+	if (!ret)
+		memcpy(reply, w->msg, MRL_MSG_MAX);
+	for (struct waiter **pp = &ep->waiters; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	pthread_mutex_unlock(&ep->lock);
+	free(w);
+	return ret;
+}
+
+MRL_EXPORT int mrl_peer_list(mrl_peer *p, mrl_mr_t *ids, size_t max, int timeout_ms)
+{
+	if (!p || (!ids && max))
+		return mrl_err(EINVAL, "mrl_peer_list: NULL %s", !p ? "peer" : "ids");
+	MRL_CHILD_CHECK(p->ep->ctx, "mrl_peer_list");
+	size_t n = 0;
+	uint32_t start = 0;
+	do {
+		struct msg_list_req q;
+		union {
+			struct msg_list_rep r;
+			unsigned char raw[MRL_MSG_MAX];
+		} u;
+		memset(&q, 0, sizeof(q));
+		mrl_ep_init_hdr(&q.h, MSG_LIST_REQ, sizeof(q), 0);
+		q.start = start;
+		int ret = request(p, &q, sizeof(q), timeout_ms, &u);
+		if (ret)
+			return ret;
+		if (u.r.n > MRL_LIST_IDS)
+			return mrl_err(EPROTO, "mrl_peer_list: malformed reply");
+		for (uint32_t i = 0; i < u.r.n; i++, n++)
+			if (n < max)
+				ids[n] = u.r.ids[i];
+		if (u.r.next && u.r.next <= start)
+			return mrl_err(EPROTO, "mrl_peer_list: reply does not advance");
+		start = u.r.next;
+	} while (start);
+	return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+MRL_EXPORT int mrl_rmr_open(mrl_peer *p, mrl_mr_t id, int timeout_ms, mrl_rmr **out)
+{
+	if (!p || !out)
+		return mrl_err(EINVAL, "mrl_rmr_open: NULL %s", !p ? "peer" : "out");
+	MRL_CHILD_CHECK(p->ep->ctx, "mrl_rmr_open");
+	*out = NULL;
+	if (!id)
+		return mrl_err(EINVAL, "mrl_rmr_open: MR id 0 is never valid");
+	struct msg_id q;
+	union {
+		struct msg_state s;
+		unsigned char raw[MRL_MSG_MAX];
+	} u;
+	memset(&q, 0, sizeof(q));
+	mrl_ep_init_hdr(&q.h, MSG_OPEN_REQ, sizeof(q), 0);
+	q.id = id;
+	struct mrl_rmr *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->peer = p;
+	r->id = id;
+	r->held_tail = &r->held;
+	r->state = MRL_STATE_PAUSED; /* hold anything until the answer is in */
+	atomic_store(&r->ctl, RMR_SLOW);
+	/* Register before asking so a STATE racing the reply finds it. */
+	pthread_mutex_lock(&p->ep->lock);
+	if (mrl_ep_rmr_find(p, id)) {
+		pthread_mutex_unlock(&p->ep->lock);
+		free(r);
+		return mrl_err(EEXIST, "mrl_rmr_open: MR %#llx is already open on this peer",
+			       (unsigned long long)id);
+	}
+	int ret = rmr_hash_add(p, r);
+	if (ret) {
+		pthread_mutex_unlock(&p->ep->lock);
+		free(r);
+		return ret;
+	}
+	r->next = p->rmrs;
+	p->rmrs = r;
+	pthread_mutex_unlock(&p->ep->lock);
+	ret = request(p, &q, sizeof(q), timeout_ms, &u);
+	pthread_mutex_lock(&p->ep->lock);
+	if (!ret && u.s.status)
+		ret = mrl_err(u.s.status, "mrl_rmr_open: owner refused MR %#llx: %s",
+			      (unsigned long long)id, strerror(-u.s.status));
+	if (!ret && (u.s.state < MRL_STATE_ACTIVE || u.s.state > MRL_STATE_DEREGISTERED ||
+		     u.s.valid_len > u.s.len || !u.s.len))
+		ret = mrl_err(EPROTO, "mrl_rmr_open: malformed reply");
+	if (ret) {
+		rmr_hash_del(p, r);
+		r->closed = true;
+		pthread_mutex_unlock(&p->ep->lock);
+		return ret;
+	}
+	r->len = u.s.len;
+	mrl_ep_rmr_apply_state(p->ep, r, &u.s);
+	pthread_mutex_unlock(&p->ep->lock);
+	*out = r;
+	return 0;
+}
+
+MRL_EXPORT int mrl_rmr_close(mrl_rmr *r)
+{
+	if (!r)
+		return mrl_err(EINVAL, "mrl_rmr_close: NULL rmr");
+	MRL_CHILD_CHECK(r->peer->ep->ctx, "mrl_rmr_close");
+	struct mrl_ep *ep = r->peer->ep;
+	pthread_mutex_lock(&ep->lock);
+	if (r->closed) {
+		pthread_mutex_unlock(&ep->lock);
+		return mrl_err(EBADF, "mrl_rmr_close: already closed");
+	}
+	if (r->inflight) {
+		pthread_mutex_unlock(&ep->lock);
+		return mrl_err(EBUSY, "mrl_rmr_close: %llu operations in flight",
+			       (unsigned long long)r->inflight);
+	}
+	mrl_ep_rmr_fail_held(ep, r, -ECANCELED);
+	rmr_hash_del(r->peer, r);
+	r->closed = true;
+	atomic_store(&r->ctl, RMR_SLOW);
+	if (!r->peer->dead) {
+		struct msg_id m;
+		memset(&m, 0, sizeof(m));
+		mrl_ep_init_hdr(&m.h, MSG_CLOSE, sizeof(m), 0);
+		m.id = r->id;
+		mrl_ep_send_locked(ep, r->peer, &m, sizeof(m));
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return 0;
+}
+
+MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
+{
+	if (!r || !info)
+		return mrl_err(EINVAL, "mrl_rmr_query: NULL %s", !r ? "rmr" : "info");
+	MRL_CHILD_CHECK(r->peer->ep->ctx, "mrl_rmr_query");
+	if (info->size < sizeof(*info))
+		return mrl_err(EINVAL, "mrl_rmr_query: info->size %zu too small", info->size);
+	struct mrl_ep *ep = r->peer->ep;
+	pthread_mutex_lock(&ep->lock);
+	memset(info, 0, sizeof(*info));
+	info->size = sizeof(*info);
+	info->state = r->closed ? MRL_STATE_DEREGISTERED : r->state;
+	info->generation = r->gen;
+	info->cause = r->cause;
+	info->length = r->len;
+	info->valid_length = r->valid_len;
+	info->key = r->key;
+	info->held = r->nheld;
+	info->inflight = r->inflight;
+	pthread_mutex_unlock(&ep->lock);
+	return 0;
+}

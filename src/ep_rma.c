@@ -1,0 +1,212 @@
+/* The RMA data path: ops, posting (held while paused, queued while the send
+ * queue is full), completions to the caller. The fast path is one load and
+ * compare of rmr->ctl. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include "ep_int.h"
+#include "fabric.h"
+
+static struct mrl_op *op_get(struct mrl_ep *ep)
+{
+	struct mrl_op *op = ep->free_ops;
+	if (op)
+		ep->free_ops = op->next;
+	else if (!(op = malloc(sizeof(*op))))
+		return NULL;
+	memset(op, 0, sizeof(*op));
+	return op;
+}
+
+void mrl_ep_op_put(struct mrl_ep *ep, struct mrl_op *op)
+{
+	op->next = ep->free_ops;
+	ep->free_ops = op;
+}
+
+static void inflight_add(struct mrl_ep *ep, struct mrl_op *op)
+{
+	op->inext = ep->inflight.inext;
+	op->iprev = &ep->inflight;
+	ep->inflight.inext->iprev = op;
+	ep->inflight.inext = op;
+}
+
+void mrl_ep_inflight_del(struct mrl_op *op)
+{
+	op->iprev->inext = op->inext;
+	op->inext->iprev = op->iprev;
+	op->inext = op->iprev = NULL;
+}
+
+void mrl_ep_lcq_push(struct mrl_ep *ep, void *uctx, int status, uint32_t cause, uint32_t gen)
+{
+	if (ep->lcq_n == ep->lcq_cap) {
+		size_t cap = ep->lcq_cap ? ep->lcq_cap * 2 : 256;
+		struct mrl_completion *n = malloc(cap * sizeof(*n));
+		if (!n)
+			return; /* would lose a completion: only on OOM */
+		for (size_t i = 0; i < ep->lcq_n; i++)
+			n[i] = ep->lcq[(ep->lcq_head + i) % ep->lcq_cap];
+		free(ep->lcq);
+		ep->lcq = n;
+		ep->lcq_cap = cap;
+		ep->lcq_head = 0;
+	}
+	struct mrl_completion *c = &ep->lcq[(ep->lcq_head + ep->lcq_n++) % ep->lcq_cap];
+	memset(c, 0, sizeof(*c));
+	c->op_context = uctx;
+	c->status = status;
+	c->cause = cause;
+	c->generation = gen;
+}
+
+void mrl_ep_fail_op(struct mrl_ep *ep, struct mrl_op *op, int status, uint32_t cause)
+{
+	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->rmr ? op->rmr->gen : 0);
+	mrl_ep_op_put(ep, op);
+}
+
+static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)
+{
+	struct mrl_ctx *ctx = ep->ctx;
+	if (!ctx->fab || !ctx->fab->mr_local)
+		return NULL;
+	void *d = NULL;
+	pthread_mutex_lock(&ctx->lock);
+	struct mrl_itree_node *n =
+		mrl_itree_first_overlap(&ctx->va_index, (uintptr_t)buf, (uintptr_t)buf + len);
+	if (n && n->start <= (uintptr_t)buf && n->end >= (uintptr_t)buf + len) {
+		struct mrl_mr *mr = (struct mrl_mr *)n;
+		if (mr->dev_mr)
+			d = ctx->rops->desc(mr->dev_mr);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return d;
+}
+
+/* Hand an op to the provider now: 0, -FI_EAGAIN (no room) or an error. */
+int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op)
+{
+	struct mrl_rmr *r = op->rmr;
+	struct iovec iov = {.iov_base = op->buf, .iov_len = op->len};
+	void *desc = local_desc(ep, op->buf, op->len);
+	struct fi_rma_iov riov = {.addr = r->base + op->off, .len = op->len, .key = r->key};
+	struct fi_msg_rma msg = {
+		.msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = r->peer->addr,
+		.rma_iov = &riov, .rma_iov_count = 1, .context = &op->h.fictx,
+	};
+	ssize_t ret;
+	op->gen = r->gen;
+	if (op->h.kind == OP_WRITE)
+		/* delivery-complete: when it completes, the bytes are in the target's memory */
+		ret = fi_writemsg(ep->ep, &msg, FI_DELIVERY_COMPLETE | FI_COMPLETION);
+	else
+		ret = fi_readmsg(ep->ep, &msg, FI_COMPLETION);
+	if (ret == -FI_EAGAIN)
+		return -FI_EAGAIN;
+	if (ret)
+		return mrl_err((int)ret, "fi_%smsg: %s", op->h.kind == OP_WRITE ? "write" : "read",
+			       fi_strerror((int)-ret));
+	r->inflight++;
+	inflight_add(ep, op);
+	return 0;
+}
+
+/* Post, or queue behind what already waits for room (order is kept). */
+int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
+{
+	int ret = ep->backlog ? -FI_EAGAIN : mrl_ep_post_op_now(ep, op);
+	if (ret == -FI_EAGAIN) {
+		op->next = NULL;
+		*ep->backlog_tail = op;
+		ep->backlog_tail = &op->next;
+		return 0;
+	}
+	return ret;
+}
+
+static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len, void *uctx,
+	       const char *fn)
+{
+	if (unlikely(!r || !buf || !len))
+		return mrl_err(EINVAL, "%s: %s", fn, !r ? "NULL rmr" : !buf ? "NULL buffer" : "zero length");
+	MRL_CHILD_CHECK(r->peer->ep->ctx, fn);
+	struct mrl_ep *ep = r->peer->ep;
+	int ret = 0;
+	pthread_mutex_lock(&ep->lock);
+	if (unlikely(len > r->len || off > r->len - len)) {
+		ret = mrl_err(ERANGE, "%s: %llu+%zu outside the remote MR (%llu bytes)", fn,
+			      (unsigned long long)off, len, (unsigned long long)r->len);
+		goto out;
+	}
+	if (unlikely(atomic_load_explicit(&r->ctl, memory_order_relaxed))) {
+		if (r->closed) {
+			ret = mrl_err(EBADF, "%s: remote MR handle was closed", fn);
+			goto out;
+		}
+		if (r->state == MRL_STATE_FENCED && r->cause == MRL_CAUSE_DISCONNECTED) {
+			ret = -ENOTCONN;
+			goto out;
+		}
+		if (r->state == MRL_STATE_FENCED || (r->state == MRL_STATE_ACTIVE && off + len > r->valid_len)) {
+			ret = -EKEYREVOKED;
+			goto out;
+		}
+	}
+	struct mrl_op *op = op_get(ep);
+	if (!op) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	op->h.kind = (uint8_t)kind;
+	op->rmr = r;
+	op->off = off;
+	op->buf = buf;
+	op->len = len;
+	op->uctx = uctx;
+	if (unlikely(r->state == MRL_STATE_PAUSED)) {
+		*r->held_tail = op;
+		r->held_tail = &op->next;
+		r->nheld++;
+		goto out;
+	}
+	ret = mrl_ep_post_op(ep, op);
+	if (ret)
+		mrl_ep_op_put(ep, op);
+out:
+	pthread_mutex_unlock(&ep->lock);
+	return ret;
+}
+
+MRL_EXPORT int mrl_write(mrl_rmr *r, uint64_t off, const void *buf, size_t len, void *uctx)
+{
+	return rma(r, OP_WRITE, off, (void *)buf, len, uctx, "mrl_write");
+}
+
+MRL_EXPORT int mrl_read(mrl_rmr *r, uint64_t off, void *buf, size_t len, void *uctx)
+{
+	return rma(r, OP_READ, off, buf, len, uctx, "mrl_read");
+}
+
+MRL_EXPORT int mrl_ep_poll(mrl_ep *ep, struct mrl_completion *c, int n)
+{
+	if (!ep || (!c && n > 0) || n < 0)
+		return mrl_err(EINVAL, "mrl_ep_poll: %s", !ep ? "NULL ep" : "bad completion array");
+	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_poll");
+	pthread_mutex_lock(&ep->lock);
+	mrl_ep_progress_locked(ep);
+	int got = 0;
+	while (got < n && ep->lcq_n) {
+		c[got++] = ep->lcq[ep->lcq_head];
+		ep->lcq_head = (ep->lcq_head + 1) % ep->lcq_cap;
+		ep->lcq_n--;
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return got;
+}
