@@ -19,15 +19,32 @@
 
 /* ---- sending control messages ---- */
 
+static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len, uint64_t wait_ns);
+
 int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len)
 {
 	unsigned char buf[MRL_MSG_MAX];
 	if (len > sizeof(buf))
 		return -EMSGSIZE;
 	memcpy(buf, msg, len);
-	pthread_mutex_lock(&peer->ep->lock);
+	mrl_lock(&peer->ep->lock);
 	int ret = peer->dead ? -ENOTCONN : mrl_ep_send_locked(peer->ep, peer, buf, len);
-	pthread_mutex_unlock(&peer->ep->lock);
+	mrl_unlock(&peer->ep->lock);
+	return ret;
+}
+
+/* The monitor's send: -EAGAIN at once when another thread has the endpoint
+ * or the provider's queue is full, never a wait. */
+int mrl_ep_try_send(struct mrl_peer *peer, const void *msg, size_t len)
+{
+	unsigned char buf[MRL_MSG_MAX];
+	if (len > sizeof(buf))
+		return -EMSGSIZE;
+	memcpy(buf, msg, len);
+	if (pthread_mutex_trylock(&peer->ep->lock))
+		return -EAGAIN;
+	int ret = peer->dead ? -ENOTCONN : send_one(peer->ep, peer, buf, len, 0);
+	mrl_unlock(&peer->ep->lock);
 	return ret;
 }
 
@@ -38,11 +55,18 @@ bool mrl_ep_test_full_txq;
 
 int mrl_ep_send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len)
 {
+	return send_one(ep, p, msg, len, 2000000000ull);
+}
+
+/* Send, driving progress while the queue is full, for up to wait_ns (0:
+ * one try, -EAGAIN if the queue is full). */
+static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len, uint64_t wait_ns)
+{
 	struct msg_hdr *h = msg;
 	h->magic = MRL_MAGIC;
 	h->len = (uint16_t)len;
 	h->peer = p->remote_idx;
-	uint64_t until = mrl_now_ns() + 2000000000ull;
+	uint64_t until = mrl_now_ns() + wait_ns;
 	struct mrl_sbuf *sb = NULL;
 	if (len > ep->inject_size) {
 		if (!(sb = malloc(sizeof(*sb))))
@@ -57,6 +81,10 @@ int mrl_ep_send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t 
 				   : fi_inject(ep->ep, msg, len, p->addr);
 		if (ret == 0)
 			return 0;
+		if (ret == -FI_EAGAIN && !wait_ns) {
+			free(sb);
+			return -EAGAIN;
+		}
 		if (ret != -FI_EAGAIN || mrl_now_ns() > until) {
 			free(sb);
 			return mrl_err((int)ret, "control message to peer %u: %s", p->idx,
@@ -333,17 +361,20 @@ void mrl_ep_progress_all(struct mrl_ctx *ctx)
 {
 	struct mrl_ep *eps[32];
 	size_t n = 0;
-	pthread_mutex_lock(&ctx->flush_lock); /* keeps mrl_ep_destroy out */
-	pthread_mutex_lock(&ctx->lock);
+	/* flush_lock keeps mrl_ep_destroy out. The monitor never waits for it
+	 * or an endpoint: a thread holding one is sending, so progressing */
+	if (pthread_mutex_trylock(&ctx->flush_lock))
+		return;
+	mrl_lock(&ctx->lock);
 	for (struct mrl_ep *ep = ctx->eps; ep && n < ARRAY_SIZE(eps); ep = ep->next)
 		eps[n++] = ep;
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	for (size_t i = 0; i < n; i++)
 		if (pthread_mutex_trylock(&eps[i]->lock) == 0) {
 			mrl_ep_progress_locked(eps[i]);
-			pthread_mutex_unlock(&eps[i]->lock);
+			mrl_unlock(&eps[i]->lock);
 		}
-	pthread_mutex_unlock(&ctx->flush_lock);
+	mrl_unlock(&ctx->flush_lock);
 }
 
 MRL_EXPORT int mrl_ep_progress(mrl_ep *ep)

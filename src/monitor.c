@@ -42,6 +42,7 @@ static void *monitor_main(void *arg)
 	ctx->intp_inline = false; /* interposed calls may wait for this thread now */
 	mrl_unlock(&ctx->lock);
 
+	bool unsent = false; /* control messages the last flush could not send yet */
 	while (!atomic_load(&ctx->stop)) {
 		struct pollfd pfd[MAX_POLL + 1] = {{.fd = ctx->wake_fd, .events = POLLIN}};
 		int np = 0;
@@ -61,6 +62,10 @@ static void *monitor_main(void *arg)
 			}
 		bool acks = mrl_brk_waiting_acks(ctx);
 		mrl_unlock(&ctx->lock);
+		if (unsent) {
+			uint64_t soon = mrl_now_ns() + 200000ull;
+			next = soon < next ? soon : next;
+		}
 		if (acks)
 			mrl_ep_progress_all(ctx);
 		struct timespec ts, *tsp = NULL;
@@ -92,7 +97,7 @@ static void *monitor_main(void *arg)
 		mrl_brk_tick(ctx, now);
 		MRL_WATCHERS_EACH(ctx, tick, now);
 		mrl_unlock(&ctx->lock);
-		mrl_flush_outbox(ctx);
+		unsent = mrl_flush_outbox_nowait(ctx);
 	}
 	mrl_lock(&ctx->lock);
 	MRL_WATCHERS_EACH(ctx, monitor_gone);

@@ -257,8 +257,9 @@ void mrl_ht_free(struct mrl_htable *t);
  *  ctx->flush_lock  held while the outbox is sent (mrl_flush_outbox) and
  *                   while the monitor drives progress: keeps mrl_ep_destroy
  *                   from freeing a peer being sent to.
- *  ep->lock         (ep.c) one endpoint: its provider calls, peers, ops in
- *                   flight. The monitor only ever try-locks it.
+ *  ep->lock         (ep*.c) one endpoint: its provider calls, peers, ops in
+ *                   flight. The monitor only ever try-locks these two: what
+ *                   it cannot send now stays queued (mrl_flush_outbox_nowait).
  *  ctx->lock        MRs, files, breaks, watchers' state, the outbox list.
  *                   Error-checking: an interposed munmap by a thread that
  *                   holds it already (inside the library) gets EDEADLK and
@@ -402,6 +403,7 @@ struct state_ent;
 void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct state_ent *e);
 void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
+bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx);
 
 /* mr.c: state transitions, all with ctx->lock held */
 void mrl_mr_set_state(struct mrl_mr *mr, int state);
@@ -509,6 +511,7 @@ void mrl_monitor_stop(struct mrl_ctx *ctx);
 /* The data path (ep*.c; what only its files share: ep_int.h).
  * ep.c: send a control message to a peer, as the outbox does (takes ep->lock) */
 int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
+int mrl_ep_try_send(struct mrl_peer *peer, const void *msg, size_t len);
 /* ep.c: the monitor drives progress on every endpoint not busy elsewhere
  * (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);

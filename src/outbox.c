@@ -74,6 +74,40 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct st
 	m->h.len = (uint16_t)o->len;
 }
 
+/* The monitor's flush: it never waits for an endpoint another thread holds
+ * or a full send queue (actors in the kernel may be waiting for the
+ * monitor). What cannot go now goes back to the head of the outbox, in
+ * order; true when something is left (try again soon). */
+bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
+{
+	if (pthread_mutex_trylock(&ctx->flush_lock))
+		return true; /* another thread is sending: what it left, next time */
+	mrl_lock(&ctx->lock);
+	struct mrl_out *o = ctx->outbox;
+	ctx->outbox = NULL;
+	ctx->outbox_tail = &ctx->outbox;
+	mrl_outbox_close_batches(ctx);
+	mrl_unlock(&ctx->lock);
+	while (o && mrl_ep_try_send(o->peer, o->buf, o->len) != -EAGAIN) {
+		struct mrl_out *n = o->next;
+		free(o);
+		o = n;
+	}
+	if (o) {
+		mrl_lock(&ctx->lock);
+		struct mrl_out *last = o;
+		while (last->next)
+			last = last->next;
+		last->next = ctx->outbox;
+		if (!ctx->outbox)
+			ctx->outbox_tail = &last->next;
+		ctx->outbox = o;
+		mrl_unlock(&ctx->lock);
+	}
+	mrl_unlock(&ctx->flush_lock);
+	return o != NULL;
+}
+
 void mrl_flush_outbox(struct mrl_ctx *ctx)
 {
 	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
