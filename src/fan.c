@@ -96,6 +96,12 @@ static int fan_start(struct mrl_ctx *ctx)
 
 static void fan_stop(struct mrl_ctx *ctx)
 {
+	while (ctx->fan_read_q) { /* read, never handled: let the actors go */
+		struct mrl_fan_ev *e = ctx->fan_read_q;
+		ctx->fan_read_q = e->next;
+		mrl_fan_answer(ctx, e, 0);
+		mrl_fan_ev_free(e);
+	}
 	if (ctx->fan_fd >= 0)
 		close(ctx->fan_fd); /* the kernel lets every waiting actor go */
 	ctx->fan_fd = -1;
@@ -396,33 +402,30 @@ static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
 	}
 }
 
-static void on_pre_access(struct mrl_ctx *ctx, int fd, pid_t tid, const struct fan_range_info *rg,
-			  uint64_t seen)
+/* The actor's call, read while it waits in the kernel: no lock held (the
+ * read may take a while when the actor has not gone to sleep yet). */
+static void classify_now(struct mrl_fan_ev *e)
 {
-	struct mrl_fan_ev *e = calloc(1, sizeof(*e));
-	struct stat st;
+	uint64_t t0 = mrl_now_ns();
+	e->op = classify(e, &e->args[0], &e->args[1], &e->args[2]);
+	e->classify_ns = mrl_now_ns() - t0;
+	e->classified = true;
+}
+
+/* ctx->lock held; e was read by fan_read */
+static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
+{
 	ctx->st.fan_events++;
-	if (!e) {
-		struct fanotify_response r = {.fd = fd, .response = FAN_ALLOW};
-		if (write(ctx->fan_fd, &r, sizeof(r)) < 0)
-			mrl_log("fanotify answer failed: %s", strerror(errno));
-		close(fd);
-		return;
-	}
-	e->fd = fd;
-	e->tid = tid;
-	e->seen = seen;
-	e->lo = rg ? rg->offset : 0;
-	e->hi = rg && rg->count ? rg->offset + rg->count : UINT64_MAX;
-	struct mrl_file *f = fstat(fd, &st) == 0 ? mrl_file_find(ctx, st.st_dev, st.st_ino) : NULL;
+	struct mrl_file *f = e->dev || e->ino ? mrl_file_find(ctx, e->dev, e->ino) : NULL;
 	if (!f || !f->fan || !mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
 		ctx->st.fan_pass_range++;
 		goto allow;
 	}
-	uint64_t t0 = mrl_now_ns(), a1 = 0, a2 = 0, a3 = 0;
-	e->op = classify(e, &a1, &a2, &a3);
-	ctx->st.classify_ns_total += mrl_now_ns() - t0;
+	if (!e->classified) /* an MR came into its range since it was read: rare */
+		classify_now(e);
+	ctx->st.classify_ns_total += e->classify_ns;
 	ctx->st.classify_count++;
+	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2];
 	if (e->op == FOP_DATA || e->op == FOP_ALLOC) {
 		ctx->st.fan_pass_data++;
 		goto allow;
@@ -446,14 +449,14 @@ static void on_pre_access(struct mrl_ctx *ctx, int fd, pid_t tid, const struct f
 		break;
 	}
 	e->cause = op_cause[e->op];
-	mrl_log("fanotify: %s by %d [%s] over %llu..%llu", mrl_cause_str((unsigned)e->cause), (int)tid,
+	mrl_log("fanotify: %s by %d [%s] over %llu..%llu", mrl_cause_str((unsigned)e->cause), (int)e->tid,
 		e->line, (unsigned long long)e->lo, (unsigned long long)e->hi);
 	if (!mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
 		ctx->st.fan_pass_range++;
 		goto allow;
 	}
 	ctx->st.fan_layout++;
-	e->pid = tgid_of(tid);
+	e->pid = tgid_of(e->tid);
 	if (try_deny(ctx, f, e))
 		return;
 	struct mrl_fan_ev **tail = &f->fan_q;
@@ -527,20 +530,25 @@ static void landing_timeout(struct mrl_ctx *ctx, struct mrl_file *f)
 	start_next(ctx, f);
 }
 
-static void on_modify(struct mrl_ctx *ctx, int fd, pid_t tid)
+static void on_modify(struct mrl_ctx *ctx, dev_t dev, ino_t ino, pid_t tid)
 {
-	struct stat st;
-	struct mrl_file *f = fstat(fd, &st) == 0 ? mrl_file_find(ctx, st.st_dev, st.st_ino) : NULL;
-	close(fd);
+	struct mrl_file *f = dev || ino ? mrl_file_find(ctx, dev, ino) : NULL;
 	if (!f || !f->brk || !f->brk->fev || f->brk->fev->tid != tid)
 		return;
 	f->brk->fev->modified = true;
 	mrl_fan_check_landed(ctx, f);
 }
 
-static void fan_drain(struct mrl_ctx *ctx)
+/* No lock held: read every event; let opens go at once; classify the
+ * pre-access events that fall on an MR (the actor's /proc line, which may
+ * take a while) before ctx->lock is taken, so nobody waits on the lock for
+ * it. The monitor alone reads and drains. */
+static void fan_read(struct mrl_ctx *ctx)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+	struct mrl_fan_ev **tail = &ctx->fan_read_q;
+	while (*tail)
+		tail = &(*tail)->next;
 	ssize_t n;
 	while ((n = read(ctx->fan_fd, buf, sizeof(buf))) > 0) {
 		uint64_t seen = mrl_now_ns();
@@ -564,18 +572,73 @@ static void fan_drain(struct mrl_ctx *ctx)
 					rg = (const void *)p;
 				p += h->len;
 			}
-			if (md->mask & FAN_OPEN_PERM) {
-				struct mrl_fan_ev e = {.fd = md->fd};
-				ctx->st.fan_events++;
-				ctx->st.fan_opens++;
-				mrl_fan_answer(ctx, &e, 0);
+			struct mrl_fan_ev *e = calloc(1, sizeof(*e));
+			if (!e || !(md->mask & (FAN_OPEN_PERM | FAN_PRE_ACCESS | FAN_MODIFY))) {
+				struct mrl_fan_ev tmp = {.fd = md->fd};
+				if (md->mask & (FAN_OPEN_PERM | FAN_PRE_ACCESS))
+					mrl_fan_answer(ctx, &tmp, 0); /* never leave an actor waiting */
 				close(md->fd);
-			} else if (md->mask & FAN_PRE_ACCESS)
-				on_pre_access(ctx, md->fd, md->pid, rg, seen);
-			else if (md->mask & FAN_MODIFY)
-				on_modify(ctx, md->fd, md->pid);
-			else
-				close(md->fd);
+				free(e);
+				continue;
+			}
+			e->fd = md->fd;
+			e->tid = md->pid;
+			e->seen = seen;
+			e->mask = md->mask;
+			e->lo = rg ? rg->offset : 0;
+			e->hi = rg && rg->count ? rg->offset + rg->count : UINT64_MAX;
+			struct stat st;
+			if (fstat(md->fd, &st) == 0) {
+				e->dev = st.st_dev;
+				e->ino = st.st_ino;
+			}
+			/* a modify event's fd is not needed (an open file
+			 * description held here counts as another opener for
+			 * the lease probe, F_SETLEASE) */
+			if (md->mask & FAN_MODIFY) {
+				close(e->fd);
+				e->fd = -1;
+			}
+			*tail = e;
+			tail = &e->next;
+		}
+	}
+	/* Under the lock, briefly: opens change nothing, let them go (answer
+	 * and close together under the lock, as a thread that saw its open
+	 * return then probes the file's openers under it); and which events
+	 * fall on an MR. The long part, classifying those, after. */
+	mrl_lock(&ctx->lock);
+	for (struct mrl_fan_ev *e = ctx->fan_read_q; e; e = e->next) {
+		if ((e->mask & FAN_OPEN_PERM) && e->fd >= 0) {
+			mrl_fan_answer(ctx, e, 0);
+			close(e->fd);
+			e->fd = -1;
+		}
+		struct mrl_file *f = (e->mask & FAN_PRE_ACCESS) ? mrl_file_find(ctx, e->dev, e->ino) : NULL;
+		e->on_mr = f && f->fan && mrl_itree_first_overlap(&f->mrs, e->lo, e->hi);
+	}
+	mrl_unlock(&ctx->lock);
+	for (struct mrl_fan_ev *e = ctx->fan_read_q; e; e = e->next)
+		if (e->on_mr && !e->classified)
+			classify_now(e);
+}
+
+/* ctx->lock held: handle what fan_read read. */
+static void fan_drain(struct mrl_ctx *ctx)
+{
+	while (ctx->fan_read_q) {
+		struct mrl_fan_ev *e = ctx->fan_read_q;
+		ctx->fan_read_q = e->next;
+		e->next = NULL;
+		if (e->mask & FAN_OPEN_PERM) {
+			ctx->st.fan_events++;
+			ctx->st.fan_opens++;
+			mrl_fan_ev_free(e);
+		} else if (e->mask & FAN_PRE_ACCESS) {
+			on_pre_access(ctx, e);
+		} else {
+			on_modify(ctx, e->dev, e->ino, e->tid);
+			mrl_fan_ev_free(e);
 		}
 	}
 }
@@ -641,6 +704,7 @@ const struct mrl_watcher_ops mrl_watch_fan = {
 	.start = fan_start,
 	.stop = fan_stop,
 	.poll_fd = fan_poll_fd,
+	.read = fan_read,
 	.drain = fan_drain,
 	.next_timer = fan_next_timer,
 	.tick = fan_tick,

@@ -116,6 +116,14 @@ struct mrl_fan_ev {
 	uint64_t seen;
 	bool answered, modified;
 	char line[160];        /* the actor's /proc/TID/syscall when seen */
+	/* read by the monitor before it locks (fan.c: fan_read), handled after */
+	uint32_t mask;         /* FAN_PRE_ACCESS, FAN_MODIFY, FAN_OPEN_PERM */
+	dev_t dev;
+	ino_t ino;
+	bool on_mr;            /* fell on an MR when read: classify before locking */
+	bool classified;       /* op and args[] are the actor's call */
+	uint64_t args[3];
+	uint64_t classify_ns;
 };
 
 struct mrl_file {
@@ -295,6 +303,7 @@ struct mrl_ctx {
 	pid_t monitor_tid;
 	int sig_fd, ino_fd, wake_fd, timer_fd;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
+	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
 	int uffd_nmsgs;
