@@ -316,9 +316,14 @@ static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
 			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
 		struct mrl_mr_vec vec = {0};
 		mrl_itree_overlap(&ctx->va_index, a, a + len, collect_cb, &vec);
+		if (!vec.n) { /* a hole between MRs: nothing to do, nobody to wake */
+			mrl_unlock(&ctx->lock);
+			leave(i);
+			continue;
+		}
 		struct mrl_brk *b = mrl_brk_begin_mrs(ctx, &mrl_watch_interpose, &vec, MRL_CAUSE_MADVISED,
 						      getpid(), mrl_now_ns());
-		if (!b) { /* nothing to pause (or all fenced) */
+		if (!b) { /* all fenced (FENCE policy): nothing to wait for */
 			mrl_unlock(&ctx->lock);
 			mrl_wake_monitor(ctx); /* it sends the state messages */
 			leave(i);
@@ -391,6 +396,11 @@ struct madv_tok {
 static void *hook_madv_before(uintptr_t a, size_t len, int advice)
 {
 	if (!zaps(advice) || !any_mr() || !len || a + len < a)
+		return NULL;
+	bool near = false; /* any context's MRs around: else no token to allocate */
+	for (int i = 0, top = slots_in_use(); i < top && !near; i++)
+		near = !outside(i, a, len);
+	if (!near)
 		return NULL;
 	struct madv_tok *t = calloc(1, sizeof(*t));
 	if (t)
