@@ -71,7 +71,7 @@ void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f)
 
 /* The blocked opener shows in /proc/locks as "N: -> LEASE  BREAKER ... pid"
  * under our lease's line N. O_NONBLOCK openers leave no trace: pid 0. */
-static pid_t breaker_pid(struct mrl_file *f)
+static pid_t breaker_pid(dev_t dev, ino_t ino)
 {
 	FILE *pl = fopen("/proc/locks", "re");
 	char line[256], want[64];
@@ -79,8 +79,7 @@ static pid_t breaker_pid(struct mrl_file *f)
 	pid_t pid = 0;
 	if (!pl)
 		return 0;
-	snprintf(want, sizeof(want), "%02x:%02x:%lu ", major(f->dev), minor(f->dev),
-		 (unsigned long)f->ino);
+	snprintf(want, sizeof(want), "%02x:%02x:%lu ", major(dev), minor(dev), (unsigned long)ino);
 	while (fgets(line, sizeof(line), pl)) {
 		int id;
 		if (sscanf(line, "%d:", &id) != 1)
@@ -142,25 +141,33 @@ static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, enum retake_why 
 		mrl_brk_finish(ctx, f->brk);
 }
 
-void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd)
+static struct mrl_file *file_of_fd(struct mrl_ctx *ctx, int fd)
 {
-	struct mrl_file *f;
-	uint64_t seen = mrl_now_ns();
-	for (f = ctx->files; f; f = f->next)
+	for (struct mrl_file *f = ctx->files; f; f = f->next)
 		if (f->fd == fd && fd >= 0)
-			break;
+			return f;
+	return NULL;
+}
+
+/* An owner will be asked to decide (a NOTIFY MR is live on f). */
+static bool asks_owner(struct mrl_file *f)
+{
+	struct mrl_mr_vec vec;
+	mrl_file_mrs(f, &vec);
+	bool ask = false;
+	for (size_t i = 0; i < vec.n && !ask; i++)
+		ask = vec.v[i]->policy == MRL_POLICY_NOTIFY && vec.v[i]->state == MRL_STATE_ACTIVE;
+	free(vec.v);
+	return ask;
+}
+
+/* the lease on fd was broken (seen at seen; bp: the breaker, 0 if unknown) */
+static void on_signal(struct mrl_ctx *ctx, int fd, pid_t bp, uint64_t seen)
+{
+	struct mrl_file *f = file_of_fd(ctx, fd);
 	if (!f || f->lease != LEASE_HELD)
 		return; /* stale: the lease was dropped already */
 	int target = fcntl(fd, F_GETLEASE);
-	/* Reading /proc/locks costs an RCU grace period (~10 ms) while the
-	 * breaker waits: pay it only when an owner is asked to decide. */
-	pid_t bp = 0;
-	struct mrl_mr_vec vec;
-	mrl_file_mrs(f, &vec);
-	for (size_t i = 0; i < vec.n && !bp; i++)
-		if (vec.v[i]->policy == MRL_POLICY_NOTIFY && vec.v[i]->state == MRL_STATE_ACTIVE)
-			bp = breaker_pid(f);
-	free(vec.v);
 	f->lease = LEASE_BREAKING;
 	/* The lease's target type tells a reader (F_RDLCK) from a writer. */
 	brk_begin(ctx, f, target == F_RDLCK ? MRL_CAUSE_OPEN_READ : MRL_CAUSE_OPEN_WRITE,
@@ -243,13 +250,35 @@ static int lease_poll_fd(struct mrl_ctx *ctx)
 	return ctx->sig_fd;
 }
 
+/* No lock held: read the broken leases, and find the breaker where an owner
+ * will be asked (reading /proc/locks costs an RCU grace period, ~10 ms,
+ * which nobody should wait for on ctx->lock). The monitor alone reads and
+ * drains. */
+static void lease_read(struct mrl_ctx *ctx)
+{
+	struct signalfd_siginfo si[MRL_LEASE_SIGS];
+	ssize_t n = read(ctx->sig_fd, si, sizeof(si));
+	struct mrl_lease_sig *s = ctx->lease_sigs;
+	ctx->nlease_sigs = n > 0 ? (int)((size_t)n / sizeof(si[0])) : 0;
+	uint64_t seen = mrl_now_ns();
+	mrl_lock(&ctx->lock);
+	for (int i = 0; i < ctx->nlease_sigs; i++) {
+		struct mrl_file *f = file_of_fd(ctx, (int)si[i].ssi_fd);
+		bool ask = f && f->lease == LEASE_HELD && asks_owner(f);
+		s[i] = (struct mrl_lease_sig){.fd = (int)si[i].ssi_fd, .seen = seen,
+					      .dev = ask ? f->dev : 0, .ino = ask ? f->ino : 0};
+	}
+	mrl_unlock(&ctx->lock);
+	for (int i = 0; i < ctx->nlease_sigs; i++)
+		if (s[i].dev || s[i].ino)
+			s[i].pid = breaker_pid(s[i].dev, s[i].ino);
+}
+
 static void lease_drain(struct mrl_ctx *ctx)
 {
-	struct signalfd_siginfo si[16];
-	ssize_t n;
-	while ((n = read(ctx->sig_fd, si, sizeof(si))) > 0)
-		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++)
-			mrl_lease_on_signal(ctx, si[i].ssi_fd);
+	for (int i = 0; i < ctx->nlease_sigs; i++)
+		on_signal(ctx, ctx->lease_sigs[i].fd, ctx->lease_sigs[i].pid, ctx->lease_sigs[i].seen);
+	ctx->nlease_sigs = 0;
 }
 
 static void lease_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
@@ -290,6 +319,7 @@ const struct mrl_watcher_ops mrl_watch_lease = {
 	.thread_start = lease_thread_start,
 	.stop = lease_stop,
 	.poll_fd = lease_poll_fd,
+	.read = lease_read,
 	.drain = lease_drain,
 	.next_timer = lease_next_timer,
 	.tick = lease_tick,

@@ -302,6 +302,16 @@ struct mrl_ctx {
 	bool monitor_running;
 	pid_t monitor_tid;
 	int sig_fd, ino_fd, wake_fd, timer_fd;
+	/* broken leases read by the monitor before it locks (lease.c) */
+#define MRL_LEASE_SIGS 16
+	struct mrl_lease_sig {
+		int fd;
+		pid_t pid;      /* the breaker, where an owner is asked; else 0 */
+		dev_t dev;
+		ino_t ino;
+		uint64_t seen;
+	} lease_sigs[MRL_LEASE_SIGS];
+	int nlease_sigs;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
 	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
@@ -451,7 +461,6 @@ static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 /* lease.c: the lease watcher; all with ctx->lock held */
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
-void mrl_lease_on_signal(struct mrl_ctx *ctx, int fd);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 
 /* brk.c: the break engine; all with ctx->lock held */
