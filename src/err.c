@@ -113,16 +113,3 @@ NAME_FN(mrl_change_str, change_names)
 NAME_FN(mrl_seen_str, seen_names)
 NAME_FN(mrl_event_str, event_names)
 
-MRL_EXPORT const char *mrl_watcher_str(unsigned bit)
-{
-	switch (bit) {
-	case MRL_WATCH_LEASE: return "lease";
-	case MRL_WATCH_FANOTIFY: return "fanotify";
-	case MRL_WATCH_INOTIFY: return "inotify";
-	case MRL_WATCH_UFFD: return "userfaultfd";
-	case MRL_WATCH_INTERPOSE: return "interpose";
-	case MRL_WATCH_VERIFY: return "verify";
-	default: return "unknown";
-	}
-}
-

@@ -10,6 +10,14 @@ const struct mrl_watcher_ops *const mrl_watchers[] = {
 	&mrl_watch_interpose, &mrl_watch_verify, NULL,
 };
 
+MRL_EXPORT const char *mrl_watcher_str(unsigned bit)
+{
+	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
+		if ((*w)->bit == bit)
+			return (*w)->name;
+	return "unknown";
+}
+
 /* A watcher the machine cannot run is not an error: coverage says so. */
 int mrl_watchers_start(struct mrl_ctx *ctx)
 {
