@@ -143,6 +143,7 @@ struct mrl_file {
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
+	uint64_t layout_print;  /* lease.c: size, blocks, extents when its write break began */
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */
 	bool fan_fd_young;    /* the library's fd was opened after the mark */
