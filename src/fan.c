@@ -427,6 +427,9 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 	ctx->st.classify_count++;
 	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2];
 	if (e->op == FOP_DATA || e->op == FOP_ALLOC) {
+		/* content written by others is shared memory (README, "Data
+		 * written by others"): no pause, no new generation; the lease
+		 * restores such a write under the generation it had too */
 		ctx->st.fan_pass_data++;
 		goto allow;
 	}

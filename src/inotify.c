@@ -17,7 +17,12 @@
  * whose landing was judged too early, or let go at a deadline, is seen here
  * once it has landed. MRs a break holds paused are left to restore, which
  * checks the size itself. shrink_only: the change is (or was) resolved
- * before it landed, so there is nothing to announce or re-pin. */
+ * before it landed, so there is nothing to announce or re-pin.
+ * Anything else is announced on every MR of the file (mrl_mr_changed_after:
+ * new generation, re-pin, state to every peer), every time: inotify merges a
+ * burst into fewer events, but one always comes after the last change, so
+ * the last announcement follows the last change. inotify cannot tell a data
+ * write from a punch, so it announces both. */
 static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_only)
 {
 	struct stat st;
@@ -26,7 +31,6 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_o
 		return;
 	shrink_only |= f->fan && f->fan_complete; /* every change was seen before it landed */
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
-	bool announce = !shrink_only && now - f->last_change_ev > 100000000ull;
 	struct mrl_mr_vec vec;
 	mrl_file_mrs(f, &vec);
 	for (size_t i = 0; i < vec.n; i++) {
@@ -36,14 +40,11 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_o
 		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 		if (avail < mr->valid_len)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
-		else if (announce)
-			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, MRL_CAUSE_MODIFIED, 0, mr->len, 0, 0, now);
-		/* pinned pages may be orphaned (a punch): re-pin what is still served */
 		if (!shrink_only)
-			mrl_mr_repin_locked(ctx, mr, now);
+			mrl_mr_changed_after(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, now);
 	}
 	free(vec.v);
-	if (announce)
+	if (!shrink_only)
 		f->last_change_ev = now;
 }
 

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -109,8 +112,86 @@ static void let_go(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
 }
 
+/* ---- a data write, told from a layout change ----
+ * A lease breaks at the open, before anyone knows what the opener will do:
+ * every write opener is paused for. Once it has landed, the break is
+ * classified: a plain data write (dd conv=notrunc, pwrite, mmap stores,
+ * copy_file_range into allocated blocks) leaves the file's size, its block
+ * count and its extent map (FIEMAP; tmpfs, which has none: its holes) as
+ * they were; truncate, punch, zero, collapse, insert and reflink do not.
+ * Content written by others is shared memory (README, "Data written by
+ * others"): the MRs are restored under the generation they had, as fanotify
+ * lets a data write through without one. Whatever changed the print is
+ * announced with a new generation: a write that allocated blocks is
+ * announced too, which is safe, never silent. */
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	return h * 0xbf58476d1ce4e5b9ull;
+}
+
+/* 0 when the file cannot be printed (never equal: announced) */
+static uint64_t layout_print(int fd)
+{
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return 0;
+	uint64_t h = mix(mix(1, (uint64_t)st.st_size), (uint64_t)st.st_blocks);
+	enum { NEXT = 64 };
+	union {
+		struct fiemap fm;
+		char buf[sizeof(struct fiemap) + NEXT * sizeof(struct fiemap_extent)];
+	} u;
+	uint64_t start = 0;
+	for (int rounds = 0; rounds < 1024; rounds++) {
+		memset(&u.fm, 0, sizeof(u.fm));
+		u.fm.fm_start = start;
+		u.fm.fm_length = FIEMAP_MAX_OFFSET - start;
+		u.fm.fm_extent_count = NEXT;
+		if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) < 0)
+			break; /* tmpfs: no extent map; its holes below */
+		if (!u.fm.fm_mapped_extents)
+			return mix(h, 2);
+		for (unsigned i = 0; i < u.fm.fm_mapped_extents; i++) {
+			const struct fiemap_extent *e = &u.fm.fm_extents[i];
+			h = mix(mix(mix(mix(h, e->fe_logical), e->fe_physical), e->fe_length),
+				e->fe_flags & ~(uint64_t)FIEMAP_EXTENT_LAST);
+			start = e->fe_logical + e->fe_length;
+			if (e->fe_flags & FIEMAP_EXTENT_LAST)
+				return mix(h, 2);
+		}
+	}
+	/* the data and holes as lseek sees them */
+	off_t pos = 0;
+	for (int n = 0; n < 65536; n++) {
+		off_t d = lseek(fd, pos, SEEK_DATA);
+		if (d < 0)
+			return errno == ENXIO ? mix(h, 3) : 0;
+		off_t hole = lseek(fd, d, SEEK_HOLE);
+		if (hole < 0)
+			return 0;
+		h = mix(mix(h, (uint64_t)d), (uint64_t)hole);
+		pos = hole;
+	}
+	return 0;
+}
+
+/* The break has landed: was it a plain data write? Then its MRs keep their
+ * generation (mrl_mr_restore_locked). */
+static void classify_landed(struct mrl_file *f)
+{
+	struct mrl_brk *b = f->brk;
+	if (!b || b->cause != MRL_CAUSE_OPEN_WRITE || !f->layout_print ||
+	    layout_print(f->fd) != f->layout_print)
+		return;
+	for (size_t i = 0; i < b->mrs.n; i++)
+		if (b->mrs.v[i]->state == MRL_STATE_PAUSED)
+			b->mrs.v[i]->data_only = 1;
+}
+
 static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t seen)
 {
+	f->layout_print = cause == MRL_CAUSE_OPEN_WRITE ? layout_print(f->fd) : 0;
 	ctx->st.lease_breaks++;
 	/* A reader changes no layout: nothing to pause. Our mapping is shared
 	 * writable, so a read lease is impossible: let go, and take it back
@@ -137,8 +218,10 @@ static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, enum retake_why 
 	 * Refused, or taken on a close: it came. Taken at the deadline: it
 	 * gave up, and the next breaker gets the short window again. */
 	f->brk_unmet = f->lease == LEASE_HELD && why == RETAKE_RELOCK;
-	if (f->lease == LEASE_HELD || why == RETAKE_DEADLINE)
+	if (f->lease == LEASE_HELD || why == RETAKE_DEADLINE) {
+		classify_landed(f);
 		mrl_brk_finish(ctx, f->brk);
+	}
 }
 
 static struct mrl_file *file_of_fd(struct mrl_ctx *ctx, int fd)

@@ -196,7 +196,7 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 {
 	mr->state = (uint8_t)state;
 	if (state != MRL_STATE_PAUSED)
-		mr->in_brk = 0;
+		mr->in_brk = mr->changed = mr->data_only = 0;
 }
 
 /* Tell the peers holding mr (or only one) its state: its own, or the one
@@ -258,22 +258,63 @@ static int dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len, bool 
 	return dev_reg(ctx, mr, len);
 }
 
-/* A change was seen only after it landed: a device that pinned the old
- * pages keeps writing into pages that are no longer the file's. Point it at
- * the current ones now, same key, to stop the loss. */
-void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
+/* Point a pinning device at the pages the range has now, same key, with a
+ * new generation (RESTORED): the old pages may no longer be the file's.
+ * Returns whether it did; fences if the device cannot. Nothing for a device
+ * that does not pin. The after-path below and the interposer's file madvise
+ * use it. */
+int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 {
 	if (!ctx->rops->pins(ctx->dev) || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE ||
 	    !mr->valid_len)
-		return;
+		return 0;
 	if (dev_rereg(ctx, mr, mr->valid_len, false)) {
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, 0, seen);
-		return;
+		return 0;
 	}
 	mr->gen++;
 	mr->restores++;
 	ctx->st.restores++;
 	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MODIFIED, 0, mr->valid_len, 0, 0, seen);
+	return 1;
+}
+
+/* A change was seen only after it landed (inotify, userfaultfd, verify):
+ * the bytes a peer wrote there may
+ * be gone, and a peer may already have read what replaced them. Nothing can
+ * be held back any more, so the change is announced: the owner gets CHANGED,
+ * a pinning device is pointed at the pages the range has now (same key;
+ * RESTORED), and the MR moves to a new generation that every holder is told
+ * of (a state message). A peer that read between the landing and that
+ * message sees the new generation arrive after its read and knows the
+ * bytes may not be its own. Fenced instead: a range that no longer maps
+ * what was registered (unmapped, moved, replaced), an MR under
+ * MRL_POLICY_FENCE (any change fences it), and one whose device cannot be
+ * re-pinned. A paused MR is left to its break: the restore moves it to a new
+ * generation (mr->changed keeps it from treating the break as a plain data
+ * write). Fencing past a new end of file is the caller's (it has the size). */
+void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+			  uint64_t len, uint64_t seen)
+{
+	if (mr->state != MRL_STATE_ACTIVE && mr->state != MRL_STATE_PAUSED)
+		return;
+	mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, off, len, 0, 0, seen);
+	if (cause == MRL_CAUSE_UNMAPPED || cause == MRL_CAUSE_MOVED || cause == MRL_CAUSE_REPLACED ||
+	    mr->policy == MRL_POLICY_FENCE) {
+		mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, seen);
+		return;
+	}
+	if (mr->state == MRL_STATE_PAUSED) {
+		mr->changed = 1;
+		return;
+	}
+	int repinned = mrl_mr_repin_locked(ctx, mr, seen); /* a new generation already */
+	if (mr->state != MRL_STATE_ACTIVE)
+		return; /* could not re-pin: fenced, and the peers told */
+	if (!repinned)
+		mr->gen++;
+	mr->cause = (uint8_t)cause;
+	mrl_send_state(ctx, mr, NULL);
 }
 
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *mr)
@@ -368,8 +409,12 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);
 		return ret;
 	}
+	/* a break its watcher found to be a plain data write by another process
+	 * (shared memory: README, "Data written by others") keeps the generation */
+	bool keep_gen = mr->data_only && !mr->changed && !rekey;
 	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
-	mr->gen++;
+	if (!keep_gen)
+		mr->gen++;
 	mr->restores++;
 	ctx->st.restores++;
 	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, mr->cause, 0, mr->valid_len, 0, 0, seen);

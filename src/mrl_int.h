@@ -143,6 +143,7 @@ struct mrl_file {
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
+	uint64_t layout_print;  /* lease.c: size, blocks, extents when its write break began */
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */
 	bool fan_fd_young;    /* the library's fd was opened after the mark */
@@ -183,6 +184,8 @@ struct mrl_mr {
 	uint8_t counted;             /* in mrl_intp_count */
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
+	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
+	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
@@ -435,7 +438,12 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
  * unpin before the change lands (fences with cause deadline if the device
  * still has operations in flight). */
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *mr);
-void mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+/* 1 if re-pinned (new generation, RESTORED); fences when it cannot */
+int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+/* The one path for a change seen only after it landed: CHANGED, re-pin,
+ * new generation, state to every holder (or fence); see mr.c. */
+void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+			  uint64_t len, uint64_t seen);
 void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen);
 unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only);

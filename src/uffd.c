@@ -124,19 +124,9 @@ static int uffd_cb(struct mrl_itree_node *node, void *p)
 	if (mr->in_brk && h->cause == MRL_CAUSE_MADVISED)
 		return 0; /* the interposer has it paused around the call */
 	h->ctx->st.uffd_events++;
-	mrl_post_event(h->ctx, mr, MRL_EVENT_CHANGED, (uint32_t)h->cause, 0, mr->len, 0, 0, h->now);
-	if (h->cause == MRL_CAUSE_MADVISED) {
-		/* same object, new pages: new generation, re-pin where pinned */
-		if (mr->state != MRL_STATE_ACTIVE)
-			return 0;
-		mrl_mr_repin_locked(h->ctx, mr, h->now);
-		if (!h->ctx->rops->pins(h->ctx->dev))
-			mr->gen++;
-		mr->cause = MRL_CAUSE_MADVISED;
-		mrl_send_state(h->ctx, mr, NULL);
-		return 0;
-	}
-	mrl_mr_fence_locked(h->ctx, mr, h->cause, 0, mr->len, 0, h->now);
+	/* MADVISED: same object, new pages (new generation, re-pinned where
+	 * pinned); UNMAPPED, MOVED: fenced */
+	mrl_mr_changed_after(h->ctx, mr, h->cause, 0, mr->len, h->now);
 	return 0;
 }
 

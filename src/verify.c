@@ -19,10 +19,9 @@ int mrl_verify_locked(struct mrl_ctx *ctx)
 			int cause = mrl_mr_backing_changed(ctx, mr);
 			if (!cause)
 				continue;
-			/* seen after it landed: say so, then revoke */
-			mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, 0, mr->len, 0, 0, now);
-			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, now);
-			fenced++;
+			/* seen after it landed: unmapped or replaced, so fenced */
+			mrl_mr_changed_after(ctx, mr, cause, 0, mr->len, now);
+			fenced += mr->state == MRL_STATE_FENCED;
 		}
 	return fenced;
 }

@@ -1,5 +1,15 @@
 /* `mrlease client HOST:PORT`: stream verified RMA reads and writes at every MR
- * a server exports, then write and read back every byte still served. */
+ * a server exports, then write and read back every byte still served.
+ * A read that does not return the block's last write is judged:
+ *  - announced: a new generation lies between the write and the read, or
+ *    arrives after the read (a change seen only after it landed is announced
+ *    once the owner sees it): the owner told us, not a loss;
+ *  - foreign: bytes that are neither zeros nor any of our own recent writes
+ *    of that block: another process wrote into the file, which is shared
+ *    memory (README, "Data written by others"), not the library's loss;
+ *  - a mismatch (silent loss): zeros or our own older bytes with no new
+ *    generation before the run ends. A foreign writer of zeros, or of a copy
+ *    of our own older bytes, is counted here: the client cannot tell. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -23,8 +33,54 @@ struct slot {
 
 struct cstats {
 	uint64_t transfers, failed, mismatches, refused, held_max, final_mismatches;
-	uint64_t bytes;
+	uint64_t announced, foreign, gen_changes, bytes;
 };
+
+#define HIST 4 /* our last writes of a block the verifier recognises */
+
+/* Per MR: reads that looked lost under the generation they ran in, waiting
+ * for a new generation to announce them (gen only grows). */
+struct suspects {
+	uint32_t gen;
+	uint64_t n;
+};
+
+/* Move suspects a new generation has announced since. */
+static void settle(struct suspects *sp, uint32_t cur, struct cstats *cs)
+{
+	if (sp->n && cur != sp->gen) {
+		cs->announced += sp->n;
+		sp->n = 0;
+	}
+}
+
+/* Does the block differ from our write seq? */
+static bool memcmp_pattern(const uint8_t *buf, uint64_t l, uint32_t m, uint64_t off, uint32_t seq)
+{
+	for (uint64_t k = 0; k < l; k++)
+		if (buf[k] != cli_pattern(m, off + k, seq))
+			return true;
+	return false;
+}
+
+/* Are the mismatching bytes of a block all zeros or our own earlier writes
+ * (what a loss leaves), rather than someone else's bytes? */
+static bool looks_lost(const uint8_t *buf, uint64_t l, uint32_t m, uint64_t off, const uint32_t *hist)
+{
+	uint64_t odd = 0, bad = 0;
+	for (uint64_t k = 0; k < l; k++) {
+		uint8_t want = cli_pattern(m, off + k, hist[0]);
+		if (buf[k] == want)
+			continue;
+		bad++;
+		bool ours = buf[k] == 0;
+		for (int h = 1; h < HIST && !ours; h++)
+			ours = hist[h] && buf[k] == cli_pattern(m, off + k, hist[h]);
+		odd += !ours;
+	}
+	/* another writer's bytes match one of ours now and then, by chance */
+	return odd * 4 < bad;
+}
 
 /* The bytes of a block at off, the last one short at end. */
 static uint64_t block_len(uint64_t end, uint64_t off, uint64_t block)
@@ -56,17 +112,20 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 	uint64_t len[MAX_MRS];
 	uint32_t nblk[MAX_MRS];
 	uint32_t *known[MAX_MRS];  /* per block: generation its content is known under, 0 = unknown */
-	uint32_t *seqs[MAX_MRS];   /* per block: sequence of the last completed write */
+	uint32_t *seqs[MAX_MRS];   /* per block: sequences of the last HIST completed writes, newest first */
+	struct suspects sus[MAX_MRS] = {{0}};
 	uint8_t *busy[MAX_MRS];
+	uint32_t gen0[MAX_MRS];    /* generation when opened */
 	for (int i = 0; i < nmr; i++) {
 		if ((ret = mrl_rmr_open(peer, ids[i], 5000, &rmr[i])))
 			cli_die("open remote MR", ret);
 		struct mrl_rmr_info ri = {.size = sizeof(ri)};
 		mrl_rmr_query(rmr[i], &ri);
 		len[i] = ri.length;
+		gen0[i] = ri.generation;
 		nblk[i] = (uint32_t)((len[i] + o->block - 1) / o->block);
 		known[i] = calloc(nblk[i], sizeof(uint32_t));
-		seqs[i] = calloc(nblk[i], sizeof(uint32_t));
+		seqs[i] = calloc((size_t)nblk[i] * HIST, sizeof(uint32_t));
 		busy[i] = calloc(nblk[i], 1);
 	}
 	struct slot *slots = calloc(o->depth, sizeof(*slots));
@@ -158,20 +217,39 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 			}
 			cs.transfers++;
 			cs.bytes += l;
+			uint32_t *hist = &seqs[m][(size_t)b * HIST];
 			if (sl->is_write) {
 				known[m][b] = c[i].generation;
-				seqs[m][b] = (uint32_t)sl->posted;
+				memmove(hist + 1, hist, (HIST - 1) * sizeof(*hist));
+				hist[0] = (uint32_t)sl->posted;
 			} else if (known[m][b] && known[m][b] == c[i].generation) {
-				/* no restore since our write: the bytes must be ours */
-				for (uint64_t k = 0; k < l; k++)
-					if (sl->buf[k] != cli_pattern(m, off + k, seqs[m][b])) {
-						cs.mismatches++;
-						break;
+				/* no new generation since our write: the bytes must be ours */
+				if (memcmp_pattern(sl->buf, l, m, off, hist[0])) {
+					known[m][b] = 0;
+					if (!looks_lost(sl->buf, l, m, off, hist)) {
+						cs.foreign++;
+					} else {
+						struct mrl_rmr_info ri = {.size = sizeof(ri)};
+						mrl_rmr_query(rmr[m], &ri);
+						settle(&sus[m], ri.generation, &cs);
+						if (ri.generation != c[i].generation) {
+							cs.announced++;
+						} else {
+							sus[m].gen = c[i].generation;
+							sus[m].n++;
+						}
 					}
+				}
 			} else {
 				known[m][b] = 0; /* the owner told us it may have changed */
 			}
 		}
+		for (int m = 0; m < nmr; m++)
+			if (sus[m].n) {
+				struct mrl_rmr_info ri = {.size = sizeof(ri)};
+				mrl_rmr_query(rmr[m], &ri);
+				settle(&sus[m], ri.generation, &cs);
+			}
 		if (o->machine && cli_now_ns() - last_print > 200000000ull) {
 			printf("stats %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", cs.transfers,
 			       cs.failed, cs.mismatches, cs.refused);
@@ -184,6 +262,29 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 			cs.failed += inflight; /* never completed */
 			break;
 		}
+	}
+
+	/* A change the owner sees after it landed is announced once it sees it:
+	 * give suspects that long (a bound for a hung owner, not a measure). */
+	for (uint64_t t0 = cli_now_ns(); !cli_stop && cli_now_ns() - t0 < 5000000000ull;) {
+		uint64_t left = 0;
+		for (int m = 0; m < nmr; m++) {
+			struct mrl_rmr_info ri = {.size = sizeof(ri)};
+			mrl_rmr_query(rmr[m], &ri);
+			settle(&sus[m], ri.generation, &cs);
+			left += sus[m].n;
+		}
+		if (!left)
+			break;
+		struct mrl_completion c1;
+		mrl_ep_poll(ep, &c1, 0);
+		usleep(1000);
+	}
+	for (int m = 0; m < nmr; m++) {
+		cs.mismatches += sus[m].n; /* never announced: silent loss */
+		struct mrl_rmr_info ri = {.size = sizeof(ri)};
+		mrl_rmr_query(rmr[m], &ri);
+		cs.gen_changes += ri.generation - gen0[m];
 	}
 
 	/* Final pass: write every still-served byte with the final pattern and
@@ -226,9 +327,10 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 	}
 	double secs = (cli_now_ns() - start) / 1e9;
 	printf("%s{\"transfers\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"mismatches\":%" PRIu64
-	       ",\"refused\":%" PRIu64 ",\"final_mismatches\":%" PRIu64 ",\"mib_s\":%.1f,\"mrs\":%d}\n",
+	       ",\"refused\":%" PRIu64 ",\"final_mismatches\":%" PRIu64 ",\"announced\":%" PRIu64
+	       ",\"foreign\":%" PRIu64 ",\"gen_changes\":%" PRIu64 ",\"mib_s\":%.1f,\"mrs\":%d}\n",
 	       o->machine ? "final " : "", cs.transfers, cs.failed, cs.mismatches, cs.refused,
-	       cs.final_mismatches, cs.bytes / secs / 1048576.0, nmr);
+	       cs.final_mismatches, cs.announced, cs.foreign, cs.gen_changes, cs.bytes / secs / 1048576.0, nmr);
 	fflush(stdout);
 	for (int i = 0; i < nmr; i++) {
 		mrl_rmr_close(rmr[i]);
