@@ -141,7 +141,7 @@ static void fan_file_attach(struct mrl_ctx *ctx, struct mrl_file *f)
 		return;
 	}
 	struct stat st;
-	if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+	if (stat(f->path, &st) < 0 || st.st_dev != f->st_dev || st.st_ino != f->ino) {
 		/* the path names another file now: do not claim to watch ours */
 		fanotify_mark(ctx->fan_fd, FAN_MARK_REMOVE, FAN_MASK, AT_FDCWD, f->path);
 		f->fan_errno = ESTALE;
