@@ -547,6 +547,26 @@ static void fan_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 	b->poll_at = now + 250000ull;
 }
 
+/* A truncate known to have landed (its size seen, or its own FAN_MODIFY)
+ * dropped every page past its new end, even if the file has grown again
+ * since (cp OTHER FILE writes right after its O_TRUNC open): fence past the
+ * new end, not past whatever size the restore finds. */
+static void fence_past_target(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	struct mrl_fan_ev *e = b->fev;
+	struct stat st;
+	if (e->op != FOP_TRUNCATE ||
+	    !(e->modified || (fstat(e->fd, &st) == 0 && (uint64_t)st.st_size == e->target)))
+		return;
+	uint64_t now = mrl_now_ns();
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		struct mrl_mr *mr = b->mrs.v[i];
+		uint64_t avail = e->target > mr->fnode.start ? e->target - mr->fnode.start : 0;
+		if (mr->in_brk && avail < mr->valid_len)
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, e->pid, now);
+	}
+}
+
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	struct mrl_brk *b = f->brk;
@@ -556,6 +576,7 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 		b->poll_at = mrl_now_ns() + 250000ull;
 		return;
 	}
+	fence_past_target(ctx, b);
 	mrl_brk_finish(ctx, f->brk);
 	start_next(ctx, f);
 }
