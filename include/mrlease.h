@@ -63,6 +63,9 @@ enum mrl_cause {
 	MRL_CAUSE_LAYOUT,       /* a layout change the watcher could not classify further */
 	MRL_CAUSE_MADVISED,     /* madvise(DONTNEED/REMOVE/FREE): same object, new pages */
 	MRL_CAUSE_REPLACED,     /* mmap(MAP_FIXED) or shmat over the range: a different object */
+	MRL_CAUSE_REPLACED_FILE, /* the file's path now names another file (rename over it, sed -i);
+	                            the MR still serves the old, now nameless, file */
+	MRL_CAUSE_UNLINKED,     /* the file's last name was removed (rm); the MR still serves it */
 	MRL_CAUSE_MAX
 };
 
@@ -100,6 +103,9 @@ enum mrl_change {
 	MRL_CHG_OWNER_OPEN,     /* the owning process opens the file again */
 	MRL_CHG_OWNER_WRITE,    /* the owning process write(2)s the file */
 	MRL_CHG_OWNER_MAP_FIXED, /* mmap(MAP_FIXED)/shmat over the range */
+	MRL_CHG_OTHER_OPEN_TRUNC, /* open(O_TRUNC): `: > FILE`, cp OTHER FILE */
+	MRL_CHG_OTHER_RENAME,   /* a rename over the file's path: mv OTHER FILE, sed -i */
+	MRL_CHG_OTHER_UNLINK,   /* the file's name removed: rm FILE */
 	MRL_CHG_MAX
 };
 

@@ -59,6 +59,8 @@ int mrl_file_stat_fd(struct mrl_file *f)
 {
 	if (f->fd >= 0)
 		return f->fd;
+	if (f->path_fd >= 0)
+		return f->path_fd;
 	return f->brk && f->brk->fev ? f->brk->fev->fd : -1;
 }
 

@@ -72,6 +72,7 @@ static const char *const cause_names[] = {
 	[MRL_CAUSE_ZERO_RANGE] = "zero-range", [MRL_CAUSE_COLLAPSE_RANGE] = "collapse-range",
 	[MRL_CAUSE_INSERT_RANGE] = "insert-range", [MRL_CAUSE_LAYOUT] = "layout",
 	[MRL_CAUSE_MADVISED] = "madvised", [MRL_CAUSE_REPLACED] = "replaced",
+	[MRL_CAUSE_REPLACED_FILE] = "replaced-file", [MRL_CAUSE_UNLINKED] = "unlinked",
 };
 static const char *const state_names[] = {
 	[MRL_STATE_ACTIVE] = "active", [MRL_STATE_PAUSED] = "paused",
@@ -95,6 +96,9 @@ static const char *const change_names[] = {
 	[MRL_CHG_OWNER_OPEN] = "owner: open",
 	[MRL_CHG_OWNER_WRITE] = "owner: write",
 	[MRL_CHG_OWNER_MAP_FIXED] = "owner: mmap MAP_FIXED",
+	[MRL_CHG_OTHER_OPEN_TRUNC] = "other: open O_TRUNC",
+	[MRL_CHG_OTHER_RENAME] = "other: rename over the file",
+	[MRL_CHG_OTHER_UNLINK] = "other: unlink the file",
 };
 static const char *const seen_names[] = {
 	[MRL_SEEN_NEVER] = "not seen", [MRL_SEEN_AFTER] = "after",

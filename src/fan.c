@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
@@ -141,7 +142,7 @@ static void fan_file_attach(struct mrl_ctx *ctx, struct mrl_file *f)
 		return;
 	}
 	struct stat st;
-	if (stat(f->path, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+	if (stat(f->path, &st) < 0 || st.st_dev != f->st_dev || st.st_ino != f->ino) {
 		/* the path names another file now: do not claim to watch ours */
 		fanotify_mark(ctx->fan_fd, FAN_MARK_REMOVE, FAN_MASK, AT_FDCWD, f->path);
 		f->fan_errno = ESTALE;
@@ -412,6 +413,50 @@ static void classify_now(struct mrl_fan_ev *e)
 	e->classified = true;
 }
 
+/* An open of a file that backs MRs: O_TRUNC truncates it to 0 inside the
+ * open, after FAN_OPEN_PERM and with no pre-content event of its own (Linux
+ * 6.18: handle_truncate runs after the permission event and checks with
+ * nobody). So the opener's call decides: open/openat/openat2/creat with
+ * O_TRUNC is a truncate to 0, held at its open. An opener whose call
+ * cannot be read (an io_uring worker) is let go: inotify sees the truncate
+ * after it lands. No lock held. */
+static void classify_open(struct mrl_fan_ev *e)
+{
+	long nr;
+	unsigned long long a[4] = {0};
+	uint64_t t0 = mrl_now_ns(), flags = 0;
+	bool known = true;
+	e->op = FOP_DATA;
+	if (read_line(e, 200) &&
+	    sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) >= 2) {
+		switch (nr) {
+		case SYS_open: flags = a[1]; break;
+		case SYS_creat: flags = O_TRUNC; break;
+		case SYS_openat: case SYS_open_by_handle_at: flags = a[2]; break;
+#ifdef SYS_openat2
+		case SYS_openat2: { /* struct open_how: its first field is the flags */
+			struct iovec here = {&flags, sizeof(flags)}, there = {(void *)(uintptr_t)a[2], sizeof(flags)};
+			if (process_vm_readv(e->tid, &here, 1, &there, 1, 0) != sizeof(flags))
+				known = false;
+			break;
+		}
+#endif
+		default: known = false; break;
+		}
+	} else {
+		known = false;
+	}
+	if (!known)
+		mrl_log("fanotify: an open by %d [%s] not classified: an O_TRUNC in it is seen after",
+			(int)e->tid, e->line);
+	if (flags & O_TRUNC) {
+		e->op = FOP_TRUNCATE;
+		e->args[0] = 0; /* the new size */
+	}
+	e->classify_ns = mrl_now_ns() - t0;
+	e->classified = true;
+}
+
 /* ctx->lock held; e was read by fan_read */
 static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 {
@@ -423,6 +468,8 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 	}
 	if (!e->classified) /* an MR came into its range since it was read: rare */
 		classify_now(e);
+	if (e->mask & FAN_OPEN_PERM)
+		ctx->st.fan_opens++;
 	ctx->st.classify_ns_total += e->classify_ns;
 	ctx->st.classify_count++;
 	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2];
@@ -503,6 +550,26 @@ static void fan_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 	b->poll_at = now + 250000ull;
 }
 
+/* A truncate known to have landed (its size seen, or its own FAN_MODIFY)
+ * dropped every page past its new end, even if the file has grown again
+ * since (cp OTHER FILE writes right after its O_TRUNC open): fence past the
+ * new end, not past whatever size the restore finds. */
+static void fence_past_target(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	struct mrl_fan_ev *e = b->fev;
+	struct stat st;
+	if (e->op != FOP_TRUNCATE ||
+	    !(e->modified || (fstat(e->fd, &st) == 0 && (uint64_t)st.st_size == e->target)))
+		return;
+	uint64_t now = mrl_now_ns();
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		struct mrl_mr *mr = b->mrs.v[i];
+		uint64_t avail = e->target > mr->fnode.start ? e->target - mr->fnode.start : 0;
+		if (mr->in_brk && avail < mr->valid_len)
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, e->pid, now);
+	}
+}
+
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	struct mrl_brk *b = f->brk;
@@ -512,6 +579,7 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 		b->poll_at = mrl_now_ns() + 250000ull;
 		return;
 	}
+	fence_past_target(ctx, b);
 	mrl_brk_finish(ctx, f->brk);
 	start_next(ctx, f);
 }
@@ -612,18 +680,26 @@ static void fan_read(struct mrl_ctx *ctx)
 	 * fall on an MR. The long part, classifying those, after. */
 	mrl_lock(&ctx->lock);
 	for (struct mrl_fan_ev *e = ctx->fan_read_q; e; e = e->next) {
-		if ((e->mask & FAN_OPEN_PERM) && e->fd >= 0) {
+		if (e->classified || e->fd < 0)
+			continue;
+		struct mrl_file *f = (e->mask & (FAN_PRE_ACCESS | FAN_OPEN_PERM))
+					     ? mrl_file_find(ctx, e->dev, e->ino) : NULL;
+		e->on_mr = f && f->fan && mrl_itree_first_overlap(&f->mrs, e->lo, e->hi);
+		/* an open of a file without MRs cannot truncate one: let it go */
+		if ((e->mask & FAN_OPEN_PERM) && !e->on_mr) {
 			mrl_fan_answer(ctx, e, 0);
 			close(e->fd);
 			e->fd = -1;
 		}
-		struct mrl_file *f = (e->mask & FAN_PRE_ACCESS) ? mrl_file_find(ctx, e->dev, e->ino) : NULL;
-		e->on_mr = f && f->fan && mrl_itree_first_overlap(&f->mrs, e->lo, e->hi);
 	}
 	mrl_unlock(&ctx->lock);
 	for (struct mrl_fan_ev *e = ctx->fan_read_q; e; e = e->next)
-		if (e->on_mr && !e->classified)
-			classify_now(e);
+		if (e->on_mr && !e->classified) {
+			if (e->mask & FAN_OPEN_PERM)
+				classify_open(e);
+			else
+				classify_now(e);
+		}
 }
 
 /* ctx->lock held: handle what fan_read read. */
@@ -633,11 +709,14 @@ static void fan_drain(struct mrl_ctx *ctx)
 		struct mrl_fan_ev *e = ctx->fan_read_q;
 		ctx->fan_read_q = e->next;
 		e->next = NULL;
-		if (e->mask & FAN_OPEN_PERM) {
+		if ((e->mask & FAN_OPEN_PERM) && (e->fd < 0 || e->op != FOP_TRUNCATE)) {
+			/* answered in fan_read, or a plain open of a file with MRs:
+			 * answered and closed here, under the lock, at once */
 			ctx->st.fan_events++;
 			ctx->st.fan_opens++;
+			mrl_fan_answer(ctx, e, 0);
 			mrl_fan_ev_free(e);
-		} else if (e->mask & FAN_PRE_ACCESS) {
+		} else if (e->mask & (FAN_PRE_ACCESS | FAN_OPEN_PERM)) {
 			on_pre_access(ctx, e);
 		} else {
 			on_modify(ctx, e->dev, e->ino, e->tid);
@@ -688,10 +767,11 @@ static unsigned fan_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *co
 	/* Truncates always announce themselves; writes and fallocates only
 	 * through file descriptions opened after the mark, which is all of
 	 * them once the lease probe proved no older one exists. Opens are
-	 * seen and let through. */
+	 * seen and let through, an O_TRUNC one as a truncate (classify_open).
+	 * Renames and unlinks have no pre-content event: inotify's, after. */
 	static const int always[] = {MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE,
 				     MRL_CHG_OWNER_OPEN, MRL_CHG_OTHER_TRUNCATE,
-				     MRL_CHG_OWNER_TRUNCATE};
+				     MRL_CHG_OWNER_TRUNCATE, MRL_CHG_OTHER_OPEN_TRUNC};
 	static const int young[] = {MRL_CHG_OTHER_LAYOUT, MRL_CHG_OTHER_WRITE,
 				    MRL_CHG_OWNER_LAYOUT, MRL_CHG_OWNER_WRITE};
 	for (size_t i = 0; i < ARRAY_SIZE(always); i++)

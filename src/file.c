@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -17,12 +18,64 @@
 #define TMPFS_MAGIC 0x01021994
 #endif
 
+/* dev is either of the file's two device numbers: stat's (fanotify's event
+ * fds, the path) or the superblock's (/proc/self/maps). Both come from the
+ * one pool of device numbers, so neither can name another filesystem. */
 struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino)
 {
 	for (struct mrl_file *f = ctx->files; f; f = f->next)
-		if (f->dev == dev && f->ino == ino)
+		if (f->ino == ino && (f->dev == dev || f->st_dev == dev))
 			return f;
 	return NULL;
+}
+
+/* The superblock's device number of the mount fd lies on, as
+ * /proc/self/maps reports it; 0 if unknown. */
+static dev_t mount_dev(int fd)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0 || !(sx.stx_mask & STATX_MNT_ID))
+		return 0;
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	if (!mi)
+		return 0;
+	char line[512];
+	dev_t dev = 0;
+	while (fgets(line, sizeof(line), mi)) {
+		unsigned long long id;
+		unsigned maj, min;
+		if (sscanf(line, "%llu %*u %u:%u", &id, &maj, &min) == 3 && id == sx.stx_mnt_id) {
+			dev = makedev(maj, min);
+			break;
+		}
+	}
+	fclose(mi);
+	return dev;
+}
+
+/* Learn both device numbers of (dev, ino) -- on btrfs stat reports the
+ * subvolume's anonymous device, /proc/self/maps the superblock's, and a
+ * file known by one must be found by the other -- and keep an O_PATH fd on
+ * it, so its size and links can be read while the library holds no fd of
+ * its own (an O_PATH fd is no opener: no lease breaks, no fanotify open). */
+static void file_ident(struct mrl_file *f, dev_t dev, ino_t ino, const char *path)
+{
+	struct stat st;
+	f->dev = f->st_dev = dev;
+	f->ino = ino;
+	f->path_fd = path && path[0] ? open(path, O_PATH | O_CLOEXEC) : -1;
+	if (f->path_fd < 0)
+		return;
+	dev_t sb = mount_dev(f->path_fd);
+	if (fstat(f->path_fd, &st) == 0 && st.st_ino == ino && st.st_dev == dev) {
+		if (sb)
+			f->dev = sb;
+	} else if (fstat(f->path_fd, &st) == 0 && st.st_ino == ino && sb == dev) {
+		f->st_dev = st.st_dev;
+	} else {
+		close(f->path_fd); /* the path names another file now */
+		f->path_fd = -1;
+	}
 }
 
 int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, int kind,
@@ -42,8 +95,7 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 		free(f);
 		return -ENOMEM;
 	}
-	f->dev = dev;
-	f->ino = ino;
+	file_ident(f, dev, ino, path);
 	f->fd = -1;
 	f->wd = -1;
 	f->kind = kind;
@@ -73,6 +125,8 @@ void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
 		}
 	if (f->fd >= 0)
 		close(f->fd);
+	if (f->path_fd >= 0)
+		close(f->path_fd);
 	free(f->path);
 	free(f);
 }

@@ -2,6 +2,7 @@
  * writes, closes), whoever made them and whatever else watches; closes also
  * tell the lease watcher and fanotify when a breaker is done with the file. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -10,7 +11,10 @@
 
 #include "mrl_int.h"
 
-#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN)
+/* IN_ATTRIB also says a link went (rm, a rename over the path: the file
+ * loses its name); IN_MOVE_SELF that the file itself moved. */
+#define INO_MASK (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN | \
+		  IN_MOVE_SELF | IN_DELETE_SELF)
 
 /* Seen after the fact: a shrink fences what lies past the new end. This is
  * the net under every other watcher, so it runs for every file: a change
@@ -48,6 +52,61 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_o
 		f->last_change_ev = now;
 }
 
+/* Does the file's path still name it? When it does not -- renamed over
+ * (mv OTHER FILE, sed -i) or removed (rm) -- nothing can stop it (no
+ * watcher sees a rename or an unlink before it lands), and nothing needs
+ * stopping: the MRs keep serving the file they registered, which lives on
+ * without a name while it is mapped, so no peer's byte lands in a file it
+ * did not register. But what the path shows is no longer what the peers
+ * write: tell the owner (CHANGED, cause replaced-file or unlinked) and the
+ * peers (a new generation with the cause). A file that keeps a name
+ * elsewhere (mv FILE ELSEWHERE, a hard link) is only followed. */
+static void check_name(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	struct stat st, pst;
+	int fd = mrl_file_stat_fd(f);
+	bool have = fd >= 0 && fstat(fd, &st) == 0;
+	int pr = stat(f->path, &pst);
+	if (pr == 0 && pst.st_ino == f->ino && (pst.st_dev == f->st_dev || pst.st_dev == f->dev))
+		return; /* still ours */
+	int cause = pr == 0 ? MRL_CAUSE_REPLACED_FILE : MRL_CAUSE_UNLINKED;
+	if (pr < 0 && have && st.st_nlink > 0 && f->path_fd >= 0) {
+		/* moved, not gone: follow it */
+		char link[64], now[4096];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", f->path_fd);
+		ssize_t n = readlink(link, now, sizeof(now) - 1);
+		char *copy = n > 0 ? strndup(now, (size_t)n) : NULL;
+		if (copy) {
+			mrl_log("%s moved to %s", f->path, copy);
+			free(f->path);
+			f->path = copy;
+			return;
+		}
+	}
+	if (f->name_cause == cause)
+		return;
+	f->name_cause = cause;
+	mrl_log("%s: %s; its MRs keep serving the file they registered", f->path,
+		cause == MRL_CAUSE_UNLINKED ? "unlinked" : "its path names another file now");
+	uint64_t now = mrl_now_ns();
+	struct mrl_mr_vec vec;
+	mrl_file_mrs(f, &vec);
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		if (mr->state != MRL_STATE_ACTIVE && mr->state != MRL_STATE_PAUSED)
+			continue;
+		mr->cause = (uint8_t)cause;
+		mr->cause_off = 0;
+		mr->cause_len = mr->len;
+		mr->cause_pid = 0;
+		mr->gen++;
+		mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, 0, mr->len, 0, 0, now);
+		if (mr->state == MRL_STATE_ACTIVE) /* a paused one tells them as it is restored */
+			mrl_send_state(ctx, mr, NULL);
+	}
+	free(vec.v);
+}
+
 static void on_event(struct mrl_ctx *ctx, int wd, uint32_t mask)
 {
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
@@ -63,6 +122,8 @@ static void on_event(struct mrl_ctx *ctx, int wd, uint32_t mask)
 				mrl_fan_check_landed(ctx, f);
 			changed_after(ctx, f, in_brk);
 		}
+		if (mask & (IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF))
+			check_name(ctx, f);
 		if ((mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) && f->fan)
 			mrl_fan_on_close(ctx, f);
 		else if (mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE))
@@ -123,11 +184,14 @@ static void ino_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
 static unsigned ino_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 {
 	(void)ctx;
-	if (!mr->file || mr->file->wd < 0)
+	/* what it sees it learns by fstat: no fd to fstat, nothing seen */
+	if (!mr->file || mr->file->wd < 0 || mrl_file_stat_fd(mr->file) < 0)
 		return 0;
 	static const int rows[] = {MRL_CHG_OTHER_TRUNCATE, MRL_CHG_OTHER_LAYOUT,
 				   MRL_CHG_OTHER_WRITE,    MRL_CHG_OWNER_TRUNCATE,
-				   MRL_CHG_OWNER_LAYOUT,   MRL_CHG_OWNER_WRITE};
+				   MRL_CHG_OWNER_LAYOUT,   MRL_CHG_OWNER_WRITE,
+				   MRL_CHG_OTHER_OPEN_TRUNC, MRL_CHG_OTHER_RENAME,
+				   MRL_CHG_OTHER_UNLINK};
 	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
 		mrl_cov_raise(cov, rows[i], MRL_SEEN_AFTER);
 	return MRL_WATCH_INOTIFY;

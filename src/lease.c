@@ -390,7 +390,8 @@ static unsigned lease_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *
 	 * break nothing. */
 	static const int rows[] = {MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE,
 				   MRL_CHG_OTHER_TRUNCATE,  MRL_CHG_OTHER_LAYOUT,
-				   MRL_CHG_OTHER_WRITE,     MRL_CHG_OWNER_OPEN};
+				   MRL_CHG_OTHER_WRITE,     MRL_CHG_OWNER_OPEN,
+				   MRL_CHG_OTHER_OPEN_TRUNC};
 	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
 		mrl_cov_raise(cov, rows[i], MRL_SEEN_BEFORE);
 	return MRL_WATCH_LEASE;

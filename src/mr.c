@@ -434,6 +434,7 @@ unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 			MRL_CHG_OTHER_OPEN_READ, MRL_CHG_OTHER_OPEN_WRITE, MRL_CHG_OTHER_TRUNCATE,
 			MRL_CHG_OTHER_LAYOUT,    MRL_CHG_OTHER_WRITE,      MRL_CHG_OWNER_TRUNCATE,
 			MRL_CHG_OWNER_LAYOUT,    MRL_CHG_OWNER_OPEN,       MRL_CHG_OWNER_WRITE,
+			MRL_CHG_OTHER_OPEN_TRUNC, MRL_CHG_OTHER_RENAME,    MRL_CHG_OTHER_UNLINK,
 		};
 		for (size_t i = 0; i < ARRAY_SIZE(file_rows); i++)
 			cov[file_rows[i]] = MRL_SEEN_NA;

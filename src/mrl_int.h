@@ -128,9 +128,12 @@ struct mrl_fan_ev {
 
 struct mrl_file {
 	struct mrl_file *next;
-	dev_t dev;
+	dev_t dev;            /* the superblock's, as /proc/self/maps and /proc/locks say */
+	dev_t st_dev;         /* what stat says: differs on btrfs (a subvolume's anonymous dev) */
 	ino_t ino;
 	int fd;               /* the library's own fd, -1 if none */
+	int path_fd;          /* O_PATH fd on the inode, to fstat it when fd is -1; -1 if none */
+	int name_cause;       /* the path no longer names it: MRL_CAUSE_REPLACED_FILE/UNLINKED, 0 */
 	int kind;             /* enum mrl_kind */
 	char *path;
 	int wd;               /* inotify watch, -1 if none */
@@ -486,7 +489,8 @@ void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
-/* an fd to fstat the file with (the library's own, or a held event's), -1 if none */
+/* an fd to fstat the file with (the library's own, its O_PATH one, or a
+ * held event's), -1 if none */
 int mrl_file_stat_fd(struct mrl_file *f);
 
 /* fan.c: the fanotify pre-content watcher; ctx->lock held */

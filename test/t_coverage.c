@@ -34,7 +34,8 @@ static int act(int row, const char *path)
 			       row == MRL_CHG_OWNER_TRUNCATE || row == MRL_CHG_OWNER_LAYOUT ||
 			       row == MRL_CHG_OWNER_WRITE || row == MRL_CHG_OWNER_MUNMAP ||
 			       row == MRL_CHG_OWNER_MREMAP || row == MRL_CHG_OWNER_MADVISE ||
-			       row == MRL_CHG_OWNER_MAP_FIXED
+			       row == MRL_CHG_OWNER_MAP_FIXED || row == MRL_CHG_OTHER_OPEN_TRUNC ||
+			       row == MRL_CHG_OTHER_RENAME || row == MRL_CHG_OTHER_UNLINK
 		       ? 0 : -2;
 	switch (row) {
 	case MRL_CHG_OTHER_OPEN_READ:
@@ -49,6 +50,12 @@ static int act(int row, const char *path)
 		return t_sh("fallocate --punch-hole --offset 8192 --length 4096 %s", path);
 	case MRL_CHG_OTHER_WRITE:
 		return t_sh("dd if=/dev/zero of=%s bs=4096 count=1 seek=3 conv=notrunc status=none", path);
+	case MRL_CHG_OTHER_OPEN_TRUNC:
+		return t_sh("sh -c ': > %s'", path);
+	case MRL_CHG_OTHER_RENAME:
+		return t_sh("echo other > %s.new && mv %s.new %s", path, path, path);
+	case MRL_CHG_OTHER_UNLINK:
+		return t_sh("rm %s", path);
 	case MRL_CHG_OWNER_OPEN:
 		fd = open(path, O_RDONLY);
 		if (fd < 0)
@@ -135,6 +142,17 @@ static int run(const struct config *c)
 					usleep(1000);
 				CHECK(seen_count(ctx) > before, "%s: '%s' claimed before, and seen", c->name,
 				      mrl_change_str(row));
+				/* an open seen is not yet its truncate seen: the truncate
+				 * must have been held as one (a pause), and fenced the MR */
+				if (row == MRL_CHG_OTHER_OPEN_TRUNC) {
+					struct mrl_stats s = {.size = sizeof(s)};
+					mrl_ctx_stats(ctx, &s);
+					CHECK(s.pauses > 0, "%s: the O_TRUNC open paused the MR", c->name);
+					CHECK(t_wait_state(ctx, mr, MRL_STATE_FENCED, T_HANG_MS) == 0 &&
+						      t_query(ctx, mr).cause == MRL_CAUSE_TRUNCATED,
+					      "%s: the O_TRUNC open fenced the MR, cause truncated (%s)",
+					      c->name, mrl_cause_str(t_query(ctx, mr).cause));
+				}
 				/* the owner's address space is watched after the fact too
 				 * (userfaultfd, verify): a "before" claim must not be met by
 				 * an after-the-fact report */
