@@ -292,8 +292,15 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 	r->inflight--;
 	int status = 0;
 	uint32_t cause = MRL_CAUSE_NONE;
-	if (err) {
-		status = r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
+	/* Fenced (or cut short) since it was posted: the owner keeps a fenced
+	 * key alive over scratch memory so a late operation cannot break the
+	 * connection; it completed there, not in the MR. The notice overtakes
+	 * such a completion on the one connection, unless the operation landed
+	 * between the owner's fence and its notice going out (a short window). */
+	bool revoked = op->gen != r->gen &&
+		       (r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len);
+	if (err || revoked) {
+		status = revoked || r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
 		cause = r->cause;
 	}
 	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
