@@ -136,7 +136,7 @@ int main(void)
 		}
 		if (punched && breaks && t_query(sctx, mr).state == MRL_STATE_ACTIVE)
 			break;
-		if (pa.ret)
+		if (atomic_load(&pa.connected) && pa.ret) /* ret is written before connected */
 			break;
 	}
 	REQUIRE(pa.ret == 0, "the real peer connected and opened the MR (%d)", pa.ret);
