@@ -149,6 +149,19 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
 	mrl_wake_monitor(ep->ctx);
 }
 
+/* A peer entry whose handshake failed: nothing refers to it yet (no MR
+ * holds it, it sent nothing), so it goes at once. */
+void mrl_ep_peer_free_locked(struct mrl_ep *ep, struct mrl_peer *p)
+{
+	if (p->addr != FI_ADDR_NOTAVAIL)
+		fi_av_remove(ep->av, &p->addr, 1, 0);
+	ep->peers[p->idx] = NULL;
+	if (p->idx + 1 == ep->npeers)
+		ep->npeers--;
+	free(p->hash);
+	free(p);
+}
+
 /* ---- receiving ---- */
 
 static size_t msg_min_len(int type)
@@ -279,8 +292,15 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 	r->inflight--;
 	int status = 0;
 	uint32_t cause = MRL_CAUSE_NONE;
-	if (err) {
-		status = r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
+	/* Fenced (or cut short) since it was posted: the owner keeps a fenced
+	 * key alive over scratch memory so a late operation cannot break the
+	 * connection; it completed there, not in the MR. The notice overtakes
+	 * such a completion on the one connection, unless the operation landed
+	 * between the owner's fence and its notice going out (a short window). */
+	bool revoked = op->gen != r->gen &&
+		       (r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len);
+	if (err || revoked) {
+		status = revoked || r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
 		cause = r->cause;
 	}
 	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
@@ -436,6 +456,7 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	ep->backlog_tail = &ep->backlog;
 	ep->inflight.inext = ep->inflight.iprev = &ep->inflight;
 	pthread_mutex_init(&ep->lock, NULL);
+	pthread_mutex_init(&ep->boot_lock, NULL);
 	ep->inject_size = fab->info->tx_attr->inject_size;
 	struct fi_cq_attr cqa = {.format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_FD, .size = 1024};
 	ret = fi_cq_open(fab->domain, &cqa, &ep->cq, NULL);
@@ -592,6 +613,8 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 	}
 	if (ep->lsock >= 0)
 		close(ep->lsock);
+	mrl_ep_boot_free(ep);
+	pthread_mutex_destroy(&ep->boot_lock);
 	free(ep->peers);
 	free(ep->rbufs);
 	free(ep->lcq);

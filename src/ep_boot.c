@@ -1,5 +1,6 @@
-/* Bootstrap: a TCP connection exchanges endpoint names (hello), then stays
- * open as the peer's liveness channel. */
+/* Bootstrap: a TCP connection exchanges endpoint names (hello: the
+ * connector's first, the owner's once the peer is usable), then stays open
+ * as the peer's liveness channel. Handshakes never block the owner. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -15,12 +16,10 @@
 
 #include "ep_int.h"
 
-struct hello {
-	uint32_t magic;
-	uint32_t idx;     /* the sender's index for the receiver */
-	uint32_t namelen;
-	unsigned char name[64];
-};
+#define MAX_BOOTS 64
+
+/* A handshake's budget, from accept: a silent connection is dropped then. */
+int mrl_ep_boot_deadline_ms = 5000;
 
 static int io_full(int fd, void *buf, size_t len, bool wr, int timeout_ms)
 {
@@ -50,61 +49,255 @@ static int io_full(int fd, void *buf, size_t len, bool wr, int timeout_ms)
 	return 0;
 }
 
-static int handshake(struct mrl_ep *ep, int sock, int timeout_ms, mrl_peer **out)
+/* A peer entry, not usable (dead) until its handshake is through. */
+static struct mrl_peer *peer_new_locked(struct mrl_ep *ep)
 {
-	struct hello me = {.magic = MRL_MAGIC, .namelen = (uint32_t)ep->namelen}, them;
-	int ret;
-	memcpy(me.name, ep->name, ep->namelen);
-	pthread_mutex_lock(&ep->lock);
 	if (ep->npeers == ep->cap) {
 		uint32_t cap = ep->cap ? ep->cap * 2 : 8;
 		struct mrl_peer **n = realloc(ep->peers, cap * sizeof(*n));
-		if (!n) {
-			pthread_mutex_unlock(&ep->lock);
-			return -ENOMEM;
-		}
+		if (!n)
+			return NULL;
 		ep->peers = n;
 		ep->cap = cap;
 	}
 	struct mrl_peer *p = calloc(1, sizeof(*p));
-	if (!p) {
-		pthread_mutex_unlock(&ep->lock);
-		return -ENOMEM;
-	}
+	if (!p)
+		return NULL;
 	p->ep = ep;
 	p->idx = ep->npeers;
 	p->sock = -1;
-	p->dead = true; /* not usable until the handshake is done */
+	p->addr = FI_ADDR_NOTAVAIL;
+	p->dead = true;
 	ep->peers[ep->npeers++] = p;
-	pthread_mutex_unlock(&ep->lock);
+	return p;
+}
+
+static bool hello_ok(const struct boot_hello *h)
+{
+	return h->magic == MRL_MAGIC && h->namelen && h->namelen <= sizeof(h->name);
+}
+
+/* The peer is usable from here: its messages are accepted from now on. */
+static int peer_up_locked(struct mrl_ep *ep, struct mrl_peer *p, const struct boot_hello *them,
+			  int sock)
+{
+	int ret = fi_av_insert(ep->av, them->name, 1, &p->addr, 0, NULL);
+	if (ret != 1) {
+		p->addr = FI_ADDR_NOTAVAIL;
+		return mrl_err(EADDRNOTAVAIL, "fi_av_insert failed (%d)", ret);
+	}
+	p->remote_idx = them->idx;
+	p->sock = sock;
+	p->dead = false;
+	return 0;
+}
+
+/* The owner's half, once the connector's hello is in: the peer is made
+ * usable first and only then told our name and index, so the first request
+ * it sends finds it alive (the hello is the owner's "ready"). */
+static int accept_finish(struct mrl_ep *ep, int fd, const struct boot_hello *them, mrl_peer **out)
+{
+	struct boot_hello me = {.magic = MRL_MAGIC, .namelen = (uint32_t)ep->namelen};
+	int ret;
+	memcpy(me.name, ep->name, ep->namelen);
+	if (!hello_ok(them)) {
+		close(fd);
+		return mrl_err(EPROTO, "bootstrap handshake: not an mrlease peer");
+	}
+	mrl_lock(&ep->lock);
+	struct mrl_peer *p = peer_new_locked(ep);
+	if (!p) {
+		mrl_unlock(&ep->lock);
+		close(fd);
+		return -ENOMEM;
+	}
+	if ((ret = peer_up_locked(ep, p, them, fd))) {
+		mrl_ep_peer_free_locked(ep, p);
+		mrl_unlock(&ep->lock);
+		close(fd);
+		return ret;
+	}
+	me.idx = p->idx;
+	mrl_unlock(&ep->lock);
+	/* a fresh socket's buffer takes the few bytes at once */
+	ret = io_full(fd, &me, sizeof(me), true, 1000);
+	if (ret) {
+		/* the connector cannot have sent anything without our hello */
+		mrl_lock(&ep->lock);
+		p->sock = -1;
+		mrl_ep_peer_free_locked(ep, p);
+		mrl_unlock(&ep->lock);
+		close(fd);
+		return mrl_err(ret, "bootstrap handshake: %s", strerror(-ret));
+	}
+	*out = p;
+	return 0;
+}
+
+static void boot_drop(struct mrl_ep *ep, struct boot_conn **pp)
+{
+	struct boot_conn *b = *pp;
+	*pp = b->next;
+	close(b->fd);
+	free(b);
+	ep->nboots--;
+}
+
+static void boot_add(struct mrl_ep *ep, int fd, uint64_t now)
+{
+	if (ep->nboots >= MAX_BOOTS) {
+		/* a flood of connections: the oldest handshake goes first */
+		struct boot_conn **old = &ep->boots;
+		for (struct boot_conn **pp = &ep->boots; *pp; pp = &(*pp)->next)
+			if ((*pp)->deadline_ns < (*old)->deadline_ns)
+				old = pp;
+		mrl_log("bootstrap: %u handshakes in progress, dropping the oldest", ep->nboots);
+		boot_drop(ep, old);
+	}
+	struct boot_conn *b = calloc(1, sizeof(*b));
+	if (!b) {
+		close(fd);
+		return;
+	}
+	b->fd = fd;
+	b->deadline_ns = now + (uint64_t)mrl_ep_boot_deadline_ms * 1000000ull;
+	b->next = ep->boots;
+	ep->boots = b;
+	ep->nboots++;
+}
+
+/* Read what a handshake has sent: 1 its hello is in, 0 not yet, <0 gone. */
+static int boot_read(struct boot_conn *b)
+{
+	for (;;) {
+		ssize_t n = recv(b->fd, (char *)&b->them + b->got, sizeof(b->them) - b->got, 0);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0)
+			return errno == EINTR ? 0 : errno == EAGAIN ? 0 : -errno;
+		b->got += (size_t)n;
+		if (b->got == sizeof(b->them))
+			return 1;
+	}
+}
+
+uint32_t mrl_ep_boot_pending(struct mrl_ep *ep)
+{
+	mrl_lock(&ep->boot_lock);
+	uint32_t n = ep->nboots;
+	mrl_unlock(&ep->boot_lock);
+	return n;
+}
+
+void mrl_ep_boot_free(struct mrl_ep *ep)
+{
+	while (ep->boots)
+		boot_drop(ep, &ep->boots);
+}
+
+/* Handshakes in progress wait in ep->boots, each on its own deadline; one
+ * pass reads what each has sent and accepts what the listening socket has.
+ * Nothing here waits on one connection, so a silent one costs the others
+ * (and the caller, which may have a break to answer) nothing. */
+static int accept_step(struct mrl_ep *ep, uint64_t until, mrl_peer **out)
+{
+	struct pollfd pfd[MAX_BOOTS + 1];
+	struct boot_conn *conn[MAX_BOOTS + 1];
+	for (;;) {
+		uint64_t now = mrl_now_ns(), wake = until;
+		for (struct boot_conn **pp = &ep->boots; *pp;) {
+			if ((*pp)->deadline_ns <= now) {
+				mrl_log("bootstrap: a connection sent no hello in %d ms, dropped",
+					mrl_ep_boot_deadline_ms);
+				boot_drop(ep, pp);
+				continue;
+			}
+			if ((*pp)->deadline_ns < wake)
+				wake = (*pp)->deadline_ns;
+			pp = &(*pp)->next;
+		}
+		nfds_t n = 0;
+		pfd[n] = (struct pollfd){.fd = ep->lsock, .events = POLLIN};
+		conn[n++] = NULL;
+		for (struct boot_conn *b = ep->boots; b; b = b->next) {
+			pfd[n] = (struct pollfd){.fd = b->fd, .events = POLLIN};
+			conn[n++] = b;
+		}
+		int ms = wake <= now ? 0 : wake == UINT64_MAX ? -1
+			 : (int)((wake - now + 999999ull) / 1000000ull);
+		int pr = poll(pfd, n, ms);
+		if (pr < 0 && errno != EINTR)
+			return mrl_err(errno, "accept: %s", strerror(errno));
+		for (nfds_t i = 1; pr > 0 && i < n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			struct boot_conn *b = conn[i], **pp = &ep->boots;
+			int r = boot_read(b);
+			if (r == 0)
+				continue;
+			while (*pp != b)
+				pp = &(*pp)->next;
+			if (r < 0) {
+				boot_drop(ep, pp);
+				continue;
+			}
+			*pp = b->next;
+			ep->nboots--;
+			struct boot_hello them = b->them;
+			int fd = b->fd;
+			free(b);
+			if (accept_finish(ep, fd, &them, out) == 0)
+				return 0;
+			/* a failed handshake is that connection's loss alone */
+		}
+		if (pr > 0 && pfd[0].revents) {
+			int s;
+			while ((s = accept4(ep->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
+				boot_add(ep, s, mrl_now_ns());
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
+			    errno != EINTR)
+				return mrl_err(errno, "accept: %s", strerror(errno));
+			continue; /* read what the new ones may have sent already */
+		}
+		if (mrl_now_ns() >= until)
+			return -ETIMEDOUT;
+	}
+}
+
+/* The connector's half: our hello, then the owner's, which it sends only
+ * once it accepts our messages. */
+static int connect_handshake(struct mrl_ep *ep, int sock, int timeout_ms, mrl_peer **out)
+{
+	struct boot_hello me = {.magic = MRL_MAGIC, .namelen = (uint32_t)ep->namelen}, them;
+	int ret;
+	memcpy(me.name, ep->name, ep->namelen);
+	mrl_lock(&ep->lock);
+	struct mrl_peer *p = peer_new_locked(ep);
+	mrl_unlock(&ep->lock);
+	if (!p) {
+		close(sock);
+		return -ENOMEM;
+	}
 	me.idx = p->idx;
 	ret = io_full(sock, &me, sizeof(me), true, timeout_ms);
 	if (!ret)
 		ret = io_full(sock, &them, sizeof(them), false, timeout_ms);
-	if (ret) {
+	if (ret)
 		ret = mrl_err(ret, "bootstrap handshake: %s", strerror(-ret));
-		goto fail;
-	}
-	if (them.magic != MRL_MAGIC || them.namelen == 0 || them.namelen > sizeof(them.name)) {
+	else if (!hello_ok(&them))
 		ret = mrl_err(EPROTO, "bootstrap handshake: not an mrlease peer");
-		goto fail;
+	mrl_lock(&ep->lock);
+	if (!ret)
+		ret = peer_up_locked(ep, p, &them, sock);
+	if (ret)
+		mrl_ep_peer_free_locked(ep, p);
+	mrl_unlock(&ep->lock);
+	if (ret) {
+		close(sock);
+		return ret;
 	}
-	pthread_mutex_lock(&ep->lock);
-	ret = fi_av_insert(ep->av, them.name, 1, &p->addr, 0, NULL);
-	if (ret != 1) {
-		pthread_mutex_unlock(&ep->lock);
-		ret = mrl_err(EADDRNOTAVAIL, "fi_av_insert failed (%d)", ret);
-		goto fail;
-	}
-	p->remote_idx = them.idx;
-	p->sock = sock;
-	p->dead = false;
-	pthread_mutex_unlock(&ep->lock);
 	*out = p;
 	return 0;
-fail:
-	close(sock);
-	return ret;
 }
 
 static int resolve(const char *host, uint16_t port, struct sockaddr_in *sa)
@@ -131,7 +324,8 @@ MRL_EXPORT int mrl_ep_listen(mrl_ep *ep, const char *host, uint16_t port, uint16
 		return mrl_err(EALREADY, "mrl_ep_listen: already listening");
 	if ((ret = resolve(host, port, &sa)))
 		return ret;
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: a connection reset between poll and accept must not block */
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s < 0)
 		return mrl_err(errno, "socket: %s", strerror(errno));
 	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -154,16 +348,12 @@ MRL_EXPORT int mrl_ep_accept(mrl_ep *ep, int timeout_ms, mrl_peer **out)
 	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_accept");
 	if (ep->lsock < 0)
 		return mrl_err(EINVAL, "mrl_ep_accept: call mrl_ep_listen first");
-	struct pollfd pfd = {.fd = ep->lsock, .events = POLLIN};
-	int pr = poll(&pfd, 1, timeout_ms);
-	if (pr == 0)
-		return -ETIMEDOUT;
-	if (pr < 0)
-		return mrl_err(errno, "accept: %s", strerror(errno));
-	int s = accept4(ep->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (s < 0)
-		return mrl_err(errno, "accept: %s", strerror(errno));
-	return handshake(ep, s, timeout_ms > 0 ? timeout_ms : 5000, out);
+	uint64_t until = timeout_ms < 0 ? UINT64_MAX
+			 : mrl_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	mrl_lock(&ep->boot_lock);
+	int ret = accept_step(ep, until, out);
+	mrl_unlock(&ep->boot_lock);
+	return ret;
 }
 
 MRL_EXPORT int mrl_ep_connect(mrl_ep *ep, const char *host, uint16_t port, int timeout_ms,
@@ -198,5 +388,5 @@ MRL_EXPORT int mrl_ep_connect(mrl_ep *ep, const char *host, uint16_t port, int t
 		close(s);
 		return mrl_err(err, "connect %s:%u: %s", host, port, strerror(err));
 	}
-	return handshake(ep, s, timeout_ms, out);
+	return connect_handshake(ep, s, timeout_ms, out);
 }

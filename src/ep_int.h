@@ -72,6 +72,23 @@ struct mrl_peer {
 	struct pause_rec *pauses;
 };
 
+/* A bootstrap connection accepted but not yet through its handshake: it
+ * costs the owner nothing until its hello is in (or its deadline passes). */
+struct boot_hello {
+	uint32_t magic;
+	uint32_t idx;     /* the sender's index for the receiver */
+	uint32_t namelen;
+	unsigned char name[64];
+};
+
+struct boot_conn {
+	struct boot_conn *next;
+	int fd;
+	uint64_t deadline_ns;
+	size_t got;
+	struct boot_hello them;
+};
+
 struct waiter {
 	struct waiter *next;
 	uint32_t req;
@@ -93,6 +110,9 @@ struct mrl_ep {
 	struct mrl_peer **peers;
 	uint32_t npeers, cap;
 	int lsock;
+	pthread_mutex_t boot_lock;    /* the handshakes in progress; never held with lock */
+	struct boot_conn *boots;
+	uint32_t nboots;
 	struct mrl_rbuf *rbufs;
 	struct mrl_op *free_ops;
 	struct mrl_op *backlog, **backlog_tail;
@@ -109,6 +129,14 @@ struct mrl_ep {
 	bool prog_running;
 	atomic_bool stop;
 };
+
+/* ep_boot.c: a handshake's budget from accept (tests shorten it); the
+ * handshakes still in progress; free them (mrl_ep_destroy) */
+extern int mrl_ep_boot_deadline_ms;
+uint32_t mrl_ep_boot_pending(struct mrl_ep *ep);
+void mrl_ep_boot_free(struct mrl_ep *ep);
+/* ep.c: a peer entry that never became usable, ep->lock held */
+void mrl_ep_peer_free_locked(struct mrl_ep *ep, struct mrl_peer *p);
 
 /* ep.c, ep->lock held: drive progress; send a control message */
 int mrl_ep_progress_locked(struct mrl_ep *ep);

@@ -10,6 +10,7 @@ struct fi_info;
 struct fid_fabric;
 struct fid_domain;
 struct mrl_lbuf;
+struct fab_tomb;
 struct mrl_fabric {
 	struct fi_info *info;
 	struct fid_fabric *fabric;
@@ -20,6 +21,8 @@ struct mrl_fabric {
 	bool pins;       /* the provider pins registered pages (verbs, efa, ...) */
 	pthread_mutex_t lock;
 	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
+	struct fab_tomb *tombs;   /* deregistered keys kept over scratch (reg_fabric.c), lock */
+	unsigned ntombs;
 };
 
 #endif

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <rdma/fabric.h>
 #include <rdma/fi_domain.h>
@@ -93,36 +94,133 @@ fail:
 	return ret;
 }
 
+/* A registration and what its tombstone needs. */
+struct fab_mr {
+	struct fid_mr *mr;
+	uint64_t key, acc;
+	size_t len;
+};
+
+/* A deregistered key kept alive over scratch memory. tcp (and verbs: a
+ * remote access error) tears down the whole connection when an RMA names
+ * a key it does not know, so one fenced MR would cost every other MR on
+ * that connection the operations in flight. Keeping the key over a sink
+ * lets a late operation complete harmlessly, never reaching the MR's pages;
+ * the peer, told of the fence, reports it failed (-EKEYREVOKED). Possible
+ * only where remote addresses are offsets and keys ours (no VIRT_ADDR,
+ * no PROV_KEY). */
+struct fab_tomb {
+	struct fab_tomb *next;
+	struct fid_mr *mr;
+	uint64_t key;
+	void *sink;
+	size_t len;
+};
+#define MAX_TOMBS 4096
+
+static void tomb_free(struct fab_tomb *t)
+{
+	fi_close(&t->mr->fid);
+	munmap(t->sink, t->len);
+	free(t);
+}
+
+/* f->lock held: a key about to be registered again leaves its tombstone */
+static void tomb_take(struct mrl_fabric *f, uint64_t key)
+{
+	for (struct fab_tomb **pp = &f->tombs; *pp; pp = &(*pp)->next)
+		if ((*pp)->key == key) {
+			struct fab_tomb *t = *pp;
+			*pp = t->next;
+			f->ntombs--;
+			tomb_free(t);
+			return;
+		}
+}
+
+static void tomb_add(struct mrl_fabric *f, const struct fab_mr *m)
+{
+	if (f->prov_key || f->virt_addr || !(m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE)))
+		return;
+	struct fab_tomb *t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	/* NORESERVE: costs nothing until a late write touches it */
+	t->sink = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (t->sink == MAP_FAILED ||
+	    fi_mr_reg(f->domain, t->sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL)) {
+		if (t->sink != MAP_FAILED)
+			munmap(t->sink, m->len);
+		free(t);
+		return;
+	}
+	t->key = m->key;
+	t->len = m->len;
+	if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
+		struct fab_tomb **pp = &f->tombs;
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		tomb_free(*pp);
+		*pp = NULL;
+		f->ntombs--;
+	}
+	t->next = f->tombs;
+	f->tombs = t;
+	f->ntombs++;
+}
+
 static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
 {
 	struct mrl_fabric *f = dev;
-	struct fid_mr *mr;
+	struct fab_mr *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
 	uint64_t acc = FI_READ | FI_WRITE | FI_SEND | FI_RECV;
 	if (access & MRL_ACCESS_REMOTE_READ)
 		acc |= FI_REMOTE_READ;
 	if (access & MRL_ACCESS_REMOTE_WRITE)
 		acc |= FI_REMOTE_WRITE;
-	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &mr, NULL);
-	if (ret)
+	mrl_lock(&f->lock);
+	if (!f->prov_key)
+		tomb_take(f, *key);
+	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &m->mr, NULL);
+	mrl_unlock(&f->lock);
+	if (ret) {
+		free(m);
 		return mrl_err(ret, "fi_mr_reg(%p, %zu, key %#llx): %s", addr, len,
 			       (unsigned long long)*key, fi_strerror(-ret));
-	*key = fi_mr_key(mr);
-	*h = mr;
+	}
+	m->key = *key = fi_mr_key(m->mr);
+	m->acc = acc;
+	m->len = len;
+	*h = m;
 	return 0;
 }
 
 static int fab_dereg(void *dev, void *h)
 {
-	(void)dev;
-	int ret = fi_close(&((struct fid_mr *)h)->fid);
+	struct mrl_fabric *f = dev;
+	struct fab_mr *m = h;
+	mrl_lock(&f->lock);
+	int ret = fi_close(&m->mr->fid);
+	if (!ret)
+		tomb_add(f, m);
+	mrl_unlock(&f->lock);
+	free(m);
 	return ret ? mrl_err(ret, "fi_close(mr): %s", fi_strerror(-ret)) : 0;
 }
 
-static void *fab_desc(void *h) { return fi_mr_desc((struct fid_mr *)h); }
+static void *fab_desc(void *h) { return fi_mr_desc(((struct fab_mr *)h)->mr); }
 
 static void fab_close(void *dev)
 {
 	struct mrl_fabric *f = dev;
+	while (f->tombs) {
+		struct fab_tomb *t = f->tombs;
+		f->tombs = t->next;
+		tomb_free(t);
+	}
 	fi_close(&f->domain->fid);
 	fi_close(&f->fabric->fid);
 	fi_freeinfo(f->info);
