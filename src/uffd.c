@@ -7,20 +7,116 @@
  *   REMOVE (madvise DONTNEED/REMOVE): before the zap, but the actor goes on
  *     as soon as the event is read, so nothing can be held: the MR moves to
  *     a new generation (and pinning devices are re-pinned) -> CHANGED.
- * The actor of an event waits until it is read, so the monitor reads them
- * before it takes any lock and never blocks in between. */
+ * The actor of an event waits until it is read, by whichever thread: had
+ * the monitor read them, a munmap made on the monitor itself (a provider
+ * freeing a buffer, an application signal handler) would wait for the
+ * monitor for ever. So a reader thread of this watcher's own reads them:
+ * it blocks every signal, takes only its queue's lock (held for copies,
+ * never across a call that could unmap) and allocates nothing, so it can
+ * never be the actor it waits for. The monitor drains its queue. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
 
 #define UFFD_BATCH 32
+#define UFFD_RING 1024
+
+/* The reader thread and the queue it fills. ctx->uffd_msgs points at out,
+ * which the monitor hands to uffd_drain. */
+enum { OV_UNMAP, OV_REMOVE, OV_REMAP, OV_N };
+struct uffd_rd {
+	pthread_t thr;
+	struct mrl_ctx *ctx;
+	int ready_fd;            /* eventfd the monitor polls: messages queued */
+	int stop_fd;             /* eventfd: the reader leaves */
+	pthread_mutex_t lock;    /* q, n, ov_* */
+	int n;
+	/* a full queue is never waited on (the monitor might be the actor):
+	 * later events are merged per kind into one range covering them all */
+	bool ov[OV_N];
+	uint64_t ov_lo[OV_N], ov_hi[OV_N];
+	uint64_t overflowed;
+	struct uffd_msg q[UFFD_RING];
+	struct uffd_msg out[UFFD_RING + OV_N];
+};
+
+static struct uffd_rd *rd_of(struct mrl_ctx *ctx)
+{
+	return (struct uffd_rd *)((char *)ctx->uffd_msgs - offsetof(struct uffd_rd, out));
+}
+
+static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m)
+{
+	if (rd->n < UFFD_RING) {
+		rd->q[rd->n++] = *m;
+		return;
+	}
+	int k;
+	uint64_t a, b;
+	switch (m->event) {
+	case UFFD_EVENT_UNMAP:
+	case UFFD_EVENT_REMOVE:
+		k = m->event == UFFD_EVENT_UNMAP ? OV_UNMAP : OV_REMOVE;
+		a = m->arg.remove.start;
+		b = m->arg.remove.end;
+		break;
+	case UFFD_EVENT_REMAP:
+		k = OV_REMAP;
+		a = m->arg.remap.from;
+		b = a + m->arg.remap.len;
+		break;
+	default:
+		return;
+	}
+	rd->overflowed++;
+	if (!rd->ov[k]) {
+		rd->ov[k] = true;
+		rd->ov_lo[k] = a;
+		rd->ov_hi[k] = b;
+	} else {
+		rd->ov_lo[k] = a < rd->ov_lo[k] ? a : rd->ov_lo[k];
+		rd->ov_hi[k] = b > rd->ov_hi[k] ? b : rd->ov_hi[k];
+	}
+}
+
+static void *rd_main(void *arg)
+{
+	struct uffd_rd *rd = arg;
+	int uffd = rd->ctx->uffd;
+	struct uffd_msg batch[UFFD_BATCH];
+	prctl(PR_SET_NAME, "mrl-uffd");
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = uffd, .events = POLLIN}, {.fd = rd->stop_fd, .events = POLLIN}};
+		if (poll(pfd, 2, -1) < 0)
+			continue; /* every signal is blocked here: EINTR only from a stop */
+		if (pfd[1].revents)
+			break;
+		ssize_t r = read(uffd, batch, sizeof(batch));
+		if (r <= 0)
+			continue;
+		int n = (int)(r / (ssize_t)sizeof(batch[0]));
+		pthread_mutex_lock(&rd->lock);
+		for (int i = 0; i < n; i++)
+			rd_push(rd, &batch[i]);
+		pthread_mutex_unlock(&rd->lock);
+		uint64_t one = 1;
+		if (write(rd->ready_fd, &one, sizeof(one)) < 0) {
+		}
+	}
+	return NULL;
+}
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -42,21 +138,61 @@ static int uffd_start(struct mrl_ctx *ctx)
 		close(fd);
 		return -err;
 	}
-	ctx->uffd_msgs = calloc(UFFD_BATCH, sizeof(*ctx->uffd_msgs));
-	if (!ctx->uffd_msgs) {
+	struct uffd_rd *rd = calloc(1, sizeof(*rd));
+	if (!rd) {
 		close(fd);
 		return -ENOMEM;
 	}
+	rd->ctx = ctx;
+	rd->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&rd->lock, NULL);
+	int err = rd->ready_fd < 0 || rd->stop_fd < 0 ? errno : 0;
 	ctx->uffd = fd;
+	ctx->uffd_msgs = rd->out;
+	if (!err) {
+		/* no application signal handler may run on the reader */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		err = pthread_create(&rd->thr, NULL, rd_main, rd);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (err) {
+		if (rd->ready_fd >= 0)
+			close(rd->ready_fd);
+		if (rd->stop_fd >= 0)
+			close(rd->stop_fd);
+		pthread_mutex_destroy(&rd->lock);
+		free(rd);
+		ctx->uffd_msgs = NULL;
+		ctx->uffd = -1;
+		close(fd);
+		return -err;
+	}
 	return 0;
 }
 
 static void uffd_stop(struct mrl_ctx *ctx)
 {
+	if (ctx->uffd_msgs) {
+		struct uffd_rd *rd = rd_of(ctx);
+		uint64_t one = 1;
+		if (write(rd->stop_fd, &one, sizeof(one)) < 0) {
+		}
+		pthread_join(rd->thr, NULL);
+		if (rd->overflowed)
+			mrl_log("userfaultfd: %llu events arrived while the queue was full, merged per kind",
+				(unsigned long long)rd->overflowed);
+		close(rd->ready_fd);
+		close(rd->stop_fd);
+		pthread_mutex_destroy(&rd->lock);
+		free(rd);
+	}
+	/* closing it lets every actor still waiting in the kernel go */
 	if (ctx->uffd >= 0)
 		close(ctx->uffd);
 	ctx->uffd = -1;
-	free(ctx->uffd_msgs);
 	ctx->uffd_msgs = NULL;
 }
 
@@ -100,13 +236,40 @@ static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r); /* ENOMEM/EINVAL once unmapped: nothing to undo */
 }
 
-/* Read every pending event without any lock (the actors wait for this):
- * into the context's buffer, handled by uffd_drain under the lock. Only the
- * monitor thread reads and drains. */
+/* The monitor, no lock of the context held: take what the reader queued
+ * into ctx->uffd_msgs, handled by uffd_drain under the lock. */
 static void uffd_read(struct mrl_ctx *ctx)
 {
-	ssize_t n = ctx->uffd >= 0 ? read(ctx->uffd, ctx->uffd_msgs, UFFD_BATCH * sizeof(*ctx->uffd_msgs)) : -1;
-	ctx->uffd_nmsgs = n > 0 ? (int)(n / (ssize_t)sizeof(ctx->uffd_msgs[0])) : 0;
+	ctx->uffd_nmsgs = 0;
+	if (!ctx->uffd_msgs)
+		return;
+	struct uffd_rd *rd = rd_of(ctx);
+	uint64_t v;
+	if (read(rd->ready_fd, &v, sizeof(v)) < 0) {
+	}
+	static const uint8_t ev[OV_N] = {[OV_UNMAP] = UFFD_EVENT_UNMAP, [OV_REMOVE] = UFFD_EVENT_REMOVE,
+					 [OV_REMAP] = UFFD_EVENT_REMAP};
+	pthread_mutex_lock(&rd->lock);
+	int n = rd->n;
+	memcpy(rd->out, rd->q, (size_t)n * sizeof(rd->q[0]));
+	rd->n = 0;
+	for (int k = 0; k < OV_N; k++) {
+		if (!rd->ov[k])
+			continue;
+		struct uffd_msg *m = &rd->out[n++];
+		memset(m, 0, sizeof(*m));
+		m->event = ev[k];
+		if (k == OV_REMAP) {
+			m->arg.remap.from = rd->ov_lo[k];
+			m->arg.remap.len = rd->ov_hi[k] - rd->ov_lo[k];
+		} else {
+			m->arg.remove.start = rd->ov_lo[k];
+			m->arg.remove.end = rd->ov_hi[k];
+		}
+		rd->ov[k] = false;
+	}
+	pthread_mutex_unlock(&rd->lock);
+	ctx->uffd_nmsgs = n;
 }
 
 struct uffd_hit {
@@ -176,7 +339,7 @@ static void uffd_drain(struct mrl_ctx *ctx)
 
 static int uffd_poll_fd(struct mrl_ctx *ctx)
 {
-	return ctx->uffd;
+	return ctx->uffd_msgs ? rd_of(ctx)->ready_fd : -1;
 }
 
 /* munmap and mremap by any path, raw system calls included, after they land */
