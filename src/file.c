@@ -233,34 +233,48 @@ MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
 	/* exactly one mapping mrl_file_map made, still there: munmap would
 	 * take whatever else lies in the range */
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	struct mrl_file *f = NULL;
-	struct mrl_fmap **pm = NULL, *near = NULL;
-	for (struct mrl_file *g = ctx->files; g && !pm; g = g->next)
+	struct mrl_file *f;
+	struct mrl_fmap **pm, *near;
+	bool stale = false;
+again:
+	f = NULL;
+	pm = NULL;
+	near = NULL;
+	for (struct mrl_file *g = ctx->files; g && !near; g = g->next)
 		for (struct mrl_fmap **q = &g->fmaps; *q; q = &(*q)->next) {
 			struct mrl_fmap *m = *q;
 			if ((uintptr_t)addr < m->addr || (uintptr_t)addr >= m->addr + m->len)
 				continue;
 			near = m;
-			if ((uintptr_t)addr == m->addr &&
-			    (len == m->len || len == ((m->len + pg - 1) & ~(pg - 1)))) {
-				pm = q;
-				f = g;
-			}
+			pm = q;
+			f = g;
 			break;
 		}
-	if (!f) {
-		if (near)
-			ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu is not a whole mapping: mrl_file_map mapped %p+%zu",
-				      addr, len, (void *)near->addr, near->len);
-		else
-			ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu was not mapped by mrl_file_map", addr, len);
+	if (near) {
+		/* the caller may have unmapped or replaced it (wholly or in
+		 * part) behind our back: forget it, it is not ours to unmap */
+		dev_t dev;
+		ino_t ino;
+		uintptr_t last = (near->addr + near->len - 1) & ~(uintptr_t)(pg - 1);
+		if (mrl_vma_ident(ctx, near->addr, &dev, &ino) || dev != f->dev || ino != f->ino ||
+		    mrl_vma_ident(ctx, last, &dev, &ino) || dev != f->dev || ino != f->ino) {
+			*pm = near->next;
+			free(near);
+			f->maps--;
+			mrl_file_put(ctx, f);
+			stale = true;
+			goto again;
+		}
+	}
+	if (!near) {
+		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu was not mapped by mrl_file_map%s", addr, len,
+			      stale ? " (its mapping there was unmapped or replaced by someone else)" : "");
 		goto out;
 	}
-	dev_t dev;
-	ino_t ino;
-	if (mrl_vma_ident(ctx, (uintptr_t)addr, &dev, &ino) || dev != f->dev || ino != f->ino) {
-		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu no longer maps %s (unmapped or replaced by someone else)",
-			      addr, len, f->path);
+	if ((uintptr_t)addr != near->addr ||
+	    (len != near->len && len != ((near->len + pg - 1) & ~(pg - 1)))) {
+		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu is not a whole mapping: mrl_file_map mapped %p+%zu",
+			      addr, len, (void *)near->addr, near->len);
 		goto out;
 	}
 	if (munmap(addr, len) < 0) {

@@ -7,13 +7,16 @@
  *   REMOVE (madvise DONTNEED/REMOVE): before the zap, but the actor goes on
  *     as soon as the event is read, so nothing can be held: the MR moves to
  *     a new generation (and pinning devices are re-pinned) -> CHANGED.
- * The actor of an event waits until it is read, by whichever thread: had
- * the monitor read them, a munmap made on the monitor itself (a provider
- * freeing a buffer, an application signal handler) would wait for the
- * monitor for ever. So a reader thread of this watcher's own reads them:
- * it blocks every signal, takes only its queue's lock (held for copies,
- * never across a call that could unmap) and allocates nothing, so it can
- * never be the actor it waits for. The monitor drains its queue. */
+ * The actor of an event waits until it is read. The monitor reads them
+ * before it takes any lock, so the change is handled (an MR fenced, its
+ * peers told) before the actor goes on, as before a lease break lands. But
+ * a munmap made on the monitor itself (a provider freeing a buffer, an
+ * application signal handler run there) would wait for the monitor for
+ * ever. So a reader thread of this watcher's own stands by: when events
+ * stay unread while the monitor does not come round (UFFD_STUCK_MS), it
+ * reads them into a queue the monitor drains later. It blocks every signal,
+ * takes only its queue's lock (never held across a call that could unmap)
+ * and allocates nothing, so it can never be the actor it waits for. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -22,9 +25,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -32,16 +36,22 @@
 
 #define UFFD_BATCH 32
 #define UFFD_RING 1024
+/* events unread this long with no turn of the monitor: it may be the actor */
+#define UFFD_STUCK_MS 100
 
-/* The reader thread and the queue it fills. ctx->uffd_msgs points at out,
- * which the monitor hands to uffd_drain. */
+/* The stand-by reader and the queue it fills. ctx->uffd_msgs points at
+ * out, which the monitor hands to uffd_drain. */
 enum { OV_UNMAP, OV_REMOVE, OV_REMAP, OV_N };
 struct uffd_rd {
 	pthread_t thr;
 	struct mrl_ctx *ctx;
-	int ready_fd;            /* eventfd the monitor polls: messages queued */
+	int ready_fd;            /* eventfd: messages queued */
 	int stop_fd;             /* eventfd: the reader leaves */
-	pthread_mutex_t lock;    /* q, n, ov_* */
+	int ep_fd;               /* what the monitor polls: the userfaultfd and ready_fd */
+	pthread_mutex_t lock;    /* q, n, ov_*, turns */
+	pthread_cond_t turned;   /* the monitor took its turn */
+	uint64_t turns;
+	uint64_t rescued;        /* events the reader read for a monitor that did not come */
 	int n;
 	/* a full queue is never waited on (the monitor might be the actor):
 	 * later events are merged per kind into one range covering them all */
@@ -49,7 +59,7 @@ struct uffd_rd {
 	uint64_t ov_lo[OV_N], ov_hi[OV_N];
 	uint64_t overflowed;
 	struct uffd_msg q[UFFD_RING];
-	struct uffd_msg out[UFFD_RING + OV_N];
+	struct uffd_msg out[UFFD_RING + OV_N + UFFD_BATCH];
 };
 
 static struct uffd_rd *rd_of(struct mrl_ctx *ctx)
@@ -96,13 +106,27 @@ static void *rd_main(void *arg)
 	struct uffd_rd *rd = arg;
 	int uffd = rd->ctx->uffd;
 	struct uffd_msg batch[UFFD_BATCH];
-	prctl(PR_SET_NAME, "mrl-uffd");
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = uffd, .events = POLLIN}, {.fd = rd->stop_fd, .events = POLLIN}};
 		if (poll(pfd, 2, -1) < 0)
-			continue; /* every signal is blocked here: EINTR only from a stop */
+			continue;
 		if (pfd[1].revents)
 			break;
+		/* give the monitor its chance to read them itself */
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += UFFD_STUCK_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&rd->lock);
+		uint64_t seen = rd->turns;
+		int w = 0;
+		while (rd->turns == seen && w != ETIMEDOUT)
+			w = pthread_cond_timedwait(&rd->turned, &rd->lock, &until);
+		bool came = rd->turns != seen;
+		pthread_mutex_unlock(&rd->lock);
+		if (came)
+			continue;
 		ssize_t r = read(uffd, batch, sizeof(batch));
 		if (r <= 0)
 			continue;
@@ -110,6 +134,7 @@ static void *rd_main(void *arg)
 		pthread_mutex_lock(&rd->lock);
 		for (int i = 0; i < n; i++)
 			rd_push(rd, &batch[i]);
+		rd->rescued += (uint64_t)n;
 		pthread_mutex_unlock(&rd->lock);
 		uint64_t one = 1;
 		if (write(rd->ready_fd, &one, sizeof(one)) < 0) {
@@ -146,8 +171,17 @@ static int uffd_start(struct mrl_ctx *ctx)
 	rd->ctx = ctx;
 	rd->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	rd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rd->ep_fd = epoll_create1(EPOLL_CLOEXEC);
 	pthread_mutex_init(&rd->lock, NULL);
-	int err = rd->ready_fd < 0 || rd->stop_fd < 0 ? errno : 0;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rd->turned, &ca);
+	pthread_condattr_destroy(&ca);
+	int err = rd->ready_fd < 0 || rd->stop_fd < 0 || rd->ep_fd < 0 ? errno : 0;
+	struct epoll_event e1 = {.events = EPOLLIN, .data.fd = fd}, e2 = {.events = EPOLLIN, .data.fd = rd->ready_fd};
+	if (!err && (epoll_ctl(rd->ep_fd, EPOLL_CTL_ADD, fd, &e1) || epoll_ctl(rd->ep_fd, EPOLL_CTL_ADD, rd->ready_fd, &e2)))
+		err = errno;
 	ctx->uffd = fd;
 	ctx->uffd_msgs = rd->out;
 	if (!err) {
@@ -157,13 +191,18 @@ static int uffd_start(struct mrl_ctx *ctx)
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		err = pthread_create(&rd->thr, NULL, rd_main, rd);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!err)
+			pthread_setname_np(rd->thr, "mrl-uffd");
 	}
 	if (err) {
 		if (rd->ready_fd >= 0)
 			close(rd->ready_fd);
 		if (rd->stop_fd >= 0)
 			close(rd->stop_fd);
+		if (rd->ep_fd >= 0)
+			close(rd->ep_fd);
 		pthread_mutex_destroy(&rd->lock);
+		pthread_cond_destroy(&rd->turned);
 		free(rd);
 		ctx->uffd_msgs = NULL;
 		ctx->uffd = -1;
@@ -181,12 +220,17 @@ static void uffd_stop(struct mrl_ctx *ctx)
 		if (write(rd->stop_fd, &one, sizeof(one)) < 0) {
 		}
 		pthread_join(rd->thr, NULL);
+		if (rd->rescued)
+			mrl_log("userfaultfd: %llu events read by the stand-by reader: the monitor did not come round",
+				(unsigned long long)rd->rescued);
 		if (rd->overflowed)
 			mrl_log("userfaultfd: %llu events arrived while the queue was full, merged per kind",
 				(unsigned long long)rd->overflowed);
 		close(rd->ready_fd);
 		close(rd->stop_fd);
+		close(rd->ep_fd);
 		pthread_mutex_destroy(&rd->lock);
+		pthread_cond_destroy(&rd->turned);
 		free(rd);
 	}
 	/* closing it lets every actor still waiting in the kernel go */
@@ -236,8 +280,9 @@ static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r); /* ENOMEM/EINVAL once unmapped: nothing to undo */
 }
 
-/* The monitor, no lock of the context held: take what the reader queued
- * into ctx->uffd_msgs, handled by uffd_drain under the lock. */
+/* The monitor, no lock of the context held: what the stand-by reader
+ * queued, then every pending event (the actors wait for this), into
+ * ctx->uffd_msgs, handled by uffd_drain under the lock. */
 static void uffd_read(struct mrl_ctx *ctx)
 {
 	ctx->uffd_nmsgs = 0;
@@ -250,6 +295,8 @@ static void uffd_read(struct mrl_ctx *ctx)
 	static const uint8_t ev[OV_N] = {[OV_UNMAP] = UFFD_EVENT_UNMAP, [OV_REMOVE] = UFFD_EVENT_REMOVE,
 					 [OV_REMAP] = UFFD_EVENT_REMAP};
 	pthread_mutex_lock(&rd->lock);
+	rd->turns++;
+	pthread_cond_signal(&rd->turned);
 	int n = rd->n;
 	memcpy(rd->out, rd->q, (size_t)n * sizeof(rd->q[0]));
 	rd->n = 0;
@@ -269,6 +316,9 @@ static void uffd_read(struct mrl_ctx *ctx)
 		rd->ov[k] = false;
 	}
 	pthread_mutex_unlock(&rd->lock);
+	ssize_t r = read(ctx->uffd, rd->out + n, UFFD_BATCH * sizeof(rd->out[0]));
+	if (r > 0)
+		n += (int)(r / (ssize_t)sizeof(rd->out[0]));
 	ctx->uffd_nmsgs = n;
 }
 
@@ -339,7 +389,7 @@ static void uffd_drain(struct mrl_ctx *ctx)
 
 static int uffd_poll_fd(struct mrl_ctx *ctx)
 {
-	return ctx->uffd_msgs ? rd_of(ctx)->ready_fd : -1;
+	return ctx->uffd_msgs ? rd_of(ctx)->ep_fd : -1;
 }
 
 /* munmap and mremap by any path, raw system calls included, after they land */
