@@ -203,42 +203,59 @@ static void on_usr1(int sig)
 	syscall(SYS_munmap, g_victim, 4 * pg); /* raw: past any interposer */
 }
 
+/* the threads of this process now, into t[] (at most n) */
+static int threads(pid_t *t, int n)
+{
+	int k = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (atoi(e->d_name) > 0 && k < n)
+			t[k++] = (pid_t)atoi(e->d_name);
+	if (d)
+		closedir(d);
+	return k;
+}
+
+static bool thread_named(pid_t t, const char *name)
+{
+	char p[64], comm[32] = "";
+	snprintf(p, sizeof(p), "/proc/self/task/%d/comm", t);
+	FILE *f = fopen(p, "r");
+	if (f) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+	}
+	return !strncmp(comm, name, strlen(name));
+}
+
 static int monitor_unmaps(void)
 {
+	/* the monitor: the thread the context brings that is not the
+	 * userfaultfd reader (sanitizers run threads of their own) */
+	pid_t before[64], after[64], target = 0;
+	int nb = threads(before, 64);
 	mrl_ctx *ctx = t_ctx("mock", 500);
 	if (!(mrl_ctx_watchers(ctx) & MRL_WATCH_UFFD)) {
 		mrl_ctx_destroy(ctx);
 		return 77;
 	}
+	int na = threads(after, 64), candidates = 0;
+	for (int i = 0; i < na; i++) {
+		bool old = false;
+		for (int j = 0; j < nb; j++)
+			old |= after[i] == before[j];
+		if (!old && !thread_named(after[i], "mrl-uffd")) {
+			target = after[i];
+			candidates++;
+		}
+	}
+	REQUIRE(candidates == 1, "one monitor thread to signal (%d candidates)", candidates);
 	g_victim = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, g_victim, 4 * pg, MRL_ACCESS_REMOTE_READ, NULL, &mr) == 0, "register");
 	signal(SIGUSR1, on_usr1);
-	/* the monitor: a thread of the context that is not the userfaultfd reader */
-	pid_t me = (pid_t)syscall(SYS_gettid), target = 0;
-	int candidates = 0;
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		pid_t t = (pid_t)atoi(e->d_name);
-		if (t <= 0 || t == me)
-			continue;
-		char p[64], comm[32] = "";
-		snprintf(p, sizeof(p), "/proc/self/task/%d/comm", t);
-		FILE *f = fopen(p, "r");
-		if (f) {
-			if (!fgets(comm, sizeof(comm), f))
-				comm[0] = 0;
-			fclose(f);
-		}
-		if (strncmp(comm, "mrl-uffd", 8)) {
-			target = t;
-			candidates++;
-		}
-	}
-	if (d)
-		closedir(d);
-	REQUIRE(candidates == 1, "one monitor thread to signal (%d candidates)", candidates);
 	syscall(SYS_tgkill, getpid(), target, SIGUSR1);
 	/* the uffd event fences the MR: the monitor went on */
 	struct mrl_event ev;
