@@ -29,13 +29,14 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
 
 #define UFFD_BATCH 32
-#define UFFD_RING 1024
+#define UFFD_RING 256
 /* events unread this long with no turn of the monitor: it may be the actor */
 #define UFFD_STUCK_MS 100
 
@@ -163,8 +164,9 @@ static int uffd_start(struct mrl_ctx *ctx)
 		close(fd);
 		return -err;
 	}
-	struct uffd_rd *rd = calloc(1, sizeof(*rd));
-	if (!rd) {
+	/* its own pages, not the heap: a context must not move malloc's top */
+	struct uffd_rd *rd = mmap(NULL, sizeof(*rd), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rd == MAP_FAILED) {
 		close(fd);
 		return -ENOMEM;
 	}
@@ -203,7 +205,7 @@ static int uffd_start(struct mrl_ctx *ctx)
 			close(rd->ep_fd);
 		pthread_mutex_destroy(&rd->lock);
 		pthread_cond_destroy(&rd->turned);
-		free(rd);
+		syscall(SYS_munmap, rd, sizeof(*rd));
 		ctx->uffd_msgs = NULL;
 		ctx->uffd = -1;
 		close(fd);
@@ -231,7 +233,7 @@ static void uffd_stop(struct mrl_ctx *ctx)
 		close(rd->ep_fd);
 		pthread_mutex_destroy(&rd->lock);
 		pthread_cond_destroy(&rd->turned);
-		free(rd);
+		syscall(SYS_munmap, rd, sizeof(*rd)); /* raw: nothing of the application's */
 	}
 	/* closing it lets every actor still waiting in the kernel go */
 	if (ctx->uffd >= 0)
