@@ -111,10 +111,23 @@ int mrl_file_get(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char *path, in
 	return 0;
 }
 
+/* One mapping mrl_file_map made: mrl_file_unmap unmaps exactly these and
+ * nothing else, so a wrong length never takes a neighbour with it. */
+struct mrl_fmap {
+	struct mrl_fmap *next;
+	uintptr_t addr;
+	size_t len;
+};
+
 void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	if (--f->refs > 0)
 		return;
+	while (f->fmaps) {
+		struct mrl_fmap *m = f->fmaps;
+		f->fmaps = m->next;
+		free(m);
+	}
 	if (f->brk)
 		mrl_brk_free(ctx, f->brk);
 	MRL_WATCHERS_EACH(ctx, file_detach, f);
@@ -229,6 +242,12 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 		mrl_file_put(ctx, f);
 		goto out;
 	}
+	struct mrl_fmap *rec = malloc(sizeof(*rec));
+	if (!rec) {
+		ret = mrl_err(ENOMEM, "mrl_file_map: out of memory");
+		mrl_file_put(ctx, f);
+		goto out;
+	}
 	f->maps++; /* keeps f and its fd while we map without the lock */
 	mrl_unlock(&ctx->lock);
 	/* mmap of a fanotify-marked file waits for the monitor: never under ctx->lock */
@@ -237,10 +256,13 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 	mrl_lock(&ctx->lock);
 	if (p == MAP_FAILED) {
 		ret = mrl_err(err, "mrl_file_map: mmap %s: %s", path, strerror(err));
+		free(rec);
 		f->maps--;
 		mrl_file_put(ctx, f);
 		goto out;
 	}
+	*rec = (struct mrl_fmap){.next = f->fmaps, .addr = (uintptr_t)p, .len = len};
+	f->fmaps = rec;
 	MRL_WATCHERS_EACH(ctx, file_arm, f);
 	*addr = p;
 out:
@@ -262,21 +284,60 @@ MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
 			      addr, len);
 		goto out;
 	}
-	dev_t dev;
-	ino_t ino;
-	struct mrl_file *f = NULL;
-	if (mrl_vma_ident(ctx, (uintptr_t)addr, &dev, &ino) == 0)
-		f = mrl_file_find(ctx, dev, ino);
-	if (f && !f->maps)
-		f = NULL;
-	if (!f) {
-		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu was not mapped by mrl_file_map", addr, len);
+	/* exactly one mapping mrl_file_map made, still there: munmap would
+	 * take whatever else lies in the range */
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	struct mrl_file *f;
+	struct mrl_fmap **pm, *near;
+	bool stale = false;
+again:
+	f = NULL;
+	pm = NULL;
+	near = NULL;
+	for (struct mrl_file *g = ctx->files; g && !near; g = g->next)
+		for (struct mrl_fmap **q = &g->fmaps; *q; q = &(*q)->next) {
+			struct mrl_fmap *m = *q;
+			if ((uintptr_t)addr < m->addr || (uintptr_t)addr >= m->addr + m->len)
+				continue;
+			near = m;
+			pm = q;
+			f = g;
+			break;
+		}
+	if (near) {
+		/* the caller may have unmapped or replaced it (wholly or in
+		 * part) behind our back: forget it, it is not ours to unmap */
+		dev_t dev;
+		ino_t ino;
+		uintptr_t last = (near->addr + near->len - 1) & ~(uintptr_t)(pg - 1);
+		if (mrl_vma_ident(ctx, near->addr, &dev, &ino) || dev != f->dev || ino != f->ino ||
+		    mrl_vma_ident(ctx, last, &dev, &ino) || dev != f->dev || ino != f->ino) {
+			*pm = near->next;
+			free(near);
+			f->maps--;
+			mrl_file_put(ctx, f);
+			stale = true;
+			goto again;
+		}
+	}
+	if (!near) {
+		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu was not mapped by mrl_file_map%s", addr, len,
+			      stale ? " (its mapping there was unmapped or replaced by someone else)" : "");
+		goto out;
+	}
+	if ((uintptr_t)addr != near->addr ||
+	    (len != near->len && len != ((near->len + pg - 1) & ~(pg - 1)))) {
+		ret = mrl_err(EINVAL, "mrl_file_unmap: %p+%zu is not a whole mapping: mrl_file_map mapped %p+%zu",
+			      addr, len, (void *)near->addr, near->len);
 		goto out;
 	}
 	if (munmap(addr, len) < 0) {
 		ret = mrl_err(errno, "mrl_file_unmap: munmap: %s", strerror(errno));
 		goto out;
 	}
+	struct mrl_fmap *m = *pm;
+	*pm = m->next;
+	free(m);
 	f->maps--;
 	mrl_file_put(ctx, f);
 out:

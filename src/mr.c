@@ -29,13 +29,15 @@ struct mrl_procmap_query {
 	uint64_t vma_name_addr, build_id_addr;
 };
 #define MRL_PROCMAP_QUERY _IOWR('f', 17, struct mrl_procmap_query)
+#define PMQ_READABLE 0x01
 #define PMQ_WRITABLE 0x02
+#define PMQ_EXECUTABLE 0x04
 #define PMQ_SHARED 0x08
 
 struct vma {
 	uint64_t start, end, off, ino;
 	dev_t dev;
-	bool writable, shared;
+	bool readable, writable, executable, shared;
 	char name[512];
 };
 
@@ -61,7 +63,9 @@ static int vma_parse_maps(uint64_t addr, struct vma *v)
 		v->off = off;
 		v->ino = ino;
 		v->dev = makedev(maj, min);
+		v->readable = perm[0] == 'r';
 		v->writable = perm[1] == 'w';
+		v->executable = perm[2] == 'x';
 		v->shared = perm[3] == 's';
 		snprintf(v->name, sizeof(v->name), "%s", pos ? line + pos : "");
 		v->name[strcspn(v->name, "\n")] = 0;
@@ -86,7 +90,9 @@ static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
 			v->off = q.vma_offset;
 			v->ino = q.inode;
 			v->dev = makedev(q.dev_major, q.dev_minor);
+			v->readable = q.vma_flags & PMQ_READABLE;
 			v->writable = q.vma_flags & PMQ_WRITABLE;
+			v->executable = q.vma_flags & PMQ_EXECUTABLE;
 			v->shared = q.vma_flags & PMQ_SHARED;
 			if (!q.vma_name_size)
 				v->name[0] = 0;
@@ -141,34 +147,106 @@ static int classify(const struct vma *v, char *path, size_t pathsz)
 	return MRL_KIND_FILE;
 }
 
-/* Find what backs [addr, addr+len): one object, mapped without gaps. */
+static const char *vma_perm(const struct vma *v, char buf[5])
+{
+	buf[0] = v->readable ? 'r' : '-';
+	buf[1] = v->writable ? 'w' : '-';
+	buf[2] = v->executable ? 'x' : '-';
+	buf[3] = v->shared ? 's' : 'p';
+	buf[4] = 0;
+	return buf;
+}
+
+struct split_probe {
+	uint64_t at, pg;
+	bool ours;
+};
+
+static int split_cb(struct mrl_itree_node *n, void *p)
+{
+	struct split_probe *sp = p;
+	const struct mrl_mr *mr = (const struct mrl_mr *)n; /* va is the first member */
+	uint64_t a0 = (uintptr_t)mr->addr & ~(sp->pg - 1),
+		 a1 = ((uintptr_t)mr->addr + mr->len + sp->pg - 1) & ~(sp->pg - 1);
+	if ((mr->uffd || mr->dontfork) && (a0 == sp->at || a1 == sp->at) &&
+	    mr->vma_lo < sp->at && sp->at < mr->vma_hi)
+		sp->ours = true;
+	return sp->ours;
+}
+
+/* Two anonymous mappings meet at at. The kernel merges neighbours that
+ * could be one, so a boundary means they differ: a different mmap (another
+ * allocation, a guard, a neighbour registered elsewhere) or a split of one.
+ * Only the splits this library makes itself prove it is one object: the
+ * userfaultfd registration and MADV_DONTFORK of an MR cut at its page
+ * boundaries, inside the mappings it lay in then. (A neighbour registered
+ * whole has its boundary at the edge of its mappings, not inside.) */
+static bool split_is_ours(struct mrl_ctx *ctx, uint64_t at)
+{
+	struct split_probe sp = {.at = at, .pg = (uint64_t)sysconf(_SC_PAGESIZE)};
+	mrl_itree_overlap(&ctx->va_index, at > sp.pg ? at - sp.pg : 0, at + sp.pg, split_cb, &sp);
+	return sp.ours;
+}
+
+/* Find what backs [addr, addr+len): one object, mapped without gaps, with
+ * the protection the access needs. Anything else would hand a peer memory
+ * the owner never offered (a neighbour mapping), or memory the device and
+ * the library cannot touch (PROT_NONE). */
 static int find_backing(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, unsigned access,
-			struct vma *first, int *kind, char *path, size_t pathsz)
+			struct vma *first, uint64_t *vma_hi, int *kind, char *path, size_t pathsz)
 {
 	uint64_t cur = addr, end = addr + len;
-	struct vma v = {0};
+	struct vma v = {0}, prev = {0};
+	char pb[5], qb[5];
 	while (cur < end) {
 		int ret = vma_at(ctx, cur, &v);
 		if (ret == -ENOENT || (!ret && (v.start > cur || v.end <= cur)))
-			return mrl_err(EFAULT, "address %#llx is not mapped",
-				       (unsigned long long)cur);
+			return mrl_err(EFAULT, "mrl_mr_reg: range %#llx+%llu: address %#llx is not mapped%s",
+				       (unsigned long long)addr, (unsigned long long)len,
+				       (unsigned long long)cur, cur == addr ? "" : " (a hole after a mapping)");
 		if (ret)
-			return mrl_err(ret, "cannot read the address space");
+			return mrl_err(-ret, "mrl_mr_reg: cannot read the address space: %s", strerror(-ret));
+		if (!v.readable)
+			return mrl_err(EACCES,
+				       "mrl_mr_reg: range %#llx+%llu: memory %#llx-%#llx is %s (%s): nothing can be served from it",
+				       (unsigned long long)addr, (unsigned long long)len,
+				       (unsigned long long)v.start, (unsigned long long)v.end,
+				       v.writable || v.executable ? "not readable" : "PROT_NONE",
+				       vma_perm(&v, pb));
 		if ((access & MRL_ACCESS_REMOTE_WRITE) && !v.writable)
-			return mrl_err(EACCES, "remote write asked on read-only memory at %#llx",
-				       (unsigned long long)cur);
+			return mrl_err(EACCES,
+				       "mrl_mr_reg: range %#llx+%llu: remote write asked on read-only memory %#llx-%#llx (%s)",
+				       (unsigned long long)addr, (unsigned long long)len,
+				       (unsigned long long)v.start, (unsigned long long)v.end,
+				       vma_perm(&v, pb));
 		if (cur == addr) {
 			*first = v;
 			*kind = classify(&v, path, pathsz);
-		} else if (v.ino != first->ino || v.dev != first->dev ||
-			   (v.ino && v.off + (cur - v.start) != first->off + (cur - first->start))) {
-			return mrl_err(EINVAL,
-				       "range %#llx+%llu spans different backing objects at %#llx",
-				       (unsigned long long)addr, (unsigned long long)len,
-				       (unsigned long long)cur);
+		} else {
+			const char *why = NULL;
+			if (v.ino != first->ino || v.dev != first->dev)
+				why = "a different object";
+			else if (v.ino && v.off + (cur - v.start) != first->off + (cur - first->start))
+				why = "the same file at a non-consecutive offset";
+			else if (v.shared != first->shared)
+				why = "a mapping with different sharing";
+			else if (!v.ino && strcmp(v.name, prev.name))
+				why = "a differently named anonymous mapping";
+			else if (!v.ino && !split_is_ours(ctx, cur))
+				why = "another anonymous mapping";
+			if (why)
+				return mrl_err(EINVAL,
+					       "mrl_mr_reg: range %#llx+%llu runs past the end of its mapping %#llx-%#llx (%s%s%s) into %s %#llx-%#llx (%s%s%s); register each mapping separately",
+					       (unsigned long long)addr, (unsigned long long)len,
+					       (unsigned long long)prev.start, (unsigned long long)prev.end,
+					       vma_perm(&prev, pb), prev.name[0] ? " " : "", prev.name, why,
+					       (unsigned long long)v.start, (unsigned long long)v.end,
+					       vma_perm(&v, qb), v.name[0] ? " " : "", v.name);
 		}
+		prev = v;
 		cur = v.end;
 	}
+	*vma_hi = cur;
 	return 0;
 }
 
@@ -519,6 +597,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	struct vma v = {0};
 	char path[512] = "";
 	int kind = 0, ret;
+	uint64_t vma_hi = 0;
 
 	if (!ctx || !addr || !out)
 		return mrl_err(EINVAL, "mrl_mr_reg: NULL %s", !ctx ? "context" : !addr ? "address" : "out");
@@ -549,7 +628,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	}
 
 	mrl_lock(&ctx->lock);
-	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &kind, path, sizeof(path));
+	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path));
 	if (ret)
 		goto out;
 	struct mrl_mr *mr = calloc(1, sizeof(*mr));
@@ -561,6 +640,8 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->len = mr->valid_len = len;
 	mr->access = access;
 	mr->kind = kind;
+	mr->vma_lo = v.start;
+	mr->vma_hi = vma_hi;
 	mr->policy = opts ? opts->policy : MRL_POLICY_RESTORE;
 	mr->deadline_ms = opts && opts->deadline_ms ? opts->deadline_ms : ctx->opts.deadline_ms;
 	mr->context = opts ? opts->context : NULL;

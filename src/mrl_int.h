@@ -141,6 +141,7 @@ struct mrl_file {
 	int lease_errno;      /* why the lease could not be taken */
 	int refs;             /* MRs + mappings made through mrl_file_map */
 	int maps;             /* live mrl_file_map mappings */
+	struct mrl_fmap *fmaps; /* the mrl_file_map mappings made through the library's fd (file.c) */
 	struct mrl_itree mrs; /* MRs by file offset */
 	struct mrl_brk *brk;  /* break being resolved, or NULL */
 	uint64_t relock_at;   /* when to retry the lease without a close event */
@@ -189,6 +190,7 @@ struct mrl_mr {
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
 	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */
+	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */

@@ -7,20 +7,142 @@
  *   REMOVE (madvise DONTNEED/REMOVE): before the zap, but the actor goes on
  *     as soon as the event is read, so nothing can be held: the MR moves to
  *     a new generation (and pinning devices are re-pinned) -> CHANGED.
- * The actor of an event waits until it is read, so the monitor reads them
- * before it takes any lock and never blocks in between. */
+ * The actor of an event waits until it is read. The monitor reads them
+ * before it takes any lock, so the change is handled (an MR fenced, its
+ * peers told) before the actor goes on, as before a lease break lands. But
+ * a munmap made on the monitor itself (a provider freeing a buffer, an
+ * application signal handler run there) would wait for the monitor for
+ * ever. So a reader thread of this watcher's own stands by: when events
+ * stay unread while the monitor does not come round (UFFD_STUCK_MS), it
+ * reads them into a queue the monitor drains later. It blocks every signal,
+ * takes only its queue's lock (never held across a call that could unmap)
+ * and allocates nothing, so it can never be the actor it waits for. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
 
 #define UFFD_BATCH 32
+#define UFFD_RING 256
+/* events unread this long with no turn of the monitor: it may be the actor */
+#define UFFD_STUCK_MS 100
+
+/* The stand-by reader and the queue it fills. ctx->uffd_msgs points at
+ * out, which the monitor hands to uffd_drain. */
+enum { OV_UNMAP, OV_REMOVE, OV_REMAP, OV_N };
+struct uffd_rd {
+	pthread_t thr;
+	struct mrl_ctx *ctx;
+	int ready_fd;            /* eventfd: messages queued */
+	int stop_fd;             /* eventfd: the reader leaves */
+	int ep_fd;               /* what the monitor polls: the userfaultfd and ready_fd */
+	pthread_mutex_t lock;    /* q, n, ov_*, turns */
+	pthread_cond_t turned;   /* the monitor took its turn */
+	uint64_t turns;
+	uint64_t rescued;        /* events the reader read for a monitor that did not come */
+	int n;
+	/* a full queue is never waited on (the monitor might be the actor):
+	 * later events are merged per kind into one range covering them all */
+	bool ov[OV_N];
+	uint64_t ov_lo[OV_N], ov_hi[OV_N];
+	uint64_t overflowed;
+	struct uffd_msg q[UFFD_RING];
+	struct uffd_msg out[UFFD_RING + OV_N + UFFD_BATCH];
+};
+
+static struct uffd_rd *rd_of(struct mrl_ctx *ctx)
+{
+	return (struct uffd_rd *)((char *)ctx->uffd_msgs - offsetof(struct uffd_rd, out));
+}
+
+static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m)
+{
+	if (rd->n < UFFD_RING) {
+		rd->q[rd->n++] = *m;
+		return;
+	}
+	int k;
+	uint64_t a, b;
+	switch (m->event) {
+	case UFFD_EVENT_UNMAP:
+	case UFFD_EVENT_REMOVE:
+		k = m->event == UFFD_EVENT_UNMAP ? OV_UNMAP : OV_REMOVE;
+		a = m->arg.remove.start;
+		b = m->arg.remove.end;
+		break;
+	case UFFD_EVENT_REMAP:
+		k = OV_REMAP;
+		a = m->arg.remap.from;
+		b = a + m->arg.remap.len;
+		break;
+	default:
+		return;
+	}
+	rd->overflowed++;
+	if (!rd->ov[k]) {
+		rd->ov[k] = true;
+		rd->ov_lo[k] = a;
+		rd->ov_hi[k] = b;
+	} else {
+		rd->ov_lo[k] = a < rd->ov_lo[k] ? a : rd->ov_lo[k];
+		rd->ov_hi[k] = b > rd->ov_hi[k] ? b : rd->ov_hi[k];
+	}
+}
+
+static void *rd_main(void *arg)
+{
+	struct uffd_rd *rd = arg;
+	int uffd = rd->ctx->uffd;
+	struct uffd_msg batch[UFFD_BATCH];
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = uffd, .events = POLLIN}, {.fd = rd->stop_fd, .events = POLLIN}};
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		if (pfd[1].revents)
+			break;
+		/* give the monitor its chance to read them itself */
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += UFFD_STUCK_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&rd->lock);
+		uint64_t seen = rd->turns;
+		int w = 0;
+		while (rd->turns == seen && w != ETIMEDOUT)
+			w = pthread_cond_timedwait(&rd->turned, &rd->lock, &until);
+		bool came = rd->turns != seen;
+		pthread_mutex_unlock(&rd->lock);
+		if (came)
+			continue;
+		ssize_t r = read(uffd, batch, sizeof(batch));
+		if (r <= 0)
+			continue;
+		int n = (int)(r / (ssize_t)sizeof(batch[0]));
+		pthread_mutex_lock(&rd->lock);
+		for (int i = 0; i < n; i++)
+			rd_push(rd, &batch[i]);
+		rd->rescued += (uint64_t)n;
+		pthread_mutex_unlock(&rd->lock);
+		uint64_t one = 1;
+		if (write(rd->ready_fd, &one, sizeof(one)) < 0) {
+		}
+	}
+	return NULL;
+}
 
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -42,21 +164,81 @@ static int uffd_start(struct mrl_ctx *ctx)
 		close(fd);
 		return -err;
 	}
-	ctx->uffd_msgs = calloc(UFFD_BATCH, sizeof(*ctx->uffd_msgs));
-	if (!ctx->uffd_msgs) {
+	/* its own pages, not the heap: a context must not move malloc's top */
+	struct uffd_rd *rd = mmap(NULL, sizeof(*rd), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (rd == MAP_FAILED) {
 		close(fd);
 		return -ENOMEM;
 	}
+	rd->ctx = ctx;
+	rd->ready_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	rd->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+	pthread_mutex_init(&rd->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rd->turned, &ca);
+	pthread_condattr_destroy(&ca);
+	int err = rd->ready_fd < 0 || rd->stop_fd < 0 || rd->ep_fd < 0 ? errno : 0;
+	struct epoll_event e1 = {.events = EPOLLIN, .data.fd = fd}, e2 = {.events = EPOLLIN, .data.fd = rd->ready_fd};
+	if (!err && (epoll_ctl(rd->ep_fd, EPOLL_CTL_ADD, fd, &e1) || epoll_ctl(rd->ep_fd, EPOLL_CTL_ADD, rd->ready_fd, &e2)))
+		err = errno;
 	ctx->uffd = fd;
+	ctx->uffd_msgs = rd->out;
+	if (!err) {
+		/* no application signal handler may run on the reader */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		err = pthread_create(&rd->thr, NULL, rd_main, rd);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!err)
+			pthread_setname_np(rd->thr, "mrl-uffd");
+	}
+	if (err) {
+		if (rd->ready_fd >= 0)
+			close(rd->ready_fd);
+		if (rd->stop_fd >= 0)
+			close(rd->stop_fd);
+		if (rd->ep_fd >= 0)
+			close(rd->ep_fd);
+		pthread_mutex_destroy(&rd->lock);
+		pthread_cond_destroy(&rd->turned);
+		syscall(SYS_munmap, rd, sizeof(*rd));
+		ctx->uffd_msgs = NULL;
+		ctx->uffd = -1;
+		close(fd);
+		return -err;
+	}
 	return 0;
 }
 
 static void uffd_stop(struct mrl_ctx *ctx)
 {
+	if (ctx->uffd_msgs) {
+		struct uffd_rd *rd = rd_of(ctx);
+		uint64_t one = 1;
+		if (write(rd->stop_fd, &one, sizeof(one)) < 0) {
+		}
+		pthread_join(rd->thr, NULL);
+		if (rd->rescued)
+			mrl_log("userfaultfd: %llu events read by the stand-by reader: the monitor did not come round",
+				(unsigned long long)rd->rescued);
+		if (rd->overflowed)
+			mrl_log("userfaultfd: %llu events arrived while the queue was full, merged per kind",
+				(unsigned long long)rd->overflowed);
+		close(rd->ready_fd);
+		close(rd->stop_fd);
+		close(rd->ep_fd);
+		pthread_mutex_destroy(&rd->lock);
+		pthread_cond_destroy(&rd->turned);
+		syscall(SYS_munmap, rd, sizeof(*rd)); /* raw: nothing of the application's */
+	}
+	/* closing it lets every actor still waiting in the kernel go */
 	if (ctx->uffd >= 0)
 		close(ctx->uffd);
 	ctx->uffd = -1;
-	free(ctx->uffd_msgs);
 	ctx->uffd_msgs = NULL;
 }
 
@@ -100,13 +282,46 @@ static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r); /* ENOMEM/EINVAL once unmapped: nothing to undo */
 }
 
-/* Read every pending event without any lock (the actors wait for this):
- * into the context's buffer, handled by uffd_drain under the lock. Only the
- * monitor thread reads and drains. */
+/* The monitor, no lock of the context held: what the stand-by reader
+ * queued, then every pending event (the actors wait for this), into
+ * ctx->uffd_msgs, handled by uffd_drain under the lock. */
 static void uffd_read(struct mrl_ctx *ctx)
 {
-	ssize_t n = ctx->uffd >= 0 ? read(ctx->uffd, ctx->uffd_msgs, UFFD_BATCH * sizeof(*ctx->uffd_msgs)) : -1;
-	ctx->uffd_nmsgs = n > 0 ? (int)(n / (ssize_t)sizeof(ctx->uffd_msgs[0])) : 0;
+	ctx->uffd_nmsgs = 0;
+	if (!ctx->uffd_msgs)
+		return;
+	struct uffd_rd *rd = rd_of(ctx);
+	uint64_t v;
+	if (read(rd->ready_fd, &v, sizeof(v)) < 0) {
+	}
+	static const uint8_t ev[OV_N] = {[OV_UNMAP] = UFFD_EVENT_UNMAP, [OV_REMOVE] = UFFD_EVENT_REMOVE,
+					 [OV_REMAP] = UFFD_EVENT_REMAP};
+	pthread_mutex_lock(&rd->lock);
+	rd->turns++;
+	pthread_cond_signal(&rd->turned);
+	int n = rd->n;
+	memcpy(rd->out, rd->q, (size_t)n * sizeof(rd->q[0]));
+	rd->n = 0;
+	for (int k = 0; k < OV_N; k++) {
+		if (!rd->ov[k])
+			continue;
+		struct uffd_msg *m = &rd->out[n++];
+		memset(m, 0, sizeof(*m));
+		m->event = ev[k];
+		if (k == OV_REMAP) {
+			m->arg.remap.from = rd->ov_lo[k];
+			m->arg.remap.len = rd->ov_hi[k] - rd->ov_lo[k];
+		} else {
+			m->arg.remove.start = rd->ov_lo[k];
+			m->arg.remove.end = rd->ov_hi[k];
+		}
+		rd->ov[k] = false;
+	}
+	pthread_mutex_unlock(&rd->lock);
+	ssize_t r = read(ctx->uffd, rd->out + n, UFFD_BATCH * sizeof(rd->out[0]));
+	if (r > 0)
+		n += (int)(r / (ssize_t)sizeof(rd->out[0]));
+	ctx->uffd_nmsgs = n;
 }
 
 struct uffd_hit {
@@ -166,7 +381,7 @@ static void uffd_drain(struct mrl_ctx *ctx)
 
 static int uffd_poll_fd(struct mrl_ctx *ctx)
 {
-	return ctx->uffd;
+	return ctx->uffd_msgs ? rd_of(ctx)->ep_fd : -1;
 }
 
 /* munmap and mremap by any path, raw system calls included, after they land */

@@ -98,16 +98,55 @@ int cli_run_tool_retry(char *const argv[], int tries, unsigned *retries, uint64_
 	return st;
 }
 
-unsigned long long cli_num(const char *s, const char *what)
+/* A decimal number, no sign, no trailing text; with units, an optional
+ * K/M/G (binary: KiB, MiB, GiB) suffix. Out of [lo, hi]: exit 2 naming it. */
+static unsigned long long parse_num(const char *s, const char *what, unsigned long long lo,
+				    unsigned long long hi, bool units)
 {
 	char *end;
 	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || *end || end == s) {
-		fprintf(stderr, "mrlease: %s: '%s' is not a number\n", what, s);
+	unsigned long long v = s[0] >= '0' && s[0] <= '9' ? strtoull(s, &end, 10) : 0;
+	if (s[0] < '0' || s[0] > '9' || errno) {
+		fprintf(stderr, "mrlease: %s: '%s' is not a number%s\n", what, s,
+			errno == ERANGE ? " (too large)" : s[0] == '-' ? " (negative)" : "");
+		exit(2);
+	}
+	if (units && *end) {
+		unsigned shift = 0;
+		switch (*end) {
+		case 'k': case 'K': shift = 10; break;
+		case 'm': case 'M': shift = 20; break;
+		case 'g': case 'G': shift = 30; break;
+		}
+		if (shift && (!end[1] || !strcmp(end + 1, "iB") || !strcmp(end + 1, "B"))) {
+			if (v > (~0ull >> shift)) {
+				fprintf(stderr, "mrlease: %s: '%s' is too large\n", what, s);
+				exit(2);
+			}
+			v <<= shift;
+			end += strlen(end);
+		}
+	}
+	if (*end) {
+		fprintf(stderr, "mrlease: %s: '%s' is not a number (trailing '%s')%s\n", what, s, end,
+			units ? "; sizes take K, M or G" : "");
+		exit(2);
+	}
+	if (v < lo || v > hi) {
+		fprintf(stderr, "mrlease: %s: %s is out of range (%llu..%llu)\n", what, s, lo, hi);
 		exit(2);
 	}
 	return v;
+}
+
+unsigned long long cli_num(const char *s, const char *what, unsigned long long lo, unsigned long long hi)
+{
+	return parse_num(s, what, lo, hi, false);
+}
+
+unsigned long long cli_size(const char *s, const char *what, unsigned long long lo, unsigned long long hi)
+{
+	return parse_num(s, what, lo, hi, true);
 }
 
 static unsigned policy_of(const char *s)
@@ -124,9 +163,7 @@ static unsigned policy_of(const char *s)
 	exit(2);
 }
 
-int cli_parse(int argc, char **argv, struct cli_opts *o)
-{
-	static struct option lo[] = {
+static const struct option cli_lo[] = {
 		{"seconds", 1, 0, 's'}, {"fs", 1, 0, 'f'},      {"no-lease", 0, 0, 'n'},
 		{"json", 0, 0, 'j'},    {"mrs", 1, 0, 'm'},     {"size", 1, 0, 'z'},
 		{"actions", 1, 0, 'a'}, {"policy", 1, 0, 'P'},  {"addr", 1, 0, 'A'},
@@ -134,44 +171,78 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 		{"block", 1, 0, 'b'},   {"quiet", 0, 0, 'q'},   {"deadline-ms", 1, 0, 'D'},
 		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {"device", 1, 0, 'V'},
 		{0, 0, 0, 0},
-	};
+};
+
+const char *cli_opt_name(int c)
+{
+	for (const struct option *l = cli_lo; l->name; l++)
+		if (l->val == c)
+			return l->name;
+	return "?";
+}
+
+/* punch, truncate, cat, comma separated, at least one */
+static void check_actions(const char *s)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", s);
+	int n = 0;
+	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save), n++)
+		if (strcmp(t, "punch") && strcmp(t, "truncate") && strcmp(t, "cat")) {
+			fprintf(stderr, "mrlease: --actions: unknown action '%s' (punch, truncate, cat)\n", t);
+			exit(2);
+		}
+	if (!n || strlen(s) >= sizeof(buf)) {
+		fprintf(stderr, "mrlease: --actions: a comma-separated list of punch, truncate, cat\n");
+		exit(2);
+	}
+}
+
+int cli_parse(int argc, char **argv, struct cli_opts *o)
+{
+	const struct option *lo = cli_lo;
 	*o = (struct cli_opts){.seconds = 5, .mrs = 16, .size = 16 << 20, .deadline_ms = 1000,
 			       .depth = 8, .block = 4096, .policy = MRL_POLICY_RESTORE,
 			       .fs = "ext4", .actions = "punch,truncate,cat", .policy_name = "restore",
 			       .addr = "127.0.0.1"};
 	int c;
 	optind = 2; /* argv[1] is the command */
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0; /* our own messages: say which command and why */
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		if (c > 0 && c < 128)
+			o->given[c] = true;
 		switch (c) {
-		case 's': o->seconds = (unsigned)cli_num(optarg, "--seconds"); o->seconds_given = true; break;
+		case 's': o->seconds = (unsigned)cli_num(optarg, "--seconds", 1, 31536000); o->seconds_given = true; break;
 		case 'f': o->fs = optarg; break;
 		case 'n': o->no_lease = true; break;
 		case 'F': o->no_fanotify = true; break;
 		case 'j': o->json = true; break;
-		case 'm': o->mrs = (unsigned)cli_num(optarg, "--mrs"); break;
-		case 'z': o->size = cli_num(optarg, "--size"); o->size_given = true; break;
-		case 'a': o->actions = optarg; break;
+		case 'm': o->mrs = (unsigned)cli_num(optarg, "--mrs", 1, MAX_MRS); break;
+		case 'z': o->size = cli_size(optarg, "--size", 4096, 1ull << 40); o->size_given = true; break;
+		case 'a': check_actions(optarg); o->actions = optarg; break;
 		case 'P': o->policy_name = optarg; o->policy = policy_of(optarg); break;
 		case 'A': o->addr = optarg; o->addr_given = true; break;
-		case 'p': o->port = (unsigned)cli_num(optarg, "--port"); break;
+		case 'p': o->port = (unsigned)cli_num(optarg, "--port", 0, 65535); break;
 		case 'M': o->machine = true; break;
-		case 'd': o->depth = (unsigned)cli_num(optarg, "--depth"); break;
-		case 'b': o->block = (unsigned)cli_num(optarg, "--block"); break;
+		case 'd': o->depth = (unsigned)cli_num(optarg, "--depth", 1, 1024); break;
+		case 'b': o->block = (unsigned)cli_size(optarg, "--block", 1, 1u << 24); break;
 		case 'q': o->quiet = true; break;
-		case 'D': o->deadline_ms = (unsigned)cli_num(optarg, "--deadline-ms"); break;
+		case 'D': o->deadline_ms = (unsigned)cli_num(optarg, "--deadline-ms", 1, 600000); break;
 		case 'V': o->device = optarg; break;
 		case 'h': return CLI_HELP;
-		default: return CLI_USAGE;
+		case ':':
+			fprintf(stderr, "mrlease: %s needs a value\n", argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "mrlease: unknown option '%s'\n", argv[optind - 1]);
+			return CLI_USAGE;
 		}
 	}
 	o->args = argv + optind;
 	o->nargs = argc - optind;
-	if (o->mrs == 0 || o->mrs > MAX_MRS || o->size < (uint64_t)o->mrs * 65536) {
-		fprintf(stderr, "mrlease: --mrs must be 1..%d with at least 64 KiB each\n", MAX_MRS);
-		return 2;
-	}
-	if (o->depth == 0 || o->depth > 1024 || o->block == 0 || o->block > (1u << 24)) {
-		fprintf(stderr, "mrlease: --depth 1..1024, --block 1..16 MiB\n");
+	if ((o->given['z'] || o->given['m']) && o->size < (uint64_t)o->mrs * 65536) {
+		fprintf(stderr, "mrlease: --size %llu with --mrs %u: at least 64 KiB per MR\n",
+			(unsigned long long)o->size, o->mrs);
 		return 2;
 	}
 	return 0;

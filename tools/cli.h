@@ -17,6 +17,7 @@ struct cli_opts {
 	const char *fs, *actions, *policy_name, *device, *addr;
 	bool seconds_given, size_given, addr_given;
 	bool no_lease, no_fanotify, json, machine, quiet;
+	bool given[128]; /* by short option letter: which options were on the line */
 	char **args; /* the operands after the command */
 	int nargs;
 };
@@ -34,8 +35,12 @@ int cmd_serve(const struct cli_opts *o);
 int cmd_client(const struct cli_opts *o);
 int cmd_coverage(const struct cli_opts *o);
 
-/* An unsigned number or exit 2 naming what it was for. */
-unsigned long long cli_num(const char *s, const char *what);
+/* An unsigned decimal number in [lo, hi] (cli_size: K/M/G suffixes too), or
+ * exit 2 naming what it was for and what is wrong. */
+unsigned long long cli_num(const char *s, const char *what, unsigned long long lo, unsigned long long hi);
+unsigned long long cli_size(const char *s, const char *what, unsigned long long lo, unsigned long long hi);
+/* the long name of a short option letter */
+const char *cli_opt_name(int c);
 /* Report a library error with its detail and exit 2. */
 void cli_die(const char *what, int err);
 

@@ -378,7 +378,7 @@ int cmd_client(const struct cli_opts *o)
 	char *colon = strrchr(host, ':');
 	if (colon) {
 		*colon = 0;
-		port = (unsigned)cli_num(colon + 1, "port");
+		port = (unsigned)cli_num(colon + 1, "port", 1, 65535);
 	}
 	if (!port || port > 65535) {
 		fprintf(stderr, "mrlease client: give the server as HOST:PORT\n");

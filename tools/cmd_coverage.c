@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mrlease.h"
@@ -16,11 +18,10 @@ struct cov_col {
 	struct mrl_mr_info in;
 };
 
-static void cov_column(const char *file, unsigned flags, const char *title, struct cov_col *col)
+static void cov_column(const char *file, size_t len, unsigned flags, const char *title, struct cov_col *col)
 {
 	mrl_ctx *ctx;
 	struct mrl_ctx_opts co = {.size = sizeof(co), .provider = "mock", .flags = flags};
-	size_t len = 1 << 20;
 	void *p;
 	mrl_mr_t mr;
 	int ret = mrl_ctx_create(&co, &ctx);
@@ -60,22 +61,36 @@ int cmd_coverage(const struct cli_opts *o)
 	const char *file = o->nargs ? o->args[0] : NULL;
 	struct cov_col col[4];
 	int n = 0;
+	unsigned flags = (o->no_lease ? MRL_CTX_NO_LEASES : 0) | (o->no_fanotify ? MRL_CTX_NO_FANOTIFY : 0);
 	char ext4[] = "/var/tmp/mrlease-cov-XXXXXX", shm[] = "/dev/shm/mrlease-cov-XXXXXX";
 	if (file) {
-		cov_column(file, 0, file, &col[n++]);
+		struct stat st;
+		if (stat(file, &st) < 0) {
+			fprintf(stderr, "mrlease coverage: %s: %s\n", file, strerror(errno));
+			return 2;
+		}
+		if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+			fprintf(stderr, "mrlease coverage: %s: %s\n", file,
+				S_ISREG(st.st_mode) ? "empty: nothing to register" : "not a regular file");
+			return 2;
+		}
+		/* the whole file, whatever its size (one page or less included) */
+		cov_column(file, (size_t)st.st_size, flags, file, &col[n++]);
 	} else {
 		if (scratch_file(ext4) == 0) {
-			cov_column(ext4, 0, "ext4 file", &col[n++]);
-			cov_column(ext4, MRL_CTX_NO_FANOTIFY, "ext4, no fanotify", &col[n++]);
+			cov_column(ext4, 1 << 20, flags, "ext4 file", &col[n++]);
+			cov_column(ext4, 1 << 20, flags | MRL_CTX_NO_FANOTIFY, "ext4, no fanotify", &col[n++]);
 			unlink(ext4);
 		}
 		if (scratch_file(shm) == 0) {
-			cov_column(shm, 0, "tmpfs file", &col[n++]);
+			cov_column(shm, 1 << 20, flags, "tmpfs file", &col[n++]);
 			unlink(shm);
 		}
-		cov_column(NULL, 0, "anonymous", &col[n++]);
+		cov_column(NULL, 1 << 20, flags, "anonymous", &col[n++]);
 	}
-	printf("coverage now: when each change is seen, per kind of memory and watchers running\n\n");
+	printf("coverage now: when each change is seen, per kind of memory and watchers running\n");
+	printf("(each column is a fresh registration made by this command, in its own context;\n"
+	       " a process serving the file sees it through its own watchers and openers: ask it)\n\n");
 	printf("  %-36s", "");
 	for (int i = 0; i < n; i++)
 		printf(" %-20.20s", col[i].title);

@@ -177,6 +177,18 @@ int cmd_demo(const struct cli_opts *o)
 			fprintf(stderr, "mrlease: --device fabric or uring\n");
 			return 2;
 		}
+		/* one tmpfs buffer, restored by the library, a fixed adversary */
+		static const char unused[] = "mPaF";
+		for (const char *c = unused; *c; c++)
+			if (o->given[(int)*c]) {
+				fprintf(stderr, "mrlease demo: --%s does not apply to --device uring\n",
+					cli_opt_name(*c));
+				return 2;
+			}
+		if (o->given['f'] && strcmp(o->fs, "tmpfs")) {
+			fprintf(stderr, "mrlease demo: --device uring runs on tmpfs only\n");
+			return 2;
+		}
 		return cmd_demo_uring(o);
 	}
 	if (strcmp(o->fs, "ext4") && strcmp(o->fs, "tmpfs")) {

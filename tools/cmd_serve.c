@@ -39,18 +39,42 @@ int cmd_serve(const struct cli_opts *o)
 		}
 		close(fd);
 	} else {
+		if (!S_ISREG(st.st_mode)) {
+			fprintf(stderr, "mrlease serve: %s is not a regular file\n", file);
+			return 2;
+		}
+		if (o->size_given && (uint64_t)st.st_size != size)
+			fprintf(stderr, "mrlease serve: %s exists: serving its %lld bytes (--size only sizes a new file)\n",
+				file, (long long)st.st_size);
 		size = (uint64_t)st.st_size;
 	}
+	/* whole pages per MR, the last one to the end of the file: an MR of a
+	 * few bytes serves nobody and a page is what the device pins */
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t each = size / o->mrs / pg * pg;
+	if (each == 0) {
+		if (size < pg)
+			fprintf(stderr, "mrlease serve: %s is %llu bytes: an MR needs at least one page (%llu bytes)\n",
+				file, (unsigned long long)size, (unsigned long long)pg);
+		else
+			fprintf(stderr, "mrlease serve: %s is %llu bytes: %u MRs would be under one page (%llu bytes) each; use --mrs %llu or fewer\n",
+				file, (unsigned long long)size, o->mrs, (unsigned long long)pg,
+				(unsigned long long)(size / pg));
+		return 2;
+	}
+	uint64_t last = size - (o->mrs - 1) * each;
+	if (last != each && !o->machine)
+		printf("mrlease: MRs of %llu bytes (whole pages), the last one %llu bytes to the end of the file\n",
+		       (unsigned long long)each, (unsigned long long)last);
 	if ((ret = mrl_ctx_create(&co, &ctx)))
 		cli_die("context", ret);
 	void *base;
 	if ((ret = mrl_file_map(ctx, file, 0, size, PROT_READ | PROT_WRITE, &base)))
 		cli_die("map file", ret);
 	mrl_mr_t mrs[MAX_MRS];
-	uint64_t each = size / o->mrs;
 	for (unsigned i = 0; i < o->mrs; i++) {
 		struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = o->policy};
-		if ((ret = mrl_mr_reg(ctx, (char *)base + i * each, each,
+		if ((ret = mrl_mr_reg(ctx, (char *)base + i * each, i + 1 < o->mrs ? each : last,
 				      MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, &ro, &mrs[i])))
 			cli_die("register", ret);
 	}
@@ -96,6 +120,18 @@ int cmd_serve(const struct cli_opts *o)
 					printf("break %" PRIu64 " %" PRIu64 "\n", ev.time_ns, t);
 				if (nev < MAX_SAMPLES)
 					ev_lat[nev++] = t - ev.time_ns;
+			}
+			/* --policy notify: the owner decides, before the deadline;
+			 * this server has nothing to keep, so it lets the change
+			 * land and restores the MR onto the new pages */
+			if (ev.type == MRL_EVENT_BREAK && o->policy == MRL_POLICY_NOTIFY) {
+				int r = mrl_mr_restore(ctx, ev.mr);
+				if (r && !o->machine)
+					printf("mrlease: MR %#" PRIx64 ": answer restore: %s (%s)\n", ev.mr,
+					       mrl_strerror(r), mrl_last_error());
+				else if (!o->machine)
+					printf("mrlease: MR %#" PRIx64 ": break (%s), answered restore\n", ev.mr,
+					       mrl_cause_str(ev.cause));
 			}
 			if (!o->machine && ev.type != MRL_EVENT_BREAK)
 				printf("mrlease: MR %#" PRIx64 ": %s (%s) bytes %" PRIu64 "+%" PRIu64 "\n",

@@ -5,14 +5,18 @@
 
 #include "cli.h"
 
+/* opts: the short letters of the options each command takes (cli.c);
+ * args: how many operands at most */
 static const struct {
 	const char *name;
 	int (*run)(const struct cli_opts *o);
+	const char *opts;
+	int args;
 } commands[] = {
-	{"demo", cmd_demo},
-	{"serve", cmd_serve},
-	{"client", cmd_client},
-	{"coverage", cmd_coverage},
+	{"demo", cmd_demo, "sfnFjmzaPDVq", 0},
+	{"serve", cmd_serve, "ApmznFPDsMq", 1},
+	{"client", cmd_client, "ApsdbMq", 1},
+	{"coverage", cmd_coverage, "nF", 1},
 };
 
 static void usage(FILE *f)
@@ -22,10 +26,14 @@ static void usage(FILE *f)
 		"                    [--device fabric|uring]: uring streams READ_FIXED into a tmpfs file\n"
 		"                    [--mrs N] [--size BYTES] [--actions punch,truncate,cat]\n"
 		"                    [--policy restore|notify|fence|deny]\n"
+		"                    [--deadline-ms MS]\n"
 		"       mrlease serve FILE [--addr A] [--port P] [--mrs N] [--size BYTES] [--no-lease]\n"
-		"                    [--no-fanotify] [--policy P] [--deadline-ms MS]\n"
+		"                    [--no-fanotify] [--policy P] [--deadline-ms MS] [--seconds N]\n"
 		"       mrlease client HOST:PORT [--addr A] [--seconds N] [--depth N] [--block BYTES]\n"
-		"       mrlease coverage [FILE]\n");
+		"       mrlease coverage [FILE] [--no-lease] [--no-fanotify]\n"
+		"numbers are decimal: --port 0..65535 (0: any), --seconds 1..31536000, --mrs 1..256,\n"
+		"--depth 1..1024, --deadline-ms 1..600000; sizes may end in K, M or G:\n"
+		"--size 4K..1T (64 KiB per MR at least), --block 1..16M. Bad input exits 2.\n");
 }
 
 int main(int argc, char **argv)
@@ -44,7 +52,24 @@ int main(int argc, char **argv)
 		size_t i = 0, n = sizeof(commands) / sizeof(commands[0]);
 		while (i < n && strcmp(argv[1], commands[i].name))
 			i++;
-		ret = i < n ? commands[i].run(&o) : CLI_USAGE;
+		if (i == n) {
+			fprintf(stderr, "mrlease: unknown command '%s'\n", argv[1]);
+			usage(stderr);
+			return 2;
+		}
+		/* an option the command does not use would be ignored silently */
+		for (int c = 1; c < 128; c++)
+			if (o.given[c] && !strchr(commands[i].opts, c)) {
+				fprintf(stderr, "mrlease %s: --%s is not an option of %s\n", argv[1],
+					cli_opt_name(c), argv[1]);
+				return 2;
+			}
+		if (o.nargs > commands[i].args) {
+			fprintf(stderr, "mrlease %s: unexpected operand '%s'\n", argv[1],
+				o.args[commands[i].args]);
+			return 2;
+		}
+		ret = commands[i].run(&o);
 	}
 	if (ret == CLI_USAGE) {
 		usage(stderr);
