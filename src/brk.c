@@ -91,7 +91,7 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 }
 
 /* Queue one PAUSE message to a peer and expect its ack. */
-static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_peer *peer,
+static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_tpeer *peer,
 			struct msg_pause *m)
 {
 	static _Atomic uint32_t seq;
@@ -109,7 +109,7 @@ static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_peer 
 	m->n = 0;
 }
 
-static bool holds_mr(struct mrl_mr *mr, struct mrl_peer *peer)
+static bool holds_mr(struct mrl_mr *mr, struct mrl_tpeer *peer)
 {
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (h->peer == peer)
@@ -368,7 +368,7 @@ bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
 }
 
 /* peer NULL: the local device (mrl_brk_device_idle) */
-static void brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
+static void brk_ack(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint32_t seq)
 {
 	for (struct mrl_brk *b = ctx->brks; b; b = b->next)
 		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
@@ -381,7 +381,7 @@ static void brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
 }
 
 /* A peer answered PAUSE seq. */
-void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq)
+void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint32_t seq)
 {
 	if (peer)
 		brk_ack(ctx, peer, seq);
@@ -394,7 +394,7 @@ void mrl_brk_device_idle(struct mrl_ctx *ctx, uint32_t seq)
 	brk_ack(ctx, NULL, seq);
 }
 
-void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer)
+void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_tpeer *peer)
 {
 	for (struct mrl_brk *b = ctx->brks, *next; b; b = next) {
 		next = b->next;

@@ -19,33 +19,43 @@
 
 /* ---- sending control messages ---- */
 
+/* mrl_outbox_forget: messages to this endpoint's peers */
+static bool peer_of_ep(struct mrl_tpeer *tp, void *ep)
+{
+	return tp && ((struct mrl_peer *)tp)->ep == ep;
+}
+
 static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len, uint64_t wait_ns);
 
-int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len)
+/* The native data path as the core's transport (mrl_transport_ops): a
+ * control message from the outbox. Waiting: up to send_one's 2 s for room.
+ * Not waiting (the monitor): -EAGAIN at once when another thread has the
+ * endpoint or the provider's queue is full. */
+static int ep_transport_send(struct mrl_tpeer *tp, const void *msg, size_t len, bool wait)
 {
+	struct mrl_peer *peer = (struct mrl_peer *)tp; /* tp is its first member */
 	unsigned char buf[MRL_MSG_MAX];
 	if (len > sizeof(buf))
 		return -EMSGSIZE;
 	memcpy(buf, msg, len);
-	mrl_lock(&peer->ep->lock);
-	int ret = peer->dead ? -ENOTCONN : mrl_ep_send_locked(peer->ep, peer, buf, len);
+	if (!wait && pthread_mutex_trylock(&peer->ep->lock))
+		return -EAGAIN;
+	if (wait)
+		mrl_lock(&peer->ep->lock);
+	int ret = peer->dead ? -ENOTCONN : send_one(peer->ep, peer, buf, len, wait ? 2000000000ull : 0);
 	mrl_unlock(&peer->ep->lock);
 	return ret;
 }
 
-/* The monitor's send: -EAGAIN at once when another thread has the endpoint
- * or the provider's queue is full, never a wait. */
-int mrl_ep_try_send(struct mrl_peer *peer, const void *msg, size_t len)
+const struct mrl_transport_ops mrl_ep_transport = {
+	.name = "native",
+	.send = ep_transport_send,
+};
+
+/* tests: a raw control message, as any peer could send */
+int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len)
 {
-	unsigned char buf[MRL_MSG_MAX];
-	if (len > sizeof(buf))
-		return -EMSGSIZE;
-	memcpy(buf, msg, len);
-	if (pthread_mutex_trylock(&peer->ep->lock))
-		return -EAGAIN;
-	int ret = peer->dead ? -ENOTCONN : send_one(peer->ep, peer, buf, len, 0);
-	mrl_unlock(&peer->ep->lock);
-	return ret;
+	return ep_transport_send(&peer->tp, msg, len, true);
 }
 
 /* Tests: a send queue that has room only while no RMA operation is in
@@ -143,9 +153,9 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
 		free(pr->rmrs);
 		free(pr);
 	}
-	pthread_mutex_lock(&ep->ctx->lock);
+	mrl_lock(&ep->ctx->lock);
 	mrl_peer_release_holders(ep->ctx, p);
-	pthread_mutex_unlock(&ep->ctx->lock);
+	mrl_unlock(&ep->ctx->lock);
 	mrl_wake_monitor(ep->ctx);
 }
 
@@ -185,9 +195,9 @@ static size_t msg_min_len(int type)
 static void bad_msg(struct mrl_ep *ep, size_t len)
 {
 	ep->bad_msgs++;
-	pthread_mutex_lock(&ep->ctx->lock);
+	mrl_lock(&ep->ctx->lock);
 	ep->ctx->st.bad_msgs++;
-	pthread_mutex_unlock(&ep->ctx->lock);
+	mrl_unlock(&ep->ctx->lock);
 	mrl_log("dropped malformed control message (%zu bytes)", len);
 }
 
@@ -213,9 +223,9 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		break;
 	case MSG_PAUSE_ACK:
 		ep->pause_acks_in++;
-		pthread_mutex_lock(&ep->ctx->lock);
-		mrl_brk_ack(ep->ctx, p, h->req);
-		pthread_mutex_unlock(&ep->ctx->lock);
+		mrl_lock(&ep->ctx->lock);
+		mrl_brk_ack(ep->ctx, &p->tp, h->req);
+		mrl_unlock(&ep->ctx->lock);
 		mrl_wake_monitor(ep->ctx); /* it sends what the release queued */
 		break;
 	case MSG_PAUSE: {
@@ -402,9 +412,9 @@ MRL_EXPORT int mrl_ep_progress(mrl_ep *ep)
 	if (!ep)
 		return mrl_err(EINVAL, "mrl_ep_progress: NULL ep");
 	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_progress");
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ep->lock);
 	int ret = mrl_ep_progress_locked(ep);
-	pthread_mutex_unlock(&ep->lock);
+	mrl_unlock(&ep->lock);
 	return ret;
 }
 
@@ -414,11 +424,11 @@ static void *progress_main(void *arg)
 {
 	struct mrl_ep *ep = arg;
 	while (!atomic_load(&ep->stop)) {
-		pthread_mutex_lock(&ep->lock);
+		mrl_lock(&ep->lock);
 		int got = mrl_ep_progress_locked(ep);
 		if ((ep->polls & 63) == 0)
 			check_peers(ep);
-		pthread_mutex_unlock(&ep->lock);
+		mrl_unlock(&ep->lock);
 		if (got)
 			continue;
 		if (ep->cq_fd >= 0) {
@@ -514,10 +524,10 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 		}
 		ep->prog_running = true;
 	}
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	ep->next = ctx->eps;
 	ctx->eps = ep;
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	*out = ep;
 	return 0;
 fail:
@@ -535,35 +545,23 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 	if (ep->prog_running)
 		pthread_join(ep->prog, NULL);
 	/* tell owners we are gone, then forget this endpoint's peers everywhere */
-	pthread_mutex_lock(&ctx->flush_lock);
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ctx->flush_lock);
+	mrl_lock(&ep->lock);
 	for (uint32_t i = 0; i < ep->npeers; i++) {
 		struct mrl_peer *p = ep->peers[i];
 		if (p && !p->dead)
 			peer_dead(ep, p);
 	}
-	pthread_mutex_unlock(&ep->lock);
-	pthread_mutex_lock(&ctx->lock);
-	for (struct mrl_out **op = &ctx->outbox; *op;) {
-		struct mrl_out *o = *op;
-		if (o->peer && o->peer->ep == ep) {
-			*op = o->next;
-			free(o);
-		} else {
-			op = &o->next;
-		}
-	}
-	ctx->outbox_tail = &ctx->outbox;
-	while (*ctx->outbox_tail)
-		ctx->outbox_tail = &(*ctx->outbox_tail)->next;
-	mrl_outbox_close_batches(ctx);
+	mrl_unlock(&ep->lock);
+	mrl_lock(&ctx->lock);
+	mrl_outbox_forget(ctx, peer_of_ep, ep);
 	for (struct mrl_ep **pp = &ctx->eps; *pp; pp = &(*pp)->next)
 		if (*pp == ep) {
 			*pp = ep->next;
 			break;
 		}
-	pthread_mutex_unlock(&ctx->lock);
-	pthread_mutex_unlock(&ctx->flush_lock);
+	mrl_unlock(&ctx->lock);
+	mrl_unlock(&ctx->flush_lock);
 
 	if (ep->ep)
 		fi_close(&ep->ep->fid);

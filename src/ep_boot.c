@@ -61,6 +61,8 @@ static struct mrl_peer *peer_new_locked(struct mrl_ep *ep)
 		ep->cap = cap;
 	}
 	struct mrl_peer *p = calloc(1, sizeof(*p));
+	if (p)
+		p->tp.t = &mrl_ep_transport;
 	if (!p)
 		return NULL;
 	p->ep = ep;

@@ -60,7 +60,10 @@ struct mrl_rmr {
 	struct mrl_rmr *next, *hnext;
 };
 
+extern const struct mrl_transport_ops mrl_ep_transport;
+
 struct mrl_peer {
+	struct mrl_tpeer tp;      /* first: the core knows the peer by it */
 	struct mrl_ep *ep;
 	uint32_t idx, remote_idx;
 	fi_addr_t addr;

@@ -14,20 +14,20 @@ void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_i
 	memset(&r, 0, sizeof(r));
 	mrl_ep_init_hdr(&r.h, MSG_OPEN_REP, sizeof(r), m->h.req);
 	r.id = m->id;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mrl_ht_get(&ctx->ht, m->id);
 	if (!mr || !(mr->access & (MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE))) {
 		r.status = -ENOENT;
 	} else {
 		bool have = false;
 		for (struct mrl_holder *h = mr->holders; h && !have; h = h->next)
-			have = h->peer == p;
+			have = h->peer == &p->tp;
 		struct mrl_holder *h = have ? NULL : calloc(1, sizeof(*h));
 		if (!have && !h) {
 			r.status = -ENOMEM;
 		} else {
 			if (h) {
-				h->peer = p;
+				h->peer = &p->tp;
 				h->next = mr->holders;
 				mr->holders = h;
 			}
@@ -40,24 +40,24 @@ void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_i
 			r.gen = mr->gen;
 		}
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	mrl_ep_send_locked(ep, p, &r, sizeof(r));
 }
 
 void mrl_ep_owner_close(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_id *m)
 {
 	struct mrl_ctx *ctx = ep->ctx;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mrl_ht_get(&ctx->ht, m->id);
 	if (mr)
 		for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next)
-			if ((*hp)->peer == p) {
+			if ((*hp)->peer == &p->tp) {
 				struct mrl_holder *h = *hp;
 				*hp = h->next;
 				free(h);
 				break;
 			}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 }
 
 void mrl_ep_owner_list(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_list_req *m)
@@ -66,7 +66,7 @@ void mrl_ep_owner_list(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_l
 	struct msg_list_rep r;
 	memset(&r, 0, sizeof(r));
 	mrl_ep_init_hdr(&r.h, MSG_LIST_REP, sizeof(r), m->h.req);
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	uint32_t total = ctx->ht.nchunks * MRL_HT_CHUNK, i;
 	for (i = m->start; i < total && r.n < MRL_LIST_IDS; i++) {
 		struct mrl_ht_slot *s = &ctx->ht.chunks[i / MRL_HT_CHUNK][i % MRL_HT_CHUNK];
@@ -74,7 +74,7 @@ void mrl_ep_owner_list(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_l
 			r.ids[r.n++] = s->mr->handle;
 	}
 	r.next = i < total ? i : 0;
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	mrl_ep_send_locked(ep, p, &r, sizeof(r));
 }
 
@@ -86,7 +86,7 @@ void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer)
 			if (!mr)
 				continue;
 			for (struct mrl_holder **hp = &mr->holders; *hp;)
-				if ((*hp)->peer == peer) {
+				if ((*hp)->peer == &peer->tp) {
 					struct mrl_holder *h = *hp;
 					*hp = h->next;
 					free(h);
@@ -94,5 +94,5 @@ void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer)
 					hp = &(*hp)->next;
 				}
 		}
-	mrl_brk_forget_peer(ctx, peer);
+	mrl_brk_forget_peer(ctx, &peer->tp);
 }

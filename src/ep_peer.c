@@ -182,9 +182,9 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 	int ret;
 	if (!w)
 		return -ENOMEM;
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ep->lock);
 	if (p->dead) {
-		pthread_mutex_unlock(&ep->lock);
+		mrl_unlock(&ep->lock);
 		free(w);
 		return mrl_err(ENOTCONN, "peer %u is disconnected", p->idx);
 	}
@@ -203,9 +203,9 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 		else if (mrl_now_ns() > until)
 			ret = mrl_err(ETIMEDOUT, "peer %u did not answer", p->idx);
 		else {
-			pthread_mutex_unlock(&ep->lock);
+			mrl_unlock(&ep->lock);
 			usleep(50);
-			pthread_mutex_lock(&ep->lock);
+			mrl_lock(&ep->lock);
 		}
 	}
 	if (!ret)
@@ -215,7 +215,7 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 			*pp = w->next;
 			break;
 		}
-	pthread_mutex_unlock(&ep->lock);
+	mrl_unlock(&ep->lock);
 	free(w);
 	return ret;
 }
@@ -276,24 +276,24 @@ MRL_EXPORT int mrl_rmr_open(mrl_peer *p, mrl_mr_t id, int timeout_ms, mrl_rmr **
 	r->state = MRL_STATE_PAUSED; /* hold anything until the answer is in */
 	atomic_store(&r->ctl, RMR_SLOW);
 	/* Register before asking so a STATE racing the reply finds it. */
-	pthread_mutex_lock(&p->ep->lock);
+	mrl_lock(&p->ep->lock);
 	if (mrl_ep_rmr_find(p, id)) {
-		pthread_mutex_unlock(&p->ep->lock);
+		mrl_unlock(&p->ep->lock);
 		free(r);
 		return mrl_err(EEXIST, "mrl_rmr_open: MR %#llx is already open on this peer",
 			       (unsigned long long)id);
 	}
 	int ret = rmr_hash_add(p, r);
 	if (ret) {
-		pthread_mutex_unlock(&p->ep->lock);
+		mrl_unlock(&p->ep->lock);
 		free(r);
 		return ret;
 	}
 	r->next = p->rmrs;
 	p->rmrs = r;
-	pthread_mutex_unlock(&p->ep->lock);
+	mrl_unlock(&p->ep->lock);
 	ret = request(p, &q, sizeof(q), timeout_ms, &u);
-	pthread_mutex_lock(&p->ep->lock);
+	mrl_lock(&p->ep->lock);
 	if (!ret && u.s.status)
 		ret = mrl_err(u.s.status, "mrl_rmr_open: owner refused MR %#llx: %s",
 			      (unsigned long long)id, strerror(-u.s.status));
@@ -303,12 +303,12 @@ MRL_EXPORT int mrl_rmr_open(mrl_peer *p, mrl_mr_t id, int timeout_ms, mrl_rmr **
 	if (ret) {
 		rmr_hash_del(p, r);
 		r->closed = true;
-		pthread_mutex_unlock(&p->ep->lock);
+		mrl_unlock(&p->ep->lock);
 		return ret;
 	}
 	r->len = u.s.len;
 	mrl_ep_rmr_apply_state(p->ep, r, &u.s);
-	pthread_mutex_unlock(&p->ep->lock);
+	mrl_unlock(&p->ep->lock);
 	*out = r;
 	return 0;
 }
@@ -319,13 +319,13 @@ MRL_EXPORT int mrl_rmr_close(mrl_rmr *r)
 		return mrl_err(EINVAL, "mrl_rmr_close: NULL rmr");
 	MRL_CHILD_CHECK(r->peer->ep->ctx, "mrl_rmr_close");
 	struct mrl_ep *ep = r->peer->ep;
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ep->lock);
 	if (r->closed) {
-		pthread_mutex_unlock(&ep->lock);
+		mrl_unlock(&ep->lock);
 		return mrl_err(EBADF, "mrl_rmr_close: already closed");
 	}
 	if (r->inflight) {
-		pthread_mutex_unlock(&ep->lock);
+		mrl_unlock(&ep->lock);
 		return mrl_err(EBUSY, "mrl_rmr_close: %llu operations in flight",
 			       (unsigned long long)r->inflight);
 	}
@@ -340,7 +340,7 @@ MRL_EXPORT int mrl_rmr_close(mrl_rmr *r)
 		m.id = r->id;
 		mrl_ep_send_locked(ep, r->peer, &m, sizeof(m));
 	}
-	pthread_mutex_unlock(&ep->lock);
+	mrl_unlock(&ep->lock);
 	return 0;
 }
 
@@ -352,7 +352,7 @@ MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
 	if (info->size < sizeof(*info))
 		return mrl_err(EINVAL, "mrl_rmr_query: info->size %zu too small", info->size);
 	struct mrl_ep *ep = r->peer->ep;
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ep->lock);
 	memset(info, 0, sizeof(*info));
 	info->size = sizeof(*info);
 	info->state = r->closed ? MRL_STATE_DEREGISTERED : r->state;
@@ -363,6 +363,6 @@ MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
 	info->key = r->key;
 	info->held = r->nheld;
 	info->inflight = r->inflight;
-	pthread_mutex_unlock(&ep->lock);
+	mrl_unlock(&ep->lock);
 	return 0;
 }

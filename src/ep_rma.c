@@ -78,7 +78,7 @@ static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)
 	if (!ctx->fab || !ctx->fab->mr_local)
 		return NULL;
 	void *d = NULL;
-	pthread_mutex_lock(&ctx->lock);
+	mrl_lock(&ctx->lock);
 	struct mrl_itree_node *n =
 		mrl_itree_first_overlap(&ctx->va_index, (uintptr_t)buf, (uintptr_t)buf + len);
 	if (n && n->start <= (uintptr_t)buf && n->end >= (uintptr_t)buf + len) {
@@ -86,7 +86,7 @@ static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)
 		if (mr->dev_mr)
 			d = ctx->rops->desc(mr->dev_mr);
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	mrl_unlock(&ctx->lock);
 	return d;
 }
 
@@ -139,7 +139,7 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 	MRL_CHILD_CHECK(r->peer->ep->ctx, fn);
 	struct mrl_ep *ep = r->peer->ep;
 	int ret = 0;
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ep->lock);
 	if (unlikely(len > r->len || off > r->len - len)) {
 		ret = mrl_err(ERANGE, "%s: %llu+%zu outside the remote MR (%llu bytes)", fn,
 			      (unsigned long long)off, len, (unsigned long long)r->len);
@@ -180,7 +180,7 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 	if (ret)
 		mrl_ep_op_put(ep, op);
 out:
-	pthread_mutex_unlock(&ep->lock);
+	mrl_unlock(&ep->lock);
 	return ret;
 }
 
@@ -199,7 +199,7 @@ MRL_EXPORT int mrl_ep_poll(mrl_ep *ep, struct mrl_completion *c, int n)
 	if (!ep || (!c && n > 0) || n < 0)
 		return mrl_err(EINVAL, "mrl_ep_poll: %s", !ep ? "NULL ep" : "bad completion array");
 	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_poll");
-	pthread_mutex_lock(&ep->lock);
+	mrl_lock(&ep->lock);
 	mrl_ep_progress_locked(ep);
 	int got = 0;
 	while (got < n && ep->lcq_n) {
@@ -207,6 +207,6 @@ MRL_EXPORT int mrl_ep_poll(mrl_ep *ep, struct mrl_completion *c, int n)
 		ep->lcq_head = (ep->lcq_head + 1) % ep->lcq_cap;
 		ep->lcq_n--;
 	}
-	pthread_mutex_unlock(&ep->lock);
+	mrl_unlock(&ep->lock);
 	return got;
 }

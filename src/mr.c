@@ -279,7 +279,7 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 
 /* Tell the peers holding mr (or only one) its state: its own, or the one
  * given (a peer cut off from an MR that lives on for the others). */
-static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only, int state,
+static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only, int state,
 		       int cause)
 {
 	struct state_ent e;
@@ -295,13 +295,13 @@ static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *
 			mrl_queue_state(ctx, h->peer, &e);
 }
 
-void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only)
+void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only)
 {
 	send_state(ctx, mr, only, mr->state, mr->cause);
 }
 
 /* A peer that did not answer a pause: fenced for it alone. */
-void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *peer)
+void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *peer)
 {
 	send_state(ctx, mr, peer, MRL_STATE_FENCED, MRL_CAUSE_PEER_TIMEOUT);
 }

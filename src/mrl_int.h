@@ -92,6 +92,23 @@ int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len);
  * src/fabric.h. NULL for other registrars. */
 struct mrl_fabric;
 
+/* ---- transports: how the core reaches a peer ----
+ * The break engine and the outbox know a peer only by this header, the first
+ * member of every transport's own peer: the native data path's struct
+ * mrl_peer (ep_int.h), and so any other carrier of the same control
+ * protocol (the libfabric hook). */
+struct mrl_tpeer;
+struct mrl_transport_ops {
+	const char *name;
+	/* Send one control message (src/proto.h) to peer: waiting (bounded by
+	 * the transport) for room when wait, else -EAGAIN at once when another
+	 * thread has the channel or its queue is full (the monitor's case). */
+	int (*send)(struct mrl_tpeer *peer, const void *msg, size_t len, bool wait);
+};
+struct mrl_tpeer {
+	const struct mrl_transport_ops *t;
+};
+
 /* ---- files backing MRs ---- */
 enum lease_state {
 	LEASE_OFF = 0,      /* never possible (no fd of ours, or watcher off) */
@@ -159,7 +176,7 @@ struct mrl_file {
 /* ---- MRs ---- */
 struct mrl_holder {
 	struct mrl_holder *next;
-	struct mrl_peer *peer;
+	struct mrl_tpeer *peer;
 };
 
 struct mrl_mr {
@@ -205,7 +222,7 @@ struct mrl_mr_vec {
 /* A break being resolved: on one file, or on the owner's address space. */
 struct mrl_brk_ack {
 	struct mrl_brk_ack *next;
-	struct mrl_peer *peer;
+	struct mrl_tpeer *peer;
 	uint32_t seq;
 	bool done;
 };
@@ -229,7 +246,7 @@ struct mrl_brk {
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
 struct mrl_out {
 	struct mrl_out *next;
-	struct mrl_peer *peer;
+	struct mrl_tpeer *peer;
 	size_t len;
 	unsigned char buf[];
 };
@@ -425,16 +442,17 @@ void mrl_wake_monitor(struct mrl_ctx *ctx);
 /* mr.c */
 void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* outbox.c */
-void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len);
+void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg, size_t len);
 struct state_ent;
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct state_ent *e);
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e);
 void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
 bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx);
+void mrl_outbox_forget(struct mrl_ctx *ctx, bool (*match)(struct mrl_tpeer *, void *), void *arg);
 
 /* mr.c: state transitions, all with ctx->lock held */
 void mrl_mr_set_state(struct mrl_mr *mr, int state);
-void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *peer);
+void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *peer);
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen);
 int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
@@ -451,7 +469,7 @@ void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uin
 			  uint64_t len, uint64_t seen);
 void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen);
 unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
-void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_peer *only);
+void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only);
 
 /* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
@@ -485,9 +503,9 @@ struct mrl_brk *mrl_brk_begin_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_
 void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_brk *b);
 void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now);
 uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx);
-void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_peer *peer, uint32_t seq);
+void mrl_brk_ack(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint32_t seq);
 void mrl_brk_device_idle(struct mrl_ctx *ctx, uint32_t seq);
-void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_peer *peer);
+void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_tpeer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
@@ -540,10 +558,10 @@ bool mrl_fork_copies_pinned(void);
 int mrl_monitor_start(struct mrl_ctx *ctx);
 void mrl_monitor_stop(struct mrl_ctx *ctx);
 
-/* The data path (ep*.c; what only its files share: ep_int.h).
- * ep.c: send a control message to a peer, as the outbox does (takes ep->lock) */
+/* The data path (ep*.c; what only its files share: ep_int.h). It is the
+ * core's transport for its peers (mrl_transport_ops).
+ * tests: a raw control message to one of its peers (takes ep->lock) */
 int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
-int mrl_ep_try_send(struct mrl_peer *peer, const void *msg, size_t len);
 /* ep.c: the monitor drives progress on every endpoint not busy elsewhere
  * (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);

@@ -8,7 +8,7 @@
 #include "proto.h"
 
 /* ---- outbox: control messages decided under ctx->lock, sent without it ---- */
-static void close_batch(struct mrl_ctx *ctx, struct mrl_peer *peer)
+static void close_batch(struct mrl_ctx *ctx, struct mrl_tpeer *peer)
 {
 	for (int i = 0; i < MRL_OPEN_BATCHES; i++)
 		if (ctx->open_batch[i] && ctx->open_batch[i]->peer == peer)
@@ -20,7 +20,7 @@ void mrl_outbox_close_batches(struct mrl_ctx *ctx)
 	memset(ctx->open_batch, 0, sizeof(ctx->open_batch));
 }
 
-static struct mrl_out *outbox_add(struct mrl_ctx *ctx, struct mrl_peer *peer, size_t cap)
+static struct mrl_out *outbox_add(struct mrl_ctx *ctx, struct mrl_tpeer *peer, size_t cap)
 {
 	struct mrl_out *o = malloc(sizeof(*o) + cap);
 	if (!o)
@@ -33,7 +33,7 @@ static struct mrl_out *outbox_add(struct mrl_ctx *ctx, struct mrl_peer *peer, si
 	return o;
 }
 
-void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, size_t len)
+void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg, size_t len)
 {
 	close_batch(ctx, peer); /* what follows must not overtake this */
 	struct mrl_out *o = outbox_add(ctx, peer, len);
@@ -45,7 +45,7 @@ void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_peer *peer, const void *msg, 
 
 /* Many MRs change state at once (a restore after a break over 10,000 of
  * them): one MSG_STATES per peer carries up to MRL_STATES_MAX of them. */
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_peer *peer, const struct state_ent *e)
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e)
 {
 	struct mrl_out *o = NULL;
 	int slot = -1;
@@ -88,7 +88,7 @@ bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
 	ctx->outbox_tail = &ctx->outbox;
 	mrl_outbox_close_batches(ctx);
 	mrl_unlock(&ctx->lock);
-	while (o && mrl_ep_try_send(o->peer, o->buf, o->len) != -EAGAIN) {
+	while (o && o->peer->t->send(o->peer, o->buf, o->len, false) != -EAGAIN) {
 		struct mrl_out *n = o->next;
 		free(o);
 		o = n;
@@ -108,6 +108,25 @@ bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
 	return o != NULL;
 }
 
+/* ctx->lock held: drop the queued messages whose peer match() says goes
+ * away (a transport tearing down its peers). */
+void mrl_outbox_forget(struct mrl_ctx *ctx, bool (*match)(struct mrl_tpeer *, void *), void *arg)
+{
+	for (struct mrl_out **op = &ctx->outbox; *op;) {
+		struct mrl_out *o = *op;
+		if (match(o->peer, arg)) {
+			*op = o->next;
+			free(o);
+		} else {
+			op = &o->next;
+		}
+	}
+	ctx->outbox_tail = &ctx->outbox;
+	while (*ctx->outbox_tail)
+		ctx->outbox_tail = &(*ctx->outbox_tail)->next;
+	mrl_outbox_close_batches(ctx);
+}
+
 void mrl_flush_outbox(struct mrl_ctx *ctx)
 {
 	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
@@ -120,7 +139,7 @@ void mrl_flush_outbox(struct mrl_ctx *ctx)
 	mrl_unlock(&ctx->lock);
 	while (o) {
 		struct mrl_out *n = o->next;
-		mrl_ep_send_raw(o->peer, o->buf, o->len);
+		o->peer->t->send(o->peer, o->buf, o->len, true);
 		free(o);
 		o = n;
 	}

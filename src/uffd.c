@@ -119,24 +119,24 @@ static void *rd_main(void *arg)
 		until.tv_nsec += UFFD_STUCK_MS * 1000000L;
 		until.tv_sec += until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
-		pthread_mutex_lock(&rd->lock);
+		mrl_lock(&rd->lock);
 		uint64_t seen = rd->turns;
 		int w = 0;
 		while (rd->turns == seen && w != ETIMEDOUT)
 			w = pthread_cond_timedwait(&rd->turned, &rd->lock, &until);
 		bool came = rd->turns != seen;
-		pthread_mutex_unlock(&rd->lock);
+		mrl_unlock(&rd->lock);
 		if (came)
 			continue;
 		ssize_t r = read(uffd, batch, sizeof(batch));
 		if (r <= 0)
 			continue;
 		int n = (int)(r / (ssize_t)sizeof(batch[0]));
-		pthread_mutex_lock(&rd->lock);
+		mrl_lock(&rd->lock);
 		for (int i = 0; i < n; i++)
 			rd_push(rd, &batch[i]);
 		rd->rescued += (uint64_t)n;
-		pthread_mutex_unlock(&rd->lock);
+		mrl_unlock(&rd->lock);
 		uint64_t one = 1;
 		if (write(rd->ready_fd, &one, sizeof(one)) < 0) {
 		}
@@ -296,7 +296,7 @@ static void uffd_read(struct mrl_ctx *ctx)
 	}
 	static const uint8_t ev[OV_N] = {[OV_UNMAP] = UFFD_EVENT_UNMAP, [OV_REMOVE] = UFFD_EVENT_REMOVE,
 					 [OV_REMAP] = UFFD_EVENT_REMAP};
-	pthread_mutex_lock(&rd->lock);
+	mrl_lock(&rd->lock);
 	rd->turns++;
 	pthread_cond_signal(&rd->turned);
 	int n = rd->n;
@@ -317,7 +317,7 @@ static void uffd_read(struct mrl_ctx *ctx)
 		}
 		rd->ov[k] = false;
 	}
-	pthread_mutex_unlock(&rd->lock);
+	mrl_unlock(&rd->lock);
 	ssize_t r = read(ctx->uffd, rd->out + n, UFFD_BATCH * sizeof(rd->out[0]));
 	if (r > 0)
 		n += (int)(r / (ssize_t)sizeof(rd->out[0]));
