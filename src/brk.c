@@ -35,9 +35,8 @@ static uint64_t break_time_cap_ns(void)
 	return cap;
 }
 
-static int vec_cb(struct mrl_itree_node *node, void *p)
+int mrl_mr_vec_push(struct mrl_mr_vec *vec, struct mrl_mr *mr)
 {
-	struct mrl_mr_vec *vec = p;
 	if (vec->n == vec->cap) {
 		size_t cap = vec->cap ? vec->cap * 2 : 16;
 		struct mrl_mr **v = realloc(vec->v, cap * sizeof(*v));
@@ -46,8 +45,13 @@ static int vec_cb(struct mrl_itree_node *node, void *p)
 		vec->v = v;
 		vec->cap = cap;
 	}
-	vec->v[vec->n++] = MR_OF_FNODE(node);
+	vec->v[vec->n++] = mr;
 	return 0;
+}
+
+static int vec_cb(struct mrl_itree_node *node, void *p)
+{
+	return mrl_mr_vec_push(p, MR_OF_FNODE(node));
 }
 void mrl_file_mrs_range(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mrl_mr_vec *vec)
 {

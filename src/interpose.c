@@ -289,20 +289,10 @@ struct as_pause {
 
 static int collect_cb(struct mrl_itree_node *node, void *p)
 {
-	struct mrl_mr_vec *vec = p;
 	struct mrl_mr *mr = (struct mrl_mr *)node;
 	if (mr->state != MRL_STATE_ACTIVE || mr->file)
 		return 0;
-	if (vec->n == vec->cap) {
-		size_t cap = vec->cap ? vec->cap * 2 : 16;
-		struct mrl_mr **v = realloc(vec->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		vec->v = v;
-		vec->cap = cap;
-	}
-	vec->v[vec->n++] = mr;
-	return 0;
+	return mrl_mr_vec_push(p, mr);
 }
 
 static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)

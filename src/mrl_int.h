@@ -484,6 +484,7 @@ void mrl_file_put(struct mrl_ctx *ctx, struct mrl_file *f);
  * walking them, which a tree walk does not allow. */
 #define MR_OF_FNODE(n) ((struct mrl_mr *)((char *)(n) - offsetof(struct mrl_mr, fnode)))
 void mrl_file_mrs_range(struct mrl_file *f, uint64_t lo, uint64_t hi, struct mrl_mr_vec *vec);
+int mrl_mr_vec_push(struct mrl_mr_vec *vec, struct mrl_mr *mr);
 static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 {
 	mrl_file_mrs_range(f, 0, UINT64_MAX, vec);
