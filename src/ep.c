@@ -85,10 +85,12 @@ static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len
 		memcpy(sb->data, msg, len);
 	}
 	for (;;) {
+		pthread_rwlock_rdlock(&ep->ctx->fab->gate); /* a send may drive progress */
 		ssize_t ret = unlikely(mrl_ep_test_full_txq) && ep->inflight.inext != &ep->inflight
 				      ? -FI_EAGAIN
 			      : sb ? fi_send(ep->ep, sb->data, len, NULL, p->addr, &sb->h.fictx)
 				   : fi_inject(ep->ep, msg, len, p->addr);
+		pthread_rwlock_unlock(&ep->ctx->fab->gate);
 		if (ret == 0)
 			return 0;
 		if (ret == -FI_EAGAIN && !wait_ns) {
@@ -288,8 +290,11 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 		struct mrl_rbuf *rb = (struct mrl_rbuf *)oh;
 		if (!err)
 			handle_msg(ep, rb->data, len);
-		if (!atomic_load(&ep->stop))
+		if (!atomic_load(&ep->stop)) {
+			pthread_rwlock_rdlock(&ep->ctx->fab->gate);
 			fi_recv(ep->ep, rb->data, sizeof(rb->data), NULL, FI_ADDR_UNSPEC, &rb->h.fictx);
+			pthread_rwlock_unlock(&ep->ctx->fab->gate);
+		}
 		return;
 	}
 	struct mrl_op *op = (struct mrl_op *)oh;
@@ -338,7 +343,9 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 	struct fi_cq_msg_entry e[16];
 	int got = 0;
 	for (;;) {
+		pthread_rwlock_rdlock(&ep->ctx->fab->gate);
 		ssize_t n = fi_cq_read(ep->cq, e, ARRAY_SIZE(e));
+		pthread_rwlock_unlock(&ep->ctx->fab->gate);
 		if (n > 0) {
 			for (ssize_t i = 0; i < n; i++)
 				handle_cqe(ep, e[i].op_context, e[i].len, 0);
@@ -353,7 +360,10 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 		if (n == -FI_EAVAIL) {
 			struct fi_cq_err_entry ee;
 			memset(&ee, 0, sizeof(ee));
-			if (fi_cq_readerr(ep->cq, &ee, 0) > 0) {
+			pthread_rwlock_rdlock(&ep->ctx->fab->gate);
+			ssize_t got_err = fi_cq_readerr(ep->cq, &ee, 0);
+			pthread_rwlock_unlock(&ep->ctx->fab->gate);
+			if (got_err > 0) {
 				handle_cqe(ep, ee.op_context, ee.len, ee.err ? ee.err : EIO);
 				got++;
 			}
@@ -433,7 +443,10 @@ static void *progress_main(void *arg)
 			continue;
 		if (ep->cq_fd >= 0) {
 			struct fid *f = &ep->cq->fid;
-			if (fi_trywait(ep->ctx->fab->fabric, &f, 1) == FI_SUCCESS) {
+			pthread_rwlock_rdlock(&ep->ctx->fab->gate); /* it may drive progress */
+			int tw = fi_trywait(ep->ctx->fab->fabric, &f, 1);
+			pthread_rwlock_unlock(&ep->ctx->fab->gate);
+			if (tw == FI_SUCCESS) {
 				struct pollfd pfd = {.fd = ep->cq_fd, .events = POLLIN};
 				poll(&pfd, 1, 1);
 			}

@@ -103,11 +103,13 @@ int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op)
 	};
 	ssize_t ret;
 	op->gen = r->gen;
+	pthread_rwlock_rdlock(&ep->ctx->fab->gate); /* a post may drive progress */
 	if (op->h.kind == OP_WRITE)
 		/* delivery-complete: when it completes, the bytes are in the target's memory */
 		ret = fi_writemsg(ep->ep, &msg, FI_DELIVERY_COMPLETE | FI_COMPLETION);
 	else
 		ret = fi_readmsg(ep->ep, &msg, FI_COMPLETION);
+	pthread_rwlock_unlock(&ep->ctx->fab->gate);
 	if (ret == -FI_EAGAIN)
 		return -FI_EAGAIN;
 	if (ret)

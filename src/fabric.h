@@ -20,6 +20,12 @@ struct mrl_fabric {
 	bool mr_local;   /* FI_MR_LOCAL: local buffers need descriptors */
 	bool pins;       /* the provider pins registered pages (verbs, efa, ...) */
 	pthread_mutex_t lock;
+	/* Provider progress (which looks up the keys of incoming RMA) holds it
+	 * shared; swapping a key between an MR and its scratch stand-in holds
+	 * it exclusive, so no RMA ever meets the key unregistered (tcp drops
+	 * the whole connection then). Taken with nothing of the library's
+	 * locks needed inside it: leaf. */
+	pthread_rwlock_t gate;
 	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
 	struct fab_tomb *tombs;   /* deregistered keys kept over scratch (reg_fabric.c), lock */
 	unsigned ntombs;

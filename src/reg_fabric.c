@@ -82,6 +82,7 @@ static int fab_open(struct mrl_ctx *ctx, void **dev)
 	f->mr_local = info->domain_attr->mr_mode & FI_MR_LOCAL;
 	f->pins = prov_pins(info->fabric_attr->prov_name);
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_rwlock_init(&f->gate, NULL);
 	*dev = f;
 	return 0;
 fail:
@@ -182,9 +183,11 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 	if (access & MRL_ACCESS_REMOTE_WRITE)
 		acc |= FI_REMOTE_WRITE;
 	mrl_lock(&f->lock);
+	pthread_rwlock_wrlock(&f->gate);
 	if (!f->prov_key)
 		tomb_take(f, *key);
 	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &m->mr, NULL);
+	pthread_rwlock_unlock(&f->gate);
 	mrl_unlock(&f->lock);
 	if (ret) {
 		free(m);
@@ -203,9 +206,11 @@ static int fab_dereg(void *dev, void *h)
 	struct mrl_fabric *f = dev;
 	struct fab_mr *m = h;
 	mrl_lock(&f->lock);
+	pthread_rwlock_wrlock(&f->gate);
 	int ret = fi_close(&m->mr->fid);
 	if (!ret)
 		tomb_add(f, m);
+	pthread_rwlock_unlock(&f->gate);
 	mrl_unlock(&f->lock);
 	free(m);
 	return ret ? mrl_err(ret, "fi_close(mr): %s", fi_strerror(-ret)) : 0;
