@@ -466,7 +466,8 @@ static int live_cb(struct mrl_itree_node *n, void *p)
 
 /* A call that asks again while its own break is landing (a reflink or
  * dedupe within the file asks for its source and then its destination) has
- * not landed: it waits for this answer. Queued behind its own break it
+ * not landed: it waits for this answer. (An actor's next unclassified call,
+ * seen before the first's landing was noticed, is the same case.) Queued behind its own break it
  * would wait the whole landing deadline, and its next break would start
  * with its deadline already spent. When that break holds every live MR of
  * the new range, the change is covered: let it go; the break lands when
@@ -475,12 +476,20 @@ static bool absorbed(struct mrl_file *f, struct mrl_fan_ev *e)
 {
 	struct mrl_brk *b = f->brk;
 	if (!b || b->src != &mrl_watch_fan || !b->fev || b->phase != BRK_LANDING ||
-	    b->fev->tid != e->tid || !strcmp(e->line, "running") || strcmp(e->line, b->fev->line) ||
-	    e->op != FOP_LAYOUT || b->fev->op != FOP_LAYOUT)
+	    b->fev->tid != e->tid || b->fev->op != FOP_LAYOUT)
+		return false;
+	settle_line(e); /* a truncate read as "running" is not absorbed: it fences */
+	if (e->op != FOP_LAYOUT)
 		return false;
 	if (mrl_itree_overlap(&f->mrs, e->lo, e->hi, live_cb, e))
 		return false; /* an MR there came live since the break began */
-	mrl_log("fanotify: %s by %d: the same call again, its break holds the range", mrl_cause_str((unsigned)e->cause), (int)e->tid);
+	mrl_log("fanotify: %s by %d: the same call again, its break holds the range",
+		mrl_cause_str((unsigned)e->cause), (int)e->tid);
+	/* A line that differs ("running" on either side, or a later call of
+	 * the actor's): landing is judged by the newest, which the actor
+	 * leaves last; "running" learns it (landed). */
+	if (strcmp(e->line, b->fev->line))
+		snprintf(b->fev->line, sizeof(b->fev->line), "%s", e->line);
 	b->fev->modified = false; /* its FAN_MODIFY comes after this part too */
 	return true;
 }
