@@ -197,9 +197,15 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	b->hi = hi;
 	b->fev = fev;
 	b->src = src;
+	/* The peers' time to answer runs from when they are asked: a change
+	 * that waited behind another break on the file must not reach its
+	 * peers with its deadline spent and cut off ones that answer at once. */
+	uint64_t asked = mrl_now_ns();
+	if (asked < seen)
+		asked = seen;
 	uint64_t dl = UINT64_MAX;
 	for (size_t i = 0; i < vec->n; i++) {
-		uint64_t d = seen + (uint64_t)vec->v[i]->deadline_ms * 1000000ull;
+		uint64_t d = asked + (uint64_t)vec->v[i]->deadline_ms * 1000000ull;
 		dl = d < dl ? d : dl;
 	}
 	/* a lease breaker is let in by the kernel after lease-break-time; a

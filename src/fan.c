@@ -457,6 +457,43 @@ static void classify_open(struct mrl_fan_ev *e)
 	e->classified = true;
 }
 
+static int live_cb(struct mrl_itree_node *n, void *p)
+{
+	struct mrl_fan_ev *e = p;
+	struct mrl_mr *mr = MR_OF_FNODE(n);
+	return mr->state == MRL_STATE_ACTIVE && mr->fnode.start + mr->valid_len > e->lo;
+}
+
+/* A call that asks again while its own break is landing (a reflink or
+ * dedupe within the file asks for its source and then its destination) has
+ * not landed: it waits for this answer. (An actor's next unclassified call,
+ * seen before the first's landing was noticed, is the same case.) Queued behind its own break it
+ * would wait the whole landing deadline, and its next break would start
+ * with its deadline already spent. When that break holds every live MR of
+ * the new range, the change is covered: let it go; the break lands when
+ * the call is left. */
+static bool absorbed(struct mrl_file *f, struct mrl_fan_ev *e)
+{
+	struct mrl_brk *b = f->brk;
+	if (!b || b->src != &mrl_watch_fan || !b->fev || b->phase != BRK_LANDING ||
+	    b->fev->tid != e->tid || b->fev->op != FOP_LAYOUT)
+		return false;
+	settle_line(e); /* a truncate read as "running" is not absorbed: it fences */
+	if (e->op != FOP_LAYOUT)
+		return false;
+	if (mrl_itree_overlap(&f->mrs, e->lo, e->hi, live_cb, e))
+		return false; /* an MR there came live since the break began */
+	mrl_log("fanotify: %s by %d: the same call again, its break holds the range",
+		mrl_cause_str((unsigned)e->cause), (int)e->tid);
+	/* A line that differs ("running" on either side, or a later call of
+	 * the actor's): landing is judged by the newest, which the actor
+	 * leaves last; "running" learns it (landed). */
+	if (strcmp(e->line, b->fev->line))
+		snprintf(b->fev->line, sizeof(b->fev->line), "%s", e->line);
+	b->fev->modified = false; /* its FAN_MODIFY comes after this part too */
+	return true;
+}
+
 /* ctx->lock held; e was read by fan_read */
 static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 {
@@ -472,7 +509,7 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		ctx->st.fan_opens++;
 	ctx->st.classify_ns_total += e->classify_ns;
 	ctx->st.classify_count++;
-	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2];
+	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2], named_lo = e->lo, named_hi = e->hi;
 	if (e->op == FOP_DATA || e->op == FOP_ALLOC) {
 		/* content written by others is shared memory (README, "Data
 		 * written by others"): no pause, no new generation; the lease
@@ -496,11 +533,21 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		e->hi = UINT64_MAX;
 		break;
 	default:
+		/* Unclassified (an ioctl such as FICLONERANGE or
+		 * FIDEDUPERANGE, an unknown fallocate mode, a line read as
+		 * "running"): a layout change of the whole file. The range
+		 * named is one of possibly several the same call asks for
+		 * (a reflink within the file: source, then destination), and
+		 * the call lands only once all are answered: its break must
+		 * hold them all (absorbed, below). */
+		e->lo = 0;
+		e->hi = UINT64_MAX;
 		break;
 	}
 	e->cause = op_cause[e->op];
-	mrl_log("fanotify: %s by %d [%s] over %llu..%llu", mrl_cause_str((unsigned)e->cause), (int)e->tid,
-		e->line, (unsigned long long)e->lo, (unsigned long long)e->hi);
+	mrl_log("fanotify: %s by %d [%s] over %llu..%llu (named %llu..%llu)", mrl_cause_str((unsigned)e->cause),
+		(int)e->tid, e->line, (unsigned long long)e->lo, (unsigned long long)e->hi,
+		(unsigned long long)named_lo, (unsigned long long)named_hi);
 	if (!mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
 		ctx->st.fan_pass_range++;
 		goto allow;
@@ -509,6 +556,8 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 	e->pid = tgid_of(e->tid);
 	if (try_deny(ctx, f, e))
 		return;
+	if (absorbed(f, e))
+		goto allow;
 	struct mrl_fan_ev **tail = &f->fan_q;
 	while (*tail)
 		tail = &(*tail)->next;
@@ -534,12 +583,18 @@ static bool landed(struct mrl_fan_ev *e)
 	}
 	/* Left the call (done, or failed and changed nothing)? "running" may
 	 * still be inside it. Never seen outside "running" (see settle_line):
-	 * any call may be this one, so only the signs above or the landing
-	 * deadline end it (and a shrink seen after still fences). */
+	 * any call may be this one; the signs above, the line learned now, or
+	 * the landing deadline end it (and a shrink seen after still fences). */
 	if (read_syscall(e->tid, now, sizeof(now)) < 0)
 		return true;
-	if (!strcmp(e->line, "running"))
+	if (!strcmp(e->line, "running")) {
+		/* The first line seen outside "running" is the call, or one
+		 * after it: leaving that is a sign the change has landed, far
+		 * sooner than the landing deadline. */
+		if (strcmp(now, "running"))
+			snprintf(e->line, sizeof(e->line), "%s", now);
 		return false;
+	}
 	return strcmp(now, "running") != 0 && strcmp(now, e->line) != 0;
 }
 
