@@ -66,6 +66,8 @@ enum mrl_cause {
 	MRL_CAUSE_REPLACED_FILE, /* the file's path now names another file (rename over it, sed -i);
 	                            the MR still serves the old, now nameless, file */
 	MRL_CAUSE_UNLINKED,     /* the file's last name was removed (rm); the MR still serves it */
+	MRL_CAUSE_PEER_LOST,    /* nothing heard from the other side for mrl_ep_opts.ka_timeout_ms
+	                           (network cut, process stopped or hung); on a peer: the owner's MRs */
 	MRL_CAUSE_MAX
 };
 
@@ -274,8 +276,21 @@ int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 struct mrl_ep_opts {
 	size_t size;
 	unsigned flags;          /* MRL_EP_* */
+	/* Keep-alive on the control channel (read only when size covers both):
+	 * a side that has heard nothing from a peer for ka_ms asks it for a
+	 * sign of life; after ka_timeout_ms of silence the peer is lost: its
+	 * operations in flight or held complete with -ENOTCONN and
+	 * MRL_CAUSE_PEER_LOST, its remote MRs are fenced with that cause, and
+	 * an owner lets go of the peer's holds. Any message counts as life; the
+	 * check runs in progress (the caller's, the progress thread's, and the
+	 * monitor's while a break waits), so a manual-progress side must call
+	 * progress more often than the other side's ka_timeout_ms.
+	 * 0 = default (1000 and 5000 ms); MRL_EP_KA_OFF in ka_ms = no keep-alive. */
+	unsigned ka_ms;
+	unsigned ka_timeout_ms;
 };
 #define MRL_EP_AUTO_PROGRESS 0x1u  /* a thread of the library drives progress */
+#define MRL_EP_KA_OFF 0xffffffffu  /* mrl_ep_opts.ka_ms: no keep-alive (the bootstrap socket's hang-up only) */
 
 int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_ep **out);
 int mrl_ep_destroy(mrl_ep *ep);

@@ -115,7 +115,10 @@ void mrl_ep_init_hdr(struct msg_hdr *h, int type, size_t len, uint32_t req)
 	h->req = req;
 }
 
-static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
+/* The peer is gone (cause DISCONNECTED: its bootstrap socket hung up or we
+ * are closing; PEER_LOST: the keep-alive heard nothing): everything to it
+ * fails with the cause, and an owner lets go of its holds. */
+static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p, uint8_t cause)
 {
 	if (p->dead)
 		return;
@@ -124,7 +127,7 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
 		if (r->state == MRL_STATE_FENCED)
 			continue;
 		r->state = MRL_STATE_FENCED;
-		r->cause = MRL_CAUSE_DISCONNECTED;
+		r->cause = cause;
 		atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
 		mrl_ep_rmr_fail_held(ep, r, -ENOTCONN);
 	}
@@ -135,7 +138,7 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
 			continue;
 		op->orphan = true;
 		op->rmr->inflight--;
-		mrl_ep_lcq_push(ep, op->uctx, -ENOTCONN, MRL_CAUSE_DISCONNECTED, op->gen);
+		mrl_ep_lcq_push(ep, op->uctx, -ENOTCONN, cause, op->gen);
 	}
 	for (struct mrl_op **pp = &ep->backlog; *pp;) {
 		struct mrl_op *op = *pp;
@@ -144,7 +147,7 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p)
 			continue;
 		}
 		*pp = op->next;
-		mrl_ep_fail_op(ep, op, -ENOTCONN, MRL_CAUSE_DISCONNECTED);
+		mrl_ep_fail_op(ep, op, -ENOTCONN, cause);
 	}
 	ep->backlog_tail = &ep->backlog;
 	while (*ep->backlog_tail)
@@ -186,7 +189,9 @@ static size_t msg_min_len(int type)
 	case MSG_LIST_REQ: return sizeof(struct msg_list_req);
 	case MSG_LIST_REP: return sizeof(struct msg_list_rep);
 	case MSG_PAUSE: return offsetof(struct msg_pause, ids);
-	case MSG_PAUSE_ACK: return sizeof(struct msg_hdr);
+	case MSG_PAUSE_ACK:
+	case MSG_PING:
+	case MSG_PONG: return sizeof(struct msg_hdr);
 	case MSG_STATES: return offsetof(struct msg_states, e);
 	default: return SIZE_MAX;
 	}
@@ -213,7 +218,18 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		return;
 	}
 	struct mrl_peer *p = ep->peers[h->peer];
+	p->heard = true; /* any message is a sign of life; the keep-alive check stamps it */
 	switch (h->type) {
+	case MSG_PING: {
+		struct msg_hdr pong;
+		mrl_ep_init_hdr(&pong, MSG_PONG, sizeof(pong), h->req);
+		/* not waiting: a full queue now means the answer would come
+		 * late anyway, and the asker asks again */
+		send_one(ep, p, &pong, sizeof(pong), 0);
+		break;
+	}
+	case MSG_PONG:
+		break;
 	case MSG_OPEN_REQ:
 		mrl_ep_owner_open(ep, p, (const void *)buf);
 		break;
@@ -324,6 +340,39 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 		mrl_ep_pause_check(ep, r->peer);
 }
 
+/* Keep-alive, ep->lock held: stamp who was heard since the last check, ask
+ * the quiet ones for a sign of life, and declare lost those silent past the
+ * timeout. Runs every quarter of the interval, so silence is measured to
+ * that resolution. */
+static void ka_check(struct mrl_ep *ep, uint64_t now)
+{
+	uint64_t step = (ep->ka_ns < ep->ka_timeout_ns ? ep->ka_ns : ep->ka_timeout_ns) / 4;
+	ep->ka_next_ns = now + (step ? step : 1);
+	for (uint32_t i = 0; i < ep->npeers; i++) {
+		struct mrl_peer *p = ep->peers[i];
+		if (!p || p->dead)
+			continue;
+		if (p->heard) {
+			p->heard = false;
+			p->last_rx_ns = now;
+		}
+		uint64_t quiet = now > p->last_rx_ns ? now - p->last_rx_ns : 0;
+		if (quiet >= ep->ka_timeout_ns) {
+			ep->peers_lost++;
+			mrl_log("peer %u lost: nothing heard for %llu ms", p->idx,
+				(unsigned long long)(quiet / 1000000));
+			peer_dead(ep, p, MRL_CAUSE_PEER_LOST);
+			continue;
+		}
+		if (quiet >= ep->ka_ns && now - p->ping_ns >= ep->ka_ns) {
+			struct msg_hdr ping;
+			mrl_ep_init_hdr(&ping, MSG_PING, sizeof(ping), 0);
+			if (send_one(ep, p, &ping, sizeof(ping), 0) == 0)
+				p->ping_ns = now;
+		}
+	}
+}
+
 static void check_peers(struct mrl_ep *ep)
 {
 	/* the bootstrap socket stays open as the liveness channel: RDHUP means
@@ -334,7 +383,7 @@ static void check_peers(struct mrl_ep *ep)
 			continue;
 		struct pollfd pfd = {.fd = p->sock, .events = POLLRDHUP};
 		if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-			peer_dead(ep, p);
+			peer_dead(ep, p, MRL_CAUSE_DISCONNECTED);
 	}
 }
 
@@ -390,6 +439,12 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 	}
 	if ((++ep->polls & 1023) == 0)
 		check_peers(ep);
+	if (ep->ka_ns) {
+		/* after the CQ is drained: what waited in it counts as heard */
+		uint64_t now = mrl_now_ns();
+		if (now >= ep->ka_next_ns)
+			ka_check(ep, now);
+	}
 	return got;
 }
 
@@ -464,8 +519,22 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 		return mrl_err(EINVAL, "mrl_ep_create: NULL %s", !ctx ? "context" : "out");
 	MRL_CHILD_CHECK(ctx, "mrl_ep_create");
 	*out = NULL;
-	if (opts && opts->size < sizeof(*opts))
+	/* the first version of the struct ended at flags (size 16 with its
+	 * padding, which ka_ms now fills: hence both ka fields or neither) */
+	if (opts && opts->size < offsetof(struct mrl_ep_opts, flags) + sizeof(opts->flags))
 		return mrl_err(EINVAL, "mrl_ep_create: opts->size %zu too small", opts->size);
+	unsigned ka_ms = 0, ka_to_ms = 0;
+	if (opts && opts->size >= offsetof(struct mrl_ep_opts, ka_timeout_ms) + sizeof(opts->ka_timeout_ms)) {
+		ka_ms = opts->ka_ms;
+		ka_to_ms = opts->ka_timeout_ms;
+	}
+	if (ka_ms != MRL_EP_KA_OFF) {
+		ka_ms = ka_ms ? ka_ms : 1000;
+		ka_to_ms = ka_to_ms ? ka_to_ms : 5000;
+		if (ka_to_ms <= ka_ms)
+			return mrl_err(EINVAL, "mrl_ep_create: ka_timeout_ms %u must exceed ka_ms %u",
+				       ka_to_ms, ka_ms);
+	}
 	if (!ctx->fab)
 		return mrl_err(EOPNOTSUPP, "mrl_ep_create: the %s registrar has no data path",
 			       ctx->rops->name);
@@ -481,6 +550,10 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	pthread_mutex_init(&ep->lock, NULL);
 	pthread_mutex_init(&ep->boot_lock, NULL);
 	ep->inject_size = fab->info->tx_attr->inject_size;
+	if (ka_ms != MRL_EP_KA_OFF) {
+		ep->ka_ns = ka_ms * 1000000ull;
+		ep->ka_timeout_ns = ka_to_ms * 1000000ull;
+	}
 	struct fi_cq_attr cqa = {.format = FI_CQ_FORMAT_MSG, .wait_obj = FI_WAIT_FD, .size = 1024};
 	ret = fi_cq_open(fab->domain, &cqa, &ep->cq, NULL);
 	if (ret) {
@@ -563,7 +636,7 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 	for (uint32_t i = 0; i < ep->npeers; i++) {
 		struct mrl_peer *p = ep->peers[i];
 		if (p && !p->dead)
-			peer_dead(ep, p);
+			peer_dead(ep, p, MRL_CAUSE_DISCONNECTED);
 	}
 	mrl_unlock(&ep->lock);
 	mrl_lock(&ctx->lock);

@@ -90,6 +90,7 @@ static int peer_up_locked(struct mrl_ep *ep, struct mrl_peer *p, const struct bo
 	}
 	p->remote_idx = them->idx;
 	p->sock = sock;
+	p->last_rx_ns = mrl_now_ns(); /* the handshake is the first sign of life */
 	p->dead = false;
 	return 0;
 }

@@ -69,6 +69,9 @@ struct mrl_peer {
 	fi_addr_t addr;
 	int sock;
 	bool dead;
+	bool heard;               /* a message came in since the last keep-alive check */
+	uint64_t last_rx_ns;      /* keep-alive: when we last heard from it (check resolution) */
+	uint64_t ping_ns;         /* when we last asked it for a sign of life */
 	struct mrl_rmr *rmrs;
 	struct mrl_rmr **hash;
 	uint32_t hcap, hn;
@@ -125,6 +128,9 @@ struct mrl_ep {
 	struct waiter *waiters;
 	uint32_t next_req;
 	uint64_t polls, bad_msgs;
+	uint64_t ka_ns, ka_timeout_ns; /* keep-alive: 0 = off */
+	uint64_t ka_next_ns;           /* the next keep-alive check */
+	uint64_t peers_lost;           /* declared lost by the keep-alive */
 	/* pause protocol, for tests: pauses received and acks sent (peer
 	 * side), acks received (owner side); one ack per pause, never two */
 	_Atomic uint64_t pauses_in, pause_acks_out, pause_acks_in;

@@ -152,7 +152,8 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 			ret = mrl_err(EBADF, "%s: remote MR handle was closed", fn);
 			goto out;
 		}
-		if (r->state == MRL_STATE_FENCED && r->cause == MRL_CAUSE_DISCONNECTED) {
+		if (r->state == MRL_STATE_FENCED &&
+		    (r->cause == MRL_CAUSE_DISCONNECTED || r->cause == MRL_CAUSE_PEER_LOST)) {
 			ret = -ENOTCONN;
 			goto out;
 		}

@@ -73,6 +73,7 @@ static const char *const cause_names[] = {
 	[MRL_CAUSE_INSERT_RANGE] = "insert-range", [MRL_CAUSE_LAYOUT] = "layout",
 	[MRL_CAUSE_MADVISED] = "madvised", [MRL_CAUSE_REPLACED] = "replaced",
 	[MRL_CAUSE_REPLACED_FILE] = "replaced-file", [MRL_CAUSE_UNLINKED] = "unlinked",
+	[MRL_CAUSE_PEER_LOST] = "peer-lost",
 };
 static const char *const state_names[] = {
 	[MRL_STATE_ACTIVE] = "active", [MRL_STATE_PAUSED] = "paused",

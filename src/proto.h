@@ -19,6 +19,8 @@ enum mrl_msg_type {
 	MSG_STATE,        /* owner -> peer: resume / fence / update of one MR */
 	MSG_CLOSE,        /* peer -> owner: no longer using MR id */
 	MSG_STATES,       /* owner -> peer: resume / fence / update of many MRs */
+	MSG_PING,         /* either way: nothing heard from you for a while; answer */
+	MSG_PONG,         /* the answer: I am alive */
 	MSG_TYPE_MAX
 };
 

@@ -155,6 +155,13 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 			mrl_rmr_query(rmr[m], &ri);
 			uint64_t off = (uint64_t)b * o->block;
 			uint64_t l = block_len(len[m], off, o->block);
+			if (ri.state == MRL_STATE_FENCED &&
+			    (ri.cause == MRL_CAUSE_DISCONNECTED || ri.cause == MRL_CAUSE_PEER_LOST)) {
+				fprintf(stderr, "mrlease client: the server is gone (%s)\n", mrl_cause_str(ri.cause));
+				draining = true; /* nothing more can be done */
+				until = cli_now_ns();
+				break;
+			}
 			if (busy[m][b] || ri.state == MRL_STATE_FENCED || off + l > ri.valid_length)
 				continue; /* fenced parts are known to be gone: do not aim at them */
 			bool wr = !known[m][b] || (rng & 0x100);
