@@ -142,7 +142,12 @@ static uint64_t layout_print(int fd)
 		struct fiemap fm;
 		char buf[sizeof(struct fiemap) + NEXT * sizeof(struct fiemap_extent)];
 	} u;
-	uint64_t start = 0;
+	/* Extents as runs of contiguous logical and physical blocks with the
+	 * same kind: how the filesystem happens to split a run in its report
+	 * (ext4's extent cache, writeback of the MR's own dirty pages) and
+	 * flags about caching (delalloc, merged, last) are not layout. */
+	const uint32_t kind = FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_SHARED | FIEMAP_EXTENT_DATA_INLINE;
+	uint64_t start = 0, rl = 0, rp = 0, rn = 0, rk = 0; /* the run being built */
 	for (int rounds = 0; rounds < 1024; rounds++) {
 		memset(&u.fm, 0, sizeof(u.fm));
 		u.fm.fm_start = start;
@@ -151,14 +156,20 @@ static uint64_t layout_print(int fd)
 		if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) < 0)
 			break; /* tmpfs: no extent map; its holes below */
 		if (!u.fm.fm_mapped_extents)
-			return mix(h, 2);
+			return mix(mix(mix(mix(h, rl), rp), rn), rk) ^ 2;
 		for (unsigned i = 0; i < u.fm.fm_mapped_extents; i++) {
 			const struct fiemap_extent *e = &u.fm.fm_extents[i];
-			h = mix(mix(mix(mix(h, e->fe_logical), e->fe_physical), e->fe_length),
-				e->fe_flags & ~(uint64_t)FIEMAP_EXTENT_LAST);
+			uint64_t k = e->fe_flags & kind;
+			if (rn && e->fe_logical == rl + rn && e->fe_physical == rp + rn && k == rk) {
+				rn += e->fe_length;
+			} else {
+				if (rn)
+					h = mix(mix(mix(mix(h, rl), rp), rn), rk);
+				rl = e->fe_logical, rp = e->fe_physical, rn = e->fe_length, rk = k;
+			}
 			start = e->fe_logical + e->fe_length;
 			if (e->fe_flags & FIEMAP_EXTENT_LAST)
-				return mix(h, 2);
+				return mix(mix(mix(mix(h, rl), rp), rn), rk) ^ 2;
 		}
 	}
 	/* the data and holes as lseek sees them */
