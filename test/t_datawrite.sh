@@ -2,9 +2,10 @@
 # Data written by another process into a served file is shared memory
 # (README, "Data written by others"): `dd conv=notrunc` into the file while
 # `mrlease client` streams gives the same outcome under the lease watcher
-# and under fanotify: no new generation, no silent mismatch (the client
-# counts the other writer's bytes as foreign), no failed transfer, and the
-# server survives. (The peer keeps writing: dd's bytes are soon its again.)
+# and under fanotify: no silent mismatch (the client counts the other
+# writer's bytes as foreign), no failed transfer, the server survives; under
+# fanotify no new generation either (the lease, which sees only the open,
+# may announce one when its layout comparison cannot be sure). (The peer keeps writing: dd's bytes are soon its again.)
 set -u
 bin=${MRL_BIN:-build}/mrlease
 command -v dd >/dev/null || { echo "SKIP: dd (coreutils) not installed"; exit 77; }
@@ -33,7 +34,12 @@ run() { # name serve-flags
 	kill -TERM $spid 2>/dev/null; wait $spid
 	[ $crc = 0 ] || { echo "FAIL $name: client exit $crc"; fail=1; }
 	echo "$js" | grep -q '"failed":0,"mismatches":0,' || { echo "FAIL $name: mismatches or failed transfers"; fail=1; }
-	echo "$js" | grep -q '"gen_changes":0,' || { echo "FAIL $name: a data write gave a new generation"; fail=1; }
+	# fanotify tells a write from a layout change; the lease sees only the
+	# open and compares the layout across the break, announcing when it
+	# cannot be sure (README, "Data written by others"): safe, never silent
+	if [ "$name" = fanotify ]; then
+		echo "$js" | grep -q '"gen_changes":0,' || { echo "FAIL $name: a data write gave a new generation"; fail=1; }
+	fi
 	port=$((port + 1))
 }
 run "lease (--no-fanotify)" --no-fanotify
