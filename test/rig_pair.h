@@ -3,6 +3,7 @@
 #ifndef MRL_RIG_PAIR_H
 #define MRL_RIG_PAIR_H
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "helpers.h"
 
@@ -53,6 +54,31 @@ static inline void pair_close(struct pair *p)
 }
 
 /* Wait for one completion on the peer's endpoint, up to ms (a hang bound). */
+/* The owner serves the first n * mrsz bytes of path as n MRs, mapped through
+ * the library (so it can lease the file); *base is the mapping. */
+static inline void pair_serve_file(struct pair *p, const char *path, int n, size_t mrsz,
+				   void **base, mrl_mr_t *mr)
+{
+	REQUIRE(mrl_file_map(p->sctx, path, 0, (size_t)n * mrsz, PROT_READ | PROT_WRITE, base) == 0,
+		"map %s", path);
+	for (int i = 0; i < n; i++)
+		REQUIRE(mrl_mr_reg(p->sctx, (char *)*base + (size_t)i * mrsz, mrsz,
+				   MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, NULL, &mr[i]) == 0,
+			"register MR %d", i);
+}
+
+/* ... and lets it go: the peer's remote MRs, the MRs, the mapping, the pair */
+static inline void pair_unserve_file(struct pair *p, int n, size_t mrsz, void *base, mrl_mr_t *mr,
+				     mrl_rmr **r)
+{
+	for (int i = 0; i < n; i++) {
+		mrl_rmr_close(r[i]);
+		mrl_mr_dereg(p->sctx, mr[i]);
+	}
+	mrl_file_unmap(p->sctx, base, (size_t)n * mrsz);
+	pair_close(p);
+}
+
 static inline int pair_wait(struct pair *p, struct mrl_completion *c, int ms)
 {
 	for (uint64_t until = t_now_ns() + (uint64_t)ms * 1000000ull; t_now_ns() < until;) {

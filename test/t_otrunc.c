@@ -92,13 +92,9 @@ static void run(const char *fs, const char *what)
 	bool fan = !strcmp(fs, "ext4") && (mrl_ctx_watchers(p.sctx) & MRL_WATCH_FANOTIFY);
 	printf("-- %s (%s): %s\n", fs, fan ? "fanotify" : "lease", what);
 	void *a;
-	REQUIRE(mrl_file_map(p.sctx, path, 0, NMR * MB, PROT_READ | PROT_WRITE, &a) == 0, "map");
 	mrl_mr_t mr[NMR];
 	mrl_rmr *r[NMR];
-	for (int i = 0; i < NMR; i++)
-		REQUIRE(mrl_mr_reg(p.sctx, (char *)a + (size_t)i * MB, MB,
-				   MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, NULL, &mr[i]) == 0,
-			"register");
+	pair_serve_file(&p, path, NMR, MB, &a, mr);
 	struct mrl_mr_info in = t_query(p.sctx, mr[0]);
 	int row = strncmp(what, "truncate", 8) ? MRL_CHG_OTHER_OPEN_TRUNC : MRL_CHG_OTHER_TRUNCATE;
 	CHECK(in.coverage[row] == MRL_SEEN_BEFORE, "'%s' claimed before (%s)", mrl_change_str(row),
@@ -184,12 +180,7 @@ static void run(const char *fs, const char *what)
 	CHECK(t.bad == 0, "%d transfers failed other than into a fenced range", t.bad);
 	CHECK(t.mismatch == 0, "%d reads returned bytes not written under their generation", t.mismatch);
 
-	for (int i = 0; i < NMR; i++) {
-		mrl_rmr_close(r[i]);
-		mrl_mr_dereg(p.sctx, mr[i]);
-	}
-	mrl_file_unmap(p.sctx, a, NMR * MB);
-	pair_close(&p);
+	pair_unserve_file(&p, NMR, MB, a, mr, r);
 	unlink(path);
 	unlink(other);
 	rmdir(dir);

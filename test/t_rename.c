@@ -62,13 +62,9 @@ static void run(const char *fs, const char *what)
 	pair_open(&p);
 	printf("-- %s: %s\n", fs, what);
 	void *a;
-	REQUIRE(mrl_file_map(p.sctx, path, 0, NMR * MB, PROT_READ | PROT_WRITE, &a) == 0, "map");
 	mrl_mr_t mr[NMR];
 	mrl_rmr *r[NMR];
-	for (int i = 0; i < NMR; i++)
-		REQUIRE(mrl_mr_reg(p.sctx, (char *)a + (size_t)i * MB, MB,
-				   MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, NULL, &mr[i]) == 0,
-			"register");
+	pair_serve_file(&p, path, NMR, MB, &a, mr);
 	int row = strcmp(what, "rm FILE") ? MRL_CHG_OTHER_RENAME : MRL_CHG_OTHER_UNLINK;
 	int want = strcmp(what, "rm FILE") ? MRL_CAUSE_REPLACED_FILE : MRL_CAUSE_UNLINKED;
 	struct mrl_mr_info in = t_query(p.sctx, mr[0]);
@@ -142,12 +138,7 @@ static void run(const char *fs, const char *what)
 			close(fd);
 		CHECK(n == 6 && !memcmp(now, "other\n", 6), "the file that took the name is untouched");
 	}
-	for (int i = 0; i < NMR; i++) {
-		mrl_rmr_close(r[i]);
-		mrl_mr_dereg(p.sctx, mr[i]);
-	}
-	mrl_file_unmap(p.sctx, a, NMR * MB);
-	pair_close(&p);
+	pair_unserve_file(&p, NMR, MB, a, mr, r);
 	unlink(path);
 	unlink(other);
 	rmdir(dir);
