@@ -67,6 +67,11 @@ $(B)/test/%: test/%.c $(wildcard test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/t
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(PL_LINK) -Wl,-rpath,$(abspath $(B)) \
 		$(B)/libmrlease.a $(LIBS) -lm
 
+# test/t_rogue_keys runs a stranger built from plain libfabric, no mrlease
+$(B)/test/rogue_keys: test/rogue_keys.c | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -D_GNU_SOURCE -o $@ $< -lfabric
+$(B)/test/t_rogue_keys: $(B)/test/rogue_keys
+
 # test/t_preload.sh: a program that knows nothing of mrlease, a plugin
 # linked with the shared library, a second interposer (plain tree only: an
 # unsanitized program cannot load sanitized objects)
