@@ -22,6 +22,7 @@ struct mrl_op {
 	struct mrl_op *next;
 	struct mrl_op *iprev, *inext; /* ep->inflight list while the provider has it */
 	bool orphan;                  /* reported already: the peer died under it */
+	uint8_t retries;              /* posted again after the provider dropped it */
 	struct mrl_rmr *rmr;
 	uint64_t off;
 	void *buf;
@@ -128,6 +129,7 @@ struct mrl_ep {
 	struct waiter *waiters;
 	uint32_t next_req;
 	uint64_t polls, bad_msgs;
+	uint64_t op_retries;          /* ops posted again after a connection drop (ep_rma.c) */
 	uint64_t ka_ns, ka_timeout_ns; /* keep-alive: 0 = off */
 	uint64_t ka_next_ns;           /* the next keep-alive check */
 	uint64_t peers_lost;           /* declared lost by the keep-alive */
@@ -160,6 +162,8 @@ void mrl_ep_lcq_push(struct mrl_ep *ep, void *uctx, int status, uint32_t cause, 
 void mrl_ep_fail_op(struct mrl_ep *ep, struct mrl_op *op, int status, uint32_t cause);
 int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op);
 int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op);
+/* an op the provider completed (err: its error, 0 if none) */
+void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err);
 
 /* ep_owner.c, ep->lock held: requests from peers to the MRs' owner */
 void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_id *m);

@@ -133,6 +133,65 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
 	return ret;
 }
 
+/* How often one op is posted again after the provider failed it. */
+#define OP_RETRIES 8
+
+/* An op the provider completed. Two things can have happened to it that
+ * its status alone does not tell:
+ *  - Fenced (or cut short) since it was posted: the owner keeps a fenced
+ *    key alive over scratch memory so a late operation cannot break the
+ *    connection; it completed there, not in the MR: -EKEYREVOKED with the
+ *    cause. The notice overtakes such a completion on the one connection,
+ *    unless the operation landed between the owner's fence and its notice
+ *    going out (a short window).
+ *  - Failed with an error while its peer is alive: tcp (ofi_rxm over it)
+ *    tears down the whole connection when one RMA cannot be served at the
+ *    target (a key it does not know, an offset past a registration cut
+ *    short, pages past a new end of file), and every other op in flight on
+ *    it fails with ECANCELED/ENOTCONN, on MRs nothing happened to. Such an
+ *    op's outcome is unknown, and posting it again is safe (a write puts
+ *    the same bytes at the same place; its buffer is still the op's), so
+ *    it goes again (the provider connects anew) as long as its range is
+ *    still served; held if the MR is paused by now, -EKEYREVOKED with the
+ *    cause if fenced or cut short. The op that caused the drop is refused
+ *    once the owner's notice is in; until then it may drop the connection
+ *    again, so each op gets OP_RETRIES before its error is reported. */
+void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
+{
+	struct mrl_rmr *r = op->rmr;
+	r->inflight--;
+	int status = 0;
+	uint32_t cause = MRL_CAUSE_NONE;
+	bool gone = r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len;
+	bool revoked = op->gen != r->gen && gone;
+	if (err && !revoked && !r->peer->dead && !r->closed) {
+		if (gone) {
+			revoked = true;
+		} else if (op->retries < OP_RETRIES) {
+			op->retries++;
+			ep->op_retries++;
+			if (r->state == MRL_STATE_PAUSED) {
+				op->next = NULL;
+				*r->held_tail = op;
+				r->held_tail = &op->next;
+				r->nheld++;
+			} else if (mrl_ep_post_op(ep, op)) {
+				mrl_ep_fail_op(ep, op, -err, MRL_CAUSE_NONE);
+			}
+			goto out;
+		}
+	}
+	if (err || revoked) {
+		status = revoked || r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
+		cause = r->cause;
+	}
+	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
+	mrl_ep_op_put(ep, op);
+out:
+	if (!r->inflight && r->peer->pauses)
+		mrl_ep_pause_check(ep, r->peer);
+}
+
 static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len, void *uctx,
 	       const char *fn)
 {
