@@ -283,6 +283,11 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		break;
 	}
 	case MSG_OPEN_REP:
+		if (!h->req) { /* not asked by a waiter: a probe after a drop */
+			mrl_ep_resync_reply(ep, p, (const void *)buf);
+			break;
+		}
+		/* fall through */
 	case MSG_LIST_REP:
 		for (struct waiter *w = ep->waiters; w; w = w->next)
 			if (w->req == h->req && !w->done) {
@@ -291,6 +296,7 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 			}
 		break;
 	}
+	mrl_ep_retry_flush(ep, p);
 }
 
 static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
@@ -419,6 +425,8 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 		if (r)
 			mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
 	}
+	if (ep->probes_due)
+		mrl_ep_retry_probe(ep);
 	if ((++ep->polls & 1023) == 0)
 		check_peers(ep);
 	if (ep->ka_ns) {

@@ -146,37 +146,39 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
  *    going out (a short window).
  *  - Failed with an error while its peer is alive: tcp (ofi_rxm over it)
  *    tears down the whole connection when one RMA cannot be served at the
- *    target (a key it does not know, an offset past a registration cut
- *    short, pages past a new end of file), and every other op in flight on
- *    it fails with ECANCELED/ENOTCONN, on MRs nothing happened to. Such an
- *    op's outcome is unknown, and posting it again is safe (a write puts
- *    the same bytes at the same place; its buffer is still the op's), so
- *    it goes again (the provider connects anew) as long as its range is
- *    still served; held if the MR is paused by now, -EKEYREVOKED with the
- *    cause if fenced or cut short. The op that caused the drop is refused
- *    once the owner's notice is in; until then it may drop the connection
- *    again, so each op gets OP_RETRIES before its error is reported. */
+ *    target (an offset past a registration cut short, pages past a new end
+ *    of file not yet fenced, a key it does not know), and every other op in
+ *    flight on it fails with ECANCELED/ENOTCONN, on MRs nothing happened
+ *    to. Such an op's outcome is unknown, and posting it again is safe (a
+ *    write puts the same bytes at the same place; its buffer is still the
+ *    op's), so it is held and goes again (the provider connects anew) once
+ *    the owner has answered a ping: by then the owner has had a round trip
+ *    to fence what broke, and its notice, sent before the answer, is in.
+ *    The op that caused the drop is then refused (-EKEYREVOKED and the
+ *    cause); each op gets OP_RETRIES before its own error is reported. */
 void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
 {
 	struct mrl_rmr *r = op->rmr;
+	struct mrl_peer *p = r->peer;
 	r->inflight--;
 	int status = 0;
 	uint32_t cause = MRL_CAUSE_NONE;
 	bool gone = r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len;
 	bool revoked = op->gen != r->gen && gone;
-	if (err && !revoked && !r->peer->dead && !r->closed) {
+	if (err && !revoked && !p->dead && !r->closed) {
 		if (gone) {
 			revoked = true;
 		} else if (op->retries < OP_RETRIES) {
 			op->retries++;
 			ep->op_retries++;
-			if (r->state == MRL_STATE_PAUSED) {
-				op->next = NULL;
-				*r->held_tail = op;
-				r->held_tail = &op->next;
-				r->nheld++;
-			} else if (mrl_ep_post_op(ep, op)) {
-				mrl_ep_fail_op(ep, op, -err, MRL_CAUSE_NONE);
+			op->next = NULL;
+			*r->held_tail = op;
+			r->held_tail = &op->next;
+			r->nheld++;
+			p->nparked++;
+			if (!p->probe_due) {
+				p->probe_due = true;
+				ep->probes_due++;
 			}
 			goto out;
 		}
@@ -188,8 +190,95 @@ void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
 	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
 	mrl_ep_op_put(ep, op);
 out:
-	if (!r->inflight && r->peer->pauses)
-		mrl_ep_pause_check(ep, r->peer);
+	if (!r->inflight && p->pauses)
+		mrl_ep_pause_check(ep, p);
+}
+
+void mrl_ep_retry_flush(struct mrl_ep *ep, struct mrl_peer *p)
+{
+	if (likely(!p->nparked))
+		return;
+	p->nparked = 0;
+	if (p->probe_due) {
+		p->probe_due = false;
+		ep->probes_due--;
+	}
+	/* a paused MR keeps them until it resumes; a fenced one has failed them */
+	for (struct mrl_rmr *r = p->rmrs; r; r = r->next) {
+		if (r->state != MRL_STATE_ACTIVE || !r->held || r->closed)
+			continue;
+		struct mrl_op *op = r->held;
+		r->held = NULL;
+		r->held_tail = &r->held;
+		r->nheld = 0;
+		while (op) {
+			struct mrl_op *n = op->next;
+			op->next = NULL;
+			if (op->off + op->len > r->valid_len)
+				mrl_ep_fail_op(ep, op, -EKEYREVOKED, r->cause);
+			else if (mrl_ep_post_op(ep, op))
+				mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
+			op = n;
+		}
+	}
+}
+
+/* Ask the owner again for the state of each MR with ops held after a drop
+ * (an open request for an MR held already: the owner answers with its
+ * state, req 0 marks it). The drop may have taken the owner's notice of
+ * what caused it with it; the answer brings it back. */
+void mrl_ep_retry_probe(struct mrl_ep *ep)
+{
+	for (uint32_t i = 0; i < ep->npeers && ep->probes_due; i++) {
+		struct mrl_peer *p = ep->peers[i];
+		if (!p || !p->probe_due)
+			continue;
+		p->probe_due = false;
+		ep->probes_due--;
+		if (p->dead)
+			continue;
+		int ret = 0, asked = 0;
+		for (struct mrl_rmr *r = p->rmrs; r && !ret; r = r->next) {
+			if (r->closed || r->state != MRL_STATE_ACTIVE || !r->held)
+				continue;
+			struct msg_id q;
+			memset(&q, 0, sizeof(q));
+			mrl_ep_init_hdr(&q.h, MSG_OPEN_REQ, sizeof(q), 0);
+			q.id = r->id;
+			ret = mrl_ep_send_locked(ep, p, &q, sizeof(q));
+			asked++;
+		}
+		if (ret || !asked)
+			mrl_ep_retry_flush(ep, p); /* cannot ask: go again now */
+	}
+}
+
+/* The owner's answer to such a request: the MR's state now. */
+void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m)
+{
+	struct mrl_rmr *r = mrl_ep_rmr_find(p, m->id);
+	if (!r || r->closed)
+		return;
+	if (m->status) { /* gone from the owner's table: deregistered */
+		struct msg_state f = *m;
+		f.state = MRL_STATE_DEREGISTERED;
+		f.cause = r->cause;
+		f.key = r->key;
+		f.base = r->base;
+		f.gen = r->gen;
+		mrl_ep_rmr_apply_state(ep, r, &f);
+		return;
+	}
+	if (m->state < MRL_STATE_ACTIVE || m->state > MRL_STATE_DEREGISTERED || m->cause >= MRL_CAUSE_MAX ||
+	    m->len != r->len || m->valid_len > m->len) {
+		ep->bad_msgs++;
+		return;
+	}
+	/* a pause is the pause protocol's (its own message and ack): only an
+	 * answer that fences, cuts short or moves the key is taken here */
+	if (m->state == MRL_STATE_PAUSED || r->state == MRL_STATE_PAUSED)
+		return;
+	mrl_ep_rmr_apply_state(ep, r, m);
 }
 
 static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len, void *uctx,
