@@ -87,7 +87,7 @@ static void rogue(struct victim *v, char *out, size_t outsz, const char *fmt, ..
 	}
 	close(pfd[1]);
 	int st = 0;
-	uint64_t steps = 0;
+	uint64_t steps = 0, t0 = t_now_ns();
 	/* the victim keeps going until the rogue is done, and a little past */
 	while (waitpid(pid, &st, WNOHANG) == 0 || steps < 20) {
 		victim_step(v);
@@ -98,7 +98,7 @@ static void rogue(struct victim *v, char *out, size_t outsz, const char *fmt, ..
 	out[n > 0 ? n : 0] = 0;
 	REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the rogue ran (%s): status %#x, said %s", args,
 		st, out);
-	printf("rogue %s -> %s", args, out);
+	printf("rogue %s (%.1f s) -> %s", args, (double)(t_now_ns() - t0) / 1e9, out);
 }
 
 static long field(const char *out, const char *name)
@@ -173,9 +173,9 @@ int main(int argc, char **argv)
 	      "control: with a key it was given the rogue reads the MR (%s)", out);
 
 	/* counting */
-	rogue(&v, out, sizeof(out), "count %#llx %d 64", (unsigned long long)key_of(p.sctx, given), LEN);
-	CHECK(field(out, "tried=") == 256 && field(out, "nonzero=") == 0,
-	      "counting: 256 keys near a given one, from 0x10000 and at random reach no byte");
+	rogue(&v, out, sizeof(out), "count %#llx %d 32", (unsigned long long)key_of(p.sctx, given), LEN);
+	CHECK(field(out, "tried=") == 128 && field(out, "nonzero=") == 0,
+	      "counting: 128 keys near a given one, from 0x10000 and at random reach no byte");
 	CHECK(field(out, "completed=") == 0, "counting: every attempt refused (%ld completed)",
 	      field(out, "completed="));
 	for (int i = 0; i < NSERVED; i++)
