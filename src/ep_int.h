@@ -52,6 +52,7 @@ struct pause_rec {
 struct mrl_rmr {
 	_Atomic uint32_t ctl; /* 0: active and whole; anything else takes the slow path */
 	uint8_t state, cause;
+	uint8_t access;       /* MRL_ACCESS_REMOTE_* the owner granted (0: not said) */
 	bool closed;
 	struct mrl_peer *peer;
 	uint64_t id, key, base, len, valid_len;

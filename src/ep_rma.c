@@ -290,6 +290,13 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 	struct mrl_ep *ep = r->peer->ep;
 	int ret = 0;
 	mrl_lock(&ep->lock);
+	/* the owner's provider refuses it too, but by dropping the connection */
+	unsigned need = kind == OP_WRITE ? MRL_ACCESS_REMOTE_WRITE : MRL_ACCESS_REMOTE_READ;
+	if (unlikely(r->access && !(r->access & need))) {
+		ret = mrl_err(EACCES, "%s: the owner registered this MR %s", fn,
+			      need == MRL_ACCESS_REMOTE_WRITE ? "without remote write" : "without remote read");
+		goto out;
+	}
 	if (unlikely(len > r->len || off > r->len - len)) {
 		ret = mrl_err(ERANGE, "%s: %llu+%zu outside the remote MR (%llu bytes)", fn,
 			      (unsigned long long)off, len, (unsigned long long)r->len);

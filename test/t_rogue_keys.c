@@ -194,6 +194,22 @@ int main(int argc, char **argv)
 	CHECK(field(out, "status=") == 0 && all(wom, 0x5a, LEN),
 	      "control: the write-only MR is written with its key (%s)", out);
 
+	/* a real peer is told the rights and refused before anything is sent
+	 * (the owner's provider would refuse by dropping the connection) */
+	mrl_rmr *wr, *rr;
+	REQUIRE(mrl_rmr_open(p.cpeer, wo, T_HANG_MS, &wr) == 0 && mrl_rmr_open(p.cpeer, ro, T_HANG_MS, &rr) == 0,
+		"the peer opens the write-only and the read-only MR");
+	unsigned char tmp[64];
+	CHECK(mrl_read(wr, 0, tmp, sizeof(tmp), NULL) == -EACCES, "a peer's read of a write-only MR: -EACCES");
+	CHECK(mrl_write(rr, 0, tmp, sizeof(tmp), NULL) == -EACCES, "a peer's write to a read-only MR: -EACCES");
+	memset(tmp, 0x11, sizeof(tmp));
+	REQUIRE(mrl_write(wr, 0, tmp, sizeof(tmp), NULL) == 0, "a peer's write to the write-only MR");
+	struct mrl_completion wc;
+	CHECK(pair_wait(&p, &wc, T_HANG_MS) == 0 && wc.status == 0 && all(wom, 0x11, sizeof(tmp)),
+	      "... lands (status %d)", wc.status);
+	mrl_rmr_close(wr);
+	mrl_rmr_close(rr);
+
 	/* a stale key: a file MR held by a peer that stops answering; a hole
 	 * punch breaks it, the deadline cuts the peer off and the MR comes
 	 * back under a new key */
