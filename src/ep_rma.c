@@ -152,8 +152,9 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
  *    to. Such an op's outcome is unknown, and posting it again is safe (a
  *    write puts the same bytes at the same place; its buffer is still the
  *    op's), so it is held and goes again (the provider connects anew) once
- *    the owner has answered a ping: by then the owner has had a round trip
- *    to fence what broke, and its notice, sent before the answer, is in.
+ *    the owner has answered a request for the MR's state (the drop may have
+ *    taken the owner's notice of what caused it with it), or sent anything
+ *    else: by then the owner has had a round trip to fence what broke.
  *    The op that caused the drop is then refused (-EKEYREVOKED and the
  *    cause); each op gets OP_RETRIES before its own error is reported. */
 void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
@@ -257,7 +258,9 @@ void mrl_ep_retry_probe(struct mrl_ep *ep)
 void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m)
 {
 	struct mrl_rmr *r = mrl_ep_rmr_find(p, m->id);
-	if (!r || r->closed)
+	/* only an MR active here takes it: a fence or cut-off that came in
+	 * meanwhile is final, a pause is its own message's (and ack's) */
+	if (!r || r->closed || r->state != MRL_STATE_ACTIVE)
 		return;
 	if (m->status) { /* gone from the owner's table: deregistered */
 		struct msg_state f = *m;
@@ -274,9 +277,7 @@ void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg
 		ep->bad_msgs++;
 		return;
 	}
-	/* a pause is the pause protocol's (its own message and ack): only an
-	 * answer that fences, cuts short or moves the key is taken here */
-	if (m->state == MRL_STATE_PAUSED || r->state == MRL_STATE_PAUSED)
+	if (m->state == MRL_STATE_PAUSED)
 		return;
 	mrl_ep_rmr_apply_state(ep, r, m);
 }
