@@ -209,9 +209,13 @@ struct lrow {
 
 static volatile uintptr_t sink;
 
+/* Three sets of k random queries: the dependent chain, the throughput run
+ * and the one-by-one timing each get their own, so none runs on lines
+ * another just brought in; all three structures answer the same queries.
+ * Answers are checked after the timing, on a fourth set. */
 static int measure(const struct ix *x, long k, struct lrow r[NS])
 {
-	uint64_t *q = queries(x->n, k), *lat[NS];
+	uint64_t *q = queries(x->n, 4 * k), *lat[NS];
 	uint64_t tchain[NS] = {0}, tind[NS] = {0}, bad = 0;
 	if (!q)
 		return -ENOMEM;
@@ -222,12 +226,6 @@ static int measure(const struct ix *x, long k, struct lrow r[NS])
 			free(q);
 			return -ENOMEM;
 		}
-	/* correctness first, untimed */
-	for (long i = 0; i < k; i++)
-		for (int s = 0; s < NS; s++) {
-			const struct obj *o = find(x, s, q[i]);
-			bad += !o || o->bn.start != q[i] / PG * PG;
-		}
 	/* the timer's own cost, subtracted from one-by-one samples */
 	uint64_t ov[1001];
 	for (int i = 0; i < 1001; i++) {
@@ -236,24 +234,30 @@ static int measure(const struct ix *x, long k, struct lrow r[NS])
 	}
 	double tov = pctl(ov, 1001, 50);
 	const long blk = 4096;
+	const uint64_t *qc = q, *qi = q + k, *qt = q + 2 * k, *qv = q + 3 * k;
 	for (long b = 0; b < k; b += blk) {
 		long m = k - b < blk ? k - b : blk;
-		for (int s = 0; s < NS; s++) {
+		for (int s = 0; s < NS; s++) { /* interleaved: the same load for all */
 			uint64_t t0 = now_ns();
-			sink = chain(x, s, q + b, m);
+			sink = chain(x, s, qc + b, m);
 			uint64_t t1 = now_ns();
-			sink = indep(x, s, q + b, m);
+			sink = indep(x, s, qi + b, m);
 			uint64_t t2 = now_ns();
 			tchain[s] += t1 - t0;
 			tind[s] += t2 - t1;
 			for (long i = b; i < b + m; i++) {
 				uint64_t a = now_ns();
-				sink = (uintptr_t)find(x, s, q[i]);
+				sink = (uintptr_t)find(x, s, qt[i]);
 				uint64_t d = now_ns() - a;
 				lat[s][i] = (double)d > tov ? d - (uint64_t)tov : 0;
 			}
 		}
 	}
+	for (long i = 0; i < k; i++)
+		for (int s = 0; s < NS; s++) {
+			const struct obj *o = find(x, s, qv[i]);
+			bad += !o || o->bn.start != qv[i] / PG * PG;
+		}
 	for (int s = 0; s < NS; s++) {
 		r[s].chain_ns = (double)tchain[s] / (double)k;
 		r[s].indep_ns = (double)tind[s] / (double)k;
@@ -301,39 +305,47 @@ int bench_index_inner(void)
 	return 0;
 }
 
-/* Ir of the dump labelled label in dir (cg.out.N files), 0 if none */
-static uint64_t cg_ir(const char *dir, const char *label)
+/* Events of the dump labelled label in dir (cg.out.N files), in the order
+ * Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw; 0 if not found. */
+static int cg_events(const char *dir, const char *label, uint64_t ev[9])
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
-	uint64_t found = 0;
+	int found = 0;
 	while (d && (de = readdir(d)) && !found) {
 		if (strncmp(de->d_name, "cg.out", 6))
 			continue;
 		char path[1200], line[512], l[64] = "";
-		uint64_t ir = 0;
+		unsigned long long v[9] = {0};
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		FILE *f = fopen(path, "r");
 		while (f && fgets(line, sizeof(line), f)) {
 			if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
 				sscanf(line + 31, "%63s", l);
 			else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
-				ir = strtoull(strchr(line, ' ') + 1, NULL, 10);
+				sscanf(strchr(line, ' ') + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+				       &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]);
 		}
 		if (f)
 			fclose(f);
-		if (!strcmp(l, label))
-			found = ir;
+		if (!strcmp(l, label) && v[0]) {
+			for (int i = 0; i < 9; i++)
+				ev[i] = v[i];
+			found = 1;
+		}
 	}
 	if (d)
 		closedir(d);
 	return found;
 }
 
-/* instructions per lookup [size][structure], 0 where not counted */
-static int index_callgrind(double ir[3][NS])
+/* per lookup [size][structure]: instructions, simulated L1 and last-level
+ * read misses; 0 where not counted */
+static int index_callgrind(double ir[3][NS], double l1[3][NS], double ll[3][NS])
 {
 	memset(ir, 0, sizeof(double) * 3 * NS);
+	memset(l1, 0, sizeof(double) * 3 * NS);
+	memset(ll, 0, sizeof(double) * 3 * NS);
 	if (!HAVE_CALLGRIND || system("command -v valgrind >/dev/null 2>&1")) {
 		printf("(instructions: valgrind not installed, not counted)\n");
 		return 0;
@@ -345,7 +357,7 @@ static int index_callgrind(double ir[3][NS])
 		return -EIO;
 	snprintf(cmd, sizeof(cmd),
 		 "MRL_BENCH_CG_N=%d valgrind --tool=callgrind --collect-atstart=no "
-		 "--callgrind-out-file='%s/cg.out' '%s' --index-inner >'%s/valgrind.log' 2>&1",
+		 "--cache-sim=yes --D1=49152,12,64 --LL=4194304,16,64 --callgrind-out-file='%s/cg.out' '%s' --index-inner >'%s/valgrind.log' 2>&1",
 		 B.smoke ? 1 : 1000, dir, B.self, dir);
 	if (system(cmd)) {
 		fail("index: valgrind run failed; see %s/valgrind.log", dir);
@@ -357,12 +369,14 @@ static int index_callgrind(double ir[3][NS])
 		for (int s = 0; s < NS; s++) {
 			char label[64];
 			snprintf(label, sizeof(label), "%s-%ld-%ld", sname[s], cg_sizes[z], k);
-			uint64_t v = cg_ir(dir, label);
-			if (!v) {
+			uint64_t ev[9];
+			if (!cg_events(dir, label, ev)) {
 				fail("index: no callgrind count for %s", label);
 				return -EIO;
 			}
-			ir[z][s] = (double)v / (double)k;
+			ir[z][s] = (double)ev[0] / (double)k;
+			l1[z][s] = (double)ev[4] / (double)k;
+			ll[z][s] = (double)ev[7] / (double)k;
 		}
 	return 0;
 }
@@ -372,14 +386,14 @@ int bench_index(void)
 	static const long full[] = {1000, 100000, 1000000}, smoke[] = {1000};
 	const long *ns = B.smoke ? smoke : full;
 	int nn = B.smoke ? 1 : 3, ret = 0;
-	double ir[3][NS];
+	double ir[3][NS], l1[3][NS], ll[3][NS];
 
 	printf("== index: event -> MR point lookup; B+-tree (src/itree.c) vs the old AVL vs a sorted array (floor)\n");
-	if ((ret = index_callgrind(ir)))
+	if ((ret = index_callgrind(ir, l1, ll)))
 		return ret;
-	printf("%8s %6s %-5s | %6s | %8s %8s %8s | %8s | %6s %6s | %6s | %8s %8s\n", "MRs", "order", "index",
-	       "B/MR", "dep ns", "p50 ns", "p99 ns", "indep ns", "ins ns", "del ns", "Ir", "dep/avl",
-	       "dep/floor");
+	printf("%8s %6s %-5s | %6s | %8s %8s %8s | %8s | %6s %6s | %5s %5s %5s | %7s %9s\n", "MRs", "order",
+	       "index", "B/MR", "dep ns", "p50 ns", "p99 ns", "indep ns", "ins ns", "del ns", "Ir", "L1m", "LLm",
+	       "dep/avl", "dep/floor");
 	json_part("index");
 	for (int i = 0; i < nn && !ret; i++)
 		for (int shuf = 0; shuf < 2 && !ret; shuf++) {
@@ -393,12 +407,12 @@ int bench_index(void)
 			ix_free(&x, true);
 			for (int s = 0; s < NS; s++) {
 				double irs = shuf ? 0 : ir[i][s];
-				char irb[16] = "-", del[16] = "-";
+				char irb[48] = "    -     -     -", del[16] = "-";
 				if (s == S_BTREE)
 					snprintf(del, sizeof(del), "%.0f", x.del_ns);
 				if (irs > 0)
-					snprintf(irb, sizeof(irb), "%.0f", irs);
-				printf("%8ld %6s %-5s | %6.1f | %8.1f %8.0f %8.0f | %8.1f | %6.0f %6s | %6s | %8.2f %8.2f\n",
+					snprintf(irb, sizeof(irb), "%5.0f %5.1f %5.1f", irs, l1[i][s], ll[i][s]);
+				printf("%8ld %6s %-5s | %6.1f | %8.1f %8.0f %8.0f | %8.1f | %6.0f %6s | %s | %7.2f %9.2f\n",
 				       ns[i], shuf ? "random" : "addr", sname[s], bytes_per_mr(&x, s), r[s].chain_ns,
 				       r[s].p50, r[s].p99, r[s].indep_ns, s == S_ARRAY ? 0 : x.ins_ns[s],
 				       del, irb, r[s].chain_ns / r[S_AVL].chain_ns,
@@ -406,16 +420,19 @@ int bench_index(void)
 				json_row("\"mrs\": %ld, \"order\": \"%s\", \"index\": \"%s\", \"bytes_per_mr\": %.1f, "
 					 "\"dep_lookup_ns\": %.2f, \"p50_ns\": %.0f, \"p99_ns\": %.0f, "
 					 "\"indep_lookup_ns\": %.2f, \"insert_ns\": %.1f, \"remove_ns\": %.1f, "
-					 "\"ir_per_lookup\": %.1f, \"dep_vs_avl\": %.3f, \"dep_vs_floor\": %.3f",
+					 "\"ir_per_lookup\": %.1f, \"l1_miss_per_lookup\": %.2f, \"ll_miss_per_lookup\": %.2f, "
+					 "\"dep_vs_avl\": %.3f, \"dep_vs_floor\": %.3f",
 					 ns[i], shuf ? "random" : "addr", sname[s], bytes_per_mr(&x, s), r[s].chain_ns,
 					 r[s].p50, r[s].p99, r[s].indep_ns, s == S_ARRAY ? 0 : x.ins_ns[s],
-					 s == S_BTREE ? x.del_ns : 0, irs, r[s].chain_ns / r[S_AVL].chain_ns,
+					 s == S_BTREE ? x.del_ns : 0, irs, shuf ? 0 : l1[i][s], shuf ? 0 : ll[i][s],
+					 r[s].chain_ns / r[S_AVL].chain_ns,
 					 r[s].chain_ns / r[S_ARRAY].chain_ns);
 			}
 		}
 	json_part_end();
 	printf("B/MR = node embedded in the MR + the index's heap per MR (one index; an MR on a file is in two);\n"
 	       "dep = dependent lookup, mean; p50/p99 = lookups timed one by one; indep = throughput;\n"
-	       "Ir = instructions per dependent lookup (callgrind, address order); array = floor, not a usable index\n");
+	       "Ir, L1m, LLm = instructions, L1 and last-level read misses per dependent lookup (callgrind, simulated\n"
+	       "48 KiB L1 and 4 MiB last level, address order); array = floor for point queries, not a usable index\n");
 	return ret;
 }
