@@ -146,12 +146,22 @@ tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS)
 BENCH_SMOKE :=
 -include bench/bench.mk
 
+# Shell tests: every test/t_*.sh but these. t_spdx.sh joins once
+# scripts/spdx-add has put the SPDX lines in; t_deb.sh (a full
+# dpkg-buildpackage, minutes) runs with `make test-deb`.
+SH_TESTS_OPT_IN := test/t_spdx.sh test/t_deb.sh
+SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
+
 # The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
-	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
+
+# Debian packages built, installed into a scratch root, used (test/t_deb.sh)
+test-deb:
+	MRL_TEST_TIMEOUT=$${MRL_TEST_TIMEOUT:-1200} ./test/run.sh test/t_deb.sh
 
 check-asan:
 	$(MAKE) SAN=asan tests && ./test/run.sh build-asan/test/t_*
@@ -185,7 +195,7 @@ uninstall:
 clean:
 	rm -rf build build-asan build-tsan
 
-.PHONY: all test tests check-asan demo install uninstall clean FORCE
+.PHONY: all test test-deb tests check-asan demo install uninstall clean FORCE
 FORCE:
 
 # dependency files written by -MMD (a deleted header is a phony target, -MP)
