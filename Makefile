@@ -101,10 +101,10 @@ $(B)/libmrlease.a: $(OBJS)
 # (build tree, RUNPATH $$ORIGIN) or in LIBDIR (installed: $(B)/inst/mrlease)
 CLI_LINK = $(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(PL_LINK)
 $(B)/mrlease: $(TOOL_OBJS) $(B)/libmrlease.a $(PRELOAD)
-	$(CLI_LINK) -Wl,-rpath,'$$ORIGIN' $(B)/libmrlease.a $(LIBS) -lm
+	$(CLI_LINK) -Wl,-rpath,'$$ORIGIN' $(B)/libmrlease.a $(LIBS)
 # relinked at every install: its RUNPATH depends on PREFIX/LIBDIR
 $(B)/inst/mrlease: $(TOOL_OBJS) $(B)/libmrlease.a $(PRELOAD) FORCE | $(B)/inst
-	$(CLI_LINK) $(if $(INSTALL_RPATH),-Wl$(comma)-rpath$(comma)$(INSTALL_RPATH)) $(B)/libmrlease.a $(LIBS) -lm
+	$(CLI_LINK) $(if $(INSTALL_RPATH),-Wl$(comma)-rpath$(comma)$(INSTALL_RPATH)) $(B)/libmrlease.a $(LIBS)
 $(B)/inst:
 	mkdir -p $@
 
