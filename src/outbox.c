@@ -106,6 +106,18 @@ static void requeue_front(struct mrl_ctx *ctx, struct mrl_out *o)
 	mrl_unlock(&ctx->lock);
 }
 
+/* The whole outbox, emptied. */
+static struct mrl_out *take_all(struct mrl_ctx *ctx)
+{
+	mrl_lock(&ctx->lock);
+	struct mrl_out *o = ctx->outbox;
+	ctx->outbox = NULL;
+	ctx->outbox_tail = &ctx->outbox;
+	mrl_outbox_close_batches(ctx);
+	mrl_unlock(&ctx->lock);
+	return o;
+}
+
 /* The monitor's flush: it never waits for an endpoint another thread holds
  * or a full send queue (actors in the kernel may be waiting for the
  * monitor). What cannot go now goes back to the head of the outbox, in
@@ -114,12 +126,7 @@ bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
 {
 	if (pthread_mutex_trylock(&ctx->flush_lock))
 		return true; /* another thread is sending: what it left, next time */
-	mrl_lock(&ctx->lock);
-	struct mrl_out *o = ctx->outbox;
-	ctx->outbox = NULL;
-	ctx->outbox_tail = &ctx->outbox;
-	mrl_outbox_close_batches(ctx);
-	mrl_unlock(&ctx->lock);
+	struct mrl_out *o = take_all(ctx);
 	o = send_list(o, false);
 	requeue_front(ctx, o);
 	mrl_unlock(&ctx->flush_lock);
@@ -149,12 +156,7 @@ void mrl_flush_outbox(struct mrl_ctx *ctx)
 {
 	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
 	mrl_lock(&ctx->flush_lock);
-	mrl_lock(&ctx->lock);
-	struct mrl_out *o = ctx->outbox;
-	ctx->outbox = NULL;
-	ctx->outbox_tail = &ctx->outbox;
-	mrl_outbox_close_batches(ctx);
-	mrl_unlock(&ctx->lock);
+	struct mrl_out *o = take_all(ctx);
 	/* A peer with no room for a whole wait keeps its messages: a lost
 	 * resume would hold its operations for ever. The monitor retries;
 	 * the keep-alive cuts off a peer that never makes room. */
