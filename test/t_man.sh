@@ -70,6 +70,22 @@ declared=$(grep -oE '^[a-z].*[ *](mrl_[a-z0-9_]+)\(' include/mrlease.h | grep -o
 for fn in $declared; do has_page "$fn" "declared"; done
 for fn in $declared; do echo "$exports" | grep -qx "$fn" || { echo "FAIL: include/mrlease.h declares $fn, $lib does not export it"; fail=1; }; done
 
+# mrlease(1) documents every long option of the CLI (tools/cli.c) and
+# every command (tools/main.c)
+# the page as text, one paragraph a line (no hyphenation across lines)
+text=$(LC_ALL=C groff -man -Tascii -rLL=2000n -rHY=0 -P-cbou man/mrlease.1 2>/dev/null)
+opts=$(grep -oE '\{"[a-z][a-z-]*", [01], 0,' tools/cli.c | sed -E 's/\{"([^"]*)".*/\1/' | sort -u)
+[ -n "$opts" ] || { echo "FAIL: found no options in tools/cli.c"; fail=1; }
+for o in $opts; do
+	echo "$text" | grep -qE -- "(^|[^a-z-])--$o([^a-z-]|\$)" || { echo "FAIL: man/mrlease.1 does not document --$o"; fail=1; }
+done
+cmds=$(grep -oE '^\s*\{"[a-z]+", cmd_' tools/main.c | grep -oE '"[a-z]+"' | tr -d '"')
+[ -n "$cmds" ] || { echo "FAIL: found no commands in tools/main.c"; fail=1; }
+for c in $cmds; do
+	echo "$text" | grep -qE "^ +mrlease $c( |\$)" && echo "$text" | grep -qE "^ +$c( |\$)" ||
+		{ echo "FAIL: man/mrlease.1 does not document the command $c"; fail=1; }
+done
+
 # cross references to this project's pages resolve
 for p in $pages; do
 	grep -oE '^\.BR (mrl_[a-z0-9_]+|mrlease) \([137]\)' "$p" | while read -r _ ref sec; do
