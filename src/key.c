@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Remote keys. A key is the only thing standing between a stranger who can
  * reach the owner's endpoint and an MR's bytes, so it is drawn from the
  * kernel's CSPRNG over the whole key space the provider takes

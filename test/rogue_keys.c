@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A stranger on the network, built from plain libfabric and nothing of
  * mrlease: it knows the owner's fabric address (on the command line, as a
  * port scan or a packet capture would give it) and tries remote keys.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Remote keys are unguessable and never rebound: 10,000 register/deregister
  * cycles on tcp;ofi_rxm never reuse a key or an MR id; the keys are spread
  * over the provider's whole key space (no counting from a base: no two

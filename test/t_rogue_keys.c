@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A stranger with plain libfabric (test/rogue_keys.c, no mrlease code) and
  * the owner's fabric address tries remote keys while a real peer streams
  * verified RMA to an MR of its own:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A truncate seen only after it lands (another process keeps the file open,
  * so no lease can be taken: coverage "after"), and operations past the new
  * end still in flight when the owner has fenced the tail: tcp tears down the
