@@ -42,6 +42,11 @@ $(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)/obj
 $(B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) -c -o $@ $<
 
+# the guardian process's loop runs in a bare clone of a multithreaded
+# process, where no sanitizer runtime may run: never instrumented
+$(B)/obj/guard_loop.o: src/guard_loop.c src/guard.h | $(B)/obj
+	$(CC) $(BASE_CFLAGS) $(PL_CFLAGS) -fPIC $(CPPFLAGS) -c -o $@ $<
+
 $(B)/obj $(B)/test:
 	mkdir -p $@
 
