@@ -63,6 +63,7 @@ struct guard_shm {
 	uint64_t owner_reads;      /* atomic: bumped per read by the owner */
 	uint32_t guard_reading;    /* atomic: 1 while the guardian reads and answers */
 	uint32_t pad;
+	uint64_t alive;            /* atomic: bumped by every turn of the owner's monitor loop */
 	uint64_t sweeps;           /* atomic: times G answered every number of an owner stuck in a read */
 	uint64_t acts;             /* atomic: actors the guardian let go */
 	uint64_t rec_head;         /* atomic: G's next record (index % GUARD_RECS) */

@@ -196,12 +196,23 @@ static void actor_line(int tid, char *line)
 		path[p++] = num[--k];
 	memcpy(path + p, "/syscall", 9);
 	line[0] = 0;
-	long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	long n = syscall(SYS_read, fd, line, GUARD_LINE - 1);
-	syscall(SYS_close, fd);
-	line[n > 0 ? n : 0] = 0;
+	/* "running" until the actor sleeps for the answer, which it will: look
+	 * again, briefly (as the owner does, fan.c read_line) */
+	for (int tries = 0; tries < 200; tries++) {
+		long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		long n = syscall(SYS_read, fd, line, GUARD_LINE - 1);
+		syscall(SYS_close, fd);
+		line[n > 0 ? n : 0] = 0;
+		if (memcmp(line, "running", 7))
+			break;
+		struct timespec ts = {0, 50000};
+		if (tries < 20)
+			syscall(SYS_sched_yield);
+		else
+			syscall(SYS_nanosleep, &ts, NULL);
+	}
 	for (int i = 0; line[i]; i++)
 		if (line[i] == '\n')
 			line[i] = 0;
@@ -362,23 +373,24 @@ void mrl_guard_loop(struct guard_shm *g, int sock, int fan_fd, int wake_fd, int 
 	for (int i = 0; i < GUARD_LEASE_SLOTS; i++)
 		lfd[i] = -1;
 
-	/* stalled: the owner read nothing since we had to act for it, so
-	 * whatever arrives meanwhile is let go at once -- an actor making many
-	 * calls (cat: one event per read) must not wait a deadline for each */
-	uint64_t fan_wait = 0, reads0 = 0, swept_for = 0, stall_reads = 0;
+	/* stalled: the owner's monitor has not turned since we had to act for
+	 * it (we wake it each time), so whatever arrives meanwhile is let go
+	 * at once -- an actor making many calls (cat: one event per read) must
+	 * not wait a deadline for each */
+	uint64_t fan_wait = 0, reads0 = 0, swept_for = 0, stall_alive = 0;
 	bool stalled = false;
 	for (;;) {
 		bool acted = false;
 		uint64_t now = mono();
-		uint64_t next = fan_slots(g, fan_fd, now, &acted);
-		if (acted && !stalled) {
-			stalled = true;
-			stall_reads = LD(&g->owner_reads);
-		}
-		if (stalled && LD(&g->owner_reads) != stall_reads)
+		if (stalled && LD(&g->alive) != stall_alive)
 			stalled = false;
+		uint64_t next = fan_slots(g, fan_fd, now, &acted);
 		uint64_t t = lease_slots(g, now, &acted);
 		next = t < next ? t : next;
+		if (acted && !stalled) {
+			stalled = true;
+			stall_alive = LD(&g->alive);
+		}
 		/* the owner stuck between its read and its publishing */
 		uint64_t rs = LD(&g->owner_reading);
 		if (fan_fd >= 0 && rs && rs != swept_for) {
@@ -391,7 +403,11 @@ void mrl_guard_loop(struct guard_shm *g, int sock, int fan_fd, int wake_fd, int 
 				next = due < next ? due : next;
 			}
 		}
-		/* events nobody reads */
+		/* Events nobody reads: the group stayed readable since fan_wait
+		 * while the owner read nothing. Looked at every half margin: an
+		 * owner read means what is queued now may have come after it,
+		 * and its wait is counted from when we look again (late by at
+		 * most that half margin). */
 		if (fan_wait) {
 			uint64_t reads = LD(&g->owner_reads);
 			uint64_t due = stalled ? fan_wait : fan_wait + g->deadline_ns + GUARD_MARGIN_NS / 2;
@@ -404,11 +420,12 @@ void mrl_guard_loop(struct guard_shm *g, int sock, int fan_fd, int wake_fd, int 
 					read_unread(g, fan_fd, swept_for);
 					acted = true;
 					if (!stalled)
-						stall_reads = reads;
+						stall_alive = LD(&g->alive);
 					stalled = true;
 				}
 				fan_wait = 0;
 			} else {
+				due = due < now + GUARD_LEASE_POLL_NS ? due : now + GUARD_LEASE_POLL_NS;
 				next = due < next ? due : next;
 			}
 		}
@@ -437,7 +454,7 @@ void mrl_guard_loop(struct guard_shm *g, int sock, int fan_fd, int wake_fd, int 
 		if (pfd[2].revents & POLLIN) {
 			fan_wait = mono();
 			reads0 = LD(&g->owner_reads);
-			if (stalled && reads0 == stall_reads) { /* still stalled: at once */
+			if (stalled && LD(&g->alive) == stall_alive) { /* still stalled: at once */
 				read_unread(g, fan_fd, swept_for);
 				fan_wait = 0;
 				wake(wake_fd);

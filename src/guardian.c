@@ -357,6 +357,7 @@ void mrl_guard_reap(struct mrl_ctx *ctx)
 	if (!gd)
 		return;
 	struct guard_shm *g = gd->g;
+	__atomic_add_fetch(&g->alive, 1, __ATOMIC_SEQ_CST); /* ends the guardian's "stalled" */
 	for (int i = 0; i < GUARD_FAN_SLOTS; i++) {
 		if (LD(&g->fan[i].state) != GS_DONE)
 			continue;

@@ -8,6 +8,7 @@
 #ifndef MRL_GUARD_RIG_H
 #define MRL_GUARD_RIG_H
 
+#include <dirent.h>
 #include <sys/mman.h>
 
 #include "helpers.h"
@@ -98,6 +99,9 @@ static void o_check(enum setup s, uint32_t gen0[NMR], int round)
 			CHECK(o_wait_announced(3, &type, &cause) == 0, "MR 3: the truncate is announced");
 			CHECK(type == MRL_EVENT_FENCED && cause == MRL_CAUSE_TRUNCATED,
 			      "MR 3: fenced, truncated; got %s %s", mrl_event_str(type), mrl_cause_str(cause));
+			struct mrl_mr_info in = t_query(o_ctx, o_mr[3]);
+			CHECK(in.valid_length == MB / 2,
+			      "MR 3: served up to the new end only (%llu bytes)", (unsigned long long)in.valid_length);
 		}
 		CHECK(t_query(o_ctx, o_mr[2]).generation == gen0[2], "MR 2: nothing touched it, same generation");
 	} else {
@@ -197,10 +201,10 @@ static int owner_end(struct owner *o)
 	return t_wait_status(o->pid);
 }
 
-static char proc_state(pid_t pid)
+static char task_state(pid_t pid, pid_t tid)
 {
 	char p[64], buf[512];
-	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	snprintf(p, sizeof(p), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
 	int fd = open(p, O_RDONLY);
 	if (fd < 0)
 		return 0;
@@ -211,6 +215,24 @@ static char proc_state(pid_t pid)
 	buf[n] = 0;
 	char *e = strrchr(buf, ')');
 	return e && e[1] ? e[2] : 0;
+}
+
+/* 'T' once every thread of pid is stopped (the monitor too), else the
+ * state of one that is not */
+static char proc_state(pid_t pid)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(p);
+	if (!d)
+		return 0;
+	char st = 'T';
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && (st = task_state(pid, atoi(de->d_name))) != 'T')
+			break;
+	closedir(d);
+	return st;
 }
 
 /* Run an actor; wait for it to exit, at most the bound plus a hang limit;
