@@ -32,6 +32,8 @@
 
 #define LD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+/* what the guardian reads after it sees the state: release is enough */
+#define PUT(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 struct mrl_guard {
 	struct guard_shm *g;
@@ -151,6 +153,8 @@ bool mrl_guard_read_begin(struct mrl_ctx *ctx, uint64_t *mark)
 	struct mrl_guard *gd = ctx->guard;
 	if (!gd)
 		return true;
+	/* against the guardian's guard_reading: each sees the other's store
+	 * before its own load (seq_cst), so they never both read */
 	ST(&gd->g->owner_reading, mrl_now_ns() | 1);
 	if (LD(&gd->g->guard_reading)) {
 		ST(&gd->g->owner_reading, 0);
@@ -168,8 +172,8 @@ bool mrl_guard_read_end(struct mrl_ctx *ctx, uint64_t mark)
 	struct mrl_guard *gd = ctx->guard;
 	if (!gd)
 		return false;
-	__atomic_add_fetch(&gd->g->owner_reads, 1, __ATOMIC_SEQ_CST);
-	ST(&gd->g->owner_reading, 0);
+	__atomic_add_fetch(&gd->g->owner_reads, 1, __ATOMIC_RELAXED);
+	PUT(&gd->g->owner_reading, 0);
 	return LD(&gd->g->sweeps) != mark;
 }
 
@@ -186,11 +190,11 @@ void mrl_guard_fan_hold(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t dead
 		if (LD(&s->state) != GS_FREE)
 			continue;
 		s->fd = e->fd;
-		ST(&s->deadline_ns, deadline);
+		PUT(&s->deadline_ns, deadline);
 		gd->ev[i] = e;
 		e->gslot = i + 1;
 		e->guard = gd;
-		ST(&s->state, GS_PENDING);
+		PUT(&s->state, GS_PENDING);
 		gd->fan_hint = i + 1;
 		return;
 	}
@@ -232,8 +236,8 @@ void mrl_guard_fan_answered(struct mrl_fan_ev *e)
 	unsigned i = e->gslot - 1;
 	gd->ev[i] = NULL;
 	e->gslot = 0;
-	ST(&gd->g->fan[i].fd, -1);
-	ST(&gd->g->fan[i].state, GS_FREE);
+	PUT(&gd->g->fan[i].fd, -1);
+	PUT(&gd->g->fan[i].state, GS_FREE);
 }
 
 /* e is being freed: true = free it now. false = the guardian answered it
