@@ -317,9 +317,11 @@ void mrl_ht_free(struct mrl_htable *t);
  * process (guardian.c) answers a held fanotify event, or lets go of a
  * broken lease, at the break's deadline + GUARD_MARGIN_NS when the owner
  * has not. It shares no lock with the owner: a table of slots moved by
- * compare-and-swap only, so neither side ever waits for the other (the
- * owner yields for the length of one fcntl at most, closing a lease slot
- * the guardian is acting on). */
+ * compare-and-swap only; the guardian never waits for the owner. The
+ * owner waits for it in one place, under ctx->lock, bounded (100 ms): a
+ * file leaving the lease watcher waits for the guardian to close its dup of
+ * the file's description (one wake-up of it), so the next lease on that
+ * file finds no other opener. */
 struct mrl_ctx {
 	pthread_mutex_t lock;
 	pthread_mutex_t flush_lock;
