@@ -581,15 +581,22 @@ void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at)
 	if (!f || !change_of(e, &lo, &hi))
 		return;
 	int cause = op_cause[e->op];
-	mrl_log("fanotify: the guardian let %s by %d [%s] go past its deadline: seen after it landed",
-		mrl_cause_str((unsigned)cause), (int)e->tid, e->line);
+	mrl_log("fanotify: the guardian %s %s by %d [%s] past its deadline%s",
+		e->gdenied ? "refused" : "let", mrl_cause_str((unsigned)cause), (int)e->tid, e->line,
+		e->gdenied ? "" : " go: seen after it landed");
 	struct mrl_mr_vec vec;
 	mrl_file_mrs_range(f, lo, hi, &vec);
 	for (size_t i = 0; i < vec.n; i++) {
 		struct mrl_mr *mr = vec.v[i];
 		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
 		uint64_t end = hi - mr->fnode.start < mr->len && hi > mr->fnode.start ? hi - mr->fnode.start : mr->len;
-		if (e->op != FOP_TRUNCATE)
+		if (e->gdenied) { /* nothing changed: the actor was told EBUSY */
+			if (off < mr->valid_len && (mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED)) {
+				mr->denials++;
+				mrl_post_event(ctx, mr, MRL_EVENT_DENIED, (uint32_t)cause, off, end - off,
+					       e->pid ? e->pid : e->tid, 0, at);
+			}
+		} else if (e->op != FOP_TRUNCATE)
 			mrl_mr_changed_after(ctx, mr, cause, off, end - off, at);
 		else if (off < mr->valid_len) /* its pages past the new end are gone */
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, off, mr->len - off, 0, at);
@@ -601,14 +608,14 @@ static void on_modify(struct mrl_ctx *ctx, dev_t dev, ino_t ino, pid_t tid);
 
 /* ctx->lock held: an event the guardian read and let go itself. */
 void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
-		       uint64_t lo, uint64_t hi, const char *line, uint64_t at)
+		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied)
 {
 	if (mask & FAN_MODIFY) {
 		on_modify(ctx, (dev_t)dev, (ino_t)ino, tid);
 		return;
 	}
 	struct mrl_fan_ev e = {.fd = -1, .dev = (dev_t)dev, .ino = (ino_t)ino, .tid = tid,
-			       .mask = mask, .lo = lo, .hi = hi};
+			       .mask = mask, .lo = lo, .hi = hi, .gdenied = denied};
 	snprintf(e.line, sizeof(e.line), "%s", line);
 	if (mask & FAN_OPEN_PERM)
 		e.classified = parse_open(&e, false);
@@ -824,6 +831,7 @@ static void fan_read(struct mrl_ctx *ctx)
 			if (fstat(md->fd, &st) == 0) {
 				e->dev = st.st_dev;
 				e->ino = st.st_ino;
+				e->size = (uint64_t)st.st_size;
 			}
 			/* a modify event's fd is not needed (an open file
 			 * description held here counts as another opener for

@@ -19,6 +19,11 @@
 #define GUARD_LEASE_SLOTS 256
 #define GUARD_RECS 256
 #define GUARD_LINE 112
+/* What the guardian answers a call that would shrink the file under the
+ * owner's MRs (a truncate below its size, a collapse, an O_TRUNC open): let
+ * through, the owner's own mapping past the new end would take SIGBUS the
+ * moment its transport wrote there, before it could fence. */
+#define GUARD_DENY_ERRNO EBUSY
 
 /* A slot's state. Who may move it: O = the owner, G = the guardian; every
  * move is a compare-and-swap, so exactly one side answers each actor. */
@@ -36,10 +41,14 @@ enum guard_state {
 struct guard_slot {
 	uint32_t state;        /* enum guard_state, atomic */
 	int32_t fd;            /* fan: the owner's event fd (the answer's key) */
-	uint32_t lease_type;   /* lease: the type held (F_WRLCK/F_RDLCK); after G: the target seen */
-	uint32_t pad;
+	uint32_t lease_type;   /* lease: the type held (F_WRLCK/F_RDLCK); after G: the target seen.
+			        * fan, after G: 1 = refused (a shrink), 0 = let go */
+	uint32_t pad;          /* lease: bumped by O at every arm */
 	uint64_t deadline_ns;  /* GS_PENDING: CLOCK_MONOTONIC */
 	uint64_t acted_ns;
+	uint64_t size;         /* fan: the file's size when read (a truncate below it shrinks) */
+	int32_t tid;           /* fan: the actor */
+	int32_t pad2;
 };
 
 /* An event the guardian read and let go itself (the owner was not reading). */
@@ -47,7 +56,7 @@ struct guard_rec {
 	uint32_t full;         /* atomic: 1 = written by G, 0 = reaped by O */
 	uint32_t mask;
 	int32_t tid;
-	int32_t pad;
+	int32_t denied;        /* 1: refused (a shrink), not let go */
 	uint64_t dev, ino, lo, hi, at;
 	char line[GUARD_LINE]; /* the actor's /proc/TID/syscall when let go */
 };

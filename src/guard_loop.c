@@ -10,7 +10,9 @@
  * its own stack only (no malloc, no locks, no stdio), and it is built
  * without sanitizers (Makefile): their runtimes are not safe after a bare
  * clone. */
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -50,11 +52,63 @@ static uint64_t mono(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void allow(int fan_fd, int fd)
+static void answer(int fan_fd, int fd, bool deny)
 {
-	struct fanotify_response r = {.fd = fd, .response = FAN_ALLOW};
+	struct fanotify_response r = {
+		.fd = fd,
+		.response = deny ? FAN_DENY | ((uint32_t)GUARD_DENY_ERRNO << 24) : FAN_ALLOW};
 	syscall(SYS_write, fan_fd, &r, sizeof(r));
 }
+
+static void allow(int fan_fd, int fd)
+{
+	answer(fan_fd, fd, false);
+}
+
+/* "NR 0xA0 0xA1 ..." (/proc/TID/syscall): false unless nr and 3 args */
+static bool parse_line(const char *p, long *nr, uint64_t a[3])
+{
+	long n = 0;
+	if (*p < '0' || *p > '9')
+		return false;
+	while (*p >= '0' && *p <= '9')
+		n = n * 10 + (*p++ - '0');
+	*nr = n;
+	for (int i = 0; i < 3; i++) {
+		while (*p == ' ')
+			p++;
+		if (p[0] != '0' || p[1] != 'x')
+			return false;
+		p += 2;
+		uint64_t v = 0;
+		for (;; p++) {
+			int d = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+			if (d < 0)
+				break;
+			v = v * 16 + (uint64_t)d;
+		}
+		a[i] = v;
+	}
+	return true;
+}
+
+/* Would the call in line shrink a file of size bytes? */
+static bool shrinks(const char *line, uint32_t mask, uint64_t size)
+{
+	long nr;
+	uint64_t a[3];
+	if (!parse_line(line, &nr, a))
+		return false;
+	if (mask & FAN_OPEN_PERM) {
+		uint64_t flags = nr == SYS_open ? a[1] : nr == SYS_openat ? a[2] : 0;
+		return nr == SYS_creat || (flags & O_TRUNC);
+	}
+	if (nr == SYS_truncate || nr == SYS_ftruncate)
+		return a[1] < size;
+	return nr == SYS_fallocate && (a[1] & FALLOC_FL_COLLAPSE_RANGE);
+}
+
+static void actor_line(int tid, char *line);
 
 static void wake(int wake_fd)
 {
@@ -81,7 +135,10 @@ static uint64_t fan_slots(struct guard_shm *g, int fan_fd, uint64_t now, bool *a
 		}
 		if (!cas(&s->state, GS_PENDING, GS_CLAIMED))
 			continue;
-		allow(fan_fd, s->fd);
+		char line[GUARD_LINE];
+		actor_line(s->tid, line);
+		s->lease_type = shrinks(line, FAN_PRE_ACCESS | (s->pad2 ? FAN_OPEN_PERM : 0), s->size);
+		answer(fan_fd, s->fd, s->lease_type);
 		s->acted_ns = now;
 		ST(&s->state, GS_DONE);
 		ADD(&g->acts, 1);
@@ -218,15 +275,19 @@ static void actor_line(int tid, char *line)
 			line[i] = 0;
 }
 
-static void record(struct guard_shm *g, const struct fanotify_event_metadata *md, uint64_t lo,
+/* Write down md for the owner; true if it is to be refused (a shrink). */
+static bool record(struct guard_shm *g, const struct fanotify_event_metadata *md, uint64_t lo,
 		   uint64_t hi, uint64_t now)
 {
 	struct guard_rec *r = &g->rec[LD(&g->rec_head) % GUARD_RECS];
-	if (LD(&r->full)) {
+	struct stat st = {0};
+	if (LD(&r->full)) { /* the owner learns of it by inotify alone */
+		char line[GUARD_LINE];
 		ADD(&g->rec_lost, 1);
-		return;
+		actor_line(md->pid, line);
+		return (md->mask & PERM_MASK) && syscall(SYS_fstat, md->fd, &st) == 0 &&
+		       shrinks(line, (uint32_t)md->mask, (uint64_t)st.st_size);
 	}
-	struct stat st;
 	r->dev = r->ino = 0;
 	if (syscall(SYS_fstat, md->fd, &st) == 0) {
 		r->dev = st.st_dev;
@@ -237,12 +298,17 @@ static void record(struct guard_shm *g, const struct fanotify_event_metadata *md
 	r->lo = lo;
 	r->hi = hi;
 	r->at = now;
-	if (md->mask & PERM_MASK)
+	r->denied = 0;
+	if (md->mask & PERM_MASK) {
 		actor_line(md->pid, r->line);
-	else
+		r->denied = shrinks(r->line, (uint32_t)md->mask, (uint64_t)st.st_size);
+	} else {
 		r->line[0] = 0;
+	}
+	bool deny = r->denied;
 	ST(&r->full, 1);
 	ADD(&g->rec_head, 1);
+	return deny;
 }
 
 /* An answer by number reaches the first held event with that number, which
@@ -260,7 +326,10 @@ static void clear_number(struct guard_shm *g, int fan_fd, int fd, uint64_t now)
 		while (LD(&s->state) == GS_OWNED && mono() < until)
 			syscall(SYS_sched_yield);
 		if (cas(&s->state, GS_PENDING, GS_CLAIMED)) {
-			allow(fan_fd, fd);
+			char line[GUARD_LINE];
+			actor_line(s->tid, line);
+			s->lease_type = shrinks(line, FAN_PRE_ACCESS | (s->pad2 ? FAN_OPEN_PERM : 0), s->size);
+			answer(fan_fd, fd, s->lease_type);
 			s->acted_ns = now;
 			ST(&s->state, GS_DONE);
 			ADD(&g->acts, 1);
@@ -299,10 +368,10 @@ static void read_unread(struct guard_shm *g, int fan_fd, uint64_t swept_for)
 				}
 				p += h->len;
 			}
-			record(g, md, lo, hi, now);
+			bool deny = record(g, md, lo, hi, now);
 			if (md->mask & PERM_MASK) {
 				clear_number(g, fan_fd, md->fd, now);
-				allow(fan_fd, md->fd);
+				answer(fan_fd, md->fd, deny);
 				ADD(&g->acts, 1);
 			}
 			syscall(SYS_close, md->fd);

@@ -31,6 +31,8 @@
 #include "mrl_int.h"
 #include "guard.h"
 
+#define FAN_OPEN_PERM_BIT 0x00010000 /* <sys/fanotify.h>'s FAN_OPEN_PERM */
+
 #define LD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 /* what the guardian reads after it sees the state: release is enough */
@@ -191,6 +193,9 @@ void mrl_guard_fan_hold(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t dead
 		if (LD(&s->state) != GS_FREE)
 			continue;
 		s->fd = e->fd;
+		s->tid = e->tid;
+		s->pad2 = (e->mask & FAN_OPEN_PERM_BIT) != 0;
+		s->size = e->size;
 		PUT(&s->deadline_ns, deadline);
 		gd->ev[i] = e;
 		e->gslot = i + 1;
@@ -387,6 +392,7 @@ void mrl_guard_reap(struct mrl_ctx *ctx)
 			e->gslot = 0;
 			e->answered = true;
 			e->gdone = true;
+			e->gdenied = g->fan[i].lease_type == 1;
 			mrl_fan_guard_let(ctx, e, g->fan[i].acted_ns);
 			if (e->gzombie)
 				mrl_fan_ev_free(e);
@@ -397,7 +403,8 @@ void mrl_guard_reap(struct mrl_ctx *ctx)
 		struct guard_rec *r = &g->rec[i];
 		if (!LD(&r->full))
 			continue;
-		mrl_fan_guard_rec(ctx, r->dev, r->ino, r->mask, r->tid, r->lo, r->hi, r->line, r->at);
+		mrl_fan_guard_rec(ctx, r->dev, r->ino, r->mask, r->tid, r->lo, r->hi, r->line, r->at,
+				  r->denied);
 		ST(&r->full, 0);
 	}
 	for (int i = 0; i < GUARD_LEASE_SLOTS; i++) {

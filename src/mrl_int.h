@@ -147,6 +147,8 @@ struct mrl_fan_ev {
 	bool gdone;            /* the guardian let it go: a change seen after */
 	bool gzombie;          /* freed by the owner, kept until the guardian's act is reaped */
 	bool gapplied;         /* that change was announced (mrl_fan_guard_let) */
+	bool gdenied;          /* the guardian refused it (a shrink), not let go */
+	uint64_t size;         /* the file's size when read */
 };
 
 struct mrl_file {
@@ -560,7 +562,7 @@ void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f);
 /* the watchers' part of the reap (ctx->lock held): what the guardian let go */
 void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
 void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
-		       uint64_t lo, uint64_t hi, const char *line, uint64_t at);
+		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied);
 void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
