@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The table the owner shares with its guardian process (guardian.c, the
  * owner's side; guard_loop.c, the guardian's): one MAP_SHARED page set made
  * before the guardian is forked. Only these two files include it. */

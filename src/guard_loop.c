@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The guardian process: a forked copy of the owner that only keeps the
  * bound on other processes' waits when the owner cannot (stopped, hung,
  * its monitor deadlocked, paged out). It answers a held fanotify event, or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The owner's side of the guardian (the process itself: guard_loop.c).
  *
  * A break's deadline is counted by the monitor thread; if the owner is

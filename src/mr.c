@@ -479,7 +479,10 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 	}
 	bool rekey = mr->rekey;
 	if (mr->rekey) {
-		mr->key = ctx->next_key++;
+		if (mrl_key_new(ctx, &mr->key)) { /* no key material: cannot come back */
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);
+			return -EKEYREVOKED;
+		}
 		mr->rekey = 0;
 	}
 	int ret = dev_rereg(ctx, mr, mr->valid_len, rekey);
@@ -649,7 +652,10 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
 	mr->gen = 1;
 	mr->refs = 1;
-	mr->key = ctx->next_key++;
+	if ((ret = mrl_key_new(ctx, &mr->key))) {
+		free(mr);
+		goto out;
+	}
 	if (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS) {
 		mr->fnode.start = v.off + ((uintptr_t)addr - v.start);
 		ret = mrl_file_get(ctx, v.dev, v.ino, path, kind, &mr->file);
@@ -699,14 +705,24 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	}
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
-	mrl_itree_insert(&ctx->va_index, &mr->va);
+	mr->fnode.end = mr->fnode.start + len;
+	/* the indexes allocate as they grow */
+	ret = mrl_itree_insert(&ctx->va_index, &mr->va);
+	if (!ret && mr->file && (ret = mrl_itree_insert(&mr->file->mrs, &mr->fnode)))
+		mrl_itree_remove(&ctx->va_index, &mr->va);
+	if (ret) {
+		mrl_ht_del(&ctx->ht, mr->handle);
+		dev_dereg(ctx, mr);
+		if (mr->file)
+			mrl_file_put(ctx, mr->file);
+		free(mr);
+		ret = mrl_err(ENOMEM, "mrl_mr_reg: out of memory for the MR index");
+		goto out;
+	}
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
 	fork_protect(ctx, mr, &v);
-	if (mr->file) {
-		mr->fnode.end = mr->fnode.start + len;
-		mrl_itree_insert(&mr->file->mrs, &mr->fnode);
+	if (mr->file)
 		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
-	}
 	*out = mr->handle;
 out:
 	mrl_unlock(&ctx->lock);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The rig of the guardian tests: an owner process serving a file as MRs
  * (fanotify on ext4; the lease on tmpfs; the lease on ext4 with fanotify
  * off), made unable to answer by the test (stopped, or its monitor

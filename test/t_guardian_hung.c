@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* An owner whose monitor is deadlocked (a thread busy with the context's
  * lock held) holds nobody past its deadline: events the monitor published
  * before it blocked, events it never read and lease breaks it never saw

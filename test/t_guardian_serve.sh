@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # The demo's server stopped while a client streams (issue 13, item 7): with
 # `mrlease serve FILE` under SIGSTOP, `cat FILE`, a punch and a truncate by
 # other processes return within the deadline plus a margin (the guardian);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A stopped owner (SIGSTOP while serving) holds nobody past its deadline:
  * the guardian process lets a read, a punch and a truncate by the system's
  * tools go at deadline + margin -- fanotify on ext4, the lease on tmpfs and
