@@ -360,6 +360,7 @@ struct mrl_ctx {
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
 	long intp_nmrs;              /* its MRs the preload library counts */
 	struct mrl_intp_req *intp_reqs; /* interposed calls waiting for the monitor */
+	struct mrl_intp_req *as_req; /* the madvise pause waiting for as_brk to quiesce */
 	bool intp_inline;            /* no monitor to wait for: resolve in the caller */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
