@@ -141,7 +141,8 @@ static int madv_cb(struct mrl_itree_node *node, void *p)
 	struct mrl_mr *mr = (struct mrl_mr *)node;
 	if (mr->state != MRL_STATE_ACTIVE || !mr->file)
 		return 0; /* anonymous and shmem MRs were paused and resumed around the call */
-	mrl_mr_repin_locked(h->ctx, mr, h->now);
+	if (mrl_mr_repin_locked(h->ctx, mr, MRL_CAUSE_MADVISED))
+		return 0; /* its end moves it on and tells the holders */
 	if (!h->ctx->rops->pins(h->ctx->dev)) {
 		/* virtually addressed device: nothing to move, but the bytes
 		 * may have changed under the peers: new generation */
@@ -228,6 +229,13 @@ static void req_done(struct mrl_intp_req *r)
 	futex_wake(&r->done, 1);
 }
 
+/* once the device let go of what serving r fenced (devq.c) */
+static void req_done_cb(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
+{
+	(void)ctx, (void)mr, (void)ret;
+	req_done(arg);
+}
+
 /* ctx->lock held (by the caller, or the monitor serving it): queue r for
  * the monitor, drop the lock and wait until it is served. false, lock
  * still held, when nobody is there to serve it: the caller does it itself
@@ -268,6 +276,7 @@ static void resolve(uintptr_t a, size_t len, int op)
 		struct mrl_intp_req r = {.a = a, .len = len, .op = op};
 		if (!hand_to_monitor(ctx, &r)) {
 			resolve_locked(ctx, a, len, op);
+			mrl_dev_sync(ctx); /* the device lets go before the call lands */
 			mrl_unlock(&ctx->lock);
 			mrl_wake_monitor(ctx); /* it sends the state messages */
 		}
@@ -292,14 +301,14 @@ static void intp_serve(struct mrl_ctx *ctx)
 		*pp = r->next;
 		if (r->op == OP_MADV_PAUSE) {
 			if (!madv_pause_locked(ctx, r))
-				req_done(r); /* nothing paused */
+				mrl_dev_after(ctx, req_done_cb, r); /* nothing paused */
 			/* else its break's let_land serves it (maybe done already) */
 		} else if (r->op == OP_MADV_RESUME) {
 			madv_resume_locked(ctx);
-			req_done(r);
+			mrl_dev_after(ctx, req_done_cb, r);
 		} else {
 			resolve_locked(ctx, r->a, r->len, r->op);
-			req_done(r);
+			mrl_dev_after(ctx, req_done_cb, r);
 		}
 		pp = &ctx->intp_reqs;
 	}
@@ -355,7 +364,7 @@ struct as_pause {
 static int collect_cb(struct mrl_itree_node *node, void *p)
 {
 	struct mrl_mr *mr = (struct mrl_mr *)node;
-	if (mr->state != MRL_STATE_ACTIVE || mr->file)
+	if (!mrl_mr_live(mr) || mr->file)
 		return 0;
 	return mrl_mr_vec_push(p, mr);
 }
@@ -403,12 +412,13 @@ static bool madv_pause_one(struct mrl_ctx *ctx, uintptr_t a, size_t len)
 	while (ctx->as_brk && !monitor)
 		pthread_cond_wait(&ctx->as_cv, &ctx->lock);
 	if (ctx->as_brk || !madv_pause_locked(ctx, &r)) {
+		mrl_dev_sync(ctx);
 		mrl_unlock(&ctx->lock);
 		mrl_wake_monitor(ctx); /* it sends the state messages */
 		return false;
 	}
 	ctx->as_req = NULL;
-	while (ctx->as_brk && ctx->as_brk->phase == BRK_QUIESCE)
+	while (ctx->as_brk && ctx->as_brk->phase != BRK_LANDING)
 		pthread_cond_wait(&ctx->as_cv, &ctx->lock);
 	bool paused = ctx->as_brk != NULL;
 	mrl_unlock(&ctx->lock);
@@ -422,6 +432,7 @@ static void madv_resume_one(struct mrl_ctx *ctx)
 	struct mrl_intp_req r = {.op = OP_MADV_RESUME};
 	if (!hand_to_monitor(ctx, &r)) {
 		madv_resume_locked(ctx);
+		mrl_dev_sync(ctx);
 		mrl_unlock(&ctx->lock);
 	}
 	mrl_wake_monitor(ctx);

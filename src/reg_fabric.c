@@ -126,26 +126,30 @@ static void tomb_free(struct fab_tomb *t)
 	free(t);
 }
 
-/* f->lock held: a key about to be registered again leaves its tombstone */
-static void tomb_take(struct mrl_fabric *f, uint64_t key)
+/* f->lock held: a key about to be registered again leaves the tombstones */
+static struct fab_tomb *tomb_unlink(struct mrl_fabric *f, uint64_t key)
 {
 	for (struct fab_tomb **pp = &f->tombs; *pp; pp = &(*pp)->next)
 		if ((*pp)->key == key) {
 			struct fab_tomb *t = *pp;
 			*pp = t->next;
 			f->ntombs--;
-			tomb_free(t);
-			return;
+			return t;
 		}
+	return NULL;
 }
 
-static void tomb_add(struct mrl_fabric *f, const struct fab_mr *m)
+static bool wants_tomb(const struct mrl_fabric *f, const struct fab_mr *m)
 {
-	if (f->prov_key || f->virt_addr || !(m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE)))
-		return;
+	return !f->prov_key && !f->virt_addr && (m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE));
+}
+
+/* gate held exclusive (m's key was just closed): keep the key over scratch */
+static struct fab_tomb *tomb_make(struct mrl_fabric *f, const struct fab_mr *m)
+{
 	struct fab_tomb *t = calloc(1, sizeof(*t));
 	if (!t)
-		return;
+		return NULL;
 	/* NORESERVE: costs nothing until a late write touches it */
 	t->sink = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -154,23 +158,17 @@ static void tomb_add(struct mrl_fabric *f, const struct fab_mr *m)
 		if (t->sink != MAP_FAILED)
 			munmap(t->sink, m->len);
 		free(t);
-		return;
+		return NULL;
 	}
 	t->key = m->key;
 	t->len = m->len;
-	if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
-		struct fab_tomb **pp = &f->tombs;
-		while ((*pp)->next)
-			pp = &(*pp)->next;
-		tomb_free(*pp);
-		*pp = NULL;
-		f->ntombs--;
-	}
-	t->next = f->tombs;
-	f->tombs = t;
-	f->ntombs++;
+	return t;
 }
 
+/* The provider calls are made under no lock of the library's: f->lock
+ * guards the tombstone list only. The gate is taken exclusive only while a
+ * key moves between an MR and its tombstone (both calls inside it), which
+ * holds every endpoint's progress for that long: a fresh key needs none. */
 static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
 {
 	struct mrl_fabric *f = dev;
@@ -182,13 +180,22 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 		acc |= FI_REMOTE_READ;
 	if (access & MRL_ACCESS_REMOTE_WRITE)
 		acc |= FI_REMOTE_WRITE;
-	mrl_lock(&f->lock);
-	pthread_rwlock_wrlock(&f->gate);
-	if (!f->prov_key)
-		tomb_take(f, *key);
+	struct fab_tomb *t = NULL;
+	if (!f->prov_key) {
+		mrl_lock(&f->lock);
+		t = tomb_unlink(f, *key);
+		mrl_unlock(&f->lock);
+	}
+	if (t) {
+		pthread_rwlock_wrlock(&f->gate);
+		fi_close(&t->mr->fid);
+	}
 	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &m->mr, NULL);
-	pthread_rwlock_unlock(&f->gate);
-	mrl_unlock(&f->lock);
+	if (t) {
+		pthread_rwlock_unlock(&f->gate);
+		munmap(t->sink, t->len);
+		free(t);
+	}
 	if (ret) {
 		free(m);
 		return mrl_err(ret, "fi_mr_reg(%p, %zu, key %#llx): %s", addr, len,
@@ -205,13 +212,32 @@ static int fab_dereg(void *dev, void *h)
 {
 	struct mrl_fabric *f = dev;
 	struct fab_mr *m = h;
-	mrl_lock(&f->lock);
-	pthread_rwlock_wrlock(&f->gate);
+	struct fab_tomb *t = NULL, *old = NULL;
+	bool tomb = wants_tomb(f, m);
+	if (tomb)
+		pthread_rwlock_wrlock(&f->gate);
 	int ret = fi_close(&m->mr->fid);
-	if (!ret)
-		tomb_add(f, m);
-	pthread_rwlock_unlock(&f->gate);
-	mrl_unlock(&f->lock);
+	if (!ret && tomb)
+		t = tomb_make(f, m);
+	if (tomb)
+		pthread_rwlock_unlock(&f->gate);
+	if (t) {
+		mrl_lock(&f->lock);
+		if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
+			struct fab_tomb **pp = &f->tombs;
+			while ((*pp)->next)
+				pp = &(*pp)->next;
+			old = *pp;
+			*pp = NULL;
+			f->ntombs--;
+		}
+		t->next = f->tombs;
+		f->tombs = t;
+		f->ntombs++;
+		mrl_unlock(&f->lock);
+		if (old)
+			tomb_free(old);
+	}
 	free(m);
 	return ret ? mrl_err(ret, "fi_close(mr): %s", fi_strerror(-ret)) : 0;
 }
