@@ -611,7 +611,7 @@ static inline bool mrl_forked(const struct mrl_ctx *ctx)
 		if (unlikely(mrl_forked(ctx)))                                                \
 			return mrl_child_err(fn);                                            \
 	} while (0)
-/* reg_uring.c: does fork give the child a copy of pinned private pages, so
+/* fork.c: does fork give the child a copy of pinned private pages, so
  * the parent keeps the pinned ones (Linux 5.9+: early COW of FOLL_PIN'd
  * anonymous pages)? Probed once, on first use; false when it cannot tell. */
 bool mrl_fork_copies_pinned(void);
