@@ -111,64 +111,97 @@ struct fab_mr {
  * only where remote addresses are offsets and keys ours (no VIRT_ADDR,
  * no PROV_KEY). */
 struct fab_tomb {
-	struct fab_tomb *next;
+	struct fab_tomb *older, *newer; /* age order */
+	struct fab_tomb *hnext;         /* same hash bucket */
 	struct fid_mr *mr;
 	uint64_t key;
-	void *sink;
-	size_t len;
 };
 #define MAX_TOMBS 4096
+#define TOMB_BUCKETS 8192 /* a power of two, > MAX_TOMBS: chains stay short */
 
+static struct fab_tomb **tomb_bucket(struct mrl_fabric *f, uint64_t key)
+{
+	return &f->tomb_hash[(key * 0x9e3779b97f4a7c15ull) >> 51 & (TOMB_BUCKETS - 1)];
+}
+
+/* f->lock held: unlink t from the age list and its bucket */
+static void tomb_unlink(struct mrl_fabric *f, struct fab_tomb *t)
+{
+	for (struct fab_tomb **pp = tomb_bucket(f, t->key); *pp; pp = &(*pp)->hnext)
+		if (*pp == t) {
+			*pp = t->hnext;
+			break;
+		}
+	*(t->older ? &t->older->newer : &f->tomb_old) = t->newer;
+	*(t->newer ? &t->newer->older : &f->tomb_new) = t->older;
+	f->ntombs--;
+}
+
+/* an unlinked tombstone: its key goes (no lock of the library's held) */
 static void tomb_free(struct fab_tomb *t)
 {
 	fi_close(&t->mr->fid);
-	munmap(t->sink, t->len);
 	free(t);
 }
 
-/* f->lock held: a key about to be registered again leaves the tombstones */
-static struct fab_tomb *tomb_unlink(struct mrl_fabric *f, uint64_t key)
+/* f->lock held: scratch of at least len bytes. Tombs share it, one mapping
+ * per power of two kept until the domain closes: a restore of 10,000 MRs
+ * made and unmade 10,000 mappings. NORESERVE: it costs nothing until a
+ * late operation touches it, and what it writes there is nobody's. */
+static void *sink_get(struct mrl_fabric *f, size_t len)
 {
-	for (struct fab_tomb **pp = &f->tombs; *pp; pp = &(*pp)->next)
-		if ((*pp)->key == key) {
-			struct fab_tomb *t = *pp;
-			*pp = t->next;
-			f->ntombs--;
+	unsigned c = len <= 4096 ? 12 : 64 - (unsigned)__builtin_clzll(len - 1);
+	if (c >= ARRAY_SIZE(f->sinks))
+		return NULL;
+	if (!f->sinks[c]) {
+		void *p = mmap(NULL, 1ull << c, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		f->sinks[c] = p;
+	}
+	return f->sinks[c];
+}
+
+/* f->lock held: a key about to be registered again leaves its tombstone
+ * (unlinked, still registered: the caller swaps it under the gate) */
+static struct fab_tomb *tomb_take(struct mrl_fabric *f, uint64_t key)
+{
+	if (!f->tomb_hash)
+		return NULL;
+	for (struct fab_tomb *t = *tomb_bucket(f, key); t; t = t->hnext)
+		if (t->key == key) {
+			tomb_unlink(f, t);
 			return t;
 		}
 	return NULL;
 }
 
-static bool wants_tomb(const struct mrl_fabric *f, const struct fab_mr *m)
+/* f->lock held: t (registered) joins the tombstones; the oldest one that
+ * makes room is returned for the caller to free */
+static struct fab_tomb *tomb_insert(struct mrl_fabric *f, struct fab_tomb *t)
 {
-	return !f->prov_key && !f->virt_addr && (m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE));
-}
-
-/* gate held exclusive (m's key was just closed): keep the key over scratch */
-static struct fab_tomb *tomb_make(struct mrl_fabric *f, const struct fab_mr *m)
-{
-	struct fab_tomb *t = calloc(1, sizeof(*t));
-	if (!t)
-		return NULL;
-	/* NORESERVE: costs nothing until a late write touches it */
-	t->sink = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (t->sink == MAP_FAILED ||
-	    fi_mr_reg(f->domain, t->sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL)) {
-		if (t->sink != MAP_FAILED)
-			munmap(t->sink, m->len);
-		free(t);
-		return NULL;
+	struct fab_tomb *old = NULL;
+	if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
+		old = f->tomb_old;
+		tomb_unlink(f, old);
 	}
-	t->key = m->key;
-	t->len = m->len;
-	return t;
+	t->older = f->tomb_new;
+	t->newer = NULL;
+	*(f->tomb_new ? &f->tomb_new->newer : &f->tomb_old) = t;
+	f->tomb_new = t;
+	struct fab_tomb **b = tomb_bucket(f, t->key);
+	t->hnext = *b;
+	*b = t;
+	f->ntombs++;
+	return old;
 }
 
 /* The provider calls are made under no lock of the library's: f->lock
- * guards the tombstone list only. The gate is taken exclusive only while a
- * key moves between an MR and its tombstone (both calls inside it), which
- * holds every endpoint's progress for that long: a fresh key needs none. */
+ * guards the tombstones and sinks only. The gate is taken exclusive only
+ * while a key moves between an MR and its tombstone (both calls inside it),
+ * which holds every endpoint's progress for that long: a fresh key needs
+ * none. */
 static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
 {
 	struct mrl_fabric *f = dev;
@@ -183,7 +216,7 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 	struct fab_tomb *t = NULL;
 	if (!f->prov_key) {
 		mrl_lock(&f->lock);
-		t = tomb_unlink(f, *key);
+		t = tomb_take(f, *key);
 		mrl_unlock(&f->lock);
 	}
 	if (t) {
@@ -193,7 +226,6 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &m->mr, NULL);
 	if (t) {
 		pthread_rwlock_unlock(&f->gate);
-		munmap(t->sink, t->len);
 		free(t);
 	}
 	if (ret) {
@@ -213,27 +245,26 @@ static int fab_dereg(void *dev, void *h)
 	struct mrl_fabric *f = dev;
 	struct fab_mr *m = h;
 	struct fab_tomb *t = NULL, *old = NULL;
-	bool tomb = wants_tomb(f, m);
-	if (tomb)
+	void *sink = NULL;
+	if (!f->prov_key && !f->virt_addr && (m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE))) {
+		mrl_lock(&f->lock);
+		if (f->tomb_hash || (f->tomb_hash = calloc(TOMB_BUCKETS, sizeof(*f->tomb_hash))))
+			sink = sink_get(f, m->len);
+		mrl_unlock(&f->lock);
+		t = sink ? calloc(1, sizeof(*t)) : NULL;
+	}
+	if (t)
 		pthread_rwlock_wrlock(&f->gate);
 	int ret = fi_close(&m->mr->fid);
-	if (!ret && tomb)
-		t = tomb_make(f, m);
-	if (tomb)
+	if (t && (ret || fi_mr_reg(f->domain, sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL))) {
 		pthread_rwlock_unlock(&f->gate);
-	if (t) {
+		free(t);
+		t = NULL;
+	} else if (t) {
+		pthread_rwlock_unlock(&f->gate);
+		t->key = m->key;
 		mrl_lock(&f->lock);
-		if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
-			struct fab_tomb **pp = &f->tombs;
-			while ((*pp)->next)
-				pp = &(*pp)->next;
-			old = *pp;
-			*pp = NULL;
-			f->ntombs--;
-		}
-		t->next = f->tombs;
-		f->tombs = t;
-		f->ntombs++;
+		old = tomb_insert(f, t);
 		mrl_unlock(&f->lock);
 		if (old)
 			tomb_free(old);
@@ -247,11 +278,15 @@ static void *fab_desc(void *h) { return fi_mr_desc(((struct fab_mr *)h)->mr); }
 static void fab_close(void *dev)
 {
 	struct mrl_fabric *f = dev;
-	while (f->tombs) {
-		struct fab_tomb *t = f->tombs;
-		f->tombs = t->next;
+	while (f->tomb_old) {
+		struct fab_tomb *t = f->tomb_old;
+		tomb_unlink(f, t);
 		tomb_free(t);
 	}
+	free(f->tomb_hash);
+	for (unsigned c = 0; c < ARRAY_SIZE(f->sinks); c++)
+		if (f->sinks[c])
+			munmap(f->sinks[c], 1ull << c);
 	fi_close(&f->domain->fid);
 	fi_close(&f->fabric->fid);
 	fi_freeinfo(f->info);
