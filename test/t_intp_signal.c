@@ -69,6 +69,15 @@ static int child(void)
 	if (!(mrl_ctx_watchers(ctx) & MRL_WATCH_INTERPOSE))
 		t_skip("the preload library is not what callers of munmap reach here");
 	mrl_mr_t mr[NMR];
+	/* the madvise round's memory first, never at an address the munmap
+	 * round frees: the userfaultfd watcher handles an UNMAP event after
+	 * the munmap returned and finds MRs by address, so a late one fences
+	 * an MR registered since at the same address (a race of its own) */
+	char *later[NMR];
+	for (int k = 0; k < NMR; k++) {
+		later[k] = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		REQUIRE(later[k] != MAP_FAILED, "mmap");
+	}
 	for (int k = 0; k < NMR; k++) {
 		addr[k] = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		REQUIRE(addr[k] != MAP_FAILED, "mmap");
@@ -93,8 +102,7 @@ static int child(void)
 
 	/* madvise: even MRs under MRL_POLICY_FENCE, odd ones restored */
 	for (int k = 0; k < NMR; k++) {
-		addr[k] = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		REQUIRE(addr[k] != MAP_FAILED, "mmap");
+		addr[k] = later[k];
 		memset(addr[k], 1, 4096);
 		struct mrl_reg_opts o = {.size = sizeof(o),
 					 .policy = k % 2 ? MRL_POLICY_RESTORE : MRL_POLICY_FENCE};
@@ -110,9 +118,15 @@ static int child(void)
 		CHECK(madv_results[k] == 0, "madvise %d from the handler succeeded", k);
 		CHECK(addr[k][0] == 0, "madvise %d landed (the page reads zero)", k);
 		struct mrl_mr_info in = t_query(ctx, mr[k]);
-		if (k % 2)
-			restored += in.state == MRL_STATE_ACTIVE && in.cause == MRL_CAUSE_MADVISED &&
-				    in.breaks == 1 && in.restores == 1;
+		if (k % 2) {
+			bool ok = in.state == MRL_STATE_ACTIVE && in.cause == MRL_CAUSE_MADVISED &&
+				  in.breaks == 1 && in.restores == 1;
+			restored += ok;
+			if (!ok)
+				fprintf(stderr, "MR %d: %s, cause %s, %u breaks, %u restores\n", k,
+					mrl_state_str(in.state), mrl_cause_str(in.cause), in.breaks,
+					in.restores);
+		}
 		else
 			mfenced += in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_MADVISED;
 	}
