@@ -59,7 +59,7 @@ SO_LDFLAGS := -Wl,-z,defs
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress t_dev_unlocked
+	t_intp_stress t_trunc_inflight t_dev_unlocked
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -121,6 +121,11 @@ $(B)/mrlease.pc: mrlease.pc.in | $(B)
 $(B)/test/%: test/%.c $(B)/libmrlease.a $(PRELOAD) | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) $(DEPFLAGS) $(LDFLAGS) -o $@ $< $(PL_LINK) -Wl,-rpath,$(abspath $(B)) \
 		$(B)/libmrlease.a $(LIBS) -lm
+
+# test/t_rogue_keys runs a stranger built from plain libfabric, no mrlease
+$(B)/test/rogue_keys: test/rogue_keys.c | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -D_GNU_SOURCE -o $@ $< -lfabric
+$(B)/test/t_rogue_keys: $(B)/test/rogue_keys
 
 # test/t_preload.sh: a program that knows nothing of mrlease, a plugin
 # linked with the shared library, a second interposer (plain tree only: an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Device calls outside ctx->lock. fi_mr_reg pins memory (long for a large
  * range), fi_close waits for the provider, an io_uring buffer update pins
  * and unpins pages: none of that may hold up a thread that needs ctx->lock

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* No device call under a lock another thread needs (issue 10): while one
  * thread's registration sits in its device call (the mock registrar holds
  * it as long as the test says, as pinning a large range can take), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A peer whose send queue is full when it acks a pause (issue 10): the
  * ack must go exactly once, and late rather than never. The ack is first
  * tried while the peer handles the batch of completions that brought the
