@@ -114,6 +114,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	mrl_lock(&ctx->lock);
 	mrl_dev_sync(ctx);
 	mrl_unlock(&ctx->lock);
+	mrl_guard_stop(ctx);
 	/* the interposer lets go first; fanotify and userfaultfd let every
 	 * actor still waiting in the kernel go */
 	mrl_watchers_stop(ctx);
