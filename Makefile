@@ -33,7 +33,13 @@ PL_CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
 # linked first (after a sanitizer runtime) so its definitions come before libc's
 PL_LINK := -Wl,--no-as-needed $(PRELOAD)
 
-all: $(B)/libmrlease.so $(B)/libmrlease.a $(PRELOAD) $(B)/mrlease $(B)/mrlease.pc
+# libmrlease-fi.so: the libfabric hooking provider (FI_HOOK=mrlease), the
+# library linked in. Plain tree only: libfabric dlopens it into programs
+# built without sanitizers.
+FI_HOOK_SO := $(if $(SAN),,$(B)/fi/libmrlease-fi.so)
+FI_PROVDIR ?= /usr/lib/$(shell $(CC) -dumpmachine)/libfabric
+
+all: $(B)/libmrlease.so $(B)/libmrlease.a $(PRELOAD) $(B)/mrlease $(B)/mrlease.pc $(FI_HOOK_SO)
 
 $(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)/obj
 	$(CC) -std=gnu11 $(WARN) -fvisibility=hidden $(PL_CFLAGS) -fPIC -shared -Wl,-soname,libmrlease-preload.so \
@@ -57,6 +63,11 @@ $(B)/libmrlease.a: $(OBJS)
 $(B)/mrlease: $(wildcard tools/*.c) $(wildcard tools/*.h) $(B)/libmrlease.a $(PRELOAD) include/mrlease.h
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $(wildcard tools/*.c) $(PL_LINK) \
 		-Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(B)/libmrlease.a $(LIBS) -lm
+
+$(B)/fi/libmrlease-fi.so: $(wildcard fi/*.c fi/*.h) fi/libmrlease-fi.map $(B)/libmrlease.a
+	mkdir -p $(B)/fi
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) -shared -Wl,--version-script=fi/libmrlease-fi.map \
+		-Wl,-soname,libmrlease-fi.so -o $@ $(wildcard fi/*.c) $(B)/libmrlease.a $(LIBS)
 
 $(B)/mrlease.pc: mrlease.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
@@ -114,6 +125,8 @@ install: all
 	install -m 644 $(B)/libmrlease.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/mrlease $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' mrlease.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mrlease.pc
+	install -d $(DESTDIR)$(FI_PROVDIR)
+	install -m 755 $(B)/fi/libmrlease-fi.so $(DESTDIR)$(FI_PROVDIR)/
 
 clean:
 	rm -rf build

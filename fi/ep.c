@@ -1,0 +1,548 @@
+/* Endpoints of an application-facing domain (active, scalable, their tx/rx
+ * contexts, shared receive contexts) and passive endpoints: every call goes
+ * to the provider's endpoint, with the hook's MR descriptors translated to
+ * the provider registration under them at post time. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hook.h"
+
+#define HEP(ep) (((struct hook_ep *)(ep))->hep)
+#define HOOK_IOV_MAX 32
+
+/* The provider's descriptors for count of the hook's, in tmp. */
+static inline void **descs(void **desc, size_t count, void **tmp)
+{
+	if (!desc)
+		return NULL;
+	for (size_t i = 0; i < count; i++)
+		tmp[i] = hook_desc(desc[i]);
+	return tmp;
+}
+#define DESCS(var, d, n)                                                                     \
+	void *var##_t[HOOK_IOV_MAX];                                                         \
+	if ((d) && (n) > HOOK_IOV_MAX)                                                       \
+		return -FI_EINVAL;                                                           \
+	void **var = descs(d, n, var##_t)
+
+/* ---- fi_ops_ep (shared with passive endpoints: unwrap by fid) ---- */
+static ssize_t ep_cancel(fid_t fid, void *context)
+{
+	struct fid_ep *u = container_of(hook_unwrap(fid), struct fid_ep, fid);
+	return u->ops->cancel(&u->fid, context);
+}
+
+static int ep_getopt(fid_t fid, int level, int optname, void *optval, size_t *optlen)
+{
+	struct fid_ep *u = container_of(hook_unwrap(fid), struct fid_ep, fid);
+	return u->ops->getopt(&u->fid, level, optname, optval, optlen);
+}
+
+static int ep_setopt(fid_t fid, int level, int optname, const void *optval, size_t optlen)
+{
+	struct fid_ep *u = container_of(hook_unwrap(fid), struct fid_ep, fid);
+	return u->ops->setopt(&u->fid, level, optname, optval, optlen);
+}
+
+static int ep_tx_ctx(struct fid_ep *sep, int index, struct fi_tx_attr *attr, struct fid_ep **tx,
+		     void *context)
+{
+	struct fid_ep *h;
+	int ret = fi_tx_context(HEP(sep), index, attr, &h, context);
+	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h, 0, tx, context);
+}
+
+static int ep_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr, struct fid_ep **rx,
+		     void *context)
+{
+	struct fid_ep *h;
+	int ret = fi_rx_context(HEP(sep), index, attr, &h, context);
+	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h, 0, rx, context);
+}
+
+/* deprecated calls, still in the table: called through it as the inline did */
+static ssize_t ep_rx_size_left(struct fid_ep *ep)
+{
+	struct fid_ep *u = HEP(ep);
+	return FI_CHECK_OP(u->ops, struct fi_ops_ep, rx_size_left) ? u->ops->rx_size_left(u) : -FI_ENOSYS;
+}
+static ssize_t ep_tx_size_left(struct fid_ep *ep)
+{
+	struct fid_ep *u = HEP(ep);
+	return FI_CHECK_OP(u->ops, struct fi_ops_ep, tx_size_left) ? u->ops->tx_size_left(u) : -FI_ENOSYS;
+}
+
+static struct fi_ops_ep hook_ep_ops = {
+	.size = sizeof(struct fi_ops_ep),
+	.cancel = ep_cancel,
+	.getopt = ep_getopt,
+	.setopt = ep_setopt,
+	.tx_ctx = ep_tx_ctx,
+	.rx_ctx = ep_rx_ctx,
+	.rx_size_left = ep_rx_size_left,
+	.tx_size_left = ep_tx_size_left,
+};
+
+/* ---- connection management ---- */
+#define UEP(ep) container_of(hook_unwrap(&(ep)->fid), struct fid_ep, fid)
+#define UPEP(pep) container_of(hook_unwrap(&(pep)->fid), struct fid_pep, fid)
+
+static int cm_setname(fid_t fid, void *addr, size_t addrlen) { return fi_setname(hook_unwrap(fid), addr, addrlen); }
+static int cm_getname(fid_t fid, void *addr, size_t *addrlen) { return fi_getname(hook_unwrap(fid), addr, addrlen); }
+static int cm_getpeer(struct fid_ep *ep, void *addr, size_t *addrlen) { return fi_getpeer(UEP(ep), addr, addrlen); }
+static int cm_connect(struct fid_ep *ep, const void *addr, const void *param, size_t paramlen)
+{
+	return fi_connect(UEP(ep), addr, param, paramlen);
+}
+static int cm_listen(struct fid_pep *pep) { return fi_listen(UPEP(pep)); }
+static int cm_accept(struct fid_ep *ep, const void *param, size_t paramlen)
+{
+	return fi_accept(UEP(ep), param, paramlen);
+}
+static int cm_reject(struct fid_pep *pep, fid_t handle, const void *param, size_t paramlen)
+{
+	return fi_reject(UPEP(pep), handle, param, paramlen);
+}
+static int cm_shutdown(struct fid_ep *ep, uint64_t flags) { return fi_shutdown(UEP(ep), flags); }
+static int cm_join(struct fid_ep *ep, const void *addr, uint64_t flags, struct fid_mc **mc, void *context)
+{
+	return fi_join(UEP(ep), addr, flags, mc, context);
+}
+
+static struct fi_ops_cm hook_cm_ops = {
+	.size = sizeof(struct fi_ops_cm),
+	.setname = cm_setname,
+	.getname = cm_getname,
+	.getpeer = cm_getpeer,
+	.connect = cm_connect,
+	.listen = cm_listen,
+	.accept = cm_accept,
+	.reject = cm_reject,
+	.shutdown = cm_shutdown,
+	.join = cm_join,
+};
+
+/* ---- messages ---- */
+static ssize_t msg_recv(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
+			void *context)
+{
+	return fi_recv(HEP(ep), buf, len, hook_desc(desc), src, context);
+}
+
+static ssize_t msg_recvv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t src, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_recvv(HEP(ep), iov, desc_u, count, src, context);
+}
+
+static ssize_t msg_recvmsg(struct fid_ep *ep, const struct fi_msg *msg, uint64_t flags)
+{
+	struct fi_msg m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_recvmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t msg_send(struct fid_ep *ep, const void *buf, size_t len, void *desc, fi_addr_t dest,
+			void *context)
+{
+	return fi_send(HEP(ep), buf, len, hook_desc(desc), dest, context);
+}
+
+static ssize_t msg_sendv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t dest, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_sendv(HEP(ep), iov, desc_u, count, dest, context);
+}
+
+static ssize_t msg_sendmsg(struct fid_ep *ep, const struct fi_msg *msg, uint64_t flags)
+{
+	struct fi_msg m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_sendmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t msg_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest)
+{
+	return fi_inject(HEP(ep), buf, len, dest);
+}
+
+static ssize_t msg_senddata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			    uint64_t data, fi_addr_t dest, void *context)
+{
+	return fi_senddata(HEP(ep), buf, len, hook_desc(desc), data, dest, context);
+}
+
+static ssize_t msg_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
+			      fi_addr_t dest)
+{
+	return fi_injectdata(HEP(ep), buf, len, data, dest);
+}
+
+static struct fi_ops_msg hook_msg_ops = {
+	.size = sizeof(struct fi_ops_msg),
+	.recv = msg_recv,
+	.recvv = msg_recvv,
+	.recvmsg = msg_recvmsg,
+	.send = msg_send,
+	.sendv = msg_sendv,
+	.sendmsg = msg_sendmsg,
+	.inject = msg_inject,
+	.senddata = msg_senddata,
+	.injectdata = msg_injectdata,
+};
+
+/* ---- tagged ---- */
+static ssize_t tag_recv(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
+			uint64_t tag, uint64_t ignore, void *context)
+{
+	return fi_trecv(HEP(ep), buf, len, hook_desc(desc), src, tag, ignore, context);
+}
+
+static ssize_t tag_recvv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t src, uint64_t tag, uint64_t ignore, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_trecvv(HEP(ep), iov, desc_u, count, src, tag, ignore, context);
+}
+
+static ssize_t tag_recvmsg(struct fid_ep *ep, const struct fi_msg_tagged *msg, uint64_t flags)
+{
+	struct fi_msg_tagged m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_trecvmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t tag_send(struct fid_ep *ep, const void *buf, size_t len, void *desc, fi_addr_t dest,
+			uint64_t tag, void *context)
+{
+	return fi_tsend(HEP(ep), buf, len, hook_desc(desc), dest, tag, context);
+}
+
+static ssize_t tag_sendv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t dest, uint64_t tag, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_tsendv(HEP(ep), iov, desc_u, count, dest, tag, context);
+}
+
+static ssize_t tag_sendmsg(struct fid_ep *ep, const struct fi_msg_tagged *msg, uint64_t flags)
+{
+	struct fi_msg_tagged m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_tsendmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t tag_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
+			  uint64_t tag)
+{
+	return fi_tinject(HEP(ep), buf, len, dest, tag);
+}
+
+static ssize_t tag_senddata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			    uint64_t data, fi_addr_t dest, uint64_t tag, void *context)
+{
+	return fi_tsenddata(HEP(ep), buf, len, hook_desc(desc), data, dest, tag, context);
+}
+
+static ssize_t tag_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
+			      fi_addr_t dest, uint64_t tag)
+{
+	return fi_tinjectdata(HEP(ep), buf, len, data, dest, tag);
+}
+
+static struct fi_ops_tagged hook_tagged_ops = {
+	.size = sizeof(struct fi_ops_tagged),
+	.recv = tag_recv,
+	.recvv = tag_recvv,
+	.recvmsg = tag_recvmsg,
+	.send = tag_send,
+	.sendv = tag_sendv,
+	.sendmsg = tag_sendmsg,
+	.inject = tag_inject,
+	.senddata = tag_senddata,
+	.injectdata = tag_injectdata,
+};
+
+/* ---- RMA ---- */
+static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
+			uint64_t addr, uint64_t key, void *context)
+{
+	return fi_read(HEP(ep), buf, len, hook_desc(desc), src, addr, key, context);
+}
+
+static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t src, uint64_t addr, uint64_t key, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_readv(HEP(ep), iov, desc_u, count, src, addr, key, context);
+}
+
+static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
+{
+	struct fi_msg_rma m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_readmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
+{
+	return fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, context);
+}
+
+static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			  fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, context);
+}
+
+static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
+{
+	struct fi_msg_rma m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_writemsg(HEP(ep), &m, flags);
+}
+
+static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
+			  uint64_t addr, uint64_t key)
+{
+	return fi_inject_write(HEP(ep), buf, len, dest, addr, key);
+}
+
+static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			     uint64_t data, fi_addr_t dest, uint64_t addr, uint64_t key,
+			     void *context)
+{
+	return fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key, context);
+}
+
+static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
+			      fi_addr_t dest, uint64_t addr, uint64_t key)
+{
+	return fi_inject_writedata(HEP(ep), buf, len, data, dest, addr, key);
+}
+
+static struct fi_ops_rma hook_rma_ops = {
+	.size = sizeof(struct fi_ops_rma),
+	.read = rma_read,
+	.readv = rma_readv,
+	.readmsg = rma_readmsg,
+	.write = rma_write,
+	.writev = rma_writev,
+	.writemsg = rma_writemsg,
+	.inject = rma_inject,
+	.writedata = rma_writedata,
+	.injectdata = rma_injectdata,
+};
+
+/* ---- atomics ---- */
+static ssize_t at_write(struct fid_ep *ep, const void *buf, size_t count, void *desc,
+			fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
+			enum fi_op op, void *context)
+{
+	return fi_atomic(HEP(ep), buf, count, hook_desc(desc), dest, addr, key, dt, op, context);
+}
+
+static ssize_t at_writev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc, size_t count,
+			 fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
+			 enum fi_op op, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_atomicv(HEP(ep), iov, desc_u, count, dest, addr, key, dt, op, context);
+}
+
+static ssize_t at_writemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg, uint64_t flags)
+{
+	struct fi_msg_atomic m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_atomicmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t at_inject(struct fid_ep *ep, const void *buf, size_t count, fi_addr_t dest,
+			 uint64_t addr, uint64_t key, enum fi_datatype dt, enum fi_op op)
+{
+	return fi_inject_atomic(HEP(ep), buf, count, dest, addr, key, dt, op);
+}
+
+static ssize_t at_readwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
+			    void *result, void *result_desc, fi_addr_t dest, uint64_t addr,
+			    uint64_t key, enum fi_datatype dt, enum fi_op op, void *context)
+{
+	return fi_fetch_atomic(HEP(ep), buf, count, hook_desc(desc), result, hook_desc(result_desc),
+			       dest, addr, key, dt, op, context);
+}
+
+static ssize_t at_readwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
+			     size_t count, struct fi_ioc *resultv, void **result_desc,
+			     size_t result_count, fi_addr_t dest, uint64_t addr, uint64_t key,
+			     enum fi_datatype dt, enum fi_op op, void *context)
+{
+	DESCS(desc_u, desc, count);
+	DESCS(result_desc_u, result_desc, result_count);
+	return fi_fetch_atomicv(HEP(ep), iov, desc_u, count, resultv, result_desc_u, result_count,
+				dest, addr, key, dt, op, context);
+}
+
+static ssize_t at_readwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
+			       struct fi_ioc *resultv, void **result_desc, size_t result_count,
+			       uint64_t flags)
+{
+	struct fi_msg_atomic m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	DESCS(result_desc_u, result_desc, result_count);
+	m.desc = md;
+	return fi_fetch_atomicmsg(HEP(ep), &m, resultv, result_desc_u, result_count, flags);
+}
+
+static ssize_t at_compwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
+			    const void *compare, void *compare_desc, void *result,
+			    void *result_desc, fi_addr_t dest, uint64_t addr, uint64_t key,
+			    enum fi_datatype dt, enum fi_op op, void *context)
+{
+	return fi_compare_atomic(HEP(ep), buf, count, hook_desc(desc), compare,
+				 hook_desc(compare_desc), result, hook_desc(result_desc), dest,
+				 addr, key, dt, op, context);
+}
+
+static ssize_t at_compwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
+			     size_t count, const struct fi_ioc *comparev, void **compare_desc,
+			     size_t compare_count, struct fi_ioc *resultv, void **result_desc,
+			     size_t result_count, fi_addr_t dest, uint64_t addr, uint64_t key,
+			     enum fi_datatype dt, enum fi_op op, void *context)
+{
+	DESCS(desc_u, desc, count);
+	DESCS(compare_desc_u, compare_desc, compare_count);
+	DESCS(result_desc_u, result_desc, result_count);
+	return fi_compare_atomicv(HEP(ep), iov, desc_u, count, comparev, compare_desc_u,
+				  compare_count, resultv, result_desc_u, result_count, dest, addr,
+				  key, dt, op, context);
+}
+
+static ssize_t at_compwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
+			       const struct fi_ioc *comparev, void **compare_desc,
+			       size_t compare_count, struct fi_ioc *resultv, void **result_desc,
+			       size_t result_count, uint64_t flags)
+{
+	struct fi_msg_atomic m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	DESCS(compare_desc_u, compare_desc, compare_count);
+	DESCS(result_desc_u, result_desc, result_count);
+	m.desc = md;
+	return fi_compare_atomicmsg(HEP(ep), &m, comparev, compare_desc_u, compare_count, resultv,
+				    result_desc_u, result_count, flags);
+}
+
+static int at_writevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op op, size_t *count)
+{
+	return fi_atomicvalid(HEP(ep), dt, op, count);
+}
+
+static int at_readwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op op, size_t *count)
+{
+	return fi_fetch_atomicvalid(HEP(ep), dt, op, count);
+}
+
+static int at_compwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op op, size_t *count)
+{
+	return fi_compare_atomicvalid(HEP(ep), dt, op, count);
+}
+
+static struct fi_ops_atomic hook_atomic_ops = {
+	.size = sizeof(struct fi_ops_atomic),
+	.write = at_write,
+	.writev = at_writev,
+	.writemsg = at_writemsg,
+	.inject = at_inject,
+	.readwrite = at_readwrite,
+	.readwritev = at_readwritev,
+	.readwritemsg = at_readwritemsg,
+	.compwrite = at_compwrite,
+	.compwritev = at_compwritev,
+	.compwritemsg = at_compwritemsg,
+	.writevalid = at_writevalid,
+	.readwritevalid = at_readwritevalid,
+	.compwritevalid = at_compwritevalid,
+};
+
+/* ---- objects ---- */
+static int ep_close(struct fid *fid)
+{
+	struct hook_ep *e = (struct hook_ep *)fid;
+	struct fid *u = &e->hep->fid;
+	int ret = fi_close(u);
+	if (ret)
+		return ret;
+	hook_untrack(u);
+	free(e);
+	return 0;
+}
+
+struct fi_ops hook_ep_fid_ops = HOOK_FID_OPS(ep_close);
+
+int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, struct fid_ep **out,
+		 void *context)
+{
+	(void)unused;
+	struct hook_ep *e = calloc(1, sizeof(*e));
+	if (!e) {
+		fi_close(&hep->fid);
+		return -FI_ENOMEM;
+	}
+	e->hep = hep;
+	e->dom = dom;
+	e->ep.fid.fclass = hep->fid.fclass;
+	e->ep.fid.context = context;
+	e->ep.fid.ops = &hook_ep_fid_ops;
+	e->ep.ops = &hook_ep_ops;
+	e->ep.cm = &hook_cm_ops;
+	e->ep.msg = &hook_msg_ops;
+	e->ep.rma = &hook_rma_ops;
+	e->ep.tagged = &hook_tagged_ops;
+	e->ep.atomic = &hook_atomic_ops;
+	e->ep.collective = NULL; /* not carried through the hook */
+	hook_track(&hep->fid, &e->ep.fid);
+	*out = &e->ep;
+	return 0;
+}
+
+static int pep_close(struct fid *fid)
+{
+	struct hook_pep *p = (struct hook_pep *)fid;
+	struct fid *u = &p->hpep->fid;
+	int ret = fi_close(u);
+	if (ret)
+		return ret;
+	hook_untrack(u);
+	free(p);
+	return 0;
+}
+
+struct fi_ops hook_pep_fid_ops = HOOK_FID_OPS(pep_close);
+
+int hook_pep_wrap(struct fid_pep *hpep, struct fid_pep **out, void *context)
+{
+	struct hook_pep *p = calloc(1, sizeof(*p));
+	if (!p) {
+		fi_close(&hpep->fid);
+		return -FI_ENOMEM;
+	}
+	p->hpep = hpep;
+	p->pep.fid.fclass = FI_CLASS_PEP;
+	p->pep.fid.context = context;
+	p->pep.fid.ops = &hook_pep_fid_ops;
+	p->pep.ops = &hook_ep_ops;
+	p->pep.cm = &hook_cm_ops;
+	hook_track(&hpep->fid, &p->pep.fid);
+	*out = &p->pep;
+	return 0;
+}

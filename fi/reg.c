@@ -1,0 +1,154 @@
+/* The hook's registrar: mrlease's device calls for an application-facing
+ * domain go to the provider's domain under it. The handle is the
+ * application's MR (struct hook_mr), which outlives every provider
+ * registration under it: a revoke closes the provider's MR, a restore
+ * registers it again under the same key, and the application's key and
+ * descriptor never change. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hook.h"
+#include "mrl_int.h"
+
+/* the MR being registered by this thread (mrl_mr_reg calls reg inline) */
+static __thread struct hook_mr *pending;
+
+void hook_reg_request(struct hook_mr *hm)
+{
+	pending = hm;
+}
+
+/* Register hm's range with the provider, asking for its key. */
+int hook_mr_under_reg(struct hook_mr *hm)
+{
+	struct hook_domain *d = hm->dom;
+	struct fid_mr *m;
+	int ret = fi_mr_regattr(d->hdomain, &hm->attr, hm->flags, &m);
+	if (ret)
+		return ret;
+	for (int i = 0; i < hm->nbinds && !ret; i++)
+		ret = fi_mr_bind(m, hm->binds[i].fid, hm->binds[i].flags);
+	if (!ret && hm->enabled)
+		ret = fi_mr_enable(m);
+	if (ret) {
+		fi_close(&m->fid);
+		return ret;
+	}
+	atomic_store_explicit(&hm->hdesc, fi_mr_desc(m), memory_order_release);
+	atomic_store_explicit(&hm->hmr, m, memory_order_release);
+	return 0;
+}
+
+/* Take the provider's registration away: a remote access now meets an
+ * unknown key (a clean error at the initiator) instead of the pages. */
+void hook_mr_under_close(struct hook_mr *hm)
+{
+	struct fid_mr *m = atomic_exchange(&hm->hmr, NULL);
+	atomic_store_explicit(&hm->hdesc, NULL, memory_order_release);
+	if (m) {
+		int ret = fi_close(&m->fid);
+		if (ret)
+			hook_log("fi_close(key %#llx) under %s: %s", (unsigned long long)hm->mr.key,
+				 hm->path, fi_strerror(-ret));
+	}
+}
+
+static int hreg_open(struct mrl_ctx *ctx, void **dev)
+{
+	(void)ctx, (void)dev;
+	return -EINVAL; /* the hook opens the device itself (mrl_ctx_create_dev) */
+}
+
+static void hreg_close(void *dev)
+{
+	(void)dev; /* the application closes its domain */
+}
+
+static int hreg_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
+{
+	(void)dev, (void)access;
+	struct hook_mr *hm = pending;
+	pending = NULL;
+	if (!hm) /* only the application registers: a new key would be one it never saw */
+		return mrl_err(EOPNOTSUPP, "libfabric hook: no registration under a new key");
+	hm->iov.iov_base = addr;
+	hm->iov.iov_len = len;
+	hm->attr.mr_iov = &hm->iov;
+	hm->attr.iov_count = 1;
+	int ret = hook_mr_under_reg(hm);
+	if (ret)
+		return mrl_err(ret, "fi_mr_regattr(%p, %zu): %s", addr, len, fi_strerror(-ret));
+	*key = hm->mr.key = fi_mr_key(atomic_load(&hm->hmr));
+	hm->attr.requested_key = hm->mr.key;
+	*h = hm;
+	return 0;
+}
+
+static int hreg_dereg(void *dev, void *h)
+{
+	(void)dev;
+	hook_mr_under_close(h);
+	return 0;
+}
+
+static void *hreg_desc(void *h)
+{
+	return atomic_load(&((struct hook_mr *)h)->hdesc);
+}
+
+static bool hreg_pins(void *dev)
+{
+	return mrl_prov_pins(((struct hook_domain *)dev)->prov_name);
+}
+
+/* Nothing of the application's is waited for here: operations in flight
+ * on this process's side are its own; a peer without the hook cannot be
+ * asked (the revoke below is what keeps it off the pages). */
+static int hreg_quiesce(void *dev, void *h, uint32_t seq)
+{
+	(void)dev, (void)h, (void)seq;
+	return -EOPNOTSUPP;
+}
+
+static int hreg_revoke(void *dev, void *h)
+{
+	(void)dev;
+	hook_mr_under_close(h);
+	return 0;
+}
+
+static int hreg_restore(void *dev, void *h, void *addr, size_t len)
+{
+	(void)dev;
+	struct hook_mr *hm = h;
+	hook_mr_under_close(hm); /* a shrink (a fenced tail) re-registers a live MR */
+	hm->iov.iov_base = addr;
+	hm->iov.iov_len = len;
+	hm->attr.requested_key = hm->mr.key;
+	int ret = hook_mr_under_reg(hm);
+	if (ret)
+		return mrl_err(ret, "fi_mr_regattr(%p, %zu, key %#llx) to restore: %s", addr, len,
+			       (unsigned long long)hm->mr.key, fi_strerror(-ret));
+	uint64_t k = fi_mr_key(atomic_load(&hm->hmr));
+	if (k != hm->mr.key) { /* a provider that picks its keys: the application's is stale */
+		hook_mr_under_close(hm);
+		return mrl_err(EKEYREJECTED, "restore of key %#llx: the provider gave key %#llx",
+			       (unsigned long long)hm->mr.key, (unsigned long long)k);
+	}
+	return 0;
+}
+
+const struct mrl_registrar_ops hook_registrar = {
+	.size = sizeof(struct mrl_registrar_ops),
+	.name = "libfabric hook",
+	.open = hreg_open,
+	.close = hreg_close,
+	.reg = hreg_reg,
+	.dereg = hreg_dereg,
+	.desc = hreg_desc,
+	.pins = hreg_pins,
+	.quiesce = hreg_quiesce,
+	.revoke = hreg_revoke,
+	.restore = hreg_restore,
+};
