@@ -96,7 +96,13 @@ $(PL_TEST)/plugin.so: test/t_preload.d/plugin.c test/t_preload.d/plugin.h $(B)/l
 $(PL_TEST)/second.so: test/t_preload.d/second.c | $(PL_TEST)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -fPIC -shared -o $@ $< -ldl
 
-tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS)
+# test/t_fi_*.sh: plain libfabric programs (they know nothing of mrlease)
+# the hook is loaded into
+FI_TEST_BINS := $(if $(SAN),,$(B)/test/fi_rma)
+$(B)/test/fi_rma: test/fi_rma.c | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -lfabric
+
+tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS) $(FI_TEST_BINS) $(FI_HOOK_SO)
 
 # Benchmarks live in bench/bench.mk: `make bench`, and BENCH_SMOKE (tiny runs
 # that only prove each benchmark still works) joins `make test`.

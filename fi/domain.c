@@ -205,8 +205,8 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 			if (bits > 0 && (bits & (int)b))
 				snprintf(w + strlen(w), sizeof(w) - strlen(w), "%s%s", *w ? "," : "",
 					 mrl_watcher_str(b));
-		hook_log("hooked domain on %s: leasing on (watchers %s; keys %s; policy %s)",
-			 d->prov_name, *w ? w : "none",
+		hook_log("hooked domain on %s: leasing on (watchers %s; mr_mode %#llx; keys %s; policy %s)",
+			 d->prov_name, *w ? w : "none", (unsigned long long)d->mr_mode,
 			 d->keys_ours ? "chosen by the hook" : "the provider's",
 			 d->policy == MRL_POLICY_NOTIFY ? "notify" :
 			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore");
