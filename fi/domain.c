@@ -18,7 +18,7 @@ static int dom_av_open(struct fid_domain *domain, struct fi_av_attr *attr, struc
 static int dom_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr, struct fid_cq **cq,
 		       void *context)
 {
-	return fi_cq_open(((struct hook_domain *)domain)->hdomain, attr, cq, context);
+	return hook_cq_open(((struct hook_domain *)domain)->hdomain, attr, cq, context);
 }
 
 static int dom_cntr_open(struct fid_domain *domain, struct fi_cntr_attr *attr,
@@ -113,6 +113,7 @@ static int dom_close(struct fid *fid)
 		return ret;
 	hook_summary(d);
 	pthread_mutex_destroy(&d->mrs_lock);
+	pthread_mutex_destroy(&d->q_lock);
 	free((char *)d->prov_name);
 	free(d);
 	return 0;
@@ -166,9 +167,11 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 	d->stop_fd = -1;
 	atomic_init(&d->next_key, 1);
 	pthread_mutex_init(&d->mrs_lock, NULL);
+	pthread_mutex_init(&d->q_lock, NULL);
 	int ret = open_under(d, fab, info, context);
 	if (ret) {
 		pthread_mutex_destroy(&d->mrs_lock);
+		pthread_mutex_destroy(&d->q_lock);
 		free(d);
 		return ret;
 	}

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "board.h"
 #include "hook.h"
 
 #define HEP(ep) (((struct hook_ep *)(ep))->hep)
@@ -269,18 +270,109 @@ static struct fi_ops_tagged hook_tagged_ops = {
 	.injectdata = tag_injectdata,
 };
 
-/* ---- RMA ---- */
+/* ---- RMA and atomics to another hooked process's leased MR ----
+ * guard: 1 = the key is on no board (post as it is); 0 = counted in flight
+ * (with *op the hook's context to post with, when a completion will count it
+ * out); < 0 = the answer: -FI_EAGAIN while the owner pauses the MR (the
+ * application retries after progress, as for a full queue: the operation is
+ * held, never lost), -FI_EKEYREJECTED past what the owner still serves. */
+atomic_ullong hook_held, hook_refused;
+
+static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, struct hook_op **op,
+			struct board_ent **ent)
+{
+	struct board_ent *e = board_find(key);
+	*op = NULL;
+	*ent = NULL;
+	if (!e)
+		return 1;
+	atomic_fetch_add(&e->inflight, 1);
+	uint32_t st = atomic_load(&e->state);
+	int ret = 0;
+	if (atomic_load_explicit(&e->key, memory_order_relaxed) != key)
+		ret = 1;
+	else if (st == BS_PAUSED)
+		ret = -FI_EAGAIN;
+	else if (st != BS_ACTIVE)
+		ret = -FI_EKEYREJECTED;
+	else if (addr >= e->base && addr - e->base <= e->len &&
+		 addr - e->base + len > atomic_load_explicit(&e->valid, memory_order_relaxed))
+		ret = -FI_EKEYREJECTED;
+	if (!ret && op && !(*op = hook_op_get(e, ctx)))
+		ret = -FI_EAGAIN;
+	if (ret) {
+		atomic_fetch_sub(&e->inflight, 1);
+		if (ret == -FI_EAGAIN)
+			atomic_fetch_add_explicit(&hook_held, 1, memory_order_relaxed);
+		else if (ret < 0)
+			atomic_fetch_add_explicit(&hook_refused, 1, memory_order_relaxed);
+		return ret;
+	}
+	*ent = e;
+	return 0;
+}
+
+/* after posting: an operation refused, or one no completion will count out */
+static inline ssize_t posted(ssize_t r, struct hook_op *op, struct board_ent *e)
+{
+	if (op && r)
+		hook_op_cancel(op);
+	else if (!op && e)
+		atomic_fetch_sub(&e->inflight, 1);
+	return r;
+}
+
+#define GUARD(key, addr, len, ctx)                                                           \
+	struct hook_op *op;                                                                  \
+	struct board_ent *ge;                                                                \
+	int g = guard(key, addr, len, ctx, &op, &ge);                                        \
+	if (g < 0)                                                                           \
+		return g;                                                                    \
+	void *pctx = op ? (void *)op : (ctx)
+#define GUARD_NOCTX(key, addr, len)                                                          \
+	struct hook_op *op = NULL;                                                           \
+	struct board_ent *ge;                                                                \
+	int g = guard(key, addr, len, NULL, NULL, &ge);                                      \
+	if (g < 0)                                                                           \
+		return g
+
+static size_t iov_len(const struct iovec *iov, size_t n)
+{
+	size_t l = 0;
+	for (size_t i = 0; i < n; i++)
+		l += iov[i].iov_len;
+	return l;
+}
+
+/* a *msg call: guarded when it names one remote range; counted out by a
+ * completion unless the endpoint completes only what asks for it */
+#define MSG_GUARD(ep, msg, flags, len)                                                       \
+	struct hook_op *op = NULL;                                                           \
+	struct board_ent *ge = NULL;                                                         \
+	void *pctx = (msg)->context;                                                         \
+	if ((msg)->rma_iov_count == 1) {                                                     \
+		bool cmpl = !((struct hook_ep *)(ep))->selective || ((flags) & FI_COMPLETION); \
+		int g = guard((msg)->rma_iov[0].key, (msg)->rma_iov[0].addr, len, (msg)->context, \
+			      cmpl ? &op : NULL, &ge);                                       \
+		if (g < 0)                                                                   \
+			return g;                                                            \
+		if (op)                                                                      \
+			pctx = op;                                                           \
+	}
+
 static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
 			uint64_t addr, uint64_t key, void *context)
 {
-	return fi_read(HEP(ep), buf, len, hook_desc(desc), src, addr, key, context);
+	GUARD(key, addr, len, context);
+	return posted(fi_read(HEP(ep), buf, len, hook_desc(desc), src, addr, key, pctx), op, ge);
 }
 
 static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
 			 fi_addr_t src, uint64_t addr, uint64_t key, void *context)
 {
 	DESCS(desc_u, desc, count);
-	return fi_readv(HEP(ep), iov, desc_u, count, src, addr, key, context);
+	GUARD(key, addr, iov_len(iov, count), context);
+	return posted(fi_readv(HEP(ep), iov, desc_u, count, src, addr, key, pctx), op, ge);
 }
 
 static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
@@ -288,20 +380,24 @@ static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint
 	struct fi_msg_rma m = *msg;
 	DESCS(md, msg->desc, msg->iov_count);
 	m.desc = md;
-	return fi_readmsg(HEP(ep), &m, flags);
+	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
+	m.context = pctx;
+	return posted(fi_readmsg(HEP(ep), &m, flags), op, ge);
 }
 
 static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
-	return fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, context);
+	GUARD(key, addr, len, context);
+	return posted(fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, pctx), op, ge);
 }
 
 static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
 			  fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
 	DESCS(desc_u, desc, count);
-	return fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, context);
+	GUARD(key, addr, iov_len(iov, count), context);
+	return posted(fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, pctx), op, ge);
 }
 
 static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
@@ -309,26 +405,32 @@ static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uin
 	struct fi_msg_rma m = *msg;
 	DESCS(md, msg->desc, msg->iov_count);
 	m.desc = md;
-	return fi_writemsg(HEP(ep), &m, flags);
+	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
+	m.context = pctx;
+	return posted(fi_writemsg(HEP(ep), &m, flags), op, ge);
 }
 
 static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
 			  uint64_t addr, uint64_t key)
 {
-	return fi_inject_write(HEP(ep), buf, len, dest, addr, key);
+	GUARD_NOCTX(key, addr, len);
+	return posted(fi_inject_write(HEP(ep), buf, len, dest, addr, key), op, ge);
 }
 
 static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			     uint64_t data, fi_addr_t dest, uint64_t addr, uint64_t key,
 			     void *context)
 {
-	return fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key, context);
+	GUARD(key, addr, len, context);
+	return posted(fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key, pctx),
+		      op, ge);
 }
 
 static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
 			      fi_addr_t dest, uint64_t addr, uint64_t key)
 {
-	return fi_inject_writedata(HEP(ep), buf, len, data, dest, addr, key);
+	GUARD_NOCTX(key, addr, len);
+	return posted(fi_inject_writedata(HEP(ep), buf, len, data, dest, addr, key), op, ge);
 }
 
 static struct fi_ops_rma hook_rma_ops = {
@@ -347,17 +449,20 @@ static struct fi_ops_rma hook_rma_ops = {
 /* ---- atomics ---- */
 static ssize_t at_write(struct fid_ep *ep, const void *buf, size_t count, void *desc,
 			fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
-			enum fi_op op, void *context)
+			enum fi_op aop, void *context)
 {
-	return fi_atomic(HEP(ep), buf, count, hook_desc(desc), dest, addr, key, dt, op, context);
+	GUARD(key, addr, 0, context);
+	return posted(fi_atomic(HEP(ep), buf, count, hook_desc(desc), dest, addr, key, dt, aop, pctx),
+		      op, ge);
 }
 
 static ssize_t at_writev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc, size_t count,
 			 fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
-			 enum fi_op op, void *context)
+			 enum fi_op aop, void *context)
 {
 	DESCS(desc_u, desc, count);
-	return fi_atomicv(HEP(ep), iov, desc_u, count, dest, addr, key, dt, op, context);
+	GUARD(key, addr, 0, context);
+	return posted(fi_atomicv(HEP(ep), iov, desc_u, count, dest, addr, key, dt, aop, pctx), op, ge);
 }
 
 static ssize_t at_writemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg, uint64_t flags)
@@ -365,32 +470,37 @@ static ssize_t at_writemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg, u
 	struct fi_msg_atomic m = *msg;
 	DESCS(md, msg->desc, msg->iov_count);
 	m.desc = md;
-	return fi_atomicmsg(HEP(ep), &m, flags);
+	MSG_GUARD(ep, msg, flags, 0);
+	m.context = pctx;
+	return posted(fi_atomicmsg(HEP(ep), &m, flags), op, ge);
 }
 
 static ssize_t at_inject(struct fid_ep *ep, const void *buf, size_t count, fi_addr_t dest,
-			 uint64_t addr, uint64_t key, enum fi_datatype dt, enum fi_op op)
+			 uint64_t addr, uint64_t key, enum fi_datatype dt, enum fi_op aop)
 {
-	return fi_inject_atomic(HEP(ep), buf, count, dest, addr, key, dt, op);
+	GUARD_NOCTX(key, addr, 0);
+	return posted(fi_inject_atomic(HEP(ep), buf, count, dest, addr, key, dt, aop), op, ge);
 }
 
 static ssize_t at_readwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
 			    void *result, void *result_desc, fi_addr_t dest, uint64_t addr,
-			    uint64_t key, enum fi_datatype dt, enum fi_op op, void *context)
+			    uint64_t key, enum fi_datatype dt, enum fi_op aop, void *context)
 {
-	return fi_fetch_atomic(HEP(ep), buf, count, hook_desc(desc), result, hook_desc(result_desc),
-			       dest, addr, key, dt, op, context);
+	GUARD(key, addr, 0, context);
+	return posted(fi_fetch_atomic(HEP(ep), buf, count, hook_desc(desc), result,
+				      hook_desc(result_desc), dest, addr, key, dt, aop, pctx), op, ge);
 }
 
 static ssize_t at_readwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
 			     size_t count, struct fi_ioc *resultv, void **result_desc,
 			     size_t result_count, fi_addr_t dest, uint64_t addr, uint64_t key,
-			     enum fi_datatype dt, enum fi_op op, void *context)
+			     enum fi_datatype dt, enum fi_op aop, void *context)
 {
 	DESCS(desc_u, desc, count);
 	DESCS(result_desc_u, result_desc, result_count);
-	return fi_fetch_atomicv(HEP(ep), iov, desc_u, count, resultv, result_desc_u, result_count,
-				dest, addr, key, dt, op, context);
+	GUARD(key, addr, 0, context);
+	return posted(fi_fetch_atomicv(HEP(ep), iov, desc_u, count, resultv, result_desc_u,
+				       result_count, dest, addr, key, dt, aop, pctx), op, ge);
 }
 
 static ssize_t at_readwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
@@ -401,31 +511,36 @@ static ssize_t at_readwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *ms
 	DESCS(md, msg->desc, msg->iov_count);
 	DESCS(result_desc_u, result_desc, result_count);
 	m.desc = md;
-	return fi_fetch_atomicmsg(HEP(ep), &m, resultv, result_desc_u, result_count, flags);
+	MSG_GUARD(ep, msg, flags, 0);
+	m.context = pctx;
+	return posted(fi_fetch_atomicmsg(HEP(ep), &m, resultv, result_desc_u, result_count, flags),
+		      op, ge);
 }
 
 static ssize_t at_compwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
 			    const void *compare, void *compare_desc, void *result,
 			    void *result_desc, fi_addr_t dest, uint64_t addr, uint64_t key,
-			    enum fi_datatype dt, enum fi_op op, void *context)
+			    enum fi_datatype dt, enum fi_op aop, void *context)
 {
-	return fi_compare_atomic(HEP(ep), buf, count, hook_desc(desc), compare,
-				 hook_desc(compare_desc), result, hook_desc(result_desc), dest,
-				 addr, key, dt, op, context);
+	GUARD(key, addr, 0, context);
+	return posted(fi_compare_atomic(HEP(ep), buf, count, hook_desc(desc), compare,
+					hook_desc(compare_desc), result, hook_desc(result_desc),
+					dest, addr, key, dt, aop, pctx), op, ge);
 }
 
 static ssize_t at_compwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
 			     size_t count, const struct fi_ioc *comparev, void **compare_desc,
 			     size_t compare_count, struct fi_ioc *resultv, void **result_desc,
 			     size_t result_count, fi_addr_t dest, uint64_t addr, uint64_t key,
-			     enum fi_datatype dt, enum fi_op op, void *context)
+			     enum fi_datatype dt, enum fi_op aop, void *context)
 {
 	DESCS(desc_u, desc, count);
 	DESCS(compare_desc_u, compare_desc, compare_count);
 	DESCS(result_desc_u, result_desc, result_count);
-	return fi_compare_atomicv(HEP(ep), iov, desc_u, count, comparev, compare_desc_u,
-				  compare_count, resultv, result_desc_u, result_count, dest, addr,
-				  key, dt, op, context);
+	GUARD(key, addr, 0, context);
+	return posted(fi_compare_atomicv(HEP(ep), iov, desc_u, count, comparev, compare_desc_u,
+					 compare_count, resultv, result_desc_u, result_count, dest,
+					 addr, key, dt, aop, pctx), op, ge);
 }
 
 static ssize_t at_compwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
@@ -438,23 +553,25 @@ static ssize_t at_compwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *ms
 	DESCS(compare_desc_u, compare_desc, compare_count);
 	DESCS(result_desc_u, result_desc, result_count);
 	m.desc = md;
-	return fi_compare_atomicmsg(HEP(ep), &m, comparev, compare_desc_u, compare_count, resultv,
-				    result_desc_u, result_count, flags);
+	MSG_GUARD(ep, msg, flags, 0);
+	m.context = pctx;
+	return posted(fi_compare_atomicmsg(HEP(ep), &m, comparev, compare_desc_u, compare_count,
+					   resultv, result_desc_u, result_count, flags), op, ge);
 }
 
-static int at_writevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op op, size_t *count)
+static int at_writevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)
 {
-	return fi_atomicvalid(HEP(ep), dt, op, count);
+	return fi_atomicvalid(HEP(ep), dt, aop, count);
 }
 
-static int at_readwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op op, size_t *count)
+static int at_readwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)
 {
-	return fi_fetch_atomicvalid(HEP(ep), dt, op, count);
+	return fi_fetch_atomicvalid(HEP(ep), dt, aop, count);
 }
 
-static int at_compwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op op, size_t *count)
+static int at_compwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)
 {
-	return fi_compare_atomicvalid(HEP(ep), dt, op, count);
+	return fi_compare_atomicvalid(HEP(ep), dt, aop, count);
 }
 
 static struct fi_ops_atomic hook_atomic_ops = {
@@ -487,7 +604,25 @@ static int ep_close(struct fid *fid)
 	return 0;
 }
 
-struct fi_ops hook_ep_fid_ops = HOOK_FID_OPS(ep_close);
+static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
+{
+	struct hook_ep *e = (struct hook_ep *)fid;
+	int ret = hook_fwd_bind(fid, bfid, flags);
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CQ && (flags & FI_TRANSMIT) &&
+	    (flags & FI_SELECTIVE_COMPLETION))
+		e->selective = true;
+	return ret;
+}
+
+struct fi_ops hook_ep_fid_ops = {
+	.size = sizeof(struct fi_ops),
+	.close = ep_close,
+	.bind = ep_bind,
+	.control = hook_fwd_control,
+	.ops_open = hook_fwd_ops_open,
+	.tostr = hook_fwd_tostr,
+	.ops_set = hook_fwd_ops_set,
+};
 
 int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, struct fid_ep **out,
 		 void *context)

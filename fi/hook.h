@@ -52,12 +52,25 @@ struct hook_domain {
 	mrl_ctx *ctx;                     /* NULL: leasing off (could not start; logged) */
 	unsigned policy;                  /* enum mrl_policy for its MRs */
 	pthread_t ev_thread;
-	int stop_fd;                      /* eventfd: the event thread ends */
+	int stop_fd;                      /* eventfd: wakes the event thread */
+	atomic_bool stopping;             /* it ends when woken */
 	bool ev_running;
 	struct hook_counts n;
 	pthread_mutex_t mrs_lock;         /* leaf */
 	struct hook_mr *mrs;              /* its leased MRs, for the event thread */
+	/* pauses waiting for hooked initiators' operations to drain (reg.c) */
+	pthread_mutex_t q_lock;           /* leaf */
+	struct hook_quiesce *quiescing;
 };
+struct hook_quiesce {
+	struct hook_quiesce *next;
+	struct hook_mr *hm;
+	uint32_t seq;
+};
+/* reg.c: the pauses whose operations have drained, told to the break
+ * engine; returns whether some still wait */
+bool hook_quiesce_poll(struct hook_domain *d);
+void hook_quiesce_forget(struct hook_domain *d, struct hook_mr *hm);
 
 #define HOOK_MR_BINDS 4
 /* The application's MR. Its key and descriptor (this struct) never change;
@@ -75,6 +88,7 @@ struct hook_mr {
 	struct { struct fid *fid; uint64_t flags; } binds[HOOK_MR_BINDS];
 	int nbinds;
 	bool enabled;
+	struct board_ent *bent;           /* its entry on the state board, NULL if none */
 	char path[256];                   /* the backing, for the log */
 };
 
@@ -82,6 +96,7 @@ struct hook_ep {
 	struct fid_ep ep;
 	struct fid_ep *hep;
 	struct hook_domain *dom;
+	bool selective;                   /* FI_SELECTIVE_COMPLETION on its transmit queue */
 };
 
 struct hook_pep {
@@ -131,11 +146,26 @@ static inline void *hook_desc(void *desc)
 		    : NULL;
 }
 
+/* ---- cq.c: completion queues, and operations counted in flight ---- */
+struct board_ent;
+struct hook_op;
+struct hook_op *hook_op_get(struct board_ent *e, void *app);
+void hook_op_put(struct hook_op *op);
+/* an operation the provider refused: counted out again */
+void hook_op_cancel(struct hook_op *op);
+int hook_cq_open(struct fid_domain *hdomain, struct fi_cq_attr *attr, struct fid_cq **out,
+		 void *context);
+struct fid *hook_cq_under(struct fid *fid);
+extern struct fi_ops hook_cq_fid_ops;
+
 /* ---- ep.c ---- */
 int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t fclass_ops_of,
 		 struct fid_ep **out, void *context);
 int hook_pep_wrap(struct fid_pep *hpep, struct fid_pep **out, void *context);
 extern struct fi_ops hook_ep_fid_ops, hook_pep_fid_ops;
+/* posts to a paused MR of another hooked process answered -FI_EAGAIN (held
+ * back), and to what it no longer serves answered -FI_EKEYREJECTED */
+extern atomic_ullong hook_held, hook_refused;
 
 /* ---- reg.c: the registrar whose device is the provider's domain ---- */
 struct mrl_registrar_ops;

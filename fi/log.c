@@ -78,8 +78,9 @@ static void log_event(struct hook_domain *d, const struct mrl_event *ev)
 	switch (ev->type) {
 	case MRL_EVENT_BREAK:
 		atomic_fetch_add(&d->n.breaks, 1);
-		hook_log("break: %s bytes %llu+%llu cause %s pid %d; no mrlease peer to pause "
-			 "(peers without the hook cannot be): remote access fenced until restored",
+		hook_log("break: %s bytes %llu+%llu cause %s pid %d; hooked peers on this host hold "
+			 "their operations, peers without the hook cannot be paused: remote access "
+			 "fenced until restored",
 			 what, (unsigned long long)ev->offset, (unsigned long long)ev->length, cause,
 			 (int)ev->pid);
 		break;
@@ -111,11 +112,20 @@ static void *ev_main(void *arg)
 	struct hook_domain *d = arg;
 	struct pollfd p[2] = {{.fd = mrl_event_fd(d->ctx), .events = POLLIN},
 			      {.fd = d->stop_fd, .events = POLLIN}};
+	bool draining = false;
 	for (;;) {
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		/* a pause waiting for operations in flight: look again every ms */
+		if (poll(p, 2, draining ? 1 : -1) < 0 && errno != EINTR)
 			break;
-		if (p[1].revents)
-			break;
+		if (p[1].revents) {
+			uint64_t v;
+			if (read(d->stop_fd, &v, sizeof(v)) < 0) {
+				/* nonblocking: another turn read it */
+			}
+			if (atomic_load(&d->stopping))
+				break;
+		}
+		draining = hook_quiesce_poll(d);
 		struct mrl_event ev;
 		while (mrl_event_get(d->ctx, &ev) == 0) {
 			log_event(d, &ev);
@@ -148,6 +158,7 @@ void hook_events_stop(struct hook_domain *d)
 {
 	if (!d->ev_running)
 		return;
+	atomic_store(&d->stopping, true);
 	uint64_t one = 1;
 	if (write(d->stop_fd, &one, sizeof(one)) < 0) {
 		/* an eventfd write fails only on overflow: the thread is woken already */
@@ -167,9 +178,11 @@ void hook_events_stop(struct hook_domain *d)
 void hook_summary(struct hook_domain *d)
 {
 	hook_log("summary: domain on %s: %llu MRs (%llu leased, %llu registered as they are), "
-		 "%llu breaks, %llu restores, %llu fences, %llu changed after",
+		 "%llu breaks, %llu restores, %llu fences, %llu changed after; "
+		 "as initiator: %llu posts held by a pause, %llu refused",
 		 d->prov_name, (unsigned long long)d->n.mrs, (unsigned long long)d->n.leased,
 		 (unsigned long long)d->n.unleased, (unsigned long long)d->n.breaks,
 		 (unsigned long long)d->n.restores, (unsigned long long)d->n.fences,
-		 (unsigned long long)d->n.changed);
+		 (unsigned long long)d->n.changed, (unsigned long long)hook_held,
+		 (unsigned long long)hook_refused);
 }

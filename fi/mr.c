@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "board.h"
 #include "hook.h"
 #include "mrl_int.h"
 
@@ -61,6 +62,8 @@ static int mr_close(struct fid *fid)
 			}
 		mrl_unlock(&d->mrs_lock);
 		int ret = mrl_mr_dereg(d->ctx, hm->lease); /* closes the provider's MR */
+		hook_quiesce_forget(d, hm);
+		board_retract(hm->bent);
 		if (ret)
 			hook_log("deregistering key %#llx: %s", (unsigned long long)hm->mr.key,
 				 mrl_last_error());
@@ -143,6 +146,11 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 		hook_reg_request(NULL);
 		if (!ret) {
 			atomic_fetch_add(&d->n.leased, 1);
+			if (remote_access(attr->access)) /* hooked initiators find its state */
+				hm->bent = board_publish(hm->mr.key,
+							 d->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)addr
+										    : attr->offset,
+							 len);
 			mrl_lock(&d->mrs_lock);
 			hm->next = d->mrs;
 			d->mrs = hm;

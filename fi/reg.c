@@ -6,8 +6,11 @@
  * descriptor never change. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "board.h"
 #include "hook.h"
 #include "mrl_int.h"
 
@@ -85,9 +88,17 @@ static int hreg_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t
 	return 0;
 }
 
+static void board_state(struct hook_mr *hm, uint32_t st)
+{
+	if (hm->bent)
+		atomic_store(&hm->bent->state, st);
+}
+
+/* fenced, or deregistered: hooked initiators refuse operations to it */
 static int hreg_dereg(void *dev, void *h)
 {
 	(void)dev;
+	board_state(h, BS_FENCED);
 	hook_mr_under_close(h);
 	return 0;
 }
@@ -102,18 +113,86 @@ static bool hreg_pins(void *dev)
 	return mrl_prov_pins(((struct hook_domain *)dev)->prov_name);
 }
 
-/* Nothing of the application's is waited for here: operations in flight
- * on this process's side are its own; a peer without the hook cannot be
- * asked (the revoke below is what keeps it off the pages). */
+/* A pause: hooked initiators see it on the board and hold new operations
+ * (-FI_EAGAIN); those already in flight are waited for (the event thread
+ * watches the count and tells the break engine: mrl_brk_device_idle). A
+ * peer without the hook cannot be asked: the revoke below keeps it off the
+ * pages. Called by the break engine with ctx->lock held. */
 static int hreg_quiesce(void *dev, void *h, uint32_t seq)
 {
-	(void)dev, (void)h, (void)seq;
-	return -EOPNOTSUPP;
+	struct hook_domain *d = dev;
+	struct hook_mr *hm = h;
+	if (!hm->bent)
+		return 0;
+	atomic_store(&hm->bent->state, BS_PAUSED);
+	if (atomic_load(&hm->bent->inflight) <= 0)
+		return 0;
+	struct hook_quiesce *q = calloc(1, sizeof(*q));
+	if (!q)
+		return 0; /* not waited for: what is still in flight meets the revoke */
+	q->hm = hm;
+	q->seq = seq;
+	mrl_lock(&d->q_lock);
+	q->next = d->quiescing;
+	d->quiescing = q;
+	mrl_unlock(&d->q_lock);
+	uint64_t one = 1;
+	if (write(d->stop_fd, &one, sizeof(one)) < 0) {
+		/* the event thread looks at the list on its next turn anyway */
+	}
+	return 1;
+}
+
+bool hook_quiesce_poll(struct hook_domain *d)
+{
+	uint32_t seqs[64];
+	int n = 0;
+	bool more = false;
+	mrl_lock(&d->q_lock);
+	for (struct hook_quiesce **p = &d->quiescing; *p;) {
+		struct hook_quiesce *q = *p;
+		if (n < 64 && (atomic_load(&q->hm->bent->inflight) <= 0 ||
+			       atomic_load(&q->hm->bent->state) != BS_PAUSED)) {
+			seqs[n++] = q->seq;
+			*p = q->next;
+			free(q);
+		} else {
+			p = &q->next;
+		}
+	}
+	more = d->quiescing != NULL;
+	mrl_unlock(&d->q_lock);
+	if (n) {
+		mrl_lock(&d->ctx->lock);
+		for (int i = 0; i < n; i++)
+			mrl_brk_device_idle(d->ctx, seqs[i]);
+		mrl_unlock(&d->ctx->lock);
+		mrl_flush_outbox(d->ctx);
+		mrl_wake_monitor(d->ctx);
+	}
+	return more;
+}
+
+/* An MR's pending pause goes with it (ctx->lock or the MR's close). */
+void hook_quiesce_forget(struct hook_domain *d, struct hook_mr *hm)
+{
+	mrl_lock(&d->q_lock);
+	for (struct hook_quiesce **p = &d->quiescing; *p;) {
+		struct hook_quiesce *q = *p;
+		if (q->hm == hm) {
+			*p = q->next;
+			free(q);
+		} else {
+			p = &q->next;
+		}
+	}
+	mrl_unlock(&d->q_lock);
 }
 
 static int hreg_revoke(void *dev, void *h)
 {
 	(void)dev;
+	board_state(h, BS_PAUSED);
 	hook_mr_under_close(h);
 	return 0;
 }
@@ -122,7 +201,8 @@ static int hreg_restore(void *dev, void *h, void *addr, size_t len)
 {
 	(void)dev;
 	struct hook_mr *hm = h;
-	hook_mr_under_close(hm); /* a shrink (a fenced tail) re-registers a live MR */
+	board_state(hm, BS_PAUSED); /* a shrink (a fenced tail) re-registers a live MR */
+	hook_mr_under_close(hm);
 	hm->iov.iov_base = addr;
 	hm->iov.iov_len = len;
 	hm->attr.requested_key = hm->mr.key;
@@ -135,6 +215,10 @@ static int hreg_restore(void *dev, void *h, void *addr, size_t len)
 		hook_mr_under_close(hm);
 		return mrl_err(EKEYREJECTED, "restore of key %#llx: the provider gave key %#llx",
 			       (unsigned long long)hm->mr.key, (unsigned long long)k);
+	}
+	if (hm->bent) {
+		atomic_store(&hm->bent->valid, len);
+		atomic_store(&hm->bent->state, BS_ACTIVE);
 	}
 	return 0;
 }

@@ -52,7 +52,7 @@ grep -q "leased key $key .*($dir/f)" "$dir/log" || { echo "lease line does not n
 fallocate --punch-hole -o 600000 -l 100000 "$dir/f" & apid=$!
 wait_for 'grep -q "^mrlease.*restore: key $key file $dir/f .*cause punch-hole.*same key" "$dir/log"' || fail=1
 wait $apid
-grep -Eq "break: key $key file $dir/f bytes 600000\+100000 cause punch-hole pid $apid;.*no mrlease peer to pause" "$dir/log" ||
+grep -Eq "break: key $key file $dir/f bytes 600000\+100000 cause punch-hole pid $apid;.*peers without the hook cannot be paused" "$dir/log" ||
 	{ echo "no break line naming key, file, cause and actor pid $apid:"; cat "$dir/log"; fail=1; }
 ok=$(stat_field ok)
 wait_for '[ "$(stat_field ok)" -gt "$ok" ]' || { echo "no transfer succeeded after the restore"; fail=1; }
