@@ -98,9 +98,14 @@ $(PL_TEST)/second.so: test/t_preload.d/second.c | $(PL_TEST)
 
 # test/t_fi_*.sh: plain libfabric programs (they know nothing of mrlease)
 # the hook is loaded into
-FI_TEST_BINS := $(if $(SAN),,$(B)/test/fi_rma)
+# and an MPI one-sided program (Open MPI: scripts/setup.sh)
+MPICC ?= mpicc
+HAVE_MPICC := $(shell command -v $(MPICC) 2>/dev/null)
+FI_TEST_BINS := $(if $(SAN),,$(B)/test/fi_rma $(if $(HAVE_MPICC),$(B)/test/mpi_win))
 $(B)/test/fi_rma: test/fi_rma.c | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -lfabric
+$(B)/test/mpi_win: test/mpi_win.c | $(B)/test
+	$(MPICC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
 tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS) $(FI_TEST_BINS) $(FI_HOOK_SO)
 

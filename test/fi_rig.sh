@@ -7,7 +7,7 @@ opid= ppid=
 SIZE=1048576 STRICT=524288 CUT=786432
 
 # bounded only to detect a hang: every wait is for an event
-wait_for() { for i in $(seq 1200); do eval "$1" && return 0; sleep 0.1; done; echo "timed out: $1"; return 1; }
+wait_for() { local i; for i in $(seq 1200); do eval "$1" && return 0; sleep 0.1; done; echo "timed out: $1"; return 1; }
 stat_field() { grep '^stats' "$dir/peer.out" | tail -1 | awk -v f="$1" '{for (i = 1; i < NF; i++) if ($i == f) print $(i + 1)}'; }
 passes() { grep -c '^stats' "$dir/peer.out"; }
 hook_env() { echo FI_PROVIDER_PATH="$(dirname "$so")" FI_HOOK=mrlease MRLEASE_LOG="$dir/log"; }
