@@ -101,9 +101,34 @@ static struct fi_ops_domain hook_domain_ops = {
 	.endpoint2 = dom_endpoint2,
 };
 
+/* the domains open now: their summary at exit if never closed */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hook_domain *open_doms;
+
+static void open_del(struct hook_domain *d)
+{
+	mrl_lock(&open_lock);
+	for (struct hook_domain **p = &open_doms; *p; p = &(*p)->next)
+		if (*p == d) {
+			*p = d->next;
+			break;
+		}
+	mrl_unlock(&open_lock);
+}
+
+__attribute__((destructor)) static void summary_at_exit(void)
+{
+	if (pthread_mutex_trylock(&open_lock))
+		return; /* exiting from inside the hook: no summary rather than a deadlock */
+	for (struct hook_domain *d = open_doms; d; d = d->next)
+		hook_summary(d);
+	pthread_mutex_unlock(&open_lock);
+}
+
 static int dom_close(struct fid *fid)
 {
 	struct hook_domain *d = (struct hook_domain *)fid;
+	open_del(d);
 	hook_events_stop(d);
 	if (d->ctx)
 		mrl_ctx_destroy(d->ctx); /* deregisters what the application left */
@@ -214,6 +239,10 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 			 d->policy == MRL_POLICY_NOTIFY ? "notify" :
 			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore");
 	}
+	mrl_lock(&open_lock);
+	d->next = open_doms;
+	open_doms = d;
+	mrl_unlock(&open_lock);
 	*out = &d->domain;
 	return 0;
 }

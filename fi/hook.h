@@ -43,6 +43,7 @@ struct hook_counts {
 /* An application-facing domain: one mrlease context, its event thread. */
 struct hook_domain {
 	struct fid_domain domain;
+	struct hook_domain *next;         /* domain.c: the open ones */
 	struct fid_domain *hdomain;
 	struct hook_fabric *fab;
 	uint64_t mr_mode;                 /* what the application was given */

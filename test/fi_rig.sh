@@ -4,7 +4,7 @@
 so=$B/fi/libmrlease-fi.so rma=$B/test/fi_rma
 [ -f "$so" ] && [ -x "$rma" ] || { echo "no $so or $rma (make tests builds them)"; exit 1; }
 opid= ppid=
-SIZE=1048576 STRICT=524288 CUT=786432
+: ${SIZE:=1048576} ${STRICT:=524288} ${CUT:=786432}
 
 # bounded only to detect a hang: every wait is for an event
 wait_for() { local i; for i in $(seq 1200); do eval "$1" && return 0; sleep 0.1; done; echo "timed out: $1"; return 1; }
