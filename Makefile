@@ -24,7 +24,7 @@ VERSION := 0.1.0
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress
+	t_intp_stress t_fi_hook
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -106,6 +106,11 @@ $(B)/test/fi_rma: test/fi_rma.c | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -lfabric
 $(B)/test/mpi_win: test/mpi_win.c | $(B)/test
 	$(MPICC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
+
+# t_fi_hook: the hook's sources linked in, so they run under the sanitizers
+$(B)/test/t_fi_hook: test/t_fi_hook.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(wildcard fi/*.c) $(PL_LINK) \
+		-Wl,-rpath,$(abspath $(B)) $(B)/libmrlease.a $(LIBS) -lm
 
 tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS) $(FI_TEST_BINS) $(FI_HOOK_SO)
 

@@ -112,6 +112,7 @@ struct hook_eq {
 
 /* ---- hook.c ---- */
 extern struct fi_provider hook_prov;
+struct fi_provider *fi_prov_ini(void);
 /* The provider object under one of the hook's (or fid itself). */
 struct fid *hook_unwrap(struct fid *fid);
 /* The hook's object wrapping the provider's object fid, NULL if none. */
