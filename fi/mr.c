@@ -139,7 +139,8 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 	if (leasable) {
 		void *addr = attr->mr_iov[0].iov_base;
 		size_t len = attr->mr_iov[0].iov_len;
-		backing_name(addr, hm->path, sizeof(hm->path));
+		if (hook_log_on()) /* for the log only: the library finds the backing itself */
+			backing_name(addr, hm->path, sizeof(hm->path));
 		struct mrl_reg_opts o = {.size = sizeof(o), .policy = d->policy, .context = hm};
 		hook_reg_request(hm);
 		int ret = mrl_mr_reg(d->ctx, addr, len, remote_access(attr->access), &o, &hm->lease);
