@@ -1,6 +1,6 @@
 # Sourced by test/t_fi_*.sh: a plain libfabric owner serving a file window
 # and a peer streaming verified transfers at it (test/fi_rma), either side
-# run with or without FI_HOOK=mrlease. Needs B, dir, port set by the caller.
+# run with or without FI_HOOK=mrlease. Needs B and dir set by the caller.
 so=$B/fi/libmrlease-fi.so rma=$B/test/fi_rma
 [ -f "$so" ] && [ -x "$rma" ] || { echo "no $so or $rma (make tests builds them)"; exit 1; }
 opid= ppid=
@@ -14,15 +14,15 @@ hook_env() { echo FI_PROVIDER_PATH="$(dirname "$so")" FI_HOOK=mrlease MRLEASE_LO
 
 # rig_start OWNER_HOOK PEER_HOOK (hook|plain): owner and peer on a fresh file
 rig_start() {
-	port=$((port + 1))
 	rm -f "$dir/f" "$dir/stop" "$dir/log"
 	head -c $SIZE /dev/urandom > "$dir/f"
 	local oenv=() penv=()
 	[ "$1" = hook ] && oenv=($(hook_env))
 	[ "$2" = hook ] && penv=($(hook_env))
-	env "${oenv[@]}" "$rma" owner "$dir/f" $port > "$dir/owner.out" 2>&1 &
+	env "${oenv[@]}" "$rma" owner "$dir/f" 0 > "$dir/owner.out" 2>&1 &
 	opid=$!
 	wait_for 'grep -q listening "$dir/owner.out"' || { cat "$dir/owner.out"; return 1; }
+	local port=$(sed -n 's/^listening port \([0-9]*\) .*/\1/p' "$dir/owner.out")
 	env "${penv[@]}" "$rma" peer 127.0.0.1 $port "$dir/stop" $STRICT > "$dir/peer.out" 2>&1 &
 	ppid=$!
 	wait_for '[ "$(stat_field ok)" -gt 0 ] 2>/dev/null' || { cat "$dir/peer.out"; return 1; }

@@ -2,6 +2,7 @@
  * tests: an owner serving a MAP_SHARED file window as one MR, and a peer
  * streaming verified writes and reads at it over RDM endpoints.
  *   fi_rma owner FILE PORT         map FILE (its whole size), serve until the peer leaves
+ *                                  (PORT 0: any; "listening port N" says which)
  *   fi_rma peer HOST PORT STOPFILE STRICT
  *       write then read back 4 KiB blocks round the window until STOPFILE
  *       exists; a block below byte STRICT must read back what was written
@@ -121,7 +122,9 @@ static int owner(const char *path, int port)
 		perror("bind/listen");
 		return 2;
 	}
-	printf("listening key %#llx len %zu\n", (unsigned long long)w.key, len);
+	socklen_t sl = sizeof(sa);
+	getsockname(ls, (struct sockaddr *)&sa, &sl);
+	printf("listening port %d key %#llx len %zu\n", ntohs(sa.sin_port), (unsigned long long)w.key, len);
 	fflush(stdout);
 	int s = accept(ls, NULL, NULL);
 	struct wire pw;

@@ -14,7 +14,6 @@ B=${MRL_BIN:-build}
 dir=$(mktemp -d /var/tmp/mrl-fihp-XXXXXX)
 [ "$(stat -f -c %T "$dir")" != tmpfs ] || { echo "SKIP: /var/tmp is tmpfs"; exit 77; }
 trap 'kill $opid $ppid 2>/dev/null; rm -rf "$dir"' EXIT
-port=$((30000 + ($$ + 7000) % 20000))
 export FI_RMA_PROV="tcp;ofi_rxm"
 . "$(dirname "$0")/fi_rig.sh"
 

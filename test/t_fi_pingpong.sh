@@ -23,15 +23,22 @@ listening() {
 	return 1
 }
 
-# run EP PROV TAG [hook]: server and client, their outputs in $dir/TAG.{s,c}
+# run EP PROV TAG [hook]: server and client, their outputs in $dir/TAG.{s,c};
+# a control port someone else holds is skipped
 run() {
-	local ep=$1 prov=$2 tag=$3 hook=${4:-}
-	port=$((port + 1))
+	local ep=$1 prov=$2 tag=$3 hook=${4:-} try
 	local env=()
 	[ -n "$hook" ] && env=(FI_PROVIDER_PATH="$(dirname "$so")" FI_HOOK=mrlease MRLEASE_LOG="$dir/$tag.log")
-	env "${env[@]}" fi_pingpong -B $port -p "$prov" -e "$ep" -I 10 -c > "$dir/$tag.s" 2>&1 &
-	spid=$!
-	listening $port || { echo "$tag: server did not listen"; cat "$dir/$tag.s"; return 1; }
+	for try in $(seq 20); do
+		port=$((port + 1))
+		ss -ltnH "sport = :$port" 2>/dev/null | grep -q . && continue
+		rm -f "$dir/$tag.log"
+		env "${env[@]}" fi_pingpong -B $port -p "$prov" -e "$ep" -I 10 -c > "$dir/$tag.s" 2>&1 &
+		spid=$!
+		listening $port && break
+		wait $spid
+		grep -q "Address already in use" "$dir/$tag.s" || { echo "$tag: server did not listen"; cat "$dir/$tag.s"; return 1; }
+	done
 	env "${env[@]}" fi_pingpong -P $port -p "$prov" -e "$ep" -I 10 -c 127.0.0.1 > "$dir/$tag.c" 2>&1
 	local crc=$?
 	wait $spid

@@ -16,7 +16,6 @@ B=${MRL_BIN:-build}
 dir=$(mktemp -d /var/tmp/mrl-fiup-XXXXXX) # /var/tmp: a disk filesystem (fanotify)
 [ "$(stat -f -c %T "$dir")" != tmpfs ] || { echo "SKIP: /var/tmp is tmpfs"; exit 77; }
 trap 'kill $opid $ppid 2>/dev/null; rm -rf "$dir"' EXIT
-port=$((30000 + $$ % 20000))
 export FI_RMA_PROV=sockets
 SIZE=262144 STRICT=131072 CUT=196608 # sockets is slow: a small window
 . "$(dirname "$0")/fi_rig.sh"
