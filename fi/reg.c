@@ -197,11 +197,35 @@ static int hreg_revoke(void *dev, void *h)
 	return 0;
 }
 
+/* Before a live registration is replaced: hooked initiators hold new
+ * operations and the ones in flight finish (bounded: an initiator that
+ * stopped progressing does not hold the monitor; what it still has in
+ * flight then meets the closed key). */
+static void drain(struct hook_mr *hm)
+{
+	if (!hm->bent)
+		return;
+	atomic_store(&hm->bent->state, BS_PAUSED);
+	for (int i = 0; i < 2000 && atomic_load(&hm->bent->inflight) > 0; i++)
+		usleep(100);
+}
+
 static int hreg_restore(void *dev, void *h, void *addr, size_t len)
 {
 	(void)dev;
 	struct hook_mr *hm = h;
-	board_state(hm, BS_PAUSED); /* a shrink (a fenced tail) re-registers a live MR */
+	if (atomic_load(&hm->hmr) && hm->iov.iov_base == addr && hm->iov.iov_len == len) {
+		/* already registered there (a fenced tail's shrink just did it) */
+		if (hm->bent) {
+			atomic_store(&hm->bent->valid, len);
+			atomic_store(&hm->bent->state, BS_ACTIVE);
+		}
+		return 0;
+	}
+	if (atomic_load(&hm->hmr)) /* a shrink (a fenced tail) re-registers a live MR */
+		drain(hm);
+	else
+		board_state(hm, BS_PAUSED);
 	hook_mr_under_close(hm);
 	hm->iov.iov_base = addr;
 	hm->iov.iov_len = len;
