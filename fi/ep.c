@@ -385,11 +385,30 @@ static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint
 	return posted(fi_readmsg(HEP(ep), &m, flags), op, ge);
 }
 
+/* A write to a hooked owner's MR is counted out only once the owner's
+ * provider has taken it in (delivery complete): a transmit completion
+ * comes when the bytes leave, and an owner that closed its key as soon as
+ * the count fell would meet them after (tcp then drops the connection). */
+static ssize_t write_delivered(struct fid_ep *ep, const struct iovec *iov, void **desc,
+			      size_t count, fi_addr_t dest, uint64_t addr, uint64_t key,
+			      uint64_t data, uint64_t flags, void *ctx)
+{
+	struct fi_rma_iov rma = {.addr = addr, .len = iov_len(iov, count), .key = key};
+	struct fi_msg_rma m = {.msg_iov = iov, .desc = desc, .iov_count = count, .addr = dest,
+			       .rma_iov = &rma, .rma_iov_count = 1, .context = ctx, .data = data};
+	return fi_writemsg(HEP(ep), &m, flags | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+}
+
 static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
 	GUARD(key, addr, len, context);
-	return posted(fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, pctx), op, ge);
+	if (!op)
+		return posted(fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, pctx),
+			      op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	void *d = hook_desc(desc);
+	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, 0, 0, pctx), op, ge);
 }
 
 static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
@@ -397,7 +416,9 @@ static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **des
 {
 	DESCS(desc_u, desc, count);
 	GUARD(key, addr, iov_len(iov, count), context);
-	return posted(fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, pctx), op, ge);
+	if (!op)
+		return posted(fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, pctx), op, ge);
+	return posted(write_delivered(ep, iov, desc_u, count, dest, addr, key, 0, 0, pctx), op, ge);
 }
 
 static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
@@ -407,7 +428,7 @@ static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uin
 	m.desc = md;
 	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
 	m.context = pctx;
-	return posted(fi_writemsg(HEP(ep), &m, flags), op, ge);
+	return posted(fi_writemsg(HEP(ep), &m, op ? flags | FI_DELIVERY_COMPLETE : flags), op, ge);
 }
 
 static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
@@ -422,7 +443,12 @@ static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, voi
 			     void *context)
 {
 	GUARD(key, addr, len, context);
-	return posted(fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key, pctx),
+	if (!op)
+		return posted(fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key,
+					   pctx), op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	void *d = hook_desc(desc);
+	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, data, FI_REMOTE_CQ_DATA, pctx),
 		      op, ge);
 }
 
