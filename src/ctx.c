@@ -84,7 +84,6 @@ static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registra
 	mrl_events_init(ctx);
 	ctx->outbox_tail = &ctx->outbox;
 	mrl_itree_init(&ctx->va_index);
-	ctx->next_key = 0x10000;
 	ctx->sig_fd = ctx->ino_fd = ctx->wake_fd = ctx->timer_fd = ctx->procmaps_fd = -1;
 	ctx->fan_fd = -1;
 	ctx->uffd = -1;
@@ -146,6 +145,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	if (ctx->rops && ctx->dev)
 		ctx->rops->close(ctx->dev);
 	mrl_ht_free(&ctx->ht);
+	mrl_keys_free(&ctx->keys);
 	struct mrl_out *o = ctx->outbox;
 	while (o) {
 		struct mrl_out *n = o->next;

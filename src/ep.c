@@ -283,6 +283,11 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		break;
 	}
 	case MSG_OPEN_REP:
+		if (!h->req) { /* not asked by a waiter: a probe after a drop */
+			mrl_ep_resync_reply(ep, p, (const void *)buf);
+			break;
+		}
+		/* fall through */
 	case MSG_LIST_REP:
 		for (struct waiter *w = ep->waiters; w; w = w->next)
 			if (w->req == h->req && !w->done) {
@@ -291,6 +296,7 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 			}
 		break;
 	}
+	mrl_ep_retry_flush(ep, p);
 }
 
 static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
@@ -314,30 +320,12 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 		return;
 	}
 	struct mrl_op *op = (struct mrl_op *)oh;
-	struct mrl_rmr *r = op->rmr;
 	mrl_ep_inflight_del(op);
 	if (op->orphan) { /* reported when its peer died */
 		mrl_ep_op_put(ep, op);
 		return;
 	}
-	r->inflight--;
-	int status = 0;
-	uint32_t cause = MRL_CAUSE_NONE;
-	/* Fenced (or cut short) since it was posted: the owner keeps a fenced
-	 * key alive over scratch memory so a late operation cannot break the
-	 * connection; it completed there, not in the MR. The notice overtakes
-	 * such a completion on the one connection, unless the operation landed
-	 * between the owner's fence and its notice going out (a short window). */
-	bool revoked = op->gen != r->gen &&
-		       (r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len);
-	if (err || revoked) {
-		status = revoked || r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
-		cause = r->cause;
-	}
-	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
-	mrl_ep_op_put(ep, op);
-	if (!r->inflight && r->peer->pauses)
-		mrl_ep_pause_check(ep, r->peer);
+	mrl_ep_op_done(ep, op, err);
 }
 
 /* Keep-alive, ep->lock held: stamp who was heard since the last check, ask
@@ -437,6 +425,8 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 		if (r)
 			mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
 	}
+	if (ep->probes_due)
+		mrl_ep_retry_probe(ep);
 	if ((++ep->polls & 1023) == 0)
 		check_peers(ep);
 	if (ep->ka_ns) {

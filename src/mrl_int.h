@@ -291,6 +291,20 @@ struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_free(struct mrl_htable *t);
 
+/* ---- remote keys (key.c), ctx->lock: random over the provider's key
+ * space, never handed out twice by one context ---- */
+struct mrl_keys {
+	uint64_t *slot;        /* open addressing, 0 = free */
+	size_t cap, n;
+	uint64_t collisions;   /* draws refused: in use before, 0 or all ones */
+	uint64_t pool[32];     /* getrandom's output not yet used */
+	unsigned npool;
+};
+struct mrl_ctx;
+int mrl_key_new(struct mrl_ctx *ctx, uint64_t *key);
+bool mrl_key_used(const struct mrl_ctx *ctx, uint64_t key);
+void mrl_keys_free(struct mrl_keys *k);
+
 /* Locks, outer first; a thread takes them only in this order:
  *  ctx->flush_lock  held while the outbox is sent (mrl_flush_outbox) and
  *                   while the monitor drives progress: keeps mrl_ep_destroy
@@ -324,7 +338,7 @@ struct mrl_ctx {
 	struct mrl_htable ht;
 	struct mrl_itree va_index;
 	struct mrl_file *files;
-	uint64_t next_key;
+	struct mrl_keys keys;        /* every remote key handed out (key.c) */
 	int procmaps_fd;
 
 	/* monitor */
