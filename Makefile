@@ -59,7 +59,7 @@ SO_LDFLAGS := -Wl,-z,defs
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress t_trunc_inflight t_fi_hook
+	t_intp_stress t_trunc_inflight t_guardian_stop t_fi_hook
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -82,6 +82,11 @@ $(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+# the guardian process's loop runs in a bare clone of a multithreaded
+# process, where no sanitizer runtime may run: never instrumented
+$(B)/obj/guard_loop.o: src/guard_loop.c | $(B)/obj
+	$(CC) $(BASE_CFLAGS) $(PL_CFLAGS) -fPIC $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(B)/obj/tools/%.o: tools/%.c | $(B)/obj/tools
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<

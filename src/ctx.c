@@ -125,6 +125,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	while (ctx->eps)
 		mrl_ep_destroy(ctx->eps);
 	mrl_monitor_stop(ctx);
+	mrl_guard_stop(ctx);
 	/* the interposer lets go first; fanotify and userfaultfd let every
 	 * actor still waiting in the kernel go */
 	mrl_watchers_stop(ctx);
