@@ -13,7 +13,26 @@
 #include "proto.h"
 
 /* ---- context ---- */
+static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		      void *dev, mrl_ctx **out);
+
 MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
+{
+	return ctx_create(opts, NULL, NULL, out);
+}
+
+/* A context over a device its caller opened (the libfabric hook: the
+ * provider's domain under the application's), every entry of rops filled. */
+int mrl_ctx_create_dev(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		       void *dev, mrl_ctx **out)
+{
+	if (!rops || !dev)
+		return mrl_err(EINVAL, "mrl_ctx_create_dev: NULL %s", !rops ? "registrar" : "device");
+	return ctx_create(opts, rops, dev, out);
+}
+
+static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		      void *dev, mrl_ctx **out)
 {
 	int ret;
 	if (!out)
@@ -80,8 +99,9 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 		ret = mrl_err(errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	ctx->rops = mrl_registrar_find(ctx->opts.provider);
-	ret = ctx->rops->open(ctx, &ctx->dev);
+	ctx->rops = rops ? rops : mrl_registrar_find(ctx->opts.provider);
+	ctx->dev = dev;
+	ret = rops ? 0 : ctx->rops->open(ctx, &ctx->dev);
 	if (ret) {
 		ctx->dev = NULL;
 		goto fail;

@@ -86,6 +86,11 @@ extern const struct mrl_registrar_ops mrl_reg_fabric_ops, mrl_reg_uring_ops, mrl
 /* registrar.c: the registrar for a provider name ("mock", "uring", else a
  * libfabric provider), every entry filled */
 const struct mrl_registrar_ops *mrl_registrar_find(const char *provider);
+/* ctx.c: a context over a device its caller opened (the libfabric hook) */
+int mrl_ctx_create_dev(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		       void *dev, struct mrl_ctx **out);
+/* reg_fabric.c: does a provider stack ("verbs;ofi_rxm") pin what it registers? */
+bool mrl_prov_pins(const char *stack);
 /* Used by tests through the mock: is a key registered now, and where. */
 int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len);
 /* and: registrations of addr block until mrl_mock_block(dev, NULL) */

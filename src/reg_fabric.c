@@ -15,7 +15,7 @@
 /* Does a provider stack ("verbs;ofi_rxm") pin what it registers? Only the
  * ones known to copy through the kernel or shared memory are said not to;
  * an unknown one (verbs, efa, psm3, opx, cxi, ucx, ...) is taken to pin. */
-static bool prov_pins(const char *stack)
+bool mrl_prov_pins(const char *stack)
 {
 	static const char *const copying[] = {"tcp", "sockets", "udp", "shm", "sm2", "net",
 					       "ofi_rxm", "ofi_rxd", "ofi_mrail", "rxm", "rxd"};
@@ -80,7 +80,7 @@ static int fab_open(struct mrl_ctx *ctx, void **dev)
 	f->prov_key = info->domain_attr->mr_mode & FI_MR_PROV_KEY;
 	f->virt_addr = info->domain_attr->mr_mode & FI_MR_VIRT_ADDR;
 	f->mr_local = info->domain_attr->mr_mode & FI_MR_LOCAL;
-	f->pins = prov_pins(info->fabric_attr->prov_name);
+	f->pins = mrl_prov_pins(info->fabric_attr->prov_name);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_rwlock_init(&f->gate, NULL);
 	*dev = f;
