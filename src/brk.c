@@ -6,6 +6,8 @@
  * off silent peers) and asks the watcher to let the change land
  * (ops->let_land). The watcher says when it has landed (mrl_brk_finish):
  * the MRs are restored, under the same keys, onto what the file has now.
+ * Device calls (unpin, fence, restore) are queued for the device worker
+ * (devq.c); the change is let in only once they are done (BRK_UNPIN).
  * Every function here runs with ctx->lock held. */
 #include <errno.h>
 #include <stdio.h>
@@ -77,6 +79,7 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 		}
 	if (b->file)
 		b->file->brk = NULL;
+	mrl_dev_cancel(ctx, b); /* freed before it was let land */
 	if (ctx->as_brk == b) {
 		ctx->as_brk = NULL;
 		pthread_cond_broadcast(&ctx->as_cv); /* the next madvise may pause */
@@ -257,11 +260,13 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		mrl_mr_quiesce_locked(ctx, b, mr);
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
 	}
-	if (!k) { /* all fenced */
+	if (!k && !ctx->devq && !ctx->dev_active) { /* all fenced, the device let go already */
 		free(vec->v);
 		free(b);
 		return NULL;
 	}
+	/* (all fenced, the device still letting go: an empty break lets the
+	 * change in once it has) */
 	vec->n = k;
 	b->mrs = *vec;
 	b->next = ctx->brks;
@@ -273,8 +278,8 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	return b;
 }
 
-/* A change to [lo, hi) of file f: its live MRs there (active, and the part
- * still served, not a fenced tail, in range). */
+/* A change to [lo, hi) of file f: its live MRs there (active or being
+ * restored, and the part still served, not a fenced tail, in range). */
 struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 			      const struct mrl_watcher_ops *src, int cause, pid_t pid, uint64_t lo,
 			      uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
@@ -283,7 +288,7 @@ struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	mrl_file_mrs_range(f, lo, hi, &vec);
 	size_t k = 0;
 	for (size_t i = 0; i < vec.n; i++)
-		if (vec.v[i]->state == MRL_STATE_ACTIVE && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
+		if (mrl_mr_live(vec.v[i]) && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
 			vec.v[k++] = vec.v[i];
 	vec.n = k;
 	return brk_begin(ctx, f, src, &vec, cause, pid, lo, hi, seen, fev);
@@ -295,6 +300,16 @@ struct mrl_brk *mrl_brk_begin_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_
 				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen)
 {
 	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL);
+}
+
+/* The device let go of the break's pages (every device call queued before
+ * is done): the watcher lets the change in. */
+static void brk_land(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, void *arg)
+{
+	struct mrl_brk *b = arg;
+	(void)unused, (void)ret;
+	b->phase = BRK_LANDING;
+	b->src->let_land(ctx, b, mrl_now_ns());
 }
 
 /* Quiesced (or out of time): revoke what must go, then let the change land. */
@@ -336,14 +351,14 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 		else /* the device must not keep the old pages while the change lands */
 			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
 	}
-	b->phase = BRK_LANDING;
 	/* the breaker may keep the file open a while: wait as long as a break may take */
 	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
 	uint64_t done = mrl_now_ns();
 	ctx->pause_ns[ctx->npause++ % ARRAY_SIZE(ctx->pause_ns)] = done - b->seen_ns;
 	mrl_log("released %s after %llu us", b->file ? b->file->path : "an address-space change",
 		(unsigned long long)(done - b->seen_ns) / 1000);
-	b->src->let_land(ctx, b, now);
+	b->phase = BRK_UNPIN;
+	mrl_dev_after(ctx, brk_land, b);
 }
 
 /* The change has landed (the breaker closed the file, the actor's call

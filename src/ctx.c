@@ -13,7 +13,26 @@
 #include "proto.h"
 
 /* ---- context ---- */
+static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		      void *dev, mrl_ctx **out);
+
 MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
+{
+	return ctx_create(opts, NULL, NULL, out);
+}
+
+/* A context over a device its caller opened (the libfabric hook: the
+ * provider's domain under the application's), every entry of rops filled. */
+int mrl_ctx_create_dev(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		       void *dev, mrl_ctx **out)
+{
+	if (!rops || !dev)
+		return mrl_err(EINVAL, "mrl_ctx_create_dev: NULL %s", !rops ? "registrar" : "device");
+	return ctx_create(opts, rops, dev, out);
+}
+
+static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		      void *dev, mrl_ctx **out)
 {
 	int ret;
 	if (!out)
@@ -58,7 +77,9 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&ctx->as_cv, &ca);
+	pthread_cond_init(&ctx->dev_cv, &ca);
 	pthread_condattr_destroy(&ca);
+	ctx->devq_tail = &ctx->devq;
 	pthread_mutex_init(&ctx->flush_lock, NULL);
 	pthread_mutex_init(&ctx->evq_lock, NULL);
 	ctx->evq_tail = &ctx->evq_head;
@@ -78,14 +99,18 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 		ret = mrl_err(errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	ctx->rops = mrl_registrar_find(ctx->opts.provider);
-	ret = ctx->rops->open(ctx, &ctx->dev);
+	ctx->rops = rops ? rops : mrl_registrar_find(ctx->opts.provider);
+	ctx->dev = dev;
+	ret = rops ? 0 : ctx->rops->open(ctx, &ctx->dev);
 	if (ret) {
 		ctx->dev = NULL;
 		goto fail;
 	}
 	if (ctx->rops->open == mrl_reg_fabric_ops.open)
 		ctx->fab = ctx->dev;
+	ret = mrl_dev_start(ctx);
+	if (ret)
+		goto fail;
 	mrl_watchers_start(ctx);
 	ret = mrl_monitor_start(ctx);
 	if (ret)
@@ -105,6 +130,11 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	while (ctx->eps)
 		mrl_ep_destroy(ctx->eps);
 	mrl_monitor_stop(ctx);
+	/* breaks waiting for the device reach their watchers before they stop */
+	mrl_lock(&ctx->lock);
+	mrl_dev_sync(ctx);
+	mrl_unlock(&ctx->lock);
+	mrl_guard_stop(ctx);
 	/* the interposer lets go first; fanotify and userfaultfd let every
 	 * actor still waiting in the kernel go */
 	mrl_watchers_stop(ctx);
@@ -115,6 +145,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 			if (mr)
 				mrl_mr_dereg(ctx, mr->handle);
 		}
+	mrl_dev_stop(ctx);
 	mrl_events_release(ctx);
 	while (ctx->files) {
 		struct mrl_file *f = ctx->files;
@@ -139,6 +170,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	if (ctx->procmaps_fd >= 0)
 		close(ctx->procmaps_fd);
 	pthread_cond_destroy(&ctx->as_cv);
+	pthread_cond_destroy(&ctx->dev_cv);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->flush_lock);
 	pthread_mutex_destroy(&ctx->evq_lock);

@@ -68,6 +68,11 @@ int mrl_ep_send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t 
 	return send_one(ep, p, msg, len, 2000000000ull);
 }
 
+int mrl_ep_send_nowait_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len)
+{
+	return send_one(ep, p, msg, len, 0);
+}
+
 /* Send, driving progress while the queue is full, for up to wait_ns (0:
  * one try, -EAGAIN if the queue is full). */
 static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len, uint64_t wait_ns)
@@ -424,6 +429,12 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 		}
 		if (r)
 			mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
+	}
+	if (ep->acks_owed) { /* the batch is handled: the completions they waited for too */
+		ep->acks_owed = false;
+		for (uint32_t i = 0; i < ep->npeers; i++)
+			if (ep->peers[i] && !ep->peers[i]->dead && ep->peers[i]->pauses)
+				mrl_ep_pause_check(ep, ep->peers[i]);
 	}
 	if (ep->probes_due)
 		mrl_ep_retry_probe(ep);

@@ -140,6 +140,7 @@ struct mrl_ep {
 	/* pause protocol, for tests: pauses received and acks sent (peer
 	 * side), acks received (owner side); one ack per pause, never two */
 	_Atomic uint64_t pauses_in, pause_acks_out, pause_acks_in;
+	bool acks_owed;                /* a pause ack found the queue full: progress retries it */
 	pthread_t prog;
 	bool prog_running;
 	atomic_bool stop;
@@ -156,6 +157,8 @@ void mrl_ep_peer_free_locked(struct mrl_ep *ep, struct mrl_peer *p);
 /* ep.c, ep->lock held: drive progress; send a control message */
 int mrl_ep_progress_locked(struct mrl_ep *ep);
 int mrl_ep_send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len);
+/* one try, never driving progress: -EAGAIN when the queue is full */
+int mrl_ep_send_nowait_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len);
 /* a control message's header (mrl_ep_send_locked fills in the rest) */
 void mrl_ep_init_hdr(struct msg_hdr *h, int type, size_t len, uint32_t req);
 

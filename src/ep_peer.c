@@ -58,26 +58,34 @@ static bool pause_drained(const struct pause_rec *pr)
 	return true;
 }
 
-/* Ack every pause whose MRs have drained. A send that finds the queue full
- * drives progress, which can come back here (a completion, another pause)
- * or cut the peer off (peer_dead frees its records): so a record leaves
- * the list before its ack is sent, and the walk starts over after each
- * send instead of trusting a pointer into a list that may have changed. */
+/* Ack every pause whose MRs have drained. This runs while a batch of
+ * completions is being handled (a PAUSE message, an operation's end): a send
+ * that waited for room here, driving progress, would wait for completions
+ * that sit later in that very batch (the owner acked the writes in the same
+ * breath as it paused), and progress it drove could come back here for the
+ * same record. So the ack is tried once; a full queue leaves the record in
+ * place and progress tries again once the batch is handled (acks_owed). A
+ * record leaves the list only once its ack is out (or cannot go at all: the
+ * owner then times the peer out, the safe side): one ack per pause. */
 void mrl_ep_pause_check(struct mrl_ep *ep, struct mrl_peer *p)
 {
-	for (;;) {
-		struct pause_rec **pp = &p->pauses;
-		while (*pp && !pause_drained(*pp))
-			pp = &(*pp)->next;
+	for (struct pause_rec **pp = &p->pauses; *pp && !p->dead;) {
 		struct pause_rec *pr = *pp;
-		if (!pr || p->dead)
-			return;
-		*pp = pr->next;
+		if (!pause_drained(pr)) {
+			pp = &pr->next;
+			continue;
+		}
 		struct msg_hdr a;
 		mrl_ep_init_hdr(&a, MSG_PAUSE_ACK, sizeof(a), pr->seq);
+		int ret = mrl_ep_send_nowait_locked(ep, p, &a, sizeof(a));
+		if (ret == -EAGAIN) {
+			ep->acks_owed = true;
+			return;
+		}
+		*pp = pr->next;
 		free(pr->rmrs);
 		free(pr);
-		if (mrl_ep_send_locked(ep, p, &a, sizeof(a)) == 0)
+		if (ret == 0)
 			ep->pause_acks_out++;
 	}
 }

@@ -60,7 +60,8 @@ static struct mrl_ht_slot *ht_slot(struct mrl_htable *t, mrl_mr_t h)
 struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h)
 {
 	struct mrl_ht_slot *s = ht_slot(t, h);
-	return s ? s->mr : NULL;
+	/* an MR still being registered (mrl_mr_reg) is nobody's yet */
+	return s && s->mr && !s->mr->registering ? s->mr : NULL;
 }
 
 void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h)

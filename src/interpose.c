@@ -13,6 +13,9 @@
  *                           peers of other anonymous/shmem MRs are paused
  *                           around the call, pinning devices re-pinned, the
  *                           MRs resume under a new generation.
+ * Every hook may run in a signal handler that interrupted malloc or the
+ * library itself: the caller allocates nothing and waits on futexes only;
+ * the monitor does the work (intp_serve).
  * Raw syscall(2)s, and everything when the preload library is absent,
  * bypass this: mrl_verify and userfaultfd catch them afterwards.
  *
@@ -111,7 +114,7 @@ void mrl_intp_del(struct mrl_ctx *ctx)
 	ctx->intp_slot = -1;
 }
 
-enum intp_op { OP_UNMAP, OP_MOVE, OP_REPLACE, OP_MADVISE };
+enum intp_op { OP_UNMAP, OP_MOVE, OP_REPLACE, OP_MADVISE, OP_MADV_PAUSE, OP_MADV_RESUME };
 
 struct hit {
 	struct mrl_ctx *ctx;
@@ -138,7 +141,8 @@ static int madv_cb(struct mrl_itree_node *node, void *p)
 	struct mrl_mr *mr = (struct mrl_mr *)node;
 	if (mr->state != MRL_STATE_ACTIVE || !mr->file)
 		return 0; /* anonymous and shmem MRs were paused and resumed around the call */
-	mrl_mr_repin_locked(h->ctx, mr, h->now);
+	if (mrl_mr_repin_locked(h->ctx, mr, MRL_CAUSE_MADVISED))
+		return 0; /* its end moves it on and tells the holders */
 	if (!h->ctx->rops->pins(h->ctx->dev)) {
 		/* virtually addressed device: nothing to move, but the bytes
 		 * may have changed under the peers: new generation */
@@ -203,8 +207,51 @@ struct mrl_intp_req {
 	uintptr_t a;
 	size_t len;
 	int op;
+	bool paused;           /* OP_MADV_PAUSE: a break was begun and has quiesced */
 	_Atomic uint32_t done; /* futex word */
 };
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t val)
+{
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *w, int n)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* ctx->lock held: r is served; its caller may go on (and r be gone) */
+static void req_done(struct mrl_intp_req *r)
+{
+	atomic_store(&r->done, 1);
+	/* r may be gone now (its caller went on): only its address is used */
+	futex_wake(&r->done, 1);
+}
+
+/* once the device let go of what serving r fenced (devq.c) */
+static void req_done_cb(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
+{
+	(void)ctx, (void)mr, (void)ret;
+	req_done(arg);
+}
+
+/* ctx->lock held (by the caller, or the monitor serving it): queue r for
+ * the monitor, drop the lock and wait until it is served. false, lock
+ * still held, when nobody is there to serve it: the caller does it itself
+ * (the monitor's own calls, a context whose monitor has stopped). */
+static bool hand_to_monitor(struct mrl_ctx *ctx, struct mrl_intp_req *r)
+{
+	if (ctx->intp_inline || ctx->monitor_tid == (pid_t)syscall(SYS_gettid))
+		return false;
+	r->next = ctx->intp_reqs;
+	ctx->intp_reqs = r;
+	mrl_unlock(&ctx->lock);
+	mrl_wake_monitor(ctx);
+	while (!atomic_load(&r->done))
+		futex_wait(&r->done, 0);
+	return true;
+}
 
 /* Resolve the MRs over [a, a+len) in every context, before the call lands.
  * The caller may be a signal handler that interrupted malloc, or code that
@@ -226,33 +273,44 @@ static void resolve(uintptr_t a, size_t len, int op)
 			leave(i);
 			continue;
 		}
-		if (ctx->intp_inline || ctx->monitor_tid == (pid_t)syscall(SYS_gettid)) {
+		struct mrl_intp_req r = {.a = a, .len = len, .op = op};
+		if (!hand_to_monitor(ctx, &r)) {
 			resolve_locked(ctx, a, len, op);
+			mrl_dev_sync(ctx); /* the device lets go before the call lands */
 			mrl_unlock(&ctx->lock);
 			mrl_wake_monitor(ctx); /* it sends the state messages */
-			leave(i);
-			continue;
 		}
-		struct mrl_intp_req r = {.next = ctx->intp_reqs, .a = a, .len = len, .op = op};
-		ctx->intp_reqs = &r;
-		mrl_unlock(&ctx->lock);
-		mrl_wake_monitor(ctx);
-		while (!atomic_load(&r.done))
-			syscall(SYS_futex, &r.done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 		leave(i);
 	}
 }
 
-/* The monitor, ctx->lock held: serve the calls waiting for it. */
+static bool madv_pause_locked(struct mrl_ctx *ctx, struct mrl_intp_req *r);
+static void madv_resume_locked(struct mrl_ctx *ctx);
+
+/* The monitor, ctx->lock held: serve the calls waiting for it. A pause
+ * waits while another address-space break is under way (one at a time);
+ * anything served may have ended one, so the walk starts over. */
 static void intp_serve(struct mrl_ctx *ctx)
 {
-	while (ctx->intp_reqs) {
-		struct mrl_intp_req *r = ctx->intp_reqs;
-		ctx->intp_reqs = r->next;
-		resolve_locked(ctx, r->a, r->len, r->op);
-		atomic_store(&r->done, 1);
-		/* r may be gone now (its caller went on): only its address is used */
-		syscall(SYS_futex, &r->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	for (struct mrl_intp_req **pp = &ctx->intp_reqs; *pp;) {
+		struct mrl_intp_req *r = *pp;
+		if (r->op == OP_MADV_PAUSE && (ctx->as_brk || ctx->as_req)) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (r->op == OP_MADV_PAUSE) {
+			if (!madv_pause_locked(ctx, r))
+				mrl_dev_after(ctx, req_done_cb, r); /* nothing paused */
+			/* else its break's let_land serves it (maybe done already) */
+		} else if (r->op == OP_MADV_RESUME) {
+			madv_resume_locked(ctx);
+			mrl_dev_after(ctx, req_done_cb, r);
+		} else {
+			resolve_locked(ctx, r->a, r->len, r->op);
+			mrl_dev_after(ctx, req_done_cb, r);
+		}
+		pp = &ctx->intp_reqs;
 	}
 }
 
@@ -262,11 +320,24 @@ static void intp_tick(struct mrl_ctx *ctx, uint64_t now)
 	intp_serve(ctx);
 }
 
-/* The monitor is leaving (ctx->lock held): nobody is left to serve. */
+/* The monitor is leaving (ctx->lock held): nobody is left to serve. A
+ * pause still quiescing lets its caller go (the context is being
+ * destroyed: its MRs go next); pauses behind it go unpaused. */
 static void intp_monitor_gone(struct mrl_ctx *ctx)
 {
 	ctx->intp_inline = true;
 	intp_serve(ctx);
+	if (ctx->as_req) {
+		struct mrl_intp_req *r = ctx->as_req;
+		ctx->as_req = NULL;
+		r->paused = ctx->as_brk != NULL;
+		req_done(r);
+	}
+	while (ctx->intp_reqs) {
+		struct mrl_intp_req *r = ctx->intp_reqs;
+		ctx->intp_reqs = r->next;
+		req_done(r);
+	}
 }
 
 static inline bool any_mr(void)
@@ -279,74 +350,118 @@ static inline bool any_mr(void)
  * the break engine like any other (brk.c: peers paused and drained, owners
  * of NOTIFY MRs asked, FENCE MRs fenced, silent peers cut off at the
  * deadline). This thread is the actor: it waits until the engine lets the
- * change land (intp_let_land), makes the call, then finishes the break (the
- * MRs are restored onto the new pages, same keys). */
+ * change land (intp_let_land), makes the call, then the break is finished
+ * (the MRs are restored onto the new pages, same keys). Like resolve(), the
+ * caller only queues requests and waits on futexes (a signal handler may
+ * madvise): the monitor begins and finishes the break. One address-space
+ * break per context at a time (ctx->as_brk): the caller that got it paused
+ * is the one that resumes it. */
 struct as_pause {
 	struct mrl_ctx *ctx;
-	struct mrl_brk *b;
 	int slot;
 };
 
 static int collect_cb(struct mrl_itree_node *node, void *p)
 {
 	struct mrl_mr *mr = (struct mrl_mr *)node;
-	if (mr->state != MRL_STATE_ACTIVE || mr->file)
+	if (!mrl_mr_live(mr) || mr->file)
 		return 0;
 	return mrl_mr_vec_push(p, mr);
 }
 
-static int madv_pause(uintptr_t a, size_t len, struct as_pause *ps)
+/* ctx->lock held, no address-space break under way: pause the MRs over
+ * r's range. false when nothing was left paused (none there, or all
+ * fenced); else r is served once the break has quiesced (intp_let_land,
+ * possibly already, inside mrl_brk_begin_mrs). */
+static bool madv_pause_locked(struct mrl_ctx *ctx, struct mrl_intp_req *r)
 {
-	int nps = 0;
-	for (int i = 0, top = slots_in_use(); i < top; i++) {
-		struct mrl_ctx *ctx = enter(i, a, len);
-		if (!ctx)
-			continue;
-		while (ctx->as_brk) /* one at a time per context */
-			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
-		struct mrl_mr_vec vec = {0};
-		mrl_itree_overlap(&ctx->va_index, a, a + len, collect_cb, &vec);
-		if (!vec.n) { /* a hole between MRs: nothing to do, nobody to wake */
-			mrl_unlock(&ctx->lock);
-			leave(i);
-			continue;
-		}
-		struct mrl_brk *b = mrl_brk_begin_mrs(ctx, &mrl_watch_interpose, &vec, MRL_CAUSE_MADVISED,
-						      getpid(), mrl_now_ns());
-		if (!b) { /* all fenced (FENCE policy): nothing to wait for */
-			mrl_unlock(&ctx->lock);
-			mrl_wake_monitor(ctx); /* it sends the state messages */
-			leave(i);
-			continue;
-		}
-		ctx->as_brk = b;
-		mrl_wake_monitor(ctx); /* it sends the pauses, drives progress, keeps the deadline */
-		while (b->phase == BRK_QUIESCE)
-			pthread_cond_wait(&ctx->as_cv, &ctx->lock);
-		mrl_unlock(&ctx->lock);
-		ps[nps++] = (struct as_pause){.ctx = ctx, .b = b, .slot = i};
+	struct mrl_mr_vec vec = {0};
+	mrl_itree_overlap(&ctx->va_index, r->a, r->a + r->len, collect_cb, &vec);
+	if (!vec.n) { /* a hole between MRs: nothing to do */
+		free(vec.v);
+		return false;
 	}
-	return nps;
+	ctx->as_req = r;
+	struct mrl_brk *b = mrl_brk_begin_mrs(ctx, &mrl_watch_interpose, &vec, MRL_CAUSE_MADVISED,
+					      getpid(), mrl_now_ns());
+	if (!b) { /* all fenced (FENCE policy): nothing to wait for */
+		ctx->as_req = NULL;
+		return false;
+	}
+	ctx->as_brk = b;
+	return true;
 }
 
-static void madv_resume(struct as_pause *ps, int nps)
+/* ctx->lock held: the call has been made; restore onto the new pages */
+static void madv_resume_locked(struct mrl_ctx *ctx)
 {
-	for (int i = 0; i < nps; i++) {
-		struct mrl_ctx *ctx = ps[i].ctx;
-		mrl_lock(&ctx->lock);
-		mrl_brk_finish(ctx, ps[i].b); /* restore, same keys; frees it */
-		mrl_unlock(&ctx->lock);
-		mrl_wake_monitor(ctx);
-		leave(ps[i].slot);
-	}
+	if (ctx->as_brk && ctx->as_brk->phase == BRK_LANDING)
+		mrl_brk_finish(ctx, ctx->as_brk); /* same keys; frees it, clears as_brk */
 }
 
-/* The break is quiesced: the actor (waiting in madv_pause) may go on. */
+/* The caller's side, for one context it entered (locked): true if it
+ * paused MRs there (the slot's user count then stays held until resumed). */
+static bool madv_pause_one(struct mrl_ctx *ctx, uintptr_t a, size_t len)
+{
+	struct mrl_intp_req r = {.a = a, .len = len, .op = OP_MADV_PAUSE};
+	if (hand_to_monitor(ctx, &r))
+		return r.paused;
+	/* in place: this thread is the monitor, or there is none any more (the
+	 * other address-space break's actor then finishes it in place too) */
+	bool monitor = ctx->monitor_tid == (pid_t)syscall(SYS_gettid);
+	while (ctx->as_brk && !monitor)
+		pthread_cond_wait(&ctx->as_cv, &ctx->lock);
+	if (ctx->as_brk || !madv_pause_locked(ctx, &r)) {
+		mrl_dev_sync(ctx);
+		mrl_unlock(&ctx->lock);
+		mrl_wake_monitor(ctx); /* it sends the state messages */
+		return false;
+	}
+	ctx->as_req = NULL;
+	while (ctx->as_brk && ctx->as_brk->phase != BRK_LANDING)
+		pthread_cond_wait(&ctx->as_cv, &ctx->lock);
+	bool paused = ctx->as_brk != NULL;
+	mrl_unlock(&ctx->lock);
+	mrl_wake_monitor(ctx);
+	return paused;
+}
+
+static void madv_resume_one(struct mrl_ctx *ctx)
+{
+	mrl_lock(&ctx->lock);
+	struct mrl_intp_req r = {.op = OP_MADV_RESUME};
+	if (!hand_to_monitor(ctx, &r)) {
+		madv_resume_locked(ctx);
+		mrl_dev_sync(ctx);
+		mrl_unlock(&ctx->lock);
+	}
+	mrl_wake_monitor(ctx);
+}
+
+/* The break is quiesced: the actor may go on (waiting on its request, or
+ * in madv_pause_one when it runs in place). */
 static void intp_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
 	(void)b;
 	(void)now;
+	if (ctx->as_req) {
+		struct mrl_intp_req *r = ctx->as_req;
+		ctx->as_req = NULL;
+		r->paused = true;
+		req_done(r);
+	}
 	pthread_cond_broadcast(&ctx->as_cv);
+}
+
+/* An address-space break freed before it landed: its actor goes on. */
+static void intp_brk_done(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	(void)b;
+	if (ctx->as_req && !ctx->as_brk) {
+		struct mrl_intp_req *r = ctx->as_req;
+		ctx->as_req = NULL;
+		req_done(r);
+	}
 }
 
 static bool zaps(int advice)
@@ -378,25 +493,59 @@ static void hook_before(int op, uintptr_t a, size_t len)
 	}
 }
 
+/* The state between madv_before and madv_after, from a fixed pool: the
+ * hook may run in a signal handler, where nothing may be allocated. A
+ * caller finding the pool empty waits for a token to come back. */
 struct madv_tok {
 	int nps;
 	struct as_pause ps[MAX_CTX];
 };
+#define MADV_TOKS 64
+static struct madv_tok g_toks[MADV_TOKS];
+static _Atomic uint32_t g_tok_busy[MADV_TOKS];
+static _Atomic uint32_t g_tok_back; /* futex word: bumped as a token comes back */
+
+static struct madv_tok *tok_get(void)
+{
+	for (;;) {
+		uint32_t back = atomic_load(&g_tok_back);
+		for (int i = 0; i < MADV_TOKS; i++) {
+			uint32_t free_ = 0;
+			if (atomic_compare_exchange_strong(&g_tok_busy[i], &free_, 1)) {
+				g_toks[i].nps = 0;
+				return &g_toks[i];
+			}
+		}
+		futex_wait(&g_tok_back, back);
+	}
+}
+
+static void tok_put(struct madv_tok *t)
+{
+	atomic_store(&g_tok_busy[t - g_toks], 0);
+	atomic_fetch_add(&g_tok_back, 1);
+	futex_wake(&g_tok_back, INT32_MAX);
+}
 
 static void *hook_madv_before(uintptr_t a, size_t len, int advice)
 {
 	if (!zaps(advice) || !any_mr() || !len || a + len < a)
 		return NULL;
-	bool near = false; /* any context's MRs around: else no token to allocate */
+	bool near = false; /* any context's MRs around: else no token */
 	for (int i = 0, top = slots_in_use(); i < top && !near; i++)
 		near = !outside(i, a, len);
 	if (!near)
 		return NULL;
-	struct madv_tok *t = calloc(1, sizeof(*t));
-	if (t)
-		t->nps = madv_pause(a, len, t->ps);
-	else
-		mrl_log("madvise %#lx+%zu: out of memory, MRs not paused", (unsigned long)a, len);
+	struct madv_tok *t = tok_get();
+	for (int i = 0, top = slots_in_use(); i < top; i++) {
+		struct mrl_ctx *ctx = enter(i, a, len);
+		if (!ctx)
+			continue;
+		if (madv_pause_one(ctx, a, len))
+			t->ps[t->nps++] = (struct as_pause){.ctx = ctx, .slot = i};
+		else
+			leave(i);
+	}
 	return t;
 }
 
@@ -405,8 +554,11 @@ static void hook_madv_after(void *tok, uintptr_t a, size_t len, int advice, int 
 	struct madv_tok *t = tok;
 	if (!t)
 		return;
-	madv_resume(t->ps, t->nps);
-	free(t);
+	for (int i = 0; i < t->nps; i++) {
+		madv_resume_one(t->ps[i].ctx);
+		leave(t->ps[i].slot);
+	}
+	tok_put(t);
 	if (ret == 0 && zaps(advice))
 		resolve(a, len, OP_MADVISE); /* file-backed MRs */
 }
@@ -532,6 +684,7 @@ const struct mrl_watcher_ops mrl_watch_interpose = {
 	.start = intp_start,
 	.stop = intp_stop,
 	.let_land = intp_let_land,
+	.brk_done = intp_brk_done,
 	.tick = intp_tick,
 	.monitor_gone = intp_monitor_gone,
 	.mr_attach = intp_mr_attach,

@@ -306,54 +306,52 @@ void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *
 	send_state(ctx, mr, peer, MRL_STATE_FENCED, MRL_CAUSE_PEER_TIMEOUT);
 }
 
-static int dev_reg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len)
-{
-	uint64_t key = mr->key;
-	int ret = ctx->rops->reg(ctx->dev, mr->addr, len, mr->access, &key, &mr->dev_mr);
-	if (!ret)
-		mr->key = key;
-	return ret;
-}
+/* ---- the device: calls are queued under ctx->lock and made by the
+ * device worker with no lock held (devq.c); the results land in the
+ * *_done callbacks below, under ctx->lock again ---- */
 
+/* Let go of mr's registration. While the worker is in a call on it
+ * (dev_busy) the handle is the worker's: it lets go when the call ends and
+ * finds the MR fenced or deregistered. */
 static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
-	if (mr->dev_mr) {
-		ctx->rops->dereg(ctx->dev, mr->dev_mr);
+	if (mr->dev_mr && !mr->dev_busy) {
+		mrl_dev_dereg(ctx, mr->dev_mr);
 		mr->dev_mr = NULL;
 	}
 }
 
-/* Point the registration at the pages [addr, addr+len) has now: in place,
- * same key, where the device can (rops->restore); else register anew. */
-static int dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t len, bool rekey)
+static void repin_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
 {
-	if (mr->dev_mr && !rekey) {
-		int ret = ctx->rops->restore(ctx->dev, mr->dev_mr, mr->addr, len);
-		if (ret != -EOPNOTSUPP)
-			return ret;
+	uint64_t now = mrl_now_ns();
+	if (ret == -ECANCELED)
+		return; /* paused, fenced or gone meanwhile: that path re-points it */
+	if (ret) {
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, 0, now);
+		return;
 	}
-	dev_dereg(ctx, mr);
-	return dev_reg(ctx, mr, len);
+	if (mr->state != MRL_STATE_ACTIVE)
+		return; /* paused while the call ran: its break restores it */
+	mr->gen++;
+	mr->restores++;
+	ctx->st.restores++;
+	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MODIFIED, 0, mr->valid_len, 0, 0, now);
+	mr->cause = (uint8_t)(uintptr_t)arg;
+	mrl_send_state(ctx, mr, NULL);
 }
 
 /* Point a pinning device at the pages the range has now, same key, with a
  * new generation (RESTORED): the old pages may no longer be the file's.
- * Returns whether it did; fences if the device cannot. Nothing for a device
- * that does not pin. The after-path below and the interposer's file madvise
- * use it. */
-int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
+ * Returns whether it will (the re-pin's end then moves the MR to its new
+ * generation, cause `cause', and tells every holder; it fences if the device
+ * cannot). 0 for a device that does not pin. The after-path below and the
+ * interposer's file madvise use it. */
+int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause)
 {
 	if (!ctx->rops->pins(ctx->dev) || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE ||
 	    !mr->valid_len)
 		return 0;
-	if (dev_rereg(ctx, mr, mr->valid_len, false)) {
-		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, 0, seen);
-		return 0;
-	}
-	mr->gen++;
-	mr->restores++;
-	ctx->st.restores++;
-	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, MRL_CAUSE_MODIFIED, 0, mr->valid_len, 0, 0, seen);
+	mrl_dev_rereg(ctx, mr, MRL_REREG_SAME, repin_done, (void *)(uintptr_t)cause);
 	return 1;
 }
 
@@ -386,11 +384,9 @@ void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uin
 		mr->changed = 1;
 		return;
 	}
-	int repinned = mrl_mr_repin_locked(ctx, mr, seen); /* a new generation already */
-	if (mr->state != MRL_STATE_ACTIVE)
-		return; /* could not re-pin: fenced, and the peers told */
-	if (!repinned)
-		mr->gen++;
+	if (mrl_mr_repin_locked(ctx, mr, cause))
+		return; /* its end: new generation, holders told (or fenced) */
+	mr->gen++;
 	mr->cause = (uint8_t)cause;
 	mrl_send_state(ctx, mr, NULL);
 }
@@ -414,15 +410,30 @@ void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr
 	b->acks_pending++;
 }
 
+static void unpin_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
+{
+	if (ret == -EBUSY) /* operations still in flight would reach the old pages */
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, (pid_t)(intptr_t)arg,
+				    mrl_now_ns());
+}
+
+/* Cut the device off the pages (revoke and keep the handle, else
+ * deregister: the restore registers anew). Queued: the break lets the
+ * change land once it is done (brk.c). */
 void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint64_t seen)
 {
-	if (!mr->dev_mr)
+	(void)seen;
+	if (!mr->dev_mr && !mr->dev_busy)
 		return;
-	int ret = ctx->rops->revoke(ctx->dev, mr->dev_mr);
-	if (ret == -EOPNOTSUPP) /* no revoke-and-keep: the restore registers anew */
-		dev_dereg(ctx, mr);
-	else if (ret == -EBUSY) /* operations still in flight would reach the old pages */
-		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, pid, seen);
+	mrl_dev_revoke(ctx, mr, unpin_done, (void *)(intptr_t)pid);
+}
+
+/* The tail could not be cut off the registration: all of it goes. */
+static void tail_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
+{
+	(void)arg;
+	if (ret && ret != -ECANCELED)
+		mrl_mr_fence_locked(ctx, mr, mr->cause, 0, mr->len, mr->cause_pid, mrl_now_ns());
 }
 
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
@@ -446,19 +457,40 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	} else {
 		/* Fence the tail only: shrink the registration, same key. */
 		mr->valid_len = off;
-		if (mr->dev_mr) {
-			if (dev_rereg(ctx, mr, off, false)) {
-				dev_dereg(ctx, mr);
-				mrl_mr_set_state(mr, MRL_STATE_FENCED);
-				mr->valid_len = 0;
-			}
-		}
+		if (mr->dev_mr && !mr->dev_busy) /* busy: the worker shrinks it when its call ends */
+			mrl_dev_rereg(ctx, mr, MRL_REREG_SHRINK, tail_done, NULL);
 	}
 	mrl_post_event(ctx, mr, MRL_EVENT_FENCED, cause, off, mr->len - off, pid, 0, seen);
 	mrl_send_state(ctx, mr, NULL);
 }
 
-/* Re-register a paused MR on the pages its backing has now. */
+static void restore_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
+{
+	uint64_t now = mrl_now_ns();
+	if (ret == -ECANCELED)
+		return; /* fenced, deregistered or paused again meanwhile */
+	if (ret) {
+		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, now);
+		return;
+	}
+	if (mr->state != MRL_STATE_PAUSED || mr->in_brk)
+		return; /* fenced, or a new break took it while the call ran */
+	/* a break its watcher found to be a plain data write by another process
+	 * (shared memory: README, "Data written by others") keeps the generation */
+	bool rekey = arg != NULL;
+	bool keep_gen = mr->data_only && !mr->changed && !rekey;
+	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
+	if (!keep_gen)
+		mr->gen++;
+	mr->restores++;
+	ctx->st.restores++;
+	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, mr->cause, 0, mr->valid_len, 0, 0, now);
+	mrl_send_state(ctx, mr, NULL);
+}
+
+/* Re-register a paused MR on the pages its backing has now. The MR stays
+ * paused until the device has them (restore_done): no holder is told it is
+ * live before it is. */
 int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 {
 	if (mr->state != MRL_STATE_PAUSED)
@@ -485,21 +517,8 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 		}
 		mr->rekey = 0;
 	}
-	int ret = dev_rereg(ctx, mr, mr->valid_len, rekey);
-	if (ret) {
-		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);
-		return ret;
-	}
-	/* a break its watcher found to be a plain data write by another process
-	 * (shared memory: README, "Data written by others") keeps the generation */
-	bool keep_gen = mr->data_only && !mr->changed && !rekey;
-	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
-	if (!keep_gen)
-		mr->gen++;
-	mr->restores++;
-	ctx->st.restores++;
-	mrl_post_event(ctx, mr, MRL_EVENT_RESTORED, mr->cause, 0, mr->valid_len, 0, 0, seen);
-	mrl_send_state(ctx, mr, NULL);
+	mrl_dev_rereg(ctx, mr, rekey ? MRL_REREG_REKEY : MRL_REREG_SAME, restore_done,
+		      rekey ? (void *)1 : NULL);
 	return 0;
 }
 
@@ -593,6 +612,8 @@ static void fork_unprotect(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	if (!mrl_itree_overlap(&ctx->va_index, a0, a1, dontfork_cb, NULL))
 		syscall(SYS_madvise, a0, a1 - a0, MADV_DOFORK);
 }
+
+static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr);
 
 MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 			  const struct mrl_reg_opts *opts, mrl_mr_t *out)
@@ -688,21 +709,16 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		free(mr);
 		goto out;
 	}
-	ret = dev_reg(ctx, mr, len);
-	if (ret) {
-		if (mr->file)
-			mrl_file_put(ctx, mr->file);
-		free(mr);
-		goto out;
-	}
 	ret = mrl_ht_add(&ctx->ht, mr, &mr->handle);
 	if (ret) {
-		dev_dereg(ctx, mr);
 		if (mr->file)
 			mrl_file_put(ctx, mr->file);
 		free(mr);
 		goto out;
 	}
+	/* in place before the device call, so every watcher sees a change to
+	 * the range while it runs; nobody else finds it by its handle yet */
+	mr->registering = 1;
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
 	mr->fnode.end = mr->fnode.start + len;
@@ -712,7 +728,6 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		mrl_itree_remove(&ctx->va_index, &mr->va);
 	if (ret) {
 		mrl_ht_del(&ctx->ht, mr->handle);
-		dev_dereg(ctx, mr);
 		if (mr->file)
 			mrl_file_put(ctx, mr->file);
 		free(mr);
@@ -723,29 +738,48 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	fork_protect(ctx, mr, &v);
 	if (mr->file)
 		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
+	/* the device call (pinning a large range takes long) with no lock held */
+	uint64_t key = mr->key;
+	void *dh = NULL;
+	mrl_unlock(&ctx->lock);
+	ret = ctx->rops->reg(ctx->dev, addr, len, access, &key, &dh);
+	mrl_lock(&ctx->lock);
+	mr->registering = 0;
+	if (ret) {
+		mr_remove(ctx, mr);
+		goto out;
+	}
+	mr->dev_mr = dh;
+	mr->key = key;
 	*out = mr->handle;
+	/* What changed while the call ran was resolved on an MR with nothing
+	 * registered; the registration may hold what was there before. */
+	if (mr->state == MRL_STATE_FENCED) {
+		dev_dereg(ctx, mr);
+	} else if (mr->state == MRL_STATE_PAUSED && !mr->in_brk) {
+		mrl_mr_restore_locked(ctx, mr, mrl_now_ns()); /* its break ended meanwhile */
+	} else if (mr->state == MRL_STATE_ACTIVE && (mr->gen != 1 || mr->valid_len < len)) {
+		/* changed after the fact, or its tail fenced: onto what is there now */
+		mrl_dev_rereg(ctx, mr, MRL_REREG_SAME, tail_done, NULL);
+	}
+	/* (a break still under way has it paused: its unpin and restore do it) */
 out:
 	mrl_unlock(&ctx->lock);
+	mrl_flush_outbox(ctx);
 	return ret;
 }
 
-MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
+/* ctx->lock held: mr leaves the table, the indexes and its watchers; the
+ * device lets go (queued: mrl_dev_sync waits for it). */
+static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
-	int ret = 0;
-	if (!ctx)
-		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
-	MRL_CHILD_CHECK(ctx, "mrl_mr_dereg");
-	mrl_lock(&ctx->lock);
-	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
-	if (!mr)
-		goto out;
 	bool in_brk = mr->in_brk;
 	dev_dereg(ctx, mr);
 	mrl_mr_set_state(mr, MRL_STATE_DEREGISTERED);
 	mr->cause = MRL_CAUSE_DEREGISTERED;
 	mr->gen++;
 	mrl_send_state(ctx, mr, NULL);
-	mrl_ht_del(&ctx->ht, h);
+	mrl_ht_del(&ctx->ht, mr->handle);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_detach, mr);
 	fork_unprotect(ctx, mr);
@@ -757,7 +791,22 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 		mr->file = NULL;
 	}
 	mrl_mr_put(ctx, mr);
-out:
+}
+
+MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
+{
+	int ret = 0;
+	if (!ctx)
+		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
+	MRL_CHILD_CHECK(ctx, "mrl_mr_dereg");
+	mrl_lock(&ctx->lock);
+	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
+	if (mr) {
+		mr_remove(ctx, mr);
+		/* the memory is the application's again on return: the device
+		 * must be done with it */
+		mrl_dev_sync(ctx);
+	}
 	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return ret;
@@ -791,6 +840,8 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 	mr->owner_answer = answer;
 	mrl_brk_owner_answered(ctx, mr);
 out:
+	/* fenced or released: the device lets go before the owner goes on */
+	mrl_dev_sync(ctx);
 	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	mrl_wake_monitor(ctx);

@@ -86,8 +86,16 @@ extern const struct mrl_registrar_ops mrl_reg_fabric_ops, mrl_reg_uring_ops, mrl
 /* registrar.c: the registrar for a provider name ("mock", "uring", else a
  * libfabric provider), every entry filled */
 const struct mrl_registrar_ops *mrl_registrar_find(const char *provider);
+/* ctx.c: a context over a device its caller opened (the libfabric hook) */
+int mrl_ctx_create_dev(const struct mrl_ctx_opts *opts, const struct mrl_registrar_ops *rops,
+		       void *dev, struct mrl_ctx **out);
+/* reg_fabric.c: does a provider stack ("verbs;ofi_rxm") pin what it registers? */
+bool mrl_prov_pins(const char *stack);
 /* Used by tests through the mock: is a key registered now, and where. */
 int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len);
+/* and: registrations of addr block until mrl_mock_block(dev, NULL) */
+void mrl_mock_block(void *dev, void *addr);
+void mrl_mock_wait_blocked(void *dev);
 /* The libfabric objects the data path (ep.c) shares with its registrar:
  * src/fabric.h. NULL for other registrars. */
 struct mrl_fabric;
@@ -141,6 +149,14 @@ struct mrl_fan_ev {
 	bool classified;       /* op and args[] are the actor's call */
 	uint64_t args[3];
 	uint64_t classify_ns;
+	/* the guardian (guardian.c): its slot + 1 while published, 0 if none */
+	unsigned gslot;
+	struct mrl_guard *guard;
+	bool gdone;            /* the guardian let it go: a change seen after */
+	bool gzombie;          /* freed by the owner, kept until the guardian's act is reaped */
+	bool gapplied;         /* that change was announced (mrl_fan_guard_let) */
+	bool gdenied;          /* the guardian refused it (a shrink), not let go */
+	uint64_t size;         /* the file's size when read */
 };
 
 struct mrl_file {
@@ -171,6 +187,7 @@ struct mrl_file {
 	bool fan_complete;    /* every open file description is younger than the mark */
 	int fan_errno;        /* why the file could not be marked */
 	struct mrl_fan_ev *fan_q; /* layout changes waiting for the current break */
+	unsigned gslot;       /* the guardian's lease slot + 1, 0 if none */
 };
 
 /* ---- MRs ---- */
@@ -207,6 +224,10 @@ struct mrl_mr {
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
 	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */
+	uint8_t registering;         /* mrl_mr_reg's device call runs (unlocked): not in the handle
+				      * table's answers yet, and no device op is queued for it */
+	uint8_t dev_busy;            /* the device worker calls the device on it now (devq.c):
+				      * dev_mr is the worker's until it ends */
 	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
 };
 
@@ -226,7 +247,9 @@ struct mrl_brk_ack {
 	uint32_t seq;
 	bool done;
 };
-enum brk_phase { BRK_QUIESCE = 1, BRK_LANDING };
+/* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
+ * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
+enum brk_phase { BRK_QUIESCE = 1, BRK_UNPIN, BRK_LANDING };
 struct mrl_brk {
 	struct mrl_brk *next;      /* ctx->brks */
 	struct mrl_file *file;     /* NULL: the owner's address space (madvise) */
@@ -286,6 +309,37 @@ struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_free(struct mrl_htable *t);
 
+/* ---- device calls, made outside ctx->lock (devq.c) ----
+ * Under ctx->lock the state machine only queues what the device must do;
+ * the context's device worker thread makes the calls in queue order with no
+ * lock held and publishes each result under ctx->lock (the done callback).
+ * An op on an MR is dropped (done gets -ECANCELED) when the MR moved on
+ * meanwhile (its generation, state or break changed). A barrier
+ * (mrl_dev_after) runs its callback once every op queued before it is done:
+ * a change lands only after the device let go of the pages (brk.c, the
+ * interposer). Ops queued from a done callback run before anything queued
+ * earlier. */
+typedef void mrl_dev_done_fn(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg);
+int mrl_dev_start(struct mrl_ctx *ctx);
+void mrl_dev_stop(struct mrl_ctx *ctx);
+/* ctx->lock held, for all of these */
+void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle);
+/* point mr's registration (or a new one, same key) at the pages its
+ * [addr, addr+valid_len) has when the call is made; REKEY: a new
+ * registration under mr->key (new already); SHRINK: only an existing one
+ * (its tail was fenced) */
+enum { MRL_REREG_SAME = 0, MRL_REREG_REKEY, MRL_REREG_SHRINK };
+void mrl_dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, int how, mrl_dev_done_fn *done,
+		   void *arg);
+/* cut the device off mr's pages (rops->revoke, else deregister) */
+void mrl_dev_revoke(struct mrl_ctx *ctx, struct mrl_mr *mr, mrl_dev_done_fn *done, void *arg);
+/* done(ctx, NULL, 0, arg) once all queued before is done: at once if nothing is */
+void mrl_dev_after(struct mrl_ctx *ctx, mrl_dev_done_fn *done, void *arg);
+void mrl_dev_cancel(struct mrl_ctx *ctx, void *arg); /* barriers with arg: dropped */
+/* until every op queued so far is done (ctx->lock dropped while waiting) */
+void mrl_dev_sync(struct mrl_ctx *ctx);
+struct mrl_devop;
+
 /* ---- remote keys (key.c), ctx->lock: random over the provider's key
  * space, never handed out twice by one context ---- */
 struct mrl_keys {
@@ -307,19 +361,34 @@ void mrl_keys_free(struct mrl_keys *k);
  *  ep->lock         (ep*.c) one endpoint: its provider calls, peers, ops in
  *                   flight. The monitor only ever try-locks these two: what
  *                   it cannot send now stays queued (mrl_flush_outbox_nowait).
- *  ctx->lock        MRs, files, breaks, watchers' state, the outbox list.
- *                   Error-checking: an interposed munmap by a thread that
- *                   holds it already (inside the library) gets EDEADLK and
- *                   passes through. ctx->as_cv and the io_uring registrar's
- *                   cv wait with it.
+ *  ctx->lock        MRs, files, breaks, watchers' state, the outbox list,
+ *                   the device queue (devq). Error-checking: an interposed
+ *                   munmap by a thread that holds it already (inside the
+ *                   library) gets EDEADLK and passes through. ctx->as_cv and
+ *                   ctx->dev_cv (device op done; io_uring users wait for an
+ *                   MR to leave PAUSED on it) wait with it. No device call
+ *                   is made under it: the device worker (devq.c) and
+ *                   mrl_mr_reg call the registrar with no lock held.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
- *  fab->lock, the mock's lock: leaves of their registrar.
+ *  fab->lock, the mock's lock, the io_uring registrar's u->lock (its slot
+ *                   table and in-flight counts; taken under ctx->lock by
+ *                   mrl_uring_get/put and quiesce, never held across a
+ *                   system call): leaves of their registrar.
  * Kernel waits that sit outside all of them: a fanotify actor waits for the
  * monitor's answer; a userfaultfd actor waits until the monitor reads its
  * event (read before any lock is taken); a lease breaker waits for F_UNLCK
  * or lease-break-time. The monitor therefore never blocks on a lock that an
  * application thread may hold while it waits on one of those. Control
- * messages are queued under ctx->lock and sent after it is dropped. */
+ * messages are queued under ctx->lock and sent after it is dropped.
+ * Those kernel waits are bounded from outside the owner too: the guardian
+ * process (guardian.c) answers a held fanotify event, or lets go of a
+ * broken lease, at the break's deadline + GUARD_MARGIN_NS when the owner
+ * has not. It shares no lock with the owner: a table of slots moved by
+ * compare-and-swap only; the guardian never waits for the owner. The
+ * owner waits for it in one place, under ctx->lock, bounded (100 ms): a
+ * file leaving the lease watcher waits for the guardian to close its dup of
+ * the file's description (one wake-up of it), so the next lease on that
+ * file finds no other opener. */
 struct mrl_ctx {
 	pthread_mutex_t lock;
 	pthread_mutex_t flush_lock;
@@ -374,14 +443,23 @@ struct mrl_ctx {
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
 	long intp_nmrs;              /* its MRs the preload library counts */
 	struct mrl_intp_req *intp_reqs; /* interposed calls waiting for the monitor */
+	struct mrl_intp_req *as_req; /* the madvise pause waiting for as_brk to quiesce */
 	bool intp_inline;            /* no monitor to wait for: resolve in the caller */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
 	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
 	struct mrl_brk *brks;        /* breaks being resolved (brk.c) */
 	struct mrl_brk *as_brk;      /* the address-space one (madvise), one at a time */
 	pthread_cond_t as_cv;        /* with ctx->lock: it may land, or it ended */
+	/* device calls (devq.c), under ctx->lock */
+	struct mrl_devop *devq, **devq_tail;
+	struct mrl_devop **devq_front; /* a done callback runs: its ops go here */
+	bool dev_active;             /* the worker is in a device call (lock dropped) */
+	bool dev_stop, dev_running;
+	pthread_t dev_thread;
+	pthread_cond_t dev_cv;       /* with ctx->lock: op queued, op done */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
+	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
 };
 
 /* ---- watchers: how a break is seen ----
@@ -466,6 +544,12 @@ void mrl_outbox_forget(struct mrl_ctx *ctx, bool (*match)(struct mrl_tpeer *, vo
 
 /* mr.c: state transitions, all with ctx->lock held */
 void mrl_mr_set_state(struct mrl_mr *mr, int state);
+/* served, or about to be again: active, or paused by a break that ended
+ * (its restore waits for the device) */
+static inline bool mrl_mr_live(const struct mrl_mr *mr)
+{
+	return mr->state == MRL_STATE_ACTIVE || (mr->state == MRL_STATE_PAUSED && !mr->in_brk);
+}
 void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *peer);
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen);
@@ -475,8 +559,9 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
  * unpin before the change lands (fences with cause deadline if the device
  * still has operations in flight). */
 void mrl_mr_quiesce_locked(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_mr *mr);
-/* 1 if re-pinned (new generation, RESTORED); fences when it cannot */
-int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+/* 1 if it will be re-pinned (then: new generation, RESTORED, cause, state
+ * to every holder; fenced when it cannot) */
+int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause);
 /* The one path for a change seen only after it landed: CHANGED, re-pin,
  * new generation, state to every holder (or fence); see mr.c. */
 void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
@@ -534,6 +619,32 @@ void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno);
 void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
 
+/* guardian.c: the process that keeps other processes' waits bounded when
+ * the owner cannot (stopped, hung); see the file's head */
+struct mrl_guard;
+extern bool mrl_guard_off;
+int mrl_guard_start(struct mrl_ctx *ctx);
+void mrl_guard_stop(struct mrl_ctx *ctx);
+pid_t mrl_guard_pid(struct mrl_ctx *ctx);
+uint64_t mrl_guard_acts(struct mrl_ctx *ctx);
+void mrl_guard_reap(struct mrl_ctx *ctx);
+bool mrl_guard_read_begin(struct mrl_ctx *ctx, uint64_t *mark);
+bool mrl_guard_read_end(struct mrl_ctx *ctx, uint64_t mark);
+void mrl_guard_fan_hold(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t deadline);
+void mrl_guard_fan_deadline(struct mrl_fan_ev *e, uint64_t deadline);
+bool mrl_guard_fan_take(struct mrl_fan_ev *e);
+void mrl_guard_fan_answered(struct mrl_fan_ev *e);
+bool mrl_guard_fan_free(struct mrl_fan_ev *e);
+void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type);
+void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline);
+void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f);
+/* the watchers' part of the reap (ctx->lock held): what the guardian let go */
+void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
+void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
+		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied);
+void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at);
+
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
 int mrl_intp_add(struct mrl_ctx *ctx);
 void mrl_intp_del(struct mrl_ctx *ctx);
@@ -564,7 +675,7 @@ static inline bool mrl_forked(const struct mrl_ctx *ctx)
 		if (unlikely(mrl_forked(ctx)))                                                \
 			return mrl_child_err(fn);                                            \
 	} while (0)
-/* reg_uring.c: does fork give the child a copy of pinned private pages, so
+/* fork.c: does fork give the child a copy of pinned private pages, so
  * the parent keeps the pinned ones (Linux 5.9+: early COW of FOLL_PIN'd
  * anonymous pages)? Probed once, on first use; false when it cannot tell. */
 bool mrl_fork_copies_pinned(void);

@@ -15,7 +15,7 @@
 /* Does a provider stack ("verbs;ofi_rxm") pin what it registers? Only the
  * ones known to copy through the kernel or shared memory are said not to;
  * an unknown one (verbs, efa, psm3, opx, cxi, ucx, ...) is taken to pin. */
-static bool prov_pins(const char *stack)
+bool mrl_prov_pins(const char *stack)
 {
 	static const char *const copying[] = {"tcp", "sockets", "udp", "shm", "sm2", "net",
 					       "ofi_rxm", "ofi_rxd", "ofi_mrail", "rxm", "rxd"};
@@ -80,7 +80,7 @@ static int fab_open(struct mrl_ctx *ctx, void **dev)
 	f->prov_key = info->domain_attr->mr_mode & FI_MR_PROV_KEY;
 	f->virt_addr = info->domain_attr->mr_mode & FI_MR_VIRT_ADDR;
 	f->mr_local = info->domain_attr->mr_mode & FI_MR_LOCAL;
-	f->pins = prov_pins(info->fabric_attr->prov_name);
+	f->pins = mrl_prov_pins(info->fabric_attr->prov_name);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_rwlock_init(&f->gate, NULL);
 	*dev = f;
@@ -124,8 +124,8 @@ static struct fab_tomb **tomb_bucket(struct mrl_fabric *f, uint64_t key)
 	return &f->tomb_hash[(key * 0x9e3779b97f4a7c15ull) >> 51 & (TOMB_BUCKETS - 1)];
 }
 
-/* f->lock held: unlink t from the age list and its bucket, and free it */
-static void tomb_drop(struct mrl_fabric *f, struct fab_tomb *t)
+/* f->lock held: unlink t from the age list and its bucket */
+static void tomb_unlink(struct mrl_fabric *f, struct fab_tomb *t)
 {
 	for (struct fab_tomb **pp = tomb_bucket(f, t->key); *pp; pp = &(*pp)->hnext)
 		if (*pp == t) {
@@ -135,6 +135,11 @@ static void tomb_drop(struct mrl_fabric *f, struct fab_tomb *t)
 	*(t->older ? &t->older->newer : &f->tomb_old) = t->newer;
 	*(t->newer ? &t->newer->older : &f->tomb_new) = t->older;
 	f->ntombs--;
+}
+
+/* an unlinked tombstone: its key goes (no lock of the library's held) */
+static void tomb_free(struct fab_tomb *t)
+{
 	fi_close(&t->mr->fid);
 	free(t);
 }
@@ -158,44 +163,45 @@ static void *sink_get(struct mrl_fabric *f, size_t len)
 	return f->sinks[c];
 }
 
-/* f->lock held: a key about to be registered again leaves its tombstone */
-static void tomb_take(struct mrl_fabric *f, uint64_t key)
+/* f->lock held: a key about to be registered again leaves its tombstone
+ * (unlinked, still registered: the caller swaps it under the gate) */
+static struct fab_tomb *tomb_take(struct mrl_fabric *f, uint64_t key)
 {
 	if (!f->tomb_hash)
-		return;
+		return NULL;
 	for (struct fab_tomb *t = *tomb_bucket(f, key); t; t = t->hnext)
 		if (t->key == key) {
-			tomb_drop(f, t);
-			return;
+			tomb_unlink(f, t);
+			return t;
 		}
+	return NULL;
 }
 
-static void tomb_add(struct mrl_fabric *f, const struct fab_mr *m)
+/* f->lock held: t (registered) joins the tombstones; the oldest one that
+ * makes room is returned for the caller to free */
+static struct fab_tomb *tomb_insert(struct mrl_fabric *f, struct fab_tomb *t)
 {
-	if (f->prov_key || f->virt_addr || !(m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE)))
-		return;
-	if (!f->tomb_hash && !(f->tomb_hash = calloc(TOMB_BUCKETS, sizeof(*f->tomb_hash))))
-		return;
-	struct fab_tomb *t = calloc(1, sizeof(*t));
-	if (!t)
-		return;
-	void *sink = sink_get(f, m->len);
-	if (!sink || fi_mr_reg(f->domain, sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL)) {
-		free(t);
-		return;
+	struct fab_tomb *old = NULL;
+	if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
+		old = f->tomb_old;
+		tomb_unlink(f, old);
 	}
-	t->key = m->key;
-	if (f->ntombs == MAX_TOMBS) /* the oldest goes: its peers were told long ago */
-		tomb_drop(f, f->tomb_old);
 	t->older = f->tomb_new;
+	t->newer = NULL;
 	*(f->tomb_new ? &f->tomb_new->newer : &f->tomb_old) = t;
 	f->tomb_new = t;
 	struct fab_tomb **b = tomb_bucket(f, t->key);
 	t->hnext = *b;
 	*b = t;
 	f->ntombs++;
+	return old;
 }
 
+/* The provider calls are made under no lock of the library's: f->lock
+ * guards the tombstones and sinks only. The gate is taken exclusive only
+ * while a key moves between an MR and its tombstone (both calls inside it),
+ * which holds every endpoint's progress for that long: a fresh key needs
+ * none. */
 static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
 {
 	struct mrl_fabric *f = dev;
@@ -210,13 +216,21 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 		acc |= FI_REMOTE_READ;
 	if (access & MRL_ACCESS_REMOTE_WRITE)
 		acc |= FI_REMOTE_WRITE;
-	mrl_lock(&f->lock);
-	pthread_rwlock_wrlock(&f->gate);
-	if (!f->prov_key)
-		tomb_take(f, *key);
+	struct fab_tomb *t = NULL;
+	if (!f->prov_key) {
+		mrl_lock(&f->lock);
+		t = tomb_take(f, *key);
+		mrl_unlock(&f->lock);
+	}
+	if (t) {
+		pthread_rwlock_wrlock(&f->gate);
+		fi_close(&t->mr->fid);
+	}
 	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &m->mr, NULL);
-	pthread_rwlock_unlock(&f->gate);
-	mrl_unlock(&f->lock);
+	if (t) {
+		pthread_rwlock_unlock(&f->gate);
+		free(t);
+	}
 	if (ret) {
 		free(m);
 		return mrl_err(ret, "fi_mr_reg(%p, %zu, key %#llx): %s", addr, len,
@@ -233,13 +247,31 @@ static int fab_dereg(void *dev, void *h)
 {
 	struct mrl_fabric *f = dev;
 	struct fab_mr *m = h;
-	mrl_lock(&f->lock);
-	pthread_rwlock_wrlock(&f->gate);
+	struct fab_tomb *t = NULL, *old = NULL;
+	void *sink = NULL;
+	if (!f->prov_key && !f->virt_addr && (m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE))) {
+		mrl_lock(&f->lock);
+		if (f->tomb_hash || (f->tomb_hash = calloc(TOMB_BUCKETS, sizeof(*f->tomb_hash))))
+			sink = sink_get(f, m->len);
+		mrl_unlock(&f->lock);
+		t = sink ? calloc(1, sizeof(*t)) : NULL;
+	}
+	if (t)
+		pthread_rwlock_wrlock(&f->gate);
 	int ret = fi_close(&m->mr->fid);
-	if (!ret)
-		tomb_add(f, m);
-	pthread_rwlock_unlock(&f->gate);
-	mrl_unlock(&f->lock);
+	if (t && (ret || fi_mr_reg(f->domain, sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL))) {
+		pthread_rwlock_unlock(&f->gate);
+		free(t);
+		t = NULL;
+	} else if (t) {
+		pthread_rwlock_unlock(&f->gate);
+		t->key = m->key;
+		mrl_lock(&f->lock);
+		old = tomb_insert(f, t);
+		mrl_unlock(&f->lock);
+		if (old)
+			tomb_free(old);
+	}
 	free(m);
 	return ret ? mrl_err(ret, "fi_close(mr): %s", fi_strerror(-ret)) : 0;
 }
@@ -249,8 +281,11 @@ static void *fab_desc(void *h) { return fi_mr_desc(((struct fab_mr *)h)->mr); }
 static void fab_close(void *dev)
 {
 	struct mrl_fabric *f = dev;
-	while (f->tomb_old)
-		tomb_drop(f, f->tomb_old);
+	while (f->tomb_old) {
+		struct fab_tomb *t = f->tomb_old;
+		tomb_unlink(f, t);
+		tomb_free(t);
+	}
 	free(f->tomb_hash);
 	for (unsigned c = 0; c < ARRAY_SIZE(f->sinks); c++)
 		if (f->sinks[c])

@@ -1,5 +1,7 @@
 /* Mock registrar: a device that only remembers which key maps which range.
- * Lets the state machine be tested without a fabric. */
+ * Lets the state machine be tested without a fabric. Tests can make its
+ * registration of one address block until they let it go (a device call
+ * that takes as long as pinning a large range does). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,6 +17,9 @@ struct mock_mr {
 struct mock_dev {
 	pthread_mutex_t lock;
 	struct mock_mr *mrs;
+	pthread_cond_t cv;    /* with lock: block_addr or blocked changed */
+	void *block_addr;     /* a registration of this address waits while set */
+	int blocked;          /* registrations waiting now */
 };
 
 static int mock_open(struct mrl_ctx *ctx, void **dev)
@@ -24,6 +29,7 @@ static int mock_open(struct mrl_ctx *ctx, void **dev)
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cv, NULL);
 	*dev = d;
 	return 0;
 }
@@ -33,6 +39,12 @@ static int mock_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t
 	struct mock_dev *d = dev;
 	(void)access;
 	mrl_lock(&d->lock);
+	while (d->block_addr && d->block_addr == addr) {
+		d->blocked++;
+		pthread_cond_broadcast(&d->cv);
+		pthread_cond_wait(&d->cv, &d->lock);
+		d->blocked--;
+	}
 	for (struct mock_mr *m = d->mrs; m; m = m->next)
 		if (m->key == *key) {
 			mrl_unlock(&d->lock);
@@ -83,6 +95,27 @@ int mrl_mock_lookup(void *dev, uint64_t key, void **addr, size_t *len)
 	return ret;
 }
 
+/* Tests: registrations of addr wait from now on (NULL: none waits, and
+ * those waiting go on). */
+void mrl_mock_block(void *dev, void *addr)
+{
+	struct mock_dev *d = dev;
+	mrl_lock(&d->lock);
+	d->block_addr = addr;
+	pthread_cond_broadcast(&d->cv);
+	mrl_unlock(&d->lock);
+}
+
+/* Tests: until a registration waits in mrl_mock_block's address. */
+void mrl_mock_wait_blocked(void *dev)
+{
+	struct mock_dev *d = dev;
+	mrl_lock(&d->lock);
+	while (!d->blocked)
+		pthread_cond_wait(&d->cv, &d->lock);
+	mrl_unlock(&d->lock);
+}
+
 static void *mock_desc(void *h)
 {
 	(void)h;
@@ -97,6 +130,7 @@ static void mock_close(void *dev)
 		free(d->mrs);
 		d->mrs = n;
 	}
+	pthread_cond_destroy(&d->cv);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }

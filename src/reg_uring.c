@@ -3,7 +3,11 @@
  * The slot number is the MR's key; restore refills the same slot in place.
  * Operations are counted between mrl_uring_get and mrl_uring_put so a break
  * waits for the in-flight ones and holds new ones (the local quiesce).
- * Everything here runs under ctx->lock; waiters sleep on ud->cv with it. */
+ * The slot table and the counts are under the registrar's own u->lock (a
+ * leaf, taken under ctx->lock by get/put/quiesce); the buffer updates
+ * (system calls that pin and unpin) are made with no lock held, by the
+ * device worker (devq.c) or mrl_mr_reg. Users waiting for a paused MR sleep
+ * on ctx->dev_cv with ctx->lock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,23 +35,20 @@ struct ubuf {
 
 struct udev {
 	struct mrl_ctx *ctx;
+	pthread_mutex_t lock;
 	struct io_uring *ring;
 	unsigned nr;
-	struct ubuf **slots;  /* nr entries, NULL = free */
-	pthread_cond_t cv;    /* with ctx->lock: an MR left the paused state */
+	struct ubuf **slots;  /* nr entries, NULL = free (a slot being filled is taken) */
+	bool attaching;       /* mrl_uring_attach/detach is in its system call */
 };
 
 static int ur_open(struct mrl_ctx *ctx, void **dev)
 {
 	struct udev *u = calloc(1, sizeof(*u));
-	pthread_condattr_t ca;
 	if (!u)
 		return -ENOMEM;
 	u->ctx = ctx;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&u->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&u->lock, NULL);
 	*dev = u;
 	return 0;
 }
@@ -107,11 +108,12 @@ static int pin_refused(void *addr, size_t len, int err)
 		       path[0] ? " of " : "", path, strerror(err));
 }
 
-static int slot_set(struct udev *u, unsigned slot, void *addr, size_t len)
+/* no lock held: the system call pins (or unpins) the pages */
+static int slot_set(struct io_uring *ring, unsigned slot, void *addr, size_t len)
 {
 	struct iovec iov = {.iov_base = addr, .iov_len = addr ? len : 0};
 	__u64 tag = 0;
-	int ret = io_uring_register_buffers_update_tag(u->ring, slot, &iov, &tag, 1);
+	int ret = io_uring_register_buffers_update_tag(ring, slot, &iov, &tag, 1);
 	if (ret == 1)
 		return 0;
 	if (ret >= 0)
@@ -130,30 +132,45 @@ static int ur_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *
 {
 	struct udev *u = dev;
 	(void)access;
-	if (!u->ring)
+	struct ubuf *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	mrl_lock(&u->lock);
+	if (!u->ring) {
+		mrl_unlock(&u->lock);
+		free(b);
 		return mrl_err(ENXIO, "io_uring registrar: no ring attached (mrl_uring_attach first)");
+	}
 	/* the slot asked for when free (a re-registration keeps its key), else the lowest free */
 	unsigned slot = *key < u->nr && !u->slots[*key] ? (unsigned)*key : u->nr;
 	for (unsigned i = 0; i < u->nr && slot == u->nr; i++)
 		if (!u->slots[i])
 			slot = i;
-	if (slot == u->nr)
-		return mrl_err(ENOSPC, "io_uring: all %u buffer slots are in use", u->nr);
-	struct ubuf *b = calloc(1, sizeof(*b));
-	if (!b)
-		return -ENOMEM;
-	int ret = slot_set(u, slot, addr, len);
-	if (ret) {
+	if (slot == u->nr) {
+		mrl_unlock(&u->lock);
 		free(b);
-		return ret;
+		return mrl_err(ENOSPC, "io_uring: all %u buffer slots are in use", u->nr);
 	}
 	b->slot = slot;
 	b->addr = addr;
 	b->len = len;
-	u->slots[slot] = b;
+	b->revoked = true; /* nothing in it yet */
+	u->slots[slot] = b; /* taken while it is filled */
+	struct io_uring *ring = u->ring;
+	mrl_unlock(&u->lock);
+	int ret = slot_set(ring, slot, addr, len);
+	mrl_lock(&u->lock);
+	if (ret)
+		u->slots[slot] = NULL;
+	else
+		b->revoked = false;
+	mrl_unlock(&u->lock);
+	if (ret) {
+		free(b);
+		return ret;
+	}
 	*key = slot;
 	*h = b;
-	pthread_cond_broadcast(&u->cv);
 	return 0;
 }
 
@@ -162,40 +179,56 @@ static int ur_dereg(void *dev, void *h)
 	struct udev *u = dev;
 	struct ubuf *b = h;
 	int ret = 0;
-	if (!b || b->slot >= u->nr || u->slots[b->slot] != b)
+	mrl_lock(&u->lock);
+	if (!b || b->slot >= u->nr || u->slots[b->slot] != b) {
+		mrl_unlock(&u->lock);
 		return mrl_err(EINVAL, "io_uring: dereg of a buffer that is not registered");
-	if (!b->revoked)
-		ret = slot_set(u, b->slot, NULL, 0);
+	}
+	bool filled = !b->revoked;
+	struct io_uring *ring = u->ring;
+	mrl_unlock(&u->lock);
+	if (filled) /* the slot stays taken until it is empty */
+		ret = slot_set(ring, b->slot, NULL, 0);
+	mrl_lock(&u->lock);
 	u->slots[b->slot] = NULL;
+	mrl_unlock(&u->lock);
 	free(b);
-	pthread_cond_broadcast(&u->cv);
 	return ret;
 }
 
+/* ctx->lock held (the break engine): counts only, no system call */
 static int ur_quiesce(void *dev, void *h, uint32_t seq)
 {
-	(void)dev;
+	struct udev *u = dev;
 	struct ubuf *b = h;
-	if (!b->inflight)
-		return 0;
-	b->ack_seq = seq;
-	return 1;
+	mrl_lock(&u->lock);
+	int ret = b->inflight ? 1 : 0;
+	if (ret)
+		b->ack_seq = seq;
+	mrl_unlock(&u->lock);
+	return ret;
 }
 
+/* The MR is paused: mrl_uring_get hands out no new operation meanwhile. */
 static int ur_revoke(void *dev, void *h)
 {
 	struct udev *u = dev;
 	struct ubuf *b = h;
+	mrl_lock(&u->lock);
 	b->ack_seq = 0;
-	if (b->revoked)
-		return 0;
 	/* emptying the slot with operations in flight would not stop them:
 	 * they hold the old pages until they complete */
-	if (b->inflight)
-		return -EBUSY;
-	int ret = slot_set(u, b->slot, NULL, 0);
-	if (!ret)
+	int ret = b->revoked ? 0 : b->inflight ? -EBUSY : 1;
+	struct io_uring *ring = u->ring;
+	mrl_unlock(&u->lock);
+	if (ret <= 0)
+		return ret;
+	ret = slot_set(ring, b->slot, NULL, 0);
+	if (!ret) {
+		mrl_lock(&u->lock);
 		b->revoked = true;
+		mrl_unlock(&u->lock);
+	}
 	return ret;
 }
 
@@ -203,16 +236,20 @@ static int ur_restore(void *dev, void *h, void *addr, size_t len)
 {
 	struct udev *u = dev;
 	struct ubuf *b = h;
+	mrl_lock(&u->lock);
+	struct io_uring *ring = u->ring;
+	mrl_unlock(&u->lock);
 	/* one update replaces the slot: never a moment with no buffer, and the
 	 * old pages are unpinned by the kernel once no request holds them */
-	int ret = slot_set(u, b->slot, addr, len);
+	int ret = slot_set(ring, b->slot, addr, len);
 	if (!ret) {
+		mrl_lock(&u->lock);
 		b->addr = addr;
 		b->len = len;
 		b->revoked = false;
 		b->ack_seq = 0;
+		mrl_unlock(&u->lock);
 	}
-	pthread_cond_broadcast(&u->cv);
 	return ret;
 }
 
@@ -230,7 +267,7 @@ static void ur_close(void *dev)
 	if (u->ring)
 		io_uring_unregister_buffers(u->ring);
 	free(u->slots);
-	pthread_cond_destroy(&u->cv);
+	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
 
@@ -253,98 +290,6 @@ const struct mrl_registrar_ops mrl_reg_uring_ops = {
 	.restore = ur_restore,
 	.pins = ur_pins,
 };
-
-/* ---- fork and pinned pages ----
- * Pin a private page as a fixed buffer, fork a child that stays alive,
- * write the page in the parent, then have the kernel read the buffer
- * (WRITE_FIXED to a pipe). A kernel that copies pinned pages into the child
- * at fork leaves the parent on the pinned page: the device sees the new
- * byte. One that does not breaks copy-on-write in the parent: the device
- * still sees the old byte, on what is now the child's page. */
-static bool fork_copies;
-
-static void fork_probe(void)
-{
-	long pg = sysconf(_SC_PAGESIZE);
-	int pfd[2] = {-1, -1}, gate[2] = {-1, -1};
-	struct io_uring ring;
-	const char *why = NULL;
-	/* raw calls: nothing of the interposer's business */
-	char *page = (char *)syscall(SYS_mmap, NULL, pg, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (page == MAP_FAILED)
-		return;
-	if (io_uring_queue_init(2, &ring, 0)) {
-		why = "no io_uring";
-		goto unmap;
-	}
-	page[0] = 'A';
-	struct iovec iov = {.iov_base = page, .iov_len = (size_t)pg};
-	if (io_uring_register_buffers(&ring, &iov, 1)) {
-		why = "cannot register a fixed buffer";
-		goto ring;
-	}
-	if (pipe2(pfd, O_CLOEXEC) || pipe2(gate, O_CLOEXEC)) {
-		why = "no pipe";
-		goto fds;
-	}
-	/* raw clone, no exit signal: no atfork handler of the application runs,
-	 * and its SIGCHLD reaper (waitpid without __WALL) cannot take the child */
-	pid_t pid = (pid_t)syscall(SYS_clone, 0, NULL, NULL, NULL, NULL);
-	if (pid == 0) {
-		char c;
-		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
-			;
-		syscall(SYS_exit_group, 0);
-	}
-	if (pid < 0) {
-		why = "cannot fork";
-		goto fds;
-	}
-	page[0] = 'B';
-	char got = 0;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-	struct io_uring_cqe *cqe;
-	io_uring_prep_write_fixed(sqe, pfd[1], page, 1, 0, 0);
-	if (io_uring_submit_and_wait(&ring, 1) == 1 && io_uring_wait_cqe(&ring, &cqe) == 0) {
-		if (cqe->res == 1 && read(pfd[0], &got, 1) == 1)
-			fork_copies = got == 'B';
-		else
-			why = "fixed-buffer write failed";
-		io_uring_cqe_seen(&ring, cqe);
-	} else {
-		why = "fixed-buffer write failed";
-	}
-	if (write(gate[1], "x", 1) < 0) {
-		/* the child then ends with the pipe's last writer, below */
-	}
-	close(gate[1]);
-	gate[1] = -1;
-	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
-		;
-fds:
-	for (int i = 0; i < 2; i++) {
-		if (pfd[i] >= 0)
-			close(pfd[i]);
-		if (gate[i] >= 0)
-			close(gate[i]);
-	}
-	io_uring_unregister_buffers(&ring);
-ring:
-	io_uring_queue_exit(&ring);
-unmap:
-	syscall(SYS_munmap, page, pg);
-	mrl_log("fork and pinned pages: %s", why ? why : fork_copies ?
-		"the kernel copies them into the child (no MADV_DONTFORK needed)" :
-		"the kernel does not copy them: MADV_DONTFORK on pinned private ranges");
-}
-
-bool mrl_fork_copies_pinned(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, fork_probe);
-	return fork_copies;
-}
 
 /* ---- public calls ---- */
 
@@ -376,29 +321,32 @@ MRL_EXPORT int mrl_uring_attach(mrl_ctx *ctx, struct io_uring *ring, unsigned nr
 		return mrl_err(EINVAL, "mrl_uring_attach: NULL ring");
 	if (!nr || nr > 16384)
 		return mrl_err(EINVAL, "mrl_uring_attach: %u slots (1..16384)", nr);
-	mrl_lock(&ctx->lock);
-	if (u->ring) {
-		ret = mrl_err(EBUSY, "mrl_uring_attach: a ring is attached already");
-		goto out;
-	}
 	struct ubuf **slots = calloc(nr, sizeof(*slots));
-	if (!slots) {
-		ret = -ENOMEM;
-		goto out;
+	if (!slots)
+		return -ENOMEM;
+	mrl_lock(&u->lock);
+	if (u->ring || u->attaching) {
+		mrl_unlock(&u->lock);
+		free(slots);
+		return mrl_err(EBUSY, "mrl_uring_attach: a ring is attached already");
 	}
-	ret = io_uring_register_buffers_sparse(ring, nr);
+	u->attaching = true;
+	mrl_unlock(&u->lock);
+	ret = io_uring_register_buffers_sparse(ring, nr); /* no lock held: a system call */
+	mrl_lock(&u->lock);
+	u->attaching = false;
+	if (!ret) {
+		u->ring = ring;
+		u->nr = nr;
+		u->slots = slots;
+	}
+	mrl_unlock(&u->lock);
 	if (ret) {
 		free(slots);
 		ret = mrl_err(ret, "mrl_uring_attach: io_uring_register_buffers_sparse(%u): %s%s", nr,
 			      strerror(-ret),
 			      ret == -EBUSY ? " (the ring has a buffer table already)" : "");
-		goto out;
 	}
-	u->ring = ring;
-	u->nr = nr;
-	u->slots = slots;
-out:
-	mrl_unlock(&ctx->lock);
 	return ret;
 }
 
@@ -408,24 +356,29 @@ MRL_EXPORT int mrl_uring_detach(mrl_ctx *ctx)
 	struct udev *u = udev_of(ctx, "mrl_uring_detach", &ret);
 	if (!u)
 		return ret;
-	mrl_lock(&ctx->lock);
-	if (!u->ring) {
-		ret = mrl_err(ENXIO, "mrl_uring_detach: no ring attached");
-		goto out;
+	mrl_lock(&u->lock);
+	if (!u->ring || u->attaching) {
+		mrl_unlock(&u->lock);
+		return mrl_err(ENXIO, "mrl_uring_detach: no ring attached");
 	}
 	for (unsigned i = 0; i < u->nr; i++)
 		if (u->slots[i]) {
-			ret = mrl_err(EBUSY, "mrl_uring_detach: slot %u still holds an MR; deregister it first", i);
-			goto out;
+			mrl_unlock(&u->lock);
+			return mrl_err(EBUSY, "mrl_uring_detach: slot %u still holds an MR; deregister it first", i);
 		}
-	io_uring_unregister_buffers(u->ring);
-	free(u->slots);
+	struct io_uring *ring = u->ring;
+	struct ubuf **slots = u->slots;
 	u->slots = NULL;
 	u->ring = NULL;
 	u->nr = 0;
-out:
-	mrl_unlock(&ctx->lock);
-	return ret;
+	u->attaching = true;
+	mrl_unlock(&u->lock);
+	io_uring_unregister_buffers(ring);
+	free(slots);
+	mrl_lock(&u->lock);
+	u->attaching = false;
+	mrl_unlock(&u->lock);
+	return 0;
 }
 
 MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned *buf_index)
@@ -455,11 +408,17 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 			break;
 		}
 		struct ubuf *b = mr->dev_mr;
-		if (mr->state == MRL_STATE_ACTIVE && b && !b->revoked) {
-			b->inflight++;
-			*buf_index = b->slot;
-			break;
+		bool got = false;
+		if (mr->state == MRL_STATE_ACTIVE && b) {
+			mrl_lock(&u->lock);
+			if ((got = !b->revoked)) {
+				b->inflight++;
+				*buf_index = b->slot;
+			}
+			mrl_unlock(&u->lock);
 		}
+		if (got)
+			break;
 		if (mr->state != MRL_STATE_PAUSED) {
 			ret = mrl_err(EKEYREVOKED, "mrl_uring_get: MR is %s (%s)",
 				      mrl_state_str(mr->state), mrl_cause_str(mr->cause));
@@ -469,8 +428,9 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 			ret = -EAGAIN; /* paused: the change is landing */
 			break;
 		}
-		int w = timeout_ms < 0 ? pthread_cond_wait(&u->cv, &ctx->lock)
-				       : pthread_cond_timedwait(&u->cv, &ctx->lock, &until);
+		/* the device worker signals as each call ends (a restore among them) */
+		int w = timeout_ms < 0 ? pthread_cond_wait(&ctx->dev_cv, &ctx->lock)
+				       : pthread_cond_timedwait(&ctx->dev_cv, &ctx->lock, &until);
 		if (w == ETIMEDOUT) {
 			timeout_ms = 0; /* one last look */
 		}
@@ -498,12 +458,21 @@ MRL_EXPORT int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t h)
 		ret = mrl_err(EKEYREVOKED, "mrl_uring_put: the MR was fenced (%s) while this "
 					   "operation was in flight: its data may not be in the file",
 			      mrl_cause_str(mr->cause));
-	} else if (!b || !b->inflight) {
-		ret = mrl_err(EINVAL, "mrl_uring_put: no operation of this MR is in flight (put without get)");
-	} else if (--b->inflight == 0 && b->ack_seq) {
-		seq = b->ack_seq;
-		b->ack_seq = 0;
-		mrl_brk_device_idle(ctx, seq); /* the last one: the break may go on */
+	} else {
+		bool none = !b;
+		if (b) {
+			mrl_lock(&u->lock);
+			none = !b->inflight;
+			if (!none && --b->inflight == 0 && b->ack_seq) {
+				seq = b->ack_seq;
+				b->ack_seq = 0;
+			}
+			mrl_unlock(&u->lock);
+		}
+		if (none)
+			ret = mrl_err(EINVAL, "mrl_uring_put: no operation of this MR is in flight (put without get)");
+		else if (seq)
+			mrl_brk_device_idle(ctx, seq); /* the last one: the break may go on */
 	}
 	mrl_unlock(&ctx->lock);
 	if (seq) {

@@ -233,7 +233,8 @@ static bool thread_named(pid_t t, const char *name)
 static int monitor_unmaps(void)
 {
 	/* the monitor: the thread the context brings that is not the
-	 * userfaultfd reader (sanitizers run threads of their own) */
+	 * userfaultfd reader nor the device worker (sanitizers run threads of
+	 * their own) */
 	pid_t before[64], after[64], target = 0;
 	int nb = threads(before, 64);
 	mrl_ctx *ctx = t_ctx("mock", 500);
@@ -246,7 +247,7 @@ static int monitor_unmaps(void)
 		bool old = false;
 		for (int j = 0; j < nb; j++)
 			old |= after[i] == before[j];
-		if (!old && !thread_named(after[i], "mrl-uffd")) {
+		if (!old && !thread_named(after[i], "mrl-uffd") && !thread_named(after[i], "mrl-dev")) {
 			target = after[i];
 			candidates++;
 		}

@@ -98,12 +98,21 @@ static void raw(const char *path, enum action a, enum actor who)
 }
 
 /* While the lease is let go for a reader, a writer is not held: wait for it. */
+/* The lease held again and the reader's break over: the MR live again (its
+ * restore waits for the device, after the lease is back) and that break's
+ * events read, so the change's events are the next ones. */
 static bool wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
 {
 	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
-	while (!t_query(ctx, mr).lease_held && t_now_ns() < until)
+	struct mrl_mr_info in = t_query(ctx, mr);
+	while ((!in.lease_held || in.state != MRL_STATE_ACTIVE) && t_now_ns() < until) {
 		usleep(1000);
-	return t_query(ctx, mr).lease_held;
+		in = t_query(ctx, mr);
+	}
+	struct mrl_event ev;
+	while (mrl_event_get(ctx, &ev) == 0)
+		mrl_event_ack(ctx, &ev);
+	return in.lease_held && in.state == MRL_STATE_ACTIVE;
 }
 
 static mrl_ctx *uring_ctx(struct rig *r)

@@ -1,0 +1,209 @@
+/* Completion queues of an application-facing domain, and the operations the
+ * hook counts in flight to a leased MR of another hooked process: such an
+ * operation is posted with the hook's own context (room for the provider,
+ * the application's context, the board entry it counts on); its completion
+ * gives the application its context back and counts the operation out, so
+ * an owner pausing the MR knows when nothing of this process can still reach it. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "board.h"
+#include "hook.h"
+#include "mrl_int.h"
+
+struct hook_op {
+	struct fi_context2 prov;   /* first: FI_CONTEXT/FI_CONTEXT2 providers use it */
+	void *app;
+	struct board_ent *e;
+	struct hook_op *next;
+};
+
+#define MAX_OPS (1u << 18)
+static struct hook_op *arena;
+static struct hook_op *free_ops;
+static unsigned arena_used;
+static pthread_mutex_t ops_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_map(void)
+{
+	void *p = mmap(NULL, MAX_OPS * sizeof(struct hook_op), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	arena = p == MAP_FAILED ? NULL : p;
+}
+
+struct hook_op *hook_op_get(struct board_ent *e, void *app)
+{
+	pthread_once(&arena_once, arena_map);
+	if (!arena)
+		return NULL;
+	mrl_lock(&ops_lock);
+	struct hook_op *op = free_ops;
+	if (op)
+		free_ops = op->next;
+	else if (arena_used < MAX_OPS)
+		op = &arena[arena_used++];
+	mrl_unlock(&ops_lock);
+	if (op) {
+		memset(&op->prov, 0, sizeof(op->prov));
+		op->app = app;
+		op->e = e;
+	}
+	return op;
+}
+
+void hook_op_put(struct hook_op *op)
+{
+	mrl_lock(&ops_lock);
+	op->next = free_ops;
+	free_ops = op;
+	mrl_unlock(&ops_lock);
+}
+
+void hook_op_cancel(struct hook_op *op)
+{
+	atomic_fetch_sub(&op->e->inflight, 1);
+	hook_op_put(op);
+}
+
+/* The application's context for a completion's context; an operation of
+ * the hook's is counted out of its MR. */
+static inline void *op_done(void *ctx)
+{
+	struct hook_op *op = ctx;
+	if (!arena || op < arena || op >= arena + MAX_OPS)
+		return ctx;
+	void *app = op->app;
+	atomic_fetch_sub(&op->e->inflight, 1);
+	hook_op_put(op);
+	return app;
+}
+
+struct hook_cq {
+	struct fid_cq cq;
+	struct fid_cq *hcq;
+	size_t esize;
+};
+
+static void fix(struct hook_cq *c, void *buf, ssize_t n)
+{
+	for (ssize_t i = 0; i < n; i++) {
+		void **ctx = (void **)((char *)buf + (size_t)i * c->esize); /* op_context leads every format */
+		*ctx = op_done(*ctx);
+	}
+}
+
+#define HCQ(cq) (((struct hook_cq *)(cq))->hcq)
+
+static ssize_t cq_read(struct fid_cq *cq, void *buf, size_t count)
+{
+	ssize_t n = fi_cq_read(HCQ(cq), buf, count);
+	fix((struct hook_cq *)cq, buf, n);
+	return n;
+}
+
+static ssize_t cq_readfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_t *src)
+{
+	ssize_t n = fi_cq_readfrom(HCQ(cq), buf, count, src);
+	fix((struct hook_cq *)cq, buf, n);
+	return n;
+}
+
+static ssize_t cq_readerr(struct fid_cq *cq, struct fi_cq_err_entry *buf, uint64_t flags)
+{
+	ssize_t n = fi_cq_readerr(HCQ(cq), buf, flags);
+	if (n > 0)
+		buf->op_context = op_done(buf->op_context);
+	return n;
+}
+
+static ssize_t cq_sread(struct fid_cq *cq, void *buf, size_t count, const void *cond, int timeout)
+{
+	ssize_t n = fi_cq_sread(HCQ(cq), buf, count, cond, timeout);
+	fix((struct hook_cq *)cq, buf, n);
+	return n;
+}
+
+static ssize_t cq_sreadfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_t *src,
+			    const void *cond, int timeout)
+{
+	ssize_t n = fi_cq_sreadfrom(HCQ(cq), buf, count, src, cond, timeout);
+	fix((struct hook_cq *)cq, buf, n);
+	return n;
+}
+
+static int cq_signal(struct fid_cq *cq) { return fi_cq_signal(HCQ(cq)); }
+
+static const char *cq_strerror(struct fid_cq *cq, int prov_errno, const void *err_data, char *buf,
+			       size_t len)
+{
+	return fi_cq_strerror(HCQ(cq), prov_errno, err_data, buf, len);
+}
+
+static struct fi_ops_cq hook_cq_ops = {
+	.size = sizeof(struct fi_ops_cq),
+	.read = cq_read,
+	.readfrom = cq_readfrom,
+	.readerr = cq_readerr,
+	.sread = cq_sread,
+	.sreadfrom = cq_sreadfrom,
+	.signal = cq_signal,
+	.strerror = cq_strerror,
+};
+
+static int cq_close(struct fid *fid)
+{
+	struct hook_cq *c = (struct hook_cq *)fid;
+	int ret = fi_close(&c->hcq->fid);
+	if (!ret)
+		free(c);
+	return ret;
+}
+struct fi_ops hook_cq_fid_ops = HOOK_FID_OPS(cq_close);
+
+struct fid *hook_cq_under(struct fid *fid)
+{
+	return &((struct hook_cq *)fid)->hcq->fid;
+}
+
+int hook_cq_open(struct fid_domain *hdomain, struct fi_cq_attr *attr, struct fid_cq **out,
+		 void *context)
+{
+	struct fi_cq_attr a = *attr;
+	size_t esize;
+	switch (a.format) {
+	case FI_CQ_FORMAT_UNSPEC: /* the hook needs to know the stride */
+		a.format = FI_CQ_FORMAT_CONTEXT;
+		/* fallthrough */
+	case FI_CQ_FORMAT_CONTEXT:
+		esize = sizeof(struct fi_cq_entry);
+		break;
+	case FI_CQ_FORMAT_MSG:
+		esize = sizeof(struct fi_cq_msg_entry);
+		break;
+	case FI_CQ_FORMAT_DATA:
+		esize = sizeof(struct fi_cq_data_entry);
+		break;
+	case FI_CQ_FORMAT_TAGGED:
+		esize = sizeof(struct fi_cq_tagged_entry);
+		break;
+	default:
+		return fi_cq_open(hdomain, attr, out, context);
+	}
+	struct hook_cq *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -FI_ENOMEM;
+	int ret = fi_cq_open(hdomain, &a, &c->hcq, context);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	c->esize = esize;
+	c->cq.fid.fclass = FI_CLASS_CQ;
+	c->cq.fid.context = context;
+	c->cq.fid.ops = &hook_cq_fid_ops;
+	c->cq.ops = &hook_cq_ops;
+	*out = &c->cq;
+	return 0;
+}

@@ -1,0 +1,709 @@
+/* Endpoints of an application-facing domain (active, scalable, their tx/rx
+ * contexts, shared receive contexts) and passive endpoints: every call goes
+ * to the provider's endpoint, with the hook's MR descriptors translated to
+ * the provider registration under them at post time. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "board.h"
+#include "hook.h"
+
+#define HEP(ep) (((struct hook_ep *)(ep))->hep)
+#define HOOK_IOV_MAX 32
+
+/* The provider's descriptors for count of the hook's, in tmp. */
+static inline void **descs(void **desc, size_t count, void **tmp)
+{
+	if (!desc)
+		return NULL;
+	for (size_t i = 0; i < count; i++)
+		tmp[i] = hook_desc(desc[i]);
+	return tmp;
+}
+#define DESCS(var, d, n)                                                                     \
+	void *var##_t[HOOK_IOV_MAX];                                                         \
+	if ((d) && (n) > HOOK_IOV_MAX)                                                       \
+		return -FI_EINVAL;                                                           \
+	void **var = descs(d, n, var##_t)
+
+/* ---- fi_ops_ep (shared with passive endpoints: unwrap by fid) ---- */
+static ssize_t ep_cancel(fid_t fid, void *context)
+{
+	struct fid_ep *u = container_of(hook_unwrap(fid), struct fid_ep, fid);
+	return u->ops->cancel(&u->fid, context);
+}
+
+static int ep_getopt(fid_t fid, int level, int optname, void *optval, size_t *optlen)
+{
+	struct fid_ep *u = container_of(hook_unwrap(fid), struct fid_ep, fid);
+	return u->ops->getopt(&u->fid, level, optname, optval, optlen);
+}
+
+static int ep_setopt(fid_t fid, int level, int optname, const void *optval, size_t optlen)
+{
+	struct fid_ep *u = container_of(hook_unwrap(fid), struct fid_ep, fid);
+	return u->ops->setopt(&u->fid, level, optname, optval, optlen);
+}
+
+static int ep_tx_ctx(struct fid_ep *sep, int index, struct fi_tx_attr *attr, struct fid_ep **tx,
+		     void *context)
+{
+	struct fid_ep *h;
+	int ret = fi_tx_context(HEP(sep), index, attr, &h, context);
+	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h, 0, tx, context);
+}
+
+static int ep_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr, struct fid_ep **rx,
+		     void *context)
+{
+	struct fid_ep *h;
+	int ret = fi_rx_context(HEP(sep), index, attr, &h, context);
+	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h, 0, rx, context);
+}
+
+/* deprecated calls, still in the table: called through it as the inline did */
+static ssize_t ep_rx_size_left(struct fid_ep *ep)
+{
+	struct fid_ep *u = HEP(ep);
+	return FI_CHECK_OP(u->ops, struct fi_ops_ep, rx_size_left) ? u->ops->rx_size_left(u) : -FI_ENOSYS;
+}
+static ssize_t ep_tx_size_left(struct fid_ep *ep)
+{
+	struct fid_ep *u = HEP(ep);
+	return FI_CHECK_OP(u->ops, struct fi_ops_ep, tx_size_left) ? u->ops->tx_size_left(u) : -FI_ENOSYS;
+}
+
+static struct fi_ops_ep hook_ep_ops = {
+	.size = sizeof(struct fi_ops_ep),
+	.cancel = ep_cancel,
+	.getopt = ep_getopt,
+	.setopt = ep_setopt,
+	.tx_ctx = ep_tx_ctx,
+	.rx_ctx = ep_rx_ctx,
+	.rx_size_left = ep_rx_size_left,
+	.tx_size_left = ep_tx_size_left,
+};
+
+/* ---- connection management ---- */
+#define UEP(ep) container_of(hook_unwrap(&(ep)->fid), struct fid_ep, fid)
+#define UPEP(pep) container_of(hook_unwrap(&(pep)->fid), struct fid_pep, fid)
+
+static int cm_setname(fid_t fid, void *addr, size_t addrlen) { return fi_setname(hook_unwrap(fid), addr, addrlen); }
+static int cm_getname(fid_t fid, void *addr, size_t *addrlen) { return fi_getname(hook_unwrap(fid), addr, addrlen); }
+static int cm_getpeer(struct fid_ep *ep, void *addr, size_t *addrlen) { return fi_getpeer(UEP(ep), addr, addrlen); }
+static int cm_connect(struct fid_ep *ep, const void *addr, const void *param, size_t paramlen)
+{
+	return fi_connect(UEP(ep), addr, param, paramlen);
+}
+static int cm_listen(struct fid_pep *pep) { return fi_listen(UPEP(pep)); }
+static int cm_accept(struct fid_ep *ep, const void *param, size_t paramlen)
+{
+	return fi_accept(UEP(ep), param, paramlen);
+}
+static int cm_reject(struct fid_pep *pep, fid_t handle, const void *param, size_t paramlen)
+{
+	return fi_reject(UPEP(pep), handle, param, paramlen);
+}
+static int cm_shutdown(struct fid_ep *ep, uint64_t flags) { return fi_shutdown(UEP(ep), flags); }
+static int cm_join(struct fid_ep *ep, const void *addr, uint64_t flags, struct fid_mc **mc, void *context)
+{
+	return fi_join(UEP(ep), addr, flags, mc, context);
+}
+
+static struct fi_ops_cm hook_cm_ops = {
+	.size = sizeof(struct fi_ops_cm),
+	.setname = cm_setname,
+	.getname = cm_getname,
+	.getpeer = cm_getpeer,
+	.connect = cm_connect,
+	.listen = cm_listen,
+	.accept = cm_accept,
+	.reject = cm_reject,
+	.shutdown = cm_shutdown,
+	.join = cm_join,
+};
+
+/* ---- messages ---- */
+static ssize_t msg_recv(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
+			void *context)
+{
+	return fi_recv(HEP(ep), buf, len, hook_desc(desc), src, context);
+}
+
+static ssize_t msg_recvv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t src, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_recvv(HEP(ep), iov, desc_u, count, src, context);
+}
+
+static ssize_t msg_recvmsg(struct fid_ep *ep, const struct fi_msg *msg, uint64_t flags)
+{
+	struct fi_msg m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_recvmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t msg_send(struct fid_ep *ep, const void *buf, size_t len, void *desc, fi_addr_t dest,
+			void *context)
+{
+	return fi_send(HEP(ep), buf, len, hook_desc(desc), dest, context);
+}
+
+static ssize_t msg_sendv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t dest, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_sendv(HEP(ep), iov, desc_u, count, dest, context);
+}
+
+static ssize_t msg_sendmsg(struct fid_ep *ep, const struct fi_msg *msg, uint64_t flags)
+{
+	struct fi_msg m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_sendmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t msg_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest)
+{
+	return fi_inject(HEP(ep), buf, len, dest);
+}
+
+static ssize_t msg_senddata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			    uint64_t data, fi_addr_t dest, void *context)
+{
+	return fi_senddata(HEP(ep), buf, len, hook_desc(desc), data, dest, context);
+}
+
+static ssize_t msg_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
+			      fi_addr_t dest)
+{
+	return fi_injectdata(HEP(ep), buf, len, data, dest);
+}
+
+static struct fi_ops_msg hook_msg_ops = {
+	.size = sizeof(struct fi_ops_msg),
+	.recv = msg_recv,
+	.recvv = msg_recvv,
+	.recvmsg = msg_recvmsg,
+	.send = msg_send,
+	.sendv = msg_sendv,
+	.sendmsg = msg_sendmsg,
+	.inject = msg_inject,
+	.senddata = msg_senddata,
+	.injectdata = msg_injectdata,
+};
+
+/* ---- tagged ---- */
+static ssize_t tag_recv(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
+			uint64_t tag, uint64_t ignore, void *context)
+{
+	return fi_trecv(HEP(ep), buf, len, hook_desc(desc), src, tag, ignore, context);
+}
+
+static ssize_t tag_recvv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t src, uint64_t tag, uint64_t ignore, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_trecvv(HEP(ep), iov, desc_u, count, src, tag, ignore, context);
+}
+
+static ssize_t tag_recvmsg(struct fid_ep *ep, const struct fi_msg_tagged *msg, uint64_t flags)
+{
+	struct fi_msg_tagged m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_trecvmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t tag_send(struct fid_ep *ep, const void *buf, size_t len, void *desc, fi_addr_t dest,
+			uint64_t tag, void *context)
+{
+	return fi_tsend(HEP(ep), buf, len, hook_desc(desc), dest, tag, context);
+}
+
+static ssize_t tag_sendv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t dest, uint64_t tag, void *context)
+{
+	DESCS(desc_u, desc, count);
+	return fi_tsendv(HEP(ep), iov, desc_u, count, dest, tag, context);
+}
+
+static ssize_t tag_sendmsg(struct fid_ep *ep, const struct fi_msg_tagged *msg, uint64_t flags)
+{
+	struct fi_msg_tagged m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	return fi_tsendmsg(HEP(ep), &m, flags);
+}
+
+static ssize_t tag_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
+			  uint64_t tag)
+{
+	return fi_tinject(HEP(ep), buf, len, dest, tag);
+}
+
+static ssize_t tag_senddata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			    uint64_t data, fi_addr_t dest, uint64_t tag, void *context)
+{
+	return fi_tsenddata(HEP(ep), buf, len, hook_desc(desc), data, dest, tag, context);
+}
+
+static ssize_t tag_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
+			      fi_addr_t dest, uint64_t tag)
+{
+	return fi_tinjectdata(HEP(ep), buf, len, data, dest, tag);
+}
+
+static struct fi_ops_tagged hook_tagged_ops = {
+	.size = sizeof(struct fi_ops_tagged),
+	.recv = tag_recv,
+	.recvv = tag_recvv,
+	.recvmsg = tag_recvmsg,
+	.send = tag_send,
+	.sendv = tag_sendv,
+	.sendmsg = tag_sendmsg,
+	.inject = tag_inject,
+	.senddata = tag_senddata,
+	.injectdata = tag_injectdata,
+};
+
+/* ---- RMA and atomics to another hooked process's leased MR ----
+ * guard: 1 = the key is on no board (post as it is); 0 = counted in flight
+ * (with *op the hook's context to post with, when a completion will count it
+ * out); < 0 = the answer: -FI_EAGAIN while the owner pauses the MR (the
+ * application retries after progress, as for a full queue: the operation is
+ * held, never lost), -FI_EKEYREJECTED past what the owner still serves. */
+atomic_ullong hook_held, hook_refused;
+
+static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, struct hook_op **op,
+			struct board_ent **ent)
+{
+	struct board_ent *e = board_find(key);
+	*op = NULL;
+	*ent = NULL;
+	if (!e)
+		return 1;
+	atomic_fetch_add(&e->inflight, 1);
+	uint32_t st = atomic_load(&e->state);
+	int ret = 0;
+	if (atomic_load_explicit(&e->key, memory_order_relaxed) != key)
+		ret = 1;
+	else if (st == BS_PAUSED)
+		ret = -FI_EAGAIN;
+	else if (st != BS_ACTIVE)
+		ret = -FI_EKEYREJECTED;
+	else if (addr >= e->base && addr - e->base <= e->len &&
+		 addr - e->base + len > atomic_load_explicit(&e->valid, memory_order_relaxed))
+		ret = -FI_EKEYREJECTED;
+	if (!ret && op && !(*op = hook_op_get(e, ctx)))
+		ret = -FI_EAGAIN;
+	if (ret) {
+		atomic_fetch_sub(&e->inflight, 1);
+		if (ret == -FI_EAGAIN)
+			atomic_fetch_add_explicit(&hook_held, 1, memory_order_relaxed);
+		else if (ret < 0)
+			atomic_fetch_add_explicit(&hook_refused, 1, memory_order_relaxed);
+		return ret;
+	}
+	*ent = e;
+	return 0;
+}
+
+/* after posting: an operation refused, or one no completion will count out */
+static inline ssize_t posted(ssize_t r, struct hook_op *op, struct board_ent *e)
+{
+	if (op && r)
+		hook_op_cancel(op);
+	else if (!op && e)
+		atomic_fetch_sub(&e->inflight, 1);
+	return r;
+}
+
+#define GUARD(key, addr, len, ctx)                                                           \
+	struct hook_op *op;                                                                  \
+	struct board_ent *ge;                                                                \
+	int g = guard(key, addr, len, ctx, &op, &ge);                                        \
+	if (g < 0)                                                                           \
+		return g;                                                                    \
+	void *pctx = op ? (void *)op : (ctx)
+#define GUARD_NOCTX(key, addr, len)                                                          \
+	struct hook_op *op = NULL;                                                           \
+	struct board_ent *ge;                                                                \
+	int g = guard(key, addr, len, NULL, NULL, &ge);                                      \
+	if (g < 0)                                                                           \
+		return g
+
+static size_t iov_len(const struct iovec *iov, size_t n)
+{
+	size_t l = 0;
+	for (size_t i = 0; i < n; i++)
+		l += iov[i].iov_len;
+	return l;
+}
+
+/* a *msg call: guarded when it names one remote range; counted out by a
+ * completion unless the endpoint completes only what asks for it */
+#define MSG_GUARD(ep, msg, flags, len)                                                       \
+	struct hook_op *op = NULL;                                                           \
+	struct board_ent *ge = NULL;                                                         \
+	void *pctx = (msg)->context;                                                         \
+	if ((msg)->rma_iov_count == 1) {                                                     \
+		bool cmpl = !((struct hook_ep *)(ep))->selective || ((flags) & FI_COMPLETION); \
+		int g = guard((msg)->rma_iov[0].key, (msg)->rma_iov[0].addr, len, (msg)->context, \
+			      cmpl ? &op : NULL, &ge);                                       \
+		if (g < 0)                                                                   \
+			return g;                                                            \
+		if (op)                                                                      \
+			pctx = op;                                                           \
+	}
+
+static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
+			uint64_t addr, uint64_t key, void *context)
+{
+	GUARD(key, addr, len, context);
+	return posted(fi_read(HEP(ep), buf, len, hook_desc(desc), src, addr, key, pctx), op, ge);
+}
+
+static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			 fi_addr_t src, uint64_t addr, uint64_t key, void *context)
+{
+	DESCS(desc_u, desc, count);
+	GUARD(key, addr, iov_len(iov, count), context);
+	return posted(fi_readv(HEP(ep), iov, desc_u, count, src, addr, key, pctx), op, ge);
+}
+
+static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
+{
+	struct fi_msg_rma m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
+	m.context = pctx;
+	return posted(fi_readmsg(HEP(ep), &m, flags), op, ge);
+}
+
+/* A write to a hooked owner's MR is counted out only once the owner's
+ * provider has taken it in (delivery complete): a transmit completion
+ * comes when the bytes leave, and an owner that closed its key as soon as
+ * the count fell would meet them after (tcp then drops the connection). */
+static ssize_t write_delivered(struct fid_ep *ep, const struct iovec *iov, void **desc,
+			      size_t count, fi_addr_t dest, uint64_t addr, uint64_t key,
+			      uint64_t data, uint64_t flags, void *ctx)
+{
+	struct fi_rma_iov rma = {.addr = addr, .len = iov_len(iov, count), .key = key};
+	struct fi_msg_rma m = {.msg_iov = iov, .desc = desc, .iov_count = count, .addr = dest,
+			       .rma_iov = &rma, .rma_iov_count = 1, .context = ctx, .data = data};
+	return fi_writemsg(HEP(ep), &m, flags | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+}
+
+static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
+{
+	GUARD(key, addr, len, context);
+	if (!op)
+		return posted(fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, pctx),
+			      op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	void *d = hook_desc(desc);
+	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, 0, 0, pctx), op, ge);
+}
+
+static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
+			  fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
+{
+	DESCS(desc_u, desc, count);
+	GUARD(key, addr, iov_len(iov, count), context);
+	if (!op)
+		return posted(fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, pctx), op, ge);
+	return posted(write_delivered(ep, iov, desc_u, count, dest, addr, key, 0, 0, pctx), op, ge);
+}
+
+static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
+{
+	struct fi_msg_rma m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
+	m.context = pctx;
+	return posted(fi_writemsg(HEP(ep), &m, op ? flags | FI_DELIVERY_COMPLETE : flags), op, ge);
+}
+
+static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
+			  uint64_t addr, uint64_t key)
+{
+	GUARD_NOCTX(key, addr, len);
+	return posted(fi_inject_write(HEP(ep), buf, len, dest, addr, key), op, ge);
+}
+
+static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
+			     uint64_t data, fi_addr_t dest, uint64_t addr, uint64_t key,
+			     void *context)
+{
+	GUARD(key, addr, len, context);
+	if (!op)
+		return posted(fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key,
+					   pctx), op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	void *d = hook_desc(desc);
+	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, data, FI_REMOTE_CQ_DATA, pctx),
+		      op, ge);
+}
+
+static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
+			      fi_addr_t dest, uint64_t addr, uint64_t key)
+{
+	GUARD_NOCTX(key, addr, len);
+	return posted(fi_inject_writedata(HEP(ep), buf, len, data, dest, addr, key), op, ge);
+}
+
+static struct fi_ops_rma hook_rma_ops = {
+	.size = sizeof(struct fi_ops_rma),
+	.read = rma_read,
+	.readv = rma_readv,
+	.readmsg = rma_readmsg,
+	.write = rma_write,
+	.writev = rma_writev,
+	.writemsg = rma_writemsg,
+	.inject = rma_inject,
+	.writedata = rma_writedata,
+	.injectdata = rma_injectdata,
+};
+
+/* ---- atomics ---- */
+static ssize_t at_write(struct fid_ep *ep, const void *buf, size_t count, void *desc,
+			fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
+			enum fi_op aop, void *context)
+{
+	GUARD(key, addr, 0, context);
+	return posted(fi_atomic(HEP(ep), buf, count, hook_desc(desc), dest, addr, key, dt, aop, pctx),
+		      op, ge);
+}
+
+static ssize_t at_writev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc, size_t count,
+			 fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
+			 enum fi_op aop, void *context)
+{
+	DESCS(desc_u, desc, count);
+	GUARD(key, addr, 0, context);
+	return posted(fi_atomicv(HEP(ep), iov, desc_u, count, dest, addr, key, dt, aop, pctx), op, ge);
+}
+
+static ssize_t at_writemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg, uint64_t flags)
+{
+	struct fi_msg_atomic m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	m.desc = md;
+	MSG_GUARD(ep, msg, flags, 0);
+	m.context = pctx;
+	return posted(fi_atomicmsg(HEP(ep), &m, flags), op, ge);
+}
+
+static ssize_t at_inject(struct fid_ep *ep, const void *buf, size_t count, fi_addr_t dest,
+			 uint64_t addr, uint64_t key, enum fi_datatype dt, enum fi_op aop)
+{
+	GUARD_NOCTX(key, addr, 0);
+	return posted(fi_inject_atomic(HEP(ep), buf, count, dest, addr, key, dt, aop), op, ge);
+}
+
+static ssize_t at_readwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
+			    void *result, void *result_desc, fi_addr_t dest, uint64_t addr,
+			    uint64_t key, enum fi_datatype dt, enum fi_op aop, void *context)
+{
+	GUARD(key, addr, 0, context);
+	return posted(fi_fetch_atomic(HEP(ep), buf, count, hook_desc(desc), result,
+				      hook_desc(result_desc), dest, addr, key, dt, aop, pctx), op, ge);
+}
+
+static ssize_t at_readwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
+			     size_t count, struct fi_ioc *resultv, void **result_desc,
+			     size_t result_count, fi_addr_t dest, uint64_t addr, uint64_t key,
+			     enum fi_datatype dt, enum fi_op aop, void *context)
+{
+	DESCS(desc_u, desc, count);
+	DESCS(result_desc_u, result_desc, result_count);
+	GUARD(key, addr, 0, context);
+	return posted(fi_fetch_atomicv(HEP(ep), iov, desc_u, count, resultv, result_desc_u,
+				       result_count, dest, addr, key, dt, aop, pctx), op, ge);
+}
+
+static ssize_t at_readwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
+			       struct fi_ioc *resultv, void **result_desc, size_t result_count,
+			       uint64_t flags)
+{
+	struct fi_msg_atomic m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	DESCS(result_desc_u, result_desc, result_count);
+	m.desc = md;
+	MSG_GUARD(ep, msg, flags, 0);
+	m.context = pctx;
+	return posted(fi_fetch_atomicmsg(HEP(ep), &m, resultv, result_desc_u, result_count, flags),
+		      op, ge);
+}
+
+static ssize_t at_compwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
+			    const void *compare, void *compare_desc, void *result,
+			    void *result_desc, fi_addr_t dest, uint64_t addr, uint64_t key,
+			    enum fi_datatype dt, enum fi_op aop, void *context)
+{
+	GUARD(key, addr, 0, context);
+	return posted(fi_compare_atomic(HEP(ep), buf, count, hook_desc(desc), compare,
+					hook_desc(compare_desc), result, hook_desc(result_desc),
+					dest, addr, key, dt, aop, pctx), op, ge);
+}
+
+static ssize_t at_compwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
+			     size_t count, const struct fi_ioc *comparev, void **compare_desc,
+			     size_t compare_count, struct fi_ioc *resultv, void **result_desc,
+			     size_t result_count, fi_addr_t dest, uint64_t addr, uint64_t key,
+			     enum fi_datatype dt, enum fi_op aop, void *context)
+{
+	DESCS(desc_u, desc, count);
+	DESCS(compare_desc_u, compare_desc, compare_count);
+	DESCS(result_desc_u, result_desc, result_count);
+	GUARD(key, addr, 0, context);
+	return posted(fi_compare_atomicv(HEP(ep), iov, desc_u, count, comparev, compare_desc_u,
+					 compare_count, resultv, result_desc_u, result_count, dest,
+					 addr, key, dt, aop, pctx), op, ge);
+}
+
+static ssize_t at_compwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
+			       const struct fi_ioc *comparev, void **compare_desc,
+			       size_t compare_count, struct fi_ioc *resultv, void **result_desc,
+			       size_t result_count, uint64_t flags)
+{
+	struct fi_msg_atomic m = *msg;
+	DESCS(md, msg->desc, msg->iov_count);
+	DESCS(compare_desc_u, compare_desc, compare_count);
+	DESCS(result_desc_u, result_desc, result_count);
+	m.desc = md;
+	MSG_GUARD(ep, msg, flags, 0);
+	m.context = pctx;
+	return posted(fi_compare_atomicmsg(HEP(ep), &m, comparev, compare_desc_u, compare_count,
+					   resultv, result_desc_u, result_count, flags), op, ge);
+}
+
+static int at_writevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)
+{
+	return fi_atomicvalid(HEP(ep), dt, aop, count);
+}
+
+static int at_readwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)
+{
+	return fi_fetch_atomicvalid(HEP(ep), dt, aop, count);
+}
+
+static int at_compwritevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)
+{
+	return fi_compare_atomicvalid(HEP(ep), dt, aop, count);
+}
+
+static struct fi_ops_atomic hook_atomic_ops = {
+	.size = sizeof(struct fi_ops_atomic),
+	.write = at_write,
+	.writev = at_writev,
+	.writemsg = at_writemsg,
+	.inject = at_inject,
+	.readwrite = at_readwrite,
+	.readwritev = at_readwritev,
+	.readwritemsg = at_readwritemsg,
+	.compwrite = at_compwrite,
+	.compwritev = at_compwritev,
+	.compwritemsg = at_compwritemsg,
+	.writevalid = at_writevalid,
+	.readwritevalid = at_readwritevalid,
+	.compwritevalid = at_compwritevalid,
+};
+
+/* ---- objects ---- */
+static int ep_close(struct fid *fid)
+{
+	struct hook_ep *e = (struct hook_ep *)fid;
+	struct fid *u = &e->hep->fid;
+	int ret = fi_close(u);
+	if (ret)
+		return ret;
+	hook_untrack(u);
+	free(e);
+	return 0;
+}
+
+static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
+{
+	struct hook_ep *e = (struct hook_ep *)fid;
+	int ret = hook_fwd_bind(fid, bfid, flags);
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CQ && (flags & FI_TRANSMIT) &&
+	    (flags & FI_SELECTIVE_COMPLETION))
+		e->selective = true;
+	return ret;
+}
+
+struct fi_ops hook_ep_fid_ops = {
+	.size = sizeof(struct fi_ops),
+	.close = ep_close,
+	.bind = ep_bind,
+	.control = hook_fwd_control,
+	.ops_open = hook_fwd_ops_open,
+	.tostr = hook_fwd_tostr,
+	.ops_set = hook_fwd_ops_set,
+};
+
+int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, struct fid_ep **out,
+		 void *context)
+{
+	(void)unused;
+	struct hook_ep *e = calloc(1, sizeof(*e));
+	if (!e) {
+		fi_close(&hep->fid);
+		return -FI_ENOMEM;
+	}
+	e->hep = hep;
+	e->dom = dom;
+	e->ep.fid.fclass = hep->fid.fclass;
+	e->ep.fid.context = context;
+	e->ep.fid.ops = &hook_ep_fid_ops;
+	e->ep.ops = &hook_ep_ops;
+	e->ep.cm = &hook_cm_ops;
+	e->ep.msg = &hook_msg_ops;
+	e->ep.rma = &hook_rma_ops;
+	e->ep.tagged = &hook_tagged_ops;
+	e->ep.atomic = &hook_atomic_ops;
+	e->ep.collective = NULL; /* not carried through the hook */
+	hook_track(&hep->fid, &e->ep.fid);
+	*out = &e->ep;
+	return 0;
+}
+
+static int pep_close(struct fid *fid)
+{
+	struct hook_pep *p = (struct hook_pep *)fid;
+	struct fid *u = &p->hpep->fid;
+	int ret = fi_close(u);
+	if (ret)
+		return ret;
+	hook_untrack(u);
+	free(p);
+	return 0;
+}
+
+struct fi_ops hook_pep_fid_ops = HOOK_FID_OPS(pep_close);
+
+int hook_pep_wrap(struct fid_pep *hpep, struct fid_pep **out, void *context)
+{
+	struct hook_pep *p = calloc(1, sizeof(*p));
+	if (!p) {
+		fi_close(&hpep->fid);
+		return -FI_ENOMEM;
+	}
+	p->hpep = hpep;
+	p->pep.fid.fclass = FI_CLASS_PEP;
+	p->pep.fid.context = context;
+	p->pep.fid.ops = &hook_pep_fid_ops;
+	p->pep.ops = &hook_ep_ops;
+	p->pep.cm = &hook_cm_ops;
+	hook_track(&hpep->fid, &p->pep.fid);
+	*out = &p->pep;
+	return 0;
+}

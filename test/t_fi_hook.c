@@ -1,0 +1,178 @@
+/* The hook's objects in one process, under the sanitizers (libfabric loads
+ * libmrlease-fi.so only into unsanitized programs, so this test links the
+ * hook's sources itself and installs it over a tcp;ofi_rxm fabric as
+ * libfabric would). An MR over a file on a disk filesystem, written through
+ * a hooked endpoint to itself: a hole punched under it (another process,
+ * fanotify) is a break that keeps the application's key and descriptor and
+ * re-registers the provider's MR under them (writes succeed again); a
+ * truncate fences the tail: a write there is refused at post
+ * (-FI_EKEYREJECTED), one below it still lands. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "../fi/board.h"
+#include "../fi/hook.h"
+#include "helpers.h"
+
+#define LEN (256 * 1024)
+#define BLK 4096
+
+static struct fid_ep *ep;
+static struct fid_cq *cq;
+static fi_addr_t self;
+
+/* one write of BLK at off of the MR, waited for: 0 or -errno (post or completion) */
+static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
+{
+	ssize_t r;
+	do {
+		r = fi_write(ep, buf, BLK, desc, self, base + off, key, buf);
+		if (r == -FI_EAGAIN) {
+			struct fi_cq_entry e;
+			fi_cq_read(cq, &e, 0);
+		}
+	} while (r == -FI_EAGAIN);
+	if (r)
+		return (int)r;
+	for (;;) {
+		struct fi_cq_entry e;
+		ssize_t n = fi_cq_read(cq, &e, 1);
+		if (n == 1) {
+			CHECK(e.op_context == buf, "completion gives back the application's context");
+			return 0;
+		}
+		if (n == -FI_EAVAIL) {
+			struct fi_cq_err_entry err = {0};
+			fi_cq_readerr(cq, &err, 0);
+			return -err.err;
+		}
+	}
+}
+
+static bool log_has(const char *path, const char *what)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, what) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+int main(void)
+{
+	if (geteuid() != 0)
+		t_skip("fanotify pre-content events need root");
+	char dir[] = "/var/tmp/mrl-fihook-XXXXXX";
+	CHECK(mkdtemp(dir), "mkdtemp");
+	struct statfs sf;
+	if (statfs(dir, &sf) == 0 && sf.f_type == 0x01021994) /* TMPFS_MAGIC */
+		t_skip("/var/tmp is tmpfs: no fanotify pre-content events");
+	char path[256], logp[256], cmd[600];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	snprintf(logp, sizeof(logp), "%s/log", dir);
+	setenv("MRLEASE_LOG", logp, 1);
+	int fd = open(path, O_RDWR | O_CREAT, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, LEN) == 0, "file");
+	uint8_t *win = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(win != MAP_FAILED, "mmap");
+	close(fd);
+	memset(win, 0x5a, LEN);
+
+	/* a fabric as the application opens it, then the hook over it */
+	struct fi_info *hints = fi_allocinfo(), *info;
+	hints->ep_attr->type = FI_EP_RDM;
+	hints->caps = FI_RMA | FI_MSG;
+	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_LOCAL;
+	hints->domain_attr->threading = FI_THREAD_SAFE;
+	hints->fabric_attr->prov_name = strdup("tcp;ofi_rxm");
+	CHECK(fi_getinfo(FI_VERSION(1, 9), "127.0.0.1", NULL, FI_SOURCE, hints, &info) == 0,
+	      "fi_getinfo tcp;ofi_rxm");
+	fi_freeinfo(hints);
+	struct fid_fabric *hfab, *fab;
+	CHECK(fi_fabric(info->fabric_attr, &hfab, NULL) == 0, "fi_fabric");
+	struct fi_provider rxm = {.name = "ofi_rxm"};
+	struct fi_fabric_attr fa = {.fabric = hfab};
+	CHECK(fi_prov_ini() == &hook_prov && hook_prov.getinfo == NULL, "a hooking provider");
+	CHECK(hook_prov.fabric(&fa, &fab, &rxm) == 0 && fab != hfab, "the hook wraps the fabric");
+	struct fid_domain *dom;
+	CHECK(fi_domain(fab, info, &dom, NULL) == 0, "fi_domain through the hook");
+	struct fi_cq_attr ca = {.format = FI_CQ_FORMAT_CONTEXT, .size = 64};
+	CHECK(fi_cq_open(dom, &ca, &cq, NULL) == 0, "cq");
+	struct fid_av *av;
+	struct fi_av_attr aa = {.type = FI_AV_TABLE};
+	CHECK(fi_av_open(dom, &aa, &av, NULL) == 0, "av");
+	CHECK(fi_endpoint(dom, info, &ep, NULL) == 0, "endpoint");
+	CHECK(fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV) == 0, "bind the hook's cq");
+	CHECK(fi_ep_bind(ep, &av->fid, 0) == 0, "bind av");
+	CHECK(fi_enable(ep) == 0, "enable");
+	char name[128];
+	size_t nl = sizeof(name);
+	CHECK(fi_getname(&ep->fid, name, &nl) == 0 && fi_av_insert(av, name, 1, &self, 0, NULL) == 1,
+	      "own address");
+
+	struct fid_mr *mr, *lmr;
+	CHECK(fi_mr_reg(dom, win, LEN, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, 0, 0,
+			&mr, NULL) == 0, "register the window");
+	uint8_t *buf = aligned_alloc(BLK, BLK);
+	CHECK(fi_mr_reg(dom, buf, BLK, FI_READ | FI_WRITE, 0, 1, 0, &lmr, NULL) == 0, "register a buffer");
+	struct hook_mr *hm = (struct hook_mr *)mr;
+	uint64_t key = fi_mr_key(mr);
+	void *desc = fi_mr_desc(mr);
+	CHECK(hm->lease != 0 && hm->bent != NULL, "the window is leased and on the board");
+	CHECK(desc == hm && hook_desc(desc) != NULL, "the descriptor is the hook's, over the provider's");
+	uint64_t base = info->domain_attr->mr_mode & FI_MR_VIRT_ADDR ? (uintptr_t)win : 0;
+
+	memset(buf, 1, BLK);
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 0, key) == 0 && win[0] == 1, "a write lands");
+	struct fid_mr *before = atomic_load(&hm->hmr);
+
+	snprintf(cmd, sizeof(cmd), "fallocate --punch-hole -o 131072 -l 16384 %s", path);
+	CHECK(system(cmd) == 0, "punch");
+	/* the punch returned: its break landed; the restore follows at once */
+	for (int i = 0; i < 100000 && !log_has(logp, "restore: key"); i++)
+		usleep(1000);
+	CHECK(log_has(logp, "cause punch-hole"), "the break is logged with its cause");
+	CHECK(log_has(logp, "same key"), "restored");
+	CHECK(fi_mr_key(mr) == key && fi_mr_desc(mr) == desc, "key and descriptor unchanged");
+	CHECK(atomic_load(&hm->hmr) != NULL && atomic_load(&hm->hmr) != before,
+	      "the provider's registration was made anew");
+	memset(buf, 2, BLK);
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 8192, key) == 0 && win[8192] == 2,
+	      "a write after the restore lands, same key");
+
+	snprintf(cmd, sizeof(cmd), "truncate -s 196608 %s", path);
+	CHECK(system(cmd) == 0, "truncate");
+	for (int i = 0; i < 100000 && !log_has(logp, "bytes 0+196608 cause truncated"); i++)
+		usleep(1000);
+	CHECK(log_has(logp, "fence: key"), "the tail is fenced");
+	CHECK(atomic_load(&hm->bent->valid) == 196608, "the board says what is still served");
+	memset(buf, 3, BLK);
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 200000, key) == -FI_EKEYREJECTED,
+	      "a write past the new end is refused at post");
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 4096, key) == 0 && win[4096] == 3,
+	      "a write below it lands");
+
+	CHECK(fi_close(&mr->fid) == 0 && fi_close(&lmr->fid) == 0, "close MRs");
+	CHECK(fi_close(&ep->fid) == 0, "close ep");
+	CHECK(fi_close(&av->fid) == 0 && fi_close(&cq->fid) == 0, "close av, cq");
+	CHECK(fi_close(&dom->fid) == 0, "close domain");
+	CHECK(log_has(logp, "summary: domain on tcp;ofi_rxm: 2 MRs (2 leased"), "summary at close");
+	CHECK(fi_close(&fab->fid) == 0, "close fabric");
+	fi_freeinfo(info);
+	munmap(win, LEN);
+	free(buf);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd)) {
+	}
+	printf("hook in-process: key and descriptor kept across a punch, tail refused after a truncate\n");
+	return 0;
+}

@@ -1,0 +1,54 @@
+#!/bin/bash
+# Both sides hooked (FI_HOOK=mrlease), plain libfabric programs over
+# tcp;ofi_rxm on one host: the owner's pause reaches the peer through the
+# state board, so while a hole is punched under the owner's window (ext4,
+# fanotify) the peer's posts to it are held (-FI_EAGAIN, retried) instead of
+# meeting the closed key, which costs a tcp connection. Then a truncate:
+# posts past the new end are refused at once (-FI_EKEYREJECTED), the rest
+# keep flowing. Asserted: no transfer to the untouched first half fails or
+# reads back other than written, the connection survives, the tail is
+# refused after the truncate, both processes end cleanly.
+set -u
+B=${MRL_BIN:-build}
+[ "$(id -u)" = 0 ] || { echo "SKIP: fanotify pre-content events need root"; exit 77; }
+dir=$(mktemp -d /var/tmp/mrl-fihp-XXXXXX)
+[ "$(stat -f -c %T "$dir")" != tmpfs ] || { echo "SKIP: /var/tmp is tmpfs"; exit 77; }
+trap 'kill $opid $ppid 2>/dev/null; rm -rf "$dir"' EXIT
+export FI_RMA_PROV="tcp;ofi_rxm"
+. "$(dirname "$0")/fi_rig.sh"
+
+fail=0
+rig_start hook hook || exit 1
+key=$(rig_key)
+[ -n "$key" ] || { echo "the window was not leased:"; cat "$dir/log"; exit 1; }
+i=0
+for hole in 600000 700000 650000; do
+	i=$((i + 1))
+	fallocate --punch-hole -o $hole -l 50000 "$dir/f" & apid=$!
+	wait_for "grep -q 'break: key $key file $dir/f bytes $hole+50000 cause punch-hole pid $apid;' '$dir/log'" || fail=1
+	wait $apid
+	wait_for "[ \$(grep -c 'restore: key $key file $dir/f .*same key' '$dir/log') -ge $i ]" || fail=1
+	ok=$(stat_field ok)
+	wait_for '[ "$(stat_field ok)" -gt "$ok" ]' || { echo "no transfer succeeded after the restore"; fail=1; }
+done
+[ "$(stat_field errors)" = 0 ] || { echo "transfers failed around the punches:"; tail -3 "$dir/peer.out"; fail=1; }
+
+truncate -s $CUT "$dir/f" & tpid=$!
+wait_for 'grep -q "restore: key $key file $dir/f bytes 0+$CUT cause truncated" "$dir/log"' || fail=1
+wait $tpid
+p=$(passes)
+wait_for '[ "$(passes)" -ge $((p + 2)) ]' || fail=1
+rig_stop
+echo "owner exit $orc; peer: $final"
+[ $orc = 0 ] || { echo "the owner died:"; cat "$dir/owner.out"; fail=1; }
+case "$final" in
+*" strict_errors 0 strict_bad 0 "*) ;; # other_bad: a punch may zero a block between its write and read-back
+*) echo "transfers to the untouched half failed or read back wrong (or the connection was lost)"; fail=1;;
+esac
+e=$(echo "$final" | awk '{print $5}')
+[ "$e" -gt 0 ] || { echo "no transfer to the truncated tail was refused"; fail=1; }
+grep -q "last_error Key was rejected" "$dir/peer.out" || { echo "the tail was not refused as a rejected key"; fail=1; }
+grep -q "summary: .*as initiator: [0-9]* posts held by a pause, [1-9][0-9]* refused" "$dir/log" ||
+	{ echo "the peer's hook refused nothing:"; grep summary "$dir/log"; fail=1; }
+grep summary "$dir/log" | sed 's/^/  | /'
+exit $fail
