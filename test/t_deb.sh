@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # The Debian packages (`make test-deb`; minutes, so not in `make test`):
-# dpkg-buildpackage -us -uc -b builds libmrlease0, libmrlease-dev and
-# mrlease from a copy of the tree; lintian finds no error in them; unpacked
-# into a scratch root they hold what each should (real name and links, the
+# dpkg-buildpackage -us -uc -b builds libmrlease0, libmrlease-dev, mrlease
+# and libmrlease-fi (the libfabric hook) from a copy of the tree; lintian
+# finds no error in them; unpacked into a scratch root they hold what each should (real name and links, the
 # symbols file, header, .pc, pages with .so pages as links); a program built
 # with the unpacked `pkg-config --cflags --libs mrlease` registers, queries
 # and deregisters an MR; the unpacked CLI runs and has no RUNPATH.
@@ -42,7 +42,7 @@ if ! (cd "$work/mrlease-$ver" && dpkg-buildpackage -us -uc -b) > "$work/build.lo
 fi
 grep -E "^dpkg-(shlibdeps|gensymbols): (warning|error)" "$work/build.log" && { echo "FAIL: symbols or shlibs warnings above"; fail=1; }
 debs=()
-for p in libmrlease0 libmrlease-dev mrlease; do
+for p in libmrlease0 libmrlease-dev mrlease libmrlease-fi; do
 	d="$work/${p}_${ver}_${arch}.deb"
 	[ -f "$d" ] || { echo "FAIL: $p was not built"; ls "$work"; exit 1; }
 	debs+=("$d")
@@ -70,6 +70,8 @@ has "${debs[1]}" "^\./usr/share/man/man3/mrl_mr_reg\.3\.gz$"
 has "${debs[2]}" "^\./usr/bin/mrlease$"
 has "${debs[2]}" "^\./usr/share/man/man1/mrlease\.1\.gz$"
 has "${debs[2]}" "^\./usr/share/man/man7/mrlease\.7\.gz$"
+has "${debs[3]}" "^$L/libfabric/libmrlease-fi\.so$"
+dpkg-deb -f "${debs[3]}" Depends | grep -q "libfabric1" || { echo "FAIL: libmrlease-fi does not depend on libfabric1"; fail=1; }
 dpkg-deb --ctrl-tarfile "${debs[0]}" | tar -tf - | grep -q '^\./symbols$' || { echo "FAIL: libmrlease0 has no symbols file"; fail=1; }
 dpkg-deb -f "${debs[2]}" Depends | grep -q "libmrlease0 (= $ver)" || { echo "FAIL: mrlease does not depend on libmrlease0 (= $ver)"; fail=1; }
 
@@ -137,5 +139,5 @@ LD_LIBRARY_PATH=$lib "$cli" coverage > "$work/cov" 2>&1 || { echo "FAIL: mrlease
 grep -q "coverage now" "$work/cov" || { echo "FAIL: mrlease coverage printed no table"; cat "$work/cov"; fail=1; }
 LD_LIBRARY_PATH=$lib "$cli" serve 2>/dev/null; [ $? = 2 ] || { echo "FAIL: mrlease serve without FILE should exit 2"; fail=1; }
 
-[ $fail = 0 ] && echo "ok: 3 packages built, lintian clean of errors, a pkg-config program and the CLI run from them"
+[ $fail = 0 ] && echo "ok: 4 packages built, lintian clean of errors, a pkg-config program and the CLI run from them"
 exit $fail
