@@ -3,8 +3,9 @@
 # The Debian packages (`make test-deb`; minutes, so not in `make test`):
 # dpkg-buildpackage -us -uc -b builds libmrlease0, libmrlease-dev, mrlease
 # and libmrlease-fi (the libfabric hook) from a copy of the tree; lintian
-# finds no error in them; unpacked into a scratch root they hold what each should (real name and links, the
-# symbols file, header, .pc, pages with .so pages as links); a program built
+# finds no error in them; unpacked into a scratch root they hold what each
+# should (real name and links, the symbols file, header, .pc, the hook in
+# libfabric's directory, pages with .so pages as links); a program built
 # with the unpacked `pkg-config --cflags --libs mrlease` registers, queries
 # and deregisters an MR; the unpacked CLI runs and has no RUNPATH.
 set -u
