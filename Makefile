@@ -5,7 +5,7 @@ CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wno-missing-field-initializers
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 BASE_CFLAGS := -std=gnu11 $(WARN) -fvisibility=hidden -pthread
-LIBS    := -lfabric -luring -pthread
+LIBS    := -lfabric -luring -lcrypto -pthread
 
 # SAN=asan or SAN=tsan builds into its own tree
 SAN ?=
