@@ -96,8 +96,27 @@ BENCH_SMOKE :=
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
+	$(MAKE) --no-print-directory fuzz-build
 	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
+
+# The control-message parser under libFuzzer (clang, ASan+UBSan, its own
+# tree): test/t_fuzz_msg.sh runs it briefly in `make test`, `make fuzz` for
+# FUZZ_SECONDS (default 300) from the corpus in build-fuzz/corpus.
+FUZZ_B := build-fuzz
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_OBJS := $(patsubst src/%.c,$(FUZZ_B)/obj/%.o,$(SRCS))
+FUZZ_SECONDS ?= 300
+$(FUZZ_B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fPIC $(CPPFLAGS) -c -o $@ $<
+$(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CPPFLAGS) -o $@ $< $(FUZZ_OBJS) $(LIBS) -lm
+fuzz-build: $(FUZZ_B)/fuzz_msg
+fuzz: $(FUZZ_B)/fuzz_msg
+	mkdir -p $(FUZZ_B)/corpus
+	$(FUZZ_B)/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1025 -print_final_stats=1 $(FUZZ_B)/corpus
 
 check-asan:
 	$(MAKE) SAN=asan tests && ./test/run.sh build-asan/test/t_*
@@ -118,4 +137,4 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all test tests check-asan demo install clean
+.PHONY: all test tests check-asan demo install clean fuzz fuzz-build
