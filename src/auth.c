@@ -151,12 +151,46 @@ int mrl_auth_proof(const unsigned char *secret, size_t slen, bool owner,
 	return derive(secret, slen, owner ? "mrlease proof owner" : "mrlease proof peer", t, out);
 }
 
+/* A context keyed once per connection and direction: each message then
+ * costs a re-init, not a fetch and a key schedule (~1 us against ~10). */
+static EVP_MAC_CTX *keyed(const unsigned char key[MRL_HMAC_LEN])
+{
+	OSSL_PARAM prm[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+			    OSSL_PARAM_construct_end()};
+	pthread_once(&hmac_once, hmac_fetch);
+	EVP_MAC_CTX *c = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
+	if (c && !EVP_MAC_init(c, key, MRL_HMAC_LEN, prm)) {
+		EVP_MAC_CTX_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+void mrl_auth_peer_free(struct mrl_peer *p)
+{
+	EVP_MAC_CTX_free(p->mac_tx);
+	EVP_MAC_CTX_free(p->mac_rx);
+	p->mac_tx = p->mac_rx = NULL;
+}
+
 int mrl_auth_keys(const unsigned char *secret, size_t slen, bool owner,
 		  const struct mrl_boot_transcript *t, struct mrl_peer *p)
 {
-	int ret = derive(secret, slen, owner ? "mrlease key o2c" : "mrlease key c2o", t, p->key_tx);
+	unsigned char tx[MRL_HMAC_LEN], rx[MRL_HMAC_LEN];
+	int ret = derive(secret, slen, owner ? "mrlease key o2c" : "mrlease key c2o", t, tx);
 	if (!ret)
-		ret = derive(secret, slen, owner ? "mrlease key c2o" : "mrlease key o2c", t, p->key_rx);
+		ret = derive(secret, slen, owner ? "mrlease key c2o" : "mrlease key o2c", t, rx);
+	mrl_auth_peer_free(p);
+	if (!ret) {
+		p->mac_tx = keyed(tx);
+		p->mac_rx = keyed(rx);
+		if (!p->mac_tx || !p->mac_rx) {
+			mrl_auth_peer_free(p);
+			ret = mrl_err(ENOMEM, "HMAC context");
+		}
+	}
+	explicit_bzero(tx, sizeof(tx));
+	explicit_bzero(rx, sizeof(rx));
 	p->tx_seq = 0;
 	p->rx_top = 0;
 	p->rx_win = 0;
@@ -164,14 +198,15 @@ int mrl_auth_keys(const unsigned char *secret, size_t slen, bool owner,
 }
 
 /* The tag of a message whose header's tag field is zero. */
-static int tag_of(const unsigned char key[MRL_HMAC_LEN], const void *msg, size_t len,
-		  unsigned char tag[MRL_TAG_LEN])
+static int tag_of(EVP_MAC_CTX *c, const void *msg, size_t len, unsigned char tag[MRL_TAG_LEN])
 {
 	unsigned char full[MRL_HMAC_LEN];
-	struct mrl_iov iov = {msg, len};
-	int ret = mrl_auth_hmac(key, MRL_HMAC_LEN, &iov, 1, full);
+	size_t outl = 0;
+	if (!c || !EVP_MAC_init(c, NULL, 0, NULL) || !EVP_MAC_update(c, msg, len) ||
+	    !EVP_MAC_final(c, full, &outl, sizeof(full)))
+		return -EIO;
 	memcpy(tag, full, MRL_TAG_LEN);
-	return ret;
+	return 0;
 }
 
 int mrl_auth_seal(struct mrl_peer *p, void *msg, size_t len)
@@ -179,7 +214,7 @@ int mrl_auth_seal(struct mrl_peer *p, void *msg, size_t len)
 	struct msg_hdr *h = msg;
 	h->seq = ++p->tx_seq;
 	memset(h->tag, 0, sizeof(h->tag));
-	return tag_of(p->key_tx, msg, len, h->tag);
+	return tag_of(p->mac_tx, msg, len, h->tag);
 }
 
 int mrl_auth_open(struct mrl_peer *p, const void *msg, size_t len)
@@ -190,7 +225,7 @@ int mrl_auth_open(struct mrl_peer *p, const void *msg, size_t len)
 	memcpy(copy, msg, len);
 	struct msg_hdr *h = (struct msg_hdr *)copy;
 	memset(h->tag, 0, sizeof(h->tag));
-	if (tag_of(p->key_rx, copy, len, tag) ||
+	if (tag_of(p->mac_rx, copy, len, tag) ||
 	    !mrl_auth_eq(tag, ((const struct msg_hdr *)msg)->tag, MRL_TAG_LEN))
 		return -EBADMSG;
 	/* a window of the last 64 numbers: messages may overtake each other

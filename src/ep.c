@@ -178,6 +178,7 @@ void mrl_ep_peer_free_locked(struct mrl_ep *ep, struct mrl_peer *p)
 	if (p->idx + 1 == ep->npeers)
 		ep->npeers--;
 	free(p->hash);
+	mrl_auth_peer_free(p);
 	explicit_bzero(p, sizeof(*p));
 	free(p);
 }
@@ -713,6 +714,7 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 		free(p->hash);
 		if (p->sock >= 0)
 			close(p->sock);
+		mrl_auth_peer_free(p);
 		explicit_bzero(p, sizeof(*p));
 		free(p);
 	}

@@ -80,9 +80,10 @@ struct mrl_peer {
 	struct mrl_rmr **hash;
 	uint32_t hcap, hn;
 	struct pause_rec *pauses;
-	/* agreed at the handshake (src/auth.c): the keys of each direction's
-	 * tags, our count of messages sent, the window of numbers received */
-	unsigned char key_tx[MRL_HMAC_LEN], key_rx[MRL_HMAC_LEN];
+	/* agreed at the handshake (src/auth.c): each direction's tag key (in
+	 * a keyed libcrypto HMAC context), our count of messages sent, the
+	 * window of numbers received */
+	struct evp_mac_ctx_st *mac_tx, *mac_rx;
 	uint64_t tx_seq, rx_top, rx_win;
 };
 
@@ -168,6 +169,8 @@ int mrl_auth_keys(const unsigned char *secret, size_t slen, bool owner,
 /* number and tag a message to p; check one from p (0, -EBADMSG: not from
  * p or altered, -EALREADY: a replay) */
 int mrl_auth_seal(struct mrl_peer *p, void *msg, size_t len);
+/* a peer entry's HMAC contexts, when it is freed */
+void mrl_auth_peer_free(struct mrl_peer *p);
 int mrl_auth_open(struct mrl_peer *p, const void *msg, size_t len);
 
 struct waiter {

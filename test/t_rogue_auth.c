@@ -91,6 +91,9 @@ static int rogue_connect(uint16_t port)
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 30}; /* a hang bound: the owner answers at once */
+	if (s >= 0)
+		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		close(s);
 		return -1;
@@ -223,8 +226,12 @@ static int rogue_forge(struct rogue_fab *f, fi_addr_t dest, const struct r_cmd *
 			if (r)
 				return -1;
 		}
-	/* wait for every send to complete: the messages are out */
+	/* wait for every send to complete: the messages are out (a hang
+	 * bound of 30 s: a send that never completes fails the count) */
+	time_t until = time(NULL) + 30;
 	for (int done = 0; done < n;) {
+		if (time(NULL) > until)
+			return -1;
 		struct fi_cq_entry e[16];
 		ssize_t got = fi_cq_read(f->cq, e, 16);
 		if (got > 0)
