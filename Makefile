@@ -24,7 +24,7 @@ VERSION := 0.1.0
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress
+	t_intp_stress t_auth t_rogue_auth
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
