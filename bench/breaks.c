@@ -267,6 +267,10 @@ int bench_breaks(void)
 		}
 		for (int i = 0; i < nn && !ret; i++)
 			for (int j = 0; j < np && !ret; j++) {
+				if (!bench_pick("MRL_BENCH_WATCHER", wname[w], -1) ||
+				    !bench_pick("MRL_BENCH_MRS", NULL, nmrs[i]) ||
+				    !bench_pick("MRL_BENCH_PEERS", NULL, npeers[j]))
+					continue;
 				struct cfg c = {.watcher = w, .nmr = nmrs[i], .npeers = npeers[j], .path = path};
 				int S = B.smoke ? 2 : nmrs[i] >= 10000 ? 40 : 150;
 				uint64_t *ev = calloc((size_t)S, 8), *seen = calloc((size_t)S, 8),

@@ -48,6 +48,17 @@ static inline int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A run narrowed by the environment (e.g. MRL_BENCH_MRS=10000 to profile
+ * one configuration): true when var is unset or names this one (the string
+ * s, or the number n when s is NULL). */
+static inline bool bench_pick(const char *var, const char *s, long n)
+{
+	const char *v = getenv(var);
+	if (!v || !*v)
+		return true;
+	return s ? !strcmp(v, s) : strtol(v, NULL, 10) == n;
+}
+
 /* p-th percentile (0..100) of v[0..n), sorting v. */
 static inline double pctl(uint64_t *v, size_t n, double p)
 {

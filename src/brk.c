@@ -125,17 +125,35 @@ static bool holds_mr(struct mrl_mr *mr, struct mrl_tpeer *peer)
 static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
 	const struct mrl_mr_vec *vec = &b->mrs;
-	/* group by peer: peers are few, MRs many */
+	/* group by peer: peers are few, MRs many. The peers done so far are
+	 * kept apart from the acks (a peer has one ack per batch of
+	 * MRL_PAUSE_IDS MRs: scanning those per MR was quadratic). */
+	struct mrl_tpeer *done_stack[16], **done = done_stack;
+	size_t ndone = 0, cap = 16;
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
 		if (!mr->in_brk)
 			continue;
 		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
 			bool seen = false;
-			for (struct mrl_brk_ack *a = b->acks; a && !seen; a = a->next)
-				seen = a->peer == h->peer;
+			for (size_t k = 0; k < ndone && !seen; k++)
+				seen = done[k] == h->peer;
 			if (seen)
 				continue;
+			if (ndone == cap) {
+				/* no room to remember it: it may get a second PAUSE
+				 * for the same MRs, and acks each; never none */
+				struct mrl_tpeer **n = malloc(2 * cap * sizeof(*n));
+				if (n) {
+					memcpy(n, done, ndone * sizeof(*n));
+					if (done != done_stack)
+						free(done);
+					done = n;
+					cap *= 2;
+				}
+			}
+			if (ndone < cap)
+				done[ndone++] = h->peer;
 			/* one peer: all its paused MRs of this break, in batches */
 			struct msg_pause m;
 			memset(&m, 0, sizeof(m));
@@ -153,6 +171,8 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 				queue_pause(ctx, b, h->peer, &m);
 		}
 	}
+	if (done != done_stack)
+		free(done);
 }
 
 static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);

@@ -27,7 +27,11 @@ struct mrl_fabric {
 	 * locks needed inside it: leaf. */
 	pthread_rwlock_t gate;
 	struct mrl_lbuf *lbufs;   /* cached local-buffer registrations */
-	struct fab_tomb *tombs;   /* deregistered keys kept over scratch (reg_fabric.c), lock */
+	/* deregistered keys kept over scratch (reg_fabric.c), under lock: oldest
+	 * first (the first to go when there are too many), and hashed by key */
+	struct fab_tomb *tomb_old, *tomb_new;
+	struct fab_tomb **tomb_hash;
+	void *sinks[64];          /* tombs' scratch, one per power-of-two length, shared */
 	unsigned ntombs;
 };
 

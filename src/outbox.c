@@ -74,6 +74,50 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct s
 	m->h.len = (uint16_t)o->len;
 }
 
+/* Send a list in order; stop at the first message the peer has no room
+ * for (-EAGAIN: at once when not waiting, after the transport's wait
+ * otherwise) and return it with the rest, unsent. Other errors (a dead
+ * peer) drop the message: the peer's loss is handled elsewhere. */
+static struct mrl_out *send_list(struct mrl_out *o, bool wait)
+{
+	while (o && o->peer->t->send(o->peer, o->buf, o->len, wait) != -EAGAIN) {
+		struct mrl_out *n = o->next;
+		free(o);
+		o = n;
+	}
+	return o;
+}
+
+/* What could not go goes back to the head of the outbox, in order, ahead
+ * of anything queued meanwhile. */
+static void requeue_front(struct mrl_ctx *ctx, struct mrl_out *o)
+{
+	if (!o)
+		return;
+	mrl_lock(&ctx->lock);
+	struct mrl_out *last = o;
+	while (last->next)
+		last = last->next;
+	last->next = ctx->outbox;
+	if (!ctx->outbox)
+		ctx->outbox_tail = &last->next;
+	ctx->outbox = o;
+	mrl_outbox_close_batches(ctx); /* nothing may be appended behind the requeued */
+	mrl_unlock(&ctx->lock);
+}
+
+/* The whole outbox, emptied. */
+static struct mrl_out *take_all(struct mrl_ctx *ctx)
+{
+	mrl_lock(&ctx->lock);
+	struct mrl_out *o = ctx->outbox;
+	ctx->outbox = NULL;
+	ctx->outbox_tail = &ctx->outbox;
+	mrl_outbox_close_batches(ctx);
+	mrl_unlock(&ctx->lock);
+	return o;
+}
+
 /* The monitor's flush: it never waits for an endpoint another thread holds
  * or a full send queue (actors in the kernel may be waiting for the
  * monitor). What cannot go now goes back to the head of the outbox, in
@@ -82,28 +126,9 @@ bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
 {
 	if (pthread_mutex_trylock(&ctx->flush_lock))
 		return true; /* another thread is sending: what it left, next time */
-	mrl_lock(&ctx->lock);
-	struct mrl_out *o = ctx->outbox;
-	ctx->outbox = NULL;
-	ctx->outbox_tail = &ctx->outbox;
-	mrl_outbox_close_batches(ctx);
-	mrl_unlock(&ctx->lock);
-	while (o && o->peer->t->send(o->peer, o->buf, o->len, false) != -EAGAIN) {
-		struct mrl_out *n = o->next;
-		free(o);
-		o = n;
-	}
-	if (o) {
-		mrl_lock(&ctx->lock);
-		struct mrl_out *last = o;
-		while (last->next)
-			last = last->next;
-		last->next = ctx->outbox;
-		if (!ctx->outbox)
-			ctx->outbox_tail = &last->next;
-		ctx->outbox = o;
-		mrl_unlock(&ctx->lock);
-	}
+	struct mrl_out *o = take_all(ctx);
+	o = send_list(o, false);
+	requeue_front(ctx, o);
 	mrl_unlock(&ctx->flush_lock);
 	return o != NULL;
 }
@@ -131,18 +156,14 @@ void mrl_flush_outbox(struct mrl_ctx *ctx)
 {
 	/* flush_lock keeps mrl_ep_destroy from freeing a peer we are sending to */
 	mrl_lock(&ctx->flush_lock);
-	mrl_lock(&ctx->lock);
-	struct mrl_out *o = ctx->outbox;
-	ctx->outbox = NULL;
-	ctx->outbox_tail = &ctx->outbox;
-	mrl_outbox_close_batches(ctx);
-	mrl_unlock(&ctx->lock);
-	while (o) {
-		struct mrl_out *n = o->next;
-		o->peer->t->send(o->peer, o->buf, o->len, true);
-		free(o);
-		o = n;
-	}
+	struct mrl_out *o = take_all(ctx);
+	/* A peer with no room for a whole wait keeps its messages: a lost
+	 * resume would hold its operations for ever. The monitor retries;
+	 * the keep-alive cuts off a peer that never makes room. */
+	o = send_list(o, true);
+	requeue_front(ctx, o);
 	mrl_unlock(&ctx->flush_lock);
+	if (o)
+		mrl_wake_monitor(ctx);
 }
 

@@ -111,30 +111,61 @@ struct fab_mr {
  * only where remote addresses are offsets and keys ours (no VIRT_ADDR,
  * no PROV_KEY). */
 struct fab_tomb {
-	struct fab_tomb *next;
+	struct fab_tomb *older, *newer; /* age order */
+	struct fab_tomb *hnext;         /* same hash bucket */
 	struct fid_mr *mr;
 	uint64_t key;
-	void *sink;
-	size_t len;
 };
 #define MAX_TOMBS 4096
+#define TOMB_BUCKETS 8192 /* a power of two, > MAX_TOMBS: chains stay short */
 
-static void tomb_free(struct fab_tomb *t)
+static struct fab_tomb **tomb_bucket(struct mrl_fabric *f, uint64_t key)
 {
+	return &f->tomb_hash[(key * 0x9e3779b97f4a7c15ull) >> 51 & (TOMB_BUCKETS - 1)];
+}
+
+/* f->lock held: unlink t from the age list and its bucket, and free it */
+static void tomb_drop(struct mrl_fabric *f, struct fab_tomb *t)
+{
+	for (struct fab_tomb **pp = tomb_bucket(f, t->key); *pp; pp = &(*pp)->hnext)
+		if (*pp == t) {
+			*pp = t->hnext;
+			break;
+		}
+	*(t->older ? &t->older->newer : &f->tomb_old) = t->newer;
+	*(t->newer ? &t->newer->older : &f->tomb_new) = t->older;
+	f->ntombs--;
 	fi_close(&t->mr->fid);
-	munmap(t->sink, t->len);
 	free(t);
+}
+
+/* f->lock held: scratch of at least len bytes. Tombs share it, one mapping
+ * per power of two kept until the domain closes: a restore of 10,000 MRs
+ * made and unmade 10,000 mappings. NORESERVE: it costs nothing until a
+ * late operation touches it, and what it writes there is nobody's. */
+static void *sink_get(struct mrl_fabric *f, size_t len)
+{
+	unsigned c = len <= 4096 ? 12 : 64 - (unsigned)__builtin_clzll(len - 1);
+	if (c >= ARRAY_SIZE(f->sinks))
+		return NULL;
+	if (!f->sinks[c]) {
+		void *p = mmap(NULL, 1ull << c, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		f->sinks[c] = p;
+	}
+	return f->sinks[c];
 }
 
 /* f->lock held: a key about to be registered again leaves its tombstone */
 static void tomb_take(struct mrl_fabric *f, uint64_t key)
 {
-	for (struct fab_tomb **pp = &f->tombs; *pp; pp = &(*pp)->next)
-		if ((*pp)->key == key) {
-			struct fab_tomb *t = *pp;
-			*pp = t->next;
-			f->ntombs--;
-			tomb_free(t);
+	if (!f->tomb_hash)
+		return;
+	for (struct fab_tomb *t = *tomb_bucket(f, key); t; t = t->hnext)
+		if (t->key == key) {
+			tomb_drop(f, t);
 			return;
 		}
 }
@@ -143,31 +174,25 @@ static void tomb_add(struct mrl_fabric *f, const struct fab_mr *m)
 {
 	if (f->prov_key || f->virt_addr || !(m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE)))
 		return;
+	if (!f->tomb_hash && !(f->tomb_hash = calloc(TOMB_BUCKETS, sizeof(*f->tomb_hash))))
+		return;
 	struct fab_tomb *t = calloc(1, sizeof(*t));
 	if (!t)
 		return;
-	/* NORESERVE: costs nothing until a late write touches it */
-	t->sink = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (t->sink == MAP_FAILED ||
-	    fi_mr_reg(f->domain, t->sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL)) {
-		if (t->sink != MAP_FAILED)
-			munmap(t->sink, m->len);
+	void *sink = sink_get(f, m->len);
+	if (!sink || fi_mr_reg(f->domain, sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL)) {
 		free(t);
 		return;
 	}
 	t->key = m->key;
-	t->len = m->len;
-	if (f->ntombs == MAX_TOMBS) { /* the oldest goes: its peers were told long ago */
-		struct fab_tomb **pp = &f->tombs;
-		while ((*pp)->next)
-			pp = &(*pp)->next;
-		tomb_free(*pp);
-		*pp = NULL;
-		f->ntombs--;
-	}
-	t->next = f->tombs;
-	f->tombs = t;
+	if (f->ntombs == MAX_TOMBS) /* the oldest goes: its peers were told long ago */
+		tomb_drop(f, f->tomb_old);
+	t->older = f->tomb_new;
+	*(f->tomb_new ? &f->tomb_new->newer : &f->tomb_old) = t;
+	f->tomb_new = t;
+	struct fab_tomb **b = tomb_bucket(f, t->key);
+	t->hnext = *b;
+	*b = t;
 	f->ntombs++;
 }
 
@@ -221,11 +246,12 @@ static void *fab_desc(void *h) { return fi_mr_desc(((struct fab_mr *)h)->mr); }
 static void fab_close(void *dev)
 {
 	struct mrl_fabric *f = dev;
-	while (f->tombs) {
-		struct fab_tomb *t = f->tombs;
-		f->tombs = t->next;
-		tomb_free(t);
-	}
+	while (f->tomb_old)
+		tomb_drop(f, f->tomb_old);
+	free(f->tomb_hash);
+	for (unsigned c = 0; c < ARRAY_SIZE(f->sinks); c++)
+		if (f->sinks[c])
+			munmap(f->sinks[c], 1ull << c);
 	fi_close(&f->domain->fid);
 	fi_close(&f->fabric->fid);
 	fi_freeinfo(f->info);
