@@ -581,6 +581,7 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	ret = mrl_auth_secret(secret, secret_len, opts && (opts->flags & MRL_EP_INSECURE), ep->secret,
 			      &ep->secret_len);
 	if (ret) {
+		explicit_bzero(ep->secret, sizeof(ep->secret));
 		free(ep);
 		return ret;
 	}
