@@ -1,8 +1,21 @@
-# mrlease: plain make. `make`, `make test`, `make demo`, `make bench`.
+# mrlease: plain make. `make`, `make test`, `make demo`, `make bench`,
+# `make install` (PREFIX, LIBDIR, DESTDIR), `make test-deb` (Debian packages).
 CC      ?= cc
 PREFIX  ?= /usr/local
 CFLAGS  ?= -O2 -g
+LDFLAGS ?=
 WARN    := -Wall -Wextra -Wno-missing-field-initializers
+# WERROR=1: warnings are errors. `make test` (what CI runs) defaults to it;
+# exported so the sanitizer sub-makes build the same way.
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+WERROR ?= 1
+endif
+export WERROR
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+# dependency files beside every object and test (-include'd at the end)
+DEPFLAGS = -MMD -MP -MF $@.d
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 BASE_CFLAGS := -std=gnu11 $(WARN) -fvisibility=hidden -pthread
 LIBS    := -lfabric -luring -lcrypto -pthread
@@ -19,7 +32,29 @@ endif
 
 SRCS := $(wildcard src/*.c)
 OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS))
+TOOL_OBJS := $(patsubst tools/%.c,$(B)/obj/tools/%.o,$(wildcard tools/*.c))
 VERSION := 0.1.0
+SOMAJOR := 0
+# libmrlease.so -> libmrlease.so.0 (soname) -> libmrlease.so.0.1.0 (real name)
+SONAME  := libmrlease.so.$(SOMAJOR)
+REALNAME := libmrlease.so.$(VERSION)
+
+# Install layout. LIBDIR defaults to Debian's multiarch directory where
+# dpkg-architecture exists, else $(PREFIX)/lib.
+ifeq ($(origin LIBDIR),undefined)
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+LIBDIR := $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
+endif
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# the installed CLI finds libmrlease-preload.so in LIBDIR: through the
+# loader's own path under /usr and /usr/local, else through a RUNPATH
+comma := ,
+INSTALL_RPATH ?= $(if $(filter /usr /usr/local,$(PREFIX)),,$(LIBDIR))
+# shared objects: every symbol they use must be resolved at link time
+SO_LDFLAGS := -Wl,-z,defs
 
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
@@ -35,36 +70,56 @@ PL_LINK := -Wl,--no-as-needed $(PRELOAD)
 
 all: $(B)/libmrlease.so $(B)/libmrlease.a $(PRELOAD) $(B)/mrlease $(B)/mrlease.pc
 
-$(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)/obj
+$(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)
 	$(CC) -std=gnu11 $(WARN) -fvisibility=hidden $(PL_CFLAGS) -fPIC -shared -Wl,-soname,libmrlease-preload.so \
-		-o $@ $(wildcard preload/*.c)
+		$(LDFLAGS) $(SO_LDFLAGS) -o $@ $(wildcard preload/*.c)
 
-$(B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h | $(B)/obj
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) -c -o $@ $<
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
 
-$(B)/obj $(B)/test:
+$(B)/obj/tools/%.o: tools/%.c | $(B)/obj/tools
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(B) $(B)/obj $(B)/obj/tools $(B)/test:
 	mkdir -p $@
 
-$(B)/libmrlease.so: $(OBJS) src/libmrlease.map
-	$(CC) -shared -Wl,--version-script=src/libmrlease.map -Wl,-soname,libmrlease.so.0 \
-		$(CFLAGS) -o $@ $(OBJS) $(LIBS)
+# the real name, and the soname and link-time name as links to it (in the
+# build tree too, so programs linked here run uninstalled)
+$(B)/$(REALNAME): $(OBJS) src/libmrlease.map
+	$(CC) -shared -Wl,--version-script=src/libmrlease.map -Wl,-soname,$(SONAME) \
+		$(CFLAGS) $(LDFLAGS) $(SO_LDFLAGS) -o $@ $(OBJS) $(LIBS)
+$(B)/$(SONAME): $(B)/$(REALNAME)
+	ln -sfn $(REALNAME) $@
+$(B)/libmrlease.so: $(B)/$(SONAME)
+	ln -sfn $(SONAME) $@
 
 $(B)/libmrlease.a: $(OBJS)
+	rm -f $@
 	ar rcs $@ $(OBJS)
 
 # the demo's server relies on interposition: the preload library beside it
-# (build tree) or in ../lib (installed)
-$(B)/mrlease: $(wildcard tools/*.c) $(wildcard tools/*.h) $(B)/libmrlease.a $(PRELOAD) include/mrlease.h
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $(wildcard tools/*.c) $(PL_LINK) \
-		-Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(B)/libmrlease.a $(LIBS) -lm
+# (build tree, RUNPATH $$ORIGIN) or in LIBDIR (installed: $(B)/inst/mrlease)
+CLI_LINK = $(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(PL_LINK)
+$(B)/mrlease: $(TOOL_OBJS) $(B)/libmrlease.a $(PRELOAD)
+	$(CLI_LINK) -Wl,-rpath,'$$ORIGIN' $(B)/libmrlease.a $(LIBS)
+# relinked at every install: its RUNPATH depends on PREFIX/LIBDIR
+$(B)/inst/mrlease: $(TOOL_OBJS) $(B)/libmrlease.a $(PRELOAD) FORCE | $(B)/inst
+	$(CLI_LINK) $(if $(INSTALL_RPATH),-Wl$(comma)-rpath$(comma)$(INSTALL_RPATH)) $(B)/libmrlease.a $(LIBS)
+$(B)/inst:
+	mkdir -p $@
 
-$(B)/mrlease.pc: mrlease.pc.in
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# the .pc names its directories relative to ${prefix} where they lie under it
+pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_rel,$(LIBDIR))|' \
+	-e 's|@INCLUDEDIR@|$(call pc_rel,$(INCLUDEDIR))|' \
+	-e 's|@VERSION@|$(VERSION)|' mrlease.pc.in
+$(B)/mrlease.pc: mrlease.pc.in | $(B)
+	$(PC_SED) > $@
 
 # Tests link the static library so they can reach internal symbols too,
 # and the preload library so the owner's calls are seen before they land.
-$(B)/test/%: test/%.c $(wildcard test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(PL_LINK) -Wl,-rpath,$(abspath $(B)) \
+$(B)/test/%: test/%.c $(B)/libmrlease.a $(PRELOAD) | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) $(DEPFLAGS) $(LDFLAGS) -o $@ $< $(PL_LINK) -Wl,-rpath,$(abspath $(B)) \
 		$(B)/libmrlease.a $(LIBS) -lm
 
 # test/t_preload.sh: a program that knows nothing of mrlease, a plugin
@@ -79,7 +134,6 @@ $(PL_TEST):
 $(PL_TEST)/main: test/t_preload.d/main.c test/t_preload.d/plugin.h | $(PL_TEST)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< -ldl
 $(PL_TEST)/plugin.so: test/t_preload.d/plugin.c test/t_preload.d/plugin.h $(B)/libmrlease.so | $(PL_TEST)
-	ln -sf libmrlease.so $(B)/libmrlease.so.0
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -fPIC -shared -o $@ $< -L$(B) -l:libmrlease.so \
 		-Wl,-rpath,$(abspath $(B))
 $(PL_TEST)/second.so: test/t_preload.d/second.c | $(PL_TEST)
@@ -92,10 +146,17 @@ tests: $(TESTS) $(B)/mrlease $(PL_TEST_BINS)
 BENCH_SMOKE :=
 -include bench/bench.mk
 
+# Shell tests: every test/t_*.sh but these. t_spdx.sh joins once
+# scripts/spdx-add has put the SPDX lines in; t_deb.sh (a full
+# dpkg-buildpackage, minutes) runs with `make test-deb`.
+SH_TESTS_OPT_IN := test/t_spdx.sh test/t_deb.sh
+SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
+
 # The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
+<<<<<<< HEAD
 	$(MAKE) --no-print-directory fuzz-build
 	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
@@ -117,6 +178,14 @@ fuzz-build: $(FUZZ_B)/fuzz_msg
 fuzz: $(FUZZ_B)/fuzz_msg
 	mkdir -p $(FUZZ_B)/corpus
 	$(FUZZ_B)/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1025 -print_final_stats=1 $(FUZZ_B)/corpus
+=======
+	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+		$(addprefix build-tsan/test/,$(TSAN_TESTS))
+
+# Debian packages built, installed into a scratch root, used (test/t_deb.sh)
+test-deb:
+	MRL_TEST_TIMEOUT=$${MRL_TEST_TIMEOUT:-1200} ./test/run.sh test/t_deb.sh
+>>>>>>> main
 
 check-asan:
 	$(MAKE) SAN=asan tests && ./test/run.sh build-asan/test/t_*
@@ -124,17 +193,38 @@ check-asan:
 demo: $(B)/mrlease
 	./$(B)/mrlease demo
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/mrlease.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(B)/libmrlease.so $(DESTDIR)$(PREFIX)/lib/libmrlease.so.0
-	install -m 755 $(PRELOAD) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libmrlease.so.0 $(DESTDIR)$(PREFIX)/lib/libmrlease.so
-	install -m 644 $(B)/libmrlease.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(B)/mrlease $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' mrlease.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mrlease.pc
+# Man pages: man/*.[137]; a page that only says `.so OTHER` is installed as
+# a link-like stub, as liburing does.
+MAN_PAGES := $(wildcard man/*.1 man/*.3 man/*.7)
+
+install: all $(B)/inst/mrlease
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 include/mrlease.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(B)/$(REALNAME) $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libmrlease.so
+	install -m 644 $(PRELOAD) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(B)/libmrlease.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/inst/mrlease $(DESTDIR)$(BINDIR)/
+	$(PC_SED) > $(DESTDIR)$(PKGCONFIGDIR)/mrlease.pc
+	for m in $(MAN_PAGES); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/mrlease.h $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libmrlease.so $(DESTDIR)$(LIBDIR)/libmrlease-preload.so $(DESTDIR)$(LIBDIR)/libmrlease.a \
+		$(DESTDIR)$(BINDIR)/mrlease $(DESTDIR)$(PKGCONFIGDIR)/mrlease.pc
+	for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m#man/}; done
 
 clean:
-	rm -rf build
+	rm -rf build build-asan build-tsan
 
+<<<<<<< HEAD
 .PHONY: all test tests check-asan demo install clean fuzz fuzz-build
+=======
+.PHONY: all test test-deb tests check-asan demo install uninstall clean FORCE
+FORCE:
+
+# dependency files written by -MMD (a deleted header is a phony target, -MP)
+-include $(wildcard $(B)/obj/*.d $(B)/obj/tools/*.d $(B)/test/*.d)
+>>>>>>> main

@@ -1,6 +1,6 @@
 /* mrl_bench: what the leases cost, side by side with raw libfabric, and how
  * the library scales. `mrl_bench [--smoke] [--out DIR] [part...]`, parts:
- * fastpath callgrind reg breaks scale churn interpose (default: all). Every figure is
+ * fastpath callgrind reg breaks scale churn interpose index (default: all). Every figure is
  * measured next to its baseline in the same run. */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -139,7 +139,7 @@ int make_sparse(const char *path, uint64_t size)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mrl_bench [--smoke] [--out DIR] [fastpath|callgrind|reg|breaks|scale|churn|interpose ...]\n");
+	fprintf(stderr, "usage: mrl_bench [--smoke] [--out DIR] [fastpath|callgrind|reg|breaks|scale|churn|interpose|index ...]\n");
 	exit(2);
 }
 
@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 	} parts[] = {
 		{"fastpath", bench_fastpath}, {"callgrind", bench_callgrind}, {"reg", bench_reg},
 		{"breaks", bench_breaks},     {"scale", bench_scale},         {"churn", bench_churn},
-		{"interpose", bench_interpose},
+		{"interpose", bench_interpose}, {"index", bench_index},
 	};
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
 	bool want[16] = {0}, any = false;
@@ -167,6 +167,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--callgrind-inner")) {
 			/* the re-run of this program under valgrind */
 			return bench_callgrind_inner();
+		} else if (!strcmp(argv[i], "--index-inner")) {
+			return bench_index_inner(); /* the index part's re-run under valgrind */
 		} else {
 			size_t k;
 			for (k = 0; k < nparts && strcmp(argv[i], parts[k].name); k++)

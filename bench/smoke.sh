@@ -10,7 +10,7 @@ trap 'rm -rf "$out"' EXIT
 "$bin" --smoke --out "$out" || { echo "mrl_bench --smoke failed"; exit 1; }
 j=$out/bench.json
 [ -s "$j" ] || { echo "no $j"; exit 1; }
-for part in fastpath callgrind registration breaks scale churn; do
+for part in fastpath callgrind registration breaks scale churn index; do
 	grep -q "\"$part\": \[" "$j" || { echo "part $part missing from the JSON"; exit 1; }
 done
 if command -v python3 >/dev/null; then

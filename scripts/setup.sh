@@ -2,7 +2,7 @@
 # Installs what mrlease needs to build, test and run its demo on Debian/Ubuntu.
 # Quiet and quick when everything is already there.
 set -e
-pkgs="build-essential pkg-config libfabric-dev libfabric-bin liburing-dev libssl-dev libucx-dev clang libclang-rt-dev util-linux coreutils iproute2 procps gnuplot-nox valgrind xfsprogs btrfs-progs"
+pkgs="build-essential pkg-config libfabric-dev libfabric-bin liburing-dev libssl-dev libucx-dev clang libclang-rt-dev util-linux coreutils iproute2 procps gnuplot-nox valgrind xfsprogs btrfs-progs groff-base binutils"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -699,14 +699,24 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	}
 	mr->va.start = (uintptr_t)addr;
 	mr->va.end = (uintptr_t)addr + len;
-	mrl_itree_insert(&ctx->va_index, &mr->va);
+	mr->fnode.end = mr->fnode.start + len;
+	/* the indexes allocate as they grow */
+	ret = mrl_itree_insert(&ctx->va_index, &mr->va);
+	if (!ret && mr->file && (ret = mrl_itree_insert(&mr->file->mrs, &mr->fnode)))
+		mrl_itree_remove(&ctx->va_index, &mr->va);
+	if (ret) {
+		mrl_ht_del(&ctx->ht, mr->handle);
+		dev_dereg(ctx, mr);
+		if (mr->file)
+			mrl_file_put(ctx, mr->file);
+		free(mr);
+		ret = mrl_err(ENOMEM, "mrl_mr_reg: out of memory for the MR index");
+		goto out;
+	}
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
 	fork_protect(ctx, mr, &v);
-	if (mr->file) {
-		mr->fnode.end = mr->fnode.start + len;
-		mrl_itree_insert(&mr->file->mrs, &mr->fnode);
+	if (mr->file)
 		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
-	}
 	*out = mr->handle;
 out:
 	mrl_unlock(&ctx->lock);

@@ -1,5 +1,7 @@
-/* Interval tree against a brute-force model: random inserts/removes/queries with
- * full invariant checks at small n, then height and queries at 10^6 nodes. */
+/* Interval index against a brute-force model: random inserts/removes/queries
+ * with full invariant checks at small n over many seeds (duplicates, nested
+ * and overlapping ranges, ascending and descending insertion), then height,
+ * memory and queries at 10^6 nodes. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -67,52 +69,14 @@ static size_t idx(const struct mrl_itree_node *n) { return (size_t)(n - pool); }
 
 /* ---- structural invariants ---- */
 
-static const struct mrl_itree_node *prev_node;
-static size_t seen;
-
-static int32_t check_sub(const struct mrl_itree_node *n, int depth)
-{
-	int32_t hl, hr;
-	uint64_t m;
-
-	if (!n)
-		return 0;
-	CHECK(depth < 100, "tree depth exceeds 100 (cycle?)");
-	CHECK(n >= pool && n < pool + pool_n, "node %p in tree is not from the pool", (const void *)n);
-	CHECK(in_tree[idx(n)], "node %zu is in the tree but was removed (or never inserted)",
-	      idx(n));
-	CHECK(n->start < n->end, "node %zu has start >= end (key corrupted)", idx(n));
-	hl = check_sub(n->left, depth + 1);
-	if (prev_node)
-		CHECK(prev_node->start < n->start ||
-			      (prev_node->start == n->start && prev_node < n),
-		      "in-order (start, address) order broken at node %zu after %zu", idx(n),
-		      idx(prev_node));
-	prev_node = n;
-	seen++;
-	hr = check_sub(n->right, depth + 1);
-	CHECK(n->height == 1 + (hl > hr ? hl : hr),
-	      "height of node %zu is %" PRId32 ", children say %" PRId32, idx(n), n->height,
-	      1 + (hl > hr ? hl : hr));
-	CHECK(hl - hr <= 1 && hr - hl <= 1, "AVL balance at node %zu: left %" PRId32
-	      " right %" PRId32, idx(n), hl, hr);
-	m = n->end;
-	if (n->left && n->left->max_end > m)
-		m = n->left->max_end;
-	if (n->right && n->right->max_end > m)
-		m = n->right->max_end;
-	CHECK(n->max_end == m, "max_end of node %zu is %" PRIu64 ", expected %" PRIu64, idx(n),
-	      n->max_end, m);
-	return n->height;
-}
-
+/* The index checks its own shape (order, bounds, max ends, counts, bytes); the
+ * test adds that it holds exactly the model's nodes, via check_query over
+ * everything. */
 static void check_tree(const struct mrl_itree *t, const char *when)
 {
-	prev_node = NULL;
-	seen = 0;
-	check_sub(t->root, 0);
-	CHECK(seen == model_count, "%s: tree holds %zu nodes, model %zu", when, seen,
-	      model_count);
+	char why[256];
+
+	CHECK(mrl_itree_check(t, why, sizeof(why)) == 0, "%s: %s", when, why);
 	CHECK(t->count == model_count, "%s: t->count %zu, model %zu", when, t->count,
 	      model_count);
 }
@@ -286,7 +250,7 @@ static void small_run(size_t n, int ops, uint64_t space, uint64_t maxlen, bool n
 			} else {
 				random_range(space, maxlen, near_top, &nd->start, &nd->end);
 			}
-			mrl_itree_insert(&t, nd);
+			CHECK(mrl_itree_insert(&t, nd) == 0, "insert failed");
 			in_tree[idx(nd)] = true;
 			model_count++;
 			snprintf(when, sizeof(when), "op %d insert node %zu", op, idx(nd));
@@ -303,6 +267,8 @@ static void small_run(size_t n, int ops, uint64_t space, uint64_t maxlen, bool n
 		random_query(space, maxlen, near_top, &s, &e);
 		check_query(&t, s, e);
 	}
+	mrl_itree_destroy(&t);
+	CHECK(!t.root && !t.bytes && !t.count, "destroy left a root, bytes or count");
 	free(free_list);
 	teardown();
 }
@@ -315,7 +281,7 @@ static void fixed_cases(void)
 	mrl_itree_init(&t);
 	pool[0].start = 10;
 	pool[0].end = 20;
-	mrl_itree_insert(&t, &pool[0]);
+	CHECK(mrl_itree_insert(&t, &pool[0]) == 0, "insert failed");
 	in_tree[0] = true;
 	model_count = 1;
 	check_tree(&t, "one node");
@@ -327,8 +293,8 @@ static void fixed_cases(void)
 	pool[1].end = UINT64_MAX;
 	pool[2].start = UINT64_MAX - 1;
 	pool[2].end = UINT64_MAX;
-	mrl_itree_insert(&t, &pool[1]);
-	mrl_itree_insert(&t, &pool[2]);
+	CHECK(mrl_itree_insert(&t, &pool[1]) == 0, "insert failed");
+	CHECK(mrl_itree_insert(&t, &pool[2]) == 0, "insert failed");
 	in_tree[1] = in_tree[2] = true;
 	model_count = 3;
 	check_tree(&t, "three nodes with extreme ends");
@@ -341,7 +307,87 @@ static void fixed_cases(void)
 	check_tree(&t, "after removing [0,max)");
 	check_query(&t, 0, 10);
 	check_query(&t, 15, UINT64_MAX);
+	mrl_itree_destroy(&t);
 	teardown();
+}
+
+/* Bytes per entry of an index filled in ascending order, set by ordered_runs. */
+static double packed_bytes_per_entry;
+
+/* n disjoint ranges [16i, 16i + 12) inserted in order (dir > 0 ascending, < 0
+ * descending, 0 shuffled), every point answered, then all removed in random
+ * order. Returns the index's bytes per entry once full. */
+static double ordered_run(size_t n, int dir)
+{
+	struct mrl_itree t;
+	size_t *perm, i;
+	double per;
+
+	setup(n);
+	perm = malloc(n * sizeof(*perm));
+	CHECK(perm, "out of memory");
+	for (i = 0; i < n; i++)
+		perm[i] = dir >= 0 ? i : n - 1 - i;
+	if (!dir)
+		for (i = n - 1; i > 0; i--) {
+			size_t j = below(i + 1), x = perm[i];
+
+			perm[i] = perm[j];
+			perm[j] = x;
+		}
+	mrl_itree_init(&t);
+	for (i = 0; i < n; i++) {
+		struct mrl_itree_node *nd = &pool[perm[i]];
+
+		nd->start = 16 * perm[i];
+		nd->end = nd->start + 12;
+		CHECK(mrl_itree_insert(&t, nd) == 0, "insert failed");
+		in_tree[perm[i]] = true;
+		model_count++;
+		if (i % 997 == 0)
+			check_tree(&t, "ordered insert");
+	}
+	check_tree(&t, "ordered insert, full");
+	per = (double)t.bytes / (double)n;
+	for (i = 0; i < 16 * n; i++) {
+		struct mrl_itree_node *x = mrl_itree_first_overlap(&t, i, i + 1);
+
+		CHECK(x == (i % 16 < 12 ? &pool[i / 16] : NULL), "point %zu: got %p", i, (void *)x);
+	}
+	check_query(&t, 0, UINT64_MAX);
+	for (i = n - 1; i > 0; i--) {
+		size_t j = below(i + 1), x = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = x;
+	}
+	for (i = 0; i < n; i++) {
+		mrl_itree_remove(&t, &pool[perm[i]]);
+		in_tree[perm[i]] = false;
+		model_count--;
+		if (i % 991 == 0) {
+			check_tree(&t, "random remove after ordered insert");
+			check_query(&t, 16 * below(n), 16 * below(n) + 64);
+		}
+	}
+	check_tree(&t, "all removed");
+	CHECK(!t.root && !t.bytes && !t.height, "empty index still holds %zu bytes", t.bytes);
+	free(perm);
+	teardown();
+	return per;
+}
+
+static void ordered_runs(void)
+{
+	double up = ordered_run(20000, 1), down = ordered_run(20000, -1), shuf = ordered_run(20000, 0);
+
+	/* in-order registration packs the nodes instead of leaving them half full */
+	CHECK(up < 0.8 * shuf && down < 0.8 * shuf,
+	      "bytes per entry: ascending %.1f, descending %.1f, shuffled %.1f: ordered inserts should pack",
+	      up, down, shuf);
+	packed_bytes_per_entry = up;
+	printf("t_itree: bytes per entry ascending %.1f, descending %.1f, shuffled %.1f\n", up, down,
+	       shuf);
 }
 
 static void large_run(size_t n)
@@ -359,13 +405,12 @@ static void large_run(size_t n)
 		} else {
 			random_range(space, maxlen, false, &pool[i].start, &pool[i].end);
 		}
-		mrl_itree_insert(&t, &pool[i]);
+		CHECK(mrl_itree_insert(&t, &pool[i]) == 0, "insert failed");
 		in_tree[i] = true;
 	}
 	model_count = n;
-	bound = 1.45 * lg2((double)n) + 2;
-	CHECK(t.root && t.root->height <= bound, "height %" PRId32 " at n=%zu exceeds %.1f",
-	      t.root ? t.root->height : 0, n, bound);
+	bound = lg2((double)n) / 2 + 2; /* fanout >= 4 below the root */
+	CHECK(t.root && t.height <= bound, "height %u at n=%zu exceeds %.1f", t.height, n, bound);
 	check_tree(&t, "after large insert");
 
 	perm = malloc(n * sizeof(*perm));
@@ -383,9 +428,14 @@ static void large_run(size_t n)
 		in_tree[perm[i]] = false;
 	}
 	model_count = n - n / 2;
-	bound = 1.45 * lg2((double)model_count) + 2;
-	CHECK(t.root && t.root->height <= bound, "height %" PRId32 " at n=%zu exceeds %.1f",
-	      t.root ? t.root->height : 0, model_count, bound);
+	bound = lg2((double)model_count) / 2 + 2;
+	CHECK(t.root && t.height <= bound, "height %u at n=%zu exceeds %.1f", t.height,
+	      model_count, bound);
+	/* nodes under a quarter full merge or borrow: half the entries gone must
+	 * not leave the index holding more than 4x a packed one's bytes */
+	CHECK(t.bytes <= 4 * packed_bytes_per_entry * model_count + 4096,
+	      "after removing half: %zu bytes for %zu entries (packed: %.1f per entry)", t.bytes,
+	      model_count, packed_bytes_per_entry);
 	check_tree(&t, "after large remove");
 
 	snap_start = malloc(model_count * sizeof(*snap_start));
@@ -412,6 +462,7 @@ static void large_run(size_t n)
 		check_query(&t, s, e);
 	}
 	snap_n = 0;
+	mrl_itree_destroy(&t);
 	free(snap_start);
 	free(snap_end);
 	free(snap_node);
@@ -423,10 +474,15 @@ int main(void)
 {
 	rng_state = 0x6d726c6561736531ull;
 	fixed_cases();
-	small_run(64, 4000, 256, 32, false);         /* dense, many duplicates */
-	small_run(500, 6000, 1 << 16, 1 << 10, false);
+	for (uint64_t seed = 1; seed <= 12; seed++) {
+		rng_state = 0x6d726c6561736531ull * seed;
+		small_run(64, 4000, 256, 32, false);         /* dense, many duplicates */
+		small_run(200, 3000, 64, 1 << 20, false);    /* nearly all nested or overlapping */
+		small_run(500, 6000, 1 << 16, 1 << 10, false);
+		small_run(300, 3000, 1 << 12, 1 << 8, true); /* ends up against UINT64_MAX */
+	}
 	small_run(2000, 10000, 1 << 20, 1 << 12, false);
-	small_run(300, 3000, 1 << 12, 1 << 8, true); /* ends up against UINT64_MAX */
+	ordered_runs();
 	large_run(1000000);
 	printf("t_itree: all checks passed\n");
 	return 0;
