@@ -156,10 +156,13 @@ SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
-<<<<<<< HEAD
 	$(MAKE) --no-print-directory fuzz-build
-	./test/run.sh $(TESTS) $(wildcard test/t_*.sh) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
+
+# Debian packages built, installed into a scratch root, used (test/t_deb.sh)
+test-deb:
+	MRL_TEST_TIMEOUT=$${MRL_TEST_TIMEOUT:-1200} ./test/run.sh test/t_deb.sh
 
 # The control-message parser under libFuzzer (clang, ASan+UBSan, its own
 # tree): test/t_fuzz_msg.sh runs it briefly in `make test`, `make fuzz` for
@@ -178,14 +181,6 @@ fuzz-build: $(FUZZ_B)/fuzz_msg
 fuzz: $(FUZZ_B)/fuzz_msg
 	mkdir -p $(FUZZ_B)/corpus
 	$(FUZZ_B)/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1025 -print_final_stats=1 $(FUZZ_B)/corpus
-=======
-	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
-		$(addprefix build-tsan/test/,$(TSAN_TESTS))
-
-# Debian packages built, installed into a scratch root, used (test/t_deb.sh)
-test-deb:
-	MRL_TEST_TIMEOUT=$${MRL_TEST_TIMEOUT:-1200} ./test/run.sh test/t_deb.sh
->>>>>>> main
 
 check-asan:
 	$(MAKE) SAN=asan tests && ./test/run.sh build-asan/test/t_*
@@ -219,12 +214,8 @@ uninstall:
 clean:
 	rm -rf build build-asan build-tsan
 
-<<<<<<< HEAD
-.PHONY: all test tests check-asan demo install clean fuzz fuzz-build
-=======
-.PHONY: all test test-deb tests check-asan demo install uninstall clean FORCE
+.PHONY: all test test-deb tests check-asan demo install uninstall clean FORCE fuzz fuzz-build
 FORCE:
 
 # dependency files written by -MMD (a deleted header is a phony target, -MP)
 -include $(wildcard $(B)/obj/*.d $(B)/obj/tools/*.d $(B)/test/*.d)
->>>>>>> main
