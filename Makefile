@@ -59,7 +59,7 @@ SO_LDFLAGS := -Wl,-z,defs
 TESTS := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress t_auth t_rogue_auth
+	t_intp_stress t_trunc_inflight t_guardian_stop t_auth t_rogue_auth
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -76,6 +76,11 @@ $(PRELOAD): $(wildcard preload/*.c preload/*.h) | $(B)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+# the guardian process's loop runs in a bare clone of a multithreaded
+# process, where no sanitizer runtime may run: never instrumented
+$(B)/obj/guard_loop.o: src/guard_loop.c | $(B)/obj
+	$(CC) $(BASE_CFLAGS) $(PL_CFLAGS) -fPIC $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(B)/obj/tools/%.o: tools/%.c | $(B)/obj/tools
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) $(DEPFLAGS) -c -o $@ $<
@@ -121,6 +126,11 @@ $(B)/mrlease.pc: mrlease.pc.in | $(B)
 $(B)/test/%: test/%.c $(B)/libmrlease.a $(PRELOAD) | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) $(DEPFLAGS) $(LDFLAGS) -o $@ $< $(PL_LINK) -Wl,-rpath,$(abspath $(B)) \
 		$(B)/libmrlease.a $(LIBS) -lm
+
+# test/t_rogue_keys runs a stranger built from plain libfabric, no mrlease
+$(B)/test/rogue_keys: test/rogue_keys.c | $(B)/test
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -D_GNU_SOURCE -o $@ $< -lfabric
+$(B)/test/t_rogue_keys: $(B)/test/rogue_keys
 
 # test/t_preload.sh: a program that knows nothing of mrlease, a plugin
 # linked with the shared library, a second interposer (plain tree only: an

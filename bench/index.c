@@ -9,11 +9,13 @@
  * Figures per structure: bytes per MR (the node embedded in the MR plus the
  * index's heap, malloc overhead included); the dependent lookup (each query's
  * address depends on the MR the previous one found, so misses cannot
- * overlap: what one event pays, the MR's own line included) as a mean, and as p50/p99 of lookups timed one by one (timer
+ * overlap: what one event pays, the MR's own line included) as the median of
+ * short chains and as a mean; p50/p99 of lookups timed one by one (timer
  * cost subtracted); the independent lookup (throughput); insert and remove
- * per MR; and instructions per lookup, counted under callgrind by a re-run of
- * this program. Rows are interleaved in blocks so all three see the same
- * load; compare ratios, not absolute times. */
+ * per MR; and instructions and simulated cache misses per lookup, counted
+ * under callgrind by a re-run of this program. Rows are interleaved in
+ * blocks so all three see the same load; compare ratios, not absolute
+ * times. */
 #include <malloc.h>
 #include <sys/wait.h>
 #include <dirent.h>

@@ -65,7 +65,6 @@ MRL_EXPORT int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out)
 	mrl_events_init(ctx);
 	ctx->outbox_tail = &ctx->outbox;
 	mrl_itree_init(&ctx->va_index);
-	ctx->next_key = 0x10000;
 	ctx->sig_fd = ctx->ino_fd = ctx->wake_fd = ctx->timer_fd = ctx->procmaps_fd = -1;
 	ctx->fan_fd = -1;
 	ctx->uffd = -1;
@@ -106,6 +105,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	while (ctx->eps)
 		mrl_ep_destroy(ctx->eps);
 	mrl_monitor_stop(ctx);
+	mrl_guard_stop(ctx);
 	/* the interposer lets go first; fanotify and userfaultfd let every
 	 * actor still waiting in the kernel go */
 	mrl_watchers_stop(ctx);
@@ -126,6 +126,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 	if (ctx->rops && ctx->dev)
 		ctx->rops->close(ctx->dev);
 	mrl_ht_free(&ctx->ht);
+	mrl_keys_free(&ctx->keys);
 	struct mrl_out *o = ctx->outbox;
 	while (o) {
 		struct mrl_out *n = o->next;

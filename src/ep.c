@@ -310,6 +310,11 @@ void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char 
 		break;
 	}
 	case MSG_OPEN_REP:
+		if (!h->req) { /* not asked by a waiter: a probe after a drop */
+			mrl_ep_resync_reply(ep, p, (const void *)buf);
+			break;
+		}
+		/* fall through */
 	case MSG_LIST_REP:
 		/* an answer only from the peer asked */
 		for (struct waiter *w = ep->waiters; w; w = w->next)
@@ -319,6 +324,7 @@ void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char 
 			}
 		break;
 	}
+	mrl_ep_retry_flush(ep, p);
 }
 
 static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
@@ -342,30 +348,12 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 		return;
 	}
 	struct mrl_op *op = (struct mrl_op *)oh;
-	struct mrl_rmr *r = op->rmr;
 	mrl_ep_inflight_del(op);
 	if (op->orphan) { /* reported when its peer died */
 		mrl_ep_op_put(ep, op);
 		return;
 	}
-	r->inflight--;
-	int status = 0;
-	uint32_t cause = MRL_CAUSE_NONE;
-	/* Fenced (or cut short) since it was posted: the owner keeps a fenced
-	 * key alive over scratch memory so a late operation cannot break the
-	 * connection; it completed there, not in the MR. The notice overtakes
-	 * such a completion on the one connection, unless the operation landed
-	 * between the owner's fence and its notice going out (a short window). */
-	bool revoked = op->gen != r->gen &&
-		       (r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len);
-	if (err || revoked) {
-		status = revoked || r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
-		cause = r->cause;
-	}
-	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
-	mrl_ep_op_put(ep, op);
-	if (!r->inflight && r->peer->pauses)
-		mrl_ep_pause_check(ep, r->peer);
+	mrl_ep_op_done(ep, op, err);
 }
 
 /* Keep-alive, ep->lock held: stamp who was heard since the last check, ask
@@ -465,6 +453,8 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 		if (r)
 			mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
 	}
+	if (ep->probes_due)
+		mrl_ep_retry_probe(ep);
 	if ((++ep->polls & 1023) == 0)
 		check_peers(ep);
 	if (ep->ka_ns) {

@@ -26,6 +26,7 @@ struct mrl_op {
 	struct mrl_op *next;
 	struct mrl_op *iprev, *inext; /* ep->inflight list while the provider has it */
 	bool orphan;                  /* reported already: the peer died under it */
+	uint8_t retries;              /* posted again after the provider dropped it */
 	struct mrl_rmr *rmr;
 	uint64_t off;
 	void *buf;
@@ -55,6 +56,7 @@ struct pause_rec {
 struct mrl_rmr {
 	_Atomic uint32_t ctl; /* 0: active and whole; anything else takes the slow path */
 	uint8_t state, cause;
+	uint8_t access;       /* MRL_ACCESS_REMOTE_* the owner granted (0: not said) */
 	bool closed;
 	struct mrl_peer *peer;
 	uint64_t id, key, base, len, valid_len;
@@ -76,6 +78,8 @@ struct mrl_peer {
 	bool heard;               /* a message came in since the last keep-alive check */
 	uint64_t last_rx_ns;      /* keep-alive: when we last heard from it (check resolution) */
 	uint64_t ping_ns;         /* when we last asked it for a sign of life */
+	uint32_t nparked;         /* ops held after a connection drop (ep_rma.c) */
+	bool probe_due;           /* ... to go again once it answers a ping */
 	struct mrl_rmr *rmrs;
 	struct mrl_rmr **hash;
 	uint32_t hcap, hn;
@@ -210,6 +214,8 @@ struct mrl_ep {
 	struct waiter *waiters;
 	uint32_t next_req;
 	uint64_t polls, bad_msgs;
+	uint64_t op_retries;          /* ops posted again after a connection drop (ep_rma.c) */
+	uint32_t probes_due;          /* peers with probe_due set */
 	uint64_t ka_ns, ka_timeout_ns; /* keep-alive: 0 = off */
 	uint64_t ka_next_ns;           /* the next keep-alive check */
 	uint64_t peers_lost;           /* declared lost by the keep-alive */
@@ -248,6 +254,14 @@ void mrl_ep_lcq_push(struct mrl_ep *ep, void *uctx, int status, uint32_t cause, 
 void mrl_ep_fail_op(struct mrl_ep *ep, struct mrl_op *op, int status, uint32_t cause);
 int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op);
 int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op);
+/* an op the provider completed (err: its error, 0 if none) */
+void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err);
+/* ops held after a connection drop: ask the peer for a sign of life (end of
+ * progress), post them again when a message from it is in (end of handle_msg) */
+void mrl_ep_retry_probe(struct mrl_ep *ep);
+void mrl_ep_retry_flush(struct mrl_ep *ep, struct mrl_peer *p);
+/* the owner's answer (MSG_OPEN_REP, req 0) to the probe of an MR held already */
+void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m);
 
 /* ep_owner.c, ep->lock held: requests from peers to the MRs' owner */
 void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_id *m);

@@ -308,6 +308,7 @@ MRL_EXPORT int mrl_rmr_open(mrl_peer *p, mrl_mr_t id, int timeout_ms, mrl_rmr **
 		return ret;
 	}
 	r->len = u.s.len;
+	r->access = u.s.access;
 	mrl_ep_rmr_apply_state(p->ep, r, &u.s);
 	mrl_unlock(&p->ep->lock);
 	*out = r;

@@ -133,6 +133,155 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
 	return ret;
 }
 
+/* How often one op is posted again after the provider failed it. */
+#define OP_RETRIES 8
+
+/* An op the provider completed. Two things can have happened to it that
+ * its status alone does not tell:
+ *  - Fenced (or cut short) since it was posted: the owner keeps a fenced
+ *    key alive over scratch memory so a late operation cannot break the
+ *    connection; it completed there, not in the MR: -EKEYREVOKED with the
+ *    cause. The notice overtakes such a completion on the one connection,
+ *    unless the operation landed between the owner's fence and its notice
+ *    going out (a short window).
+ *  - Failed with an error while its peer is alive: tcp (ofi_rxm over it)
+ *    tears down the whole connection when one RMA cannot be served at the
+ *    target (an offset past a registration cut short, pages past a new end
+ *    of file not yet fenced, a key it does not know), and every other op in
+ *    flight on it fails with ECANCELED/ENOTCONN, on MRs nothing happened
+ *    to. Such an op's outcome is unknown, and posting it again is safe (a
+ *    write puts the same bytes at the same place; its buffer is still the
+ *    op's), so it is held and goes again (the provider connects anew) once
+ *    the owner has answered a request for the MR's state (the drop may have
+ *    taken the owner's notice of what caused it with it), or sent anything
+ *    else: by then the owner has had a round trip to fence what broke.
+ *    The op that caused the drop is then refused (-EKEYREVOKED and the
+ *    cause); each op gets OP_RETRIES before its own error is reported. */
+void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
+{
+	struct mrl_rmr *r = op->rmr;
+	struct mrl_peer *p = r->peer;
+	r->inflight--;
+	int status = 0;
+	uint32_t cause = MRL_CAUSE_NONE;
+	bool gone = r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len;
+	bool revoked = op->gen != r->gen && gone;
+	if (err && !revoked && !p->dead && !r->closed) {
+		if (gone) {
+			revoked = true;
+		} else if (op->retries < OP_RETRIES) {
+			op->retries++;
+			ep->op_retries++;
+			op->next = NULL;
+			*r->held_tail = op;
+			r->held_tail = &op->next;
+			r->nheld++;
+			p->nparked++;
+			if (!p->probe_due) {
+				p->probe_due = true;
+				ep->probes_due++;
+			}
+			goto out;
+		}
+	}
+	if (err || revoked) {
+		status = revoked || r->state == MRL_STATE_FENCED ? -EKEYREVOKED : -err;
+		cause = r->cause;
+	}
+	mrl_ep_lcq_push(ep, op->uctx, status, cause, op->gen);
+	mrl_ep_op_put(ep, op);
+out:
+	if (!r->inflight && p->pauses)
+		mrl_ep_pause_check(ep, p);
+}
+
+void mrl_ep_retry_flush(struct mrl_ep *ep, struct mrl_peer *p)
+{
+	if (likely(!p->nparked))
+		return;
+	p->nparked = 0;
+	if (p->probe_due) {
+		p->probe_due = false;
+		ep->probes_due--;
+	}
+	/* a paused MR keeps them until it resumes; a fenced one has failed them */
+	for (struct mrl_rmr *r = p->rmrs; r; r = r->next) {
+		if (r->state != MRL_STATE_ACTIVE || !r->held || r->closed)
+			continue;
+		struct mrl_op *op = r->held;
+		r->held = NULL;
+		r->held_tail = &r->held;
+		r->nheld = 0;
+		while (op) {
+			struct mrl_op *n = op->next;
+			op->next = NULL;
+			if (op->off + op->len > r->valid_len)
+				mrl_ep_fail_op(ep, op, -EKEYREVOKED, r->cause);
+			else if (mrl_ep_post_op(ep, op))
+				mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
+			op = n;
+		}
+	}
+}
+
+/* Ask the owner again for the state of each MR with ops held after a drop
+ * (an open request for an MR held already: the owner answers with its
+ * state, req 0 marks it). The drop may have taken the owner's notice of
+ * what caused it with it; the answer brings it back. */
+void mrl_ep_retry_probe(struct mrl_ep *ep)
+{
+	for (uint32_t i = 0; i < ep->npeers && ep->probes_due; i++) {
+		struct mrl_peer *p = ep->peers[i];
+		if (!p || !p->probe_due)
+			continue;
+		p->probe_due = false;
+		ep->probes_due--;
+		if (p->dead)
+			continue;
+		int ret = 0, asked = 0;
+		for (struct mrl_rmr *r = p->rmrs; r && !ret; r = r->next) {
+			if (r->closed || r->state != MRL_STATE_ACTIVE || !r->held)
+				continue;
+			struct msg_id q;
+			memset(&q, 0, sizeof(q));
+			mrl_ep_init_hdr(&q.h, MSG_OPEN_REQ, sizeof(q), 0);
+			q.id = r->id;
+			ret = mrl_ep_send_locked(ep, p, &q, sizeof(q));
+			asked++;
+		}
+		if (ret || !asked)
+			mrl_ep_retry_flush(ep, p); /* cannot ask: go again now */
+	}
+}
+
+/* The owner's answer to such a request: the MR's state now. */
+void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m)
+{
+	struct mrl_rmr *r = mrl_ep_rmr_find(p, m->id);
+	/* only an MR active here takes it: a fence or cut-off that came in
+	 * meanwhile is final, a pause is its own message's (and ack's) */
+	if (!r || r->closed || r->state != MRL_STATE_ACTIVE)
+		return;
+	if (m->status) { /* gone from the owner's table: deregistered */
+		struct msg_state f = *m;
+		f.state = MRL_STATE_DEREGISTERED;
+		f.cause = r->cause;
+		f.key = r->key;
+		f.base = r->base;
+		f.gen = r->gen;
+		mrl_ep_rmr_apply_state(ep, r, &f);
+		return;
+	}
+	if (m->state < MRL_STATE_ACTIVE || m->state > MRL_STATE_DEREGISTERED || m->cause >= MRL_CAUSE_MAX ||
+	    m->len != r->len || m->valid_len > m->len) {
+		ep->bad_msgs++;
+		return;
+	}
+	if (m->state == MRL_STATE_PAUSED)
+		return;
+	mrl_ep_rmr_apply_state(ep, r, m);
+}
+
 static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len, void *uctx,
 	       const char *fn)
 {
@@ -142,6 +291,13 @@ static int rma(struct mrl_rmr *r, int kind, uint64_t off, void *buf, size_t len,
 	struct mrl_ep *ep = r->peer->ep;
 	int ret = 0;
 	mrl_lock(&ep->lock);
+	/* the owner's provider refuses it too, but by dropping the connection */
+	unsigned need = kind == OP_WRITE ? MRL_ACCESS_REMOTE_WRITE : MRL_ACCESS_REMOTE_READ;
+	if (unlikely(r->access && !(r->access & need))) {
+		ret = mrl_err(EACCES, "%s: the owner registered this MR %s", fn,
+			      need == MRL_ACCESS_REMOTE_WRITE ? "without remote write" : "without remote read");
+		goto out;
+	}
 	if (unlikely(len > r->len || off > r->len - len)) {
 		ret = mrl_err(ERANGE, "%s: %llu+%zu outside the remote MR (%llu bytes)", fn,
 			      (unsigned long long)off, len, (unsigned long long)r->len);

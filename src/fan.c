@@ -211,17 +211,24 @@ void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno)
 		return;
 	if (!deny_errno)
 		settle_line(e);
+	if (!mrl_guard_fan_take(e)) { /* the guardian let it go: reaped as seen after */
+		e->answered = true;
+		return;
+	}
 	struct fanotify_response r = {
 		.fd = e->fd,
 		.response = deny_errno ? FAN_DENY_ERRNO(deny_errno) : FAN_ALLOW,
 	};
 	if (write(ctx->fan_fd, &r, sizeof(r)) != sizeof(r))
 		mrl_log("fanotify answer failed: %s", strerror(errno));
+	mrl_guard_fan_answered(e);
 	e->answered = true;
 }
 
 void mrl_fan_ev_free(struct mrl_fan_ev *e)
 {
+	if (!mrl_guard_fan_free(e))
+		return; /* the guardian's answer names its fd: kept until reaped */
 	if (e->fd >= 0)
 		close(e->fd);
 	free(e);
@@ -265,10 +272,10 @@ static bool read_line(struct mrl_fan_ev *e, int tries)
 	}
 }
 
+static int parse_call(const char *line, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3);
+
 static int classify(struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3)
 {
-	long nr;
-	unsigned long long a[4] = {0};
 	/* The actor queues the event, wakes us, then goes to sleep for the
 	 * answer: until it sleeps its line reads "running". It will sleep
 	 * (nobody else answers), so look again, briefly. A busy machine may
@@ -276,7 +283,15 @@ static int classify(struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2, uint64
 	 * safe side), and the line is read again before the answer. */
 	if (!read_line(e, 200))
 		return FOP_LAYOUT;
-	if (sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) < 2)
+	return parse_call(e->line, arg1, arg2, arg3);
+}
+
+/* The change a /proc/TID/syscall line names (FOP_LAYOUT: unknown). */
+static int parse_call(const char *line, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3)
+{
+	long nr;
+	unsigned long long a[4] = {0};
+	if (sscanf(line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) < 2)
 		return FOP_LAYOUT; /* "running" or a kernel thread (io_uring worker): unknown */
 	*arg1 = a[1];
 	*arg2 = a[2];
@@ -392,10 +407,19 @@ static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
 		struct mrl_fan_ev *e = f->fan_q;
 		f->fan_q = e->next;
 		e->next = NULL;
+		if (e->gdone) { /* the guardian let it go while it waited here */
+			mrl_fan_guard_let(ctx, e, mrl_now_ns());
+			mrl_fan_ev_free(e);
+			continue;
+		}
 		/* refused now if a deny MR came into its range meanwhile */
 		if (try_deny(ctx, f, e))
 			continue;
-		if (!mrl_brk_begin(ctx, f, &mrl_watch_fan, e->cause, e->pid, e->lo, e->hi, e->seen, e)) {
+		struct mrl_brk *b = mrl_brk_begin(ctx, f, &mrl_watch_fan, e->cause, e->pid, e->lo,
+						  e->hi, e->seen, e);
+		if (b) {
+			mrl_guard_fan_deadline(e, b->deadline_ns);
+		} else {
 			/* nothing live under the range any more */
 			mrl_fan_answer(ctx, e, 0);
 			mrl_fan_ev_free(e);
@@ -420,15 +444,30 @@ static void classify_now(struct mrl_fan_ev *e)
  * O_TRUNC is a truncate to 0, held at its open. An opener whose call
  * cannot be read (an io_uring worker) is let go: inotify sees the truncate
  * after it lands. No lock held. */
+static bool parse_open(struct mrl_fan_ev *e, bool live);
+
 static void classify_open(struct mrl_fan_ev *e)
+{
+	uint64_t t0 = mrl_now_ns();
+	bool known = read_line(e, 200) && parse_open(e, true);
+	if (!known)
+		mrl_log("fanotify: an open by %d [%s] not classified: an O_TRUNC in it is seen after",
+			(int)e->tid, e->line);
+	e->classify_ns = mrl_now_ns() - t0;
+	e->classified = true;
+}
+
+/* e->line is an open: a truncate to 0 with O_TRUNC, else data. false when
+ * the line names no open it can read (live: the actor still waits in it,
+ * so its memory can be read for openat2's flags). */
+static bool parse_open(struct mrl_fan_ev *e, bool live)
 {
 	long nr;
 	unsigned long long a[4] = {0};
-	uint64_t t0 = mrl_now_ns(), flags = 0;
+	uint64_t flags = 0;
 	bool known = true;
 	e->op = FOP_DATA;
-	if (read_line(e, 200) &&
-	    sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) >= 2) {
+	if (sscanf(e->line, "%ld %llx %llx %llx %llx", &nr, &a[0], &a[1], &a[2], &a[3]) >= 2) {
 		switch (nr) {
 		case SYS_open: flags = a[1]; break;
 		case SYS_creat: flags = O_TRUNC; break;
@@ -436,7 +475,7 @@ static void classify_open(struct mrl_fan_ev *e)
 #ifdef SYS_openat2
 		case SYS_openat2: { /* struct open_how: its first field is the flags */
 			struct iovec here = {&flags, sizeof(flags)}, there = {(void *)(uintptr_t)a[2], sizeof(flags)};
-			if (process_vm_readv(e->tid, &here, 1, &there, 1, 0) != sizeof(flags))
+			if (!live || process_vm_readv(e->tid, &here, 1, &there, 1, 0) != sizeof(flags))
 				known = false;
 			break;
 		}
@@ -446,15 +485,11 @@ static void classify_open(struct mrl_fan_ev *e)
 	} else {
 		known = false;
 	}
-	if (!known)
-		mrl_log("fanotify: an open by %d [%s] not classified: an O_TRUNC in it is seen after",
-			(int)e->tid, e->line);
 	if (flags & O_TRUNC) {
 		e->op = FOP_TRUNCATE;
 		e->args[0] = 0; /* the new size */
 	}
-	e->classify_ns = mrl_now_ns() - t0;
-	e->classified = true;
+	return known;
 }
 
 static int live_cb(struct mrl_itree_node *n, void *p)
@@ -494,10 +529,110 @@ static bool absorbed(struct mrl_file *f, struct mrl_fan_ev *e)
 	return true;
 }
 
+/* The file bytes a classified change touches, hi exclusive; false for a
+ * plain read or write (content, not layout). */
+static bool change_of(struct mrl_fan_ev *e, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2];
+	if (!e->classified)
+		e->op = FOP_LAYOUT;
+	switch (e->op) {
+	case FOP_DATA: case FOP_ALLOC:
+		return false;
+	case FOP_TRUNCATE:
+		/* the range record is page-rounded; the call has the exact size */
+		*lo = a1;
+		*hi = UINT64_MAX;
+		break;
+	case FOP_PUNCH: case FOP_ZERO:
+		*lo = a2;
+		*hi = a2 + a3 < a2 ? UINT64_MAX : a2 + a3;
+		break;
+	case FOP_COLLAPSE: case FOP_INSERT:
+		*lo = a2; /* everything after the offset moves */
+		*hi = UINT64_MAX;
+		break;
+	default:
+		/* Unclassified (an ioctl such as FICLONERANGE or
+		 * FIDEDUPERANGE, an unknown fallocate mode, a line read as
+		 * "running"): a layout change of the whole file. The range
+		 * named is one of possibly several the same call asks for
+		 * (a reflink within the file: source, then destination), and
+		 * the call lands only once all are answered: its break must
+		 * hold them all (absorbed, below). */
+		e->op = FOP_LAYOUT;
+		*lo = 0;
+		*hi = UINT64_MAX;
+		break;
+	}
+	return true;
+}
+
+/* ctx->lock held: the guardian let e go (the owner did not answer by its
+ * deadline + margin, or never read it): whatever it changes has landed or
+ * is landing unpaused. Announce it as seen after it landed, once. */
+void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at)
+{
+	uint64_t lo, hi;
+	if (e->gapplied)
+		return;
+	e->gapplied = true;
+	struct mrl_file *f = e->dev || e->ino ? mrl_file_find(ctx, e->dev, e->ino) : NULL;
+	if (!f || !change_of(e, &lo, &hi))
+		return;
+	int cause = op_cause[e->op];
+	mrl_log("fanotify: the guardian %s %s by %d [%s] past its deadline%s",
+		e->gdenied ? "refused" : "let", mrl_cause_str((unsigned)cause), (int)e->tid, e->line,
+		e->gdenied ? "" : " go: seen after it landed");
+	struct mrl_mr_vec vec;
+	mrl_file_mrs_range(f, lo, hi, &vec);
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
+		uint64_t end = hi - mr->fnode.start < mr->len && hi > mr->fnode.start ? hi - mr->fnode.start : mr->len;
+		if (e->gdenied) { /* nothing changed: the actor was told EBUSY */
+			if (off < mr->valid_len && (mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED)) {
+				mr->denials++;
+				mrl_post_event(ctx, mr, MRL_EVENT_DENIED, (uint32_t)cause, off, end - off,
+					       e->pid ? e->pid : e->tid, 0, at);
+			}
+		} else if (e->op != FOP_TRUNCATE)
+			mrl_mr_changed_after(ctx, mr, cause, off, end - off, at);
+		else if (off < mr->valid_len) /* its pages past the new end are gone */
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, off, mr->len - off, 0, at);
+	}
+	free(vec.v);
+}
+
+static void on_modify(struct mrl_ctx *ctx, dev_t dev, ino_t ino, pid_t tid);
+
+/* ctx->lock held: an event the guardian read and let go itself. */
+void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
+		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied)
+{
+	if (mask & FAN_MODIFY) {
+		on_modify(ctx, (dev_t)dev, (ino_t)ino, tid);
+		return;
+	}
+	struct mrl_fan_ev e = {.fd = -1, .dev = (dev_t)dev, .ino = (ino_t)ino, .tid = tid,
+			       .mask = mask, .lo = lo, .hi = hi, .gdenied = denied};
+	snprintf(e.line, sizeof(e.line), "%s", line);
+	if (mask & FAN_OPEN_PERM)
+		e.classified = parse_open(&e, false);
+	else if ((e.op = parse_call(e.line, &e.args[0], &e.args[1], &e.args[2])) != FOP_LAYOUT)
+		e.classified = true;
+	mrl_fan_guard_let(ctx, &e, at);
+}
+
 /* ctx->lock held; e was read by fan_read */
 static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 {
 	ctx->st.fan_events++;
+	if (e->gdone) { /* the guardian let it go before we got here */
+		mrl_fan_guard_let(ctx, e, mrl_now_ns());
+		mrl_fan_ev_free(e);
+		return;
+	}
 	struct mrl_file *f = e->dev || e->ino ? mrl_file_find(ctx, e->dev, e->ino) : NULL;
 	if (!f || !f->fan || !mrl_itree_first_overlap(&f->mrs, e->lo, e->hi)) {
 		ctx->st.fan_pass_range++;
@@ -509,41 +644,16 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		ctx->st.fan_opens++;
 	ctx->st.classify_ns_total += e->classify_ns;
 	ctx->st.classify_count++;
-	uint64_t a1 = e->args[0], a2 = e->args[1], a3 = e->args[2], named_lo = e->lo, named_hi = e->hi;
-	if (e->op == FOP_DATA || e->op == FOP_ALLOC) {
+	uint64_t named_lo = e->lo, named_hi = e->hi;
+	if (!change_of(e, &e->lo, &e->hi)) {
 		/* content written by others is shared memory (README, "Data
 		 * written by others"): no pause, no new generation; the lease
 		 * restores such a write under the generation it had too */
 		ctx->st.fan_pass_data++;
 		goto allow;
 	}
-	switch (e->op) {
-	case FOP_TRUNCATE:
-		/* the range record is page-rounded; the call has the exact size */
-		e->target = a1;
-		e->lo = a1;
-		e->hi = UINT64_MAX;
-		break;
-	case FOP_PUNCH: case FOP_ZERO:
-		e->lo = a2;
-		e->hi = a2 + a3 < a2 ? UINT64_MAX : a2 + a3;
-		break;
-	case FOP_COLLAPSE: case FOP_INSERT:
-		e->lo = a2; /* everything after the offset moves */
-		e->hi = UINT64_MAX;
-		break;
-	default:
-		/* Unclassified (an ioctl such as FICLONERANGE or
-		 * FIDEDUPERANGE, an unknown fallocate mode, a line read as
-		 * "running"): a layout change of the whole file. The range
-		 * named is one of possibly several the same call asks for
-		 * (a reflink within the file: source, then destination), and
-		 * the call lands only once all are answered: its break must
-		 * hold them all (absorbed, below). */
-		e->lo = 0;
-		e->hi = UINT64_MAX;
-		break;
-	}
+	if (e->op == FOP_TRUNCATE)
+		e->target = e->args[0];
 	e->cause = op_cause[e->op];
 	mrl_log("fanotify: %s by %d [%s] over %llu..%llu (named %llu..%llu)", mrl_cause_str((unsigned)e->cause),
 		(int)e->tid, e->line, (unsigned long long)e->lo, (unsigned long long)e->hi,
@@ -672,10 +782,14 @@ static void on_modify(struct mrl_ctx *ctx, dev_t dev, ino_t ino, pid_t tid)
 static void fan_read(struct mrl_ctx *ctx)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
-	struct mrl_fan_ev **tail = &ctx->fan_read_q;
+	struct mrl_fan_ev **tail = &ctx->fan_read_q, **first;
 	while (*tail)
 		tail = &(*tail)->next;
+	first = tail;
 	ssize_t n;
+	uint64_t mark = 0, dl = (uint64_t)ctx->opts.deadline_ms * 1000000ull;
+	if (!mrl_guard_read_begin(ctx, &mark))
+		return; /* the guardian is reading what we did not */
 	while ((n = read(ctx->fan_fd, buf, sizeof(buf))) > 0) {
 		uint64_t seen = mrl_now_ns();
 		struct fanotify_event_metadata *md = (void *)buf;
@@ -717,6 +831,7 @@ static void fan_read(struct mrl_ctx *ctx)
 			if (fstat(md->fd, &st) == 0) {
 				e->dev = st.st_dev;
 				e->ino = st.st_ino;
+				e->size = (uint64_t)st.st_size;
 			}
 			/* a modify event's fd is not needed (an open file
 			 * description held here counts as another opener for
@@ -724,9 +839,19 @@ static void fan_read(struct mrl_ctx *ctx)
 			if (md->mask & FAN_MODIFY) {
 				close(e->fd);
 				e->fd = -1;
+			} else {
+				mrl_guard_fan_hold(ctx, e, seen + dl);
 			}
 			*tail = e;
 			tail = &e->next;
+		}
+	}
+	if (mrl_guard_read_end(ctx, mark)) {
+		/* stopped inside this read, the guardian answered every
+		 * number we might hold: all of it went through unpaused */
+		for (struct mrl_fan_ev *e = *first; e; e = e->next) {
+			mrl_fan_answer(ctx, e, 0);
+			e->gdone = true;
 		}
 	}
 	/* Under the lock, briefly: opens change nothing, let them go (answer
@@ -764,7 +889,11 @@ static void fan_drain(struct mrl_ctx *ctx)
 		struct mrl_fan_ev *e = ctx->fan_read_q;
 		ctx->fan_read_q = e->next;
 		e->next = NULL;
-		if ((e->mask & FAN_OPEN_PERM) && (e->fd < 0 || e->op != FOP_TRUNCATE)) {
+		if (e->gdone && (e->mask & (FAN_PRE_ACCESS | FAN_OPEN_PERM))) {
+			ctx->st.fan_events++;
+			mrl_fan_guard_let(ctx, e, mrl_now_ns());
+			mrl_fan_ev_free(e);
+		} else if ((e->mask & FAN_OPEN_PERM) && (e->fd < 0 || e->op != FOP_TRUNCATE)) {
 			/* answered in fan_read, or a plain open of a file with MRs:
 			 * answered and closed here, under the lock, at once */
 			ctx->st.fan_events++;

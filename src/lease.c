@@ -59,6 +59,7 @@ void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f)
 	f->lease = LEASE_HELD;
 	f->lease_errno = 0;
 	f->relock_at = 0;
+	mrl_guard_lease_arm(ctx, f, type);
 	ctx->st.lease_retakes += was == LEASE_RELEASED || was == LEASE_BLOCKED;
 	if (was == LEASE_BLOCKED)
 		lease_events(ctx, f, MRL_EVENT_LEASE_HELD);
@@ -66,9 +67,10 @@ void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f)
 
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f)
 {
-	(void)ctx;
-	if (f->fd >= 0 && (f->lease == LEASE_HELD || f->lease == LEASE_BREAKING))
+	if (f->fd >= 0 && (f->lease == LEASE_HELD || f->lease == LEASE_BREAKING)) {
+		mrl_guard_lease_idle(ctx, f);
 		fcntl(f->fd, F_SETLEASE, F_UNLCK);
+	}
 	f->lease = LEASE_OFF;
 }
 
@@ -107,6 +109,7 @@ static pid_t breaker_pid(dev_t dev, ino_t ino)
 /* Let the breaker in; take the lease back when it closes or after relock_ms. */
 static void let_go(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 {
+	mrl_guard_lease_idle(ctx, f);
 	fcntl(f->fd, F_SETLEASE, F_UNLCK);
 	f->lease = LEASE_RELEASED;
 	f->relock_at = now + (uint64_t)ctx->opts.relock_ms * 1000000ull;
@@ -213,6 +216,12 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 		let_go(ctx, f, seen);
 }
 
+/* the type of lease the library takes on f's fd */
+static int held_type(struct mrl_file *f)
+{
+	return (fcntl(f->fd, F_GETFL) & O_ACCMODE) == O_RDONLY ? F_RDLCK : F_WRLCK;
+}
+
 enum retake_why { RETAKE_CLOSE, RETAKE_RELOCK, RETAKE_DEADLINE };
 
 static void try_retake(struct mrl_ctx *ctx, struct mrl_file *f, enum retake_why why)
@@ -262,10 +271,40 @@ static void on_signal(struct mrl_ctx *ctx, int fd, pid_t bp, uint64_t seen)
 	if (!f || f->lease != LEASE_HELD)
 		return; /* stale: the lease was dropped already */
 	int target = fcntl(fd, F_GETLEASE);
+	if (target == held_type(f))
+		return; /* no break: stale (the guardian let that one in, and we took it back) */
 	f->lease = LEASE_BREAKING;
 	/* The lease's target type tells a reader (F_RDLCK) from a writer. */
 	brk_begin(ctx, f, target == F_RDLCK ? MRL_CAUSE_OPEN_READ : MRL_CAUSE_OPEN_WRITE,
 		  bp, seen);
+	if (f->brk && f->lease == LEASE_BREAKING)
+		mrl_guard_lease_pending(ctx, f, f->brk->deadline_ns);
+}
+
+/* The guardian let a breaker in at deadline + margin: the owner did not
+ * (stopped, hung). A writer's change has landed, or is landing, unpaused:
+ * announce it as seen after (a reader changes nothing). The lease is gone
+ * unless we took it back since: then the guardian watches it again. */
+void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at)
+{
+	mrl_log("%s: the guardian let a %s in past the deadline (the owner did not answer)",
+		f->path, target == F_RDLCK ? "reader" : "writer");
+	ctx->st.lease_breaks++;
+	if (target != F_RDLCK) {
+		struct mrl_mr_vec vec;
+		mrl_file_mrs(f, &vec);
+		for (size_t i = 0; i < vec.n; i++)
+			mrl_mr_changed_after(ctx, vec.v[i], MRL_CAUSE_OPEN_WRITE, 0, vec.v[i]->len, at);
+		free(vec.v);
+	}
+	if (f->fd >= 0 && fcntl(f->fd, F_GETLEASE) == held_type(f) && f->lease == LEASE_HELD) {
+		mrl_guard_lease_arm(ctx, f, held_type(f));
+		return;
+	}
+	if (f->lease == LEASE_HELD) {
+		f->lease = LEASE_RELEASED;
+		f->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+	}
 }
 
 /* The file was closed by someone: a released or blocked lease may be taken
@@ -378,6 +417,7 @@ static void lease_drain(struct mrl_ctx *ctx)
 static void lease_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
 {
 	mrl_lease_drop(ctx, f);
+	mrl_guard_lease_detach(ctx, f);
 }
 
 /* The library holds an fd and the mapping is made: a lease is possible now. */

@@ -31,6 +31,10 @@ static void *monitor_main(void *arg)
 	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && !ret; w++)
 		if ((ctx->watchers & (*w)->bit) && (*w)->thread_start)
 			ret = (*w)->thread_start(ctx);
+	/* from this thread: the guardian dies with it (PR_SET_PDEATHSIG) */
+	if (!ret && mrl_guard_start(ctx))
+		mrl_log("no guardian: a stopped owner holds other processes up to lease-break-time (%s)",
+			mrl_last_error());
 	mrl_lock(&ss->lock);
 	ss->ret = ret;
 	ss->ready = true;
@@ -90,6 +94,7 @@ static void *monitor_main(void *arg)
 			if (pfd[i + 1].revents && polled[i]->read)
 				polled[i]->read(ctx);
 		mrl_lock(&ctx->lock);
+		mrl_guard_reap(ctx); /* what it let go is seen before what was read */
 		for (int i = 0; n > 0 && i < np; i++)
 			if (pfd[i + 1].revents && polled[i]->drain)
 				polled[i]->drain(ctx);

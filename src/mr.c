@@ -479,7 +479,10 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 	}
 	bool rekey = mr->rekey;
 	if (mr->rekey) {
-		mr->key = ctx->next_key++;
+		if (mrl_key_new(ctx, &mr->key)) { /* no key material: cannot come back */
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_DEADLINE, 0, mr->len, 0, seen);
+			return -EKEYREVOKED;
+		}
 		mr->rekey = 0;
 	}
 	int ret = dev_rereg(ctx, mr, mr->valid_len, rekey);
@@ -649,7 +652,10 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
 	mr->gen = 1;
 	mr->refs = 1;
-	mr->key = ctx->next_key++;
+	if ((ret = mrl_key_new(ctx, &mr->key))) {
+		free(mr);
+		goto out;
+	}
 	if (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS) {
 		mr->fnode.start = v.off + ((uintptr_t)addr - v.start);
 		ret = mrl_file_get(ctx, v.dev, v.ino, path, kind, &mr->file);

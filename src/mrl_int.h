@@ -141,6 +141,14 @@ struct mrl_fan_ev {
 	bool classified;       /* op and args[] are the actor's call */
 	uint64_t args[3];
 	uint64_t classify_ns;
+	/* the guardian (guardian.c): its slot + 1 while published, 0 if none */
+	unsigned gslot;
+	struct mrl_guard *guard;
+	bool gdone;            /* the guardian let it go: a change seen after */
+	bool gzombie;          /* freed by the owner, kept until the guardian's act is reaped */
+	bool gapplied;         /* that change was announced (mrl_fan_guard_let) */
+	bool gdenied;          /* the guardian refused it (a shrink), not let go */
+	uint64_t size;         /* the file's size when read */
 };
 
 struct mrl_file {
@@ -171,6 +179,7 @@ struct mrl_file {
 	bool fan_complete;    /* every open file description is younger than the mark */
 	int fan_errno;        /* why the file could not be marked */
 	struct mrl_fan_ev *fan_q; /* layout changes waiting for the current break */
+	unsigned gslot;       /* the guardian's lease slot + 1, 0 if none */
 };
 
 /* ---- MRs ---- */
@@ -286,6 +295,20 @@ struct mrl_mr *mrl_ht_get(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_del(struct mrl_htable *t, mrl_mr_t h);
 void mrl_ht_free(struct mrl_htable *t);
 
+/* ---- remote keys (key.c), ctx->lock: random over the provider's key
+ * space, never handed out twice by one context ---- */
+struct mrl_keys {
+	uint64_t *slot;        /* open addressing, 0 = free */
+	size_t cap, n;
+	uint64_t collisions;   /* draws refused: in use before, 0 or all ones */
+	uint64_t pool[32];     /* getrandom's output not yet used */
+	unsigned npool;
+};
+struct mrl_ctx;
+int mrl_key_new(struct mrl_ctx *ctx, uint64_t *key);
+bool mrl_key_used(const struct mrl_ctx *ctx, uint64_t key);
+void mrl_keys_free(struct mrl_keys *k);
+
 /* Locks, outer first; a thread takes them only in this order:
  *  ctx->flush_lock  held while the outbox is sent (mrl_flush_outbox) and
  *                   while the monitor drives progress: keeps mrl_ep_destroy
@@ -305,7 +328,16 @@ void mrl_ht_free(struct mrl_htable *t);
  * event (read before any lock is taken); a lease breaker waits for F_UNLCK
  * or lease-break-time. The monitor therefore never blocks on a lock that an
  * application thread may hold while it waits on one of those. Control
- * messages are queued under ctx->lock and sent after it is dropped. */
+ * messages are queued under ctx->lock and sent after it is dropped.
+ * Those kernel waits are bounded from outside the owner too: the guardian
+ * process (guardian.c) answers a held fanotify event, or lets go of a
+ * broken lease, at the break's deadline + GUARD_MARGIN_NS when the owner
+ * has not. It shares no lock with the owner: a table of slots moved by
+ * compare-and-swap only; the guardian never waits for the owner. The
+ * owner waits for it in one place, under ctx->lock, bounded (100 ms): a
+ * file leaving the lease watcher waits for the guardian to close its dup of
+ * the file's description (one wake-up of it), so the next lease on that
+ * file finds no other opener. */
 struct mrl_ctx {
 	pthread_mutex_t lock;
 	pthread_mutex_t flush_lock;
@@ -319,7 +351,7 @@ struct mrl_ctx {
 	struct mrl_htable ht;
 	struct mrl_itree va_index;
 	struct mrl_file *files;
-	uint64_t next_key;
+	struct mrl_keys keys;        /* every remote key handed out (key.c) */
 	int procmaps_fd;
 
 	/* monitor */
@@ -368,6 +400,7 @@ struct mrl_ctx {
 	pthread_cond_t as_cv;        /* with ctx->lock: it may land, or it ended */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
+	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
 };
 
 /* ---- watchers: how a break is seen ----
@@ -519,6 +552,32 @@ void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno);
 void mrl_fan_ev_free(struct mrl_fan_ev *e);
 void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f);
+
+/* guardian.c: the process that keeps other processes' waits bounded when
+ * the owner cannot (stopped, hung); see the file's head */
+struct mrl_guard;
+extern bool mrl_guard_off;
+int mrl_guard_start(struct mrl_ctx *ctx);
+void mrl_guard_stop(struct mrl_ctx *ctx);
+pid_t mrl_guard_pid(struct mrl_ctx *ctx);
+uint64_t mrl_guard_acts(struct mrl_ctx *ctx);
+void mrl_guard_reap(struct mrl_ctx *ctx);
+bool mrl_guard_read_begin(struct mrl_ctx *ctx, uint64_t *mark);
+bool mrl_guard_read_end(struct mrl_ctx *ctx, uint64_t mark);
+void mrl_guard_fan_hold(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t deadline);
+void mrl_guard_fan_deadline(struct mrl_fan_ev *e, uint64_t deadline);
+bool mrl_guard_fan_take(struct mrl_fan_ev *e);
+void mrl_guard_fan_answered(struct mrl_fan_ev *e);
+bool mrl_guard_fan_free(struct mrl_fan_ev *e);
+void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type);
+void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline);
+void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f);
+/* the watchers' part of the reap (ctx->lock held): what the guardian let go */
+void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
+void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
+		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied);
+void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
 int mrl_intp_add(struct mrl_ctx *ctx);

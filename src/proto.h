@@ -48,7 +48,9 @@ struct msg_id {
 struct msg_state {
 	struct msg_hdr h;
 	int32_t status;
-	uint8_t state, cause, pad[2];
+	uint8_t state, cause;
+	uint8_t access; /* MRL_ACCESS_REMOTE_*: what the MR may be used for (0: not said) */
+	uint8_t pad;
 	uint64_t id, key, base, len, valid_len;
 	uint32_t gen, pad2;
 };

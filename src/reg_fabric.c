@@ -202,7 +202,10 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 	struct fab_mr *m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	uint64_t acc = FI_READ | FI_WRITE | FI_SEND | FI_RECV;
+	/* local access for RMA only: FI_SEND/FI_RECV would have ofi_rxm add
+	 * FI_REMOTE_READ for its rendezvous, and a write-only MR (libfabric
+	 * 1.17) could then be read by anyone holding its key */
+	uint64_t acc = FI_READ | FI_WRITE;
 	if (access & MRL_ACCESS_REMOTE_READ)
 		acc |= FI_REMOTE_READ;
 	if (access & MRL_ACCESS_REMOTE_WRITE)

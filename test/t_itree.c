@@ -1,7 +1,7 @@
 /* Interval index against a brute-force model: random inserts/removes/queries
  * with full invariant checks at small n over many seeds (duplicates, nested
  * and overlapping ranges, ascending and descending insertion), then height,
- * memory and queries at 10^6 nodes. */
+ * memory and queries at 5 x 10^5 nodes. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -107,6 +107,7 @@ static int cmp_key(const void *a, const void *b)
 /* At 10^6 nodes a scan of the whole pool per query is memory-bound; the large
  * run scans a compact copy of the live set, sorted once by the same key. */
 static size_t snap_n;
+static uint64_t snap_maxlen; /* longest range in the snapshot */
 static uint64_t *snap_start, *snap_end;
 static struct mrl_itree_node **snap_node;
 
@@ -116,8 +117,19 @@ static void check_query(const struct mrl_itree *t, uint64_t s, uint64_t e)
 	struct mrl_itree_node *first;
 	int r;
 
-	if (snap_n) { /* sorted snapshot: the candidates are a prefix, already in order */
-		for (i = 0; i < snap_n && snap_start[i] < e; i++)
+	if (snap_n) { /* sorted snapshot: the candidates start in [s - longest, e), in order */
+		size_t lo = 0, hi = snap_n;
+		uint64_t from = s > snap_maxlen ? s - snap_maxlen : 0;
+
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (snap_start[mid] < from)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (i = lo; i < snap_n && snap_start[i] < e; i++)
 			if (snap_end[i] > s)
 				want[nwant++] = snap_node[i];
 	} else {
@@ -446,9 +458,12 @@ static void large_run(size_t n)
 		if (in_tree[i])
 			snap_node[snap_n++] = &pool[i];
 	qsort(snap_node, snap_n, sizeof(*snap_node), cmp_key);
+	snap_maxlen = 0;
 	for (i = 0; i < snap_n; i++) {
 		snap_start[i] = snap_node[i]->start;
 		snap_end[i] = snap_node[i]->end;
+		if (snap_end[i] - snap_start[i] > snap_maxlen)
+			snap_maxlen = snap_end[i] - snap_start[i];
 	}
 	for (int q = 0; q < 300; q++) {
 		uint64_t s, e;
@@ -474,7 +489,7 @@ int main(void)
 {
 	rng_state = 0x6d726c6561736531ull;
 	fixed_cases();
-	for (uint64_t seed = 1; seed <= 12; seed++) {
+	for (uint64_t seed = 1; seed <= 8; seed++) {
 		rng_state = 0x6d726c6561736531ull * seed;
 		small_run(64, 4000, 256, 32, false);         /* dense, many duplicates */
 		small_run(200, 3000, 64, 1 << 20, false);    /* nearly all nested or overlapping */
@@ -483,7 +498,7 @@ int main(void)
 	}
 	small_run(2000, 10000, 1 << 20, 1 << 12, false);
 	ordered_runs();
-	large_run(1000000);
+	large_run(500000);
 	printf("t_itree: all checks passed\n");
 	return 0;
 }

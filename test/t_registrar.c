@@ -78,7 +78,11 @@ static void suite(struct target *t)
 	uint8_t *anon = mmap(NULL, 4 * LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(anon != MAP_FAILED, "mmap");
 	memset(anon, 0, 4 * LEN);
-	uint64_t k1 = c->next_key++, k2 = k1;
+	uint64_t k1 = 0;
+	mrl_lock(&c->lock);
+	REQUIRE(mrl_key_new(c, &k1) == 0, "a fresh key: %s", mrl_last_error());
+	mrl_unlock(&c->lock);
+	uint64_t k2 = k1;
 	void *h1 = NULL, *h2 = NULL;
 	REQUIRE(ops->reg(c->dev, anon, LEN, MRL_ACCESS_REMOTE_WRITE, &k1, &h1) == 0, "reg 1: %s",
 		mrl_last_error());
