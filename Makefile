@@ -18,7 +18,7 @@ endif
 DEPFLAGS = -MMD -MP -MF $@.d
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 BASE_CFLAGS := -std=gnu11 $(WARN) -fvisibility=hidden -pthread
-LIBS    := -lfabric -luring -pthread
+LIBS    := -lfabric -luring -lcrypto -pthread
 
 # SAN=asan or SAN=tsan builds into its own tree
 SAN ?=
@@ -64,7 +64,7 @@ TESTS_ALL := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook
+	t_intp_stress t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook t_auth t_rogue_auth
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -198,6 +198,7 @@ SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
+	$(MAKE) --no-print-directory fuzz-build
 	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
@@ -207,6 +208,24 @@ test-optin: tests
 # Debian packages built, installed into a scratch root, used (test/t_deb.sh)
 test-deb:
 	MRL_TEST_TIMEOUT=$${MRL_TEST_TIMEOUT:-1200} ./test/run.sh test/t_deb.sh
+
+# The control-message parser under libFuzzer (clang, ASan+UBSan, its own
+# tree): test/t_fuzz_msg.sh runs it briefly in `make test`, `make fuzz` for
+# FUZZ_SECONDS (default 300) from the corpus in build-fuzz/corpus.
+FUZZ_B := build-fuzz
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_OBJS := $(patsubst src/%.c,$(FUZZ_B)/obj/%.o,$(SRCS))
+FUZZ_SECONDS ?= 300
+$(FUZZ_B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fPIC $(CPPFLAGS) -c -o $@ $<
+$(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CPPFLAGS) -o $@ $< $(FUZZ_OBJS) $(LIBS) -lm
+fuzz-build: $(FUZZ_B)/fuzz_msg
+fuzz: $(FUZZ_B)/fuzz_msg
+	mkdir -p $(FUZZ_B)/corpus
+	$(FUZZ_B)/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1025 -print_final_stats=1 $(FUZZ_B)/corpus
 
 check-asan:
 	$(MAKE) SAN=asan tests && ./test/run.sh build-asan/test/t_*
@@ -243,7 +262,7 @@ uninstall:
 clean:
 	rm -rf build build-asan build-tsan
 
-.PHONY: all test test-deb test-optin tests check-asan demo install uninstall clean FORCE
+.PHONY: all test test-deb test-optin tests check-asan demo install uninstall clean FORCE fuzz fuzz-build
 FORCE:
 
 # dependency files written by -MMD (a deleted header is a phony target, -MP)

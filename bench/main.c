@@ -156,6 +156,8 @@ int main(int argc, char **argv)
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
 	bool want[16] = {0}, any = false;
 	B.self = argv[0];
+	/* the endpoints authenticate as a real deployment's do */
+	setenv("MRLEASE_SECRET", "mrlease-bench-secret-51c2a7d0", 0);
 	B.outdir = "results";
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--smoke")) {

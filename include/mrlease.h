@@ -288,8 +288,22 @@ struct mrl_ep_opts {
 	 * 0 = default (1000 and 5000 ms); MRL_EP_KA_OFF in ka_ms = no keep-alive. */
 	unsigned ka_ms;
 	unsigned ka_timeout_ms;
+	/* Authentication (read only when size covers both): the secret both
+	 * sides of a connection share, MRL_SECRET_MIN..256 bytes. Each side
+	 * proves it knows it at the bootstrap handshake (challenge-response,
+	 * HMAC-SHA256; the secret never crosses the wire) before any MR id or
+	 * key is told, and every control message after carries a tag under a
+	 * key of that connection. NULL: $MRLEASE_SECRET_FILE (a file only its
+	 * owner may read), else $MRLEASE_SECRET; no secret at all makes
+	 * mrl_ep_create fail with -EACCES unless flags has MRL_EP_INSECURE. */
+	const void *secret;
+	size_t secret_len;
 };
+#define MRL_SECRET_MIN 16
 #define MRL_EP_AUTO_PROGRESS 0x1u  /* a thread of the library drives progress */
+/* No secret: anyone who reaches the endpoint may connect and use its MRs.
+ * Messages are still bound to their connection (by its nonces). */
+#define MRL_EP_INSECURE 0x2u
 #define MRL_EP_KA_OFF 0xffffffffu  /* mrl_ep_opts.ka_ms: no keep-alive (the bootstrap socket's hang-up only) */
 
 int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_ep **out);

@@ -2,7 +2,7 @@
 # Installs what mrlease needs to build, test and run its demo on Debian/Ubuntu.
 # Quiet and quick when everything is already there.
 set -e
-pkgs="build-essential pkg-config libfabric-dev libfabric-bin liburing-dev libucx-dev util-linux coreutils iproute2 procps gnuplot-nox valgrind xfsprogs btrfs-progs groff-base binutils openmpi-bin libopenmpi-dev"
+pkgs="build-essential pkg-config libfabric-dev libfabric-bin liburing-dev libssl-dev libucx-dev clang libclang-rt-dev util-linux coreutils iproute2 procps gnuplot-nox valgrind xfsprogs btrfs-progs groff-base binutils openmpi-bin libopenmpi-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

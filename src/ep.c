@@ -81,6 +81,10 @@ static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len
 	h->magic = MRL_MAGIC;
 	h->len = (uint16_t)len;
 	h->peer = p->remote_idx;
+	/* numbered and tagged once: a retry below sends the same message */
+	int sret = mrl_auth_seal(p, msg, len);
+	if (sret)
+		return sret;
 	uint64_t until = mrl_now_ns() + wait_ns;
 	struct mrl_sbuf *sb = NULL;
 	if (len > ep->inject_size) {
@@ -179,6 +183,8 @@ void mrl_ep_peer_free_locked(struct mrl_ep *ep, struct mrl_peer *p)
 	if (p->idx + 1 == ep->npeers)
 		ep->npeers--;
 	free(p->hash);
+	mrl_auth_peer_free(p);
+	explicit_bzero(p, sizeof(*p));
 	free(p);
 }
 
@@ -202,27 +208,48 @@ static size_t msg_min_len(int type)
 	}
 }
 
-/* Every field is checked: a malformed message is dropped and counted. */
-/* A malformed control message is dropped and counted (mrl_stats.bad_msgs). */
-static void bad_msg(struct mrl_ep *ep, size_t len)
+/* A malformed, forged or replayed control message is dropped, counted
+ * (mrl_stats.bad_msgs) and logged. Every field is checked. */
+static void bad_msg(struct mrl_ep *ep, size_t len, const char *why)
 {
 	ep->bad_msgs++;
 	mrl_lock(&ep->ctx->lock);
 	ep->ctx->st.bad_msgs++;
 	mrl_unlock(&ep->ctx->lock);
-	mrl_log("dropped malformed control message (%zu bytes)", len);
+	mrl_log("dropped a control message (%zu bytes): %s", len, why);
 }
 
-static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
+/* A control message, ep->lock held. The header's peer index only says
+ * which connection's key to try: the tag decides who sent it, so a message
+ * naming a peer it does not come from is dropped here. */
+void mrl_ep_handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 {
 	const struct msg_hdr *h = (const void *)buf;
-	if (len < sizeof(*h) || h->magic != MRL_MAGIC || h->len != len ||
-	    msg_min_len(h->type) > len || h->peer >= ep->npeers || !ep->peers[h->peer] ||
-	    ep->peers[h->peer]->dead) {
-		bad_msg(ep, len);
+	if (len < sizeof(*h) || h->magic != MRL_MAGIC || h->len != len) {
+		bad_msg(ep, len, "malformed header");
+		return;
+	}
+	if (h->peer >= ep->npeers || !ep->peers[h->peer] || ep->peers[h->peer]->dead) {
+		bad_msg(ep, len, "no such peer");
 		return;
 	}
 	struct mrl_peer *p = ep->peers[h->peer];
+	int ar = mrl_auth_open(p, buf, len);
+	if (ar) {
+		bad_msg(ep, len, ar == -EALREADY ? "a replay" : "not from the peer it names (forged)");
+		return;
+	}
+	if (msg_min_len(h->type) > len) {
+		bad_msg(ep, len, "malformed");
+		return;
+	}
+	mrl_ep_dispatch(ep, p, buf, len);
+}
+
+/* An authenticated message from p: act on it. */
+void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char *buf, size_t len)
+{
+	const struct msg_hdr *h = (const void *)buf;
 	p->heard = true; /* any message is a sign of life; the keep-alive check stamps it */
 	switch (h->type) {
 	case MSG_PING: {
@@ -254,7 +281,7 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 	case MSG_PAUSE: {
 		const struct msg_pause *m = (const void *)buf;
 		if (m->n > MRL_PAUSE_IDS || len < offsetof(struct msg_pause, ids) + m->n * 8) {
-			bad_msg(ep, len);
+			bad_msg(ep, len, "malformed PAUSE");
 			return;
 		}
 		mrl_ep_peer_pause(ep, p, m);
@@ -271,7 +298,7 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 	case MSG_STATES: {
 		const struct msg_states *m = (const void *)buf;
 		if (m->n > MRL_STATES_MAX || len < offsetof(struct msg_states, e) + m->n * sizeof(m->e[0])) {
-			bad_msg(ep, len);
+			bad_msg(ep, len, "malformed STATES");
 			return;
 		}
 		for (uint32_t i = 0; i < m->n; i++) {
@@ -294,8 +321,9 @@ static void handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len)
 		}
 		/* fall through */
 	case MSG_LIST_REP:
+		/* an answer only from the peer asked */
 		for (struct waiter *w = ep->waiters; w; w = w->next)
-			if (w->req == h->req && !w->done) {
+			if (w->req == h->req && w->peer == p && !w->done) {
 				memcpy(w->msg, buf, len);
 				w->done = true;
 			}
@@ -316,7 +344,7 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 	if (oh->kind == OP_RECV) {
 		struct mrl_rbuf *rb = (struct mrl_rbuf *)oh;
 		if (!err)
-			handle_msg(ep, rb->data, len);
+			mrl_ep_handle_msg(ep, rb->data, len);
 		if (!atomic_load(&ep->stop)) {
 			pthread_rwlock_rdlock(&ep->ctx->fab->gate);
 			fi_recv(ep->ep, rb->data, sizeof(rb->data), NULL, FI_ADDR_UNSPEC, &rb->h.fictx);
@@ -539,10 +567,25 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 	if (!ctx->fab)
 		return mrl_err(EOPNOTSUPP, "mrl_ep_create: the %s registrar has no data path",
 			       ctx->rops->name);
+	const void *secret = NULL;
+	size_t secret_len = 0;
+	if (opts && opts->size >= offsetof(struct mrl_ep_opts, secret_len) + sizeof(opts->secret_len)) {
+		secret = opts->secret;
+		secret_len = opts->secret_len;
+	}
+	if (opts && (opts->flags & ~(MRL_EP_AUTO_PROGRESS | MRL_EP_INSECURE)))
+		return mrl_err(EINVAL, "mrl_ep_create: unknown flags %#x", opts->flags);
 	struct mrl_fabric *fab = ctx->fab;
 	struct mrl_ep *ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -ENOMEM;
+	ret = mrl_auth_secret(secret, secret_len, opts && (opts->flags & MRL_EP_INSECURE), ep->secret,
+			      &ep->secret_len);
+	if (ret) {
+		explicit_bzero(ep->secret, sizeof(ep->secret));
+		free(ep);
+		return ret;
+	}
 	ep->ctx = ctx;
 	ep->lsock = -1;
 	ep->cq_fd = -1;
@@ -673,6 +716,8 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 		free(p->hash);
 		if (p->sock >= 0)
 			close(p->sock);
+		mrl_auth_peer_free(p);
+		explicit_bzero(p, sizeof(*p));
 		free(p);
 	}
 	while (ep->backlog) {
@@ -704,6 +749,7 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 	free(ep->rbufs);
 	free(ep->lcq);
 	pthread_mutex_destroy(&ep->lock);
+	explicit_bzero(ep->secret, sizeof(ep->secret));
 	free(ep);
 	return 0;
 }

@@ -1,6 +1,7 @@
-/* Bootstrap: a TCP connection exchanges endpoint names (hello: the
- * connector's first, the owner's once the peer is usable), then stays open
- * as the peer's liveness channel. Handshakes never block the owner. */
+/* Bootstrap: a TCP connection on which both sides prove they know the
+ * endpoint's secret and exchange fabric addresses (ep_int.h has the four
+ * messages), then stays open as the peer's liveness channel. Handshakes
+ * never block the owner; a failed one leaves nothing behind. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -49,10 +50,14 @@ static int io_full(int fd, void *buf, size_t len, bool wr, int timeout_ms)
 	return 0;
 }
 
-/* A peer entry, not usable (dead) until its handshake is through. */
+/* A peer entry, not usable (dead) until its handshake is through. A slot a
+ * failed handshake left is used again: the tags tell old and new apart. */
 static struct mrl_peer *peer_new_locked(struct mrl_ep *ep)
 {
-	if (ep->npeers == ep->cap) {
+	uint32_t idx = 0;
+	while (idx < ep->npeers && ep->peers[idx])
+		idx++;
+	if (idx == ep->cap) {
 		uint32_t cap = ep->cap ? ep->cap * 2 : 8;
 		struct mrl_peer **n = realloc(ep->peers, cap * sizeof(*n));
 		if (!n)
@@ -61,78 +66,83 @@ static struct mrl_peer *peer_new_locked(struct mrl_ep *ep)
 		ep->cap = cap;
 	}
 	struct mrl_peer *p = calloc(1, sizeof(*p));
-	if (p)
-		p->tp.t = &mrl_ep_transport;
 	if (!p)
 		return NULL;
+	p->tp.t = &mrl_ep_transport;
 	p->ep = ep;
-	p->idx = ep->npeers;
+	p->idx = idx;
 	p->sock = -1;
 	p->addr = FI_ADDR_NOTAVAIL;
 	p->dead = true;
-	ep->peers[ep->npeers++] = p;
+	ep->peers[idx] = p;
+	if (idx == ep->npeers)
+		ep->npeers++;
 	return p;
 }
 
-static bool hello_ok(const struct boot_hello *h)
+static bool name_ok(uint32_t namelen)
 {
-	return h->magic == MRL_MAGIC && h->namelen && h->namelen <= sizeof(h->name);
+	return namelen && namelen <= sizeof(((struct boot_hello *)0)->name);
 }
 
 /* The peer is usable from here: its messages are accepted from now on. */
-static int peer_up_locked(struct mrl_ep *ep, struct mrl_peer *p, const struct boot_hello *them,
-			  int sock)
+static int peer_up_locked(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char *name,
+			  uint32_t remote_idx, int sock)
 {
-	int ret = fi_av_insert(ep->av, them->name, 1, &p->addr, 0, NULL);
+	int ret = fi_av_insert(ep->av, name, 1, &p->addr, 0, NULL);
 	if (ret != 1) {
 		p->addr = FI_ADDR_NOTAVAIL;
 		return mrl_err(EADDRNOTAVAIL, "fi_av_insert failed (%d)", ret);
 	}
-	p->remote_idx = them->idx;
+	p->remote_idx = remote_idx;
 	p->sock = sock;
 	p->last_rx_ns = mrl_now_ns(); /* the handshake is the first sign of life */
 	p->dead = false;
 	return 0;
 }
 
-/* The owner's half, once the connector's hello is in: the peer is made
- * usable first and only then told our name and index, so the first request
- * it sends finds it alive (the hello is the owner's "ready"). */
-static int accept_finish(struct mrl_ep *ep, int fd, const struct boot_hello *them, mrl_peer **out)
+/* One non-blocking send of a handshake message: a fresh socket's buffer
+ * takes its few bytes at once, and an owner never waits on a connection. */
+static int send_now(int fd, const void *buf, size_t len)
 {
-	struct boot_hello me = {.magic = MRL_MAGIC, .namelen = (uint32_t)ep->namelen};
-	int ret;
-	memcpy(me.name, ep->name, ep->namelen);
-	if (!hello_ok(them)) {
-		close(fd);
-		return mrl_err(EPROTO, "bootstrap handshake: not an mrlease peer");
-	}
+	ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n == (ssize_t)len ? 0 : n < 0 ? -errno : -EAGAIN;
+}
+
+/* The owner's half, once the connector's proof is right: the peer is made
+ * usable first and only then told our index, so the first request it
+ * sends finds it alive (the ready is the owner's go-ahead). */
+static int accept_finish(struct mrl_ep *ep, struct boot_conn *b, mrl_peer **out)
+{
+	struct boot_ready rdy = {.magic = MRL_BOOT_MAGIC};
+	int ret, fd = b->fd;
 	mrl_lock(&ep->lock);
 	struct mrl_peer *p = peer_new_locked(ep);
 	if (!p) {
 		mrl_unlock(&ep->lock);
-		close(fd);
 		return -ENOMEM;
 	}
-	if ((ret = peer_up_locked(ep, p, them, fd))) {
+	ret = mrl_auth_keys(ep->secret, ep->secret_len, true, &b->t, p);
+	if (!ret)
+		ret = peer_up_locked(ep, p, b->t.name_c, b->their_idx, fd);
+	if (ret) {
+		p->sock = -1;
 		mrl_ep_peer_free_locked(ep, p);
 		mrl_unlock(&ep->lock);
-		close(fd);
 		return ret;
 	}
-	me.idx = p->idx;
+	rdy.idx = p->idx;
 	mrl_unlock(&ep->lock);
-	/* a fresh socket's buffer takes the few bytes at once */
-	ret = io_full(fd, &me, sizeof(me), true, 1000);
+	ret = send_now(fd, &rdy, sizeof(rdy));
 	if (ret) {
-		/* the connector cannot have sent anything without our hello */
+		/* the connector cannot have sent anything without our ready */
 		mrl_lock(&ep->lock);
 		p->sock = -1;
 		mrl_ep_peer_free_locked(ep, p);
 		mrl_unlock(&ep->lock);
-		close(fd);
-		return mrl_err(ret, "bootstrap handshake: %s", strerror(-ret));
+		return mrl_err(-ret, "bootstrap handshake: %s", strerror(-ret));
 	}
+	b->fd = -1; /* the peer's now */
 	*out = p;
 	return 0;
 }
@@ -141,7 +151,9 @@ static void boot_drop(struct mrl_ep *ep, struct boot_conn **pp)
 {
 	struct boot_conn *b = *pp;
 	*pp = b->next;
-	close(b->fd);
+	if (b->fd >= 0)
+		close(b->fd);
+	explicit_bzero(b, sizeof(*b));
 	free(b);
 	ep->nboots--;
 }
@@ -149,10 +161,13 @@ static void boot_drop(struct mrl_ep *ep, struct boot_conn **pp)
 static void boot_add(struct mrl_ep *ep, int fd, uint64_t now)
 {
 	if (ep->nboots >= MAX_BOOTS) {
-		/* a flood of connections: the oldest handshake goes first */
-		struct boot_conn **old = &ep->boots;
+		/* a flood of connections: the oldest that has not even sent its
+		 * hello goes first (a real peer answers its challenge at once) */
+		struct boot_conn **old = NULL;
 		for (struct boot_conn **pp = &ep->boots; *pp; pp = &(*pp)->next)
-			if ((*pp)->deadline_ns < (*old)->deadline_ns)
+			if (!old || (*pp)->challenged < (*old)->challenged ||
+			    ((*pp)->challenged == (*old)->challenged &&
+			     (*pp)->deadline_ns < (*old)->deadline_ns))
 				old = pp;
 		mrl_log("bootstrap: %u handshakes in progress, dropping the oldest", ep->nboots);
 		boot_drop(ep, old);
@@ -169,25 +184,89 @@ static void boot_add(struct mrl_ep *ep, int fd, uint64_t now)
 	ep->nboots++;
 }
 
-/* Read what a handshake has sent: 1 its hello is in, 0 not yet, <0 gone. */
+/* Read what a handshake has sent: 1 the message it owes is in, 0 not yet,
+ * <0 gone. */
 static int boot_read(struct boot_conn *b)
 {
+	size_t want = b->challenged ? sizeof(b->in.proof) : sizeof(b->in.hello);
 	for (;;) {
-		ssize_t n = recv(b->fd, (char *)&b->them + b->got, sizeof(b->them) - b->got, 0);
+		ssize_t n = recv(b->fd, (char *)&b->in + b->got, want - b->got, 0);
 		if (n == 0)
 			return -ECONNRESET;
 		if (n < 0)
 			return errno == EINTR ? 0 : errno == EAGAIN ? 0 : -errno;
 		b->got += (size_t)n;
-		if (b->got == sizeof(b->them))
+		if (b->got == want)
 			return 1;
 	}
+}
+
+static void auth_refused(struct mrl_ep *ep, struct boot_conn *b, const char *why)
+{
+	ep->auth_failed++;
+	mrl_log("bootstrap: refused a connection: %s", why);
+	if (b->challenged) {
+		struct boot_ready no = {.magic = MRL_BOOT_MAGIC, .status = -EACCES};
+		send_now(b->fd, &no, sizeof(no));
+	}
+}
+
+/* A complete message from a handshake: 1 a peer is up (*out), 0 the
+ * handshake goes on, <0 it is over. */
+static int boot_step(struct mrl_ep *ep, struct boot_conn *b, mrl_peer **out)
+{
+	if (!b->challenged) {
+		const struct boot_hello *h = &b->in.hello;
+		if (h->magic != MRL_BOOT_MAGIC || !name_ok(h->namelen)) {
+			auth_refused(ep, b, "not an mrlease peer");
+			return -EPROTO;
+		}
+		struct boot_challenge c = {.magic = MRL_BOOT_MAGIC,
+					   .flags = ep->secret_len ? 0 : MRL_BOOT_INSECURE,
+					   .namelen = (uint32_t)ep->namelen};
+		memcpy(b->t.nonce_c, h->nonce, MRL_NONCE_LEN);
+		b->t.namelen_c = h->namelen;
+		memcpy(b->t.name_c, h->name, h->namelen);
+		b->their_idx = h->idx;
+		b->t.namelen_o = (uint32_t)ep->namelen;
+		memcpy(b->t.name_o, ep->name, ep->namelen);
+		memcpy(c.name, ep->name, ep->namelen);
+		int ret = mrl_auth_random(b->t.nonce_o, MRL_NONCE_LEN);
+		if (!ret)
+			ret = mrl_auth_proof(ep->secret, ep->secret_len, true, &b->t, c.proof);
+		memcpy(c.nonce, b->t.nonce_o, MRL_NONCE_LEN);
+		if (!ret)
+			ret = send_now(b->fd, &c, sizeof(c));
+		if (ret)
+			return ret;
+		b->challenged = true;
+		b->got = 0;
+		return 0;
+	}
+	unsigned char want[MRL_HMAC_LEN];
+	int ret = mrl_auth_proof(ep->secret, ep->secret_len, false, &b->t, want);
+	if (ret)
+		return ret;
+	if (b->in.proof.magic != MRL_BOOT_MAGIC || !mrl_auth_eq(want, b->in.proof.proof, sizeof(want))) {
+		auth_refused(ep, b, ep->secret_len ? "wrong secret" : "wrong proof");
+		return -EACCES;
+	}
+	ret = accept_finish(ep, b, out);
+	return ret ? ret : 1;
 }
 
 uint32_t mrl_ep_boot_pending(struct mrl_ep *ep)
 {
 	mrl_lock(&ep->boot_lock);
 	uint32_t n = ep->nboots;
+	mrl_unlock(&ep->boot_lock);
+	return n;
+}
+
+uint64_t mrl_ep_auth_failed(struct mrl_ep *ep)
+{
+	mrl_lock(&ep->boot_lock);
+	uint64_t n = ep->auth_failed;
 	mrl_unlock(&ep->boot_lock);
 	return n;
 }
@@ -210,7 +289,7 @@ static int accept_step(struct mrl_ep *ep, uint64_t until, mrl_peer **out)
 		uint64_t now = mrl_now_ns(), wake = until;
 		for (struct boot_conn **pp = &ep->boots; *pp;) {
 			if ((*pp)->deadline_ns <= now) {
-				mrl_log("bootstrap: a connection sent no hello in %d ms, dropped",
+				mrl_log("bootstrap: a connection did not finish its handshake in %d ms, dropped",
 					mrl_ep_boot_deadline_ms);
 				boot_drop(ep, pp);
 				continue;
@@ -240,18 +319,15 @@ static int accept_step(struct mrl_ep *ep, uint64_t until, mrl_peer **out)
 				continue;
 			while (*pp != b)
 				pp = &(*pp)->next;
-			if (r < 0) {
-				boot_drop(ep, pp);
+			if (r > 0)
+				r = boot_step(ep, b, out);
+			if (r == 0)
 				continue;
-			}
-			*pp = b->next;
-			ep->nboots--;
-			struct boot_hello them = b->them;
-			int fd = b->fd;
-			free(b);
-			if (accept_finish(ep, fd, &them, out) == 0)
+			/* through (the peer has the socket) or failed: that
+			 * connection's loss alone */
+			boot_drop(ep, pp);
+			if (r > 0)
 				return 0;
-			/* a failed handshake is that connection's loss alone */
 		}
 		if (pr > 0 && pfd[0].revents) {
 			int s;
@@ -267,12 +343,21 @@ static int accept_step(struct mrl_ep *ep, uint64_t until, mrl_peer **out)
 	}
 }
 
-/* The connector's half: our hello, then the owner's, which it sends only
+/* The connector's half: hello, the owner's challenge (its proof checked
+ * before ours is sent), our proof, the owner's ready, which it sends only
  * once it accepts our messages. */
 static int connect_handshake(struct mrl_ep *ep, int sock, int timeout_ms, mrl_peer **out)
 {
-	struct boot_hello me = {.magic = MRL_MAGIC, .namelen = (uint32_t)ep->namelen}, them;
+	struct boot_hello me = {.magic = MRL_BOOT_MAGIC,
+				.flags = ep->secret_len ? 0 : MRL_BOOT_INSECURE,
+				.namelen = (uint32_t)ep->namelen};
+	struct boot_challenge c;
+	struct boot_proof pf = {.magic = MRL_BOOT_MAGIC};
+	struct boot_ready rdy;
+	struct mrl_boot_transcript t;
+	unsigned char want[MRL_HMAC_LEN];
 	int ret;
+	memset(&t, 0, sizeof(t));
 	memcpy(me.name, ep->name, ep->namelen);
 	mrl_lock(&ep->lock);
 	struct mrl_peer *p = peer_new_locked(ep);
@@ -282,20 +367,69 @@ static int connect_handshake(struct mrl_ep *ep, int sock, int timeout_ms, mrl_pe
 		return -ENOMEM;
 	}
 	me.idx = p->idx;
-	ret = io_full(sock, &me, sizeof(me), true, timeout_ms);
+	ret = mrl_auth_random(me.nonce, MRL_NONCE_LEN);
 	if (!ret)
-		ret = io_full(sock, &them, sizeof(them), false, timeout_ms);
-	if (ret)
-		ret = mrl_err(ret, "bootstrap handshake: %s", strerror(-ret));
-	else if (!hello_ok(&them))
-		ret = mrl_err(EPROTO, "bootstrap handshake: not an mrlease peer");
-	mrl_lock(&ep->lock);
+		ret = io_full(sock, &me, sizeof(me), true, timeout_ms);
 	if (!ret)
-		ret = peer_up_locked(ep, p, &them, sock);
-	if (ret)
-		mrl_ep_peer_free_locked(ep, p);
-	mrl_unlock(&ep->lock);
+		ret = io_full(sock, &c, sizeof(c), false, timeout_ms);
 	if (ret) {
+		ret = mrl_err(ret, "bootstrap handshake: %s", strerror(-ret));
+		goto out;
+	}
+	if (c.magic != MRL_BOOT_MAGIC || !name_ok(c.namelen)) {
+		ret = mrl_err(EPROTO, "bootstrap handshake: not an mrlease owner");
+		goto out;
+	}
+	if (ep->secret_len && (c.flags & MRL_BOOT_INSECURE)) {
+		ret = mrl_err(EACCES, "bootstrap handshake: the owner has no secret (insecure); refused");
+		goto out;
+	}
+	if (!ep->secret_len && !(c.flags & MRL_BOOT_INSECURE)) {
+		ret = mrl_err(EACCES, "bootstrap handshake: the owner requires a secret and this endpoint "
+				      "has none (MRLEASE_SECRET_FILE, MRLEASE_SECRET)");
+		goto out;
+	}
+	memcpy(t.nonce_c, me.nonce, MRL_NONCE_LEN);
+	memcpy(t.nonce_o, c.nonce, MRL_NONCE_LEN);
+	t.namelen_c = me.namelen;
+	memcpy(t.name_c, me.name, me.namelen);
+	t.namelen_o = c.namelen;
+	memcpy(t.name_o, c.name, c.namelen);
+	if ((ret = mrl_auth_proof(ep->secret, ep->secret_len, true, &t, want)))
+		goto out;
+	if (!mrl_auth_eq(want, c.proof, sizeof(want))) {
+		ret = mrl_err(EACCES, "bootstrap handshake: the owner does not know our secret; refused");
+		goto out;
+	}
+	if ((ret = mrl_auth_proof(ep->secret, ep->secret_len, false, &t, pf.proof)))
+		goto out;
+	ret = io_full(sock, &pf, sizeof(pf), true, timeout_ms);
+	if (!ret)
+		ret = io_full(sock, &rdy, sizeof(rdy), false, timeout_ms);
+	if (ret) {
+		ret = mrl_err(ret, "bootstrap handshake: %s", strerror(-ret));
+		goto out;
+	}
+	if (rdy.magic != MRL_BOOT_MAGIC || (rdy.status && rdy.status != -EACCES)) {
+		ret = mrl_err(EPROTO, "bootstrap handshake: not an mrlease owner");
+		goto out;
+	}
+	if (rdy.status) {
+		ret = mrl_err(EACCES, "bootstrap handshake: the owner refused our proof (a different secret)");
+		goto out;
+	}
+	mrl_lock(&ep->lock);
+	ret = mrl_auth_keys(ep->secret, ep->secret_len, false, &t, p);
+	if (!ret)
+		ret = peer_up_locked(ep, p, c.name, rdy.idx, sock);
+	mrl_unlock(&ep->lock);
+out:
+	explicit_bzero(&t, sizeof(t));
+	if (ret) {
+		mrl_lock(&ep->lock);
+		p->sock = -1;
+		mrl_ep_peer_free_locked(ep, p);
+		mrl_unlock(&ep->lock);
 		close(sock);
 		return ret;
 	}

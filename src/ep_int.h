@@ -9,6 +9,10 @@
 #include "proto.h"
 
 #define RMR_SLOW 1u
+#define MRL_NONCE_LEN 32
+#define MRL_HMAC_LEN 32
+/* the shared secret, in bytes (MRL_SECRET_MIN: mrlease.h) */
+#define MRL_SECRET_MAX 256
 
 enum op_kind { OP_WRITE = 1, OP_READ, OP_RECV, OP_SEND };
 
@@ -80,27 +84,102 @@ struct mrl_peer {
 	struct mrl_rmr **hash;
 	uint32_t hcap, hn;
 	struct pause_rec *pauses;
+	/* agreed at the handshake (src/auth.c): each direction's tag key (in
+	 * a keyed libcrypto HMAC context), our count of messages sent, the
+	 * window of numbers received */
+	struct evp_mac_ctx_st *mac_tx, *mac_rx;
+	uint64_t tx_seq, rx_top, rx_win;
+};
+
+/* The bootstrap handshake (ep_boot.c), over the TCP connection:
+ *   connector -> owner  hello:     its fabric address, index, nonce
+ *   owner -> connector  challenge: its fabric address, nonce, proof
+ *   connector -> owner  proof
+ *   owner -> connector  ready:     the owner's index (or a refusal)
+ * A proof is HMAC(secret, role || transcript): each side shows it knows the
+ * secret without sending it, bound to both nonces and both addresses. */
+#define MRL_BOOT_MAGIC 0x4d524c42u /* "MRLB" */
+#define MRL_BOOT_INSECURE 0x1u     /* flags: the sender has no secret */
+
+struct boot_hello {
+	uint32_t magic, flags;
+	uint32_t idx;     /* the connector's index for the owner */
+	uint32_t namelen;
+	unsigned char name[64];
+	unsigned char nonce[MRL_NONCE_LEN];
+};
+
+struct boot_challenge {
+	uint32_t magic, flags, namelen, pad;
+	unsigned char name[64];
+	unsigned char nonce[MRL_NONCE_LEN];
+	unsigned char proof[MRL_HMAC_LEN];
+};
+
+struct boot_proof {
+	uint32_t magic, pad;
+	unsigned char proof[MRL_HMAC_LEN];
+};
+
+struct boot_ready {
+	uint32_t magic;
+	int32_t status;   /* 0, or -EACCES: the proof was wrong */
+	uint32_t idx;     /* the owner's index for the connector */
+	uint32_t pad;
+};
+
+struct mrl_boot_transcript {
+	unsigned char nonce_c[MRL_NONCE_LEN], nonce_o[MRL_NONCE_LEN];
+	uint32_t namelen_c, namelen_o;
+	unsigned char name_c[64], name_o[64];
 };
 
 /* A bootstrap connection accepted but not yet through its handshake: it
- * costs the owner nothing until its hello is in (or its deadline passes). */
-struct boot_hello {
-	uint32_t magic;
-	uint32_t idx;     /* the sender's index for the receiver */
-	uint32_t namelen;
-	unsigned char name[64];
-};
-
+ * costs the owner nothing until its hello is in (or its deadline passes),
+ * then a challenge, and a peer entry only once its proof is right. */
 struct boot_conn {
 	struct boot_conn *next;
 	int fd;
+	bool challenged;  /* hello in, challenge sent: waiting for the proof */
 	uint64_t deadline_ns;
 	size_t got;
-	struct boot_hello them;
+	union {
+		struct boot_hello hello;
+		struct boot_proof proof;
+	} in;
+	uint32_t their_idx;
+	struct mrl_boot_transcript t;
 };
+
+struct mrl_iov {
+	const void *p;
+	size_t len;
+};
+
+/* auth.c */
+int mrl_auth_random(void *buf, size_t len);
+int mrl_auth_hmac(const void *key, size_t keylen, const struct mrl_iov *iov, int n,
+		  unsigned char out[MRL_HMAC_LEN]);
+bool mrl_auth_eq(const void *a, const void *b, size_t len);
+/* the endpoint's secret: given, else $MRLEASE_SECRET_FILE, else
+ * $MRLEASE_SECRET; none: 0 with *len 0 if insecure_ok, else -EACCES */
+int mrl_auth_secret(const void *secret, size_t secret_len, bool insecure_ok, unsigned char *out,
+		    size_t *len);
+int mrl_auth_proof(const unsigned char *secret, size_t slen, bool owner,
+		   const struct mrl_boot_transcript *t, unsigned char out[MRL_HMAC_LEN]);
+/* the peer's keys for both directions; owner: we are the accepting side */
+int mrl_auth_keys(const unsigned char *secret, size_t slen, bool owner,
+		  const struct mrl_boot_transcript *t, struct mrl_peer *p);
+/* number and tag a message to p; check one from p (0, -EBADMSG: not from
+ * p or altered, -EALREADY: a replay) */
+int mrl_auth_seal(struct mrl_peer *p, void *msg, size_t len);
+/* a peer entry's HMAC contexts, when it is freed */
+void mrl_auth_peer_free(struct mrl_peer *p);
+int mrl_auth_open(struct mrl_peer *p, const void *msg, size_t len);
 
 struct waiter {
 	struct waiter *next;
+	struct mrl_peer *peer;        /* only its answer fills it */
 	uint32_t req;
 	bool done;
 	unsigned char msg[MRL_MSG_MAX];
@@ -120,6 +199,9 @@ struct mrl_ep {
 	struct mrl_peer **peers;
 	uint32_t npeers, cap;
 	int lsock;
+	unsigned char secret[MRL_SECRET_MAX];
+	size_t secret_len;            /* 0: insecure (MRL_EP_INSECURE), keys from the nonces alone */
+	uint64_t auth_failed;         /* handshakes refused for a wrong or missing secret */
 	pthread_mutex_t boot_lock;    /* the handshakes in progress; never held with lock */
 	struct boot_conn *boots;
 	uint32_t nboots;
@@ -150,10 +232,16 @@ struct mrl_ep {
  * handshakes still in progress; free them (mrl_ep_destroy) */
 extern int mrl_ep_boot_deadline_ms;
 uint32_t mrl_ep_boot_pending(struct mrl_ep *ep);
+/* handshakes the owner refused: wrong, missing or malformed proof */
+uint64_t mrl_ep_auth_failed(struct mrl_ep *ep);
 void mrl_ep_boot_free(struct mrl_ep *ep);
 /* ep.c: a peer entry that never became usable, ep->lock held */
 void mrl_ep_peer_free_locked(struct mrl_ep *ep, struct mrl_peer *p);
 
+/* ep.c, ep->lock held: a control message received (checked: its tag, then
+ * its fields); one from an authenticated peer (exposed for the fuzzer) */
+void mrl_ep_handle_msg(struct mrl_ep *ep, const unsigned char *buf, size_t len);
+void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char *buf, size_t len);
 /* ep.c, ep->lock held: drive progress; send a control message */
 int mrl_ep_progress_locked(struct mrl_ep *ep);
 int mrl_ep_send_locked(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len);

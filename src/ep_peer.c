@@ -197,6 +197,7 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 		return mrl_err(ENOTCONN, "peer %u is disconnected", p->idx);
 	}
 	w->req = ++ep->next_req;
+	w->peer = p;
 	((struct msg_hdr *)msg)->req = w->req;
 	w->next = ep->waiters;
 	ep->waiters = w;

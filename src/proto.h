@@ -1,10 +1,15 @@
 /* Wire format of the control messages between an MR's owner and its peers.
- * Fixed-size little structs; every field is checked on receipt. */
+ * Fixed-size little structs; every field is checked on receipt. Every
+ * message carries its sender's sequence number and a tag (HMAC-SHA256
+ * under the connection's key for that direction, agreed at the bootstrap
+ * handshake: src/auth.c): the receiver knows the sender by the tag, never
+ * by a field the sender fills in. */
 #ifndef MRL_PROTO_H
 #define MRL_PROTO_H
 #include <stdint.h>
 
-#define MRL_MAGIC 0x4d524c31u /* "MRL1" */
+#define MRL_MAGIC 0x4d524c32u /* "MRL2": tagged messages */
+#define MRL_TAG_LEN 16
 #define MRL_MSG_MAX 1024
 #define MRL_PAUSE_IDS 28
 #define MRL_LIST_IDS 28
@@ -29,8 +34,10 @@ struct msg_hdr {
 	uint8_t type;
 	uint8_t pad;
 	uint16_t len;   /* whole message */
-	uint32_t peer;  /* the receiver's index for the sender */
+	uint32_t peer;  /* the receiver's index for the sender: a hint, the tag decides */
 	uint32_t req;   /* request id, or pause sequence */
+	uint64_t seq;   /* the sender's count on this connection, from 1: no replays */
+	uint8_t tag[MRL_TAG_LEN]; /* HMAC-SHA256(direction key, message with tag zeroed), truncated */
 };
 
 struct msg_id {
@@ -80,6 +87,7 @@ struct msg_states {
 	struct state_ent e[MRL_STATES_MAX];
 };
 
+_Static_assert(sizeof(struct msg_hdr) == 40, "header layout");
 _Static_assert(sizeof(struct msg_pause) <= MRL_MSG_MAX, "pause fits");
 _Static_assert(sizeof(struct msg_states) <= MRL_MSG_MAX, "states fit");
 _Static_assert(sizeof(struct msg_list_rep) <= MRL_MSG_MAX, "list fits");

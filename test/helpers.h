@@ -22,6 +22,13 @@
 
 static int t_failures;
 
+/* Every test's endpoints authenticate, with a secret from the environment
+ * (MRLEASE_SECRET), unless the test says otherwise. */
+__attribute__((constructor)) static void t_secret_env(void)
+{
+	setenv("MRLEASE_SECRET", "mrlease-test-secret-6b1f0c9e", 0);
+}
+
 #define CHECK(cond, ...)                                                                   \
 	do {                                                                               \
 		if (!(cond)) {                                                             \

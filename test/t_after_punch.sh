@@ -9,6 +9,8 @@
 #  fanotify, ext4: punches through the fd that predates the mark.
 set -u
 bin=${MRL_BIN:-build}/mrlease
+# serve and client authenticate with a shared secret (t_netns.sh: a file serve writes)
+export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
 command -v fallocate >/dev/null || { echo "SKIP: fallocate (util-linux) not installed"; exit 77; }
 case $(uname -m) in x86_64) nr=285;; aarch64) nr=47;; *) nr=;; esac
 fail=0 port=$((17000 + $$ % 1000))

@@ -34,6 +34,17 @@ head -c $((64 * 1024)) /dev/urandom > "$dir/f64k"
 head -c $((6 * 4096 + 100)) /dev/urandom > "$dir/odd"
 : > "$dir/empty"
 
+# authentication: serve and client need a secret or an explicit --insecure
+unset MRLEASE_SECRET MRLEASE_SECRET_FILE
+bad serve "$dir/f64k" -- "no secret" "--secret-file" "--insecure"
+bad client 127.0.0.1:1 -- "no secret" "--insecure"
+bad serve "$dir/f64k" --insecure --secret-file "$dir/s" -- "choose one"
+bad coverage "$dir/f64k" --insecure -- "--insecure is not an option of coverage"
+printf 'a-secret-others-can-read\n' > "$dir/s644"; chmod 644 "$dir/s644"
+bad serve "$dir/f64k" --secret-file "$dir/s644" -- "mode 0644" "chmod 600"
+printf 'short\n' > "$dir/s600"; chmod 600 "$dir/s600"
+bad serve "$dir/f64k" --secret-file "$dir/s600" -- "at least 16"
+export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
 bad serve "$dir/f64k" --port 70000 -- --port 70000 "out of range" 0..65535
 bad serve "$dir/f64k" --port 65536 -- "out of range"
 bad serve "$dir/f64k" --port -1 -- --port negative

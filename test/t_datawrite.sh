@@ -8,6 +8,8 @@
 # may announce one when its layout comparison cannot be sure). (The peer keeps writing: dd's bytes are soon its again.)
 set -u
 bin=${MRL_BIN:-build}/mrlease
+# serve and client authenticate with a shared secret (t_netns.sh: a file serve writes)
+export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
 command -v dd >/dev/null || { echo "SKIP: dd (coreutils) not installed"; exit 77; }
 fail=0 port=$((18000 + $$ % 1000))
 d=$(mktemp -d /var/tmp/mrl-datawrite-XXXXXX)

@@ -5,6 +5,8 @@
 # transfers in flight fail and it exits, and the server goes on serving another client.
 set -u
 bin=${MRL_BIN:-build}/mrlease
+# serve and client authenticate with a shared secret (t_netns.sh: a file serve writes)
+export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root for ip netns"; exit 77; }
 command -v ip >/dev/null || { echo "SKIP: iproute2 (ip) not installed"; exit 77; }
 a=mrl-ka-a-$$ b=mrl-ka-b-$$ va=mrlka$$ vb=mrlkb$$

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,7 @@ static const struct option cli_lo[] = {
 		{"port", 1, 0, 'p'},    {"machine", 0, 0, 'M'}, {"depth", 1, 0, 'd'},
 		{"block", 1, 0, 'b'},   {"quiet", 0, 0, 'q'},   {"deadline-ms", 1, 0, 'D'},
 		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {"device", 1, 0, 'V'},
+		{"secret-file", 1, 0, 'S'}, {"insecure", 0, 0, 'I'},
 		{0, 0, 0, 0},
 };
 
@@ -229,6 +231,8 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 		case 'q': o->quiet = true; break;
 		case 'D': o->deadline_ms = (unsigned)cli_num(optarg, "--deadline-ms", 1, 600000); break;
 		case 'V': o->device = optarg; break;
+		case 'S': o->secret_file = optarg; break;
+		case 'I': o->insecure = true; break;
 		case 'h': return CLI_HELP;
 		case ':':
 			fprintf(stderr, "mrlease: %s needs a value\n", argv[optind - 1]);
@@ -238,6 +242,10 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 			return CLI_USAGE;
 		}
 	}
+	if (o->insecure && o->secret_file) {
+		fprintf(stderr, "mrlease: --insecure and --secret-file: choose one\n");
+		return 2;
+	}
 	o->args = argv + optind;
 	o->nargs = argc - optind;
 	if ((o->given['z'] || o->given['m']) && o->size < (uint64_t)o->mrs * 65536) {
@@ -246,4 +254,59 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 		return 2;
 	}
 	return 0;
+}
+
+/* 32 random bytes as hex, into a new file only its owner can read. */
+static int secret_create(const char *path)
+{
+	unsigned char r[32];
+	char hex[sizeof(r) * 2 + 2];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -errno;
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(hex + 2 * i, 3, "%02x", r[i]);
+	hex[sizeof(r) * 2] = '\n';
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, hex, sizeof(r) * 2 + 1);
+	int err = n == (ssize_t)(sizeof(r) * 2 + 1) ? 0 : n < 0 ? -errno : -EIO;
+	if (close(fd) < 0 && !err)
+		err = -errno;
+	explicit_bzero(r, sizeof(r));
+	explicit_bzero(hex, sizeof(hex));
+	if (err)
+		unlink(path);
+	return err;
+}
+
+int cli_secret(const struct cli_opts *o, const char *cmd, bool create)
+{
+	if (o->insecure) {
+		unsetenv("MRLEASE_SECRET_FILE");
+		unsetenv("MRLEASE_SECRET");
+		return 0;
+	}
+	if (o->secret_file) {
+		if (create && access(o->secret_file, F_OK) < 0 && errno == ENOENT) {
+			int r = secret_create(o->secret_file);
+			if (r) {
+				fprintf(stderr, "mrlease %s: create secret file %s: %s\n", cmd, o->secret_file,
+					strerror(-r));
+				return 2;
+			}
+			fprintf(stderr, "mrlease %s: wrote a new secret to %s (mode 0600): give it to the "
+					"clients (--secret-file or MRLEASE_SECRET_FILE)\n", cmd, o->secret_file);
+		}
+		setenv("MRLEASE_SECRET_FILE", o->secret_file, 1);
+		return 0;
+	}
+	const char *f = getenv("MRLEASE_SECRET_FILE"), *e = getenv("MRLEASE_SECRET");
+	if ((f && *f) || (e && *e))
+		return 0;
+	fprintf(stderr, "mrlease %s: no secret: give --secret-file PATH%s, or set MRLEASE_SECRET_FILE "
+			"or MRLEASE_SECRET; --insecure %s\n", cmd,
+		create ? " (created with a new secret if missing)" : "",
+		create ? "serves the file to anyone who can reach the port" : "connects without one");
+	return 2;
 }

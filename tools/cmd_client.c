@@ -95,9 +95,11 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 	mrl_ep *ep;
 	mrl_peer *peer;
 	int ret;
+	if ((ret = cli_secret(o, "client", false)))
+		return ret;
 	if ((ret = mrl_ctx_create(&co, &ctx)))
 		cli_die("context", ret);
-	struct mrl_ep_opts eo = {.size = sizeof(eo)};
+	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = o->insecure ? MRL_EP_INSECURE : 0};
 	if ((ret = mrl_ep_create(ctx, &eo, &ep)))
 		cli_die("endpoint", ret);
 	if ((ret = mrl_ep_connect(ep, host, (uint16_t)port, 5000, &peer)))

@@ -195,7 +195,7 @@ int cmd_demo(const struct cli_opts *o)
 		fprintf(stderr, "mrlease: --fs ext4 or tmpfs\n");
 		return 2;
 	}
-	char dir[256], file[300], port_s[16], mrs_s[16], size_s[32], secs_s[16], dl_s[16];
+	char dir[256], file[300], secret[300], port_s[16], mrs_s[16], size_s[32], secs_s[16], dl_s[16];
 	const char *base = !strcmp(o->fs, "tmpfs") ? "/dev/shm" : "/var/tmp";
 	snprintf(dir, sizeof(dir), "%s/mrlease-demo-XXXXXX", base);
 	if (!mkdtemp(dir)) {
@@ -203,6 +203,9 @@ int cmd_demo(const struct cli_opts *o)
 		return 2;
 	}
 	snprintf(file, sizeof(file), "%s/exported", dir);
+	/* the server writes a new secret here (the directory is ours alone),
+	 * the client reads it */
+	snprintf(secret, sizeof(secret), "%s/secret", dir);
 	snprintf(mrs_s, sizeof(mrs_s), "%u", o->mrs);
 	snprintf(size_s, sizeof(size_s), "%" PRIu64, o->size);
 	snprintf(secs_s, sizeof(secs_s), "%u", o->seconds + 30);
@@ -210,8 +213,9 @@ int cmd_demo(const struct cli_opts *o)
 	struct demo_state *d = calloc(1, sizeof(*d));
 	struct child srv, cli;
 	char *sargv[20] = {"mrlease", "serve", file, "--machine", "--mrs", mrs_s, "--size", size_s,
-			   "--seconds", secs_s, "--deadline-ms", dl_s, "--policy", (char *)o->policy_name};
-	int sargc = 14;
+			   "--seconds", secs_s, "--deadline-ms", dl_s, "--policy", (char *)o->policy_name,
+			   "--secret-file", secret};
+	int sargc = 16;
 	if (o->no_lease)
 		sargv[sargc++] = "--no-lease";
 	if (o->no_fanotify)
@@ -241,7 +245,8 @@ int cmd_demo(const struct cli_opts *o)
 	snprintf(secs_s, sizeof(secs_s), "%u", o->seconds);
 	char hostport[64];
 	snprintf(hostport, sizeof(hostport), "127.0.0.1:%s", port_s);
-	char *cargv[] = {"mrlease", "client", hostport, "--machine", "--seconds", secs_s, NULL};
+	char *cargv[] = {"mrlease", "client", hostport, "--machine", "--seconds", secs_s,
+			 "--secret-file", secret, NULL};
 	if (spawn(&cli, cargv)) {
 		fprintf(stderr, "mrlease demo: cannot start the client\n");
 		kill(srv.pid, SIGKILL);
@@ -399,6 +404,7 @@ int cmd_demo(const struct cli_opts *o)
 	}
 	/* tidy up */
 	unlink(file);
+	unlink(secret);
 	rmdir(dir);
 	(void)cli_status;
 	free(d);

@@ -26,6 +26,11 @@ int cmd_serve(const struct cli_opts *o)
 	mrl_ctx *ctx;
 	mrl_ep *ep;
 	int ret;
+	if ((ret = cli_secret(o, "serve", true)))
+		return ret;
+	if (o->insecure)
+		fprintf(stderr, "mrlease serve: --insecure: anyone who can reach %s:%u can read and write %s\n",
+			o->addr, o->port, file);
 	if (o->no_lease)
 		co.flags |= MRL_CTX_NO_LEASES;
 	if (o->no_fanotify)
@@ -78,7 +83,8 @@ int cmd_serve(const struct cli_opts *o)
 				      MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE, &ro, &mrs[i])))
 			cli_die("register", ret);
 	}
-	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = MRL_EP_AUTO_PROGRESS};
+	struct mrl_ep_opts eo = {.size = sizeof(eo),
+				 .flags = MRL_EP_AUTO_PROGRESS | (o->insecure ? MRL_EP_INSECURE : 0)};
 	if ((ret = mrl_ep_create(ctx, &eo, &ep)))
 		cli_die("endpoint", ret);
 	uint16_t port;
