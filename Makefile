@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # mrlease: plain make. `make`, `make test`, `make demo`, `make bench`,
 # `make install` (PREFIX, LIBDIR, DESTDIR), `make test-deb` (Debian packages).
 CC      ?= cc
@@ -191,7 +192,7 @@ BENCH_SMOKE :=
 # Shell tests: every test/t_*.sh but these. t_spdx.sh joins once
 # scripts/spdx-add has put the SPDX lines in; t_deb.sh (a full
 # dpkg-buildpackage, minutes) runs with `make test-deb`.
-SH_TESTS_OPT_IN := test/t_spdx.sh test/t_deb.sh
+SH_TESTS_OPT_IN := test/t_deb.sh
 SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
 
 # The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Benchmarks (included by the Makefile). `make bench` runs them all and writes
 # results/<time>/bench.json, the plots and the callgrind counts; `make test`
 # runs a tiny smoke of each (BENCH_SMOKE) that checks they work, not how fast.

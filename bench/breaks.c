@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Breaks: a child process makes the breaking call; it takes CLOCK_MONOTONIC
  * just before the call and just after it returns (the clock is shared with
  * the parent). Measured: entry of the breaking call -> the MR event readable

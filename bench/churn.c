@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Churn: a peer streams verified transfers (write a 4 KiB block with a fresh
  * pattern, read it back, compare) into the first half of a 4 MiB MR on an
  * ext4 file, while the owner changes the file's layout in the second half at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Shared pieces of the benchmarks: time, percentiles, the JSON writer, the
  * terminal table, and the raw libfabric baseline (the same fi_getinfo hints
  * as src/reg_fabric.c, the same CQ/AV/endpoint setup as src/ep.c). */

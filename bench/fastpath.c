@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Fast path: RMA write/read through mrl_write/mrl_read/mrl_ep_poll versus
  * fi_writemsg/fi_readmsg + fi_cq_read on the same provider (tcp;ofi_rxm on
  * loopback), the same hints, the same CQ/AV/endpoint setup and the same

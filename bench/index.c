@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Index: event -> MR lookup in the interval index (src/itree.c, a B+-tree),
  * side by side in the same run with the AVL tree it replaced
  * (bench/itree_avl.c, its nodes embedded in MRs of the size they had, 248

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* interpose: what the owner's interposed address-space calls cost when the
  * range touches no MR, next to the bare system call, in the same run:
  * madvise(MADV_DONTNEED) of a page with 0 MRs and with 1, 1,000 and 100,000

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The AVL interval tree the library used before its B+-tree (src/itree.c),
  * kept here only as the benchmark's baseline. Keys are (start, node address). */
 #include "itree_avl.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The old AVL interval tree, a baseline for bench/index.c only: nodes embedded
  * in the indexed objects, augmented with each subtree's max end. */
 #ifndef BENCH_ITREE_AVL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* mrl_bench: what the leases cost, side by side with raw libfabric, and how
  * the library scales. `mrl_bench [--smoke] [--out DIR] [part...]`, parts:
  * fastpath callgrind reg breaks scale churn interpose index (default: all). Every figure is

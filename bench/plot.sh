@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Plots of a bench run: scale.png (per-MR memory, lookup time, registration
 # rate against the number of MRs) and churn.png (transfers/s relative to no
 # changes against layout changes per second). Needs gnuplot (gnuplot-nox).

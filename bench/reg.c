@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Registration: mrl_mr_reg + mrl_mr_dereg versus fi_mr_reg + fi_close on
  * the same provider, at 4 KiB, 1 MiB and 1 GiB, for anonymous memory and for
  * files on ext4 and tmpfs. Two rows per file: the registration alone (the

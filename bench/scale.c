@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Scale: 1,000 -> 1,000,000 MRs of 4 KiB, on anonymous memory and on one
  * ext4 file. The device costs nothing: a mock context whose registrar is
  * swapped for one that allocates nothing, so what is measured is the

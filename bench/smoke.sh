@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # make test: a tiny run of every benchmark (no timing assertions): proves each
 # still runs end to end, writes its JSON, and that the churn run saw no failed
 # transfer and no mismatched byte. Exit 0 pass, 1 fail, 77 skip.

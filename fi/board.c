@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The state board: how hooked processes on one host tell each other the
  * state of their remotely accessible MRs without the application's help.
  * Each owner publishes a shared-memory table (/dev/shm/mrlease-fi/board.PID)

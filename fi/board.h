@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The state board shared by hooked processes on one host (board.c). */
 #ifndef MRL_FI_BOARD_H
 #define MRL_FI_BOARD_H

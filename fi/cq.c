@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Completion queues of an application-facing domain, and the operations the
  * hook counts in flight to a leased MR of another hooked process: such an
  * operation is posted with the hook's own context (room for the provider,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* An application-facing domain: the provider's domain under it, one
  * mrlease context leasing its MRs, and the endpoints that carry their
  * descriptors. Queues, counters and address vectors are the provider's own. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Endpoints of an application-facing domain (active, scalable, their tx/rx
  * contexts, shared receive contexts) and passive endpoints: every call goes
  * to the provider's endpoint, with the hook's MR descriptors translated to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The hooking provider itself: fi_prov_ini, the fabric and event-queue
  * wrappers, and the table that tells the hook's objects from the
  * provider's. libfabric installs a provider whose getinfo is NULL over every

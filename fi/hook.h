@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* libmrlease-fi.so, the libfabric hooking provider (FI_HOOK=mrlease): the
  * wrapper objects its files share. Written against libfabric's public ops
  * tables only (Debian ships no ofi_hook.h). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* What an operator of an unmodified application sees: MRLEASE_LOG=FILE (or
  * "stderr") gets one line per break, restore and fence naming the key, the
  * file, the cause and the actor's pid, and a summary when a domain closes.

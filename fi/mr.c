@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The application's memory registrations on a hooked domain (fi_mr_reg,
  * fi_mr_regv, fi_mr_regattr): each becomes an mrlease MR over the provider's
  * registration, so a change under its pages is seen, the provider's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The hook's registrar: mrlease's device calls for an application-facing
  * domain go to the provider's domain under it. The handle is the
  * application's MR (struct hook_mr), which outlives every provider

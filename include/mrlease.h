@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* mrlease: leases for long-term memory registrations (RDMA MRs, pinned buffers).
  * The one installed header. Every call returns 0 (or a count) or -errno. */
 #ifndef MRLEASE_H

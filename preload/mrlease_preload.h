@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The contract between libmrlease-preload.so (which defines the libc
  * address-space calls) and each libmrlease copy that attaches to it. */
 #ifndef MRLEASE_PRELOAD_H

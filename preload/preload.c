@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* libmrlease-preload.so: unversioned munmap, mremap, madvise, mmap/mmap64,
  * shmdt, brk and sbrk that every object in the process reaches (LD_PRELOAD
  * or linked first). Each tells the attached libmrlease copies (hooks) and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Installs what mrlease needs to build, test and run its demo on Debian/Ubuntu.
 # Quiet and quick when everything is already there.
 set -e

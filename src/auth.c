@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Authentication of the data path: the endpoint's shared secret (options,
  * MRLEASE_SECRET_FILE, MRLEASE_SECRET), the bootstrap's proofs and
  * per-connection keys, and the tag every control message carries.

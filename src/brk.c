@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The break engine: the one place that resolves a break of an MR's lease,
  * whichever watcher saw it. A watcher begins a break over a file range
  * (mrl_brk_begin); the engine pauses the live MRs there, sends PAUSE to every

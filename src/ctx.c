@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The context: creates and destroys the registrar, the watchers and the
  * monitor; holds the event queue, the outbox of control messages and the counters. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The endpoint: create and destroy, progress (the caller's, the monitor's,
  * the progress thread's), CQ entries and control messages in, messages out. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Bootstrap: a TCP connection on which both sides prove they know the
  * endpoint's secret and exchange fabric addresses (ep_int.h has the four
  * messages), then stays open as the peer's liveness channel. Handshakes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The data path's private structures (endpoint, peers, remote MRs, ops) and
  * the calls its files (ep.c, ep_boot.c, ep_rma.c, ep_owner.c, ep_peer.c) share. */
 #ifndef MRL_EP_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The owner side of the control protocol: peers open, close and list this
  * context's MRs; a peer's holds are let go when it is gone. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The peer side of the control protocol: remote MRs opened on an owner,
  * paused (drained, acked), resumed or fenced by its messages. */
 #include <errno.h>

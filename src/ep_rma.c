@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The RMA data path: ops, posting (held while paused, queued while the send
  * queue is full), completions to the caller. The fast path is one load and
  * compare of rmr->ctl. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Errors, log lines and names: what every other file reports through.
  * Depends on nothing else in the library. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* MR events: the queue the monitor and the watchers post to, the pollable
  * fd, and the events got and not yet acked, against which an ack is matched
  * by value (never by a pointer the caller could copy or forge). */

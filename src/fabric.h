@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The libfabric objects the libfabric registrar (reg_fabric.c) opens and
  * the native data path (ep.c) uses: private to those two. */
 #ifndef MRL_FABRIC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The fanotify pre-content watcher (Linux >= 6.14, CAP_SYS_ADMIN, ext4/xfs/btrfs).
  *
  * Every truncate, fallocate, write and mmap of a marked file -- by any process,

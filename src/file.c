@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Files that back MRs: one object per (dev, inode), holding the library's
  * own fd when it has one (mrl_file_map, mrl_file_adopt) so a lease can be taken. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* fork: every forked child bumps the fork generation (pthread_atfork), so a
  * public call can tell a child using its parent's objects (MRL_CHILD_CHECK)
  * before it touches a lock the parent's threads may have held at fork. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* MR handles: a chunked table, so a stale or forged handle is caught (slot
  * generation) rather than followed. Depends on nothing else in the library. */
 #include <errno.h>

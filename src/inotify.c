@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The inotify watcher: changes to a backing file seen after they land (size,
  * writes, closes), whoever made them and whatever else watches; closes also
  * tell the lease watcher and fanotify when a breaker is done with the file. */

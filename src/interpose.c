@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The owner's own address space, seen before it changes. libmrlease
  * defines no libc names: libmrlease-preload.so (preload/) does, unversioned,
  * so every object in the process reaches it, and calls the hooks here

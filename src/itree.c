@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Interval B+-tree. Entries are ordered by (start, node address), so equal
  * ranges stay distinct and removal finds its exact entry in one descent.
  *

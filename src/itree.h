@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Interval index: a B+-tree keyed by (start, node address) whose wide nodes
  * hold their keys, ends and per-child max end in contiguous arrays, so a point
  * query is one root-to-leaf descent touching a few cache lines per level and

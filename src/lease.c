@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The fcntl-lease watcher: a lease on the library's own fd of each backing
  * file; another opener (or a truncate by path) breaks it, and the signal
  * begins a whole-file break. The change lands once the lease is let go; it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The monitor thread: one poll loop over the fds the watchers give it
  * (mrl_watchers) and a wake eventfd, with the break engine's and the
  * watchers' deadlines as its timeout. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* MR registration, the MR state machine (active/paused/fenced/deregistered)
  * and coverage. The library finds each range's backing object itself. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Private structures shared by the library's sources. The locks and their
  * order are written down beside struct mrl_ctx. */
 #ifndef MRL_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The outbox: control messages (PAUSE, states) decided under ctx->lock,
  * batched per peer, sent after the lock is dropped. */
 #include <errno.h>

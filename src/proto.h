@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Wire format of the control messages between an MR's owner and its peers.
  * Fixed-size little structs; every field is checked on receipt. Every
  * message carries its sender's sequence number and a tag (HMAC-SHA256

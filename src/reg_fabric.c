@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* libfabric registrar: fabric + domain shared with the endpoints; MRs with
  * keys the library chooses, so a restore keeps them (unless FI_MR_PROV_KEY). */
 #include <errno.h>

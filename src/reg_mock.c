@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Mock registrar: a device that only remembers which key maps which range.
  * Lets the state machine be tested without a fabric. Tests can make its
  * registration of one address block until they let it go (a device call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* io_uring registrar: an MR is one slot of the application's ring's fixed
  * buffer table, pinned by the kernel for the long term (FOLL_LONGTERM).
  * The slot number is the MR's key; restore refills the same slot in place.

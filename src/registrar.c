@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The registrars by name, and the stubs that answer for what a device does
  * not have (as libibverbs' dummy ops do): callers never test an entry. */
 #include <errno.h>

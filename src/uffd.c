@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The userfaultfd watcher: non-cooperative events for anonymous and shmem
  * MRs, unprivileged (UFFD_USER_MODE_ONLY). Ranges are registered in
  * write-protect mode and never write-protected, so no page fault ever comes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The verify watcher: compares each MR's current backing (mapping, object,
  * offset) with what was registered, on demand (mrl_verify) and every
  * opts.verify_ms in the monitor; catches what no other watcher saw (raw

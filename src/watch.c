@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The watcher table: which watchers exist, in the order they start, and the
  * one place that starts and stops them for a context. */
 #include <errno.h>

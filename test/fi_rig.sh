@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Sourced by test/t_fi_*.sh: a plain libfabric owner serving a file window
 # and a peer streaming verified transfers at it (test/fi_rma), either side
 # run with or without FI_HOOK=mrlease. Needs B and dir set by the caller.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A plain libfabric program (it knows nothing of mrlease) for the hook's
  * tests: an owner serving a MAP_SHARED file window as one MR, and a peer
  * streaming verified writes and reads at it over RDM endpoints.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* libFuzzer over the control-message parser: the real receive path
  * (mrl_ep_handle_msg: header, tag, replay window, then every type's fields
  * and handler) of a real owner and a real peer connected over tcp;ofi_rxm

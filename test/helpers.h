@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Shared helpers for the test programs: assertions that name what failed,
  * skips with a reason, scratch files on ext4 and tmpfs, event waiting. */
 #ifndef MRL_TEST_HELPERS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* An MPI one-sided program that knows nothing of mrlease, for the hook's
  * proof: each rank maps DIR/win.RANK (MAP_SHARED, its whole size), exposes it
  * with MPI_Win_create, and streams verified MPI_Put + MPI_Get of 4 KiB blocks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* An owner context with an auto-progress endpoint and a peer context in the
  * same process, connected over tcp;ofi_rxm on loopback. */
 #ifndef MRL_RIG_PAIR_H

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Test runner: one program per behaviour; exit 0 pass, 77 skip, else fail.
 # Each gets a time limit; the last line is the summary CI reads.
 limit=${MRL_TEST_TIMEOUT:-180}

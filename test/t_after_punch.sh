@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # A change seen only after it lands still reaches the peer: another process
 # holds the served file open from before registration (so the lease cannot
 # be held, or fanotify's mark does not cover its fd) and punches holes while

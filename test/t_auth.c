@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Authentication at the bootstrap: endpoints with the same secret connect
  * and work; a wrong secret, a missing one on either side, or an endpoint
  * with no secret and no MRL_EP_INSECURE are refused with a message that

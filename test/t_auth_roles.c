@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Roles among authenticated peers: a second peer that knows the secret
  * (so its messages pass the tag) answers and closes in the victim's place:
  *  - PAUSE_ACK for every pause number while the owner waits for the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Bad input to every public call: NULL, zero and overflowing lengths,
  * unmapped ranges, double deregistration, use after deregistration.
  * Each gets a -errno and a message, never a crash. */

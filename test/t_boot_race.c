@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A peer's first request right after connect is never dropped: 200 times,
  * connect and open a remote MR at once (with CPU hogs loading the machine);
  * every open is answered and the owner drops no control message as coming

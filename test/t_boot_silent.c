@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Silent bootstrap connections (a port scan) cost the owner nothing: with
  * idle TCP connections open on its port, a real peer connects and streams,
  * the owner answers a NOTIFY break in time (not fenced), and once the idle

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* brk/sbrk shrinking the heap under an MR: the interposed calls fence it
  * (cause "unmapped") before the heap shrinks, in the caller's name; growing
  * touches nothing. userfaultfd would also see the shrink, but after it and

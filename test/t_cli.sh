@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # build/mrlease on bad input: every numeric option range-checked (no wrap, no
 # trailing text), options a command does not take, MRs under a page: each
 # exits 2 with a message naming the problem. And the paths that used to fail:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Coverage is honest: for every watcher set this machine runs (fanotify on
  * ext4, the lease on ext4, the lease on tmpfs), every change an MR's coverage
  * claims to see "before" is made here, by another process with the system's

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Data written by another process into a served file is shared memory
 # (README, "Data written by others"): `dd conv=notrunc` into the file while
 # `mrlease client` streams gives the same outcome under the lease watcher

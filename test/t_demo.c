@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* End to end through the CLI, real processes and real tools: a server exports
  * a file over tcp;ofi_rxm, a client streams verified RMA writes and reads, an
  * adversary runs fallocate --punch-hole, truncate and cat. With leases: zero

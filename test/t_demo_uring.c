@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* `mrlease demo --device uring` end to end: a producer process, the owner's
  * READ_FIXED into a tmpfs file, an adversary running fallocate --punch-hole
  * and truncate. Leases off: bytes the kernel wrote never reach the file.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Deny policy: a change under a deny MR is refused with the errno the owner
  * chose, the actor sees that errno, and nothing in the file changes. Changes
  * outside the deny MR's range go on. Deny is refused at registration where

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Events are acked by value: a copy acked twice, a forged or altered event,
  * one from another context get -EINVAL and free nothing; an MR deregistered
  * while its event is outstanding stays allocated until the ack. */

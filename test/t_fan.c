@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The fanotify pre-content watcher on ext4, against the system's own tools
  * and the owner's own calls:
  * - range precision: a punch pauses only the MR it touches; a truncate only

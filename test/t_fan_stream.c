@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The owner's own fallocate(PUNCH_HOLE) and ftruncate on ext4, seen by
  * fanotify before they land, under a peer streaming verified RMA writes and
  * reads over tcp;ofi_rxm. The owner's thread that makes the calls is also the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A fence is per MR: two MRs on one connection, the peer streaming writes
  * and reads to both, the owner fences one (mrl_mr_fence; then an MR with
  * MRL_POLICY_FENCE under a truncate by coreutils). Every operation on the

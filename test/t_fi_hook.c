@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The hook's objects in one process, under the sanitizers (libfabric loads
  * libmrlease-fi.so only into unsanitized programs, so this test links the
  * hook's sources itself and installs it over a tcp;ofi_rxm fabric as

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Both sides hooked (FI_HOOK=mrlease), plain libfabric programs over
 # tcp;ofi_rxm on one host: the owner's pause reaches the peer through the
 # state board, so while a hole is punched under the owner's window (ext4,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # The MPI proof, first version: unmodified Open MPI one-sided (osc/rdma over
 # btl/ofi on the sockets provider), both ranks with FI_HOOK=mrlease. Each
 # rank maps a file (ext4, where fanotify holds a change back) MAP_SHARED and

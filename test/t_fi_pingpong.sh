@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Non-regression of the libfabric hook: unmodified fi_pingpong (msg over tcp,
 # rdm over tcp;ofi_rxm and sockets) with data checks gives the same
 # transfers with FI_HOOK=mrlease as without, and the hook really ran: each

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # A peer without the hook is safe (FI_HOOK=mrlease in the owner only): a plain
 # libfabric owner serves a MAP_SHARED file window (ext4, where fanotify holds
 # a change back until it is let in) as one MR; a plain libfabric peer streams

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* fork: a child may not use anything of its parent's. Every public call
  * that takes a library object (context, MR handle, endpoint, peer, remote
  * MR, file mapping, event, io_uring attachment) says -EPERM and why in a

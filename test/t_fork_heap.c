@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* fork after registering a small malloc'd buffer on a registrar that pins
  * nothing (mock, tcp;ofi_rxm): the child gets the whole heap, registered
  * buffer and neighbours on the same pages included, and can read, write,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* fork while another thread of the parent holds the context's locks: the
  * child's calls on the parent's context say EPERM at once instead of
  * waiting for ever on a lock whose holder does not exist in the child.

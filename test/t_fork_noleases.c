@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* fork with only MRL_CTX_NO_LEASES contexts (no watcher, no interposer): the
  * child still gets EPERM from every call on the parent's context. The fork
  * watcher is installed at context creation, not by a watcher. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* fork with a pinning device (io_uring fixed buffer over a 1,000-byte
  * malloc'd buffer): after the parent writes the buffer, the device still
  * sees the parent's bytes, not a copy left to the child (copy-on-write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Every filesystem gets a working watcher or says "never": on ext4, tmpfs,
  * and xfs and btrfs loop images made here, with fanotify and with the lease
  * alone, another process truncates, punches, writes, truncates by O_TRUNC,

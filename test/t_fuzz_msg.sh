@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # A short bounded libFuzzer run over the control-message parser
 # (test/fuzz_msg.c: the real receive path of a connected owner and peer):
 # 20000 inputs, sealed as an authenticated sender's and raw as a stranger's;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* madvise(MADV_DONTNEED) over an anonymous MR registered with
  * MRL_POLICY_FENCE: the MR is fenced (cause "madvised") before the pages
  * go, as the policy promises, not paused and restored; a RESTORE-policy MR

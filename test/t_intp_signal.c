@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* munmap and madvise(DONTNEED) of a registered range from a signal handler
  * that interrupted a thread inside malloc: the call completes (the
  * interposer does no allocation and takes no lock the interrupted code may

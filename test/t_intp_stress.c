@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The interposer against contexts coming and going: threads map, advise
  * and unmap unregistered memory in a hole between MRs (so every call gets
  * past the lock-free box and into the contexts), while another thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Interval index against a brute-force model: random inserts/removes/queries
  * with full invariant checks at small n over many seeds (duplicates, nested
  * and overlapping ranges, ascending and descending insertion), then height,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Keep-alive on the control channel, on loopback, with the other process
  * SIGSTOPped (silent, its sockets still open: no hang-up tells anyone):
  * 1. the owner declares a stopped peer lost and lets go of its holds, so a

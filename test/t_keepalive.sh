@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # A silent network cut between mrlease serve and mrlease client (network
 # namespaces joined by a veth pair, the link set down mid-stream): both sides
 # declare the other lost by the keep-alive (default 5 s), the client's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The lease watcher against the system's own tools, on ext4 and tmpfs:
  * a reader pauses nothing; a hole punch pauses then restores with the same key;
  * a truncate fences what lies past the new end and restores the rest;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* madvise(MADV_DONTNEED) by the owner on an anonymous MR under a peer
  * streaming verified writes and reads: the interposer pauses the peer (it
  * holds new operations, drains, answers), the pages go, the MR resumes on

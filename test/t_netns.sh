@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # mrlease serve and mrlease client on two hosts: network namespaces joined by
 # a veth pair (TEST-NET-2 addresses, made and removed here). A hole punch on
 # the served file pauses and restores with the client streaming across. The

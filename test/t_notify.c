@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* NOTIFY policy: the owner answers a break. Never answering fences the MR by
  * its deadline and the breaker proceeds long before lease-break-time;
  * answering restore restores; answering release fences with cause released. */

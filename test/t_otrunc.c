@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Truncates by open(O_TRUNC) and truncate(1) from another process, under a
  * peer streaming verified RMA writes and reads: `: > FILE`, `cp OTHER FILE`,
  * `truncate -s 0 FILE`, on ext4 (fanotify: the O_TRUNC open is held at its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The pause protocol across processes over tcp;ofi_rxm: a well-behaved peer
  * streams verified RMA through a hole punch without a failed transfer; a peer
  * that stops answering is cut off by the deadline (the MR it held comes back

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # A program that knows nothing of mrlease, run with LD_PRELOAD of
 # libmrlease-preload.so, loads a plugin linked with libmrlease.so: the
 # program's munmap and the plugin's own are seen (fenced) before they land;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Malformed control messages: a peer sends the owner truncated messages,
  * unknown types, counts larger than the message, and requests naming MRs
  * that do not exist. Each is dropped and counted (or answered with an

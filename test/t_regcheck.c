@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Registration refuses what it cannot serve (PROT_NONE, remote write on
  * read-only memory, ranges running into a neighbouring mapping, holes), with
  * a message naming the problem and nothing registered; valid neighbours

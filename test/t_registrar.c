@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The registrar contract, one suite run against every registrar: mock,
  * libfabric (tcp;ofi_rxm) and io_uring fixed buffers.
  * - registration gives distinct keys; a key asked for while in use is

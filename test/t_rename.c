@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A rename over a served file (mv OTHER FILE, sed -i) and its removal (rm
  * FILE), on ext4 and tmpfs, under a peer streaming verified RMA writes and
  * reads. Nothing can hold them (no watcher sees a rename or an unlink before

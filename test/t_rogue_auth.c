@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* A stranger on the network, as a program written against plain libfabric
  * and sockets (the rogue_* functions: no mrlease code, its own copy of the
  * wire format), attacks an owner while a victim peer streams verified

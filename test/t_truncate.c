@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* truncate -s SMALLER (coreutils) under a peer, ext4 and tmpfs: the part of
  * each MR past the new end is fenced with cause "truncated", the rest restored;
  * no SIGBUS; an operation held across the pause completes; operations past the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* UCX's memory hooks (libucm) beside mrlease: with the preload library in
  * and an MR registered, a UCM_EVENT_VM_UNMAPPED handler still sees every
  * byte of 10 MiB the program unmaps, the registered range included, and

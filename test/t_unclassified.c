@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Layout changes fanotify cannot classify from the actor's call (xfs_io's
  * reflink and dedupe within the file, XFS_IOC_ZERO_RANGE, unshare), and
  * classified ones beside them, made by another process on an xfs loop image

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The owner unmaps a registered range and maps something else at the same
  * address while a peer writes into it: the interposed munmap fences the MR
  * (cause "unmapped") before the unmap lands, so the new memory never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The orphaned-page hazard of pinned devices, and its cure. A tmpfs file is
  * a fixed buffer of an io_uring; a hole punch or a truncate-then-extend
  * lands, then READ_FIXED streams a new round into the buffer:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Which memory the kernel lets io_uring pin for the long term, walked as a
  * table of kinds (like the kernel's gup_longterm selftest): anonymous,
  * shared anonymous, memfd, tmpfs file, hugetlb, and files on ext4 - shared

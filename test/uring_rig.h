@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Test rig for io_uring fixed buffers: a ring, a socket pair to stream
  * from, READ_FIXED one page at a time, and a read-back of the file. */
 #ifndef MRL_TEST_URING_RIG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* What the mrlease commands share (tools/cli.h): the one option parser, exit
  * on error, time and percentiles, and running the system's own tools. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* What the mrlease commands share: the parsed command line, time and
  * percentiles, the stream's data pattern, and running the system's tools. */
 #ifndef MRL_CLI_H

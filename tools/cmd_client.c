@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* `mrlease client HOST:PORT`: stream verified RMA reads and writes at every MR
  * a server exports, then write and read back every byte still served.
  * A read that does not return the block's last write is judged:

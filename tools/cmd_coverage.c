@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* `mrlease coverage [FILE]`: when each kind of change is seen (before, after,
  * never), per kind of memory and the watchers running over it. */
 #include <errno.h>

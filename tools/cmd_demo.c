@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* `mrlease demo`: a server exporting a file, a client streaming verified RMA
  * at it and an adversary using the system's own truncate/fallocate/cat, with
  * leases on (or off, to show what they prevent). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* `mrlease demo --device uring`: the orphaned-page hazard of a pinned device,
  * shown with io_uring fixed buffers. A producer process streams known pages
  * over a socket; the owner READ_FIXEDs them into a tmpfs file registered as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* `mrlease serve FILE`: export a file as MRs over the fabric, report every MR
  * event, and print the library's numbers at the end (the demo's server). */
 #include <errno.h>

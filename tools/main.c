@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* mrlease: the command-line tool. The usage and which file runs each command;
  * the commands are tools/cmd_*.c, what they share tools/cli.c. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* t_preload's program: knows nothing of mrlease (not linked with it). It
  * dlopen()s a plugin that is, lets the plugin register ranges, and unmaps
  * them itself. Modes: "preloaded" (LD_PRELOAD=libmrlease-preload.so),

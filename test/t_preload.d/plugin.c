@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* t_preload's plugin: a shared object linked with libmrlease.so that a
  * program without mrlease loads; it registers ranges and judges fences. */
 #include <sys/mman.h>

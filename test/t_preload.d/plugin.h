@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* t_preload: what the plugin (linked with libmrlease.so) offers the main
  * program (which knows nothing of mrlease and dlopen()s it). */
 #ifndef T_PRELOAD_PLUGIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* t_preload's second interposer: an unrelated munmap that counts the bytes
  * it sees and chains to the next definition, as UCX or a profiler would.
  * It also notes when it first saw a watched address (before chaining). */
