@@ -189,9 +189,8 @@ tests: $(TESTS_ALL) $(B)/mrlease $(PL_TEST_BINS) $(FI_TEST_BINS) $(FI_HOOK_SO)
 BENCH_SMOKE :=
 -include bench/bench.mk
 
-# Shell tests: every test/t_*.sh but these. t_spdx.sh joins once
-# scripts/spdx-add has put the SPDX lines in; t_deb.sh (a full
-# dpkg-buildpackage, minutes) runs with `make test-deb`.
+# Shell tests: every test/t_*.sh but t_deb.sh (a full dpkg-buildpackage,
+# minutes), which runs with `make test-deb`.
 SH_TESTS_OPT_IN := test/t_deb.sh
 SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
 
