@@ -10,6 +10,8 @@
 #  lease, tmpfs: the punch (a writer) is let in, then cat.
 set -u
 bin=${MRL_BIN:-build}/mrlease
+# serve and client authenticate with a shared secret
+export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
 command -v fallocate >/dev/null || { echo "SKIP: fallocate (util-linux) not installed"; exit 77; }
 deadline_ms=1000
 bound_ms=$((deadline_ms + 2000)) # a liveness bound for a loaded machine, not a speed
