@@ -147,6 +147,25 @@ void mrl_ep_rmr_fail_held(struct mrl_ep *ep, struct mrl_rmr *r, int status)
 	r->held_tail = &r->held;
 }
 
+/* Post what r held, in order; what lies past the bytes it still serves
+ * fails with its cause. */
+void mrl_ep_rmr_post_held(struct mrl_ep *ep, struct mrl_rmr *r)
+{
+	struct mrl_op *op = r->held;
+	r->held = NULL;
+	r->held_tail = &r->held;
+	r->nheld = 0;
+	while (op) {
+		struct mrl_op *n = op->next;
+		op->next = NULL;
+		if (op->off + op->len > r->valid_len)
+			mrl_ep_fail_op(ep, op, -EKEYREVOKED, r->cause);
+		else if (mrl_ep_post_op(ep, op))
+			mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
+		op = n;
+	}
+}
+
 void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct msg_state *m)
 {
 	r->gen = m->gen;
@@ -158,20 +177,7 @@ void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct m
 		r->valid_len = m->valid_len < r->len ? m->valid_len : r->len;
 		atomic_store_explicit(&r->ctl, r->valid_len == r->len ? 0 : RMR_SLOW,
 				      memory_order_release);
-		/* resume: post what was held, in order */
-		struct mrl_op *op = r->held;
-		r->held = NULL;
-		r->held_tail = &r->held;
-		r->nheld = 0;
-		while (op) {
-			struct mrl_op *n = op->next;
-			op->next = NULL;
-			if (op->off + op->len > r->valid_len)
-				mrl_ep_fail_op(ep, op, -EKEYREVOKED, r->cause);
-			else if (mrl_ep_post_op(ep, op))
-				mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
-			op = n;
-		}
+		mrl_ep_rmr_post_held(ep, r); /* resume */
 	} else if (m->state == MRL_STATE_PAUSED) {
 		rmr_hold(ep, r);
 		r->valid_len = m->valid_len;

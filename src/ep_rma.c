@@ -209,19 +209,7 @@ void mrl_ep_retry_flush(struct mrl_ep *ep, struct mrl_peer *p)
 	for (struct mrl_rmr *r = p->rmrs; r; r = r->next) {
 		if (r->state != MRL_STATE_ACTIVE || !r->held || r->closed)
 			continue;
-		struct mrl_op *op = r->held;
-		r->held = NULL;
-		r->held_tail = &r->held;
-		r->nheld = 0;
-		while (op) {
-			struct mrl_op *n = op->next;
-			op->next = NULL;
-			if (op->off + op->len > r->valid_len)
-				mrl_ep_fail_op(ep, op, -EKEYREVOKED, r->cause);
-			else if (mrl_ep_post_op(ep, op))
-				mrl_ep_fail_op(ep, op, -EIO, MRL_CAUSE_NONE);
-			op = n;
-		}
+		mrl_ep_rmr_post_held(ep, r);
 	}
 }
 
