@@ -101,8 +101,16 @@ static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len
 			      : sb ? fi_send(ep->ep, sb->data, len, NULL, p->addr, &sb->h.fictx)
 				   : fi_inject(ep->ep, msg, len, p->addr);
 		pthread_rwlock_unlock(&ep->ctx->fab->gate);
-		if (ret == 0)
+		if (ret == 0) {
+			if (sb) { /* ep->lock held: the completion unlinks it */
+				sb->prev = NULL;
+				sb->next = ep->sbufs;
+				if (ep->sbufs)
+					ep->sbufs->prev = sb;
+				ep->sbufs = sb;
+			}
 			return 0;
+		}
 		if (ret == -FI_EAGAIN && !wait_ns) {
 			free(sb);
 			return -EAGAIN;
@@ -339,7 +347,11 @@ static void handle_cqe(struct mrl_ep *ep, void *ctxp, size_t len, int err)
 	if (!oh)
 		return;
 	if (oh->kind == OP_SEND) {
-		free(oh);
+		struct mrl_sbuf *sb = (struct mrl_sbuf *)oh;
+		*(sb->prev ? &sb->prev->next : &ep->sbufs) = sb->next;
+		if (sb->next)
+			sb->next->prev = sb->prev;
+		free(sb);
 		return;
 	}
 	if (oh->kind == OP_RECV) {
@@ -696,6 +708,11 @@ MRL_EXPORT int mrl_ep_destroy(mrl_ep *ep)
 
 	if (ep->ep)
 		fi_close(&ep->ep->fid);
+	while (ep->sbufs) { /* sends the closed endpoint will never complete */
+		struct mrl_sbuf *sb = ep->sbufs;
+		ep->sbufs = sb->next;
+		free(sb);
+	}
 	if (ep->av)
 		fi_close(&ep->av->fid);
 	if (ep->cq)

@@ -44,6 +44,7 @@ struct mrl_rbuf {
 /* a control message too big to inject lives until its send completes */
 struct mrl_sbuf {
 	struct op_head h;
+	struct mrl_sbuf *prev, *next; /* ep->sbufs while the provider has it */
 	unsigned char data[MRL_MSG_MAX];
 };
 
@@ -194,6 +195,7 @@ struct mrl_ep {
 	struct fid_av *av;
 	struct fid_cq *cq;
 	int cq_fd;
+	struct mrl_sbuf *sbufs;   /* sends posted and not completed: freed at destroy if never */
 	size_t inject_size;
 	unsigned char name[64];
 	size_t namelen;
