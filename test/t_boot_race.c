@@ -84,8 +84,11 @@ int main(void)
 	mrl_ctx_stats(sctx, &st);
 	CHECK(conn_fail == 0 && aa.ok == ROUNDS, "%d connected, %d accepted", ROUNDS - conn_fail, aa.ok);
 	CHECK(open_fail == 0, "every open answered: %d failed (%d timed out)", open_fail, timeouts);
-	CHECK(st.bad_msgs == 0, "the owner dropped no control message (%llu)",
-	      (unsigned long long)st.bad_msgs);
+	/* Not asserted: peer slots are reused since authentication landed, so a
+	 * message a destroyed connector sent late (its CLOSE) can meet the next
+	 * connection's keys and is rightly dropped; a dropped first request
+	 * shows above as an open that was not answered. */
+	printf("control messages the owner dropped: %llu\n", (unsigned long long)st.bad_msgs);
 
 	mrl_ep_destroy(sep);
 	mrl_mr_dereg(sctx, mr);
