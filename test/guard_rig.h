@@ -55,9 +55,9 @@ static char hear(int fd)
 static mrl_ctx *o_ctx;
 static mrl_mr_t o_mr[NMR];
 
-/* Wait for the announcement of a change on MR i: CHANGED or FENCED (a
- * truncate's lost tail); every other event is drained. */
-static int o_wait_announced(int i, uint32_t *type, uint32_t *cause)
+/* Wait for an event on MR i whose type is in the mask (1u << type); every
+ * other event is drained. */
+static int o_wait_event(int i, uint32_t mask, uint32_t *type, uint32_t *cause)
 {
 	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 	while (t_now_ns() < until) {
@@ -65,7 +65,7 @@ static int o_wait_announced(int i, uint32_t *type, uint32_t *cause)
 		while (mrl_event_get(o_ctx, &ev) == 0) {
 			struct mrl_event c = ev;
 			mrl_event_ack(o_ctx, &ev);
-			if (c.mr == o_mr[i] && (c.type == MRL_EVENT_CHANGED || c.type == MRL_EVENT_FENCED)) {
+			if (c.mr == o_mr[i] && c.type < 32 && (mask & 1u << c.type)) {
 				*type = c.type;
 				*cause = c.cause;
 				return 0;
@@ -77,23 +77,17 @@ static int o_wait_announced(int i, uint32_t *type, uint32_t *cause)
 	return -ETIMEDOUT;
 }
 
+/* The announcement of a change on MR i: CHANGED or FENCED (a truncate's
+ * lost tail). */
+static int o_wait_announced(int i, uint32_t *type, uint32_t *cause)
+{
+	return o_wait_event(i, 1u << MRL_EVENT_CHANGED | 1u << MRL_EVENT_FENCED, type, cause);
+}
+
 static int o_wait_type(int i, uint32_t want, uint32_t *cause)
 {
-	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
-	while (t_now_ns() < until) {
-		struct mrl_event ev;
-		while (mrl_event_get(o_ctx, &ev) == 0) {
-			struct mrl_event c = ev;
-			mrl_event_ack(o_ctx, &ev);
-			if (c.mr == o_mr[i] && c.type == want) {
-				*cause = c.cause;
-				return 0;
-			}
-		}
-		struct pollfd p = {.fd = mrl_event_fd(o_ctx), .events = POLLIN};
-		poll(&p, 1, 50);
-	}
-	return -ETIMEDOUT;
+	uint32_t type;
+	return o_wait_event(i, 1u << want, &type, cause);
 }
 
 static void o_drain(void)
