@@ -28,7 +28,11 @@ static void *monitor_main(void *arg)
 	const struct mrl_watcher_ops *polled[MAX_POLL];
 	int ret = 0;
 
+	/* under the lock: the interposer may have published the context
+	 * already, and reads it there (hand_to_monitor) */
+	mrl_lock(&ctx->lock);
 	ctx->monitor_tid = (pid_t)syscall(SYS_gettid);
+	mrl_unlock(&ctx->lock);
 	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && !ret; w++)
 		if ((ctx->watchers & (*w)->bit) && (*w)->thread_start)
 			ret = (*w)->thread_start(ctx);
