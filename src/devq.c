@@ -174,6 +174,9 @@ static int mr_call(struct mrl_ctx *ctx, struct mrl_devop *op)
 		}
 	}
 	mrl_lock(&ctx->lock);
+	/* what is queued from here on follows from this call: it goes before
+	 * what was queued while the lock was dropped (a fence's barrier) */
+	ctx->devq_front = &ctx->devq;
 	mr->dev_busy = 0;
 	mr->dev_mr = h;
 	if (!ret)
@@ -200,10 +203,11 @@ static void run_one(struct mrl_ctx *ctx)
 		ctx->rops->dereg(ctx->dev, op->handle);
 		mrl_lock(&ctx->lock);
 	} else if (op->kind != DEVOP_AFTER) {
-		ret = mr_call(ctx, op);
+		ret = mr_call(ctx, op); /* may have queued at the front already */
 	}
 	ctx->dev_active = false;
-	ctx->devq_front = &ctx->devq;
+	if (!ctx->devq_front)
+		ctx->devq_front = &ctx->devq;
 	if (op->done)
 		op->done(ctx, op->mr, ret, op->arg);
 	/* its tail was fenced while the call ran: shrink to what is served */
@@ -230,6 +234,18 @@ void mrl_dev_sync(struct mrl_ctx *ctx)
 			run_one(ctx); /* no worker (any more): this thread is it */
 		else
 			break;
+	}
+}
+
+void mrl_dev_wait_applied(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	while (mr->unapplied) {
+		if (ctx->dev_running && !pthread_equal(pthread_self(), ctx->dev_thread))
+			pthread_cond_wait(&ctx->dev_cv, &ctx->lock);
+		else if (ctx->devq)
+			run_one(ctx);
+		else
+			break; /* nothing left to apply them: cannot happen */
 	}
 }
 

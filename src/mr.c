@@ -283,6 +283,15 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only, int state,
 		       int cause)
 {
+	/* a fence the device has not applied yet is nobody's news: the holders
+	 * get the state as it is then (fence_applied). (One peer asking, or cut
+	 * off, hears at once: what it learns only keeps it further away; the
+	 * end of an MR is told at once: the MR leaves the table, and the
+	 * deregistration returns only once the device let go.) */
+	if (!only && mr->unapplied && state != MRL_STATE_DEREGISTERED) {
+		mr->state_owed = 1;
+		return;
+	}
 	struct state_ent e;
 	memset(&e, 0, sizeof(e));
 	e.id = mr->handle;
@@ -437,6 +446,46 @@ static void tail_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg
 		mrl_mr_fence_locked(ctx, mr, mr->cause, 0, mr->len, mr->cause_pid, mrl_now_ns());
 }
 
+/* A fence told: the owner's event, the counters (the holders' state is
+ * send_state's). */
+static void fence_told(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+		       uint64_t len, pid_t pid, uint64_t seen)
+{
+	mr->fences++;
+	ctx->st.fences++;
+	mrl_post_event(ctx, mr, MRL_EVENT_FENCED, (uint32_t)cause, off, len, pid, 0, seen);
+}
+
+/* A fence waiting for the device to apply it (a reference on mr). */
+struct fence_note {
+	struct mrl_mr *mr;
+	int cause;
+	pid_t pid;
+	uint64_t off, len, seen;
+};
+
+/* The device has made every call queued before the fence (its dereg or
+ * shrink among them): now it may be told. */
+static void fence_applied(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, void *arg)
+{
+	(void)unused, (void)ret;
+	struct fence_note *n = arg;
+	struct mrl_mr *mr = n->mr;
+	fence_told(ctx, mr, n->cause, n->off, n->len, n->pid, n->seen);
+	if (!--mr->unapplied && mr->state_owed) {
+		mr->state_owed = 0;
+		if (mr->state != MRL_STATE_DEREGISTERED) /* that end was told at once */
+			mrl_send_state(ctx, mr, NULL);
+	}
+	free(n);
+	mrl_mr_put(ctx, mr);
+}
+
+/* Fence mr from off on (0: all of it). The decision is made here; it is
+ * told (FENCED event, state to the holders, mrl_mr_query) only once the
+ * device applied it: before, a peer that has not heard still reaches the
+ * old registration, and an owner told "fenced" would let the change under
+ * it go on (a write past a new end of file: SIGBUS in the owner). */
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen)
 {
@@ -448,9 +497,13 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	mr->cause_off = off;
 	mr->cause_len = len;
 	mr->cause_pid = pid;
-	mr->fences++;
-	ctx->st.fences++;
 	mr->gen++;
+	/* the device has something to let go of: a registration, or one the
+	 * worker is making or changing now (it lets go of it, or shrinks it,
+	 * when the call ends: mrl_dev_dereg/rereg at the front of the queue).
+	 * A registration mrl_mr_reg is still making is nobody's yet: no peer
+	 * has its key, and it is let go of when the call returns. */
+	bool device = mr->dev_mr || mr->dev_busy;
 	if (off == 0) {
 		dev_dereg(ctx, mr);
 		mrl_mr_set_state(mr, MRL_STATE_FENCED);
@@ -461,7 +514,18 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		if (mr->dev_mr && !mr->dev_busy) /* busy: the worker shrinks it when its call ends */
 			mrl_dev_rereg(ctx, mr, MRL_REREG_SHRINK, tail_done, NULL);
 	}
-	mrl_post_event(ctx, mr, MRL_EVENT_FENCED, cause, off, mr->len - off, pid, 0, seen);
+	struct fence_note *n = device ? malloc(sizeof(*n)) : NULL;
+	if (n) {
+		*n = (struct fence_note){.mr = mr, .cause = cause, .pid = pid, .off = off,
+					 .len = mr->len - off, .seen = seen};
+		mr->refs++;
+		mr->unapplied++;
+		mrl_send_state(ctx, mr, NULL); /* owed: sent once applied */
+		mrl_dev_after(ctx, fence_applied, n);
+		return;
+	}
+	/* nothing for the device to do (or no memory to wait with): told now */
+	fence_told(ctx, mr, cause, off, mr->len - off, pid, seen);
 	mrl_send_state(ctx, mr, NULL);
 }
 
@@ -875,6 +939,13 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 			       info->size);
 	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_query", &ret);
+	/* a fence is reported once the device applied it */
+	while (mr && mr->unapplied) {
+		mr->refs++;
+		mrl_dev_wait_applied(ctx, mr);
+		mrl_mr_put(ctx, mr);
+		mr = mr_lookup(ctx, h, "mrl_mr_query", &ret);
+	}
 	if (mr) {
 		memset(info, 0, sizeof(*info));
 		info->size = sizeof(*info);

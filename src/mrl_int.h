@@ -229,6 +229,11 @@ struct mrl_mr {
 				      * table's answers yet, and no device op is queued for it */
 	uint8_t dev_busy;            /* the device worker calls the device on it now (devq.c):
 				      * dev_mr is the worker's until it ends */
+	/* fences decided whose device change (dereg, shrink) is not made yet:
+	 * until it is, nobody is told (no event, no state to the holders,
+	 * mrl_mr_query waits): a fence reported is a fence the device applied */
+	uint16_t unapplied;
+	uint8_t state_owed;          /* the holders are owed its state once they are applied */
 	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
 };
 
@@ -339,6 +344,9 @@ void mrl_dev_after(struct mrl_ctx *ctx, mrl_dev_done_fn *done, void *arg);
 void mrl_dev_cancel(struct mrl_ctx *ctx, void *arg); /* barriers with arg: dropped */
 /* until every op queued so far is done (ctx->lock dropped while waiting) */
 void mrl_dev_sync(struct mrl_ctx *ctx);
+/* until mr's fences are applied (mr->unapplied is 0); the caller holds a
+ * reference on mr (ctx->lock dropped while waiting) */
+void mrl_dev_wait_applied(struct mrl_ctx *ctx, struct mrl_mr *mr);
 struct mrl_devop;
 
 /* ---- remote keys (key.c), ctx->lock: random over the provider's key
