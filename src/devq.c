@@ -58,14 +58,32 @@ static bool idle(const struct mrl_ctx *ctx)
 	return !ctx->devq && !ctx->dev_active;
 }
 
-void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle)
+/* ctx->lock held: until no post holds a descriptor of mr's registrations
+ * (a post is one provider call, never a wait) */
+static void desc_wait(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	while (mr && mr->desc_users)
+		pthread_cond_wait(&ctx->dev_cv, &ctx->lock);
+}
+
+void mrl_dev_desc_put(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (!--mr->desc_users)
+		pthread_cond_broadcast(&ctx->dev_cv);
+	mrl_mr_put(ctx, mr);
+}
+
+void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr)
 {
 	struct mrl_devop *op = op_new(DEVOP_DEREG);
 	if (!op) { /* out of memory: the call is made here rather than never */
+		desc_wait(ctx, mr);
 		ctx->rops->dereg(ctx->dev, handle);
 		return;
 	}
 	op->handle = handle;
+	if ((op->mr = mr))
+		mr->refs++;
 	push(ctx, op);
 }
 
@@ -141,6 +159,7 @@ void mrl_dev_cancel(struct mrl_ctx *ctx, void *arg)
 static int mr_call(struct mrl_ctx *ctx, struct mrl_devop *op)
 {
 	struct mrl_mr *mr = op->mr;
+	desc_wait(ctx, mr); /* (the lock may drop: what follows looks afresh) */
 	if (mr->registering || mr->state != op->state || mr->in_brk != op->in_brk)
 		return -ECANCELED; /* it moved on: whoever moved it queued what it needs */
 	const struct mrl_registrar_ops *r = ctx->rops;
@@ -184,7 +203,7 @@ static int mr_call(struct mrl_ctx *ctx, struct mrl_devop *op)
 	/* fenced or deregistered while the call ran: it let the handle be */
 	if (h && (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)) {
 		mr->dev_mr = NULL;
-		mrl_dev_dereg(ctx, h);
+		mrl_dev_dereg(ctx, h, mr);
 	}
 	return ret;
 }
@@ -199,6 +218,7 @@ static void run_one(struct mrl_ctx *ctx)
 	ctx->dev_active = true;
 	int ret = 0;
 	if (op->kind == DEVOP_DEREG) {
+		desc_wait(ctx, op->mr);
 		mrl_unlock(&ctx->lock);
 		ctx->rops->dereg(ctx->dev, op->handle);
 		mrl_lock(&ctx->lock);

@@ -73,10 +73,20 @@ void mrl_ep_fail_op(struct mrl_ep *ep, struct mrl_op *op, int status, uint32_t c
 	mrl_ep_op_put(ep, op);
 }
 
-static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)
+/* tests: act as if the provider wanted local descriptors (FI_MR_LOCAL),
+ * which tcp does not */
+bool mrl_ep_test_mr_local;
+
+/* The local descriptor of the MR that holds [buf, buf+len), for providers
+ * that want one, with a hold on it (*held, for local_desc_put): the device
+ * worker neither closes nor replaces that MR's registration while a post
+ * uses its descriptor (devq.c). None while the worker is in a call on it
+ * (dev_busy: the registration is being replaced) nor when no MR holds buf. */
+static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len, struct mrl_mr **held)
 {
 	struct mrl_ctx *ctx = ep->ctx;
-	if (!ctx->fab || !ctx->fab->mr_local)
+	*held = NULL;
+	if (!ctx->fab || !(ctx->fab->mr_local || unlikely(mrl_ep_test_mr_local)))
 		return NULL;
 	void *d = NULL;
 	mrl_lock(&ctx->lock);
@@ -84,11 +94,24 @@ static void *local_desc(struct mrl_ep *ep, const void *buf, size_t len)
 		mrl_itree_first_overlap(&ctx->va_index, (uintptr_t)buf, (uintptr_t)buf + len);
 	if (n && n->start <= (uintptr_t)buf && n->end >= (uintptr_t)buf + len) {
 		struct mrl_mr *mr = (struct mrl_mr *)n;
-		if (mr->dev_mr)
+		if (mr->dev_mr && !mr->dev_busy) {
 			d = ctx->rops->desc(mr->dev_mr);
+			mr->desc_users++;
+			mr->refs++;
+			*held = mr;
+		}
 	}
 	mrl_unlock(&ctx->lock);
 	return d;
+}
+
+static void local_desc_put(struct mrl_ep *ep, struct mrl_mr *held)
+{
+	if (!held)
+		return;
+	mrl_lock(&ep->ctx->lock);
+	mrl_dev_desc_put(ep->ctx, held);
+	mrl_unlock(&ep->ctx->lock);
 }
 
 /* Hand an op to the provider now: 0, -FI_EAGAIN (no room) or an error. */
@@ -96,7 +119,8 @@ int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op)
 {
 	struct mrl_rmr *r = op->rmr;
 	struct iovec iov = {.iov_base = op->buf, .iov_len = op->len};
-	void *desc = local_desc(ep, op->buf, op->len);
+	struct mrl_mr *held;
+	void *desc = local_desc(ep, op->buf, op->len, &held);
 	struct fi_rma_iov riov = {.addr = r->base + op->off, .len = op->len, .key = r->key};
 	struct fi_msg_rma msg = {
 		.msg_iov = &iov, .desc = &desc, .iov_count = 1, .addr = r->peer->addr,
@@ -111,6 +135,7 @@ int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op)
 	else
 		ret = fi_readmsg(ep->ep, &msg, FI_COMPLETION);
 	pthread_rwlock_unlock(&ep->ctx->fab->gate);
+	local_desc_put(ep, held);
 	if (ret == -FI_EAGAIN)
 		return -FI_EAGAIN;
 	if (ret)

@@ -326,7 +326,7 @@ void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *
 static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	if (mr->dev_mr && !mr->dev_busy) {
-		mrl_dev_dereg(ctx, mr->dev_mr);
+		mrl_dev_dereg(ctx, mr->dev_mr, mr);
 		mr->dev_mr = NULL;
 	}
 }

@@ -234,6 +234,10 @@ struct mrl_mr {
 	 * mrl_mr_query waits): a fence reported is a fence the device applied */
 	uint16_t unapplied;
 	uint8_t state_owed;          /* the holders are owed its state once they are applied */
+	/* posts holding the local descriptor of dev_mr (ep_rma.c: local_desc to
+	 * the end of the post call): the device worker closes or replaces no
+	 * registration of the MR until they are done (devq.c) */
+	uint16_t desc_users;
 	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
 };
 
@@ -329,7 +333,11 @@ typedef void mrl_dev_done_fn(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, vo
 int mrl_dev_start(struct mrl_ctx *ctx);
 void mrl_dev_stop(struct mrl_ctx *ctx);
 /* ctx->lock held, for all of these */
-void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle);
+/* handle: a registration nobody else has any more; mr (or NULL): the MR it
+ * was, whose descriptor users (desc_users) the call waits for */
+void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
+/* ctx->lock held: a post is done with the descriptor it took from mr */
+void mrl_dev_desc_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* point mr's registration (or a new one, same key) at the pages its
  * [addr, addr+valid_len) has when the call is made; REKEY: a new
  * registration under mr->key (new already); SHRINK: only an existing one
@@ -702,6 +710,9 @@ int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
 void mrl_ep_progress_all(struct mrl_ctx *ctx);
 /* ep.c, tests: the send queue is full while RMA operations are in flight */
 extern bool mrl_ep_test_full_txq;
+/* ep_rma.c, tests: local descriptors as if the provider wanted them
+ * (FI_MR_LOCAL; tcp does not) */
+extern bool mrl_ep_test_mr_local;
 /* tests: pause messages received, pause acks sent, pause acks received */
 void mrl_ep_pause_counts(struct mrl_ep *ep, uint64_t *pauses_in, uint64_t *acks_out,
 			 uint64_t *acks_in);
