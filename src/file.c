@@ -174,6 +174,7 @@ MRL_EXPORT int mrl_file_map(mrl_ctx *ctx, const char *path, uint64_t offset, siz
 	if (prot & ~(PROT_READ | PROT_WRITE))
 		return mrl_err(EINVAL, "mrl_file_map: prot %#x: only PROT_READ|PROT_WRITE", prot);
 
+	mrl_guard_settle(ctx); /* a file just let go is nobody's opener any more */
 	mrl_lock(&ctx->lock);
 	/* Reuse our own fd: a second open would break our own lease. */
 	struct mrl_file *f = NULL;
@@ -364,6 +365,7 @@ MRL_EXPORT int mrl_file_adopt(mrl_ctx *ctx, int fd)
 	char *del = strstr(path, " (deleted)");
 	if (del)
 		*del = 0;
+	mrl_guard_settle(ctx);
 	mrl_lock(&ctx->lock);
 	struct mrl_file *f = mrl_file_find(ctx, st.st_dev, st.st_ino);
 	if (f && f->fd >= 0) {

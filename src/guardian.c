@@ -358,20 +358,34 @@ void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f)
 	ctx->guard->file[f->gslot - 1] = NULL;
 	f->gslot = 0;
 	poke(ctx->guard, -1, -1);
-	/* Its dup keeps the open file description, and so the file's write
-	 * count, alive: a lease taken on the file right after (mrl_file_adopt,
-	 * a new mrl_file_map) would find another opener. Its close is one
-	 * poll wake-up away; wait that long, bounded (a guardian stopped by
-	 * hand only delays the next lease, which is retaken on the close). */
-	uint64_t until = mrl_now_ns() + 100000000ull;
-	for (int i = 0; LD(&s->state) != GS_FREE && mrl_now_ns() < until; i++) {
-		if (i < 50) {
-			sched_yield();
-		} else {
-			struct timespec ts = {0, 50000};
-			nanosleep(&ts, NULL);
+	/* its close is waited for by mrl_guard_settle, outside ctx->lock */
+}
+
+/* No lock held: the guardian's dups of detached files are closed. Its dup
+ * keeps the open file description, and so the file's write count, alive: a
+ * lease taken on the file right after (mrl_file_adopt, a new mrl_file_map,
+ * a file MR) would find another opener. Its close is one poll wake-up
+ * away; wait that long, bounded (a guardian stopped by hand only delays
+ * the next lease, which is retaken on the close). */
+void mrl_guard_settle(struct mrl_ctx *ctx)
+{
+	struct mrl_guard *gd = ctx->guard;
+	if (!gd)
+		return;
+	uint64_t until = 0;
+	for (int k = 0; k < GUARD_LEASE_SLOTS; k++)
+		for (int i = 0; LD(&gd->g->lease[k].state) == GS_CLOSE; i++) {
+			if (!until)
+				until = mrl_now_ns() + 100000000ull;
+			else if (mrl_now_ns() >= until)
+				return;
+			if (i < 50) {
+				sched_yield();
+			} else {
+				struct timespec ts = {0, 50000};
+				nanosleep(&ts, NULL);
+			}
 		}
-	}
 }
 
 /* ---- what the guardian did, seen by the owner: ctx->lock held, in the

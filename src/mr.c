@@ -77,15 +77,17 @@ static int vma_parse_maps(uint64_t addr, struct vma *v)
 	return ret;
 }
 
-static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
+/* *fd: an fd on /proc/self/maps for PROCMAP_QUERY, opened on first use
+ * (-1), or -2 once the kernel proved too old for it */
+static int vma_at_fd(int *fd, uint64_t addr, struct vma *v)
 {
-	if (ctx->procmaps_fd == -1)
-		ctx->procmaps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (ctx->procmaps_fd >= 0) {
+	if (*fd == -1)
+		*fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (*fd >= 0) {
 		struct mrl_procmap_query q = {.size = sizeof(q), .query_addr = addr};
 		q.vma_name_addr = (uintptr_t)v->name;
 		q.vma_name_size = sizeof(v->name);
-		if (ioctl(ctx->procmaps_fd, MRL_PROCMAP_QUERY, &q) == 0) {
+		if (ioctl(*fd, MRL_PROCMAP_QUERY, &q) == 0) {
 			v->start = q.vma_start;
 			v->end = q.vma_end;
 			v->off = q.vma_offset;
@@ -102,10 +104,16 @@ static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
 		if (errno == ENOENT)
 			return -ENOENT;
 		/* an older kernel: fall back to reading the text */
-		close(ctx->procmaps_fd);
-		ctx->procmaps_fd = -2;
+		close(*fd);
+		*fd = -2;
 	}
 	return vma_parse_maps(addr, v);
+}
+
+/* ctx->lock held: with the context's fd */
+static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
+{
+	return vma_at_fd(&ctx->procmaps_fd, addr, v);
 }
 
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end)
@@ -189,37 +197,71 @@ static bool split_is_ours(struct mrl_ctx *ctx, uint64_t at)
 	return sp.ours;
 }
 
+/* Boundaries between two anonymous mappings inside a range being
+ * registered: one object only if the split is this library's own
+ * (split_is_ours, which needs ctx->lock). */
+struct bounds {
+	uint64_t *at;
+	size_t n, cap;
+};
+
+static int bounds_push(struct bounds *b, uint64_t at)
+{
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 8;
+		uint64_t *n = realloc(b->at, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		b->at = n;
+		b->cap = cap;
+	}
+	b->at[b->n++] = at;
+	return 0;
+}
+
 /* Find what backs [addr, addr+len): one object, mapped without gaps, with
  * the protection the access needs. Anything else would hand a peer memory
  * the owner never offered (a neighbour mapping), or memory the device and
- * the library cannot touch (PROT_NONE). */
-static int find_backing(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, unsigned access,
-			struct vma *first, uint64_t *vma_hi, int *kind, char *path, size_t pathsz)
+ * the library cannot touch (PROT_NONE). No lock held: /proc/self/maps
+ * takes the kernel's mmap lock, which a thread unmapping or faulting may
+ * hold while it waits for the monitor. Anonymous boundaries go to *anon,
+ * for splits_ours under ctx->lock. */
+static int find_backing(uint64_t addr, uint64_t len, unsigned access, struct vma *first,
+			uint64_t *vma_hi, int *kind, char *path, size_t pathsz, struct bounds *anon)
 {
 	uint64_t cur = addr, end = addr + len;
 	struct vma v = {0}, prev = {0};
 	char pb[5], qb[5];
+	int fd = -1, ret = 0;
 	while (cur < end) {
-		int ret = vma_at(ctx, cur, &v);
-		if (ret == -ENOENT || (!ret && (v.start > cur || v.end <= cur)))
-			return mrl_err(EFAULT, "mrl_mr_reg: range %#llx+%llu: address %#llx is not mapped%s",
-				       (unsigned long long)addr, (unsigned long long)len,
-				       (unsigned long long)cur, cur == addr ? "" : " (a hole after a mapping)");
-		if (ret)
-			return mrl_err(-ret, "mrl_mr_reg: cannot read the address space: %s", strerror(-ret));
+		ret = vma_at_fd(&fd, cur, &v);
+		if (ret == -ENOENT || (!ret && (v.start > cur || v.end <= cur))) {
+			ret = mrl_err(EFAULT, "mrl_mr_reg: range %#llx+%llu: address %#llx is not mapped%s",
+				      (unsigned long long)addr, (unsigned long long)len,
+				      (unsigned long long)cur, cur == addr ? "" : " (a hole after a mapping)");
+			break;
+		}
+		if (ret) {
+			ret = mrl_err(-ret, "mrl_mr_reg: cannot read the address space: %s", strerror(-ret));
+			break;
+		}
+		ret = -1; /* the checks below */
 		if (!v.readable)
-			return mrl_err(EACCES,
+			ret = mrl_err(EACCES,
 				       "mrl_mr_reg: range %#llx+%llu: memory %#llx-%#llx is %s (%s): nothing can be served from it",
 				       (unsigned long long)addr, (unsigned long long)len,
 				       (unsigned long long)v.start, (unsigned long long)v.end,
 				       v.writable || v.executable ? "not readable" : "PROT_NONE",
 				       vma_perm(&v, pb));
-		if ((access & MRL_ACCESS_REMOTE_WRITE) && !v.writable)
-			return mrl_err(EACCES,
+		else if ((access & MRL_ACCESS_REMOTE_WRITE) && !v.writable)
+			ret = mrl_err(EACCES,
 				       "mrl_mr_reg: range %#llx+%llu: remote write asked on read-only memory %#llx-%#llx (%s)",
 				       (unsigned long long)addr, (unsigned long long)len,
 				       (unsigned long long)v.start, (unsigned long long)v.end,
 				       vma_perm(&v, pb));
+		if (ret != -1)
+			break;
+		ret = 0;
 		if (cur == addr) {
 			*first = v;
 			*kind = classify(&v, path, pathsz);
@@ -233,22 +275,65 @@ static int find_backing(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, unsign
 				why = "a mapping with different sharing";
 			else if (!v.ino && strcmp(v.name, prev.name))
 				why = "a differently named anonymous mapping";
-			else if (!v.ino && !split_is_ours(ctx, cur))
-				why = "another anonymous mapping";
-			if (why)
-				return mrl_err(EINVAL,
+			else if (!v.ino && bounds_push(anon, cur))
+				why = "another anonymous mapping (no memory to check)";
+			if (why) {
+				ret = mrl_err(EINVAL,
 					       "mrl_mr_reg: range %#llx+%llu runs past the end of its mapping %#llx-%#llx (%s%s%s) into %s %#llx-%#llx (%s%s%s); register each mapping separately",
 					       (unsigned long long)addr, (unsigned long long)len,
 					       (unsigned long long)prev.start, (unsigned long long)prev.end,
 					       vma_perm(&prev, pb), prev.name[0] ? " " : "", prev.name, why,
 					       (unsigned long long)v.start, (unsigned long long)v.end,
 					       vma_perm(&v, qb), v.name[0] ? " " : "", v.name);
+				break;
+			}
 		}
 		prev = v;
 		cur = v.end;
 	}
+	if (fd >= 0)
+		close(fd);
 	*vma_hi = cur;
+	return ret;
+}
+
+/* ctx->lock held: every anonymous boundary find_backing met is a split of
+ * this library's own (else the range runs into another mapping) */
+static int splits_ours(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, const struct bounds *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (!split_is_ours(ctx, b->at[i]))
+			return mrl_err(EINVAL,
+				       "mrl_mr_reg: range %#llx+%llu runs past the end of its mapping at %#llx into another anonymous mapping; register each mapping separately",
+				       (unsigned long long)addr, (unsigned long long)len,
+				       (unsigned long long)b->at[i]);
 	return 0;
+}
+
+/* Does [addr, addr+len) still map the object find_backing found? 0 if
+ * so, else the cause (unmapped, replaced). No lock held: a second look,
+ * once the MR is in the index (a change between the first look and then
+ * was seen by no watcher). */
+static int backing_cause(uint64_t addr, uint64_t len, unsigned access, const struct vma *first,
+			 uint64_t vma_hi)
+{
+	struct vma v = {0};
+	struct bounds anon = {0};
+	uint64_t hi = 0;
+	int kind;
+	char path[512];
+	int ret = find_backing(addr, len, access, &v, &hi, &kind, path, sizeof(path), &anon);
+	free(anon.at);
+	if (ret == -EFAULT)
+		return MRL_CAUSE_UNMAPPED;
+	(void)vma_hi;
+	/* the same object at addr (the library's own splits of the mapping,
+	 * userfaultfd's and MADV_DONTFORK's, move its edges: not compared; an
+	 * anonymous mapping has no offset to compare) */
+	return ret || v.ino != first->ino || v.dev != first->dev || v.shared != first->shared ||
+			       (v.ino && v.off + (addr - v.start) != first->off + (addr - first->start))
+		       ? MRL_CAUSE_REPLACED
+		       : 0;
 }
 
 static void mr_put_holders(struct mrl_mr *mr)
@@ -637,25 +722,30 @@ static struct mrl_mr *mr_lookup(struct mrl_ctx *ctx, mrl_mr_t h, const char *fn,
  * Then whole pages are marked, rounding out like ibv_dontfork_range: the
  * device pins whole pages anyway, and a parent whose DMA silently goes to
  * the child's page is worse than a child that cannot read the neighbours. */
-static void fork_protect(struct mrl_ctx *ctx, struct mrl_mr *mr, const struct vma *v)
+/* No lock held: should the pages be marked (see above)? (The probe, a
+ * fork, runs once per process, at the first pinning registration.) */
+static bool fork_wanted(struct mrl_ctx *ctx, const struct vma *v)
 {
-	if (!ctx->rops->pins(ctx->dev) || v->shared ||
-	    mrl_fork_copies_pinned())
-		return;
+	return ctx->rops->pins(ctx->dev) && !v->shared && !mrl_fork_copies_pinned();
+}
+
+/* No lock held (madvise takes the kernel's mmap lock): mark the pages;
+ * whether it did. */
+static bool fork_protect(const uint8_t *addr, uint64_t len)
+{
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
-		  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
+	uintptr_t a0 = (uintptr_t)addr & ~(pg - 1), a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
 	/* raw call: the interposer has nothing to do with it */
 	if (syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK)) {
-		mrl_log("MADV_DONTFORK %p+%llu: %s", (void *)mr->addr, (unsigned long long)mr->len,
+		mrl_log("MADV_DONTFORK %p+%llu: %s", (const void *)addr, (unsigned long long)len,
 			strerror(errno));
-		return;
+		return false;
 	}
-	mr->dontfork = 1;
-	if (a0 != (uintptr_t)mr->addr || a1 != (uintptr_t)mr->addr + mr->len)
+	if (a0 != (uintptr_t)addr || a1 != (uintptr_t)addr + len)
 		mrl_log("MADV_DONTFORK %p+%llu rounded to whole pages %#lx-%#lx: a forked child has "
-			"no memory there", (void *)mr->addr, (unsigned long long)mr->len,
+			"no memory there", (const void *)addr, (unsigned long long)len,
 			(unsigned long)a0, (unsigned long)a1);
+	return true;
 }
 
 static int dontfork_cb(struct mrl_itree_node *n, void *p)
@@ -716,8 +806,14 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		}
 	}
 
+	mrl_guard_settle(ctx); /* a file just let go is nobody's opener any more */
+	struct bounds anon = {0};
+	ret = find_backing((uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path), &anon);
+	bool dontfork = !ret && fork_wanted(ctx, &v);
 	mrl_lock(&ctx->lock);
-	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path));
+	if (!ret)
+		ret = splits_ours(ctx, (uintptr_t)addr, len, &anon);
+	free(anon.at);
 	if (ret)
 		goto out;
 	struct mrl_mr *mr = calloc(1, sizeof(*mr));
@@ -800,16 +896,21 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		goto out;
 	}
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
-	fork_protect(ctx, mr, &v);
+	mr->dontfork = dontfork; /* before the split exists: splits_ours may meet it */
 	if (mr->file)
 		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
-	/* the device call (pinning a large range takes long) with no lock held */
+	/* the device call (pinning a large range takes long), MADV_DONTFORK
+	 * and the second look at the address space with no lock held */
 	uint64_t key = mr->key;
 	void *dh = NULL;
 	mrl_unlock(&ctx->lock);
+	if (dontfork)
+		dontfork = fork_protect(mr->addr, mr->len);
+	int changed = backing_cause((uintptr_t)addr, len, access, &v, vma_hi);
 	ret = ctx->rops->reg(ctx->dev, addr, len, access, &key, &dh);
 	mrl_lock(&ctx->lock);
 	mr->registering = 0;
+	mr->dontfork = dontfork;
 	if (ret) {
 		mr_remove(ctx, mr);
 		goto out;
@@ -817,6 +918,10 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mr->dev_mr = dh;
 	mr->key = key;
 	*out = mr->handle;
+	/* changed between the first look and the MR's entry in the index,
+	 * where no watcher could see it: as if seen after it landed */
+	if (changed)
+		mrl_mr_changed_after(ctx, mr, changed, 0, len, mrl_now_ns());
 	/* What changed while the call ran was resolved on an MR with nothing
 	 * registered; the registration may hold what was there before. */
 	if (mr->state == MRL_STATE_FENCED) {

@@ -385,7 +385,14 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   ctx->dev_cv (device op done; io_uring users wait for an
  *                   MR to leave PAUSED on it) wait with it. No device call
  *                   is made under it: the device worker (devq.c) and
- *                   mrl_mr_reg call the registrar with no lock held.
+ *                   mrl_mr_reg call the registrar with no lock held. Nor
+ *                   does mrl_mr_reg read /proc/self/maps (find_backing,
+ *                   and its second look once the MR is indexed) or mark
+ *                   MADV_DONTFORK under it: both take the kernel's mmap
+ *                   lock, which a faulting or unmapping thread may hold
+ *                   while it waits for the monitor. The data path holds
+ *                   an MR's registration (desc_users) only across one
+ *                   provider call; the worker waits for that on dev_cv.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
  *  fab->lock, the mock's lock, the io_uring registrar's u->lock (its slot
  *                   table and in-flight counts; taken under ctx->lock by
@@ -402,9 +409,10 @@ void mrl_keys_free(struct mrl_keys *k);
  * broken lease, at the break's deadline + GUARD_MARGIN_NS when the owner
  * has not. It shares no lock with the owner: a table of slots moved by
  * compare-and-swap only; the guardian never waits for the owner. The
- * owner waits for it in one place, under ctx->lock, bounded (100 ms): a
- * file leaving the lease watcher waits for the guardian to close its dup of
- * the file's description (one wake-up of it), so the next lease on that
+ * owner waits for it in one place, with no lock held, bounded (100 ms):
+ * before a lease may be taken (mrl_file_map, mrl_file_adopt, mrl_mr_reg)
+ * mrl_guard_settle waits for the guardian to close its dups of files that
+ * left the lease watcher (one wake-up of it), so the next lease on such a
  * file finds no other opener. */
 struct mrl_ctx {
 	pthread_mutex_t lock;
@@ -656,6 +664,7 @@ void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type);
 void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline);
 void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f);
+void mrl_guard_settle(struct mrl_ctx *ctx);
 /* the watchers' part of the reap (ctx->lock held): what the guardian let go */
 void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
 void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
