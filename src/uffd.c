@@ -17,7 +17,12 @@
  * stay unread while the monitor does not come round (UFFD_STUCK_MS), it
  * reads them into a queue the monitor drains later. It blocks every signal,
  * takes only its queue's lock (never held across a call that could unmap)
- * and allocates nothing, so it can never be the actor it waits for. */
+ * and allocates nothing, so it can never be the actor it waits for.
+ * An event is handled after its actor went on: by then the address may be
+ * mapped again and a new MR registered there. Each event carries the count
+ * of registrations when it was read, each MR its own place in that count:
+ * an event reaches only the MRs registered before it was read (and a
+ * registration first takes in what is pending, stamped before it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -58,10 +63,18 @@ struct uffd_rd {
 	/* a full queue is never waited on (the monitor might be the actor):
 	 * later events are merged per kind into one range covering them all */
 	bool ov[OV_N];
-	uint64_t ov_lo[OV_N], ov_hi[OV_N];
+	uint64_t ov_lo[OV_N], ov_hi[OV_N], ov_seq[OV_N];
 	uint64_t overflowed;
+	/* Registrations of MRs with the userfaultfd, counted (uffd_mr_attach,
+	 * ctx->lock). An event is stamped with the count when it was read: it
+	 * was made before then, so it is not about an MR registered after (a
+	 * new MR at the address of an unmapped one, registered once the
+	 * munmap returned but before the event was handled). */
+	_Atomic uint64_t attach_seq;
 	struct uffd_msg q[UFFD_RING];
+	uint64_t q_seq[UFFD_RING];
 	struct uffd_msg out[UFFD_RING + OV_N + UFFD_BATCH];
+	uint64_t out_seq[UFFD_RING + OV_N + UFFD_BATCH];
 };
 
 static struct uffd_rd *rd_of(struct mrl_ctx *ctx)
@@ -69,9 +82,11 @@ static struct uffd_rd *rd_of(struct mrl_ctx *ctx)
 	return (struct uffd_rd *)((char *)ctx->uffd_msgs - offsetof(struct uffd_rd, out));
 }
 
-static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m)
+/* rd->lock held: one event read when the registrations were seq */
+static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m, uint64_t seq)
 {
 	if (rd->n < UFFD_RING) {
+		rd->q_seq[rd->n] = seq;
 		rd->q[rd->n++] = *m;
 		return;
 	}
@@ -101,13 +116,42 @@ static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m)
 		rd->ov_lo[k] = a < rd->ov_lo[k] ? a : rd->ov_lo[k];
 		rd->ov_hi[k] = b > rd->ov_hi[k] ? b : rd->ov_hi[k];
 	}
+	rd->ov_seq[k] = seq; /* the latest: what was merged reaches every MR it may be about */
+}
+
+/* No lock of the context needed: the pending events into the queue,
+ * stamped; how many. Never blocks (the fd is non-blocking). */
+static int rd_take(struct uffd_rd *rd, int uffd)
+{
+	struct uffd_msg batch[UFFD_BATCH];
+	int total = 0;
+	for (;;) {
+		ssize_t r = read(uffd, batch, sizeof(batch));
+		if (r <= 0)
+			break;
+		/* after the read: every event in it was made before this count */
+		uint64_t seq = atomic_load(&rd->attach_seq);
+		int n = (int)(r / (ssize_t)sizeof(batch[0]));
+		mrl_lock(&rd->lock);
+		for (int i = 0; i < n; i++)
+			rd_push(rd, &batch[i], seq);
+		mrl_unlock(&rd->lock);
+		total += n;
+		if (n < UFFD_BATCH)
+			break;
+	}
+	if (total) {
+		uint64_t one = 1;
+		if (write(rd->ready_fd, &one, sizeof(one)) < 0) {
+		}
+	}
+	return total;
 }
 
 static void *rd_main(void *arg)
 {
 	struct uffd_rd *rd = arg;
 	int uffd = rd->ctx->uffd;
-	struct uffd_msg batch[UFFD_BATCH];
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = uffd, .events = POLLIN}, {.fd = rd->stop_fd, .events = POLLIN}};
 		if (poll(pfd, 2, -1) < 0)
@@ -129,18 +173,10 @@ static void *rd_main(void *arg)
 		mrl_unlock(&rd->lock);
 		if (came)
 			continue;
-		ssize_t r = read(uffd, batch, sizeof(batch));
-		if (r <= 0)
-			continue;
-		int n = (int)(r / (ssize_t)sizeof(batch[0]));
+		int n = rd_take(rd, uffd);
 		mrl_lock(&rd->lock);
-		for (int i = 0; i < n; i++)
-			rd_push(rd, &batch[i]);
 		rd->rescued += (uint64_t)n;
 		mrl_unlock(&rd->lock);
-		uint64_t one = 1;
-		if (write(rd->ready_fd, &one, sizeof(one)) < 0) {
-		}
 	}
 	return NULL;
 }
@@ -260,6 +296,10 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	page_range(mr, &a0, &a1);
 	struct uffdio_register reg = {.range = {.start = a0, .len = a1 - a0},
 				      .mode = UFFDIO_REGISTER_MODE_WP};
+	/* what is pending was made before this MR: stamped so before it counts */
+	struct uffd_rd *rd = ctx->uffd_msgs ? rd_of(ctx) : NULL;
+	if (rd)
+		rd_take(rd, ctx->uffd);
 	if (ioctl(ctx->uffd, UFFDIO_REGISTER, &reg) < 0) {
 		/* e.g. EBUSY: another userfaultfd (another context) has it */
 		mrl_log("userfaultfd register %p+%llu: %s", mr->addr, (unsigned long long)mr->len,
@@ -267,6 +307,8 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		return;
 	}
 	mr->uffd = 1;
+	if (rd)
+		mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
 }
 
 /* ctx->lock held, mr already out of the VA index. */
@@ -302,10 +344,12 @@ static void uffd_read(struct mrl_ctx *ctx)
 	pthread_cond_signal(&rd->turned);
 	int n = rd->n;
 	memcpy(rd->out, rd->q, (size_t)n * sizeof(rd->q[0]));
+	memcpy(rd->out_seq, rd->q_seq, (size_t)n * sizeof(rd->q_seq[0]));
 	rd->n = 0;
 	for (int k = 0; k < OV_N; k++) {
 		if (!rd->ov[k])
 			continue;
+		rd->out_seq[n] = rd->ov_seq[k];
 		struct uffd_msg *m = &rd->out[n++];
 		memset(m, 0, sizeof(*m));
 		m->event = ev[k];
@@ -320,8 +364,11 @@ static void uffd_read(struct mrl_ctx *ctx)
 	}
 	mrl_unlock(&rd->lock);
 	ssize_t r = read(ctx->uffd, rd->out + n, UFFD_BATCH * sizeof(rd->out[0]));
-	if (r > 0)
-		n += (int)(r / (ssize_t)sizeof(rd->out[0]));
+	if (r > 0) {
+		uint64_t seq = atomic_load(&rd->attach_seq); /* after the read */
+		for (int i = 0; i < (int)(r / (ssize_t)sizeof(rd->out[0])); i++)
+			rd->out_seq[n++] = seq;
+	}
 	ctx->uffd_nmsgs = n;
 }
 
@@ -329,6 +376,7 @@ struct uffd_hit {
 	struct mrl_ctx *ctx;
 	int cause;
 	uint64_t now;
+	uint64_t seq;      /* the registrations when the event was read */
 };
 
 static int uffd_cb(struct mrl_itree_node *node, void *p)
@@ -337,6 +385,8 @@ static int uffd_cb(struct mrl_itree_node *node, void *p)
 	struct mrl_mr *mr = (struct mrl_mr *)node;
 	if (!mr->uffd || (mr->state != MRL_STATE_ACTIVE && mr->state != MRL_STATE_PAUSED))
 		return 0;
+	if (mr->uffd_seq > h->seq)
+		return 0; /* registered after the event was made: not about it */
 	if (mr->in_brk && h->cause == MRL_CAUSE_MADVISED)
 		return 0; /* the interposer has it paused around the call */
 	h->ctx->st.uffd_events++;
@@ -354,7 +404,7 @@ static void uffd_drain(struct mrl_ctx *ctx)
 	ctx->uffd_nmsgs = 0;
 	for (int i = 0; i < n; i++) {
 		const struct uffd_msg *m = &msgs[i];
-		struct uffd_hit h = {.ctx = ctx, .now = mrl_now_ns()};
+		struct uffd_hit h = {.ctx = ctx, .now = mrl_now_ns(), .seq = rd_of(ctx)->out_seq[i]};
 		uint64_t a, b;
 		switch (m->event) {
 		case UFFD_EVENT_UNMAP:
