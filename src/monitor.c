@@ -33,7 +33,7 @@ static void *monitor_main(void *arg)
 	mrl_lock(&ctx->lock);
 	ctx->monitor_tid = (pid_t)syscall(SYS_gettid);
 	mrl_unlock(&ctx->lock);
-	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && !ret; w++)
+	for (const struct mrl_watcher_ops *const *w = ctx->wtab; *w && !ret; w++)
 		if ((ctx->watchers & (*w)->bit) && (*w)->thread_start)
 			ret = (*w)->thread_start(ctx);
 	/* from this thread: the guardian dies with it (PR_SET_PDEATHSIG) */
@@ -55,7 +55,7 @@ static void *monitor_main(void *arg)
 	while (!atomic_load(&ctx->stop)) {
 		struct pollfd pfd[MAX_POLL + 1] = {{.fd = ctx->wake_fd, .events = POLLIN}};
 		int np = 0;
-		for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w && np < MAX_POLL; w++) {
+		for (const struct mrl_watcher_ops *const *w = ctx->wtab; *w && np < MAX_POLL; w++) {
 			int fd = (ctx->watchers & (*w)->bit) && (*w)->poll_fd ? (*w)->poll_fd(ctx) : -1;
 			if (fd >= 0) {
 				polled[np] = *w;
@@ -64,7 +64,7 @@ static void *monitor_main(void *arg)
 		}
 		mrl_lock(&ctx->lock);
 		uint64_t next = mrl_brk_next_timer(ctx);
-		for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
+		for (const struct mrl_watcher_ops *const *w = ctx->wtab; *w; w++)
 			if ((ctx->watchers & (*w)->bit) && (*w)->next_timer) {
 				uint64_t t = (*w)->next_timer(ctx);
 				next = t < next ? t : next;
@@ -114,13 +114,6 @@ static void *monitor_main(void *arg)
 	mrl_unlock(&ctx->lock);
 	mrl_flush_outbox(ctx);
 	return NULL;
-}
-
-void mrl_wake_monitor(struct mrl_ctx *ctx)
-{
-	uint64_t one = 1;
-	if (ctx->wake_fd >= 0 && write(ctx->wake_fd, &one, sizeof(one)) < 0) {
-	}
 }
 
 int mrl_monitor_start(struct mrl_ctx *ctx)

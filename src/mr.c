@@ -336,24 +336,6 @@ static int backing_cause(uint64_t addr, uint64_t len, unsigned access, const str
 		       : 0;
 }
 
-static void mr_put_holders(struct mrl_mr *mr)
-{
-	while (mr->holders) {
-		struct mrl_holder *h = mr->holders;
-		mr->holders = h->next;
-		free(h);
-	}
-}
-
-void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr)
-{
-	(void)ctx;
-	if (--mr->refs == 0) {
-		mr_put_holders(mr);
-		free(mr);
-	}
-}
-
 /* The one place an MR's state changes. Only a paused MR can be part of a
  * break (in_brk): leaving PAUSED leaves the break. */
 void mrl_mr_set_state(struct mrl_mr *mr, int state)
@@ -690,7 +672,7 @@ unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)
 			cov[file_rows[i]] = MRL_SEEN_NA;
 	}
 	unsigned bits = 0;
-	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
+	for (const struct mrl_watcher_ops *const *w = ctx->wtab; w && *w; w++)
 		if ((ctx->watchers & (*w)->bit) && (*w)->coverage)
 			bits |= (*w)->coverage(ctx, mr, cov);
 	return bits;

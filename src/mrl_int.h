@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mrlease.h"
 #include "itree.h"
@@ -424,6 +426,9 @@ struct mrl_ctx {
 	struct mrl_ctx_opts opts;
 	bool leases;                 /* the lease watcher runs */
 	unsigned watchers;           /* MRL_WATCH_* that can run here */
+	/* the watcher table (watch.c: mrl_watchers), reached through the
+	 * context so the core's files do not name the watchers */
+	const struct mrl_watcher_ops *const *wtab;
 
 	struct mrl_htable ht;
 	struct mrl_itree va_index;
@@ -538,7 +543,7 @@ void mrl_watchers_stop(struct mrl_ctx *ctx);
 /* call op on every watcher running in ctx that has it */
 #define MRL_WATCHERS_EACH(ctx, op, ...)                                                      \
 	do {                                                                                 \
-		for (const struct mrl_watcher_ops *const *w_ = mrl_watchers; *w_; w_++)      \
+		for (const struct mrl_watcher_ops *const *w_ = (ctx)->wtab; w_ && *w_; w_++) \
 			if (((ctx)->watchers & (*w_)->bit) && (*w_)->op)                     \
 				(*w_)->op(ctx, ##__VA_ARGS__);                               \
 	} while (0)
@@ -555,10 +560,29 @@ void mrl_events_init(struct mrl_ctx *ctx);
 void mrl_events_release(struct mrl_ctx *ctx);
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
 		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen);
-/* ctx.c */
-void mrl_wake_monitor(struct mrl_ctx *ctx);
-/* mr.c */
-void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
+/* the monitor looks again (its wake eventfd; inline: everything calls it,
+ * and the monitor's file should not be everyone's neighbour) */
+static inline void mrl_wake_monitor(struct mrl_ctx *ctx)
+{
+	uint64_t one = 1;
+	if (ctx->wake_fd >= 0 && write(ctx->wake_fd, &one, sizeof(one)) < 0) {
+	}
+}
+/* A reference on mr dropped (the table's, an event's, a queued device
+ * op's): the last frees it. Inline: every holder of a reference calls it,
+ * and the MR state machine's file should not be everyone's neighbour. */
+static inline void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	(void)ctx;
+	if (--mr->refs)
+		return;
+	while (mr->holders) {
+		struct mrl_holder *h = mr->holders;
+		mr->holders = h->next;
+		free(h);
+	}
+	free(mr);
+}
 /* outbox.c */
 void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg, size_t len);
 struct state_ent;

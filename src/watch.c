@@ -22,6 +22,7 @@ MRL_EXPORT const char *mrl_watcher_str(unsigned bit)
 /* A watcher the machine cannot run is not an error: coverage says so. */
 int mrl_watchers_start(struct mrl_ctx *ctx)
 {
+	ctx->wtab = mrl_watchers;
 	ctx->watchers = 0;
 	if (!ctx->leases)
 		return 0;
