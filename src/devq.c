@@ -198,6 +198,7 @@ static int mr_call(struct mrl_ctx *ctx, struct mrl_devop *op)
 	ctx->devq_front = &ctx->devq;
 	mr->dev_busy = 0;
 	mr->dev_mr = h;
+	mr->dev_len = h && !ret && op->kind == DEVOP_REREG ? len : 0; /* revoked: cut off */
 	if (!ret)
 		mr->key = key;
 	/* fenced or deregistered while the call ran: it let the handle be */

@@ -395,6 +395,7 @@ static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	if (mr->dev_mr && !mr->dev_busy) {
 		mrl_dev_dereg(ctx, mr->dev_mr, mr);
 		mr->dev_mr = NULL;
+		mr->dev_len = 0;
 	}
 }
 
@@ -538,6 +539,16 @@ static void fence_applied(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, v
 	(void)unused, (void)ret;
 	struct fence_note *n = arg;
 	struct mrl_mr *mr = n->mr;
+	/* A tail's shrink may have been dropped (the MR moved on: a break's
+	 * end, whose restore registers only what is served): the registration
+	 * then still gives the device more than is served. Shrink it now (at
+	 * the front of the queue) and look again after. */
+	if ((mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED) && mr->dev_mr &&
+	    !mr->dev_busy && mr->dev_len > mr->valid_len) {
+		mrl_dev_rereg(ctx, mr, MRL_REREG_SHRINK, tail_done, NULL);
+		mrl_dev_after(ctx, fence_applied, n);
+		return;
+	}
 	fence_told(ctx, mr, n->cause, n->off, n->len, n->pid, n->seen);
 	if (!--mr->unapplied && mr->state_owed) {
 		mr->state_owed = 0;
@@ -898,6 +909,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		goto out;
 	}
 	mr->dev_mr = dh;
+	mr->dev_len = len;
 	mr->key = key;
 	*out = mr->handle;
 	/* changed between the first look and the MR's entry in the index,

@@ -208,6 +208,7 @@ struct mrl_mr {
 	/* the file offset is fnode.start (0 for anonymous memory) */
 	struct mrl_file *file;       /* NULL for anonymous memory */
 	void *dev_mr;                /* registrar handle, NULL when deregistered */
+	uint64_t dev_len;            /* bytes dev_mr gives the device (0: cut off) */
 	uint64_t key;
 	void *context;
 	struct mrl_holder *holders;
