@@ -57,10 +57,9 @@ INSTALL_RPATH ?= $(if $(filter /usr /usr/local,$(PREFIX)),,$(LIBDIR))
 # shared objects: every symbol they use must be resolved at link time
 SO_LDFLAGS := -Wl,-z,defs
 
-# Opt-in (make test-optin): t_guardian_hung bounds every actor (its timings
-# hold) but its owner-side checks fail about 1 run in 3 with no message; left
-# out of make test until that is found (issue 13).
-TESTS_OPT_IN := $(B)/test/t_guardian_hung
+# Opt-in (make test-optin): none now (t_guardian_hung came back once its
+# flake was found: a guardian asleep with no timer; issue 13).
+TESTS_OPT_IN :=
 TESTS_ALL := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # tests whose threads (monitor, progress) TSan checks
@@ -206,7 +205,7 @@ test: all tests $(BENCH_SMOKE)
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
 test-optin: tests
-	./test/run.sh $(TESTS_OPT_IN)
+	$(if $(TESTS_OPT_IN),./test/run.sh $(TESTS_OPT_IN),@echo "no opt-in tests")
 
 # Debian packages built, installed into a scratch root, used (test/t_deb.sh)
 test-deb:

@@ -140,6 +140,9 @@ struct mrl_ctx_opts {
 };
 #define MRL_CTX_NO_LEASES 0x1u     /* register without any watcher (shows what leases prevent) */
 #define MRL_CTX_NO_FANOTIFY 0x2u   /* do not use fanotify pre-content events (leases only) */
+/* do not catch the process's own SIGBUS on a file MR's pages past the file's
+ * end (a truncate seen only after it landed); see MRL_WATCH_SIGBUS */
+#define MRL_CTX_NO_SIGBUS 0x4u
 
 /* Watchers, as a bit mask (mrl_ctx_watchers, mrl_mr_info.watchers). */
 #define MRL_WATCH_LEASE      0x01u /* fcntl lease on the backing file */
@@ -148,6 +151,12 @@ struct mrl_ctx_opts {
 #define MRL_WATCH_UFFD       0x08u /* userfaultfd non-cooperative events */
 #define MRL_WATCH_INTERPOSE  0x10u /* interposed libc calls of the owner */
 #define MRL_WATCH_VERIFY     0x20u /* verify: backing compared with what was registered */
+/* A SIGBUS handler (process-wide while a context runs it; others' faults go
+ * to the handler that was there before): a store by this process (a
+ * transport copying a peer's write) into a file MR's pages past the file's
+ * end lands in a scratch page instead of killing the process, and the MR is
+ * fenced from that page (FENCED, cause truncated). */
+#define MRL_WATCH_SIGBUS     0x40u
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);
@@ -268,6 +277,7 @@ struct mrl_stats {
 	uint64_t fan_opens;       /* opens of watched files seen (and let through) */
 	uint64_t bad_msgs;        /* malformed control messages dropped */
 	uint64_t uffd_events;     /* userfaultfd events that named an MR (raw syscalls included) */
+	uint64_t sigbus_caught;   /* stores past a file's end caught (MRL_WATCH_SIGBUS) */
 };
 int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 
