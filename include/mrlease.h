@@ -80,6 +80,13 @@ enum mrl_event_type {
 	MRL_EVENT_LEASE_HELD,    /* the lease covering this MR is held again */
 	MRL_EVENT_CHANGED,       /* a change was seen after it landed */
 	MRL_EVENT_DENIED,        /* a change was refused under MRL_POLICY_DENY; nothing changed */
+	/* a peer of one of the context's endpoints is gone: mr is 0 and
+	 * mr_context its mrl_peer handle; cause MRL_CAUSE_PEER_LOST (the
+	 * keep-alive heard nothing for ka_timeout_ms) or MRL_CAUSE_DISCONNECTED
+	 * (its connection hung up); time_ns when that was found. Its
+	 * operations have failed and an owner has let go of its holds. Once
+	 * per peer; none for the peers of an endpoint being destroyed. */
+	MRL_EVENT_PEER_LOST,
 };
 
 /* Memory kinds, as found by the library from the address alone. */
@@ -291,8 +298,9 @@ struct mrl_ep_opts {
 	 * a side that has heard nothing from a peer for ka_ms asks it for a
 	 * sign of life; after ka_timeout_ms of silence the peer is lost: its
 	 * operations in flight or held complete with -ENOTCONN and
-	 * MRL_CAUSE_PEER_LOST, its remote MRs are fenced with that cause, and
-	 * an owner lets go of the peer's holds. Any message counts as life; the
+	 * MRL_CAUSE_PEER_LOST, its remote MRs are fenced with that cause, an
+	 * owner lets go of the peer's holds, and the context queues an
+	 * MRL_EVENT_PEER_LOST event naming the peer. Any message counts as life; the
 	 * check runs in progress (the caller's, the progress thread's, and the
 	 * monitor's while a break waits), so a manual-progress side must call
 	 * progress more often than the other side's ka_timeout_ms.

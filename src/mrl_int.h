@@ -532,6 +532,7 @@ void mrl_events_init(struct mrl_ctx *ctx);
 void mrl_events_release(struct mrl_ctx *ctx);
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
 		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen);
+void mrl_post_peer_event(struct mrl_ctx *ctx, void *peer, uint32_t cause, uint64_t seen);
 /* ctx.c */
 void mrl_wake_monitor(struct mrl_ctx *ctx);
 /* mr.c */

@@ -142,7 +142,12 @@ int cmd_serve(const struct cli_opts *o)
 					printf("mrlease: MR %#" PRIx64 ": break (%s), answered restore\n", ev.mr,
 					       mrl_cause_str(ev.cause));
 			}
-			if (!o->machine && ev.type != MRL_EVENT_BREAK)
+			if (ev.type == MRL_EVENT_PEER_LOST) {
+				if (!o->machine) {
+					printf("mrlease: a client is gone (%s)\n", mrl_cause_str(ev.cause));
+					fflush(stdout);
+				}
+			} else if (!o->machine && ev.type != MRL_EVENT_BREAK)
 				printf("mrlease: MR %#" PRIx64 ": %s (%s) bytes %" PRIu64 "+%" PRIu64 "\n",
 				       ev.mr, mrl_event_str(ev.type), mrl_cause_str(ev.cause), ev.offset,
 				       ev.length);
