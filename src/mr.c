@@ -352,7 +352,7 @@ static void repin_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *ar
 int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause)
 {
 	if (!ctx->rops->pins(ctx->dev) || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE ||
-	    !mr->valid_len)
+	    !mr->valid_len || mr->redirected) /* redirected: on scratch, nothing stale */
 		return 0;
 	mrl_dev_rereg(ctx, mr, MRL_REREG_SAME, repin_done, (void *)(uintptr_t)cause);
 	return 1;
@@ -460,7 +460,9 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	} else {
 		/* Fence the tail only: shrink the registration, same key. */
 		mr->valid_len = off;
-		if (mr->dev_mr && !mr->dev_busy) /* busy: the worker shrinks it when its call ends */
+		/* busy: the worker shrinks it when its call ends; redirected: the
+		 * device is on scratch, not the file, until mrl_mr_restore */
+		if (mr->dev_mr && !mr->dev_busy && !mr->redirected)
 			mrl_dev_rereg(ctx, mr, MRL_REREG_SHRINK, tail_done, NULL);
 	}
 	mrl_post_event(ctx, mr, MRL_EVENT_FENCED, cause, off, mr->len - off, pid, 0, seen);
