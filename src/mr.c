@@ -446,6 +446,8 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		return;
 	if (off >= mr->valid_len)
 		return; /* that part is fenced already */
+	if (off && mr->redirected)
+		return; /* on scratch of its whole length: mrl_mr_restore fences the tail */
 	mr->cause = cause;
 	mr->cause_off = off;
 	mr->cause_len = len;
@@ -460,9 +462,7 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	} else {
 		/* Fence the tail only: shrink the registration, same key. */
 		mr->valid_len = off;
-		/* busy: the worker shrinks it when its call ends; redirected: the
-		 * device is on scratch, not the file, until mrl_mr_restore */
-		if (mr->dev_mr && !mr->dev_busy && !mr->redirected)
+		if (mr->dev_mr && !mr->dev_busy) /* busy: the worker shrinks it when its call ends */
 			mrl_dev_rereg(ctx, mr, MRL_REREG_SHRINK, tail_done, NULL);
 	}
 	mrl_post_event(ctx, mr, MRL_EVENT_FENCED, cause, off, mr->len - off, pid, 0, seen);
