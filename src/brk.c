@@ -218,7 +218,7 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		free(vec->v);
 		return NULL;
 	}
-	ctx->st.breaks++;
+	ctx->st.breaks += !unredirect; /* (the owner's move back off scratch is none) */
 	b->file = f;
 	b->phase = BRK_QUIESCE;
 	b->cause = cause;
