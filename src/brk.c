@@ -412,6 +412,9 @@ void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_brk *b)
 			mrl_post_event(ctx, mr, MRL_EVENT_REDIRECTED, mr->cause, mr->cause_off,
 				       mr->cause_len, mr->cause_pid, 0, b->seen_ns);
 			mrl_send_state(ctx, mr, NULL);
+			/* local users waiting for it (mrl_uring_get) sleep on the
+			 * device's condition: no device call ends to wake them */
+			pthread_cond_broadcast(&ctx->dev_cv);
 			continue;
 		}
 		mrl_mr_restore_locked(ctx, mr, now);

@@ -178,8 +178,8 @@ int cmd_demo(const struct cli_opts *o)
 			fprintf(stderr, "mrlease: --device fabric or uring\n");
 			return 2;
 		}
-		/* one tmpfs buffer, restored by the library, a fixed adversary */
-		static const char unused[] = "mPaF";
+		/* one tmpfs buffer, restored (or redirected) by the library, a fixed adversary */
+		static const char unused[] = "maF";
 		for (const char *c = unused; *c; c++)
 			if (o->given[(int)*c]) {
 				fprintf(stderr, "mrlease demo: --%s does not apply to --device uring\n",
