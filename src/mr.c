@@ -657,7 +657,8 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	}
 
 	/* redirect: the device must be able to take scratch under the same key */
-	if (opts && opts->policy == MRL_POLICY_REDIRECT && (ret = ctx->rops->redirect(ctx->dev, NULL)))
+	if (opts && opts->policy == MRL_POLICY_REDIRECT &&
+	    (!ctx->rops->redirect || ctx->rops->redirect(ctx->dev, NULL)))
 		return mrl_err(EOPNOTSUPP, "mrl_mr_reg: policy redirect: the %s device cannot put "
 					   "scratch under an MR's key (io_uring can; libfabric where keys "
 					   "are the library's and addresses offsets)", ctx->rops->name);
