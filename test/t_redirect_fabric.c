@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* MRL_POLICY_REDIRECT over libfabric (tcp;ofi_rxm on loopback). The owner
- * serves a tmpfs file as one MR; a peer streams verified writes and reads
- * while another process punches a hole in the file (fallocate):
+ * serves a file as one MR, on tmpfs (the lease sees the punch's open) and on
+ * ext4 (fanotify, where it runs, holds the punch itself); a peer streams
+ * verified writes and reads while another process punches a hole in the
+ * file (fallocate):
  * - no operation of the peer's fails, before, during or after the break;
  * - the owner gets MRL_EVENT_REDIRECTED with the cause; the remote key
  *   stays the same;
@@ -90,12 +92,11 @@ static int stream_until(struct peer *v, mrl_ctx *sctx, mrl_mr_t mr, uint32_t typ
 	return -ETIMEDOUT;
 }
 
-int main(void)
+static void run(struct pair *pp, const char *fs)
 {
-	struct pair p;
-	pair_open(&p);
+	struct pair p = *pp;
 	char dir[256], path[300];
-	t_scratch("tmpfs", dir, sizeof(dir));
+	t_scratch(fs, dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/f", dir);
 	t_make_file(path, MB);
 	void *v;
@@ -122,8 +123,8 @@ int main(void)
 	int got = stream_until(&pe, p.sctx, mr, MRL_EVENT_REDIRECTED, &ev);
 	CHECK(t_wait_status(punch) == 0, "the hole punch ran");
 	REQUIRE(got == 0, "the owner is told the MR was redirected");
-	printf("redirected: cause %s, range %llu+%llu; peer: %llu operations, %llu failed\n",
-	       mrl_cause_str(ev.cause), (unsigned long long)ev.offset, (unsigned long long)ev.length,
+	printf("%s: redirected: cause %s, range %llu+%llu; peer: %llu operations, %llu failed\n",
+	       fs, mrl_cause_str(ev.cause), (unsigned long long)ev.offset, (unsigned long long)ev.length,
 	       (unsigned long long)pe.ops, (unsigned long long)pe.failed);
 	CHECK(ev.cause != MRL_CAUSE_NONE, "the event names a cause");
 	in = t_query(p.sctx, mr);
@@ -160,7 +161,7 @@ int main(void)
 	      "after the restore a write reaches the file");
 	fp[150 * PG] = 0x42;
 	CHECK(peer_read(&pe, 150 * PG) == 0 && pe.rd[0] == 0x42, "and a read returns the file's bytes");
-	printf("peer: %llu operations, %llu failed (last %d)\n", (unsigned long long)pe.ops,
+	printf("%s: peer: %llu operations, %llu failed (last %d)\n", fs, (unsigned long long)pe.ops,
 	       (unsigned long long)pe.failed, pe.last_err);
 	CHECK(pe.failed == 0, "the peer saw 0 failed operations");
 	struct mrl_stats st = {.size = sizeof(st)};
@@ -172,6 +173,15 @@ int main(void)
 	mrl_file_unmap(p.sctx, fp, MB);
 	unlink(path);
 	rmdir(dir);
+}
+
+int main(void)
+{
+	struct pair p;
+	pair_open(&p);
+	run(&p, "tmpfs");
+	run(&p, "ext4");
+	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
 
 	/* a provider that cannot: mock registrar, refused at registration */
 	mrl_ctx *m = t_ctx("mock", 1000);
