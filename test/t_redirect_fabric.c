@@ -11,7 +11,11 @@
  *   reaches the file (its old bytes, and zeros in the hole); a read of
  *   bytes nobody wrote since returns zeros;
  * - mrl_mr_restore moves the key back onto the file: the peer's next
- *   writes reach it, its reads return the file's bytes. */
+ *   writes reach it, its reads return the file's bytes;
+ * - a truncate (truncate(1)) into the MR, redirected: the peer's operations
+ *   past the new end complete too (scratch), the file does not grow; the
+ *   restore then fences the part past the end (cause truncated: operations
+ *   there are refused cleanly) and serves the rest from the file. */
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -167,6 +171,39 @@ static void run(struct pair *pp, const char *fs)
 	struct mrl_stats st = {.size = sizeof(st)};
 	CHECK(mrl_ctx_stats(p.sctx, &st) == 0 && st.redirects >= 1, "counted (%llu redirects)",
 	      (unsigned long long)st.redirects);
+
+	/* a truncate to half the MR, the system's tool (it retries while a
+	 * lease makes it wait) */
+	pid_t tr = t_sh_bg("until truncate -s %u %s 2>/dev/null; do sleep 0.005; done", MB / 2, path);
+	got = stream_until(&pe, p.sctx, mr, MRL_EVENT_REDIRECTED, &ev);
+	CHECK(t_wait_status(tr) == 0, "the truncate ran");
+	REQUIRE(got == 0, "truncate: redirected");
+	printf("%s: truncate: redirected, cause %s\n", fs, mrl_cause_str(ev.cause));
+	struct stat sb;
+	CHECK(stat(path, &sb) == 0 && sb.st_size == MB / 2, "the file is half the MR now");
+	failed0 = pe.failed;
+	wr = peer_write(&pe, 3 * MB / 4, 0x77);
+	rd = peer_read(&pe, 7 * MB / 8);
+	CHECK(wr == 0 && rd == 0 && all(pe.rd, 0, PG),
+	      "past the new end: the write completes, the read returns zeros (%d, %d)", wr, rd);
+	CHECK(peer_write(&pe, 10 * PG, 0x78) == 0 && all(fp + 10 * PG, 0x3c, PG),
+	      "before it: a write completes into scratch, the file keeps its bytes");
+	CHECK(stat(path, &sb) == 0 && sb.st_size == MB / 2, "the file did not grow");
+	CHECK(pe.failed == failed0, "no operation failed on the redirected MR");
+	REQUIRE(mrl_mr_restore(p.sctx, mr) == 0, "mrl_mr_restore: %s", mrl_last_error());
+	got = stream_until(&pe, p.sctx, mr, MRL_EVENT_FENCED, &ev);
+	CHECK(got == 0 && ev.cause == MRL_CAUSE_TRUNCATED && ev.offset == MB / 2,
+	      "the restore fences past the new end: cause %s at %llu", mrl_cause_str(ev.cause),
+	      (unsigned long long)ev.offset);
+	REQUIRE(stream_until(&pe, p.sctx, mr, MRL_EVENT_RESTORED, &ev) == 0, "restored after the truncate");
+	in = t_query(p.sctx, mr);
+	CHECK(in.redirected == 0 && in.key == key && in.valid_length == MB / 2,
+	      "back on the file, same key, half served (%llu)", (unsigned long long)in.valid_length);
+	failed0 = pe.failed;
+	CHECK(peer_write(&pe, 3 * MB / 4, 0x79) == -EKEYREVOKED, "past the end: refused, -EKEYREVOKED");
+	CHECK(peer_write(&pe, 10 * PG, 0x7a) == 0 && all(fp + 10 * PG, 0x7a, PG),
+	      "before it: a write reaches the file");
+	CHECK(pe.failed == failed0 + 1, "only the refused one failed");
 
 	mrl_rmr_close(pe.r);
 	mrl_mr_dereg(p.sctx, mr);
