@@ -656,7 +656,9 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		}
 	}
 
-	/* redirect: the device must be able to take scratch under the same key */
+	/* redirect: the device must be able to take scratch under the same key
+	 * (a registrar handed to mrl_ctx_create_dev, the hook's, may have no
+	 * such entry: nothing else ever calls it for an MR refused here) */
 	if (opts && opts->policy == MRL_POLICY_REDIRECT &&
 	    (!ctx->rops->redirect || ctx->rops->redirect(ctx->dev, NULL)))
 		return mrl_err(EOPNOTSUPP, "mrl_mr_reg: policy redirect: the %s device cannot put "
