@@ -96,6 +96,18 @@ static int stream_until(struct peer *v, mrl_ctx *sctx, mrl_mr_t mr, uint32_t typ
 	return -ETIMEDOUT;
 }
 
+/* mrl_mr_restore, again while a change to the file is still landing
+ * (-EAGAIN: a breaker that retried after the lease was taken back breaks it
+ * once more); the peer keeps going meanwhile. */
+static int restore(struct peer *v, mrl_ctx *sctx, mrl_mr_t mr)
+{
+	int ret;
+	while ((ret = mrl_mr_restore(sctx, mr)) == -EAGAIN)
+		if (!peer_write(v, 0, 0x11))
+			peer_read(v, 0);
+	return ret;
+}
+
 static void run(struct pair *pp, const char *fs)
 {
 	struct pair p = *pp;
@@ -155,7 +167,7 @@ static void run(struct pair *pp, const char *fs)
 	CHECK(pe.failed == failed0, "no operation failed on the redirected MR");
 
 	/* back onto the file: the peer answers the restore's pause */
-	int ret = mrl_mr_restore(p.sctx, mr);
+	int ret = restore(&pe, p.sctx, mr);
 	REQUIRE(ret == 0, "mrl_mr_restore: %s", mrl_last_error());
 	REQUIRE(stream_until(&pe, p.sctx, mr, MRL_EVENT_RESTORED, &ev) == 0, "restored");
 	in = t_query(p.sctx, mr);
@@ -190,7 +202,7 @@ static void run(struct pair *pp, const char *fs)
 	      "before it: a write completes into scratch, the file keeps its bytes");
 	CHECK(stat(path, &sb) == 0 && sb.st_size == MB / 2, "the file did not grow");
 	CHECK(pe.failed == failed0, "no operation failed on the redirected MR");
-	REQUIRE(mrl_mr_restore(p.sctx, mr) == 0, "mrl_mr_restore: %s", mrl_last_error());
+	REQUIRE(restore(&pe, p.sctx, mr) == 0, "mrl_mr_restore: %s", mrl_last_error());
 	got = stream_until(&pe, p.sctx, mr, MRL_EVENT_FENCED, &ev);
 	CHECK(got == 0 && ev.cause == MRL_CAUSE_TRUNCATED && ev.offset == MB / 2,
 	      "the restore fences past the new end: cause %s at %llu", mrl_cause_str(ev.cause),
