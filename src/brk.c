@@ -403,6 +403,10 @@ void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_brk *b)
 		if (!mr->in_brk)
 			continue;
 		mr->in_brk = 0;
+		/* the owner said restore once the device was on scratch: the
+		 * MR is still paused and quiesced, so straight back onto the file */
+		if (mr->redirected && mr->owner_answer == ANSWER_RESTORE)
+			mr->redirected = 0;
 		if (mr->redirected) {
 			/* live on its scratch, same key: the holders go on (a new
 			 * generation: what they write now is discarded) */

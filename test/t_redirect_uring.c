@@ -9,7 +9,11 @@
  * - nothing it reads in reaches the file: the file holds its old bytes
  *   and zeros where the change left holes, none of the new round;
  * - mrl_mr_restore moves the slot back onto the file's current pages
- *   (RESTORED, same key), and the next round reaches the file whole. */
+ *   (RESTORED, same key), and the next round reaches the file whole;
+ * - an owner that answers the break itself (mrl_mr_restore on
+ *   MRL_EVENT_BREAK, whenever that lands: before the device moved, while
+ *   the change lands, or after) gets the MR back on the file, not left on
+ *   scratch. */
 #include <sys/mman.h>
 
 #include "uring_rig.h"
@@ -197,6 +201,44 @@ static void run(const char *path, enum action a)
 	rig_close(&r);
 }
 
+/* The owner answers restore as soon as it hears of the break. */
+static void answer_restore(const char *path)
+{
+	struct rig r;
+	rig_open(&r);
+	t_make_file(path, SIZE);
+	mrl_ctx *ctx = t_ctx("uring", 5000);
+	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
+	void *v;
+	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	uint8_t *p = v, *base = NULL;
+	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
+	mrl_mr_t mr;
+	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, &o, &mr) == 0, "register");
+	REQUIRE(wait_lease(ctx, mr), "leased");
+	pid_t pid = t_sh_bg("fallocate --punch-hole -o %u -l %u %s", PUNCH_OFF, PUNCH_LEN, path);
+	struct mrl_event ev;
+	REQUIRE(t_wait_event(ctx, MRL_EVENT_BREAK, mr, T_HANG_MS, &ev) == 0, "break event");
+	int ret;
+	while ((ret = mrl_mr_restore(ctx, mr)) == -EAGAIN)
+		usleep(1000);
+	CHECK(ret == 0, "the owner answers restore: %s", mrl_last_error());
+	CHECK(t_wait_status(pid) == 0, "the punch ran");
+	/* an answer that came after the MR went onto scratch moves it back
+	 * (RESTORED follows REDIRECTED); one before leaves it on the file */
+	CHECK(t_wait_event(ctx, MRL_EVENT_RESTORED, mr, T_HANG_MS, &ev) == 0, "restored");
+	CHECK(t_wait_state(ctx, mr, MRL_STATE_ACTIVE, T_HANG_MS) == 0, "active");
+	struct mrl_mr_info in = t_query(ctx, mr);
+	CHECK(in.redirected == 0, "on the file, not on scratch");
+	for (uint64_t off = 0; off < SIZE; off += PG)
+		REQUIRE(page_in(ctx, &r, mr, off, 4, &base) == PG && base == p, "round 4");
+	CHECK(rig_lost(path, 4, SIZE) == 0, "every byte reaches the file");
+	CHECK(mrl_mr_dereg(ctx, mr) == 0, "dereg");
+	CHECK(mrl_file_unmap(ctx, p, SIZE) == 0, "unmap");
+	mrl_ctx_destroy(ctx);
+	rig_close(&r);
+}
+
 int main(void)
 {
 	char dir[256], path[300];
@@ -205,6 +247,8 @@ int main(void)
 	run(path, PUNCH);
 	unlink(path);
 	run(path, TRUNC_EXTEND);
+	unlink(path);
+	answer_restore(path);
 	unlink(path);
 	rmdir(dir);
 	return t_done("t_redirect_uring");
