@@ -202,6 +202,9 @@ MRL_EXPORT int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st)
 		return mrl_err(EINVAL, "mrl_ctx_stats: st->size %zu too small", st->size);
 	uint64_t tmp[ARRAY_SIZE(ctx->pause_ns)];
 	mrl_lock(&ctx->lock);
+	/* a fence is counted once the device applied it (mr.c): what is
+	 * decided is counted, not left for a later call */
+	mrl_dev_sync(ctx);
 	*st = ctx->st;
 	st->mrs = ctx->ht.used;
 	size_t n = ctx->npause < ARRAY_SIZE(tmp) ? ctx->npause : ARRAY_SIZE(tmp);
