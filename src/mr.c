@@ -352,15 +352,10 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only, int state,
 		       int cause)
 {
-	/* a fence the device has not applied yet is nobody's news: the holders
-	 * get the state as it is then (fence_applied). (One peer asking, or cut
-	 * off, hears at once: what it learns only keeps it further away; the
-	 * end of an MR is told at once: the MR leaves the table, and the
-	 * deregistration returns only once the device let go.) */
-	if (!only && mr->unapplied && state != MRL_STATE_DEREGISTERED) {
-		mr->state_owed = 1;
-		return;
-	}
+	/* (the holders hear of a fence at once, before the device applies it:
+	 * a notice that overtakes the swap to a tombstone is what fails the
+	 * operations landing there, -EKEYREVOKED, rather than a silent
+	 * completion into scratch; the owner is told once it is applied) */
 	struct state_ent e;
 	memset(&e, 0, sizeof(e));
 	e.id = mr->handle;
@@ -552,20 +547,17 @@ static void fence_applied(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, v
 		return;
 	}
 	fence_told(ctx, mr, n->cause, n->off, n->len, n->pid, n->seen);
-	if (!--mr->unapplied && mr->state_owed) {
-		mr->state_owed = 0;
-		if (mr->state != MRL_STATE_DEREGISTERED) /* that end was told at once */
-			mrl_send_state(ctx, mr, NULL);
-	}
+	mr->unapplied--;
 	free(n);
 	mrl_mr_put(ctx, mr);
 }
 
-/* Fence mr from off on (0: all of it). The decision is made here; it is
- * told (FENCED event, state to the holders, mrl_mr_query) only once the
- * device applied it: before, a peer that has not heard still reaches the
- * old registration, and an owner told "fenced" would let the change under
- * it go on (a write past a new end of file: SIGBUS in the owner). */
+/* Fence mr from off on (0: all of it). The decision is made here and the
+ * holders are told at once; the owner is told (FENCED event, counters,
+ * mrl_mr_query) only once the device applied it: before, a peer that has
+ * not heard still reaches the old registration, and an owner told
+ * "fenced" would let the change under it go on (a write past a new end of
+ * file: SIGBUS in the owner). */
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen)
 {
@@ -602,7 +594,7 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 					 .len = mr->len - off, .seen = seen};
 		mr->refs++;
 		mr->unapplied++;
-		mrl_send_state(ctx, mr, NULL); /* owed: sent once applied */
+		mrl_send_state(ctx, mr, NULL);
 		mrl_dev_after(ctx, fence_applied, n);
 		return;
 	}
