@@ -33,7 +33,13 @@ enum mrl_policy {
 	MRL_POLICY_NOTIFY = 1,  /* owner answers with mrl_mr_restore()/mrl_mr_release() before the deadline */
 	MRL_POLICY_FENCE = 2,   /* revoke device access at once */
 	MRL_POLICY_DENY = 3,    /* refuse the change with deny_errno (needs a watcher that can:
-	                           fanotify pre-content events); -EOPNOTSUPP at registration otherwise */
+	                           fanotify pre-content events), or, on a memfd made with
+	                           MFD_ALLOW_SEALING, seals: F_SEAL_SHRINK|F_SEAL_GROW|
+	                           F_SEAL_FUTURE_WRITE are added at registration. Seals are
+	                           PERMANENT (they outlive the MR, the context and the process)
+	                           and refuse everyone, the owner included (EPERM, whatever
+	                           deny_errno says); existing writable mappings keep working.
+	                           -EOPNOTSUPP at registration where neither can */
 };
 
 enum mrl_state {
@@ -148,6 +154,7 @@ struct mrl_ctx_opts {
 #define MRL_WATCH_UFFD       0x08u /* userfaultfd non-cooperative events */
 #define MRL_WATCH_INTERPOSE  0x10u /* interposed libc calls of the owner */
 #define MRL_WATCH_VERIFY     0x20u /* verify: backing compared with what was registered */
+#define MRL_WATCH_MEMFD      0x40u /* lease on a /proc/self/fd reopen of a memfd or shmem object */
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);

@@ -461,6 +461,8 @@ struct mrl_ctx {
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
+	struct mrl_mfd *mfds;        /* memfd/shmem objects under MRs (memfd.c), ctx->lock */
+	struct mrl_mfd *mfd_starting; /* memfd.c: the object whose break is being begun */
 };
 
 /* ---- watchers: how a break is seen ----
@@ -506,7 +508,7 @@ struct mrl_watcher_ops {
 	unsigned (*coverage)(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 };
 extern const struct mrl_watcher_ops mrl_watch_lease, mrl_watch_inotify, mrl_watch_fan,
-	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_verify;
+	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_verify, mrl_watch_memfd;
 /* watch.c */
 int mrl_watchers_start(struct mrl_ctx *ctx);
 void mrl_watchers_stop(struct mrl_ctx *ctx);
@@ -594,6 +596,15 @@ static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
+
+/* memfd.c: the memfd/shmem watcher; ctx->lock held. A lease signal for an
+ * fd that is no file's (lease.c) may be one of its leases. Deny on a memfd:
+ * seal it (0), or -errno and why not. */
+void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen);
+int mrl_memfd_seal(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char **why);
+/* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
+int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
+		 uintptr_t *start, uintptr_t *end);
 
 /* brk.c: the break engine; all with ctx->lock held */
 struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
