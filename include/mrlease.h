@@ -146,6 +146,18 @@ struct mrl_ctx_opts {
 };
 #define MRL_CTX_NO_LEASES 0x1u     /* register without any watcher (shows what leases prevent) */
 #define MRL_CTX_NO_FANOTIFY 0x2u   /* do not use fanotify pre-content events (leases only) */
+/* Hold the owner's own ftruncate, fallocate (punch/zero/collapse/insert),
+ * madvise/process_madvise (DONTNEED, FREE, REMOVE), munmap and mremap --
+ * raw syscall(2)s included -- before they land, with a seccomp
+ * user-notification filter (MRL_WATCH_SECCOMP). Opt-in, because a filter is
+ * for ever: it stays after mrl_ctx_destroy, covers the thread that creates
+ * the context and every thread and process it starts afterwards (fork and
+ * exec inherit it; threads started before are not covered), costs every
+ * matching call of the process and its descendants a round trip to a
+ * supervisor thread, and makes a descendant's matching calls fail ENOSYS
+ * once this process has exited. Without CAP_SYS_ADMIN it sets no_new_privs.
+ * See mrl_ctx_create(3). */
+#define MRL_CTX_SECCOMP 0x40u
 
 /* Watchers, as a bit mask (mrl_ctx_watchers, mrl_mr_info.watchers). */
 #define MRL_WATCH_LEASE      0x01u /* fcntl lease on the backing file */
@@ -155,6 +167,7 @@ struct mrl_ctx_opts {
 #define MRL_WATCH_INTERPOSE  0x10u /* interposed libc calls of the owner */
 #define MRL_WATCH_VERIFY     0x20u /* verify: backing compared with what was registered */
 #define MRL_WATCH_MEMFD      0x40u /* lease on a /proc/self/fd reopen of a memfd or shmem object */
+#define MRL_WATCH_SECCOMP    0x80u /* the owner's system calls held by seccomp (MRL_CTX_SECCOMP) */
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);

@@ -231,19 +231,8 @@ static void mfd_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
  * end now, restore the rest. */
 static void landed(struct mrl_ctx *ctx, struct mrl_mfd *m, uint64_t now)
 {
-	struct mrl_brk *b = m->brk;
-	struct stat st;
-	if (m->fd >= 0 && fstat(m->fd, &st) == 0) {
-		for (size_t i = 0; i < b->mrs.n; i++) {
-			struct mrl_mr *mr = b->mrs.v[i];
-			uint64_t size = (uint64_t)st.st_size;
-			uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
-			if (mr->in_brk && avail < mr->valid_len)
-				mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail,
-						    0, now);
-		}
-	}
-	mrl_brk_finish(ctx, b); /* frees b: brk_done clears m->brk */
+	mrl_memfd_fence_past_end(ctx, m->brk, now);
+	mrl_brk_finish(ctx, m->brk); /* frees it: brk_done clears m->brk */
 }
 
 static void mfd_tick(struct mrl_ctx *ctx, uint64_t now)
@@ -374,6 +363,49 @@ sealed:
 	if (m)
 		m->sealed = true;
 	return 0;
+}
+
+/* for the seccomp watcher: the object under mr, if this watcher has it */
+int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *ino)
+{
+	struct mrl_mfd *m = mfd_of_mr(ctx, mr);
+	if (!m)
+		return -ENOENT;
+	*dev = m->dev;
+	*ino = m->ino;
+	return 0;
+}
+
+/* the live MRs of object (dev, ino) over its bytes [lo, hi) */
+void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
+		   struct mrl_mr_vec *vec)
+{
+	for (struct mrl_mfd *m = ctx->mfds; m; m = m->next) {
+		if (m->dev != dev || m->ino != ino)
+			continue;
+		for (size_t i = 0; i < m->mrs.n; i++) {
+			struct mrl_mr *mr = m->mrs.v[i];
+			if (mrl_mr_live(mr) && !mr->in_brk && mr->fnode.start < hi &&
+			    mr->fnode.start + mr->valid_len > lo)
+				mrl_mr_vec_push(vec, mr);
+		}
+	}
+}
+
+/* A change to the object landed under break b: fence what lies past its end. */
+void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
+{
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		struct mrl_mr *mr = b->mrs.v[i];
+		struct mrl_mfd *m = mfd_of_mr(ctx, mr);
+		struct stat st;
+		if (!m || m->fd < 0 || !mr->in_brk || fstat(m->fd, &st) < 0)
+			continue;
+		uint64_t size = (uint64_t)st.st_size;
+		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
+		if (avail < mr->valid_len)
+			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
+	}
 }
 
 static unsigned mfd_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov)

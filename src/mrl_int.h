@@ -508,7 +508,7 @@ struct mrl_watcher_ops {
 	unsigned (*coverage)(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 };
 extern const struct mrl_watcher_ops mrl_watch_lease, mrl_watch_inotify, mrl_watch_fan,
-	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_verify, mrl_watch_memfd;
+	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_verify, mrl_watch_memfd, mrl_watch_seccomp;
 /* watch.c */
 int mrl_watchers_start(struct mrl_ctx *ctx);
 void mrl_watchers_stop(struct mrl_ctx *ctx);
@@ -602,6 +602,13 @@ void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
  * seal it (0), or -errno and why not. */
 void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen);
 int mrl_memfd_seal(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char **why);
+int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *ino);
+void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
+		   struct mrl_mr_vec *vec);
+void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
+/* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
+ * mrl_ctx_create once the library's threads run */
+int mrl_seccomp_install(struct mrl_ctx *ctx);
 /* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
 int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
 		 uintptr_t *start, uintptr_t *end);
