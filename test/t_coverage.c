@@ -129,7 +129,7 @@ static int run(const struct config *c)
 			REQUIRE(p != MAP_FAILED, "map the memfd");
 			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), mfd);
 			owner_fd = mfd;
-		} else if (c->want == MRL_WATCH_LEASE) {
+		} else if (c->want & MRL_WATCH_LEASE) {
 			/* the weakest case the lease claims: the owner keeps using
 			 * the fd it mapped with and handed to the library */
 			int fd = open(path, O_RDWR);
@@ -147,10 +147,12 @@ static int run(const struct config *c)
 		if (row == 0)
 			CHECK((in.watchers & c->want) == c->want, "%s: watchers %#x include %#x", c->name,
 			      in.watchers, c->want);
-		if (c->want == MRL_WATCH_LEASE && in.watchers & MRL_WATCH_LEASE)
+		if ((c->want & MRL_WATCH_LEASE) && in.watchers & MRL_WATCH_LEASE)
 			CHECK(!(in.watchers & MRL_WATCH_FANOTIFY), "lease configuration runs no fanotify");
 		if (in.coverage[row] == MRL_SEEN_BEFORE) {
 			uint64_t before = seen_count(ctx);
+			struct mrl_stats s0 = {.size = sizeof(s0)};
+			mrl_ctx_stats(ctx, &s0);
 			int r = act(row, path);
 			if (r == -2) {
 				CHECK(0, "%s: row '%s' claimed before but no test action exists", c->name,
@@ -162,6 +164,16 @@ static int run(const struct config *c)
 					usleep(1000);
 				CHECK(seen_count(ctx) > before, "%s: '%s' claimed before, and seen", c->name,
 				      mrl_change_str(row));
+				/* the owner's own truncate or punch through its own fd breaks
+				 * no lease and no open: only a held call (seccomp, fanotify)
+				 * pauses for it */
+				if ((row == MRL_CHG_OWNER_TRUNCATE || row == MRL_CHG_OWNER_LAYOUT) &&
+				    (c->want & MRL_WATCH_SECCOMP)) {
+					struct mrl_stats s1 = {.size = sizeof(s1)};
+					mrl_ctx_stats(ctx, &s1);
+					CHECK(s1.pauses > s0.pauses, "%s: '%s' held as a pause", c->name,
+					      mrl_change_str(row));
+				}
 				/* an open seen is not yet its truncate seen: the truncate
 				 * must have been held as one (a pause), and fenced the MR */
 				if (row == MRL_CHG_OTHER_OPEN_TRUNC) {
@@ -274,6 +286,10 @@ int main(void)
 		{"tmpfs (lease)", "tmpfs", 0, MRL_WATCH_LEASE},
 		{"memfd (lease on a reopen)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_PLAIN},
 		{"memfd, sealed (deny)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_SEALED},
+		/* last: the filter stays on this process for good */
+		{"tmpfs, seccomp", "tmpfs", MRL_CTX_SECCOMP, MRL_WATCH_LEASE | MRL_WATCH_SECCOMP},
+		{"memfd, seccomp", "tmpfs", MRL_CTX_SECCOMP, MRL_WATCH_MEMFD | MRL_WATCH_SECCOMP,
+		 MEMFD_PLAIN},
 	};
 	for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
 		if (cfg[i].want == MRL_WATCH_FANOTIFY) {
