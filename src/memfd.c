@@ -327,8 +327,24 @@ static void mfd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		mfd_free(ctx, m);
 }
 
+/* The breaks this watcher began and that no file holds (address-space
+ * ones): freed when it stops (the monitor has, ctx->lock not held). */
+void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src)
+{
+	mrl_lock(&ctx->lock);
+	for (struct mrl_brk *b = ctx->brks, *next; b; b = next) {
+		next = b->next;
+		if (b->src == src && !b->file) {
+			mrl_brk_free(ctx, b);
+			next = ctx->brks; /* brk_done may have changed the list */
+		}
+	}
+	mrl_unlock(&ctx->lock);
+}
+
 static void mfd_stop(struct mrl_ctx *ctx)
 {
+	mrl_brks_free_of(ctx, &mrl_watch_memfd);
 	while (ctx->mfds)
 		mfd_free(ctx, ctx->mfds);
 }

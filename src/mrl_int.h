@@ -606,6 +606,8 @@ int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *i
 void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
 		   struct mrl_mr_vec *vec);
 void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
+/* memfd.c: free the address-space breaks src began (its stop; takes ctx->lock) */
+void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
 /* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);

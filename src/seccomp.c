@@ -519,6 +519,7 @@ static int sc_start(struct mrl_ctx *ctx)
 
 static void sc_stop(struct mrl_ctx *ctx)
 {
+	mrl_brks_free_of(ctx, &mrl_watch_seccomp);
 	mrl_lock(&sc.lock);
 	struct sc_ctx *s = sc_of(ctx);
 	for (int i = 0; i < SC_CTXS; i++)

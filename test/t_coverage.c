@@ -286,7 +286,9 @@ int main(void)
 		{"tmpfs (lease)", "tmpfs", 0, MRL_WATCH_LEASE},
 		{"memfd (lease on a reopen)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_PLAIN},
 		{"memfd, sealed (deny)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_SEALED},
-		/* last: the filter stays on this process for good */
+		/* in a child of their own (the filter stays on a process for good),
+		 * which leaves by _exit: LeakSanitizer's exit check stops every
+		 * thread, the supervisor included, and its own munmap then waits */
 		{"tmpfs, seccomp", "tmpfs", MRL_CTX_SECCOMP, MRL_WATCH_LEASE | MRL_WATCH_SECCOMP},
 		{"memfd, seccomp", "tmpfs", MRL_CTX_SECCOMP, MRL_WATCH_MEMFD | MRL_WATCH_SECCOMP,
 		 MEMFD_PLAIN},
@@ -300,6 +302,18 @@ int main(void)
 				printf("-- %s: fanotify unavailable here, not checked\n", cfg[i].name);
 				continue;
 			}
+		}
+		if (cfg[i].flags & MRL_CTX_SECCOMP) {
+			fflush(stdout);
+			pid_t sc = fork();
+			if (sc == 0) {
+				int n = run(&cfg[i]);
+				CHECK(n >= 3, "%s: at least three rows claimed before (%d)", cfg[i].name, n);
+				fflush(stdout);
+				_exit(t_failures ? 1 : 0);
+			}
+			CHECK(t_wait_status(sc) == 0, "%s: passed", cfg[i].name);
+			continue;
 		}
 		int n = run(&cfg[i]);
 		CHECK(n >= 3, "%s: at least three rows claimed before (%d)", cfg[i].name, n);
