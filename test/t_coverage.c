@@ -25,7 +25,7 @@ struct config {
 	unsigned want;   /* watcher the MR must report */
 	int memfd;       /* 0: a file on fs; MEMFD_PLAIN, MEMFD_SEALED (policy deny) */
 };
-enum { MEMFD_PLAIN = 1, MEMFD_SEALED };
+enum { MEMFD_PLAIN = 1, MEMFD_SEALED, SHMEM_ANON };
 
 /* The owner's fd for its own changes: the fd it handed the library
  * (mrl_file_adopt), or -1 to open one (which a lease sees). */
@@ -122,7 +122,13 @@ static int run(const struct config *c)
 		mrl_mr_t mr;
 		owner_fd = -1;
 		int mfd = -1;
-		if (c->memfd) {
+		if (c->memfd == SHMEM_ANON) {
+			/* reached by others through /proc/PID/map_files (CAP_SYS_ADMIN) */
+			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			REQUIRE(p != MAP_FAILED, "shared anonymous memory");
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", (int)getpid(),
+				 (unsigned long)p, (unsigned long)p + SZ);
+		} else if (c->memfd) {
 			mfd = memfd_create("t_coverage", MFD_ALLOW_SEALING | MFD_CLOEXEC);
 			REQUIRE(mfd >= 0 && ftruncate(mfd, SZ) == 0, "memfd");
 			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
@@ -238,7 +244,8 @@ static int run(const struct config *c)
 		mrl_mr_dereg(ctx, mr);
 		if (c->memfd) {
 			munmap(p, SZ);
-			close(mfd);
+			if (mfd >= 0)
+				close(mfd);
 			owner_fd = -1;
 		} else if (owner_fd >= 0 || mrl_file_unmap(ctx, p, SZ) < 0)
 			munmap(p, SZ); /* adopted fd (the library closes it), or a row changed the mapping */
@@ -286,6 +293,7 @@ int main(void)
 		{"tmpfs (lease)", "tmpfs", 0, MRL_WATCH_LEASE},
 		{"memfd (lease on a reopen)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_PLAIN},
 		{"memfd, sealed (deny)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_SEALED},
+		{"shared anonymous (lease on map_files)", "tmpfs", 0, MRL_WATCH_MEMFD, SHMEM_ANON},
 		/* in a child of their own (the filter stays on a process for good),
 		 * which leaves by _exit: LeakSanitizer's exit check stops every
 		 * thread, the supervisor included, and its own munmap then waits */
