@@ -68,30 +68,41 @@ static mrl_mr_t reg(mrl_ctx *ctx, void *p, uint32_t policy)
 	return mr;
 }
 
+/* the best of 9 rounds: the machine is shared, the least disturbed round
+ * is the cost */
 static uint64_t ns_per(long nr, long a, long b, int n)
 {
-	uint64_t t0 = t_now_ns();
-	for (int i = 0; i < n; i++)
-		syscall(nr, a, b);
-	return (t_now_ns() - t0) / (uint64_t)n;
+	uint64_t best = UINT64_MAX;
+	for (int k = 0; k < 9; k++) {
+		uint64_t t0 = t_now_ns();
+		for (int i = 0; i < n; i++)
+			syscall(nr, a, b);
+		uint64_t d = (t_now_ns() - t0) / (uint64_t)n;
+		best = d < best ? d : best;
+	}
+	return best;
 }
 
 static uint64_t munmap_ns(int n)
 {
-	uint64_t total = 0;
-	for (int i = 0; i < n; i++) {
-		void *q = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		uint64_t t0 = t_now_ns();
-		syscall(SYS_munmap, q, 4096);
-		total += t_now_ns() - t0;
+	uint64_t best = UINT64_MAX;
+	for (int k = 0; k < 9; k++) {
+		uint64_t total = 0;
+		for (int i = 0; i < n; i++) {
+			void *q = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			uint64_t t0 = t_now_ns();
+			syscall(SYS_munmap, q, 4096);
+			total += t_now_ns() - t0;
+		}
+		best = total / (uint64_t)n < best ? total / (uint64_t)n : best;
 	}
-	return total / (uint64_t)n;
+	return best;
 }
 
 int main(void)
 {
 	/* costs without the filter, before any context of this process has it */
-	uint64_t plain_sys = ns_per(SYS_getppid, 0, 0, 200000), plain_unmap = munmap_ns(2000);
+	uint64_t plain_sys = ns_per(SYS_getppid, 0, 0, 50000), plain_unmap = munmap_ns(500);
 
 	struct mrl_ctx_opts o = {.size = sizeof(o), .provider = "mock", .deadline_ms = T_HANG_MS,
 				 .flags = MRL_CTX_SECCOMP};
@@ -230,7 +241,7 @@ int main(void)
 	mrl_mr_dereg(ctx, mr);
 
 	/* costs, printed (not asserted: the machine is shared) */
-	uint64_t f_sys = ns_per(SYS_getppid, 0, 0, 200000), f_unmap = munmap_ns(2000);
+	uint64_t f_sys = ns_per(SYS_getppid, 0, 0, 50000), f_unmap = munmap_ns(500);
 	printf("cost: getppid %llu ns -> %llu ns with the filter (x%.2f); "
 	       "munmap of an unregistered page %llu ns -> %llu ns (round trip to the supervisor)\n",
 	       (unsigned long long)plain_sys, (unsigned long long)f_sys,
