@@ -371,6 +371,11 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   is made under it: the device worker (devq.c) and
  *                   mrl_mr_reg call the registrar with no lock held.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
+ *  sc.lock         (seccomp.c) the supervisor's copy of the registered
+ *                   ranges and objects and each context's held call; taken
+ *                   under ctx->lock (tables, the monitor's side of a held
+ *                   call) and alone by the supervisor threads, which never
+ *                   take ctx->lock; no call the filter holds is made under it.
  *  fab->lock, the mock's lock, the io_uring registrar's u->lock (its slot
  *                   table and in-flight counts; taken under ctx->lock by
  *                   mrl_uring_get/put and quiesce, never held across a
