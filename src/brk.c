@@ -90,12 +90,70 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 		b->acks = a->next;
 		free(a);
 	}
+	free(b->ack_hash);
 	if (b->src->brk_done)
 		b->src->brk_done(ctx, b);
 	for (size_t i = 0; i < b->mrs.n; i++)
 		mrl_mr_put(ctx, b->mrs.v[i]);
 	free(b->mrs.v);
 	free(b);
+}
+
+/* ---- acks: every ack a break waits for (its peers' and the local
+ * device's, mr.c puts those on b->acks) is found by its sender and number
+ * through a small hash per break, filled lazily from the list's head: new
+ * acks are pushed there, so the ones not indexed yet come first. ---- */
+static size_t ack_slot(const struct mrl_brk *b, const struct mrl_tpeer *peer, uint32_t seq)
+{
+	uint64_t k = ((uint64_t)(uintptr_t)peer >> 4) * 0x9e3779b97f4a7c15ull ^ seq;
+	k ^= k >> 29;
+	return (size_t)(k * 0xbf58476d1ce4e5b9ull >> 17) & (b->ack_hcap - 1);
+}
+
+static void ack_index(struct mrl_brk *b)
+{
+	size_t n = 0;
+	for (struct mrl_brk_ack *a = b->acks; a && !a->indexed; a = a->next)
+		n++;
+	if (!n)
+		return;
+	if ((b->ack_hn + n) * 2 > b->ack_hcap) {
+		size_t cap = b->ack_hcap ? b->ack_hcap : 16;
+		while ((b->ack_hn + n) * 2 > cap)
+			cap *= 2;
+		struct mrl_brk_ack **h = calloc(cap, sizeof(*h));
+		if (!h)
+			return; /* found by the list walk instead */
+		free(b->ack_hash);
+		b->ack_hash = h;
+		b->ack_hcap = cap;
+		b->ack_hn = 0;
+		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
+			a->indexed = false; /* all again, into the new table */
+	}
+	for (struct mrl_brk_ack *a = b->acks; a && !a->indexed; a = a->next) {
+		size_t i = ack_slot(b, a->peer, a->seq);
+		while (b->ack_hash[i])
+			i = (i + 1) & (b->ack_hcap - 1);
+		b->ack_hash[i] = a;
+		a->indexed = true;
+		b->ack_hn++;
+	}
+}
+
+static struct mrl_brk_ack *ack_find(struct mrl_brk *b, const struct mrl_tpeer *peer, uint32_t seq)
+{
+	ack_index(b);
+	if (b->ack_hcap && (!b->acks || b->acks->indexed)) {
+		for (size_t i = ack_slot(b, peer, seq); b->ack_hash[i]; i = (i + 1) & (b->ack_hcap - 1))
+			if (b->ack_hash[i]->peer == peer && b->ack_hash[i]->seq == seq)
+				return b->ack_hash[i];
+		return NULL;
+	}
+	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) /* no memory for the index */
+		if (a->peer == peer && a->seq == seq)
+			return a;
+	return NULL;
 }
 
 /* Queue one PAUSE message to a peer and expect its ack. */
@@ -112,9 +170,27 @@ static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_tpeer
 	b->acks = a;
 	b->acks_pending++;
 	m->h.req = a->seq;
-	m->h.len = offsetof(struct msg_pause, ids) + m->n * sizeof(m->ids[0]);
+	m->h.len = (uint16_t)(offsetof(struct msg_pause, runs) + m->n * sizeof(m->runs[0]));
 	mrl_queue_out(ctx, peer, m, m->h.len);
 	m->n = 0;
+	m->total = 0;
+}
+
+/* Add id to the PAUSE being built for one peer: onto its last run when
+ * it follows it, else a new run (the message goes out when full). */
+static void pause_add(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_tpeer *peer,
+		      struct msg_pause *m, uint64_t id)
+{
+	struct pause_run *last = m->n ? &m->runs[m->n - 1] : NULL;
+	if (last && id == last->first + last->n && last->n < UINT32_MAX && m->total < MRL_PAUSE_MAX_IDS) {
+		last->n++;
+		m->total++;
+		return;
+	}
+	if (m->n == MRL_PAUSE_RUNS || m->total == MRL_PAUSE_MAX_IDS)
+		queue_pause(ctx, b, peer, m);
+	m->runs[m->n++] = (struct pause_run){.first = id, .n = 1};
+	m->total++;
 }
 
 static bool holds_mr(struct mrl_mr *mr, struct mrl_tpeer *peer)
@@ -125,13 +201,12 @@ static bool holds_mr(struct mrl_mr *mr, struct mrl_tpeer *peer)
 	return false;
 }
 
-/* Send PAUSE for the break's paused MRs to every peer holding one of them. */
+/* Send PAUSE for the break's paused MRs to every peer holding one of them:
+ * per peer, its MRs in the break's order (file order) as runs of ids. */
 static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
 	const struct mrl_mr_vec *vec = &b->mrs;
-	/* group by peer: peers are few, MRs many. The peers done so far are
-	 * kept apart from the acks (a peer has one ack per batch of
-	 * MRL_PAUSE_IDS MRs: scanning those per MR was quadratic). */
+	/* group by peer: peers are few, MRs many */
 	struct mrl_tpeer *done_stack[16], **done = done_stack;
 	size_t ndone = 0, cap = 16;
 	for (size_t i = 0; i < vec->n; i++) {
@@ -158,18 +233,17 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 			}
 			if (ndone < cap)
 				done[ndone++] = h->peer;
-			/* one peer: all its paused MRs of this break, in batches */
+			/* one peer: all its paused MRs of this break */
 			struct msg_pause m;
-			memset(&m, 0, sizeof(m));
+			memset(&m.h, 0, sizeof(m.h));
 			m.h.magic = MRL_MAGIC;
 			m.h.type = MSG_PAUSE;
+			m.n = m.total = 0;
+			m.runs[0].pad = 0;
 			for (size_t j = i; j < vec->n; j++) {
 				struct mrl_mr *o = vec->v[j];
-				if (!o->in_brk || !holds_mr(o, h->peer))
-					continue;
-				m.ids[m.n++] = o->handle;
-				if (m.n == MRL_PAUSE_IDS)
-					queue_pause(ctx, b, h->peer, &m);
+				if (o->in_brk && (o == mr || holds_mr(o, h->peer)))
+					pause_add(ctx, b, h->peer, &m, o->handle);
 			}
 			if (m.n)
 				queue_pause(ctx, b, h->peer, &m);
@@ -416,14 +490,15 @@ bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
 /* peer NULL: the local device (mrl_brk_device_idle) */
 static void brk_ack(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint32_t seq)
 {
-	for (struct mrl_brk *b = ctx->brks; b; b = b->next)
-		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
-			if (a->peer == peer && a->seq == seq && !a->done) {
-				a->done = true;
-				b->acks_pending--;
-				brk_check(ctx, b);
-				return;
-			}
+	for (struct mrl_brk *b = ctx->brks; b; b = b->next) {
+		struct mrl_brk_ack *a = ack_find(b, peer, seq);
+		if (a && !a->done) {
+			a->done = true;
+			b->acks_pending--;
+			brk_check(ctx, b);
+			return;
+		}
+	}
 }
 
 /* A peer answered PAUSE seq. */

@@ -208,13 +208,30 @@ static size_t msg_min_len(int type)
 	case MSG_STATE: return sizeof(struct msg_state);
 	case MSG_LIST_REQ: return sizeof(struct msg_list_req);
 	case MSG_LIST_REP: return sizeof(struct msg_list_rep);
-	case MSG_PAUSE: return offsetof(struct msg_pause, ids);
+	case MSG_PAUSE: return offsetof(struct msg_pause, runs);
 	case MSG_PAUSE_ACK:
 	case MSG_PING:
 	case MSG_PONG: return sizeof(struct msg_hdr);
 	case MSG_STATES: return offsetof(struct msg_states, e);
 	default: return SIZE_MAX;
 	}
+}
+
+/* A PAUSE's runs: within the message, none empty or wrapping past the
+ * last id, their lengths summing to its total, the total bounded. */
+bool mrl_pause_valid(const struct msg_pause *m, size_t len)
+{
+	if (m->n > MRL_PAUSE_RUNS || len != offsetof(struct msg_pause, runs) + m->n * sizeof(m->runs[0]) ||
+	    m->total > MRL_PAUSE_MAX_IDS)
+		return false;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct pause_run *r = &m->runs[i];
+		if (!r->n || r->first + r->n - 1 < r->first)
+			return false;
+		sum += r->n;
+	}
+	return sum == m->total;
 }
 
 /* A malformed, forged or replayed control message is dropped, counted
@@ -289,7 +306,7 @@ void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char 
 		break;
 	case MSG_PAUSE: {
 		const struct msg_pause *m = (const void *)buf;
-		if (m->n > MRL_PAUSE_IDS || len < offsetof(struct msg_pause, ids) + m->n * 8) {
+		if (!mrl_pause_valid(m, len)) {
 			bad_msg(ep, len, "malformed PAUSE");
 			return;
 		}

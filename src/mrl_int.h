@@ -247,6 +247,7 @@ struct mrl_brk_ack {
 	struct mrl_tpeer *peer;
 	uint32_t seq;
 	bool done;
+	bool indexed; /* in its break's ack_hash (brk.c) */
 };
 /* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
  * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
@@ -260,6 +261,8 @@ struct mrl_brk {
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
 	struct mrl_brk_ack *acks;
 	int acks_pending;
+	struct mrl_brk_ack **ack_hash; /* acks by (peer, seq), open addressing (brk.c) */
+	size_t ack_hcap, ack_hn;
 	uint64_t lo, hi;           /* file range paused, hi exclusive */
 	struct mrl_fan_ev *fev;    /* fanotify break: the change held in the kernel; NULL = lease */
 	uint64_t poll_at;          /* fanotify landing: next look at the actor */

@@ -9,10 +9,9 @@
 #define MRL_PROTO_H
 #include <stdint.h>
 
-#define MRL_MAGIC 0x4d524c32u /* "MRL2": tagged messages */
+#define MRL_MAGIC 0x4d524c33u /* "MRL3": tagged messages, PAUSE by runs of ids */
 #define MRL_TAG_LEN 16
 #define MRL_MSG_MAX 1024
-#define MRL_PAUSE_IDS 28
 #define MRL_LIST_IDS 28
 
 enum mrl_msg_type {
@@ -69,10 +68,21 @@ struct msg_list_rep {
 	uint64_t ids[MRL_LIST_IDS];
 };
 
+/* PAUSE names its MRs as runs of consecutive ids: a file's MRs registered
+ * in order have consecutive handles, so one message pauses thousands of
+ * them (one ack each way per peer per break, not one per 28 MRs). */
+struct pause_run {
+	uint64_t first; /* the run's first MR id */
+	uint32_t n;     /* ids first, first+1, ..., first+n-1; n >= 1 */
+	uint32_t pad;
+};
+#define MRL_PAUSE_RUNS ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct pause_run))
+#define MRL_PAUSE_MAX_IDS (1u << 22) /* ids in one PAUSE, all runs together */
 struct msg_pause {
 	struct msg_hdr h;
-	uint32_t n, pad;
-	uint64_t ids[MRL_PAUSE_IDS];
+	uint32_t n;     /* runs */
+	uint32_t total; /* ids in all runs: the sum of their n */
+	struct pause_run runs[MRL_PAUSE_RUNS];
 };
 
 /* One MR's new state inside MSG_STATES (its base and length never change). */
