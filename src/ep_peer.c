@@ -193,6 +193,25 @@ void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct m
 	}
 }
 
+/* Runs of MRs to a new state (checked by mrl_state_runs_valid): each keeps
+ * its key and serves its whole length, or nothing once fenced. */
+void mrl_ep_peer_state_runs(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state_runs *m)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct state_run *run = &m->r[i];
+		bool serving = run->state == MRL_STATE_ACTIVE || run->state == MRL_STATE_PAUSED;
+		for (uint64_t id = run->first, end = id + run->n; id != end; id++) {
+			struct mrl_rmr *r = mrl_ep_rmr_find(p, id);
+			if (!r)
+				continue;
+			struct msg_state one = {.state = run->state, .cause = run->cause, .id = id,
+						.key = r->key, .base = r->base, .len = r->len,
+						.valid_len = serving ? r->len : 0, .gen = run->gen};
+			mrl_ep_rmr_apply_state(ep, r, &one);
+		}
+	}
+}
+
 /* Send a request and drive progress until its answer arrives. */
 static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, void *reply)
 {

@@ -195,6 +195,7 @@ struct mrl_file {
 struct mrl_holder {
 	struct mrl_holder *next;
 	struct mrl_tpeer *peer;
+	uint64_t told_key; /* the remote key this peer was last told (outbox.c: runs keep it) */
 };
 
 struct mrl_mr {
@@ -540,7 +541,7 @@ void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* outbox.c */
 void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg, size_t len);
 struct state_ent;
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e);
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct state_ent *e, uint64_t len);
 void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
 bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx);

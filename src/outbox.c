@@ -44,9 +44,11 @@ void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg,
 	}
 }
 
-/* Many MRs change state at once (a restore after a break over 10,000 of
- * them): one MSG_STATES per peer carries up to MRL_STATES_MAX of them. */
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e)
+/* The open batch of the given type to this peer (a state message being
+ * filled), or a new one; a batch of the other type is closed first, so a
+ * peer reads every MR's states in the order they were decided. */
+static struct mrl_out *state_batch(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint8_t type,
+				   bool full)
 {
 	struct mrl_out *o = NULL;
 	int slot = -1;
@@ -56,19 +58,62 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct s
 		else if (!ctx->open_batch[i] && slot < 0)
 			slot = i;
 	}
-	struct msg_states *m = o ? (struct msg_states *)o->buf : NULL;
-	if (!m || m->n == MRL_STATES_MAX) {
-		if (!(o = outbox_add(ctx, peer, sizeof(*m))))
+	if (o && !full && ((struct msg_hdr *)o->buf)->type == type)
+		return o;
+	size_t cap = type == MSG_STATES ? sizeof(struct msg_states) : sizeof(struct msg_state_runs);
+	if (!(o = outbox_add(ctx, peer, cap)))
+		return NULL;
+	struct msg_hdr *h = (struct msg_hdr *)o->buf;
+	memset(o->buf, 0, offsetof(struct msg_states, e)); /* header, n, pad: the same in both */
+	h->magic = MRL_MAGIC;
+	h->type = type;
+	o->len = h->len = offsetof(struct msg_states, e);
+	if (slot < 0)
+		slot = 0; /* more peers than slots: the evicted batch is just closed */
+	ctx->open_batch[slot] = o;
+	return o;
+}
+
+/* Many MRs change state at once (a restore after a break over 10,000 of
+ * them): their states to a peer go in batches. An MR that keeps the key
+ * the peer knows and serves all or nothing goes into a run of consecutive
+ * ids (MSG_STATE_RUNS: one message for a file's MRs registered in order);
+ * any other, one entry of MSG_STATES each (up to MRL_STATES_MAX). */
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct state_ent *e, uint64_t len)
+{
+	bool serving = e->state == MRL_STATE_ACTIVE || e->state == MRL_STATE_PAUSED;
+	bool run = e->key == h->told_key && (serving ? e->valid_len == len : !e->valid_len);
+	h->told_key = e->key;
+	if (run) {
+		struct mrl_out *o = state_batch(ctx, h->peer, MSG_STATE_RUNS, false);
+		if (!o)
+			return;
+		struct msg_state_runs *m = (struct msg_state_runs *)o->buf;
+		struct state_run *last = m->n ? &m->r[m->n - 1] : NULL;
+		if (last && e->id == last->first + last->n && last->n < UINT32_MAX && last->gen == e->gen &&
+		    last->state == e->state && last->cause == e->cause) {
+			last->n++;
+			return;
+		}
+		if (m->n == MRL_STATE_RUNS_MAX) {
+			if (!(o = state_batch(ctx, h->peer, MSG_STATE_RUNS, true)))
+				return;
+			m = (struct msg_state_runs *)o->buf;
+		}
+		m->r[m->n++] = (struct state_run){.first = e->id, .n = 1, .gen = e->gen, .state = e->state,
+						  .cause = e->cause};
+		o->len = offsetof(struct msg_state_runs, r) + m->n * sizeof(m->r[0]);
+		m->h.len = (uint16_t)o->len;
+		return;
+	}
+	struct mrl_out *o = state_batch(ctx, h->peer, MSG_STATES, false);
+	if (!o)
+		return;
+	struct msg_states *m = (struct msg_states *)o->buf;
+	if (m->n == MRL_STATES_MAX) {
+		if (!(o = state_batch(ctx, h->peer, MSG_STATES, true)))
 			return;
 		m = (struct msg_states *)o->buf;
-		memset(&m->h, 0, sizeof(m->h));
-		m->h.magic = MRL_MAGIC;
-		m->h.type = MSG_STATES;
-		m->n = 0;
-		m->pad = 0;
-		if (slot < 0)
-			slot = 0; /* more peers than slots: the evicted batch is just closed */
-		ctx->open_batch[slot] = o;
 	}
 	m->e[m->n++] = *e;
 	o->len = offsetof(struct msg_states, e) + m->n * sizeof(m->e[0]);

@@ -7,6 +7,7 @@
  * by a field the sender fills in. */
 #ifndef MRL_PROTO_H
 #define MRL_PROTO_H
+#include <stddef.h>
 #include <stdint.h>
 
 #define MRL_MAGIC 0x4d524c33u /* "MRL3": tagged messages, PAUSE by runs of ids */
@@ -26,6 +27,7 @@ enum mrl_msg_type {
 	MSG_STATES,       /* owner -> peer: resume / fence / update of many MRs */
 	MSG_PING,         /* either way: nothing heard from you for a while; answer */
 	MSG_PONG,         /* the answer: I am alive */
+	MSG_STATE_RUNS,   /* owner -> peer: runs of MRs to a new state, key and length kept */
 	MSG_TYPE_MAX
 };
 
@@ -98,6 +100,24 @@ struct msg_states {
 	struct state_ent e[MRL_STATES_MAX];
 };
 
+/* MSG_STATE_RUNS: every MR of a run (consecutive ids) takes the run's
+ * state, cause and generation, keeps the remote key the peer was last
+ * told, and serves its whole length (ACTIVE, PAUSED) or nothing (FENCED,
+ * DEREGISTERED): a hitless restore of a file's 10,000 MRs is one message. */
+struct state_run {
+	uint64_t first;
+	uint32_t n, gen;
+	uint8_t state, cause, pad[6];
+};
+#define MRL_STATE_RUNS_MAX ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct state_run))
+struct msg_state_runs {
+	struct msg_hdr h;
+	uint32_t n, pad;
+	struct state_run r[MRL_STATE_RUNS_MAX];
+};
+
+_Static_assert(sizeof(struct msg_state_runs) <= MRL_MSG_MAX, "state runs fit");
+_Static_assert(offsetof(struct msg_state_runs, r) == offsetof(struct msg_states, e), "batch heads alike");
 _Static_assert(sizeof(struct msg_hdr) == 40, "header layout");
 _Static_assert(sizeof(struct msg_pause) <= MRL_MSG_MAX, "pause fits");
 _Static_assert(sizeof(struct msg_states) <= MRL_MSG_MAX, "states fit");

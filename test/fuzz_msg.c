@@ -123,6 +123,10 @@ static void map_ids(unsigned char *buf, size_t len)
 		for (size_t i = 0; i < MRL_PAUSE_RUNS; i++)
 			map_id(buf, len, offsetof(struct msg_pause, runs) + i * sizeof(struct pause_run));
 		break;
+	case MSG_STATE_RUNS:
+		for (size_t i = 0; i < MRL_STATE_RUNS_MAX; i++)
+			map_id(buf, len, offsetof(struct msg_state_runs, r) + i * sizeof(struct state_run));
+		break;
 	case MSG_STATES:
 		for (size_t i = 0; i < MRL_STATES_MAX; i++)
 			map_id(buf, len, offsetof(struct msg_states, e) + i * sizeof(struct state_ent));

@@ -103,6 +103,25 @@ int main(void)
 	}
 	CHECK(bad_count(cctx) == cbad + 1, "STATES with a count past its end dropped by the peer");
 
+	/* 4b. STATE_RUNS that lie, to the peer: a count past its end, an empty
+	 * run, a state out of range */
+	for (int i = 0; i < 3; i++) {
+		memset(raw, 0, sizeof(raw));
+		struct msg_state_runs *rm = (struct msg_state_runs *)raw;
+		rm->h.type = MSG_STATE_RUNS;
+		rm->n = i == 0 ? 5 : 1;
+		rm->r[0] = (struct state_run){.first = mr, .n = i == 1 ? 0 : 1, .state = i == 2 ? 77 : MRL_STATE_FENCED};
+		cbad = bad_count(cctx);
+		CHECK(mrl_ep_send_raw(aa.peer, raw, offsetof(struct msg_state_runs, r) + sizeof(rm->r[0])) == 0,
+		      "send lying STATE_RUNS %d", i);
+		for (int k = 0; k < 30000 && bad_count(cctx) <= cbad; k++) {
+			struct mrl_completion c[4];
+			mrl_ep_poll(cep, c, 4);
+			usleep(1000);
+		}
+		CHECK(bad_count(cctx) == cbad + 1, "lying STATE_RUNS %d dropped by the peer", i);
+	}
+
 	/* 5. a STATES entry for an MR the peer never opened, and one with a
 	 * state out of range: ignored, nothing else changes */
 	memset(raw, 0, sizeof(raw));
