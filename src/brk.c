@@ -193,64 +193,50 @@ static void pause_add(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_tpeer *
 	m->total++;
 }
 
-static bool holds_mr(struct mrl_mr *mr, struct mrl_tpeer *peer)
-{
-	for (struct mrl_holder *h = mr->holders; h; h = h->next)
-		if (h->peer == peer)
-			return true;
-	return false;
-}
-
 /* Send PAUSE for the break's paused MRs to every peer holding one of them:
- * per peer, its MRs in the break's order (file order) as runs of ids. */
+ * one walk over the MRs (file order), each holder's id added to its peer's
+ * message as runs. Peers are few: a builder each, found by a short search
+ * (the last one found first). */
 static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
 	const struct mrl_mr_vec *vec = &b->mrs;
-	/* group by peer: peers are few, MRs many */
-	struct mrl_tpeer *done_stack[16], **done = done_stack;
-	size_t ndone = 0, cap = 16;
+	struct pause_builder {
+		struct mrl_tpeer *peer;
+		struct msg_pause m;
+	} *pb = NULL;
+	size_t npb = 0, cap = 0, last = 0;
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
 		if (!mr->in_brk)
 			continue;
 		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
-			bool seen = false;
-			for (size_t k = 0; k < ndone && !seen; k++)
-				seen = done[k] == h->peer;
-			if (seen)
-				continue;
-			if (ndone == cap) {
-				/* no room to remember it: it may get a second PAUSE
-				 * for the same MRs, and acks each; never none */
-				struct mrl_tpeer **n = malloc(2 * cap * sizeof(*n));
-				if (n) {
-					memcpy(n, done, ndone * sizeof(*n));
-					if (done != done_stack)
-						free(done);
-					done = n;
-					cap *= 2;
+			size_t k = last < npb && pb[last].peer == h->peer ? last : 0;
+			while (k < npb && pb[k].peer != h->peer)
+				k++;
+			if (k == npb) {
+				if (npb == cap) {
+					size_t nc = cap ? cap * 2 : 4;
+					struct pause_builder *n = realloc(pb, nc * sizeof(*n));
+					if (!n)
+						continue; /* not asked: it times out and is cut off (safe) */
+					pb = n;
+					cap = nc;
 				}
+				memset(&pb[npb].m.h, 0, sizeof(pb[npb].m.h));
+				pb[npb].peer = h->peer;
+				pb[npb].m.h.magic = MRL_MAGIC;
+				pb[npb].m.h.type = MSG_PAUSE;
+				pb[npb].m.n = pb[npb].m.total = 0;
+				npb++;
 			}
-			if (ndone < cap)
-				done[ndone++] = h->peer;
-			/* one peer: all its paused MRs of this break */
-			struct msg_pause m;
-			memset(&m.h, 0, sizeof(m.h));
-			m.h.magic = MRL_MAGIC;
-			m.h.type = MSG_PAUSE;
-			m.n = m.total = 0;
-			m.runs[0].pad = 0;
-			for (size_t j = i; j < vec->n; j++) {
-				struct mrl_mr *o = vec->v[j];
-				if (o->in_brk && (o == mr || holds_mr(o, h->peer)))
-					pause_add(ctx, b, h->peer, &m, o->handle);
-			}
-			if (m.n)
-				queue_pause(ctx, b, h->peer, &m);
+			last = k;
+			pause_add(ctx, b, h->peer, &pb[k].m, mr->handle);
 		}
 	}
-	if (done != done_stack)
-		free(done);
+	for (size_t k = 0; k < npb; k++)
+		if (pb[k].m.n)
+			queue_pause(ctx, b, pb[k].peer, &pb[k].m);
+	free(pb);
 }
 
 static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);

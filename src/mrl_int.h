@@ -443,6 +443,8 @@ struct mrl_ctx {
 	uint64_t ev_seq;             /* last sequence number given (tag | count) */
 	struct mrl_evq_item **evo;   /* outstanding events hashed by sequence number */
 	uint32_t evo_cap, evo_n;     /* buckets (a power of two, 0 = none yet), events */
+	struct mrl_evq_item *ev_pool; /* acked items kept for reuse (event.c) */
+	uint32_t ev_npool;
 
 	struct mrl_stats st;
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
