@@ -426,6 +426,15 @@ struct mrl_ctx {
 	} lease_sigs[MRL_LEASE_SIGS];
 	int nlease_sigs;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
+	/* fan.c: the last actors' /proc/TID/syscall files, kept open (fd + 1;
+	 * 0 = empty); fan_sys_lock is a leaf, only ever tried (trylock) */
+#define MRL_FAN_SYS_CACHE 4
+	struct {
+		pid_t tid;
+		int fd1;
+	} fan_sys[MRL_FAN_SYS_CACHE];
+	unsigned fan_sys_next;
+	pthread_mutex_t fan_sys_lock;
 	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
