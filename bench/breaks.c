@@ -466,11 +466,18 @@ int bench_breaks(void)
 						 "\"seen_p99_us\": %.2f, \"blocked_p50_us\": %.2f, \"blocked_p99_us\": %.2f, "
 						 "\"blocked_x_floor\": %.2f, "
 						 "\"lib_pause_p50_us\": %.2f, \"lib_pause_p99_us\": %.2f, \"breaks\": %llu, "
-						 "\"fences\": %llu, \"peer_timeouts\": %llu",
+						 "\"fences\": %llu, \"peer_timeouts\": %llu, \"classify_mean_us\": %.2f",
 						 wname[w], nmrs[i], npeers[j], S, e50, e99, xe, s50, s99, b50, b99, xb,
 						 (double)st.pause_ns_p50 / 1e3, (double)st.pause_ns_p99 / 1e3,
 						 (unsigned long long)st.breaks, (unsigned long long)st.fences,
-						 (unsigned long long)st.peer_timeouts);
+						 (unsigned long long)st.peer_timeouts,
+						 st.classify_count ? (double)st.classify_ns_total / (double)st.classify_count / 1e3 : 0.0);
+					printf("%-9s %6s %5s %7s   library: pause (seen -> change let in) p50 %.1fus p99 %.1fus%s",
+						       "", "", "", "", (double)st.pause_ns_p50 / 1e3, (double)st.pause_ns_p99 / 1e3,
+						       w == W_FAN ? "" : "\n");
+					if (w == W_FAN)
+						printf(", classification mean %.1fus\n",
+						       st.classify_count ? (double)st.classify_ns_total / (double)st.classify_count / 1e3 : 0.0);
 					if (st.fences || st.peer_timeouts)
 						fail("breaks: %llu fences, %llu peer timeouts under hitless restore",
 						     (unsigned long long)st.fences, (unsigned long long)st.peer_timeouts);
