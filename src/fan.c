@@ -108,11 +108,14 @@ static void fan_stop(struct mrl_ctx *ctx)
 	if (ctx->fan_fd >= 0)
 		close(ctx->fan_fd); /* the kernel lets every waiting actor go */
 	ctx->fan_fd = -1;
+	mrl_lock(&ctx->fan_sys_lock); /* a reader still in it finishes first */
 	for (int i = 0; i < MRL_FAN_SYS_CACHE; i++)
 		if (ctx->fan_sys[i].fd1) {
 			close(ctx->fan_sys[i].fd1 - 1);
 			ctx->fan_sys[i].fd1 = 0;
 		}
+	mrl_unlock(&ctx->fan_sys_lock);
+	pthread_mutex_destroy(&ctx->fan_sys_lock);
 }
 
 /* Are all open file descriptions of the file younger than our mark? Only
