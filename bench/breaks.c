@@ -63,7 +63,8 @@ static void drain(mrl_ctx *ctx, uint64_t *first_break_ns)
 	}
 }
 
-/* the file's MRs active again, its lease held again (lease watcher), nothing queued */
+/* the file's MRs active again on the owner and at every peer, its lease
+ * held again (lease watcher), nothing queued */
 static int settle(struct cfg *c)
 {
 	uint64_t until = now_ns() + 10000000000ull;
@@ -75,6 +76,13 @@ static int settle(struct cfg *c)
 		bool ok = a.state == MRL_STATE_ACTIVE && b.state == MRL_STATE_ACTIVE;
 		if (c->watcher == W_LEASE)
 			ok = ok && a.lease_held;
+		/* and every peer told: the previous restore is over on both sides */
+		for (int p = 0; ok && p < c->npeers; p++) {
+			struct mrl_rmr_info ra = {.size = sizeof(ra)}, rb = {.size = sizeof(rb)};
+			ok = !mrl_rmr_query(c->peers[p].rmrs[0], &ra) &&
+			     !mrl_rmr_query(c->peers[p].rmrs[c->nmr - 1], &rb) &&
+			     ra.state == MRL_STATE_ACTIVE && rb.state == MRL_STATE_ACTIVE;
+		}
 		if (ok) {
 			drain(c->ctx, NULL);
 			return 0;
