@@ -441,6 +441,7 @@ struct mrl_ctx {
 	int uffd_nmsgs;
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
+	uint64_t outbox_since;       /* when the outbox last went from empty to not (outbox.c) */
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
 	struct mrl_ep *eps;          /* endpoints on this context */
 

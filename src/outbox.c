@@ -29,6 +29,8 @@ static struct mrl_out *outbox_add(struct mrl_ctx *ctx, struct mrl_tpeer *peer, s
 	o->next = NULL;
 	o->peer = peer;
 	o->len = 0;
+	if (!ctx->outbox)
+		ctx->outbox_since = mrl_now_ns();
 	*ctx->outbox_tail = o;
 	ctx->outbox_tail = &o->next;
 	return o;
@@ -168,10 +170,36 @@ static struct mrl_out *take_all(struct mrl_ctx *ctx)
  * or a full send queue (actors in the kernel may be waiting for the
  * monitor). What cannot go now goes back to the head of the outbox, in
  * order; true when something is left (try again soon). */
+/* Hold state messages (nothing else) for a little while the device worker
+ * still has calls queued: a restore of 10,000 MRs tells its peers as each
+ * MR's device call ends, and the monitor, woken by every one, sent a
+ * message per MR or three. Held, they gather into runs; a peer's resume
+ * comes at most STATES_HOLD_NS later. ctx->lock held. */
+#define STATES_HOLD_NS 1000000ull
+static bool hold_states(struct mrl_ctx *ctx)
+{
+	if (!ctx->outbox || (!ctx->devq && !ctx->dev_active) ||
+	    mrl_now_ns() - ctx->outbox_since >= STATES_HOLD_NS)
+		return false;
+	for (struct mrl_out *o = ctx->outbox; o; o = o->next) {
+		uint8_t type = ((const struct msg_hdr *)o->buf)->type;
+		if (type != MSG_STATES && type != MSG_STATE_RUNS)
+			return false;
+	}
+	return true;
+}
+
 bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
 {
 	if (pthread_mutex_trylock(&ctx->flush_lock))
 		return true; /* another thread is sending: what it left, next time */
+	mrl_lock(&ctx->lock);
+	bool hold = hold_states(ctx);
+	mrl_unlock(&ctx->lock);
+	if (hold) {
+		mrl_unlock(&ctx->flush_lock);
+		return true; /* the monitor looks again soon, and at each device call's end */
+	}
 	struct mrl_out *o = take_all(ctx);
 	o = send_list(o, false);
 	requeue_front(ctx, o);
