@@ -309,7 +309,7 @@ static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer 
 	e.cause = (uint8_t)cause;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
-			mrl_queue_state(ctx, h->peer, &e);
+			mrl_queue_state(ctx, h, &e, mr->len);
 }
 
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only)

@@ -202,6 +202,7 @@ struct mrl_file {
 struct mrl_holder {
 	struct mrl_holder *next;
 	struct mrl_tpeer *peer;
+	uint64_t told_key; /* the remote key this peer was last told (outbox.c: runs keep it) */
 };
 
 struct mrl_mr {
@@ -257,6 +258,7 @@ struct mrl_brk_ack {
 	struct mrl_tpeer *peer;
 	uint32_t seq;
 	bool done;
+	bool indexed; /* in its break's ack_hash (brk.c) */
 };
 /* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
  * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
@@ -270,6 +272,8 @@ struct mrl_brk {
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
 	struct mrl_brk_ack *acks;
 	int acks_pending;
+	struct mrl_brk_ack **ack_hash; /* acks by (peer, seq), open addressing (brk.c) */
+	size_t ack_hcap, ack_hn;
 	uint64_t lo, hi;           /* file range paused, hi exclusive */
 	struct mrl_fan_ev *fev;    /* fanotify break: the change held in the kernel; NULL = lease */
 	uint64_t poll_at;          /* fanotify landing: next look at the actor */
@@ -440,12 +444,22 @@ struct mrl_ctx {
 	} lease_sigs[MRL_LEASE_SIGS];
 	int nlease_sigs;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
+	/* fan.c: the last actors' /proc/TID/syscall files, kept open (fd + 1;
+	 * 0 = empty); fan_sys_lock is a leaf, only ever tried (trylock) */
+#define MRL_FAN_SYS_CACHE 4
+	struct {
+		pid_t tid;
+		int fd1;
+	} fan_sys[MRL_FAN_SYS_CACHE];
+	unsigned fan_sys_next;
+	pthread_mutex_t fan_sys_lock;
 	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
 	int uffd_nmsgs;
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
+	uint64_t outbox_since;       /* when the outbox last went from empty to not (outbox.c) */
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
 	struct mrl_ep *eps;          /* endpoints on this context */
 
@@ -457,6 +471,8 @@ struct mrl_ctx {
 	uint64_t ev_seq;             /* last sequence number given (tag | count) */
 	struct mrl_evq_item **evo;   /* outstanding events hashed by sequence number */
 	uint32_t evo_cap, evo_n;     /* buckets (a power of two, 0 = none yet), events */
+	struct mrl_evq_item *ev_pool; /* acked items kept for reuse (event.c) */
+	uint32_t ev_npool;
 
 	struct mrl_stats st;
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
@@ -560,7 +576,7 @@ void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* outbox.c */
 void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg, size_t len);
 struct state_ent;
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e);
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct state_ent *e, uint64_t len);
 void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
 bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx);
