@@ -136,6 +136,7 @@ int bench_callgrind(void);
 int bench_callgrind_inner(void);
 int bench_reg(void);
 int bench_breaks(void);
+int bench_breaker_inner(const char *path);
 int bench_scale(void);
 int bench_churn(void);
 int bench_interpose(void);
