@@ -18,6 +18,14 @@
 
 #define LEN (64u * 1024u)
 
+static void monitor_turn(mrl_ctx *ctx)
+{
+	mrl_watch_uffd.read(ctx);
+	mrl_lock(&ctx->lock);
+	mrl_watch_uffd.drain(ctx);
+	mrl_unlock(&ctx->lock);
+}
+
 int main(void)
 {
 	mrl_ctx *ctx = t_ctx("mock", 5000);
@@ -44,11 +52,12 @@ int main(void)
 	CHECK(t_query(ctx, a).state == MRL_STATE_ACTIVE,
 	      "A not fenced yet: its event waits for the monitor's turn");
 
-	/* the monitor's turn: read what was queued, handle it */
-	mrl_watch_uffd.read(ctx);
-	mrl_lock(&ctx->lock);
-	mrl_watch_uffd.drain(ctx);
-	mrl_unlock(&ctx->lock);
+	/* the monitor's turns: read what was queued, handle it (the reader
+	 * queues an event just after the read that let its actor go) */
+	for (uint64_t hang = t_now_ns() + T_HANG_MS * 1000000ull;
+	     t_query(ctx, a).state != MRL_STATE_FENCED && t_now_ns() < hang; usleep(1000))
+		monitor_turn(ctx);
+	monitor_turn(ctx);
 
 	struct mrl_mr_info ia = t_query(ctx, a), ib = t_query(ctx, b);
 	CHECK(ia.state == MRL_STATE_FENCED && ia.cause == MRL_CAUSE_UNMAPPED, "A fenced, unmapped (%s, %s)",
@@ -59,10 +68,9 @@ int main(void)
 
 	/* and an unmap of B's pages now is B's */
 	REQUIRE(syscall(SYS_munmap, again, LEN) == 0, "raw munmap of B's pages");
-	mrl_watch_uffd.read(ctx);
-	mrl_lock(&ctx->lock);
-	mrl_watch_uffd.drain(ctx);
-	mrl_unlock(&ctx->lock);
+	for (uint64_t hang = t_now_ns() + T_HANG_MS * 1000000ull;
+	     t_query(ctx, b).state != MRL_STATE_FENCED && t_now_ns() < hang; usleep(1000))
+		monitor_turn(ctx);
 	ib = t_query(ctx, b);
 	CHECK(ib.state == MRL_STATE_FENCED && ib.cause == MRL_CAUSE_UNMAPPED, "B fenced by its own unmap (%s, %s)",
 	      mrl_state_str(ib.state), mrl_cause_str(ib.cause));
