@@ -81,7 +81,10 @@ PL_LINK := -Wl,--no-as-needed $(PRELOAD)
 # library linked in. Plain tree only: libfabric dlopens it into programs
 # built without sanitizers.
 FI_HOOK_SO := $(if $(SAN),,$(B)/fi/libmrlease-fi.so)
-FI_PROVDIR ?= /usr/lib/$(shell $(CC) -dumpmachine)/libfabric
+# installed under the prefix like the rest: $(LIBDIR)/libfabric is libfabric's
+# own provider directory for PREFIX=/usr on Debian (LIBDIR multiarch); under
+# another prefix the application points FI_PROVIDER_PATH there
+FI_PROVDIR ?= $(LIBDIR)/libfabric
 
 all: $(B)/libmrlease.so $(B)/libmrlease.a $(PRELOAD) $(B)/mrlease $(B)/mrlease.pc $(FI_HOOK_SO)
 
