@@ -4,6 +4,7 @@
 #define MRL_FI_BOARD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -18,6 +19,8 @@ struct board_ent {
 	uint64_t len;               /* bytes registered */
 };
 
+#define BOARD_MAGIC 0x6d726c6662643032ull /* "mrlfbd02" */
+#define BOARD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 #define BOARD_ENTS 4096
 struct board {
 	_Atomic uint64_t magic;
@@ -31,5 +34,14 @@ struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len);
 void board_retract(struct board_ent *e);
 /* initiator: the one entry naming key on any board of the host, or NULL */
 struct board_ent *board_find(uint64_t key);
+
+/* the directory of markers (MRLEASE_FI_BOARD_DIR or /dev/shm/mrlease-fi) */
+const char *board_dir(void);
+/* it opened and checked (ours or root's; sticky if others may write): fd or -1 */
+int board_dir_open(bool create);
+/* PID's board at its descriptor FD, mapped if this process may believe it */
+struct board *board_open(int pid, int fd);
+/* boards found in the directory and refused (not ours, not sealed, forged) */
+unsigned long long board_refused(void);
 
 #endif
