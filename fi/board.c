@@ -173,7 +173,7 @@ fail:
 	return false;
 }
 
-struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len)
+struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len, uint32_t tail)
 {
 	mrl_lock(&own_lock);
 	if (own && own_pid != getpid()) { /* a forked child: the parent's board is the parent's */
@@ -192,6 +192,7 @@ struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len)
 	if (e) {
 		e->base = base;
 		e->len = len;
+		e->tail = tail;
 		atomic_store(&e->valid, len);
 		atomic_store(&e->inflight, 0);
 		atomic_store(&e->key, key);

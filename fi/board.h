@@ -17,7 +17,14 @@ struct board_ent {
 	_Atomic uint64_t valid;     /* bytes from the start still served */
 	uint64_t base;              /* the remote address of byte 0 (VA, or the MR's offset) */
 	uint64_t len;               /* bytes registered */
+	uint32_t tail;              /* enum board_tail: past `valid`, what initiators do */
+	uint32_t pad;
 };
+/* An operation wholly past what the owner still serves (a truncated tail):
+ * refused (-FI_EKEYREJECTED), or discarded: a write dropped, a read given
+ * zeroes, both completed successfully (for programs that end on any error:
+ * Open MPI's btl/ofi). */
+enum board_tail { BT_REFUSE = 0, BT_DISCARD };
 
 #define BOARD_MAGIC 0x6d726c6662643032ull /* "mrlfbd02" */
 #define BOARD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
@@ -30,7 +37,7 @@ struct board {
 };
 
 /* owner: an entry for a remotely accessible MR (NULL: no board) */
-struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len);
+struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len, uint32_t tail);
 void board_retract(struct board_ent *e);
 /* initiator: the one entry naming key on any board of the host, or NULL */
 struct board_ent *board_find(uint64_t key);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "board.h"
 #include "hook.h"
 #include "mrl_int.h"
 
@@ -146,6 +147,22 @@ static int dom_close(struct fid *fid)
 }
 struct fi_ops hook_domain_fid_ops = HOOK_FID_OPS(dom_close);
 
+/* MRLEASE_FI_TAIL=refuse|discard; unset: discard under an MPI launcher
+ * (Open MPI's btl/ofi aborts the job on any error an operation meets),
+ * refuse otherwise */
+static unsigned tail_from_env(void)
+{
+	const char *t = getenv("MRLEASE_FI_TAIL");
+	if (t && !strcmp(t, "discard"))
+		return BT_DISCARD;
+	if (t && strcmp(t, "refuse"))
+		hook_log("MRLEASE_FI_TAIL=%s unknown (refuse, discard): refuse", t);
+	if (t)
+		return BT_REFUSE;
+	return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ? BT_DISCARD
+											  : BT_REFUSE;
+}
+
 static unsigned policy_from_env(void)
 {
 	const char *p = getenv("MRLEASE_POLICY");
@@ -206,6 +223,7 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 		pn = fab->prov && fab->prov->name ? fab->prov->name : "?";
 	d->prov_name = strdup(pn);
 	d->policy = policy_from_env();
+	d->tail = tail_from_env();
 	d->domain.fid.fclass = FI_CLASS_DOMAIN;
 	d->domain.fid.context = context;
 	d->domain.fid.ops = &hook_domain_fid_ops;
@@ -234,11 +252,13 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 			if (bits > 0 && (bits & (int)b))
 				snprintf(w + strlen(w), sizeof(w) - strlen(w), "%s%s", *w ? "," : "",
 					 mrl_watcher_str(b));
-		hook_log("hooked domain on %s: leasing on (watchers %s; mr_mode %#llx; keys %s; policy %s)",
+		hook_log("hooked domain on %s: leasing on (watchers %s; mr_mode %#llx; keys %s; policy %s; "
+			 "truncated tails %s)",
 			 d->prov_name, *w ? w : "none", (unsigned long long)d->mr_mode,
 			 d->keys_ours ? "chosen by the hook" : "the provider's",
 			 d->policy == MRL_POLICY_NOTIFY ? "notify" :
-			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore");
+			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore",
+			 d->tail == BT_DISCARD ? "discard" : "refuse");
 	}
 	mrl_lock(&open_lock);
 	d->next = open_doms;

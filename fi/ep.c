@@ -274,17 +274,20 @@ static struct fi_ops_tagged hook_tagged_ops = {
 /* ---- RMA and atomics to another hooked process's leased MR ----
  * guard: 1 = the key is on no board (post as it is); 0 = counted in flight
  * (with *op the hook's context to post with, when a completion will count it
- * out); < 0 = the answer: -FI_EAGAIN while the owner pauses the MR (the
- * application retries after progress, as for a full queue: the operation is
- * held, never lost), -FI_EKEYREJECTED past what the owner still serves. */
-atomic_ullong hook_held, hook_refused;
+ * out); 2 = wholly past what the owner still serves, whose board says to
+ * discard it (RMA only: tail); < 0 = the answer: -FI_EAGAIN while the owner
+ * pauses the MR (the application retries after progress, as for a full
+ * queue: the operation is held, never lost), -FI_EKEYREJECTED past what the
+ * owner still serves. */
+atomic_ullong hook_held, hook_refused, hook_discarded;
 
 static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, struct hook_op **op,
-			struct board_ent **ent)
+			struct board_ent **ent, bool tail)
 {
 	struct board_ent *e = board_find(key);
-	*op = NULL;
 	*ent = NULL;
+	if (op)
+		*op = NULL;
 	if (!e)
 		return 1;
 	atomic_fetch_add(&e->inflight, 1);
@@ -296,9 +299,11 @@ static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, stru
 		ret = -FI_EAGAIN;
 	else if (st != BS_ACTIVE)
 		ret = -FI_EKEYREJECTED;
-	else if (addr >= e->base && addr - e->base <= e->len &&
-		 addr - e->base + len > atomic_load_explicit(&e->valid, memory_order_relaxed))
-		ret = -FI_EKEYREJECTED;
+	else if (addr >= e->base && addr - e->base <= e->len) {
+		uint64_t off = addr - e->base, valid = atomic_load_explicit(&e->valid, memory_order_relaxed);
+		if (off + len > valid)
+			ret = tail && off >= valid && e->tail == BT_DISCARD ? 2 : -FI_EKEYREJECTED;
+	}
 	if (!ret && op && !(*op = hook_op_get(e, ctx)))
 		ret = -FI_EAGAIN;
 	if (ret) {
@@ -326,14 +331,14 @@ static inline ssize_t posted(ssize_t r, struct hook_op *op, struct board_ent *e)
 #define GUARD(key, addr, len, ctx)                                                           \
 	struct hook_op *op;                                                                  \
 	struct board_ent *ge;                                                                \
-	int g = guard(key, addr, len, ctx, &op, &ge);                                        \
+	int g = guard(key, addr, len, ctx, &op, &ge, false);                                 \
 	if (g < 0)                                                                           \
 		return g;                                                                    \
 	void *pctx = op ? (void *)op : (ctx)
 #define GUARD_NOCTX(key, addr, len)                                                          \
 	struct hook_op *op = NULL;                                                           \
 	struct board_ent *ge;                                                                \
-	int g = guard(key, addr, len, NULL, NULL, &ge);                                      \
+	int g = guard(key, addr, len, NULL, NULL, &ge, false);                               \
 	if (g < 0)                                                                           \
 		return g
 
@@ -354,110 +359,200 @@ static size_t iov_len(const struct iovec *iov, size_t n)
 	if ((msg)->rma_iov_count == 1) {                                                     \
 		bool cmpl = !((struct hook_ep *)(ep))->selective || ((flags) & FI_COMPLETION); \
 		int g = guard((msg)->rma_iov[0].key, (msg)->rma_iov[0].addr, len, (msg)->context, \
-			      cmpl ? &op : NULL, &ge);                                       \
+			      cmpl ? &op : NULL, &ge, false);                                \
 		if (g < 0)                                                                   \
 			return g;                                                            \
 		if (op)                                                                      \
 			pctx = op;                                                           \
 	}
 
+/* One RMA call (read or write; plain, *v, *data, *msg or inject) on its
+ * way to the provider. rma_pre guards it and does what the guard decides;
+ * RMA_POST asks the caller to make its own call to the provider (with
+ * c->desc and c->pctx) and hand the result to rma_done. */
+enum { RMA_PLAIN, RMA_MSG, RMA_INJECT };
+#define RMA_POST 1
+struct rma_call {
+	struct fid_ep *ep;
+	bool write;
+	int kind;
+	const struct iovec *iov;
+	size_t count;
+	fi_addr_t peer;
+	uint64_t addr, key, data, flags;  /* flags: a *msg call's */
+	void *ctx;
+	bool unguarded;                   /* a *msg call naming several remote ranges */
+	/* set by rma_pre */
+	void **desc;                      /* the provider's descriptors */
+	void *pctx;                       /* the context to post with */
+	struct hook_op *op;
+	struct board_ent *ge;
+	void *dt[HOOK_IOV_MAX];
+};
+
+/* An operation wholly past a truncated tail whose owner discards it: a read
+ * gives zeroes; the completion (and counter) the application expects is
+ * the hook's own. Where the hook cannot complete it (no CQ of its own), it
+ * is refused after all. */
+static ssize_t rma_discard(struct rma_call *c)
+{
+	struct hook_ep *e = (struct hook_ep *)c->ep;
+	bool cmpl = c->kind == RMA_PLAIN ||
+		    (c->kind == RMA_MSG && (!e->selective || (c->flags & FI_COMPLETION)));
+	if (cmpl && hook_cq_synth(e->txcq, c->ctx, FI_RMA | (c->write ? FI_WRITE : FI_READ))) {
+		atomic_fetch_add_explicit(&hook_refused, 1, memory_order_relaxed);
+		return -FI_EKEYREJECTED;
+	}
+	if (!c->write)
+		for (size_t i = 0; i < c->count; i++)
+			memset(c->iov[i].iov_base, 0, c->iov[i].iov_len);
+	struct fid_cntr *cn = c->write ? e->wcntr : e->rcntr;
+	if (cn)
+		fi_cntr_add(cn, 1);
+	atomic_fetch_add_explicit(&hook_discarded, 1, memory_order_relaxed);
+	return 0;
+}
+
+static ssize_t rma_pre(struct rma_call *c, void **desc)
+{
+	if (desc && c->count > HOOK_IOV_MAX)
+		return -FI_EINVAL;
+	c->desc = descs(desc, c->count, c->dt);
+	c->pctx = c->ctx;
+	c->op = NULL;
+	c->ge = NULL;
+	if (c->unguarded)
+		return RMA_POST;
+	struct hook_ep *e = (struct hook_ep *)c->ep;
+	bool cmpl = c->kind == RMA_PLAIN ||
+		    (c->kind == RMA_MSG && (!e->selective || (c->flags & FI_COMPLETION)));
+	int g = guard(c->key, c->addr, iov_len(c->iov, c->count), c->ctx, cmpl ? &c->op : NULL,
+		      &c->ge, true);
+	if (g < 0)
+		return g;
+	if (g == 2)
+		return rma_discard(c);
+	if (c->op)
+		c->pctx = c->op;
+	if (!c->write || !c->op)
+		return RMA_POST;
+	/* A write to a hooked owner's MR is counted out only once the owner's
+	 * provider has taken it in (delivery complete): a transmit completion
+	 * comes when the bytes leave, and an owner that closed its key as soon
+	 * as the count fell would meet them after (tcp then drops the
+	 * connection). */
+	struct fi_rma_iov rma = {.addr = c->addr, .len = iov_len(c->iov, c->count), .key = c->key};
+	struct fi_msg_rma m = {.msg_iov = c->iov, .desc = c->desc, .iov_count = c->count,
+			       .addr = c->peer, .rma_iov = &rma, .rma_iov_count = 1,
+			       .context = c->pctx, .data = c->data};
+	uint64_t fl = c->kind == RMA_MSG ? c->flags : c->data ? FI_REMOTE_CQ_DATA : 0;
+	return posted(fi_writemsg(HEP(c->ep), &m, fl | FI_COMPLETION | FI_DELIVERY_COMPLETE), c->op,
+		      c->ge);
+}
+
+static inline ssize_t rma_done(struct rma_call *c, ssize_t r)
+{
+	return posted(r, c->op, c->ge);
+}
+
+#define RMA_CALL(w, k, iov_, n, peer_, addr_, key_, data_, flags_, ctx_)                      \
+	struct rma_call c = {.ep = ep, .write = w, .kind = k, .iov = iov_, .count = n,         \
+			     .peer = peer_, .addr = addr_, .key = key_, .data = data_,          \
+			     .flags = flags_, .ctx = ctx_}
+
 static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
 			uint64_t addr, uint64_t key, void *context)
 {
-	GUARD(key, addr, len, context);
-	return posted(fi_read(HEP(ep), buf, len, hook_desc(desc), src, addr, key, pctx), op, ge);
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	RMA_CALL(false, RMA_PLAIN, &iov, 1, src, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_read(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
+							src, addr, key, c.pctx));
 }
 
 static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
 			 fi_addr_t src, uint64_t addr, uint64_t key, void *context)
 {
-	DESCS(desc_u, desc, count);
-	GUARD(key, addr, iov_len(iov, count), context);
-	return posted(fi_readv(HEP(ep), iov, desc_u, count, src, addr, key, pctx), op, ge);
+	RMA_CALL(false, RMA_PLAIN, iov, count, src, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc);
+	return r != RMA_POST ? r : rma_done(&c, fi_readv(HEP(ep), iov, c.desc, count, src, addr, key,
+							 c.pctx));
+}
+
+/* a *msg call: guarded when it names one remote range */
+static ssize_t rma_msg(struct fid_ep *ep, bool write, const struct fi_msg_rma *msg, uint64_t flags)
+{
+	bool one = msg->rma_iov_count == 1;
+	RMA_CALL(write, RMA_MSG, msg->msg_iov, msg->iov_count, msg->addr,
+		 one ? msg->rma_iov[0].addr : 0, one ? msg->rma_iov[0].key : 0, msg->data, flags,
+		 msg->context);
+	c.unguarded = !one;
+	ssize_t r = rma_pre(&c, msg->desc);
+	if (r != RMA_POST)
+		return r;
+	struct fi_msg_rma m = *msg;
+	m.desc = c.desc;
+	m.context = c.pctx;
+	return rma_done(&c, write ? fi_writemsg(HEP(ep), &m, flags) : fi_readmsg(HEP(ep), &m, flags));
 }
 
 static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
 {
-	struct fi_msg_rma m = *msg;
-	DESCS(md, msg->desc, msg->iov_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
-	m.context = pctx;
-	return posted(fi_readmsg(HEP(ep), &m, flags), op, ge);
-}
-
-/* A write to a hooked owner's MR is counted out only once the owner's
- * provider has taken it in (delivery complete): a transmit completion
- * comes when the bytes leave, and an owner that closed its key as soon as
- * the count fell would meet them after (tcp then drops the connection). */
-static ssize_t write_delivered(struct fid_ep *ep, const struct iovec *iov, void **desc,
-			      size_t count, fi_addr_t dest, uint64_t addr, uint64_t key,
-			      uint64_t data, uint64_t flags, void *ctx)
-{
-	struct fi_rma_iov rma = {.addr = addr, .len = iov_len(iov, count), .key = key};
-	struct fi_msg_rma m = {.msg_iov = iov, .desc = desc, .iov_count = count, .addr = dest,
-			       .rma_iov = &rma, .rma_iov_count = 1, .context = ctx, .data = data};
-	return fi_writemsg(HEP(ep), &m, flags | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	return rma_msg(ep, false, msg, flags);
 }
 
 static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
-	GUARD(key, addr, len, context);
-	if (!op)
-		return posted(fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, pctx),
-			      op, ge);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	void *d = hook_desc(desc);
-	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, 0, 0, pctx), op, ge);
+	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_write(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
+							 dest, addr, key, c.pctx));
 }
 
 static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
 			  fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
-	DESCS(desc_u, desc, count);
-	GUARD(key, addr, iov_len(iov, count), context);
-	if (!op)
-		return posted(fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, pctx), op, ge);
-	return posted(write_delivered(ep, iov, desc_u, count, dest, addr, key, 0, 0, pctx), op, ge);
+	RMA_CALL(true, RMA_PLAIN, iov, count, dest, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc);
+	return r != RMA_POST ? r : rma_done(&c, fi_writev(HEP(ep), iov, c.desc, count, dest, addr, key,
+							  c.pctx));
 }
 
 static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
 {
-	struct fi_msg_rma m = *msg;
-	DESCS(md, msg->desc, msg->iov_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
-	m.context = pctx;
-	return posted(fi_writemsg(HEP(ep), &m, op ? flags | FI_DELIVERY_COMPLETE : flags), op, ge);
+	return rma_msg(ep, true, msg, flags);
 }
 
 static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
 			  uint64_t addr, uint64_t key)
 {
-	GUARD_NOCTX(key, addr, len);
-	return posted(fi_inject_write(HEP(ep), buf, len, dest, addr, key), op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, 0, 0, NULL);
+	ssize_t r = rma_pre(&c, NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_inject_write(HEP(ep), buf, len, dest, addr, key));
 }
 
 static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			     uint64_t data, fi_addr_t dest, uint64_t addr, uint64_t key,
 			     void *context)
 {
-	GUARD(key, addr, len, context);
-	if (!op)
-		return posted(fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key,
-					   pctx), op, ge);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	void *d = hook_desc(desc);
-	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, data, FI_REMOTE_CQ_DATA, pctx),
-		      op, ge);
+	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, data, 0, context);
+	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_writedata(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
+							     data, dest, addr, key, c.pctx));
 }
 
 static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
 			      fi_addr_t dest, uint64_t addr, uint64_t key)
 {
-	GUARD_NOCTX(key, addr, len);
-	return posted(fi_inject_writedata(HEP(ep), buf, len, data, dest, addr, key), op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, data, 0, NULL);
+	ssize_t r = rma_pre(&c, NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_inject_writedata(HEP(ep), buf, len, data, dest,
+								    addr, key));
 }
 
 static struct fi_ops_rma hook_rma_ops = {
@@ -635,9 +730,17 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 {
 	struct hook_ep *e = (struct hook_ep *)fid;
 	int ret = hook_fwd_bind(fid, bfid, flags);
-	if (!ret && bfid && bfid->fclass == FI_CLASS_CQ && (flags & FI_TRANSMIT) &&
-	    (flags & FI_SELECTIVE_COMPLETION))
-		e->selective = true;
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CQ && (flags & FI_TRANSMIT)) {
+		e->selective = flags & FI_SELECTIVE_COMPLETION;
+		e->txcq = bfid;
+	}
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CNTR) {
+		struct fid_cntr *cn = container_of(hook_unwrap(bfid), struct fid_cntr, fid);
+		if (flags & FI_WRITE)
+			e->wcntr = cn;
+		if (flags & FI_READ)
+			e->rcntr = cn;
+	}
 	return ret;
 }
 

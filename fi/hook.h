@@ -53,6 +53,7 @@ struct hook_domain {
 	const char *prov_name;
 	mrl_ctx *ctx;                     /* NULL: leasing off (could not start; logged) */
 	unsigned policy;                  /* enum mrl_policy for its MRs */
+	unsigned tail;                    /* enum board_tail for its MRs (MRLEASE_FI_TAIL) */
 	pthread_t ev_thread;
 	int stop_fd;                      /* eventfd: wakes the event thread */
 	atomic_bool stopping;             /* it ends when woken */
@@ -99,6 +100,8 @@ struct hook_ep {
 	struct fid_ep *hep;
 	struct hook_domain *dom;
 	bool selective;                   /* FI_SELECTIVE_COMPLETION on its transmit queue */
+	struct fid *txcq;                 /* the hook's CQ of its transmit side, NULL if none */
+	struct fid_cntr *wcntr, *rcntr;   /* the provider's write/read counters bound to it */
 };
 
 struct hook_pep {
@@ -159,6 +162,9 @@ void hook_op_cancel(struct hook_op *op);
 int hook_cq_open(struct fid_domain *hdomain, struct fi_cq_attr *attr, struct fid_cq **out,
 		 void *context);
 struct fid *hook_cq_under(struct fid *fid);
+/* a successful completion of ctx the hook gives itself on the hook's CQ
+ * fid (0, or -FI_ENOSYS when fid is not one of the hook's) */
+int hook_cq_synth(struct fid *fid, void *ctx, uint64_t flags);
 extern struct fi_ops hook_cq_fid_ops;
 
 /* ---- ep.c ---- */
@@ -168,7 +174,7 @@ int hook_pep_wrap(struct fid_pep *hpep, struct fid_pep **out, void *context);
 extern struct fi_ops hook_ep_fid_ops, hook_pep_fid_ops;
 /* posts to a paused MR of another hooked process answered -FI_EAGAIN (held
  * back), and to what it no longer serves answered -FI_EKEYREJECTED */
-extern atomic_ullong hook_held, hook_refused;
+extern atomic_ullong hook_held, hook_refused, hook_discarded;
 
 /* ---- reg.c: the registrar whose device is the provider's domain ---- */
 struct mrl_registrar_ops;

@@ -152,7 +152,7 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 				hm->bent = board_publish(hm->mr.key,
 							 d->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)addr
 										    : attr->offset,
-							 len);
+							 len, d->tail);
 			mrl_lock(&d->mrs_lock);
 			hm->next = d->mrs;
 			d->mrs = hm;

@@ -182,7 +182,7 @@ int main(void)
 	dir_checks();
 
 	/* the owner's board: marker 0600, the memfd sealed */
-	struct board_ent *e = board_publish(K_OWN, 0, 1 << 20);
+	struct board_ent *e = board_publish(K_OWN, 0, 1 << 20, BT_REFUSE);
 	REQUIRE(e, "published");
 	int ofd = marker_fd(getpid());
 	REQUIRE(ofd >= 0, "the owner's marker is in %s", dir);
@@ -220,7 +220,7 @@ int main(void)
 	UNTIL(board_refused() >= refused0 + 3);
 	CHECK(board_refused() >= refused0 + 3, "forged board and markers refused (%llu)",
 	      board_refused() - refused0);
-	struct board_ent *late = board_publish(K_LATE, 0, 1 << 20);
+	struct board_ent *late = board_publish(K_LATE, 0, 1 << 20, BT_REFUSE);
 	REQUIRE(late, "published after the forgery");
 	CHECK(same(board_find(K_LATE), late), "a key the forgery also claims resolves to the owner's entry");
 	CHECK(board_find(K_FORGED) == NULL, "a key only the forgery names resolves to nothing");
@@ -236,7 +236,7 @@ int main(void)
 	pid_t c = fork();
 	REQUIRE(c >= 0, "fork");
 	if (c == 0) {
-		struct board_ent *ce = board_publish(K_CORRUPT, 0, 4096); /* a fresh board: forked */
+		struct board_ent *ce = board_publish(K_CORRUPT, 0, 4096, BT_REFUSE); /* a fresh board: forked */
 		int cfd = marker_fd(getpid());
 		int ufd;
 		struct board *u = forge(false, &ufd);

@@ -28,12 +28,14 @@ static struct fid_ep *ep;
 static struct fid_cq *cq;
 static fi_addr_t self;
 
-/* one write of BLK at off of the MR, waited for: 0 or -errno (post or completion) */
-static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
+/* one write (or read) of BLK at off of the MR, waited for: 0 or -errno
+ * (post or completion) */
+static int rma_blk(bool wr, void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
 {
 	ssize_t r;
 	do {
-		r = fi_write(ep, buf, BLK, desc, self, base + off, key, buf);
+		r = wr ? fi_write(ep, buf, BLK, desc, self, base + off, key, buf)
+		       : fi_read(ep, buf, BLK, desc, self, base + off, key, buf);
 		if (r == -FI_EAGAIN) {
 			struct fi_cq_entry e;
 			fi_cq_read(cq, &e, 0);
@@ -54,6 +56,11 @@ static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_
 			return -err.err;
 		}
 	}
+}
+
+static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
+{
+	return rma_blk(true, buf, desc, base, off, key);
 }
 
 static bool log_has(const char *path, const char *what)
@@ -161,6 +168,23 @@ int main(void)
 	      "a write past the new end is refused at post");
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 4096, key) == 0 && win[4096] == 3,
 	      "a write below it lands");
+	/* an owner whose tail is discarded (MRLEASE_FI_TAIL=discard, or under
+	 * an MPI launcher): wholly past the end, a write completes and lands
+	 * nowhere, a read completes with zeroes; one across the end is refused */
+	hm->bent->tail = BT_DISCARD;
+	unsigned long long dis0 = atomic_load(&hook_discarded);
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 200704, key) == 0,
+	      "a write past the new end completes (discarded)");
+	memset(buf, 0xee, BLK);
+	CHECK(rma_blk(false, buf, fi_mr_desc(lmr), base, 204800, key) == 0 && buf[0] == 0 &&
+	      buf[BLK - 1] == 0, "a read past the new end completes with zeroes");
+	CHECK(atomic_load(&hook_discarded) == dis0 + 2, "both counted as discarded");
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 196608 - 2048, key) == -FI_EKEYREJECTED,
+	      "a write across the new end is still refused");
+	struct stat fst;
+	CHECK(stat(path, &fst) == 0 && fst.st_size == 196608, "nothing reached the file past its end");
+	CHECK(rma_blk(false, buf, fi_mr_desc(lmr), base, 4096, key) == 0 && buf[0] == 3,
+	      "a read below the end reads the file");
 
 	CHECK(fi_close(&mr->fid) == 0 && fi_close(&lmr->fid) == 0, "close MRs");
 	CHECK(fi_close(&ep->fid) == 0, "close ep");
@@ -174,6 +198,6 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd)) {
 	}
-	printf("hook in-process: key and descriptor kept across a punch, tail refused after a truncate\n");
-	return 0;
+	printf("hook in-process: key and descriptor kept across a punch, tail refused (or discarded) after a truncate\n");
+	return t_done("t_fi_hook");
 }
