@@ -765,6 +765,14 @@ int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, str
 	}
 	e->hep = hep;
 	e->dom = dom;
+	if (dom) {
+		atomic_ullong *n = hep->fid.fclass == FI_CLASS_SEP      ? &dom->n.seps
+				   : hep->fid.fclass == FI_CLASS_TX_CTX ? &dom->n.txctxs
+				   : hep->fid.fclass == FI_CLASS_EP     ? &dom->n.eps
+									: NULL;
+		if (n)
+			atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+	}
 	e->ep.fid.fclass = hep->fid.fclass;
 	e->ep.fid.context = context;
 	e->ep.fid.ops = &hook_ep_fid_ops;

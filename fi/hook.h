@@ -39,6 +39,7 @@ struct hook_fabric {
 
 struct hook_counts {
 	atomic_ullong mrs, leased, unleased, breaks, restores, fences, changed, errors;
+	atomic_ullong eps, seps, txctxs;    /* endpoints wrapped: plain, scalable, their tx contexts */
 };
 
 /* An application-facing domain: one mrlease context, its event thread. */
