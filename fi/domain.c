@@ -26,7 +26,7 @@ static int dom_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr, struc
 static int dom_cntr_open(struct fid_domain *domain, struct fi_cntr_attr *attr,
 			 struct fid_cntr **cntr, void *context)
 {
-	return fi_cntr_open(((struct hook_domain *)domain)->hdomain, attr, cntr, context);
+	return hook_cntr_open(((struct hook_domain *)domain)->hdomain, attr, cntr, context);
 }
 
 static int dom_poll_open(struct fid_domain *domain, struct fi_poll_attr *attr,
@@ -48,7 +48,7 @@ static int dom_endpoint2(struct fid_domain *domain, struct fi_info *info, struct
 	struct fid_ep *h;
 	int ret = flags ? fi_endpoint2(d->hdomain, info, &h, flags, context)
 			: fi_endpoint(d->hdomain, info, &h, context);
-	return ret ? ret : hook_ep_wrap(d, h, 0, ep, context);
+	return ret ? ret : hook_ep_wrap(d, h, info && info->tx_attr ? info->tx_attr->op_flags : 0, ep, context);
 }
 
 static int dom_endpoint(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep,
@@ -63,7 +63,7 @@ static int dom_scalable_ep(struct fid_domain *domain, struct fi_info *info, stru
 	struct hook_domain *d = (struct hook_domain *)domain;
 	struct fid_ep *h;
 	int ret = fi_scalable_ep(d->hdomain, info, &h, context);
-	return ret ? ret : hook_ep_wrap(d, h, 0, sep, context);
+	return ret ? ret : hook_ep_wrap(d, h, info && info->tx_attr ? info->tx_attr->op_flags : 0, sep, context);
 }
 
 static int dom_srx_ctx(struct fid_domain *domain, struct fi_rx_attr *attr, struct fid_ep **rx,

@@ -51,7 +51,8 @@ static int ep_tx_ctx(struct fid_ep *sep, int index, struct fi_tx_attr *attr, str
 {
 	struct fid_ep *h;
 	int ret = fi_tx_context(HEP(sep), index, attr, &h, context);
-	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h, 0, tx, context);
+	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h,
+					attr ? attr->op_flags : ((struct hook_ep *)sep)->txflags, tx, context);
 }
 
 static int ep_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr, struct fid_ep **rx,
@@ -385,10 +386,22 @@ struct rma_call {
 	/* set by rma_pre */
 	void **desc;                      /* the provider's descriptors */
 	void *pctx;                       /* the context to post with */
-	struct hook_op *op;
-	struct board_ent *ge;
+	struct hook_op *op;               /* counted out by its completion */
+	struct board_ent *ge;             /* the board entry it is counted on */
+	struct fid_cntr *cn;              /* the hook's counter it bumps, if any */
+	bool by_cntr;                     /* ge counted out through cn, not a completion */
 	void *dt[HOOK_IOV_MAX];
 };
+
+/* whether the application gets a completion queue entry for it */
+static bool completes(const struct rma_call *c)
+{
+	const struct hook_ep *e = (const struct hook_ep *)c->ep;
+	if (c->kind == RMA_INJECT || !e->txcq)
+		return false;
+	uint64_t fl = c->kind == RMA_MSG ? c->flags : e->txflags;
+	return !e->selective || (fl & FI_COMPLETION);
+}
 
 /* An operation wholly past a truncated tail whose owner discards it: a read
  * gives zeroes; the completion (and counter) the application expects is
@@ -397,35 +410,51 @@ struct rma_call {
 static ssize_t rma_discard(struct rma_call *c)
 {
 	struct hook_ep *e = (struct hook_ep *)c->ep;
-	bool cmpl = c->kind == RMA_PLAIN ||
-		    (c->kind == RMA_MSG && (!e->selective || (c->flags & FI_COMPLETION)));
-	if (cmpl && hook_cq_synth(e->txcq, c->ctx, FI_RMA | (c->write ? FI_WRITE : FI_READ))) {
+	if (completes(c) && hook_cq_synth(e->txcq, c->ctx, FI_RMA | (c->write ? FI_WRITE : FI_READ))) {
 		atomic_fetch_add_explicit(&hook_refused, 1, memory_order_relaxed);
 		return -FI_EKEYREJECTED;
 	}
 	if (!c->write)
 		for (size_t i = 0; i < c->count; i++)
 			memset(c->iov[i].iov_base, 0, c->iov[i].iov_len);
-	struct fid_cntr *cn = c->write ? e->wcntr : e->rcntr;
-	if (cn)
-		fi_cntr_add(cn, 1);
+	if (c->cn)
+		hook_cntr_synth(c->cn);
 	atomic_fetch_add_explicit(&hook_discarded, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* after the provider's answer r: what was counted in goes out again on a
+ * refusal; a counter learns of what it will count */
+static ssize_t rma_done(struct rma_call *c, ssize_t r)
+{
+	if (r) {
+		if (c->op)
+			hook_op_cancel(c->op);
+		else if (c->ge)
+			atomic_fetch_sub(&c->ge->inflight, 1);
+		return r;
+	}
+	if (c->cn)
+		hook_cntr_issue(c->cn, c->by_cntr ? c->ge : NULL);
+	else if (!c->op && c->ge) /* nothing will say when it is done */
+		atomic_fetch_sub(&c->ge->inflight, 1);
 	return 0;
 }
 
 static ssize_t rma_pre(struct rma_call *c, void **desc)
 {
+	struct hook_ep *e = (struct hook_ep *)c->ep;
 	if (desc && c->count > HOOK_IOV_MAX)
 		return -FI_EINVAL;
 	c->desc = descs(desc, c->count, c->dt);
 	c->pctx = c->ctx;
 	c->op = NULL;
 	c->ge = NULL;
+	c->cn = c->write ? e->wcntr : e->rcntr;
+	c->by_cntr = false;
 	if (c->unguarded)
 		return RMA_POST;
-	struct hook_ep *e = (struct hook_ep *)c->ep;
-	bool cmpl = c->kind == RMA_PLAIN ||
-		    (c->kind == RMA_MSG && (!e->selective || (c->flags & FI_COMPLETION)));
+	bool cmpl = completes(c);
 	int g = guard(c->key, c->addr, iov_len(c->iov, c->count), c->ctx, cmpl ? &c->op : NULL,
 		      &c->ge, true);
 	if (g < 0)
@@ -434,25 +463,22 @@ static ssize_t rma_pre(struct rma_call *c, void **desc)
 		return rma_discard(c);
 	if (c->op)
 		c->pctx = c->op;
-	if (!c->write || !c->op)
-		return RMA_POST;
+	c->by_cntr = c->ge && !c->op && c->cn;
 	/* A write to a hooked owner's MR is counted out only once the owner's
 	 * provider has taken it in (delivery complete): a transmit completion
 	 * comes when the bytes leave, and an owner that closed its key as soon
 	 * as the count fell would meet them after (tcp then drops the
-	 * connection). */
+	 * connection). (An inject cannot ask: it generates no completion.) */
+	if (!c->write || !c->ge || c->kind == RMA_INJECT || (!c->op && !c->by_cntr))
+		return RMA_POST;
 	struct fi_rma_iov rma = {.addr = c->addr, .len = iov_len(c->iov, c->count), .key = c->key};
 	struct fi_msg_rma m = {.msg_iov = c->iov, .desc = c->desc, .iov_count = c->count,
 			       .addr = c->peer, .rma_iov = &rma, .rma_iov_count = 1,
 			       .context = c->pctx, .data = c->data};
 	uint64_t fl = c->kind == RMA_MSG ? c->flags : c->data ? FI_REMOTE_CQ_DATA : 0;
-	return posted(fi_writemsg(HEP(c->ep), &m, fl | FI_COMPLETION | FI_DELIVERY_COMPLETE), c->op,
-		      c->ge);
-}
-
-static inline ssize_t rma_done(struct rma_call *c, ssize_t r)
-{
-	return posted(r, c->op, c->ge);
+	if (c->op)
+		fl |= FI_COMPLETION;
+	return rma_done(c, fi_writemsg(HEP(c->ep), &m, fl | FI_DELIVERY_COMPLETE));
 }
 
 #define RMA_CALL(w, k, iov_, n, peer_, addr_, key_, data_, flags_, ctx_)                      \
@@ -734,8 +760,8 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 		e->selective = flags & FI_SELECTIVE_COMPLETION;
 		e->txcq = bfid;
 	}
-	if (!ret && bfid && bfid->fclass == FI_CLASS_CNTR) {
-		struct fid_cntr *cn = container_of(hook_unwrap(bfid), struct fid_cntr, fid);
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CNTR && bfid->ops == &hook_cntr_fid_ops) {
+		struct fid_cntr *cn = container_of(bfid, struct fid_cntr, fid);
 		if (flags & FI_WRITE)
 			e->wcntr = cn;
 		if (flags & FI_READ)
@@ -754,10 +780,9 @@ struct fi_ops hook_ep_fid_ops = {
 	.ops_set = hook_fwd_ops_set,
 };
 
-int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, struct fid_ep **out,
+int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, uint64_t txflags, struct fid_ep **out,
 		 void *context)
 {
-	(void)unused;
 	struct hook_ep *e = calloc(1, sizeof(*e));
 	if (!e) {
 		fi_close(&hep->fid);
@@ -765,6 +790,7 @@ int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, str
 	}
 	e->hep = hep;
 	e->dom = dom;
+	e->txflags = txflags;
 	if (dom) {
 		atomic_ullong *n = hep->fid.fclass == FI_CLASS_SEP      ? &dom->n.seps
 				   : hep->fid.fclass == FI_CLASS_TX_CTX ? &dom->n.txctxs

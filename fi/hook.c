@@ -72,6 +72,8 @@ struct fid *hook_unwrap(struct fid *fid)
 		return &((struct hook_pep *)fid)->hpep->fid;
 	if (fid->ops == &hook_cq_fid_ops)
 		return hook_cq_under(fid);
+	if (fid->ops == &hook_cntr_fid_ops)
+		return hook_cntr_under(fid);
 	if (fid->ops == &hook_eq_fid_ops)
 		return &((struct hook_eq *)fid)->heq->fid;
 	if (fid->ops == &hook_mr_fid_ops) {

@@ -102,7 +102,8 @@ struct hook_ep {
 	struct hook_domain *dom;
 	bool selective;                   /* FI_SELECTIVE_COMPLETION on its transmit queue */
 	struct fid *txcq;                 /* the hook's CQ of its transmit side, NULL if none */
-	struct fid_cntr *wcntr, *rcntr;   /* the provider's write/read counters bound to it */
+	uint64_t txflags;                 /* its transmit side's default operation flags */
+	struct fid_cntr *wcntr, *rcntr;   /* the hook's write/read counters bound to it */
 };
 
 struct hook_pep {
@@ -168,8 +169,22 @@ struct fid *hook_cq_under(struct fid *fid);
 int hook_cq_synth(struct fid *fid, void *ctx, uint64_t flags);
 extern struct fi_ops hook_cq_fid_ops;
 
+/* ---- cntr.c: counters, and operations counted out through them ---- */
+int hook_cntr_open(struct fid_domain *hdomain, struct fi_cntr_attr *attr, struct fid_cntr **out,
+		   void *context);
+struct fid *hook_cntr_under(struct fid *fid);
+extern struct fi_ops hook_cntr_fid_ops;
+/* an operation posted that will bump the hook's counter cn; e: its board
+ * entry, counted out once the counter shows everything posted done */
+void hook_cntr_issue(struct fid_cntr *cn, struct board_ent *e);
+/* operations counted out when their counter showed them done */
+extern atomic_ullong hook_by_cntr;
+/* an operation the hook completed itself: the counter bumped for it */
+void hook_cntr_synth(struct fid_cntr *cn);
+
 /* ---- ep.c ---- */
-int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t fclass_ops_of,
+/* txflags: the transmit side's default operation flags (FI_COMPLETION) */
+int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, uint64_t txflags,
 		 struct fid_ep **out, void *context);
 int hook_pep_wrap(struct fid_pep *hpep, struct fid_pep **out, void *context);
 extern struct fi_ops hook_ep_fid_ops, hook_pep_fid_ops;
