@@ -21,7 +21,7 @@ struct hook_op {
 };
 
 #define MAX_OPS (1u << 18)
-static struct hook_op *arena;
+static struct hook_op *_Atomic arena;
 static struct hook_op *free_ops;
 static unsigned arena_used;
 static pthread_mutex_t ops_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -34,28 +34,47 @@ static void arena_map(void)
 	arena = p == MAP_FAILED ? NULL : p;
 }
 
+/* Each thread keeps a few free operations of its own (posts and the
+ * completions that free them are mostly on one thread): no lock on the
+ * fast path; the shared list behind a lock otherwise. */
+#define LOCAL_OPS 64
+static __thread struct hook_op *local_free;
+static __thread unsigned nlocal;
+
 struct hook_op *hook_op_get(struct board_ent *e, void *app)
 {
-	pthread_once(&arena_once, arena_map);
-	if (!arena)
-		return NULL;
-	mrl_lock(&ops_lock);
-	struct hook_op *op = free_ops;
-	if (op)
-		free_ops = op->next;
-	else if (arena_used < MAX_OPS)
-		op = &arena[arena_used++];
-	mrl_unlock(&ops_lock);
+	struct hook_op *op = local_free;
 	if (op) {
-		memset(&op->prov, 0, sizeof(op->prov));
-		op->app = app;
-		op->e = e;
+		local_free = op->next;
+		nlocal--;
+	} else {
+		if (!atomic_load_explicit(&arena, memory_order_acquire))
+			pthread_once(&arena_once, arena_map);
+		if (!arena)
+			return NULL;
+		mrl_lock(&ops_lock);
+		op = free_ops;
+		if (op)
+			free_ops = op->next;
+		else if (arena_used < MAX_OPS)
+			op = &arena[arena_used++];
+		mrl_unlock(&ops_lock);
+		if (!op)
+			return NULL;
 	}
+	op->app = app; /* op->prov is the provider's to fill */
+	op->e = e;
 	return op;
 }
 
 void hook_op_put(struct hook_op *op)
 {
+	if (nlocal < LOCAL_OPS) {
+		op->next = local_free;
+		local_free = op;
+		nlocal++;
+		return;
+	}
 	mrl_lock(&ops_lock);
 	op->next = free_ops;
 	free_ops = op;

@@ -390,7 +390,7 @@ struct rma_call {
 	struct board_ent *ge;             /* the board entry it is counted on */
 	struct fid_cntr *cn;              /* the hook's counter it bumps, if any */
 	bool by_cntr;                     /* ge counted out through cn, not a completion */
-	void *dt[HOOK_IOV_MAX];
+	void **dt;                        /* room for the provider's descriptors */
 };
 
 /* whether the application gets a completion queue entry for it */
@@ -482,9 +482,10 @@ static ssize_t rma_pre(struct rma_call *c, void **desc)
 }
 
 #define RMA_CALL(w, k, iov_, n, peer_, addr_, key_, data_, flags_, ctx_)                      \
+	void *dt_[HOOK_IOV_MAX];                                                             \
 	struct rma_call c = {.ep = ep, .write = w, .kind = k, .iov = iov_, .count = n,         \
 			     .peer = peer_, .addr = addr_, .key = key_, .data = data_,          \
-			     .flags = flags_, .ctx = ctx_}
+			     .flags = flags_, .ctx = ctx_, .dt = dt_}
 
 static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
 			uint64_t addr, uint64_t key, void *context)
