@@ -208,7 +208,7 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 	d->fab = fab;
 	d->mr_mode = info->domain_attr->mr_mode;
 	d->stop_fd = -1;
-	atomic_init(&d->next_key, 1);
+	d->key_size = info->domain_attr ? info->domain_attr->mr_key_size : 0;
 	pthread_mutex_init(&d->mrs_lock, NULL);
 	pthread_mutex_init(&d->q_lock, NULL);
 	int ret = open_under(d, fab, info, context);

@@ -50,7 +50,7 @@ struct hook_domain {
 	struct hook_fabric *fab;
 	uint64_t mr_mode;                 /* what the application was given */
 	bool keys_ours;                   /* the application expects provider keys; the hook picks them */
-	atomic_ullong next_key;
+	size_t key_size;                  /* the provider's key size in bytes (0: unsaid) */
 	const char *prov_name;
 	mrl_ctx *ctx;                     /* NULL: leasing off (could not start; logged) */
 	unsigned policy;                  /* enum mrl_policy for its MRs */
