@@ -193,6 +193,7 @@ struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len, uint3
 		e->base = base;
 		e->len = len;
 		e->tail = tail;
+		atomic_store(&e->pkey, key);
 		atomic_store(&e->valid, len);
 		atomic_store(&e->inflight, 0);
 		atomic_store(&e->key, key);

@@ -19,6 +19,8 @@ struct board_ent {
 	uint64_t len;               /* bytes registered */
 	uint32_t tail;              /* enum board_tail: past `valid`, what initiators do */
 	uint32_t pad;
+	_Atomic uint64_t pkey;      /* the provider's key under `key` (strict keys: each
+				     * registration's own), written before the state turns active */
 };
 /* An operation wholly past what the owner still serves (a truncated tail):
  * refused (-FI_EKEYREJECTED), or discarded: a write dropped, a read given

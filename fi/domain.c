@@ -209,6 +209,8 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 	d->mr_mode = info->domain_attr->mr_mode;
 	d->stop_fd = -1;
 	d->key_size = info->domain_attr ? info->domain_attr->mr_key_size : 0;
+	const char *sk = getenv("MRLEASE_FI_STRICT_KEYS");
+	d->strict_keys = sk && *sk == '1';
 	pthread_mutex_init(&d->mrs_lock, NULL);
 	pthread_mutex_init(&d->q_lock, NULL);
 	int ret = open_under(d, fab, info, context);
@@ -255,7 +257,8 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 		hook_log("hooked domain on %s: leasing on (watchers %s; mr_mode %#llx; keys %s; policy %s; "
 			 "truncated tails %s)",
 			 d->prov_name, *w ? w : "none", (unsigned long long)d->mr_mode,
-			 d->keys_ours ? "chosen by the hook" : "the provider's",
+			 d->strict_keys ? "strict (a fresh provider key per registration, translated)"
+			 : d->keys_ours ? "chosen by the hook" : "the provider's",
 			 d->policy == MRL_POLICY_NOTIFY ? "notify" :
 			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore",
 			 d->tail == BT_DISCARD ? "discard" : "refuse");

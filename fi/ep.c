@@ -463,6 +463,11 @@ static ssize_t rma_pre(struct rma_call *c, void **desc)
 		return rma_discard(c);
 	if (c->op)
 		c->pctx = c->op;
+	if (c->ge) { /* strict keys: the provider's key under the application's (read after the state) */
+		uint64_t pk = atomic_load(&c->ge->pkey);
+		if (pk)
+			c->key = pk;
+	}
 	c->by_cntr = c->ge && !c->op && c->cn;
 	/* A write to a hooked owner's MR is counted out only once the owner's
 	 * provider has taken it in (delivery complete): a transmit completion
@@ -494,7 +499,7 @@ static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi
 	RMA_CALL(false, RMA_PLAIN, &iov, 1, src, addr, key, 0, 0, context);
 	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
 	return r != RMA_POST ? r : rma_done(&c, fi_read(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
-							src, addr, key, c.pctx));
+							src, addr, c.key, c.pctx));
 }
 
 static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
@@ -502,7 +507,7 @@ static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc
 {
 	RMA_CALL(false, RMA_PLAIN, iov, count, src, addr, key, 0, 0, context);
 	ssize_t r = rma_pre(&c, desc);
-	return r != RMA_POST ? r : rma_done(&c, fi_readv(HEP(ep), iov, c.desc, count, src, addr, key,
+	return r != RMA_POST ? r : rma_done(&c, fi_readv(HEP(ep), iov, c.desc, count, src, addr, c.key,
 							 c.pctx));
 }
 
@@ -518,8 +523,14 @@ static ssize_t rma_msg(struct fid_ep *ep, bool write, const struct fi_msg_rma *m
 	if (r != RMA_POST)
 		return r;
 	struct fi_msg_rma m = *msg;
+	struct fi_rma_iov ri;
 	m.desc = c.desc;
 	m.context = c.pctx;
+	if (one && c.key != msg->rma_iov[0].key) { /* translated (strict keys) */
+		ri = msg->rma_iov[0];
+		ri.key = c.key;
+		m.rma_iov = &ri;
+	}
 	return rma_done(&c, write ? fi_writemsg(HEP(ep), &m, flags) : fi_readmsg(HEP(ep), &m, flags));
 }
 
@@ -535,7 +546,7 @@ static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *d
 	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, 0, 0, context);
 	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
 	return r != RMA_POST ? r : rma_done(&c, fi_write(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
-							 dest, addr, key, c.pctx));
+							 dest, addr, c.key, c.pctx));
 }
 
 static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
@@ -543,7 +554,7 @@ static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **des
 {
 	RMA_CALL(true, RMA_PLAIN, iov, count, dest, addr, key, 0, 0, context);
 	ssize_t r = rma_pre(&c, desc);
-	return r != RMA_POST ? r : rma_done(&c, fi_writev(HEP(ep), iov, c.desc, count, dest, addr, key,
+	return r != RMA_POST ? r : rma_done(&c, fi_writev(HEP(ep), iov, c.desc, count, dest, addr, c.key,
 							  c.pctx));
 }
 
@@ -558,7 +569,7 @@ static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_add
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, 0, 0, NULL);
 	ssize_t r = rma_pre(&c, NULL);
-	return r != RMA_POST ? r : rma_done(&c, fi_inject_write(HEP(ep), buf, len, dest, addr, key));
+	return r != RMA_POST ? r : rma_done(&c, fi_inject_write(HEP(ep), buf, len, dest, addr, c.key));
 }
 
 static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
@@ -569,7 +580,7 @@ static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, voi
 	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, data, 0, context);
 	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
 	return r != RMA_POST ? r : rma_done(&c, fi_writedata(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
-							     data, dest, addr, key, c.pctx));
+							     data, dest, addr, c.key, c.pctx));
 }
 
 static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
@@ -579,7 +590,7 @@ static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, ui
 	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, data, 0, NULL);
 	ssize_t r = rma_pre(&c, NULL);
 	return r != RMA_POST ? r : rma_done(&c, fi_inject_writedata(HEP(ep), buf, len, data, dest,
-								    addr, key));
+								    addr, c.key));
 }
 
 static struct fi_ops_rma hook_rma_ops = {

@@ -51,6 +51,8 @@ struct hook_domain {
 	uint64_t mr_mode;                 /* what the application was given */
 	bool keys_ours;                   /* the application expects provider keys; the hook picks them */
 	size_t key_size;                  /* the provider's key size in bytes (0: unsaid) */
+	bool strict_keys;                 /* MRLEASE_FI_STRICT_KEYS: a fresh provider key per
+					   * registration under a stable virtual key */
 	const char *prov_name;
 	mrl_ctx *ctx;                     /* NULL: leasing off (could not start; logged) */
 	unsigned policy;                  /* enum mrl_policy for its MRs */
@@ -83,6 +85,8 @@ struct hook_mr {
 	struct fid_mr mr;
 	struct hook_mr *next;             /* hook_domain.mrs, mrs_lock */
 	struct fid_mr *_Atomic hmr;       /* NULL while fenced or revoked */
+	_Atomic uint64_t pkey;            /* fi_mr_key(hmr): the application's key but in strict mode */
+	bool virt_key;                    /* strict mode, leased: mr.key is virtual */
 	void *_Atomic hdesc;              /* fi_mr_desc(hmr), NULL with it */
 	struct hook_domain *dom;
 	mrl_mr_t lease;                   /* 0: not leased (passed through) */
@@ -146,6 +150,8 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 extern struct fi_ops hook_domain_fid_ops;
 
 /* ---- mr.c ---- */
+/* an unguessable key to ask the provider for (0: no key material) */
+uint64_t hook_new_key(struct hook_domain *d);
 extern struct fi_ops_mr hook_mr_ops;
 extern struct fi_ops hook_mr_fid_ops;
 static inline void *hook_desc(void *desc)

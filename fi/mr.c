@@ -121,7 +121,7 @@ struct fi_ops hook_mr_fid_ops = {
  * provider keys: unguessable (the kernel's CSPRNG, through the library's
  * key set, so a domain never hands out one twice), within the provider's
  * key size. */
-static uint64_t new_key(struct hook_domain *d)
+uint64_t hook_new_key(struct hook_domain *d)
 {
 	uint64_t k = 0, mask = d->key_size && d->key_size < 8 ? (1ull << (8 * d->key_size)) - 1 : UINT64_MAX;
 	for (int i = 0; i < 64 && (!k || k == mask); i++) {
@@ -149,7 +149,7 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 	hm->dom = d;
 	hm->attr = *attr;
 	hm->flags = flags;
-	if (d->keys_ours && !(hm->attr.requested_key = new_key(d))) {
+	if (d->keys_ours && !(hm->attr.requested_key = hook_new_key(d))) {
 		free(hm);
 		return -FI_ENOKEY; /* no key material */
 	}
@@ -177,6 +177,8 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 							 d->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)addr
 										    : attr->offset,
 							 len, d->tail);
+			if (hm->bent) /* strict keys: initiators post with the provider's */
+				atomic_store(&hm->bent->pkey, atomic_load(&hm->pkey));
 			mrl_lock(&d->mrs_lock);
 			hm->next = d->mrs;
 			d->mrs = hm;
