@@ -75,6 +75,20 @@ static inline int t_done(const char *name)
  * 10, never a measure of speed. */
 #define T_HANG_MS 30000
 
+/* Repetition counts for races a test provokes many times: sanitizer builds
+ * run 5-15x slower, so they try the race fewer times (each try still
+ * asserts everything) and the suite stays inside its time budget on a busy
+ * machine. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZED 1
+#else
+#define T_SANITIZED 0
+#endif
+static inline int t_rounds(int plain, int sanitized)
+{
+	return T_SANITIZED ? sanitized : plain;
+}
+
 static inline uint64_t t_now_ns(void)
 {
 	struct timespec ts;

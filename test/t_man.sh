@@ -30,6 +30,7 @@ for p in $pages; do
 		[ -f "$t" ] || { echo "FAIL: $p: .so names $t, which does not exist"; fail=1; continue; }
 		[ "$(target "$t")" = "$t" ] || { echo "FAIL: $p: .so names $t, itself a .so page"; fail=1; }
 		[ "$(grep -cv '^\.\\"' "$p")" = 1 ] || { echo "FAIL: $p: a .so page holds only the .so line"; fail=1; }
+		head -n 1 "$p" | grep -q '^\.so ' || { echo "FAIL: $p: the .so line is not the first (dh_installman links only such pages)"; fail=1; }
 		continue
 	fi
 	full=$((full + 1))

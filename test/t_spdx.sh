@@ -19,8 +19,9 @@ printf '#!/bin/bash\necho hi\n' > "$dir/b.sh"
 printf 'all:\n\ttrue\n' > "$dir/Makefile"
 printf 'V_1 {\n\tlocal: *;\n};\n' > "$dir/v.map"
 printf '.TH X 3\n' > "$dir/x.3"
+printf '.so man3/x.3\n' > "$dir/y.3"
 chmod 755 "$dir/b.sh"
-scripts/spdx-add "$dir/a.c" "$dir/b.sh" "$dir/Makefile" "$dir/v.map" "$dir/x.3" >/dev/null || { echo "FAIL: spdx-add failed"; fail=1; }
+scripts/spdx-add "$dir/a.c" "$dir/b.sh" "$dir/Makefile" "$dir/v.map" "$dir/x.3" "$dir/y.3" >/dev/null || { echo "FAIL: spdx-add failed"; fail=1; }
 want() { # FILE LINE-NUMBER EXPECTED-LINE
 	local got
 	got=$(sed -n "$2p" "$1")
@@ -34,6 +35,8 @@ want "$dir/b.sh" 3 "echo hi"
 want "$dir/Makefile" 1 "# $expr"
 want "$dir/v.map" 1 "/* $expr */"
 want "$dir/x.3" 1 ".\\\" $expr"
+want "$dir/y.3" 1 ".so man3/x.3"
+want "$dir/y.3" 2 ".\\\" $expr"
 [ -x "$dir/b.sh" ] || { echo "FAIL: spdx-add lost the executable bit"; fail=1; }
 # idempotent: a second run changes nothing
 sums=$(md5sum "$dir"/*)
