@@ -35,11 +35,13 @@ struct hook_fabric {
 	const struct fi_provider *prov;   /* the provider of the hooked fabric */
 	atomic_bool inner;
 	atomic_int domains;               /* domains opened on it (an inner one has none yet) */
+	struct hook_fabric *live_next;    /* hook.c: the open ones */
 };
 
 struct hook_counts {
 	atomic_ullong mrs, leased, unleased, breaks, restores, fences, changed, errors;
 	atomic_ullong eps, seps, txctxs;    /* endpoints wrapped: plain, scalable, their tx contexts */
+	atomic_ullong regs;                 /* registrations made with the provider (restores included) */
 };
 
 /* An application-facing domain: one mrlease context, its event thread. */

@@ -42,6 +42,7 @@ int hook_mr_under_reg(struct hook_mr *hm)
 		return ret;
 	}
 	atomic_store(&hm->pkey, fi_mr_key(m));
+	atomic_fetch_add_explicit(&d->n.regs, 1, memory_order_relaxed);
 	atomic_store_explicit(&hm->hdesc, fi_mr_desc(m), memory_order_release);
 	atomic_store_explicit(&hm->hmr, m, memory_order_release);
 	return 0;
