@@ -329,19 +329,29 @@ static inline ssize_t posted(ssize_t r, struct hook_op *op, struct board_ent *e)
 	return r;
 }
 
+/* the key to post with: the provider's under the application's (strict
+ * keys), read from the board after the guard saw the MR active */
+static inline uint64_t pkey_of(struct board_ent *e, uint64_t key)
+{
+	uint64_t pk = e ? atomic_load(&e->pkey) : 0;
+	return pk ? pk : key;
+}
+
 #define GUARD(key, addr, len, ctx)                                                           \
 	struct hook_op *op;                                                                  \
 	struct board_ent *ge;                                                                \
 	int g = guard(key, addr, len, ctx, &op, &ge, false);                                 \
 	if (g < 0)                                                                           \
 		return g;                                                                    \
+	key = pkey_of(ge, key);                                                              \
 	void *pctx = op ? (void *)op : (ctx)
 #define GUARD_NOCTX(key, addr, len)                                                          \
 	struct hook_op *op = NULL;                                                           \
 	struct board_ent *ge;                                                                \
 	int g = guard(key, addr, len, NULL, NULL, &ge, false);                               \
 	if (g < 0)                                                                           \
-		return g
+		return g;                                                                    \
+	key = pkey_of(ge, key)
 
 static size_t iov_len(const struct iovec *iov, size_t n)
 {
@@ -365,6 +375,12 @@ static size_t iov_len(const struct iovec *iov, size_t n)
 			return g;                                                            \
 		if (op)                                                                      \
 			pctx = op;                                                           \
+	}                                                                                    \
+	struct fi_rma_ioc rk_;                                                               \
+	if (ge && pkey_of(ge, 0) && pkey_of(ge, 0) != (msg)->rma_iov[0].key) {               \
+		rk_ = (msg)->rma_iov[0];                                                     \
+		rk_.key = pkey_of(ge, 0);                                                    \
+		m.rma_iov = &rk_;                                                            \
 	}
 
 /* One RMA call (read or write; plain, *v, *data, *msg or inject) on its

@@ -102,7 +102,7 @@ static void scenario(bool strict)
 	/* a fabric as the application opens it, then the hook over it */
 	struct fi_info *hints = fi_allocinfo(), *info;
 	hints->ep_attr->type = FI_EP_RDM;
-	hints->caps = FI_RMA | FI_MSG;
+	hints->caps = FI_RMA | FI_MSG | FI_ATOMIC;
 	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_LOCAL;
 	hints->domain_attr->threading = FI_THREAD_SAFE;
 	hints->fabric_attr->prov_name = strdup("tcp;ofi_rxm");
@@ -167,6 +167,30 @@ static void scenario(bool strict)
 	memset(buf, 2, BLK);
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 8192, key) == 0 && win[8192] == 2,
 	      "a write after the restore lands, same key");
+	/* an atomic after the restore (translated too in strict mode) */
+	uint64_t *acc = (uint64_t *)(win + 12288), before = *acc, one = 5;
+	ssize_t ar;
+	do {
+		ar = fi_atomic(ep, &one, 1, NULL, self, base + 12288, key, FI_UINT64, FI_SUM, &one);
+		if (ar == -FI_EAGAIN) {
+			struct fi_cq_entry e;
+			fi_cq_read(cq, &e, 0);
+		}
+	} while (ar == -FI_EAGAIN);
+	int aerr = (int)ar;
+	for (bool done = ar != 0; !done;) {
+		struct fi_cq_entry e;
+		ssize_t n = fi_cq_read(cq, &e, 1);
+		if (n == 1)
+			done = true;
+		if (n == -FI_EAVAIL) {
+			struct fi_cq_err_entry err = {0};
+			fi_cq_readerr(cq, &err, 0);
+			aerr = -err.err;
+			done = true;
+		}
+	}
+	CHECK(aerr == 0 && *acc == before + 5, "an atomic after the restore lands (%d)", aerr);
 
 	snprintf(cmd, sizeof(cmd), "truncate -s 196608 %s", path);
 	CHECK(system(cmd) == 0, "truncate");
