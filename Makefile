@@ -57,10 +57,9 @@ INSTALL_RPATH ?= $(if $(filter /usr /usr/local,$(PREFIX)),,$(LIBDIR))
 # shared objects: every symbol they use must be resolved at link time
 SO_LDFLAGS := -Wl,-z,defs
 
-# Opt-in (make test-optin): t_guardian_hung bounds every actor (its timings
-# hold) but its owner-side checks fail about 1 run in 3 with no message; left
-# out of make test until that is found (issue 13).
-TESTS_OPT_IN := $(B)/test/t_guardian_hung
+# Opt-in (make test-optin): none now (t_guardian_hung came back once its
+# flake was found: a guardian asleep with no timer; issue 13).
+TESTS_OPT_IN :=
 TESTS_ALL := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # tests whose threads (monitor, progress) TSan checks
@@ -68,7 +67,7 @@ TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # run in 3 since the device worker and the madvise hand-off landed, not
 # reproduced under gdb; plain and ASan runs pass. Issue 10.)
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook t_fi_board_rogue t_auth t_rogue_auth
+	t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook t_fi_board_rogue t_auth t_rogue_auth t_sigbus
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -209,7 +208,7 @@ test: all tests $(BENCH_SMOKE)
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
 test-optin: tests
-	./test/run.sh $(TESTS_OPT_IN)
+	$(if $(TESTS_OPT_IN),./test/run.sh $(TESTS_OPT_IN),@echo "no opt-in tests")
 
 # Debian packages built, installed into a scratch root, used (test/t_deb.sh)
 test-deb:

@@ -80,6 +80,13 @@ enum mrl_event_type {
 	MRL_EVENT_LEASE_HELD,    /* the lease covering this MR is held again */
 	MRL_EVENT_CHANGED,       /* a change was seen after it landed */
 	MRL_EVENT_DENIED,        /* a change was refused under MRL_POLICY_DENY; nothing changed */
+	/* a peer of one of the context's endpoints is gone: mr is 0 and
+	 * mr_context its mrl_peer handle; cause MRL_CAUSE_PEER_LOST (the
+	 * keep-alive heard nothing for ka_timeout_ms) or MRL_CAUSE_DISCONNECTED
+	 * (its connection hung up); time_ns when that was found. Its
+	 * operations have failed and an owner has let go of its holds. Once
+	 * per peer; none for the peers of an endpoint being destroyed. */
+	MRL_EVENT_PEER_LOST,
 };
 
 /* Memory kinds, as found by the library from the address alone. */
@@ -140,6 +147,9 @@ struct mrl_ctx_opts {
 };
 #define MRL_CTX_NO_LEASES 0x1u     /* register without any watcher (shows what leases prevent) */
 #define MRL_CTX_NO_FANOTIFY 0x2u   /* do not use fanotify pre-content events (leases only) */
+/* do not catch the process's own SIGBUS on a file MR's pages past the file's
+ * end (a truncate seen only after it landed); see MRL_WATCH_SIGBUS */
+#define MRL_CTX_NO_SIGBUS 0x4u
 
 /* Watchers, as a bit mask (mrl_ctx_watchers, mrl_mr_info.watchers). */
 #define MRL_WATCH_LEASE      0x01u /* fcntl lease on the backing file */
@@ -148,6 +158,12 @@ struct mrl_ctx_opts {
 #define MRL_WATCH_UFFD       0x08u /* userfaultfd non-cooperative events */
 #define MRL_WATCH_INTERPOSE  0x10u /* interposed libc calls of the owner */
 #define MRL_WATCH_VERIFY     0x20u /* verify: backing compared with what was registered */
+/* A SIGBUS handler (process-wide while a context runs it; others' faults go
+ * to the handler that was there before): a store by this process (a
+ * transport copying a peer's write) into a file MR's pages past the file's
+ * end lands in a scratch page instead of killing the process, and the MR is
+ * fenced from that page (FENCED, cause truncated). */
+#define MRL_WATCH_SIGBUS     0x40u
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);
@@ -268,6 +284,7 @@ struct mrl_stats {
 	uint64_t fan_opens;       /* opens of watched files seen (and let through) */
 	uint64_t bad_msgs;        /* malformed control messages dropped */
 	uint64_t uffd_events;     /* userfaultfd events that named an MR (raw syscalls included) */
+	uint64_t sigbus_caught;   /* stores past a file's end caught (MRL_WATCH_SIGBUS) */
 };
 int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 
@@ -281,8 +298,9 @@ struct mrl_ep_opts {
 	 * a side that has heard nothing from a peer for ka_ms asks it for a
 	 * sign of life; after ka_timeout_ms of silence the peer is lost: its
 	 * operations in flight or held complete with -ENOTCONN and
-	 * MRL_CAUSE_PEER_LOST, its remote MRs are fenced with that cause, and
-	 * an owner lets go of the peer's holds. Any message counts as life; the
+	 * MRL_CAUSE_PEER_LOST, its remote MRs are fenced with that cause, an
+	 * owner lets go of the peer's holds, and the context queues an
+	 * MRL_EVENT_PEER_LOST event naming the peer. Any message counts as life; the
 	 * check runs in progress (the caller's, the progress thread's, and the
 	 * monitor's while a break waits), so a manual-progress side must call
 	 * progress more often than the other side's ka_timeout_ms.

@@ -179,6 +179,8 @@ static void peer_dead(struct mrl_ep *ep, struct mrl_peer *p, uint8_t cause)
 	mrl_lock(&ep->ctx->lock);
 	mrl_peer_release_holders(ep->ctx, p);
 	mrl_unlock(&ep->ctx->lock);
+	if (!atomic_load(&ep->stop)) /* the application is told (not as it destroys the endpoint) */
+		mrl_post_peer_event(ep->ctx, p, cause, mrl_now_ns());
 	mrl_wake_monitor(ep->ctx);
 }
 

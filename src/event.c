@@ -68,6 +68,37 @@ void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint3
 	mrl_unlock(&ctx->evq_lock);
 }
 
+/* A peer is gone (ep.c): an event naming no MR (mr 0), its mrl_peer handle
+ * in mr_context. evq_lock only: the callers hold an endpoint's lock and
+ * may hold ctx->lock. Dropped like any event but a NOTIFY break when the
+ * queue is full (counted). */
+void mrl_post_peer_event(struct mrl_ctx *ctx, void *peer, uint32_t cause, uint64_t seen)
+{
+	mrl_lock(&ctx->evq_lock);
+	struct mrl_evq_item *it = ctx->evq_len < EVQ_MAX ? calloc(1, sizeof(*it)) : NULL;
+	if (!it) {
+		ctx->st.events_dropped++;
+		mrl_unlock(&ctx->evq_lock);
+		return;
+	}
+	it->ev.type = MRL_EVENT_PEER_LOST;
+	it->ev.cause = cause;
+	it->ev.mr_context = peer;
+	it->ev.time_ns = seen;
+	ctx->ev_seq = (ctx->ev_seq & ~MRL_EV_SEQ_MASK) | ((ctx->ev_seq + 1) & MRL_EV_SEQ_MASK);
+	if (!(ctx->ev_seq & MRL_EV_SEQ_MASK))
+		ctx->ev_seq++;
+	it->ev.internal = ctx->ev_seq;
+	*ctx->evq_tail = it;
+	ctx->evq_tail = &it->next;
+	if (++ctx->evq_len == 1) {
+		uint64_t one = 1;
+		if (write(ctx->ev_fd, &one, sizeof(one)) < 0) {
+		}
+	}
+	mrl_unlock(&ctx->evq_lock);
+}
+
 /* ---- events got and not yet acked: an ack is matched against these by
  * value (handle and sequence number), never through a pointer the caller
  * hands back, so a copy acked twice or a forged event frees nothing ---- */
@@ -153,7 +184,8 @@ void mrl_events_release(struct mrl_ctx *ctx)
 	while (list) {
 		struct mrl_evq_item *it = list;
 		list = it->next;
-		mrl_mr_put(ctx, it->mr);
+		if (it->mr) /* NULL: a peer's event */
+			mrl_mr_put(ctx, it->mr);
 		free(it);
 	}
 	mrl_unlock(&ctx->lock);
@@ -217,7 +249,7 @@ MRL_EXPORT int mrl_event_ack(mrl_ctx *ctx, struct mrl_event *ev)
 	mrl_lock(&ctx->evq_lock);
 	struct mrl_evq_item *it = evo_take(ctx, seq, h, &why);
 	mrl_unlock(&ctx->evq_lock);
-	if (it)
+	if (it && it->mr) /* NULL: a peer's event */
 		mrl_mr_put(ctx, it->mr);
 	mrl_unlock(&ctx->lock);
 	if (!it)

@@ -72,7 +72,11 @@ struct guard_shm {
 	uint64_t owner_reading;    /* atomic: CLOCK_MONOTONIC when it began, 0 none */
 	uint64_t owner_reads;      /* atomic: bumped per read by the owner */
 	uint32_t guard_reading;    /* atomic: 1 while the guardian reads and answers */
-	uint32_t pad;
+	/* atomic: 1 while the guardian sleeps with no timeout. The owner
+	 * publishes held events without waking it (a few stores); an owner
+	 * that begins a read and finds this set wakes it (the socket), so an
+	 * event it read and published is never left to an idle guardian. */
+	uint32_t guard_idle;
 	uint64_t alive;            /* atomic: bumped by every turn of the owner's monitor loop */
 	uint64_t sweeps;           /* atomic: times G answered every number of an owner stuck in a read */
 	uint64_t acts;             /* atomic: actors the guardian let go */

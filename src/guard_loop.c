@@ -451,6 +451,7 @@ void mrl_guard_loop(struct guard_shm *g, int sock, int fan_fd, int wake_fd, int 
 	bool stalled = false;
 	for (;;) {
 		bool acted = false;
+		uint64_t reads_top = LD(&g->owner_reads); /* before the slots are looked at */
 		uint64_t now = mono();
 		if (stalled && LD(&g->alive) != stall_alive)
 			stalled = false;
@@ -511,8 +512,21 @@ void mrl_guard_loop(struct guard_shm *g, int sock, int fan_fd, int wake_fd, int 
 			ts.tv_sec = (time_t)(d / 1000000000ull);
 			ts.tv_nsec = (long)(d % 1000000000ull);
 			tsp = &ts;
+		} else {
+			/* No timer: say so, then look once more (guard_idle,
+			 * mrl_guard_read_begin). An owner read that began before
+			 * that is in flight (owner_reading) or done since the
+			 * slots were looked at (owner_reads): look again (a read
+			 * already swept for keeps no timer: not that one). */
+			ST(&g->guard_idle, 1);
+			uint64_t r = LD(&g->owner_reading);
+			if ((r && r != swept_for) || LD(&g->owner_reads) != reads_top) {
+				ST(&g->guard_idle, 0);
+				continue;
+			}
 		}
 		long n = syscall(SYS_ppoll, pfd, 3, tsp, NULL, 0);
+		ST(&g->guard_idle, 0);
 		if (n < 0)
 			continue;
 		if (pfd[1].revents || syscall(SYS_getppid) != owner)

@@ -49,6 +49,8 @@ struct mrl_guard {
 	struct mrl_file *file[GUARD_LEASE_SLOTS];  /* the leased file per lease slot */
 };
 
+static void poke(struct mrl_guard *gd, int slot, int fd);
+
 /* tests: start no guardian (to show what it prevents) */
 bool mrl_guard_off;
 
@@ -166,6 +168,10 @@ bool mrl_guard_read_begin(struct mrl_ctx *ctx, uint64_t *mark)
 		return false;
 	}
 	*mark = LD(&gd->g->sweeps);
+	/* against the guardian's guard_idle (seq_cst, as above): either it
+	 * sees this read begun and keeps a timer, or we wake it here */
+	if (LD(&gd->g->guard_idle) && __atomic_exchange_n(&gd->g->guard_idle, 0, __ATOMIC_SEQ_CST))
+		poke(gd, -1, -1);
 	return true;
 }
 

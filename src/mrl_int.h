@@ -230,6 +230,7 @@ struct mrl_mr {
 	uint8_t dev_busy;            /* the device worker calls the device on it now (devq.c):
 				      * dev_mr is the worker's until it ends */
 	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
+	uint16_t sigbus;             /* its slot in the fault table + 1 (sigbus.c), 0 none */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
@@ -461,6 +462,7 @@ struct mrl_ctx {
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
+	uint64_t sigbus_seen;        /* faults caught (sigbus.c) this monitor has looked at */
 };
 
 /* ---- watchers: how a break is seen ----
@@ -506,7 +508,7 @@ struct mrl_watcher_ops {
 	unsigned (*coverage)(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 };
 extern const struct mrl_watcher_ops mrl_watch_lease, mrl_watch_inotify, mrl_watch_fan,
-	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_verify;
+	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_sigbus, mrl_watch_verify;
 /* watch.c */
 int mrl_watchers_start(struct mrl_ctx *ctx);
 void mrl_watchers_stop(struct mrl_ctx *ctx);
@@ -530,6 +532,7 @@ void mrl_events_init(struct mrl_ctx *ctx);
 void mrl_events_release(struct mrl_ctx *ctx);
 void mrl_post_event(struct mrl_ctx *ctx, struct mrl_mr *mr, uint32_t type, uint32_t cause,
 		    uint64_t off, uint64_t len, pid_t pid, uint64_t deadline, uint64_t seen);
+void mrl_post_peer_event(struct mrl_ctx *ctx, void *peer, uint32_t cause, uint64_t seen);
 /* ctx.c */
 void mrl_wake_monitor(struct mrl_ctx *ctx);
 /* mr.c */

@@ -26,6 +26,19 @@ static int xread(int fd, void *b, size_t n)
 	return read(fd, b, n) == (ssize_t)n ? 0 : -1;
 }
 
+/* The application is told: one MRL_EVENT_PEER_LOST naming the peer's
+ * handle (mr_context, no MR), cause peer-lost. */
+static void peer_lost_told(mrl_ctx *ctx, mrl_peer *peer, const char *who)
+{
+	struct mrl_event ev = {0};
+	int r = t_wait_event(ctx, MRL_EVENT_PEER_LOST, 0, T_HANG_MS, &ev);
+	printf("%s: event %s, cause %s, mr %#llx, peer %s\n", who, r ? "none" : mrl_event_str(ev.type),
+	       mrl_cause_str(ev.cause), (unsigned long long)ev.mr, ev.mr_context == peer ? "ours" : "other");
+	CHECK(r == 0, "%s is told the peer was lost (MRL_EVENT_PEER_LOST)", who);
+	CHECK(ev.mr_context == peer && ev.mr == 0 && ev.cause == MRL_CAUSE_PEER_LOST,
+	      "%s: the event names the peer's handle, no MR, cause peer-lost (%s)", who, mrl_cause_str(ev.cause));
+}
+
 static mrl_ep *ka_ep(mrl_ctx *ctx, unsigned flags)
 {
 	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = flags, .ka_ms = KA_MS,
@@ -105,9 +118,17 @@ static void owner_loses_peer(void)
 	       (unsigned long long)s.peer_timeouts);
 	CHECK(s.breaks > 0 && s.restores >= s.breaks, "the break resolved: the lost peer's hold was let go");
 	CHECK(s.peer_timeouts == 0 && s.fences == 0, "not by a pause timeout or a fence");
+	peer_lost_told(ctx, peer, "the owner");
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	mrl_ep_destroy(ep);
+	struct mrl_event ev;
+	int more = 0;
+	while (mrl_event_get(ctx, &ev) == 0) {
+		more += ev.type == MRL_EVENT_PEER_LOST;
+		mrl_event_ack(ctx, &ev);
+	}
+	CHECK(more == 0, "the owner: told once, and not again as its endpoint goes (%d more)", more);
 	mrl_mr_dereg(ctx, mr);
 	mrl_file_unmap(ctx, fp, MB);
 	mrl_ctx_destroy(ctx);
@@ -190,6 +211,7 @@ static void peer_loses_owner(void)
 	CHECK(ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_PEER_LOST,
 	      "mrl_rmr_query says why: fenced, peer-lost");
 	CHECK(mrl_write(r, 0, buf, blk, NULL) == -ENOTCONN, "a new write is refused: not connected");
+	peer_lost_told(ctx, peer, "the peer");
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	mrl_rmr_close(r);

@@ -50,6 +50,10 @@ for i in $(seq 600); do grep -q 'peer [0-9]* lost' "$dir/server.err" && break; s
 echo "client: $(grep final "$dir/client.out") (exit $crc)"
 echo "server: $(grep 'lost' "$dir/server.err" | head -1)"
 grep -q 'peer [0-9]* lost' "$dir/server.err" || { echo "FAIL: the server did not declare the client lost"; fail=1; }
+# ... and its application was told (MRL_EVENT_PEER_LOST, which serve prints)
+for i in $(seq 100); do grep -q 'a client is gone (peer-lost)' "$dir/server.out" && break; sleep 0.1; done
+grep -q 'a client is gone (peer-lost)' "$dir/server.out" ||
+	{ echo "FAIL: the server's application was not told (MRL_EVENT_PEER_LOST)"; fail=1; }
 grep -Eq '"failed":[1-9]' "$dir/client.out" || { echo "FAIL: the client's operations in flight did not fail"; fail=1; }
 [ "$crc" != 0 ] || { echo "FAIL: the client exited 0 after losing the server"; fail=1; }
 # the server serves another client (inside its own namespace)

@@ -72,6 +72,12 @@ int cmd_serve(const struct cli_opts *o)
 	if (last != each && !o->machine)
 		printf("mrlease: MRs of %llu bytes (whole pages), the last one %llu bytes to the end of the file\n",
 		       (unsigned long long)each, (unsigned long long)last);
+	/* libfabric may install a handler that turns a crash into exit(1); we
+	 * want the truth: the default, set before the context, whose SIGBUS
+	 * handler (MRL_WATCH_SIGBUS) catches a store past the file's end on
+	 * an MR's own pages and passes every other fault on to it */
+	signal(SIGBUS, SIG_DFL);
+	signal(SIGSEGV, SIG_DFL);
 	if ((ret = mrl_ctx_create(&co, &ctx)))
 		cli_die("context", ret);
 	void *base;
@@ -99,10 +105,6 @@ int cmd_serve(const struct cli_opts *o)
 	fflush(stdout);
 	signal(SIGTERM, cli_on_stop);
 	signal(SIGINT, cli_on_stop);
-	/* libfabric installs a handler that turns a crash into exit(1); we want
-	 * the truth: a SIGBUS from a truncated mapping is what leases prevent */
-	signal(SIGBUS, SIG_DFL);
-	signal(SIGSEGV, SIG_DFL);
 
 	uint64_t until = seconds ? cli_now_ns() + (uint64_t)seconds * 1000000000ull : UINT64_MAX;
 	uint64_t ev_lat[MAX_SAMPLES], last_seen = 0, last_print = 0;
@@ -140,7 +142,12 @@ int cmd_serve(const struct cli_opts *o)
 					printf("mrlease: MR %#" PRIx64 ": break (%s), answered restore\n", ev.mr,
 					       mrl_cause_str(ev.cause));
 			}
-			if (!o->machine && ev.type != MRL_EVENT_BREAK)
+			if (ev.type == MRL_EVENT_PEER_LOST) {
+				if (!o->machine) {
+					printf("mrlease: a client is gone (%s)\n", mrl_cause_str(ev.cause));
+					fflush(stdout);
+				}
+			} else if (!o->machine && ev.type != MRL_EVENT_BREAK)
 				printf("mrlease: MR %#" PRIx64 ": %s (%s) bytes %" PRIu64 "+%" PRIu64 "\n",
 				       ev.mr, mrl_event_str(ev.type), mrl_cause_str(ev.cause), ev.offset,
 				       ev.length);
