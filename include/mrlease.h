@@ -34,6 +34,14 @@ enum mrl_policy {
 	MRL_POLICY_FENCE = 2,   /* revoke device access at once */
 	MRL_POLICY_DENY = 3,    /* refuse the change with deny_errno (needs a watcher that can:
 	                           fanotify pre-content events); -EOPNOTSUPP at registration otherwise */
+	MRL_POLICY_REDIRECT = 4, /* on a break of the backing file, point the device (same key) at
+	                           zeroed scratch of the MR's length: the change lands, the device's
+	                           writes are discarded and its reads see zeros, never an error;
+	                           MRL_EVENT_REDIRECTED says so. mrl_mr_restore() moves it back onto
+	                           the file, same key. Changes to the address space (munmap, madvise)
+	                           are resolved as under RESTORE. -EOPNOTSUPP at registration where
+	                           the device cannot (libfabric providers with FI_MR_PROV_KEY or
+	                           FI_MR_VIRT_ADDR) */
 };
 
 enum mrl_state {
@@ -87,6 +95,9 @@ enum mrl_event_type {
 	 * operations have failed and an owner has let go of its holds. Once
 	 * per peer; none for the peers of an endpoint being destroyed. */
 	MRL_EVENT_PEER_LOST,
+	MRL_EVENT_REDIRECTED,    /* MRL_POLICY_REDIRECT: the change landed and the device, same key,
+	                            points at scratch (writes discarded, reads zeros) until
+	                            mrl_mr_restore(); cause, offset and length: the break's */
 };
 
 /* Memory kinds, as found by the library from the address alone. */
@@ -258,6 +269,7 @@ struct mrl_mr_info {
 	uint32_t watchers;        /* MRL_WATCH_* watching this MR now */
 	uint32_t denials;         /* changes refused under MRL_POLICY_DENY */
 	int deny_errno;
+	int redirected;           /* MRL_POLICY_REDIRECT: 1 while the device points at scratch */
 };
 int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t mr, struct mrl_mr_info *info);
 
@@ -285,6 +297,7 @@ struct mrl_stats {
 	uint64_t bad_msgs;        /* malformed control messages dropped */
 	uint64_t uffd_events;     /* userfaultfd events that named an MR (raw syscalls included) */
 	uint64_t sigbus_caught;   /* stores past a file's end caught (MRL_WATCH_SIGBUS) */
+	uint64_t redirects;       /* MRs moved onto scratch under MRL_POLICY_REDIRECT */
 };
 int mrl_ctx_stats(mrl_ctx *ctx, struct mrl_stats *st);
 
@@ -391,6 +404,12 @@ int mrl_uring_detach(mrl_ctx *ctx);
  * the old pages. A fenced MR gives -EKEYREVOKED (mrl_mr_query says why);
  * its slot is empty, so a READ_FIXED that skipped get fails in the kernel. */
 int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t mr, int timeout_ms, unsigned *buf_index);
+/* The same, also giving the address the slot registers now, to put in the
+ * SQE (base + offset): the MR's own address, or its scratch while it is
+ * redirected (MRL_POLICY_REDIRECT; the kernel checks SQE addresses against
+ * the slot). Needed by an application whose MRs may be redirected. */
+int mrl_uring_get_buf(mrl_ctx *ctx, mrl_mr_t mr, int timeout_ms, unsigned *buf_index,
+		      void **base);
 int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t mr);
 
 /* ------------------------------------------------------------------ */

@@ -9,6 +9,12 @@
  * the MRs are restored, under the same keys, onto what the file has now.
  * Device calls (unpin, fence, restore) are queued for the device worker
  * (devq.c); the change is let in only once they are done (BRK_UNPIN).
+ * MRL_POLICY_REDIRECT MRs of a file break go the same way, except that
+ * the device is pointed at scratch (same key) instead of being cut off,
+ * and once the change has landed they go live on that scratch
+ * (MRL_EVENT_REDIRECTED) rather than on the file; the owner's
+ * mrl_mr_restore brings them back through a break of their own
+ * (mrl_brk_unredirect: pause, quiesce, unpin, restore onto the file).
  * Every function here runs with ctx->lock held. */
 #include <errno.h>
 #include <stdio.h>
@@ -201,7 +207,8 @@ static void brk_check(struct mrl_ctx *ctx, struct mrl_brk *b)
  * left to pause: the caller lets the change go at once. */
 static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 				 const struct mrl_watcher_ops *src, struct mrl_mr_vec *vec, int cause,
-				 pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev)
+				 pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev,
+				 bool unredirect)
 {
 	struct mrl_brk *b = vec->n ? calloc(1, sizeof(*b)) : NULL;
 	if (!b) {
@@ -211,7 +218,7 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		free(vec->v);
 		return NULL;
 	}
-	ctx->st.breaks++;
+	ctx->st.breaks += !unredirect; /* (the owner's move back off scratch is none) */
 	b->file = f;
 	b->phase = BRK_QUIESCE;
 	b->cause = cause;
@@ -221,6 +228,7 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	b->hi = hi;
 	b->fev = fev;
 	b->src = src;
+	b->unredirect = unredirect;
 	/* The peers' time to answer runs from when they are asked: a change
 	 * that waited behind another break on the file must not reach its
 	 * peers with its deadline spent and cut off ones that answer at once. */
@@ -237,8 +245,16 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	if (dl == UINT64_MAX || dl > seen + break_time_cap_ns())
 		dl = seen + break_time_cap_ns();
 	b->deadline_ns = dl;
-	size_t k = 0;
-	for (size_t i = 0; i < vec->n; i++) {
+	size_t k = unredirect ? vec->n : 0;
+	for (size_t i = 0; i < vec->n && unredirect; i++) { /* the owner's own: no break to report */
+		struct mrl_mr *mr = vec->v[i];
+		mrl_mr_set_state(mr, MRL_STATE_PAUSED);
+		mr->in_brk = 1;
+		mr->owner_answer = ANSWER_NONE;
+		mr->refs++;
+		mrl_mr_quiesce_locked(ctx, b, mr);
+	}
+	for (size_t i = 0; i < vec->n && !unredirect; i++) {
 		struct mrl_mr *mr = vec->v[i];
 		/* the part of the MR the change touches, in MR offsets */
 		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
@@ -292,7 +308,7 @@ struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		if (mrl_mr_live(vec.v[i]) && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
 			vec.v[k++] = vec.v[i];
 	vec.n = k;
-	return brk_begin(ctx, f, src, &vec, cause, pid, lo, hi, seen, fev);
+	return brk_begin(ctx, f, src, &vec, cause, pid, lo, hi, seen, fev, false);
 }
 
 /* A change to the owner's address space under the MRs in vec (active,
@@ -300,7 +316,7 @@ struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 struct mrl_brk *mrl_brk_begin_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
 				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen)
 {
-	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL);
+	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL, false);
 }
 
 /* The device let go of the break's pages (every device call queued before
@@ -311,6 +327,14 @@ static void brk_land(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, void *
 	(void)unused, (void)ret;
 	b->phase = BRK_LANDING;
 	b->src->let_land(ctx, b, mrl_now_ns());
+}
+
+/* The device could not move onto scratch: the safe side, as for an unpin. */
+static void redirect_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
+{
+	if (ret && ret != -ECANCELED)
+		mrl_mr_fence_locked(ctx, mr, ret == -EBUSY ? MRL_CAUSE_DEADLINE : mr->cause, 0, mr->len,
+				    (pid_t)(intptr_t)arg, mrl_now_ns());
 }
 
 /* Quiesced (or out of time): revoke what must go, then let the change land. */
@@ -349,8 +373,15 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_RELEASED, 0, mr->len, b->pid, b->seen_ns);
 		else if (answer == ANSWER_FENCE)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, b->pid, b->seen_ns);
-		else /* the device must not keep the old pages while the change lands */
+		else if (mr->policy == MRL_POLICY_REDIRECT && b->file && !b->unredirect &&
+			 answer != ANSWER_RESTORE) {
+			/* the device keeps working, on scratch: the change lands under it */
+			mr->redirected = 1;
+			mrl_dev_redirect(ctx, mr, redirect_done, (void *)(intptr_t)b->pid);
+		} else { /* the device must not keep the old pages while the change lands */
+			mr->redirected = 0; /* (the owner's restore: onto the file after all) */
 			mrl_mr_unpin_locked(ctx, mr, b->pid, b->seen_ns);
+		}
 	}
 	/* the breaker may keep the file open a while: wait as long as a break may take */
 	b->landing_deadline_ns = now + (uint64_t)ctx->opts.deadline_ms * 1000000ull;
@@ -372,9 +403,60 @@ void mrl_brk_finish(struct mrl_ctx *ctx, struct mrl_brk *b)
 		if (!mr->in_brk)
 			continue;
 		mr->in_brk = 0;
+		/* the owner said restore once the device was on scratch: the
+		 * MR is still paused and quiesced, so straight back onto the file */
+		if (mr->redirected && mr->owner_answer == ANSWER_RESTORE)
+			mr->redirected = 0;
+		if (mr->redirected) {
+			/* live on its scratch, same key: the holders go on (a new
+			 * generation: what they write now is discarded) */
+			mrl_mr_set_state(mr, MRL_STATE_ACTIVE);
+			mr->gen++;
+			ctx->st.redirects++;
+			mrl_post_event(ctx, mr, MRL_EVENT_REDIRECTED, mr->cause, mr->cause_off,
+				       mr->cause_len, mr->cause_pid, 0, b->seen_ns);
+			mrl_send_state(ctx, mr, NULL);
+			/* local users waiting for it (mrl_uring_get) sleep on the
+			 * device's condition: no device call ends to wake them */
+			pthread_cond_broadcast(&ctx->dev_cv);
+			continue;
+		}
 		mrl_mr_restore_locked(ctx, mr, now);
 	}
 	mrl_brk_free(ctx, b);
+}
+
+/* The owner's move back of a redirected MR: its break has nothing to wait
+ * for once quiesced. */
+static void unredirect_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
+{
+	(void)now;
+	mrl_brk_finish(ctx, b);
+}
+
+static const struct mrl_watcher_ops unredirect_src = {
+	.name = "restore-from-redirect",
+	.let_land = unredirect_let_land,
+};
+
+/* mrl_mr_restore of a redirected MR (not in a break): pause it (peers and
+ * the local device hold their operations, so none is handed the scratch
+ * address and issued on the file's pages), cut the device off the scratch,
+ * restore onto the pages the file has now, same key (past a new end of
+ * file: fenced), RESTORED. */
+int mrl_brk_unredirect(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (mr->file && mr->file->brk)
+		return mrl_err(EAGAIN, "mrl_mr_restore: a change to %s is still landing; "
+				       "restore once MRL_EVENT_REDIRECTED for it has come",
+			       mr->file->path);
+	struct mrl_mr_vec vec = {0};
+	int ret = mrl_mr_vec_push(&vec, mr);
+	if (ret)
+		return ret;
+	brk_begin(ctx, NULL, &unredirect_src, &vec, mr->cause, 0, 0, UINT64_MAX, mrl_now_ns(), NULL,
+		  true);
+	return 0;
 }
 
 /* The quiescing breaks' deadlines; the landing ones are their watchers'. */

@@ -13,12 +13,12 @@
 
 #include "mrl_int.h"
 
-enum devop_kind { DEVOP_DEREG = 1, DEVOP_REREG, DEVOP_REVOKE, DEVOP_AFTER };
+enum devop_kind { DEVOP_DEREG = 1, DEVOP_REREG, DEVOP_REVOKE, DEVOP_AFTER, DEVOP_REDIRECT };
 
 struct mrl_devop {
 	struct mrl_devop *next;
 	int kind;
-	struct mrl_mr *mr;      /* REREG, REVOKE: a reference */
+	struct mrl_mr *mr;      /* REREG, REVOKE, REDIRECT: a reference */
 	void *handle;           /* DEREG: a registration nobody else has any more */
 	uint64_t len;           /* REREG: the bytes it registered (valid_len then) */
 	bool rekey;             /* REREG: register anew (under mr->key, already new) */
@@ -108,6 +108,17 @@ void mrl_dev_revoke(struct mrl_ctx *ctx, struct mrl_mr *mr, mrl_dev_done_fn *don
 	push(ctx, op);
 }
 
+void mrl_dev_redirect(struct mrl_ctx *ctx, struct mrl_mr *mr, mrl_dev_done_fn *done, void *arg)
+{
+	struct mrl_devop *op = mr_op(DEVOP_REDIRECT, mr, done, arg);
+	if (!op) {
+		if (done)
+			done(ctx, mr, -ENOMEM, arg);
+		return;
+	}
+	push(ctx, op);
+}
+
 void mrl_dev_after(struct mrl_ctx *ctx, mrl_dev_done_fn *done, void *arg)
 {
 	struct mrl_devop *op = idle(ctx) ? NULL : op_new(DEVOP_AFTER);
@@ -148,12 +159,14 @@ static int mr_call(struct mrl_ctx *ctx, struct mrl_devop *op)
 	uint64_t key = mr->key, len = mr->valid_len;
 	unsigned access = mr->access;
 	int ret;
-	if (!h && (op->kind == DEVOP_REVOKE || op->keep_none))
+	if (!h && (op->kind != DEVOP_REREG || op->keep_none))
 		return 0;
 	op->len = len;
 	mr->dev_busy = 1;
 	mrl_unlock(&ctx->lock);
-	if (op->kind == DEVOP_REVOKE) {
+	if (op->kind == DEVOP_REDIRECT) {
+		ret = r->redirect(ctx->dev, h);
+	} else if (op->kind == DEVOP_REVOKE) {
 		ret = r->revoke(ctx->dev, h);
 		if (ret == -EOPNOTSUPP) { /* no revoke-and-keep: the restore registers anew */
 			r->dereg(ctx->dev, h);

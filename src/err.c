@@ -111,6 +111,7 @@ static const char *const event_names[] = {
 	[MRL_EVENT_FENCED] = "fenced", [MRL_EVENT_LEASE_LOST] = "lease-lost",
 	[MRL_EVENT_LEASE_HELD] = "lease-held", [MRL_EVENT_CHANGED] = "changed",
 	[MRL_EVENT_DENIED] = "denied", [MRL_EVENT_PEER_LOST] = "peer-lost",
+	[MRL_EVENT_REDIRECTED] = "redirected",
 };
 NAME_FN(mrl_cause_str, cause_names)
 NAME_FN(mrl_state_str, state_names)

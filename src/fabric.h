@@ -32,7 +32,6 @@ struct mrl_fabric {
 	 * first (the first to go when there are too many), and hashed by key */
 	struct fab_tomb *tomb_old, *tomb_new;
 	struct fab_tomb **tomb_hash;
-	void *sinks[64];          /* tombs' scratch, one per power-of-two length, shared */
 	unsigned ntombs;
 };
 

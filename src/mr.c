@@ -276,6 +276,8 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 	mr->state = (uint8_t)state;
 	if (state != MRL_STATE_PAUSED)
 		mr->in_brk = mr->changed = mr->data_only = 0;
+	if (state == MRL_STATE_FENCED || state == MRL_STATE_DEREGISTERED)
+		mr->redirected = 0;
 }
 
 /* Tell the peers holding mr (or only one) its state: its own, or the one
@@ -350,7 +352,7 @@ static void repin_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *ar
 int mrl_mr_repin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause)
 {
 	if (!ctx->rops->pins(ctx->dev) || !mr->dev_mr || mr->state != MRL_STATE_ACTIVE ||
-	    !mr->valid_len)
+	    !mr->valid_len || mr->redirected) /* redirected: on scratch, nothing stale */
 		return 0;
 	mrl_dev_rereg(ctx, mr, MRL_REREG_SAME, repin_done, (void *)(uintptr_t)cause);
 	return 1;
@@ -444,6 +446,8 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		return;
 	if (off >= mr->valid_len)
 		return; /* that part is fenced already */
+	if (off && mr->redirected)
+		return; /* on scratch of its whole length: mrl_mr_restore fences the tail */
 	mr->cause = cause;
 	mr->cause_off = off;
 	mr->cause_len = len;
@@ -636,7 +640,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		return mrl_err(EINVAL, "mrl_mr_reg: unknown access bits %#x", access);
 	if (opts && opts->size < offsetof(struct mrl_reg_opts, context) + sizeof(void *))
 		return mrl_err(EINVAL, "mrl_mr_reg: opts->size %zu too small", opts->size);
-	if (opts && opts->policy > MRL_POLICY_DENY)
+	if (opts && opts->policy > MRL_POLICY_REDIRECT)
 		return mrl_err(EINVAL, "mrl_mr_reg: unknown policy %u", opts->policy);
 	int deny_errno = 0;
 	if (opts && opts->policy == MRL_POLICY_DENY) {
@@ -651,6 +655,15 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 				       deny_errno);
 		}
 	}
+
+	/* redirect: the device must be able to take scratch under the same key
+	 * (a registrar handed to mrl_ctx_create_dev, the hook's, may have no
+	 * such entry: nothing else ever calls it for an MR refused here) */
+	if (opts && opts->policy == MRL_POLICY_REDIRECT &&
+	    (!ctx->rops->redirect || ctx->rops->redirect(ctx->dev, NULL)))
+		return mrl_err(EOPNOTSUPP, "mrl_mr_reg: policy redirect: the %s device cannot put "
+					   "scratch under an MR's key (io_uring can; libfabric where keys "
+					   "are the library's and addresses offsets)", ctx->rops->name);
 
 	mrl_lock(&ctx->lock);
 	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path));
@@ -831,6 +844,10 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, 0, mrl_now_ns());
 		goto out;
 	}
+	if (!mr->in_brk && mr->redirected && answer == ANSWER_RESTORE) {
+		ret = mrl_brk_unredirect(ctx, mr); /* off its scratch, back onto the file */
+		goto out;
+	}
 	if (!mr->in_brk) {
 		if (answer == ANSWER_RESTORE)
 			ret = 0; /* nothing to resolve: already live */
@@ -899,6 +916,7 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 		info->fences = mr->fences;
 		info->denials = mr->denials;
 		info->deny_errno = mr->deny_errno;
+		info->redirected = mr->redirected;
 		info->watchers = mrl_mr_coverage(ctx, mr, info->coverage);
 	}
 	mrl_unlock(&ctx->lock);

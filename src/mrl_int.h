@@ -82,6 +82,13 @@ struct mrl_registrar_ops {
 	int (*quiesce)(void *dev, void *handle, uint32_t seq);
 	int (*revoke)(void *dev, void *handle);
 	int (*restore)(void *dev, void *handle, void *addr, size_t len);
+	/* redirect (MRL_POLICY_REDIRECT): point handle, same key, at zeroed
+	 *   scratch memory of its length that belongs to this registration
+	 *   alone, so the device's writes are discarded and its reads see
+	 *   zeros while the change lands and after; restore moves it back.
+	 *   -EBUSY if operations are still in flight. handle NULL: 0 when the
+	 *   device can redirect at all. Stub: -EOPNOTSUPP. */
+	int (*redirect)(void *dev, void *handle);
 };
 extern const struct mrl_registrar_ops mrl_reg_fabric_ops, mrl_reg_uring_ops, mrl_reg_mock_ops;
 /* registrar.c: the registrar for a provider name ("mock", "uring", else a
@@ -220,6 +227,8 @@ struct mrl_mr {
 	uint8_t owner_answer;        /* enum owner_answer */
 	uint8_t rekey;               /* a peer was cut off: restore with a new key */
 	uint8_t in_brk;
+	uint8_t redirected;          /* MRL_POLICY_REDIRECT: the device points at scratch (brk.c);
+				      * cleared when fenced or deregistered */
 	uint8_t counted;             /* in mrl_intp_count */
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
@@ -266,6 +275,7 @@ struct mrl_brk {
 	uint64_t poll_at;          /* fanotify landing: next look at the actor */
 	const struct mrl_watcher_ops *src; /* the watcher that saw it: lets it land */
 	struct mrl_mr_vec mrs;     /* the MRs it paused, a reference each */
+	bool unredirect;           /* the owner's restore of redirected MRs (brk.c) */
 };
 
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
@@ -335,6 +345,8 @@ void mrl_dev_rereg(struct mrl_ctx *ctx, struct mrl_mr *mr, int how, mrl_dev_done
 		   void *arg);
 /* cut the device off mr's pages (rops->revoke, else deregister) */
 void mrl_dev_revoke(struct mrl_ctx *ctx, struct mrl_mr *mr, mrl_dev_done_fn *done, void *arg);
+/* point the device at mr's scratch, same key (rops->redirect) */
+void mrl_dev_redirect(struct mrl_ctx *ctx, struct mrl_mr *mr, mrl_dev_done_fn *done, void *arg);
 /* done(ctx, NULL, 0, arg) once all queued before is done: at once if nothing is */
 void mrl_dev_after(struct mrl_ctx *ctx, mrl_dev_done_fn *done, void *arg);
 void mrl_dev_cancel(struct mrl_ctx *ctx, void *arg); /* barriers with arg: dropped */
@@ -613,6 +625,8 @@ void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_tpeer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
+/* mrl_mr_restore of a redirected MR: back onto its file, same key */
+int mrl_brk_unredirect(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* an fd to fstat the file with (the library's own, its O_PATH one, or a
  * held event's), -1 if none */
 int mrl_file_stat_fd(struct mrl_file *f);

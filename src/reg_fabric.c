@@ -96,11 +96,23 @@ fail:
 	return ret;
 }
 
+/* Scratch memory standing in for a registration's pages: its own private
+ * anonymous mapping, zero until a late operation writes it. NORESERVE: it
+ * costs nothing until touched. Never shared between keys, so what one
+ * key's late writer leaves there no other key's reader can see. */
+static void *scratch_new(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 /* A registration and what its tombstone needs. */
 struct fab_mr {
-	struct fid_mr *mr;
+	struct fid_mr *mr;  /* NULL: its key was lost in a failed swap */
 	uint64_t key, acc;
 	size_t len;
+	void *scratch;      /* redirected: mr registers this, not the MR's pages */
 };
 
 /* A deregistered key kept alive over scratch memory. tcp (and verbs: a
@@ -110,12 +122,16 @@ struct fab_mr {
  * lets a late operation complete harmlessly, never reaching the MR's pages;
  * the peer, told of the fence, reports it failed (-EKEYREVOKED). Possible
  * only where remote addresses are offsets and keys ours (no VIRT_ADDR,
- * no PROV_KEY). */
+ * no PROV_KEY). Each tomb has scratch of its own (scratch_new): a stale
+ * key's reader sees zeros or what was written through that same key,
+ * never another key's late bytes. */
 struct fab_tomb {
 	struct fab_tomb *older, *newer; /* age order */
 	struct fab_tomb *hnext;         /* same hash bucket */
 	struct fid_mr *mr;
 	uint64_t key;
+	void *scratch;
+	size_t len;
 };
 #define MAX_TOMBS 4096
 #define TOMB_BUCKETS 8192 /* a power of two, > MAX_TOMBS: chains stay short */
@@ -138,30 +154,19 @@ static void tomb_unlink(struct mrl_fabric *f, struct fab_tomb *t)
 	f->ntombs--;
 }
 
+/* an unlinked tombstone's scratch goes once its key is closed */
+static void tomb_drop(struct fab_tomb *t)
+{
+	if (t->scratch)
+		munmap(t->scratch, t->len);
+	free(t);
+}
+
 /* an unlinked tombstone: its key goes (no lock of the library's held) */
 static void tomb_free(struct fab_tomb *t)
 {
 	fi_close(&t->mr->fid);
-	free(t);
-}
-
-/* f->lock held: scratch of at least len bytes. Tombs share it, one mapping
- * per power of two kept until the domain closes: a restore of 10,000 MRs
- * made and unmade 10,000 mappings. NORESERVE: it costs nothing until a
- * late operation touches it, and what it writes there is nobody's. */
-static void *sink_get(struct mrl_fabric *f, size_t len)
-{
-	unsigned c = len <= 4096 ? 12 : 64 - (unsigned)__builtin_clzll(len - 1);
-	if (c >= ARRAY_SIZE(f->sinks))
-		return NULL;
-	if (!f->sinks[c]) {
-		void *p = mmap(NULL, 1ull << c, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (p == MAP_FAILED)
-			return NULL;
-		f->sinks[c] = p;
-	}
-	return f->sinks[c];
+	tomb_drop(t);
 }
 
 /* f->lock held: a key about to be registered again leaves its tombstone
@@ -198,17 +203,8 @@ static struct fab_tomb *tomb_insert(struct mrl_fabric *f, struct fab_tomb *t)
 	return old;
 }
 
-/* The provider calls are made under no lock of the library's: f->lock
- * guards the tombstones and sinks only. The gate is taken exclusive only
- * while a key moves between an MR and its tombstone (both calls inside it),
- * which holds every endpoint's progress for that long: a fresh key needs
- * none. */
-static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
+static uint64_t fab_acc(unsigned access)
 {
-	struct mrl_fabric *f = dev;
-	struct fab_mr *m = calloc(1, sizeof(*m));
-	if (!m)
-		return -ENOMEM;
 	/* local access for RMA only: FI_SEND/FI_RECV would have ofi_rxm add
 	 * FI_REMOTE_READ for its rendezvous, and a write-only MR (libfabric
 	 * 1.17) could then be read by anyone holding its key */
@@ -217,6 +213,21 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 		acc |= FI_REMOTE_READ;
 	if (access & MRL_ACCESS_REMOTE_WRITE)
 		acc |= FI_REMOTE_WRITE;
+	return acc;
+}
+
+/* The provider calls are made under no lock of the library's: f->lock
+ * guards the tombstones only. The gate is taken exclusive only while a
+ * key moves between an MR's pages and scratch (both calls inside it),
+ * which holds every endpoint's progress for that long: a fresh key needs
+ * none. */
+static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t *key, void **h)
+{
+	struct mrl_fabric *f = dev;
+	struct fab_mr *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	uint64_t acc = fab_acc(access);
 	struct fab_tomb *t = NULL;
 	if (!f->prov_key) {
 		mrl_lock(&f->lock);
@@ -230,7 +241,7 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 	int ret = fi_mr_reg(f->domain, addr, len, acc, 0, f->prov_key ? 0 : *key, 0, &m->mr, NULL);
 	if (t) {
 		pthread_rwlock_unlock(&f->gate);
-		free(t);
+		tomb_drop(t);
 	}
 	if (ret) {
 		free(m);
@@ -244,40 +255,112 @@ static int fab_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t 
 	return 0;
 }
 
+/* Move m's key onto [addr, +len) in one step under the gate: no RMA meets
+ * the key unregistered. The key is lost (m->mr NULL) if the new
+ * registration fails. */
+static int key_swap(struct mrl_fabric *f, struct fab_mr *m, void *addr, size_t len)
+{
+	pthread_rwlock_wrlock(&f->gate);
+	int ret = m->mr ? fi_close(&m->mr->fid) : 0;
+	m->mr = NULL;
+	if (!ret)
+		ret = fi_mr_reg(f->domain, addr, len, m->acc, 0, m->key, 0, &m->mr, NULL);
+	pthread_rwlock_unlock(&f->gate);
+	if (ret) {
+		m->mr = NULL;
+		return mrl_err(ret, "fi_mr_reg(%p, %zu, key %#llx): %s", addr, len,
+			       (unsigned long long)m->key, fi_strerror(-ret));
+	}
+	m->len = len;
+	return 0;
+}
+
+static bool swaps_keys(struct mrl_fabric *f)
+{
+	return !f->prov_key && !f->virt_addr;
+}
+
+/* Same key, the pages [addr, +len) has now (back from scratch too). */
+static int fab_restore(void *dev, void *h, void *addr, size_t len)
+{
+	struct mrl_fabric *f = dev;
+	struct fab_mr *m = h;
+	if (f->prov_key) /* a new key: the caller registers anew */
+		return -EOPNOTSUPP;
+	int ret = key_swap(f, m, addr, len);
+	if (!ret && m->scratch) {
+		munmap(m->scratch, m->len);
+		m->scratch = NULL;
+	}
+	return ret;
+}
+
+/* MRL_POLICY_REDIRECT: the key over fresh scratch of the MR's length. */
+static int fab_redirect(void *dev, void *h)
+{
+	struct mrl_fabric *f = dev;
+	struct fab_mr *m = h;
+	if (!swaps_keys(f))
+		return mrl_err(EOPNOTSUPP, "libfabric: redirect needs keys the library chooses and "
+					   "offset addressing (this provider has %s)",
+			       f->prov_key ? "FI_MR_PROV_KEY" : "FI_MR_VIRT_ADDR");
+	if (!m || m->scratch)
+		return 0;
+	void *s = scratch_new(m->len);
+	if (!s)
+		return mrl_err(ENOMEM, "libfabric: no scratch of %zu bytes to redirect to", m->len);
+	int ret = key_swap(f, m, s, m->len);
+	if (ret)
+		munmap(s, m->len);
+	else
+		m->scratch = s;
+	return ret;
+}
+
 static int fab_dereg(void *dev, void *h)
 {
 	struct mrl_fabric *f = dev;
 	struct fab_mr *m = h;
 	struct fab_tomb *t = NULL, *old = NULL;
-	void *sink = NULL;
-	if (!f->prov_key && !f->virt_addr && (m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE))) {
+	if (swaps_keys(f) && m->mr && (m->acc & (FI_REMOTE_READ | FI_REMOTE_WRITE))) {
 		mrl_lock(&f->lock);
-		if (f->tomb_hash || (f->tomb_hash = calloc(TOMB_BUCKETS, sizeof(*f->tomb_hash))))
-			sink = sink_get(f, m->len);
+		bool hash = f->tomb_hash || (f->tomb_hash = calloc(TOMB_BUCKETS, sizeof(*f->tomb_hash)));
 		mrl_unlock(&f->lock);
-		t = sink ? calloc(1, sizeof(*t)) : NULL;
+		t = hash ? calloc(1, sizeof(*t)) : NULL;
+		if (t && !(t->scratch = scratch_new(m->len))) {
+			free(t);
+			t = NULL;
+		}
 	}
 	if (t)
 		pthread_rwlock_wrlock(&f->gate);
-	int ret = fi_close(&m->mr->fid);
-	if (t && (ret || fi_mr_reg(f->domain, sink, m->len, m->acc, 0, m->key, 0, &t->mr, NULL))) {
+	int ret = m->mr ? fi_close(&m->mr->fid) : 0;
+	if (t && (ret || fi_mr_reg(f->domain, t->scratch, m->len, m->acc, 0, m->key, 0, &t->mr, NULL))) {
 		pthread_rwlock_unlock(&f->gate);
+		munmap(t->scratch, m->len);
 		free(t);
 		t = NULL;
 	} else if (t) {
 		pthread_rwlock_unlock(&f->gate);
 		t->key = m->key;
+		t->len = m->len;
 		mrl_lock(&f->lock);
 		old = tomb_insert(f, t);
 		mrl_unlock(&f->lock);
 		if (old)
 			tomb_free(old);
 	}
+	if (m->scratch)
+		munmap(m->scratch, m->len);
 	free(m);
 	return ret ? mrl_err(ret, "fi_close(mr): %s", fi_strerror(-ret)) : 0;
 }
 
-static void *fab_desc(void *h) { return fi_mr_desc(((struct fab_mr *)h)->mr); }
+static void *fab_desc(void *h)
+{
+	struct fab_mr *m = h;
+	return m->mr ? fi_mr_desc(m->mr) : NULL;
+}
 
 static void fab_close(void *dev)
 {
@@ -288,9 +371,6 @@ static void fab_close(void *dev)
 		tomb_free(t);
 	}
 	free(f->tomb_hash);
-	for (unsigned c = 0; c < ARRAY_SIZE(f->sinks); c++)
-		if (f->sinks[c])
-			munmap(f->sinks[c], 1ull << c);
 	fi_close(&f->domain->fid);
 	fi_close(&f->fabric->fid);
 	fi_freeinfo(f->info);
@@ -307,4 +387,6 @@ const struct mrl_registrar_ops mrl_reg_fabric_ops = {
 	.desc = fab_desc,
 	.close = fab_close,
 	.pins = fab_pins,
+	.restore = fab_restore,
+	.redirect = fab_redirect,
 };

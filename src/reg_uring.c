@@ -32,6 +32,7 @@ struct ubuf {
 	unsigned inflight;  /* got, not yet put */
 	uint32_t ack_seq;   /* a break waits for inflight to reach 0; 0 = none */
 	bool revoked;       /* slot emptied while a change lands */
+	void *scratch;      /* redirected: the slot holds this (len bytes), not addr */
 };
 
 struct udev {
@@ -193,6 +194,8 @@ static int ur_dereg(void *dev, void *h)
 	mrl_lock(&u->lock);
 	u->slots[b->slot] = NULL;
 	mrl_unlock(&u->lock);
+	if (b->scratch) /* (pages a request still holds outlive the mapping) */
+		munmap(b->scratch, b->len);
 	free(b);
 	return ret;
 }
@@ -245,13 +248,52 @@ static int ur_restore(void *dev, void *h, void *addr, size_t len)
 	int ret = slot_set(ring, b->slot, addr, len);
 	if (!ret) {
 		mrl_lock(&u->lock);
+		void *scratch = b->scratch;
+		size_t slen = b->len;
 		b->addr = addr;
 		b->len = len;
 		b->revoked = false;
 		b->ack_seq = 0;
+		b->scratch = NULL;
 		mrl_unlock(&u->lock);
+		if (scratch)
+			munmap(scratch, slen);
 	}
 	return ret;
+}
+
+/* MRL_POLICY_REDIRECT: one update puts fresh zeroed pages of the buffer's
+ * length in the slot (the MR is paused and quiesced: no request was handed
+ * the old address and not yet submitted). Requests then name the scratch
+ * address (mrl_uring_get_buf): the kernel checks addresses against what
+ * the slot registered. */
+static int ur_redirect(void *dev, void *h)
+{
+	struct udev *u = dev;
+	struct ubuf *b = h;
+	if (!b)
+		return 0;
+	mrl_lock(&u->lock);
+	int ret = b->scratch ? 0 : b->inflight ? -EBUSY : 1;
+	size_t len = b->len;
+	struct io_uring *ring = u->ring;
+	mrl_unlock(&u->lock);
+	if (ret <= 0)
+		return ret;
+	void *s = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s == MAP_FAILED)
+		return mrl_err(ENOMEM, "io_uring: no scratch of %zu bytes to redirect to", len);
+	ret = slot_set(ring, b->slot, s, len);
+	if (ret) {
+		munmap(s, len);
+		return ret;
+	}
+	mrl_lock(&u->lock);
+	b->scratch = s;
+	b->revoked = false;
+	b->ack_seq = 0;
+	mrl_unlock(&u->lock);
+	return 0;
 }
 
 static void *ur_desc(void *h)
@@ -263,8 +305,11 @@ static void *ur_desc(void *h)
 static void ur_close(void *dev)
 {
 	struct udev *u = dev;
-	for (unsigned i = 0; i < u->nr; i++)
+	for (unsigned i = 0; i < u->nr; i++) {
+		if (u->slots[i] && u->slots[i]->scratch)
+			munmap(u->slots[i]->scratch, u->slots[i]->len);
 		free(u->slots[i]);
+	}
 	if (u->ring)
 		io_uring_unregister_buffers(u->ring);
 	free(u->slots);
@@ -289,6 +334,7 @@ const struct mrl_registrar_ops mrl_reg_uring_ops = {
 	.quiesce = ur_quiesce,
 	.revoke = ur_revoke,
 	.restore = ur_restore,
+	.redirect = ur_redirect,
 	.pins = ur_pins,
 };
 
@@ -382,14 +428,15 @@ MRL_EXPORT int mrl_uring_detach(mrl_ctx *ctx)
 	return 0;
 }
 
-MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned *buf_index)
+static int uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned *buf_index, void **base,
+		     const char *fn)
 {
 	int ret = 0;
-	struct udev *u = udev_of(ctx, "mrl_uring_get", &ret);
+	struct udev *u = udev_of(ctx, fn, &ret);
 	if (!u)
 		return ret;
 	if (!buf_index)
-		return mrl_err(EINVAL, "mrl_uring_get: NULL buf_index");
+		return mrl_err(EINVAL, "%s: NULL buf_index", fn);
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	if (timeout_ms > 0) {
@@ -404,7 +451,7 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 	for (;;) {
 		struct mrl_mr *mr = mrl_ht_get(&ctx->ht, h);
 		if (!mr) {
-			ret = mrl_err(ESTALE, "mrl_uring_get: MR handle %#llx is not registered",
+			ret = mrl_err(ESTALE, "%s: MR handle %#llx is not registered", fn,
 				      (unsigned long long)h);
 			break;
 		}
@@ -415,13 +462,15 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 			if ((got = !b->revoked)) {
 				b->inflight++;
 				*buf_index = b->slot;
+				if (base)
+					*base = b->scratch ? b->scratch : b->addr;
 			}
 			mrl_unlock(&u->lock);
 		}
 		if (got)
 			break;
 		if (mr->state != MRL_STATE_PAUSED) {
-			ret = mrl_err(EKEYREVOKED, "mrl_uring_get: MR is %s (%s)",
+			ret = mrl_err(EKEYREVOKED, "%s: MR is %s (%s)", fn,
 				      mrl_state_str(mr->state), mrl_cause_str(mr->cause));
 			break;
 		}
@@ -438,6 +487,19 @@ MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned 
 	}
 	mrl_unlock(&ctx->lock);
 	return ret;
+}
+
+MRL_EXPORT int mrl_uring_get(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned *buf_index)
+{
+	return uring_get(ctx, h, timeout_ms, buf_index, NULL, "mrl_uring_get");
+}
+
+MRL_EXPORT int mrl_uring_get_buf(mrl_ctx *ctx, mrl_mr_t h, int timeout_ms, unsigned *buf_index,
+				 void **base)
+{
+	if (!base)
+		return mrl_err(EINVAL, "mrl_uring_get_buf: NULL base");
+	return uring_get(ctx, h, timeout_ms, buf_index, base, "mrl_uring_get_buf");
 }
 
 MRL_EXPORT int mrl_uring_put(mrl_ctx *ctx, mrl_mr_t h)

@@ -37,6 +37,12 @@ static int stub_restore(void *dev, void *handle, void *addr, size_t len)
 	return -EOPNOTSUPP;
 }
 
+static int stub_redirect(void *dev, void *handle)
+{
+	(void)dev, (void)handle;
+	return -EOPNOTSUPP;
+}
+
 /* the last one takes every name the others do not: libfabric providers */
 static const struct mrl_registrar_ops *const registrars[] = {
 	&mrl_reg_mock_ops, &mrl_reg_uring_ops, &mrl_reg_fabric_ops,
@@ -53,6 +59,7 @@ static void fill(void)
 		o.quiesce = o.quiesce ? o.quiesce : stub_quiesce;
 		o.revoke = o.revoke ? o.revoke : stub_revoke;
 		o.restore = o.restore ? o.restore : stub_restore;
+		o.redirect = o.redirect ? o.redirect : stub_redirect;
 		filled[i] = o;
 	}
 }

@@ -4,7 +4,8 @@
 # trailing text), options a command does not take, MRs under a page: each
 # exits 2 with a message naming the problem. And the paths that used to fail:
 # coverage of a small file, serve of a file that is not a multiple of the MR
-# count, demo --policy notify (serve answers the breaks).
+# count, demo --policy notify (serve answers the breaks), demo --policy
+# redirect (0 failed transfers, MRs redirected and moved back).
 set -u
 bin=${MRL_BIN:-build}/mrlease
 [ -x "$bin" ] || { echo "no $bin"; exit 1; }
@@ -110,6 +111,19 @@ if [ $st != 0 ]; then
 fi
 grep -q '"restores":0,' "$dir/out" && grep -q '"breaks":[1-9]' "$dir/out" &&
 	{ echo "FAIL: breaks under notify were never restored"; cat "$dir/out"; fail=1; }
+
+# demo --policy redirect: the MRs go onto scratch while each change lands
+# and serve moves them back; no transfer fails, no byte mismatches
+$T "$bin" demo --policy redirect --fs tmpfs --seconds 3 --json --quiet > "$dir/out" 2> "$dir/err"
+st=$?
+if [ $st != 0 ]; then
+	echo "FAIL: demo --policy redirect exits $st"; cat "$dir/out" "$dir/err"; fail=1
+fi
+grep -q '"failed":0,' "$dir/out" && grep -q '"mismatches":0,' "$dir/out" &&
+	grep -q '"readback_mismatches":0,' "$dir/out" ||
+	{ echo "FAIL: demo --policy redirect: failed or mismatched transfers"; cat "$dir/out"; fail=1; }
+grep -q '"breaks":[1-9]' "$dir/out" && grep -q '"redirects":0}' "$dir/out" &&
+	{ echo "FAIL: breaks under redirect were never redirected"; cat "$dir/out"; fail=1; }
 
 [ $fail = 0 ] && echo "t_cli: ok"
 exit $fail

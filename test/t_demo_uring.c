@@ -2,7 +2,9 @@
 /* `mrlease demo --device uring` end to end: a producer process, the owner's
  * READ_FIXED into a tmpfs file, an adversary running fallocate --punch-hole
  * and truncate. Leases off: bytes the kernel wrote never reach the file.
- * Leases on: zero lost, every punch a break, the truncates fenced. */
+ * Leases on: zero lost, every punch a break, the truncates fenced.
+ * --policy redirect: zero lost, zero READ_FIXED failed, pages read into
+ * scratch while changes landed, every redirect moved back. */
 #include "helpers.h"
 
 static double num(const char *js, const char *key)
@@ -51,5 +53,14 @@ int main(int argc, char **argv)
 	CHECK(num(js, "truncates") == 0 || num(js, "fences") >= num(js, "truncates"),
 	      "leases on: each truncate to zero fenced the MR");
 	CHECK(num(js, "tool_errors") == 0, "the adversary's tools all succeeded");
+
+	st = run(bin, "--policy redirect --seconds 3", js, sizeof(js));
+	CHECK(st == 0, "redirect: demo exits 0 (%d)", st);
+	CHECK(num(js, "pages") > 0 && num(js, "verified") > 0, "redirect: the stream flowed, pages read back");
+	CHECK(num(js, "failed") == 0, "redirect: no READ_FIXED failed");
+	CHECK(num(js, "lost_bytes") == 0, "redirect: zero bytes lost");
+	CHECK(num(js, "punches") > 0 && num(js, "redirects") > 0,
+	      "redirect: the changes redirected the slot (%.0f redirects)", num(js, "redirects"));
+	CHECK(num(js, "restores") > 0, "redirect: moved back onto the file");
 	return t_done("t_demo_uring");
 }

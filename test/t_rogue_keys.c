@@ -9,7 +9,10 @@
  *  - access rights: a write-only MR cannot be read, a read-only one cannot
  *    be written (the owner's provider refuses);
  *  - a stale key: the key of an MR whose silent holder was cut off (it
- *    came back under a new key) reaches none of its bytes either way.
+ *    came back under a new key) reaches none of its bytes either way;
+ *  - stale keys do not share their scratch: after a late write through one
+ *    stale key, a read through another stale key (an MR of the same size,
+ *    deregistered) sees only zeros, never the late writer's bytes.
  * The victim peer sees 0 failed operations and 0 wrong bytes throughout. */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -268,6 +271,17 @@ int main(int argc, char **argv)
 	rogue(&v, out, sizeof(out), "try r %#llx %d", (unsigned long long)si.key, LEN);
 	CHECK(field(out, "status=") == 0 && field(out, "nonzero=") == LEN,
 	      "control: the new key reads it (%s)", out);
+	/* another stale key of the same size: an MR deregistered; the late
+	 * write above (0x5a through the old key) is not what it reads */
+	unsigned char *om = mem + 14 * MB;
+	memset(om, 0x4b, MB);
+	mrl_mr_t omr;
+	REQUIRE(mrl_mr_reg(p.sctx, om, MB, rw, NULL, &omr) == 0, "another MR of the same size");
+	uint64_t okey = key_of(p.sctx, omr);
+	REQUIRE(mrl_mr_dereg(p.sctx, omr) == 0, "deregistered: its key is stale");
+	rogue(&v, out, sizeof(out), "try r %#llx %d", (unsigned long long)okey, LEN);
+	CHECK(field(out, "status=") == 0 && field(out, "nonzero=") == 0,
+	      "a stale key's read after another stale key's late write sees only zeros (%s)", out);
 
 	mrl_rmr_close(qr);
 	mrl_ep_destroy(qep);

@@ -161,7 +161,9 @@ static unsigned policy_of(const char *s)
 		return MRL_POLICY_FENCE;
 	if (!strcmp(s, "deny"))
 		return MRL_POLICY_DENY;
-	fprintf(stderr, "mrlease: unknown policy '%s' (restore, notify, fence, deny)\n", s);
+	if (!strcmp(s, "redirect"))
+		return MRL_POLICY_REDIRECT;
+	fprintf(stderr, "mrlease: unknown policy '%s' (restore, notify, fence, deny, redirect)\n", s);
 	exit(2);
 }
 

@@ -178,8 +178,8 @@ int cmd_demo(const struct cli_opts *o)
 			fprintf(stderr, "mrlease: --device fabric or uring\n");
 			return 2;
 		}
-		/* one tmpfs buffer, restored by the library, a fixed adversary */
-		static const char unused[] = "mPaF";
+		/* one tmpfs buffer, restored (or redirected) by the library, a fixed adversary */
+		static const char unused[] = "maF";
 		for (const char *c = unused; *c; c++)
 			if (o->given[(int)*c]) {
 				fprintf(stderr, "mrlease demo: --%s does not apply to --device uring\n",
@@ -346,6 +346,7 @@ int cmd_demo(const struct cli_opts *o)
 	double fan_ev = json_num(d->s_final, "fan_events"), fan_lay = json_num(d->s_final, "fan_layout");
 	double fan_data = json_num(d->s_final, "fan_pass_data"), fan_out = json_num(d->s_final, "fan_pass_range");
 	double classify_us = json_num(d->s_final, "classify_us");
+	double redirects = json_num(d->s_final, "redirects");
 	char wbuf[96];
 	const char *watchers = cli_watcher_names((unsigned)json_num(d->s_final, "watchers"), wbuf, sizeof(wbuf));
 	/* break -> event: from the tool's start (fork+exec included) to the
@@ -369,17 +370,19 @@ int cmd_demo(const struct cli_opts *o)
 		       "\"punches\":%u,\"truncates\":%u,\"cats\":%u,\"truncate_retries\":%u,"
 		       "\"server_crashed\":%s,\"server_signal\":%d,\"mib_s\":%.1f,\"file_size\":%" PRIu64
 		       ",\"watchers\":\"%s\",\"untouched_mrs\":%.0f,\"fan_events\":%.0f,\"fan_layout\":%.0f"
-		       ",\"fan_data\":%.0f,\"fan_outside\":%.0f,\"classify_us\":%.2f}\n",
+		       ",\"fan_data\":%.0f,\"fan_outside\":%.0f,\"classify_us\":%.2f"
+		       ",\"policy\":\"%s\",\"redirects\":%.0f}\n",
 		       o->no_lease ? "false" : "true", o->fs, o->seconds, o->mrs, transfers, failed, mism,
 		       refused, readback_mis, breaks, pauses, restores, fences, p50, p99, e50, e99,
 		       adv->punches, adv->truncates, adv->cats, adv->truncate_retries,
 		       server_crashed ? "true" : "false",
 		       srv_done && WIFSIGNALED(srv_status) ? WTERMSIG(srv_status) : 0, mib_s, fsize,
-		       watchers, untouched, fan_ev, fan_lay, fan_data, fan_out, classify_us);
+		       watchers, untouched, fan_ev, fan_lay, fan_data, fan_out, classify_us, o->policy_name,
+		       redirects);
 	} else {
-		printf("\nmrlease demo: %s on %s, %u s, %u MRs over %" PRIu64 " bytes, leases %s\n\n",
+		printf("\nmrlease demo: %s on %s, %u s, %u MRs over %" PRIu64 " bytes, leases %s, policy %s\n\n",
 		       "tcp;ofi_rxm loopback", o->fs, o->seconds, o->mrs, o->size,
-		       o->no_lease ? "OFF" : "ON");
+		       o->no_lease ? "OFF" : "ON", o->policy_name);
 		printf("  %-28s %s\n", "watchers", watchers);
 		if (fan_ev > 0)
 			printf("  %-28s %.0f: %.0f layout, %.0f read/write, %.0f outside every MR; %.1f us to classify\n",
@@ -395,6 +398,8 @@ int cmd_demo(const struct cli_opts *o)
 		printf("  %-28s %.0f\n", "pauses (MRs)", pauses);
 		printf("  %-28s %.0f of %u\n", "MRs never paused", untouched, o->mrs);
 		printf("  %-28s %.0f\n", "restores", restores);
+		if (!strcmp(o->policy_name, "redirect"))
+			printf("  %-28s %.0f\n", "redirects (onto scratch)", redirects);
 		printf("  %-28s %.0f\n", "fences", fences);
 		printf("  %-28s p50 %.1f us, p99 %.1f us\n", "breaker held (pause)", p50, p99);
 		printf("  %-28s p50 %.1f us, p99 %.1f us\n", "tool start -> MR event", e50, e99);

@@ -7,7 +7,10 @@
  * owner reads the file back (pread): a page the kernel said it wrote, that
  * the file does not hold, with no change by the adversary in between, is
  * lost. Leases off: the application pins the buffer itself. Leases on: the
- * buffer is an MR of the library's "uring" registrar. */
+ * buffer is an MR of the library's "uring" registrar. --policy redirect: a
+ * change points the slot at scratch; the pages read in meanwhile are
+ * discarded (counted, never READ_FIXED errors) and the owner moves the MR
+ * back onto the file (mrl_mr_restore) as soon as the change has landed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -99,6 +102,8 @@ struct owner {
 	mrl_ctx *ctx;
 	mrl_mr_t mr;
 	uint64_t pages, bytes, lost, lost_pages, verified, raced, refused, rereg;
+	uint64_t scratch_pages, failed; /* redirect: pages read into scratch; READ_FIXED errors */
+	bool redirect;
 };
 
 /* READ_FIXED one whole page (a stream socket may return less). */
@@ -128,7 +133,8 @@ static void reregister(struct owner *w)
 		mrl_mr_dereg(w->ctx, w->mr);
 		w->mr = 0;
 	}
-	struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = MRL_POLICY_RESTORE};
+	struct mrl_reg_opts ro = {.size = sizeof(ro),
+				  .policy = w->redirect ? MRL_POLICY_REDIRECT : MRL_POLICY_RESTORE};
 	if (mrl_mr_reg(w->ctx, w->buf, w->size, MRL_ACCESS_REMOTE_WRITE, &ro, &w->mr) == 0)
 		w->rereg++;
 	else
@@ -154,8 +160,10 @@ static void stream(struct owner *w, struct shared *sh)
 		uint64_t off = (seq % npages) * PG;
 		uint64_t e1 = atomic_load(&sh->epoch);
 		unsigned idx = 0;
+		uint8_t *base = w->buf;
 		if (w->ctx) {
-			int ret = w->mr ? mrl_uring_get(w->ctx, w->mr, -1, &idx) : -EKEYREVOKED;
+			int ret = w->mr ? mrl_uring_get_buf(w->ctx, w->mr, -1, &idx, (void **)&base)
+					: -EKEYREVOKED;
 			if (ret) {
 				/* fenced: the page is refused, knowingly; it never reaches old pages */
 				w->refused++;
@@ -164,15 +172,23 @@ static void stream(struct owner *w, struct shared *sh)
 				continue;
 			}
 		}
-		int ret = read_page(w, w->buf + off, idx);
+		int ret = read_page(w, base + off, idx);
 		if (w->ctx)
 			mrl_uring_put(w->ctx, w->mr);
 		if (ret) {
 			fprintf(stderr, "mrlease demo: READ_FIXED: %s\n", strerror(-ret));
+			w->failed++;
 			break;
 		}
 		w->pages++;
 		w->bytes += PG;
+		if (base != w->buf) {
+			/* redirected: the page went to scratch, as the policy says;
+			 * back onto the file once the change has landed */
+			w->scratch_pages++;
+			(void)mrl_mr_restore(w->ctx, w->mr); /* -EAGAIN: still landing, next page */
+			continue;
+		}
 		ssize_t n = pread(w->fd, back, PG, (off_t)off);
 		uint64_t e2 = atomic_load(&sh->epoch);
 		if (e1 != e2 || (e1 & 1)) {
@@ -197,7 +213,12 @@ int cmd_demo_uring(const struct cli_opts *o)
 		fprintf(stderr, "mrlease: --size: a multiple of 4096, at most 1 GiB\n");
 		return 2;
 	}
-	struct owner w = {.o = o, .size = size, .fd = -1};
+	struct owner w = {.o = o, .size = size, .fd = -1,
+			  .redirect = !strcmp(o->policy_name, "redirect")};
+	if (strcmp(o->policy_name, "restore") && !w.redirect) {
+		fprintf(stderr, "mrlease demo: --device uring takes --policy restore or redirect\n");
+		return 2;
+	}
 	int sv[2];
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "mrlease demo: mkdtemp %s: %s\n", dir, strerror(errno));
@@ -295,17 +316,25 @@ out:
 		       ",\"lost_bytes\":%" PRIu64 ",\"lost_pages\":%" PRIu64 ",\"refused\":%" PRIu64
 		       ",\"reregistered\":%" PRIu64 ",\"punches\":%u,\"truncates\":%u,\"truncate_retries\":%u"
 		       ",\"tool_errors\":%u,\"breaks\":%" PRIu64 ",\"restores\":%" PRIu64 ",\"fences\":%" PRIu64
-		       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"error\":%d}\n",
+		       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"error\":%d"
+		       ",\"policy\":\"%s\",\"redirects\":%" PRIu64 ",\"scratch_pages\":%" PRIu64
+		       ",\"failed\":%" PRIu64 "}\n",
 		       o->no_lease ? "false" : "true", o->seconds, size, w.pages, mib_s, w.verified,
 		       w.raced, w.lost, w.lost_pages, w.refused, w.rereg ? w.rereg - 1 : 0, sh->punches,
 		       sh->truncates, sh->retries, sh->tool_errors, st.breaks, st.restores, st.fences,
-		       st.pause_ns_p50 / 1e3, st.pause_ns_p99 / 1e3, ret);
+		       st.pause_ns_p50 / 1e3, st.pause_ns_p99 / 1e3, ret, o->policy_name, st.redirects,
+		       w.scratch_pages, w.failed);
 	} else {
 		printf("\nmrlease demo: io_uring READ_FIXED into a tmpfs file, %u s, %" PRIu64
-		       " bytes, leases %s\n\n", o->seconds, size, o->no_lease ? "OFF" : "ON");
+		       " bytes, leases %s, policy %s\n\n", o->seconds, size, o->no_lease ? "OFF" : "ON",
+		       o->policy_name);
 		printf("  %-30s %u fallocate --punch-hole, %u truncate to 0 and back (%u EAGAIN retries)\n",
 		       "adversary", sh->punches, sh->truncates, sh->retries);
 		printf("  %-30s %" PRIu64 " pages (%.1f MiB/s)\n", "READ_FIXED completed", w.pages, mib_s);
+		printf("  %-30s %" PRIu64 "\n", "READ_FIXED failed", w.failed);
+		if (w.redirect)
+			printf("  %-30s %" PRIu64 " pages (%" PRIu64 " redirects), discarded by the policy\n",
+			       "into scratch", w.scratch_pages, st.redirects);
 		printf("  %-30s %" PRIu64 " (%" PRIu64 " more raced a change: not judged)\n",
 		       "pages read back", w.verified, w.raced);
 		printf("  %-30s %" PRIu64 " bytes in %" PRIu64 " pages\n", "LOST (written, not in file)",
@@ -323,5 +352,5 @@ out:
 	munmap(sh, sizeof(*sh));
 	if (ret)
 		return 2;
-	return o->no_lease ? 0 : w.lost ? 1 : 0;
+	return o->no_lease ? 0 : w.lost || w.failed ? 1 : 0;
 }

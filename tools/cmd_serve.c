@@ -111,6 +111,10 @@ int cmd_serve(const struct cli_opts *o)
 	size_t nev = 0;
 	uint64_t evcount[8] = {0};
 	int npeers = 0;
+	/* --policy redirect: MRs on scratch, to move back onto the file once
+	 * the change has landed (a restore says -EAGAIN until it has) */
+	mrl_mr_t back[MAX_MRS];
+	unsigned nback = 0;
 	while (!cli_stop && cli_now_ns() < until) {
 		mrl_peer *peer;
 		if (mrl_ep_accept(ep, 0, &peer) == 0)
@@ -142,6 +146,11 @@ int cmd_serve(const struct cli_opts *o)
 					printf("mrlease: MR %#" PRIx64 ": break (%s), answered restore\n", ev.mr,
 					       mrl_cause_str(ev.cause));
 			}
+			/* --policy redirect: the device went on into scratch while
+			 * the change landed; this server has nothing to keep, so
+			 * it moves the MR back onto the file (same key) */
+			if (ev.type == MRL_EVENT_REDIRECTED && nback < MAX_MRS)
+				back[nback++] = ev.mr;
 			if (ev.type == MRL_EVENT_PEER_LOST) {
 				if (!o->machine) {
 					printf("mrlease: a client is gone (%s)\n", mrl_cause_str(ev.cause));
@@ -152,6 +161,17 @@ int cmd_serve(const struct cli_opts *o)
 				       ev.mr, mrl_event_str(ev.type), mrl_cause_str(ev.cause), ev.offset,
 				       ev.length);
 			mrl_event_ack(ctx, &ev);
+		}
+		for (unsigned i = 0; i < nback;) {
+			int r = mrl_mr_restore(ctx, back[i]);
+			if (r == -EAGAIN) { /* another change is landing: next time round */
+				i++;
+				continue;
+			}
+			if (r && !o->machine)
+				printf("mrlease: MR %#" PRIx64 ": back from scratch: %s (%s)\n", back[i],
+				       mrl_strerror(r), mrl_last_error());
+			back[i] = back[--nback];
 		}
 		if (o->machine && cli_now_ns() - last_print > 200000000ull) {
 			struct mrl_stats s = {.size = sizeof(s)};
@@ -178,12 +198,13 @@ int cmd_serve(const struct cli_opts *o)
 	       ",\"pause_us_p50\":%.1f,\"pause_us_p99\":%.1f,\"ev_us_p50\":%.1f,\"ev_us_p99\":%.1f,\"peers\":%d"
 	       ",\"watchers\":%u,\"untouched\":%u,\"fan_events\":%" PRIu64 ",\"fan_layout\":%" PRIu64
 	       ",\"fan_pass_data\":%" PRIu64 ",\"fan_pass_range\":%" PRIu64 ",\"denials\":%" PRIu64
-	       ",\"classify_us\":%.2f}\n",
+	       ",\"classify_us\":%.2f,\"redirects\":%" PRIu64 "}\n",
 	       o->machine ? "" : "mrlease: ", s.breaks, s.pauses, s.restores, s.fences,
 	       s.lease_breaks, s.peer_timeouts, s.pause_ns_p50 / 1e3, s.pause_ns_p99 / 1e3,
 	       cli_pct(ev_lat, nev, 50) / 1e3, cli_pct(ev_lat, nev, 99) / 1e3, npeers, watchers, untouched,
 	       s.fan_events, s.fan_layout, s.fan_pass_data, s.fan_pass_range, s.denials,
-	       s.classify_count ? (double)s.classify_ns_total / (double)s.classify_count / 1e3 : 0.0);
+	       s.classify_count ? (double)s.classify_ns_total / (double)s.classify_count / 1e3 : 0.0,
+	       s.redirects);
 	fflush(stdout);
 	mrl_ep_destroy(ep);
 	for (unsigned i = 0; i < o->mrs; i++)

@@ -26,7 +26,7 @@ static void usage(FILE *f)
 		"usage: mrlease demo [--seconds N] [--fs ext4|tmpfs] [--no-lease] [--no-fanotify] [--json]\n"
 		"                    [--device fabric|uring]: uring streams READ_FIXED into a tmpfs file\n"
 		"                    [--mrs N] [--size BYTES] [--actions punch,truncate,cat]\n"
-		"                    [--policy restore|notify|fence|deny]\n"
+		"                    [--policy restore|notify|fence|deny|redirect]\n"
 		"                    [--deadline-ms MS]\n"
 		"       mrlease serve FILE [--addr A] [--port P] [--mrs N] [--size BYTES] [--no-lease]\n"
 		"                    [--no-fanotify] [--policy P] [--deadline-ms MS] [--seconds N]\n"
