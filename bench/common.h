@@ -138,6 +138,7 @@ int bench_fihook(void);
 int bench_fihook_inner(void);
 int bench_reg(void);
 int bench_breaks(void);
+int bench_breaker_inner(const char *path);
 int bench_scale(void);
 int bench_churn(void);
 int bench_interpose(void);

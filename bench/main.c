@@ -157,6 +157,8 @@ int main(int argc, char **argv)
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
 	bool want[16] = {0}, any = false;
 	B.self = argv[0];
+	if (argc == 3 && !strcmp(argv[1], "--breaker"))
+		return bench_breaker_inner(argv[2]); /* before anything is set up or written */
 	/* the endpoints authenticate as a real deployment's do */
 	setenv("MRLEASE_SECRET", "mrlease-bench-secret-51c2a7d0", 0);
 	B.outdir = "results";

@@ -8,7 +8,13 @@ bin=$here/mrl_bench
 [ -x "$bin" ] || { echo "SKIP: $bin not built"; exit 77; }
 out=$(mktemp -d /tmp/mrl-bench-smoke.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-"$bin" --smoke --out "$out" || { echo "mrl_bench --smoke failed"; exit 1; }
+"$bin" --smoke --out "$out" 2>"$out/stderr" || {
+	cat "$out/stderr"
+	echo "mrl_bench --smoke failed; its errors:"
+	grep '^bench:' "$out/stderr"
+	exit 1
+}
+cat "$out/stderr" >&2
 j=$out/bench.json
 [ -s "$j" ] || { echo "no $j"; exit 1; }
 for part in fastpath callgrind registration breaks scale churn index; do

@@ -33,7 +33,13 @@ enum mrl_policy {
 	MRL_POLICY_NOTIFY = 1,  /* owner answers with mrl_mr_restore()/mrl_mr_release() before the deadline */
 	MRL_POLICY_FENCE = 2,   /* revoke device access at once */
 	MRL_POLICY_DENY = 3,    /* refuse the change with deny_errno (needs a watcher that can:
-	                           fanotify pre-content events); -EOPNOTSUPP at registration otherwise */
+	                           fanotify pre-content events), or, on a memfd made with
+	                           MFD_ALLOW_SEALING, seals: F_SEAL_SHRINK|F_SEAL_GROW|
+	                           F_SEAL_FUTURE_WRITE are added at registration. Seals are
+	                           PERMANENT (they outlive the MR, the context and the process)
+	                           and refuse everyone, the owner included (EPERM, whatever
+	                           deny_errno says); existing writable mappings keep working.
+	                           -EOPNOTSUPP at registration where neither can */
 	MRL_POLICY_REDIRECT = 4, /* on a break of the backing file, point the device (same key) at
 	                           zeroed scratch of the MR's length: the change lands, the device's
 	                           writes are discarded and its reads see zeros, never an error;
@@ -161,6 +167,18 @@ struct mrl_ctx_opts {
 /* do not catch the process's own SIGBUS on a file MR's pages past the file's
  * end (a truncate seen only after it landed); see MRL_WATCH_SIGBUS */
 #define MRL_CTX_NO_SIGBUS 0x4u
+/* Hold the owner's own ftruncate, fallocate (punch/zero/collapse/insert),
+ * madvise/process_madvise (DONTNEED, FREE, REMOVE), munmap and mremap --
+ * raw syscall(2)s included -- before they land, with a seccomp
+ * user-notification filter (MRL_WATCH_SECCOMP). Opt-in, because a filter is
+ * for ever: it stays after mrl_ctx_destroy, covers the thread that creates
+ * the context and every thread and process it starts afterwards (fork and
+ * exec inherit it; threads started before are not covered), costs every
+ * matching call of the process and its descendants a round trip to a
+ * supervisor thread, and makes a descendant's matching calls fail ENOSYS
+ * once this process has exited. Without CAP_SYS_ADMIN it sets no_new_privs.
+ * See mrl_ctx_create(3). */
+#define MRL_CTX_SECCOMP 0x40u
 
 /* Watchers, as a bit mask (mrl_ctx_watchers, mrl_mr_info.watchers). */
 #define MRL_WATCH_LEASE      0x01u /* fcntl lease on the backing file */
@@ -175,6 +193,8 @@ struct mrl_ctx_opts {
  * end lands in a scratch page instead of killing the process, and the MR is
  * fenced from that page (FENCED, cause truncated). */
 #define MRL_WATCH_SIGBUS     0x40u
+#define MRL_WATCH_MEMFD      0x80u /* lease on a /proc/self/fd reopen of a memfd or shmem object */
+#define MRL_WATCH_SECCOMP    0x100u /* the owner's system calls held by seccomp (MRL_CTX_SECCOMP) */
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* libmrlease-preload.so: unversioned munmap, mremap, madvise, mmap/mmap64,
- * shmdt, brk and sbrk that every object in the process reaches (LD_PRELOAD
+/* libmrlease-preload.so: unversioned munmap, mremap, madvise,
+ * process_madvise, mmap/mmap64, shmdt, brk and sbrk that every object in the process reaches (LD_PRELOAD
  * or linked first). Each tells the attached libmrlease copies (hooks) and
  * then calls the next definition, so other interposers and libc's own
  * hooks (UCX ucm, libfabric memhooks, Open MPI's patcher) still see the
@@ -12,7 +12,10 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <limits.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -38,9 +41,10 @@ static _Atomic int pl_users[MRLEASE_PRELOAD_MAX];
 
 /* ---- the next definitions, resolved once ---- */
 
-enum { N_MUNMAP, N_MREMAP, N_MADVISE, N_MMAP, N_MMAP64, N_SHMDT, N_BRK, N_SBRK, N_MAX };
+enum { N_MUNMAP, N_MREMAP, N_MADVISE, N_MMAP, N_MMAP64, N_SHMDT, N_BRK, N_SBRK, N_PMADV, N_MAX };
 static const char *const next_name[N_MAX] = {"munmap", "mremap", "madvise", "mmap",
-					     "mmap64", "shmdt",  "brk",     "sbrk"};
+					     "mmap64", "shmdt",  "brk",     "sbrk",
+					     "process_madvise"};
 static void *_Atomic next_fn[N_MAX];
 /* this thread is inside dlsym: its allocator may map and unmap meanwhile */
 static __thread int resolving __attribute__((tls_model("initial-exec")));
@@ -165,33 +169,106 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
 }
 
-EXPORT int madvise(void *addr, size_t len, int advice)
+/* The attachers' pause over [a, a+len) around call(arg): every attacher's
+ * pause first, then the call, then the resumes. */
+static long madv_around(uintptr_t a, size_t len, int advice, long (*call)(void *), void *arg)
 {
-	int (*f)(void *, size_t, int) = (int (*)(void *, size_t, int))next(N_MADVISE);
-	if (!armed())
-		return f ? f(addr, len, advice) : (int)syscall(SYS_madvise, addr, len, advice);
 	int err = errno;
 	void *tok[MRLEASE_PRELOAD_MAX] = {0};
 	const struct mrlease_preload_hooks_v1 *hs[MRLEASE_PRELOAD_MAX];
-	/* every attacher's pause first, then the call, then the resumes */
 	for (int k = 0; k < MRLEASE_PRELOAD_MAX; k++) {
 		atomic_fetch_add(&pl_users[k], 1);
 		const struct mrlease_preload_hooks_v1 *h = hs[k] = atomic_load(&pl_hooks[k]);
 		if (h)
-			tok[k] = h->madv_before((uintptr_t)addr, len, advice);
+			tok[k] = h->madv_before(a, len, advice);
 		/* stays counted until after: the attacher is inside a break */
 	}
 	errno = err;
-	int ret = f ? f(addr, len, advice) : (int)syscall(SYS_madvise, addr, len, advice);
+	long ret = call(arg);
 	err = errno;
 	for (int k = 0; k < MRLEASE_PRELOAD_MAX; k++) {
 		const struct mrlease_preload_hooks_v1 *h = hs[k];
 		if (h)
-			h->madv_after(tok[k], (uintptr_t)addr, len, advice, ret);
+			h->madv_after(tok[k], a, len, advice, ret < 0 ? -1 : 0);
 		atomic_fetch_sub(&pl_users[k], 1);
 	}
 	errno = err;
 	return ret;
+}
+
+struct madv_args {
+	void *addr;
+	size_t len;
+	int advice;
+};
+
+static long call_madvise(void *arg)
+{
+	struct madv_args *m = arg;
+	int (*f)(void *, size_t, int) = (int (*)(void *, size_t, int))next(N_MADVISE);
+	return f ? f(m->addr, m->len, m->advice) : syscall(SYS_madvise, m->addr, m->len, m->advice);
+}
+
+EXPORT int madvise(void *addr, size_t len, int advice)
+{
+	struct madv_args m = {addr, len, advice};
+	if (!armed())
+		return (int)call_madvise(&m);
+	return (int)madv_around((uintptr_t)addr, len, advice, call_madvise, &m);
+}
+
+/* process_madvise on the process itself zaps pages as madvise does
+ * (MADV_DONTNEED, MADV_FREE on Linux 6.18). The pause covers the hull of
+ * its ranges (never less than they touch). A pidfd of another process,
+ * told by PIDFD_GET_INFO (Linux 6.13), is let through; one that cannot be
+ * told is treated as this process (a pause too many, never one too few). */
+struct mrl_pidfd_info {
+	uint64_t mask, cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+};
+#define MRL_PIDFD_GET_INFO _IOWR(0xFF, 11, struct mrl_pidfd_info)
+
+struct pmadv_args {
+	int pidfd;
+	const struct iovec *iov;
+	size_t vlen;
+	int advice;
+	unsigned flags;
+};
+
+static long call_pmadv(void *arg)
+{
+	struct pmadv_args *m = arg;
+	ssize_t (*f)(int, const struct iovec *, size_t, int, unsigned) =
+		(ssize_t (*)(int, const struct iovec *, size_t, int, unsigned))next(N_PMADV);
+	return f ? f(m->pidfd, m->iov, m->vlen, m->advice, m->flags)
+		 : syscall(SYS_process_madvise, m->pidfd, m->iov, m->vlen, m->advice, m->flags);
+}
+
+EXPORT ssize_t process_madvise(int pidfd, const struct iovec *iov, size_t vlen, int advice,
+			       unsigned flags)
+{
+	struct pmadv_args m = {pidfd, iov, vlen, advice, flags};
+	if (!armed() || !iov || !vlen || vlen > IOV_MAX)
+		return call_pmadv(&m);
+	int err = errno;
+	struct mrl_pidfd_info pi = {.mask = 1 /* PIDFD_INFO_PID */};
+	bool other = ioctl(pidfd, MRL_PIDFD_GET_INFO, &pi) == 0 && pi.tgid != (uint32_t)getpid();
+	errno = err;
+	if (other)
+		return call_pmadv(&m);
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (size_t i = 0; i < vlen; i++) {
+		uintptr_t b = (uintptr_t)iov[i].iov_base, e = b + iov[i].iov_len;
+		if (!iov[i].iov_len || e < b)
+			continue;
+		lo = b < lo ? b : lo;
+		hi = e > hi ? e : hi;
+	}
+	if (lo >= hi)
+		return call_pmadv(&m);
+	return madv_around(lo, hi - lo, advice, call_pmadv, &m);
 }
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)

@@ -96,12 +96,70 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 		b->acks = a->next;
 		free(a);
 	}
+	free(b->ack_hash);
 	if (b->src->brk_done)
 		b->src->brk_done(ctx, b);
 	for (size_t i = 0; i < b->mrs.n; i++)
 		mrl_mr_put(ctx, b->mrs.v[i]);
 	free(b->mrs.v);
 	free(b);
+}
+
+/* ---- acks: every ack a break waits for (its peers' and the local
+ * device's, mr.c puts those on b->acks) is found by its sender and number
+ * through a small hash per break, filled lazily from the list's head: new
+ * acks are pushed there, so the ones not indexed yet come first. ---- */
+static size_t ack_slot(const struct mrl_brk *b, const struct mrl_tpeer *peer, uint32_t seq)
+{
+	uint64_t k = ((uint64_t)(uintptr_t)peer >> 4) * 0x9e3779b97f4a7c15ull ^ seq;
+	k ^= k >> 29;
+	return (size_t)(k * 0xbf58476d1ce4e5b9ull >> 17) & (b->ack_hcap - 1);
+}
+
+static void ack_index(struct mrl_brk *b)
+{
+	size_t n = 0;
+	for (struct mrl_brk_ack *a = b->acks; a && !a->indexed; a = a->next)
+		n++;
+	if (!n)
+		return;
+	if ((b->ack_hn + n) * 2 > b->ack_hcap) {
+		size_t cap = b->ack_hcap ? b->ack_hcap : 16;
+		while ((b->ack_hn + n) * 2 > cap)
+			cap *= 2;
+		struct mrl_brk_ack **h = calloc(cap, sizeof(*h));
+		if (!h)
+			return; /* found by the list walk instead */
+		free(b->ack_hash);
+		b->ack_hash = h;
+		b->ack_hcap = cap;
+		b->ack_hn = 0;
+		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
+			a->indexed = false; /* all again, into the new table */
+	}
+	for (struct mrl_brk_ack *a = b->acks; a && !a->indexed; a = a->next) {
+		size_t i = ack_slot(b, a->peer, a->seq);
+		while (b->ack_hash[i])
+			i = (i + 1) & (b->ack_hcap - 1);
+		b->ack_hash[i] = a;
+		a->indexed = true;
+		b->ack_hn++;
+	}
+}
+
+static struct mrl_brk_ack *ack_find(struct mrl_brk *b, const struct mrl_tpeer *peer, uint32_t seq)
+{
+	ack_index(b);
+	if (b->ack_hcap && (!b->acks || b->acks->indexed)) {
+		for (size_t i = ack_slot(b, peer, seq); b->ack_hash[i]; i = (i + 1) & (b->ack_hcap - 1))
+			if (b->ack_hash[i]->peer == peer && b->ack_hash[i]->seq == seq)
+				return b->ack_hash[i];
+		return NULL;
+	}
+	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) /* no memory for the index */
+		if (a->peer == peer && a->seq == seq)
+			return a;
+	return NULL;
 }
 
 /* Queue one PAUSE message to a peer and expect its ack. */
@@ -118,71 +176,73 @@ static void queue_pause(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_tpeer
 	b->acks = a;
 	b->acks_pending++;
 	m->h.req = a->seq;
-	m->h.len = offsetof(struct msg_pause, ids) + m->n * sizeof(m->ids[0]);
+	m->h.len = (uint16_t)(offsetof(struct msg_pause, runs) + m->n * sizeof(m->runs[0]));
 	mrl_queue_out(ctx, peer, m, m->h.len);
 	m->n = 0;
+	m->total = 0;
 }
 
-static bool holds_mr(struct mrl_mr *mr, struct mrl_tpeer *peer)
+/* Add id to the PAUSE being built for one peer: onto its last run when
+ * it follows it, else a new run (the message goes out when full). */
+static void pause_add(struct mrl_ctx *ctx, struct mrl_brk *b, struct mrl_tpeer *peer,
+		      struct msg_pause *m, uint64_t id)
 {
-	for (struct mrl_holder *h = mr->holders; h; h = h->next)
-		if (h->peer == peer)
-			return true;
-	return false;
+	struct pause_run *last = m->n ? &m->runs[m->n - 1] : NULL;
+	if (last && id == last->first + last->n && last->n < UINT32_MAX && m->total < MRL_PAUSE_MAX_IDS) {
+		last->n++;
+		m->total++;
+		return;
+	}
+	if (m->n == MRL_PAUSE_RUNS || m->total == MRL_PAUSE_MAX_IDS)
+		queue_pause(ctx, b, peer, m);
+	m->runs[m->n++] = (struct pause_run){.first = id, .n = 1};
+	m->total++;
 }
 
-/* Send PAUSE for the break's paused MRs to every peer holding one of them. */
+/* Send PAUSE for the break's paused MRs to every peer holding one of them:
+ * one walk over the MRs (file order), each holder's id added to its peer's
+ * message as runs. Peers are few: a builder each, found by a short search
+ * (the last one found first). */
 static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
 	const struct mrl_mr_vec *vec = &b->mrs;
-	/* group by peer: peers are few, MRs many. The peers done so far are
-	 * kept apart from the acks (a peer has one ack per batch of
-	 * MRL_PAUSE_IDS MRs: scanning those per MR was quadratic). */
-	struct mrl_tpeer *done_stack[16], **done = done_stack;
-	size_t ndone = 0, cap = 16;
+	struct pause_builder {
+		struct mrl_tpeer *peer;
+		struct msg_pause m;
+	} *pb = NULL;
+	size_t npb = 0, cap = 0, last = 0;
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
 		if (!mr->in_brk)
 			continue;
 		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
-			bool seen = false;
-			for (size_t k = 0; k < ndone && !seen; k++)
-				seen = done[k] == h->peer;
-			if (seen)
-				continue;
-			if (ndone == cap) {
-				/* no room to remember it: it may get a second PAUSE
-				 * for the same MRs, and acks each; never none */
-				struct mrl_tpeer **n = malloc(2 * cap * sizeof(*n));
-				if (n) {
-					memcpy(n, done, ndone * sizeof(*n));
-					if (done != done_stack)
-						free(done);
-					done = n;
-					cap *= 2;
+			size_t k = last < npb && pb[last].peer == h->peer ? last : 0;
+			while (k < npb && pb[k].peer != h->peer)
+				k++;
+			if (k == npb) {
+				if (npb == cap) {
+					size_t nc = cap ? cap * 2 : 4;
+					struct pause_builder *n = realloc(pb, nc * sizeof(*n));
+					if (!n)
+						continue; /* not asked: it times out and is cut off (safe) */
+					pb = n;
+					cap = nc;
 				}
+				memset(&pb[npb].m.h, 0, sizeof(pb[npb].m.h));
+				pb[npb].peer = h->peer;
+				pb[npb].m.h.magic = MRL_MAGIC;
+				pb[npb].m.h.type = MSG_PAUSE;
+				pb[npb].m.n = pb[npb].m.total = 0;
+				npb++;
 			}
-			if (ndone < cap)
-				done[ndone++] = h->peer;
-			/* one peer: all its paused MRs of this break, in batches */
-			struct msg_pause m;
-			memset(&m, 0, sizeof(m));
-			m.h.magic = MRL_MAGIC;
-			m.h.type = MSG_PAUSE;
-			for (size_t j = i; j < vec->n; j++) {
-				struct mrl_mr *o = vec->v[j];
-				if (!o->in_brk || !holds_mr(o, h->peer))
-					continue;
-				m.ids[m.n++] = o->handle;
-				if (m.n == MRL_PAUSE_IDS)
-					queue_pause(ctx, b, h->peer, &m);
-			}
-			if (m.n)
-				queue_pause(ctx, b, h->peer, &m);
+			last = k;
+			pause_add(ctx, b, h->peer, &pb[k].m, mr->handle);
 		}
 	}
-	if (done != done_stack)
-		free(done);
+	for (size_t k = 0; k < npb; k++)
+		if (pb[k].m.n)
+			queue_pause(ctx, b, pb[k].peer, &pb[k].m);
+	free(pb);
 }
 
 static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
@@ -498,14 +558,15 @@ bool mrl_brk_waiting_acks(struct mrl_ctx *ctx)
 /* peer NULL: the local device (mrl_brk_device_idle) */
 static void brk_ack(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint32_t seq)
 {
-	for (struct mrl_brk *b = ctx->brks; b; b = b->next)
-		for (struct mrl_brk_ack *a = b->acks; a; a = a->next)
-			if (a->peer == peer && a->seq == seq && !a->done) {
-				a->done = true;
-				b->acks_pending--;
-				brk_check(ctx, b);
-				return;
-			}
+	for (struct mrl_brk *b = ctx->brks; b; b = b->next) {
+		struct mrl_brk_ack *a = ack_find(b, peer, seq);
+		if (a && !a->done) {
+			a->done = true;
+			b->acks_pending--;
+			brk_check(ctx, b);
+			return;
+		}
+	}
 }
 
 /* A peer answered PAUSE seq. */

@@ -114,6 +114,8 @@ static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registra
 		goto fail;
 	mrl_watchers_start(ctx);
 	ret = mrl_monitor_start(ctx);
+	if (!ret)
+		ret = mrl_seccomp_install(ctx); /* last: threads started after it are filtered */
 	if (ret)
 		goto fail;
 	*out = ctx;

@@ -210,13 +210,48 @@ static size_t msg_min_len(int type)
 	case MSG_STATE: return sizeof(struct msg_state);
 	case MSG_LIST_REQ: return sizeof(struct msg_list_req);
 	case MSG_LIST_REP: return sizeof(struct msg_list_rep);
-	case MSG_PAUSE: return offsetof(struct msg_pause, ids);
+	case MSG_PAUSE: return offsetof(struct msg_pause, runs);
 	case MSG_PAUSE_ACK:
 	case MSG_PING:
 	case MSG_PONG: return sizeof(struct msg_hdr);
 	case MSG_STATES: return offsetof(struct msg_states, e);
+	case MSG_STATE_RUNS: return offsetof(struct msg_state_runs, r);
 	default: return SIZE_MAX;
 	}
+}
+
+/* A PAUSE's runs: within the message, none empty or wrapping past the
+ * last id, their lengths summing to its total, the total bounded. */
+bool mrl_pause_valid(const struct msg_pause *m, size_t len)
+{
+	if (m->n > MRL_PAUSE_RUNS || len != offsetof(struct msg_pause, runs) + m->n * sizeof(m->runs[0]) ||
+	    m->total > MRL_PAUSE_MAX_IDS)
+		return false;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct pause_run *r = &m->runs[i];
+		if (!r->n || r->first + r->n - 1 < r->first)
+			return false;
+		sum += r->n;
+	}
+	return sum == m->total;
+}
+
+/* STATE_RUNS: within the message, each run non-empty, not wrapping, its
+ * state and cause in range, all runs together bounded as a PAUSE's. */
+bool mrl_state_runs_valid(const struct msg_state_runs *m, size_t len)
+{
+	if (m->n > MRL_STATE_RUNS_MAX || len != offsetof(struct msg_state_runs, r) + m->n * sizeof(m->r[0]))
+		return false;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct state_run *r = &m->r[i];
+		if (!r->n || r->first + r->n - 1 < r->first || r->state < MRL_STATE_ACTIVE ||
+		    r->state > MRL_STATE_DEREGISTERED || r->cause >= MRL_CAUSE_MAX)
+			return false;
+		sum += r->n;
+	}
+	return sum <= MRL_PAUSE_MAX_IDS;
 }
 
 /* A malformed, forged or replayed control message is dropped, counted
@@ -291,7 +326,7 @@ void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char 
 		break;
 	case MSG_PAUSE: {
 		const struct msg_pause *m = (const void *)buf;
-		if (m->n > MRL_PAUSE_IDS || len < offsetof(struct msg_pause, ids) + m->n * 8) {
+		if (!mrl_pause_valid(m, len)) {
 			bad_msg(ep, len, "malformed PAUSE");
 			return;
 		}
@@ -323,6 +358,15 @@ void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char 
 						.valid_len = e->valid_len, .gen = e->gen};
 			mrl_ep_rmr_apply_state(ep, r, &one);
 		}
+		break;
+	}
+	case MSG_STATE_RUNS: {
+		const struct msg_state_runs *m = (const void *)buf;
+		if (!mrl_state_runs_valid(m, len)) {
+			bad_msg(ep, len, "malformed STATE_RUNS");
+			return;
+		}
+		mrl_ep_peer_state_runs(ep, p, m);
 		break;
 	}
 	case MSG_OPEN_REP:

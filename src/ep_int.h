@@ -52,6 +52,7 @@ struct pause_rec {
 	struct pause_rec *next;
 	uint32_t seq;
 	uint32_t n;
+	uint32_t drained; /* rmrs[0..drained) have nothing in flight (held: stays so) */
 	struct mrl_rmr **rmrs;
 };
 
@@ -280,6 +281,9 @@ void mrl_peer_release_holders(struct mrl_ctx *ctx, struct mrl_peer *peer);
 struct mrl_rmr *mrl_ep_rmr_find(struct mrl_peer *p, uint64_t id);
 void mrl_ep_pause_check(struct mrl_ep *ep, struct mrl_peer *p);
 void mrl_ep_peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_pause *m);
+bool mrl_pause_valid(const struct msg_pause *m, size_t len);
+bool mrl_state_runs_valid(const struct msg_state_runs *m, size_t len);
+void mrl_ep_peer_state_runs(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state_runs *m);
 void mrl_ep_rmr_fail_held(struct mrl_ep *ep, struct mrl_rmr *r, int status);
 void mrl_ep_rmr_post_held(struct mrl_ep *ep, struct mrl_rmr *r);
 void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct msg_state *m);

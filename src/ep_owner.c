@@ -29,6 +29,7 @@ void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_i
 		} else {
 			if (h) {
 				h->peer = &p->tp;
+				h->told_key = mr->key; /* the reply tells it */
 				h->next = mr->holders;
 				mr->holders = h;
 			}

@@ -51,12 +51,14 @@ static void rmr_hash_del(struct mrl_peer *p, struct mrl_rmr *r)
 		}
 }
 
-static bool pause_drained(const struct pause_rec *pr)
+/* A paused MR posts nothing new (its operations are held), so one found
+ * drained stays so: each check starts where the last one stopped (a pause
+ * of 10,000 MRs is not rescanned on every completion). */
+static bool pause_drained(struct pause_rec *pr)
 {
-	for (uint32_t i = 0; i < pr->n; i++)
-		if (pr->rmrs[i]->inflight)
-			return false;
-	return true;
+	while (pr->drained < pr->n && !pr->rmrs[pr->drained]->inflight)
+		pr->drained++;
+	return pr->drained == pr->n;
 }
 
 /* Ack every pause whose MRs have drained. This runs while a batch of
@@ -115,22 +117,24 @@ static void rmr_hold(struct mrl_ep *ep, struct mrl_rmr *r)
 
 void mrl_ep_peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_pause *m)
 {
+	/* (runs checked by mrl_pause_valid: total is their sum, bounded) */
 	struct pause_rec *pr = calloc(1, sizeof(*pr));
 	if (pr)
-		pr->rmrs = calloc(m->n ? m->n : 1, sizeof(*pr->rmrs));
+		pr->rmrs = calloc(m->total ? m->total : 1, sizeof(*pr->rmrs));
 	if (!pr || !pr->rmrs) {
 		free(pr);
 		return; /* the owner times us out and cuts us off: safe */
 	}
 	pr->seq = m->h.req;
 	ep->pauses_in++;
-	for (uint32_t i = 0; i < m->n; i++) {
-		struct mrl_rmr *r = mrl_ep_rmr_find(p, m->ids[i]);
-		if (!r || r->state == MRL_STATE_FENCED)
-			continue;
-		rmr_hold(ep, r);
-		pr->rmrs[pr->n++] = r;
-	}
+	for (uint32_t i = 0; i < m->n; i++)
+		for (uint64_t id = m->runs[i].first, end = id + m->runs[i].n; id != end; id++) {
+			struct mrl_rmr *r = mrl_ep_rmr_find(p, id);
+			if (!r || r->state == MRL_STATE_FENCED)
+				continue;
+			rmr_hold(ep, r);
+			pr->rmrs[pr->n++] = r;
+		}
 	pr->next = p->pauses;
 	p->pauses = pr;
 	mrl_ep_pause_check(ep, p);
@@ -186,6 +190,25 @@ void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct m
 		r->valid_len = 0;
 		atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
 		mrl_ep_rmr_fail_held(ep, r, -EKEYREVOKED);
+	}
+}
+
+/* Runs of MRs to a new state (checked by mrl_state_runs_valid): each keeps
+ * its key and serves its whole length, or nothing once fenced. */
+void mrl_ep_peer_state_runs(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state_runs *m)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const struct state_run *run = &m->r[i];
+		bool serving = run->state == MRL_STATE_ACTIVE || run->state == MRL_STATE_PAUSED;
+		for (uint64_t id = run->first, end = id + run->n; id != end; id++) {
+			struct mrl_rmr *r = mrl_ep_rmr_find(p, id);
+			if (!r)
+				continue;
+			struct msg_state one = {.state = run->state, .cause = run->cause, .id = id,
+						.key = r->key, .base = r->base, .len = r->len,
+						.valid_len = serving ? r->len : 0, .gen = run->gen};
+			mrl_ep_rmr_apply_state(ep, r, &one);
+		}
 	}
 }
 

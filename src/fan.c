@@ -69,6 +69,7 @@ struct fan_range_info {
 static int fan_start(struct mrl_ctx *ctx)
 {
 	ctx->fan_fd = -1;
+	pthread_mutex_init(&ctx->fan_sys_lock, NULL);
 	if (ctx->opts.flags & MRL_CTX_NO_FANOTIFY)
 		return -ECANCELED;
 	int fd = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_TID,
@@ -107,6 +108,14 @@ static void fan_stop(struct mrl_ctx *ctx)
 	if (ctx->fan_fd >= 0)
 		close(ctx->fan_fd); /* the kernel lets every waiting actor go */
 	ctx->fan_fd = -1;
+	mrl_lock(&ctx->fan_sys_lock); /* a reader still in it finishes first */
+	for (int i = 0; i < MRL_FAN_SYS_CACHE; i++)
+		if (ctx->fan_sys[i].fd1) {
+			close(ctx->fan_sys[i].fd1 - 1);
+			ctx->fan_sys[i].fd1 = 0;
+		}
+	mrl_unlock(&ctx->fan_sys_lock);
+	pthread_mutex_destroy(&ctx->fan_sys_lock);
 }
 
 /* Are all open file descriptions of the file younger than our mark? Only
@@ -187,31 +196,16 @@ void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f)
 
 /* ---- answers ---- */
 
-static bool read_line(struct mrl_fan_ev *e, int tries);
+static bool read_line(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int tries);
 
-/* Landing is judged by the actor leaving the call whose line we saw, so
- * that line must be the call's own. Until we answer, the actor cannot leave
- * its call: any line read now that is not "running" is that call. A
- * truncate learned this late is also landed by its size. */
-static void settle_line(struct mrl_fan_ev *e)
-{
-	long nr;
-	unsigned long long a0, a1;
-	if (e->tid <= 0 || strcmp(e->line, "running") || !read_line(e, 200))
-		return;
-	if (sscanf(e->line, "%ld %llx %llx", &nr, &a0, &a1) == 3 &&
-	    (nr == SYS_truncate || nr == SYS_ftruncate) && e->op != FOP_TRUNCATE) {
-		e->op = FOP_TRUNCATE;
-		e->target = a1;
-	}
-}
-
+/* Landing is judged by the actor leaving the call whose line we saw. A
+ * line still "running" when classified is learned while landing (landed:
+ * the first line seen outside "running" is the call or one after it); no
+ * /proc read is made here, under ctx->lock, at the answer. */
 void mrl_fan_answer(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int deny_errno)
 {
 	if (e->fd < 0 || e->answered || ctx->fan_fd < 0)
 		return;
-	if (!deny_errno)
-		settle_line(e);
 	if (!mrl_guard_fan_take(e)) { /* the guardian let it go: reaped as seen after */
 		e->answered = true;
 		return;
@@ -238,17 +232,59 @@ void mrl_fan_ev_free(struct mrl_fan_ev *e)
 /* ---- classification ---- */
 
 /* The actor's system call while it waits: "NR arg0 arg1 ...", or
- * "running", or nothing when it is gone. */
-static int read_syscall(pid_t tid, char *buf, size_t n)
+ * "running", or nothing when it is gone. The monitor keeps the files of
+ * the last few actors open (fan_sys: an actor that breaks again is read
+ * with one pread, not open+read+close); a file of a thread that has gone
+ * reads as an error, never another thread's line (it names the old task),
+ * and is dropped. The cache is taken by trylock: another thread reading
+ * meanwhile opens its own. */
+static ssize_t sys_pread(int fd, char *buf, size_t n)
 {
-	char path[48];
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t k = read(fd, buf, n - 1);
-	int err = errno;
-	close(fd);
+	ssize_t k = pread(fd, buf, n - 1, 0);
+	return k;
+}
+
+static int read_syscall(struct mrl_ctx *ctx, pid_t tid, char *buf, size_t n)
+{
+	ssize_t k = -1;
+	int err = ENOENT;
+	bool cached = ctx && !pthread_mutex_trylock(&ctx->fan_sys_lock);
+	if (cached) {
+		int slot = -1;
+		for (int i = 0; i < MRL_FAN_SYS_CACHE && slot < 0; i++)
+			if (ctx->fan_sys[i].fd1 && ctx->fan_sys[i].tid == tid)
+				slot = i;
+		if (slot >= 0) {
+			k = sys_pread(ctx->fan_sys[slot].fd1 - 1, buf, n);
+			err = errno;
+			if (k <= 0) { /* gone (or no line): forget it, open afresh below */
+				close(ctx->fan_sys[slot].fd1 - 1);
+				ctx->fan_sys[slot].fd1 = 0;
+			}
+		}
+	}
+	if (k <= 0) {
+		char path[48];
+		snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			err = errno;
+		} else {
+			k = sys_pread(fd, buf, n);
+			err = errno;
+			if (cached && k > 0) { /* keep it, in the oldest slot */
+				int i = ctx->fan_sys_next++ % MRL_FAN_SYS_CACHE;
+				if (ctx->fan_sys[i].fd1)
+					close(ctx->fan_sys[i].fd1 - 1);
+				ctx->fan_sys[i].fd1 = fd + 1;
+				ctx->fan_sys[i].tid = tid;
+			} else {
+				close(fd);
+			}
+		}
+	}
+	if (cached)
+		mrl_unlock(&ctx->fan_sys_lock);
 	if (k <= 0)
 		return k < 0 ? -err : -ENODATA;
 	buf[k] = 0;
@@ -258,10 +294,10 @@ static int read_syscall(pid_t tid, char *buf, size_t n)
 
 /* Read the actor's line into e->line until it is not "running", at most
  * tries times. false if the actor is gone. */
-static bool read_line(struct mrl_fan_ev *e, int tries)
+static bool read_line(struct mrl_ctx *ctx, struct mrl_fan_ev *e, int tries)
 {
 	for (int i = 0;; i++) {
-		if (read_syscall(e->tid, e->line, sizeof(e->line)) < 0)
+		if (read_syscall(ctx, e->tid, e->line, sizeof(e->line)) < 0)
 			return false;
 		if (strcmp(e->line, "running") || i >= tries)
 			return true;
@@ -275,14 +311,15 @@ static bool read_line(struct mrl_fan_ev *e, int tries)
 
 static int parse_call(const char *line, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3);
 
-static int classify(struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2, uint64_t *arg3)
+static int classify(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t *arg1, uint64_t *arg2,
+		    uint64_t *arg3)
 {
 	/* The actor queues the event, wakes us, then goes to sleep for the
 	 * answer: until it sleeps its line reads "running". It will sleep
 	 * (nobody else answers), so look again, briefly. A busy machine may
 	 * keep it from its sleep longer: then the change is unknown (the
 	 * safe side), and the line is read again before the answer. */
-	if (!read_line(e, 200))
+	if (!read_line(ctx, e, 200))
 		return FOP_LAYOUT;
 	return parse_call(e->line, arg1, arg2, arg3);
 }
@@ -428,12 +465,15 @@ static void start_next(struct mrl_ctx *ctx, struct mrl_file *f)
 	}
 }
 
-/* The actor's call, read while it waits in the kernel: no lock held (the
- * read may take a while when the actor has not gone to sleep yet). */
-static void classify_now(struct mrl_fan_ev *e)
+/* The actor's call, read while it waits in the kernel, and its process:
+ * no lock held (the read may take a while when the actor has not gone to
+ * sleep yet; the process may take a /proc read). */
+static void classify_now(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 {
 	uint64_t t0 = mrl_now_ns();
-	e->op = classify(e, &e->args[0], &e->args[1], &e->args[2]);
+	e->op = classify(ctx, e, &e->args[0], &e->args[1], &e->args[2]);
+	if (e->op != FOP_DATA && e->op != FOP_ALLOC)
+		e->pid = tgid_of(e->tid); /* a change: its event names the process */
 	e->classify_ns = mrl_now_ns() - t0;
 	e->classified = true;
 }
@@ -447,10 +487,10 @@ static void classify_now(struct mrl_fan_ev *e)
  * after it lands. No lock held. */
 static bool parse_open(struct mrl_fan_ev *e, bool live);
 
-static void classify_open(struct mrl_fan_ev *e)
+static void classify_open(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 {
 	uint64_t t0 = mrl_now_ns();
-	bool known = read_line(e, 200) && parse_open(e, true);
+	bool known = read_line(ctx, e, 200) && parse_open(e, true);
 	if (!known)
 		mrl_log("fanotify: an open by %d [%s] not classified: an O_TRUNC in it is seen after",
 			(int)e->tid, e->line);
@@ -514,7 +554,8 @@ static bool absorbed(struct mrl_file *f, struct mrl_fan_ev *e)
 	if (!b || b->src != &mrl_watch_fan || !b->fev || b->phase != BRK_LANDING ||
 	    b->fev->tid != e->tid || b->fev->op != FOP_LAYOUT)
 		return false;
-	settle_line(e); /* a truncate read as "running" is not absorbed: it fences */
+	if (!strcmp(e->line, "running"))
+		return false; /* may be a truncate (it fences): not absorbed */
 	if (e->op != FOP_LAYOUT)
 		return false;
 	if (mrl_itree_overlap(&f->mrs, e->lo, e->hi, live_cb, e))
@@ -640,7 +681,7 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		goto allow;
 	}
 	if (!e->classified) /* an MR came into its range since it was read: rare */
-		classify_now(e);
+		classify_now(ctx, e);
 	if (e->mask & FAN_OPEN_PERM)
 		ctx->st.fan_opens++;
 	ctx->st.classify_ns_total += e->classify_ns;
@@ -664,7 +705,8 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		goto allow;
 	}
 	ctx->st.fan_layout++;
-	e->pid = tgid_of(e->tid);
+	if (!e->pid)
+		e->pid = tgid_of(e->tid); /* (classified before: found with no lock held) */
 	if (try_deny(ctx, f, e))
 		return;
 	if (absorbed(f, e))
@@ -682,7 +724,7 @@ allow:
 
 /* ---- landing ---- */
 
-static bool landed(struct mrl_fan_ev *e)
+static bool landed(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 {
 	char now[sizeof(e->line)];
 	if (e->modified)
@@ -693,10 +735,10 @@ static bool landed(struct mrl_fan_ev *e)
 			return true;
 	}
 	/* Left the call (done, or failed and changed nothing)? "running" may
-	 * still be inside it. Never seen outside "running" (see settle_line):
+	 * still be inside it. Never seen outside "running" (see mrl_fan_answer):
 	 * any call may be this one; the signs above, the line learned now, or
 	 * the landing deadline end it (and a shrink seen after still fences). */
-	if (read_syscall(e->tid, now, sizeof(now)) < 0)
+	if (read_syscall(ctx, e->tid, now, sizeof(now)) < 0)
 		return true;
 	if (!strcmp(e->line, "running")) {
 		/* The first line seen outside "running" is the call, or one
@@ -741,7 +783,7 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 	struct mrl_brk *b = f->brk;
 	if (!b || !b->fev || b->phase != BRK_LANDING)
 		return;
-	if (!landed(b->fev)) {
+	if (!landed(ctx, b->fev)) {
 		b->poll_at = mrl_now_ns() + 250000ull;
 		return;
 	}
@@ -877,9 +919,9 @@ static void fan_read(struct mrl_ctx *ctx)
 	for (struct mrl_fan_ev *e = ctx->fan_read_q; e; e = e->next)
 		if (e->on_mr && !e->classified) {
 			if (e->mask & FAN_OPEN_PERM)
-				classify_open(e);
+				classify_open(ctx, e);
 			else
-				classify_now(e);
+				classify_now(ctx, e);
 		}
 }
 

@@ -269,7 +269,11 @@ static bool asks_owner(struct mrl_file *f)
 static void on_signal(struct mrl_ctx *ctx, int fd, pid_t bp, uint64_t seen)
 {
 	struct mrl_file *f = file_of_fd(ctx, fd);
-	if (!f || f->lease != LEASE_HELD)
+	if (!f) {
+		mrl_memfd_lease_signal(ctx, fd, seen); /* a memfd's lease (memfd.c), or stale */
+		return;
+	}
+	if (f->lease != LEASE_HELD)
 		return; /* stale: the lease was dropped already */
 	int target = fcntl(fd, F_GETLEASE);
 	if (target == held_type(f))

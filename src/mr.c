@@ -128,6 +128,20 @@ int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino)
 	return 0;
 }
 
+int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
+		 uintptr_t *start, uintptr_t *end)
+{
+	struct vma v;
+	if (vma_at(ctx, addr, &v) || v.start > addr || v.end <= addr || !v.ino)
+		return -ENOENT;
+	*dev = v.dev;
+	*ino = v.ino;
+	*off = v.off + (addr - v.start);
+	*start = v.start;
+	*end = v.end;
+	return 0;
+}
+
 static int classify(const struct vma *v, char *path, size_t pathsz)
 {
 	if (!v->ino)
@@ -295,7 +309,7 @@ static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer 
 	e.cause = (uint8_t)cause;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
-			mrl_queue_state(ctx, h->peer, &e);
+			mrl_queue_state(ctx, h, &e, mr->len);
 }
 
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only)
@@ -711,10 +725,13 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 			}
 		}
 	}
-	if (mr->policy == MRL_POLICY_DENY && !(mr->file && mr->file->fan)) {
-		/* a refusal needs a watcher that holds the change back and can say no */
-		ret = mrl_err(EOPNOTSUPP, "mrl_mr_reg: policy deny needs fanotify pre-content events on the backing file: %s",
-			      !mr->file ? "the memory is not a file"
+	const char *seal_why = NULL;
+	if (mr->policy == MRL_POLICY_DENY && !(mr->file && mr->file->fan) &&
+	    !(kind == MRL_KIND_MEMFD && mrl_memfd_seal(ctx, v.dev, v.ino, &seal_why) == 0)) {
+		/* a refusal needs a watcher that holds the change back and can say no,
+		 * or seals on a memfd (memfd.c) */
+		ret = mrl_err(EOPNOTSUPP, "mrl_mr_reg: policy deny needs fanotify pre-content events on the backing file, or seals on a memfd: %s",
+			      seal_why ? seal_why : !mr->file ? "the memory is not a file"
 			      : ctx->fan_fd < 0 ? (ctx->opts.flags & MRL_CTX_NO_FANOTIFY ? "disabled by MRL_CTX_NO_FANOTIFY"
 						   : ctx->fan_errno ? strerror(ctx->fan_errno) : "watchers off")
 			      : strerror(mr->file->fan_errno ? mr->file->fan_errno : EOPNOTSUPP));

@@ -202,6 +202,7 @@ struct mrl_file {
 struct mrl_holder {
 	struct mrl_holder *next;
 	struct mrl_tpeer *peer;
+	uint64_t told_key; /* the remote key this peer was last told (outbox.c: runs keep it) */
 };
 
 struct mrl_mr {
@@ -257,6 +258,7 @@ struct mrl_brk_ack {
 	struct mrl_tpeer *peer;
 	uint32_t seq;
 	bool done;
+	bool indexed; /* in its break's ack_hash (brk.c) */
 };
 /* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
  * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
@@ -270,6 +272,8 @@ struct mrl_brk {
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
 	struct mrl_brk_ack *acks;
 	int acks_pending;
+	struct mrl_brk_ack **ack_hash; /* acks by (peer, seq), open addressing (brk.c) */
+	size_t ack_hcap, ack_hn;
 	uint64_t lo, hi;           /* file range paused, hi exclusive */
 	struct mrl_fan_ev *fev;    /* fanotify break: the change held in the kernel; NULL = lease */
 	uint64_t poll_at;          /* fanotify landing: next look at the actor */
@@ -384,6 +388,11 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   is made under it: the device worker (devq.c) and
  *                   mrl_mr_reg call the registrar with no lock held.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
+ *  sc.lock         (seccomp.c) the supervisor's copy of the registered
+ *                   ranges and objects and each context's held call; taken
+ *                   under ctx->lock (tables, the monitor's side of a held
+ *                   call) and alone by the supervisor threads, which never
+ *                   take ctx->lock; no call the filter holds is made under it.
  *  fab->lock, the mock's lock, the io_uring registrar's u->lock (its slot
  *                   table and in-flight counts; taken under ctx->lock by
  *                   mrl_uring_get/put and quiesce, never held across a
@@ -435,12 +444,22 @@ struct mrl_ctx {
 	} lease_sigs[MRL_LEASE_SIGS];
 	int nlease_sigs;
 	int fan_fd, fan_errno;       /* fanotify pre-content group, -1 if none */
+	/* fan.c: the last actors' /proc/TID/syscall files, kept open (fd + 1;
+	 * 0 = empty); fan_sys_lock is a leaf, only ever tried (trylock) */
+#define MRL_FAN_SYS_CACHE 4
+	struct {
+		pid_t tid;
+		int fd1;
+	} fan_sys[MRL_FAN_SYS_CACHE];
+	unsigned fan_sys_next;
+	pthread_mutex_t fan_sys_lock;
 	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
 	int uffd_nmsgs;
 	atomic_bool stop;
 	struct mrl_out *outbox, **outbox_tail;
+	uint64_t outbox_since;       /* when the outbox last went from empty to not (outbox.c) */
 	struct mrl_out *open_batch[MRL_OPEN_BATCHES];
 	struct mrl_ep *eps;          /* endpoints on this context */
 
@@ -452,6 +471,8 @@ struct mrl_ctx {
 	uint64_t ev_seq;             /* last sequence number given (tag | count) */
 	struct mrl_evq_item **evo;   /* outstanding events hashed by sequence number */
 	uint32_t evo_cap, evo_n;     /* buckets (a power of two, 0 = none yet), events */
+	struct mrl_evq_item *ev_pool; /* acked items kept for reuse (event.c) */
+	uint32_t ev_npool;
 
 	struct mrl_stats st;
 	int intp_slot;               /* the interposer's slot for this context, -1 if none */
@@ -475,6 +496,8 @@ struct mrl_ctx {
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
 	uint64_t sigbus_seen;        /* faults caught (sigbus.c) this monitor has looked at */
+	struct mrl_mfd *mfds;        /* memfd/shmem objects under MRs (memfd.c), ctx->lock */
+	struct mrl_mfd *mfd_starting; /* memfd.c: the object whose break is being begun */
 };
 
 /* ---- watchers: how a break is seen ----
@@ -520,7 +543,8 @@ struct mrl_watcher_ops {
 	unsigned (*coverage)(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 };
 extern const struct mrl_watcher_ops mrl_watch_lease, mrl_watch_inotify, mrl_watch_fan,
-	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_sigbus, mrl_watch_verify;
+	mrl_watch_uffd, mrl_watch_interpose, mrl_watch_sigbus, mrl_watch_verify, mrl_watch_memfd,
+	mrl_watch_seccomp;
 /* watch.c */
 int mrl_watchers_start(struct mrl_ctx *ctx);
 void mrl_watchers_stop(struct mrl_ctx *ctx);
@@ -552,7 +576,7 @@ void mrl_mr_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* outbox.c */
 void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg, size_t len);
 struct state_ent;
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e);
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct state_ent *e, uint64_t len);
 void mrl_outbox_close_batches(struct mrl_ctx *ctx);
 void mrl_flush_outbox(struct mrl_ctx *ctx);
 bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx);
@@ -609,6 +633,24 @@ static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
+
+/* memfd.c: the memfd/shmem watcher; ctx->lock held. A lease signal for an
+ * fd that is no file's (lease.c) may be one of its leases. Deny on a memfd:
+ * seal it (0), or -errno and why not. */
+void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen);
+int mrl_memfd_seal(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char **why);
+int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *ino);
+void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
+		   struct mrl_mr_vec *vec);
+void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
+/* memfd.c: free the address-space breaks src began (its stop; takes ctx->lock) */
+void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
+/* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
+ * mrl_ctx_create once the library's threads run */
+int mrl_seccomp_install(struct mrl_ctx *ctx);
+/* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
+int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
+		 uintptr_t *start, uintptr_t *end);
 
 /* brk.c: the break engine; all with ctx->lock held */
 struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,

@@ -29,6 +29,8 @@ static struct mrl_out *outbox_add(struct mrl_ctx *ctx, struct mrl_tpeer *peer, s
 	o->next = NULL;
 	o->peer = peer;
 	o->len = 0;
+	if (!ctx->outbox)
+		ctx->outbox_since = mrl_now_ns();
 	*ctx->outbox_tail = o;
 	ctx->outbox_tail = &o->next;
 	return o;
@@ -44,9 +46,11 @@ void mrl_queue_out(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const void *msg,
 	}
 }
 
-/* Many MRs change state at once (a restore after a break over 10,000 of
- * them): one MSG_STATES per peer carries up to MRL_STATES_MAX of them. */
-void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct state_ent *e)
+/* The open batch of the given type to this peer (a state message being
+ * filled), or a new one; a batch of the other type is closed first, so a
+ * peer reads every MR's states in the order they were decided. */
+static struct mrl_out *state_batch(struct mrl_ctx *ctx, struct mrl_tpeer *peer, uint8_t type,
+				   bool full)
 {
 	struct mrl_out *o = NULL;
 	int slot = -1;
@@ -56,19 +60,62 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_tpeer *peer, const struct s
 		else if (!ctx->open_batch[i] && slot < 0)
 			slot = i;
 	}
-	struct msg_states *m = o ? (struct msg_states *)o->buf : NULL;
-	if (!m || m->n == MRL_STATES_MAX) {
-		if (!(o = outbox_add(ctx, peer, sizeof(*m))))
+	if (o && !full && ((struct msg_hdr *)o->buf)->type == type)
+		return o;
+	size_t cap = type == MSG_STATES ? sizeof(struct msg_states) : sizeof(struct msg_state_runs);
+	if (!(o = outbox_add(ctx, peer, cap)))
+		return NULL;
+	struct msg_hdr *h = (struct msg_hdr *)o->buf;
+	memset(o->buf, 0, offsetof(struct msg_states, e)); /* header, n, pad: the same in both */
+	h->magic = MRL_MAGIC;
+	h->type = type;
+	o->len = h->len = offsetof(struct msg_states, e);
+	if (slot < 0)
+		slot = 0; /* more peers than slots: the evicted batch is just closed */
+	ctx->open_batch[slot] = o;
+	return o;
+}
+
+/* Many MRs change state at once (a restore after a break over 10,000 of
+ * them): their states to a peer go in batches. An MR that keeps the key
+ * the peer knows and serves all or nothing goes into a run of consecutive
+ * ids (MSG_STATE_RUNS: one message for a file's MRs registered in order);
+ * any other, one entry of MSG_STATES each (up to MRL_STATES_MAX). */
+void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct state_ent *e, uint64_t len)
+{
+	bool serving = e->state == MRL_STATE_ACTIVE || e->state == MRL_STATE_PAUSED;
+	bool run = e->key == h->told_key && (serving ? e->valid_len == len : !e->valid_len);
+	h->told_key = e->key;
+	if (run) {
+		struct mrl_out *o = state_batch(ctx, h->peer, MSG_STATE_RUNS, false);
+		if (!o)
+			return;
+		struct msg_state_runs *m = (struct msg_state_runs *)o->buf;
+		struct state_run *last = m->n ? &m->r[m->n - 1] : NULL;
+		if (last && e->id == last->first + last->n && last->n < UINT32_MAX && last->gen == e->gen &&
+		    last->state == e->state && last->cause == e->cause) {
+			last->n++;
+			return;
+		}
+		if (m->n == MRL_STATE_RUNS_MAX) {
+			if (!(o = state_batch(ctx, h->peer, MSG_STATE_RUNS, true)))
+				return;
+			m = (struct msg_state_runs *)o->buf;
+		}
+		m->r[m->n++] = (struct state_run){.first = e->id, .n = 1, .gen = e->gen, .state = e->state,
+						  .cause = e->cause};
+		o->len = offsetof(struct msg_state_runs, r) + m->n * sizeof(m->r[0]);
+		m->h.len = (uint16_t)o->len;
+		return;
+	}
+	struct mrl_out *o = state_batch(ctx, h->peer, MSG_STATES, false);
+	if (!o)
+		return;
+	struct msg_states *m = (struct msg_states *)o->buf;
+	if (m->n == MRL_STATES_MAX) {
+		if (!(o = state_batch(ctx, h->peer, MSG_STATES, true)))
 			return;
 		m = (struct msg_states *)o->buf;
-		memset(&m->h, 0, sizeof(m->h));
-		m->h.magic = MRL_MAGIC;
-		m->h.type = MSG_STATES;
-		m->n = 0;
-		m->pad = 0;
-		if (slot < 0)
-			slot = 0; /* more peers than slots: the evicted batch is just closed */
-		ctx->open_batch[slot] = o;
 	}
 	m->e[m->n++] = *e;
 	o->len = offsetof(struct msg_states, e) + m->n * sizeof(m->e[0]);
@@ -123,10 +170,36 @@ static struct mrl_out *take_all(struct mrl_ctx *ctx)
  * or a full send queue (actors in the kernel may be waiting for the
  * monitor). What cannot go now goes back to the head of the outbox, in
  * order; true when something is left (try again soon). */
+/* Hold state messages (nothing else) for a little while the device worker
+ * still has calls queued: a restore of 10,000 MRs tells its peers as each
+ * MR's device call ends, and the monitor, woken by every one, sent a
+ * message per MR or three. Held, they gather into runs; a peer's resume
+ * comes at most STATES_HOLD_NS later. ctx->lock held. */
+#define STATES_HOLD_NS 1000000ull
+static bool hold_states(struct mrl_ctx *ctx)
+{
+	if (!ctx->outbox || (!ctx->devq && !ctx->dev_active) ||
+	    mrl_now_ns() - ctx->outbox_since >= STATES_HOLD_NS)
+		return false;
+	for (struct mrl_out *o = ctx->outbox; o; o = o->next) {
+		uint8_t type = ((const struct msg_hdr *)o->buf)->type;
+		if (type != MSG_STATES && type != MSG_STATE_RUNS)
+			return false;
+	}
+	return true;
+}
+
 bool mrl_flush_outbox_nowait(struct mrl_ctx *ctx)
 {
 	if (pthread_mutex_trylock(&ctx->flush_lock))
 		return true; /* another thread is sending: what it left, next time */
+	mrl_lock(&ctx->lock);
+	bool hold = hold_states(ctx);
+	mrl_unlock(&ctx->lock);
+	if (hold) {
+		mrl_unlock(&ctx->flush_lock);
+		return true; /* the monitor looks again soon, and at each device call's end */
+	}
 	struct mrl_out *o = take_all(ctx);
 	o = send_list(o, false);
 	requeue_front(ctx, o);

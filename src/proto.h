@@ -7,12 +7,12 @@
  * by a field the sender fills in. */
 #ifndef MRL_PROTO_H
 #define MRL_PROTO_H
+#include <stddef.h>
 #include <stdint.h>
 
-#define MRL_MAGIC 0x4d524c32u /* "MRL2": tagged messages */
+#define MRL_MAGIC 0x4d524c33u /* "MRL3": tagged messages, PAUSE by runs of ids */
 #define MRL_TAG_LEN 16
 #define MRL_MSG_MAX 1024
-#define MRL_PAUSE_IDS 28
 #define MRL_LIST_IDS 28
 
 enum mrl_msg_type {
@@ -27,6 +27,7 @@ enum mrl_msg_type {
 	MSG_STATES,       /* owner -> peer: resume / fence / update of many MRs */
 	MSG_PING,         /* either way: nothing heard from you for a while; answer */
 	MSG_PONG,         /* the answer: I am alive */
+	MSG_STATE_RUNS,   /* owner -> peer: runs of MRs to a new state, key and length kept */
 	MSG_TYPE_MAX
 };
 
@@ -69,10 +70,21 @@ struct msg_list_rep {
 	uint64_t ids[MRL_LIST_IDS];
 };
 
+/* PAUSE names its MRs as runs of consecutive ids: a file's MRs registered
+ * in order have consecutive handles, so one message pauses thousands of
+ * them (one ack each way per peer per break, not one per 28 MRs). */
+struct pause_run {
+	uint64_t first; /* the run's first MR id */
+	uint32_t n;     /* ids first, first+1, ..., first+n-1; n >= 1 */
+	uint32_t pad;
+};
+#define MRL_PAUSE_RUNS ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct pause_run))
+#define MRL_PAUSE_MAX_IDS (1u << 22) /* ids in one PAUSE, all runs together */
 struct msg_pause {
 	struct msg_hdr h;
-	uint32_t n, pad;
-	uint64_t ids[MRL_PAUSE_IDS];
+	uint32_t n;     /* runs */
+	uint32_t total; /* ids in all runs: the sum of their n */
+	struct pause_run runs[MRL_PAUSE_RUNS];
 };
 
 /* One MR's new state inside MSG_STATES (its base and length never change). */
@@ -88,6 +100,24 @@ struct msg_states {
 	struct state_ent e[MRL_STATES_MAX];
 };
 
+/* MSG_STATE_RUNS: every MR of a run (consecutive ids) takes the run's
+ * state, cause and generation, keeps the remote key the peer was last
+ * told, and serves its whole length (ACTIVE, PAUSED) or nothing (FENCED,
+ * DEREGISTERED): a hitless restore of a file's 10,000 MRs is one message. */
+struct state_run {
+	uint64_t first;
+	uint32_t n, gen;
+	uint8_t state, cause, pad[6];
+};
+#define MRL_STATE_RUNS_MAX ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct state_run))
+struct msg_state_runs {
+	struct msg_hdr h;
+	uint32_t n, pad;
+	struct state_run r[MRL_STATE_RUNS_MAX];
+};
+
+_Static_assert(sizeof(struct msg_state_runs) <= MRL_MSG_MAX, "state runs fit");
+_Static_assert(offsetof(struct msg_state_runs, r) == offsetof(struct msg_states, e), "batch heads alike");
 _Static_assert(sizeof(struct msg_hdr) == 40, "header layout");
 _Static_assert(sizeof(struct msg_pause) <= MRL_MSG_MAX, "pause fits");
 _Static_assert(sizeof(struct msg_states) <= MRL_MSG_MAX, "states fit");

@@ -8,7 +8,8 @@
 
 const struct mrl_watcher_ops *const mrl_watchers[] = {
 	&mrl_watch_lease, &mrl_watch_inotify, &mrl_watch_fan, &mrl_watch_uffd,
-	&mrl_watch_interpose, &mrl_watch_sigbus, &mrl_watch_verify, NULL,
+	&mrl_watch_interpose, &mrl_watch_sigbus, &mrl_watch_verify, &mrl_watch_memfd,
+	&mrl_watch_seccomp, NULL,
 };
 
 MRL_EXPORT const char *mrl_watcher_str(unsigned bit)

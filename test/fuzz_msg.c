@@ -120,8 +120,12 @@ static void map_ids(unsigned char *buf, size_t len)
 	case MSG_OPEN_REP:
 	case MSG_STATE: map_id(buf, len, offsetof(struct msg_state, id)); break;
 	case MSG_PAUSE:
-		for (int i = 0; i < MRL_PAUSE_IDS; i++)
-			map_id(buf, len, offsetof(struct msg_pause, ids) + 8 * (size_t)i);
+		for (size_t i = 0; i < MRL_PAUSE_RUNS; i++)
+			map_id(buf, len, offsetof(struct msg_pause, runs) + i * sizeof(struct pause_run));
+		break;
+	case MSG_STATE_RUNS:
+		for (size_t i = 0; i < MRL_STATE_RUNS_MAX; i++)
+			map_id(buf, len, offsetof(struct msg_state_runs, r) + i * sizeof(struct state_run));
 		break;
 	case MSG_STATES:
 		for (size_t i = 0; i < MRL_STATES_MAX; i++)

@@ -4,7 +4,12 @@
  * claims to see "before" is made here, by another process with the system's
  * own tools or by the owner itself, and the library must have seen it: a
  * break (pause), a lease break, or a fanotify event let through as plain
- * data. Each row runs on a fresh file so one change cannot hide another. */
+ * data. Each row runs on a fresh file so one change cannot hide another.
+ * memfds are changed by path through /proc/PID/fd/N (the only way another
+ * process reaches one it was not handed) and, for the owner's rows,
+ * through the owner's own memfd fd; a sealed memfd (policy deny) claims
+ * its refused rows "n/a", and each refused change must fail and leave the
+ * MR untouched. */
 #include <linux/capability.h>
 #include <linux/falloc.h>
 #include <sys/mman.h>
@@ -18,7 +23,9 @@ struct config {
 	const char *name, *fs;
 	unsigned flags;
 	unsigned want;   /* watcher the MR must report */
+	int memfd;       /* 0: a file on fs; MEMFD_PLAIN, MEMFD_SEALED (policy deny) */
 };
+enum { MEMFD_PLAIN = 1, MEMFD_SEALED, SHMEM_ANON };
 
 /* The owner's fd for its own changes: the fd it handed the library
  * (mrl_file_adopt), or -1 to open one (which a lease sees). */
@@ -107,12 +114,28 @@ static int run(const struct config *c)
 	snprintf(path, sizeof(path), "%s/f", dir);
 	printf("-- %s\n", c->name);
 	for (int row = 0; row < MRL_CHG_MAX; row++) {
-		t_make_file(path, SZ);
+		snprintf(path, sizeof(path), "%s/f", dir);
+		if (!c->memfd)
+			t_make_file(path, SZ);
 		mrl_ctx *ctx = t_ctx_flags("mock", 1000, c->flags);
 		void *p;
 		mrl_mr_t mr;
 		owner_fd = -1;
-		if (c->want == MRL_WATCH_LEASE) {
+		int mfd = -1;
+		if (c->memfd == SHMEM_ANON) {
+			/* reached by others through /proc/PID/map_files (CAP_SYS_ADMIN) */
+			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			REQUIRE(p != MAP_FAILED, "shared anonymous memory");
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", (int)getpid(),
+				 (unsigned long)p, (unsigned long)p + SZ);
+		} else if (c->memfd) {
+			mfd = memfd_create("t_coverage", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+			REQUIRE(mfd >= 0 && ftruncate(mfd, SZ) == 0, "memfd");
+			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+			REQUIRE(p != MAP_FAILED, "map the memfd");
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), mfd);
+			owner_fd = mfd;
+		} else if (c->want & MRL_WATCH_LEASE) {
 			/* the weakest case the lease claims: the owner keeps using
 			 * the fd it mapped with and handed to the library */
 			int fd = open(path, O_RDWR);
@@ -122,16 +145,20 @@ static int run(const struct config *c)
 		} else {
 			REQUIRE(mrl_file_map(ctx, path, 0, SZ, PROT_READ | PROT_WRITE, &p) == 0, "map");
 		}
-		REQUIRE(mrl_mr_reg(ctx, p, SZ, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
+		struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = MRL_POLICY_DENY};
+		REQUIRE(mrl_mr_reg(ctx, p, SZ, MRL_ACCESS_REMOTE_WRITE,
+				   c->memfd == MEMFD_SEALED ? &ro : NULL, &mr) == 0, "register");
 		mr_addr = p;
 		struct mrl_mr_info in = t_query(ctx, mr);
 		if (row == 0)
 			CHECK((in.watchers & c->want) == c->want, "%s: watchers %#x include %#x", c->name,
 			      in.watchers, c->want);
-		if (c->want == MRL_WATCH_LEASE && in.watchers & MRL_WATCH_LEASE)
+		if ((c->want & MRL_WATCH_LEASE) && in.watchers & MRL_WATCH_LEASE)
 			CHECK(!(in.watchers & MRL_WATCH_FANOTIFY), "lease configuration runs no fanotify");
 		if (in.coverage[row] == MRL_SEEN_BEFORE) {
 			uint64_t before = seen_count(ctx);
+			struct mrl_stats s0 = {.size = sizeof(s0)};
+			mrl_ctx_stats(ctx, &s0);
 			int r = act(row, path);
 			if (r == -2) {
 				CHECK(0, "%s: row '%s' claimed before but no test action exists", c->name,
@@ -143,6 +170,16 @@ static int run(const struct config *c)
 					usleep(1000);
 				CHECK(seen_count(ctx) > before, "%s: '%s' claimed before, and seen", c->name,
 				      mrl_change_str(row));
+				/* the owner's own truncate or punch through its own fd breaks
+				 * no lease and no open: only a held call (seccomp, fanotify)
+				 * pauses for it */
+				if ((row == MRL_CHG_OWNER_TRUNCATE || row == MRL_CHG_OWNER_LAYOUT) &&
+				    (c->want & MRL_WATCH_SECCOMP)) {
+					struct mrl_stats s1 = {.size = sizeof(s1)};
+					mrl_ctx_stats(ctx, &s1);
+					CHECK(s1.pauses > s0.pauses, "%s: '%s' held as a pause", c->name,
+					      mrl_change_str(row));
+				}
 				/* an open seen is not yet its truncate seen: the truncate
 				 * must have been held as one (a pause), and fenced the MR */
 				if (row == MRL_CHG_OTHER_OPEN_TRUNC) {
@@ -185,14 +222,36 @@ static int run(const struct config *c)
 			}
 			CHECK(got == 0, "%s: '%s' claimed after, and seen after", c->name, mrl_change_str(row));
 			printf("   %-36s after: seen\n", mrl_change_str(row));
+		} else if (c->memfd == MEMFD_SEALED && in.coverage[row] == MRL_SEEN_NA &&
+			   row != MRL_CHG_OTHER_RENAME && row != MRL_CHG_OTHER_UNLINK &&
+			   act(row, NULL) != -2) {
+			/* n/a because sealed: the change is refused, nothing moves */
+			((volatile char *)p)[SZ - 1] = 7;
+			int r = act(row, path);
+			struct stat st;
+			CHECK(r != 0, "%s: '%s' refused by the seals", c->name, mrl_change_str(row));
+			CHECK(fstat(mfd, &st) == 0 && st.st_size == SZ &&
+				      ((volatile char *)p)[SZ - 1] == 7,
+			      "%s: '%s' left the memfd as it was", c->name, mrl_change_str(row));
+			struct mrl_mr_info now = t_query(ctx, mr);
+			CHECK(now.state == MRL_STATE_ACTIVE && now.generation == in.generation,
+			      "%s: '%s' left the MR active, same generation", c->name,
+			      mrl_change_str(row));
+			printf("   %-36s n/a: refused\n", mrl_change_str(row));
 		} else {
 			printf("   %-36s %s\n", mrl_change_str(row), mrl_seen_str(in.coverage[row]));
 		}
 		mrl_mr_dereg(ctx, mr);
-		if (owner_fd >= 0 || mrl_file_unmap(ctx, p, SZ) < 0)
+		if (c->memfd) {
+			munmap(p, SZ);
+			if (mfd >= 0)
+				close(mfd);
+			owner_fd = -1;
+		} else if (owner_fd >= 0 || mrl_file_unmap(ctx, p, SZ) < 0)
 			munmap(p, SZ); /* adopted fd (the library closes it), or a row changed the mapping */
 		mrl_ctx_destroy(ctx);
-		unlink(path);
+		if (!c->memfd)
+			unlink(path);
 	}
 	rmdir(dir);
 	return claimed;
@@ -232,6 +291,15 @@ int main(void)
 		{"ext4, fanotify", "ext4", 0, MRL_WATCH_FANOTIFY},
 		{"ext4, lease only", "ext4", MRL_CTX_NO_FANOTIFY, MRL_WATCH_LEASE},
 		{"tmpfs (lease)", "tmpfs", 0, MRL_WATCH_LEASE},
+		{"memfd (lease on a reopen)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_PLAIN},
+		{"memfd, sealed (deny)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_SEALED},
+		{"shared anonymous (lease on map_files)", "tmpfs", 0, MRL_WATCH_MEMFD, SHMEM_ANON},
+		/* in a child of their own (the filter stays on a process for good),
+		 * which leaves by _exit: LeakSanitizer's exit check stops every
+		 * thread, the supervisor included, and its own munmap then waits */
+		{"tmpfs, seccomp", "tmpfs", MRL_CTX_SECCOMP, MRL_WATCH_LEASE | MRL_WATCH_SECCOMP},
+		{"memfd, seccomp", "tmpfs", MRL_CTX_SECCOMP, MRL_WATCH_MEMFD | MRL_WATCH_SECCOMP,
+		 MEMFD_PLAIN},
 	};
 	for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
 		if (cfg[i].want == MRL_WATCH_FANOTIFY) {
@@ -242,6 +310,18 @@ int main(void)
 				printf("-- %s: fanotify unavailable here, not checked\n", cfg[i].name);
 				continue;
 			}
+		}
+		if (cfg[i].flags & MRL_CTX_SECCOMP) {
+			fflush(stdout);
+			pid_t sc = fork();
+			if (sc == 0) {
+				int n = run(&cfg[i]);
+				CHECK(n >= 3, "%s: at least three rows claimed before (%d)", cfg[i].name, n);
+				fflush(stdout);
+				_exit(t_failures ? 1 : 0);
+			}
+			CHECK(t_wait_status(sc) == 0, "%s: passed", cfg[i].name);
+			continue;
 		}
 		int n = run(&cfg[i]);
 		CHECK(n >= 3, "%s: at least three rows claimed before (%d)", cfg[i].name, n);

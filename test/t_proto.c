@@ -65,8 +65,27 @@ int main(void)
 	struct msg_pause *pm = (struct msg_pause *)raw;
 	pm->h.type = MSG_PAUSE;
 	pm->n = 1000;
-	CHECK(mrl_ep_send_raw(peer, raw, offsetof(struct msg_pause, ids) + 8) == 0, "send a lying PAUSE");
+	CHECK(mrl_ep_send_raw(peer, raw, offsetof(struct msg_pause, runs) + sizeof(pm->runs[0])) == 0,
+	      "send a lying PAUSE");
 	CHECK(wait_bad(sctx, cep, ++bad) == 0, "PAUSE with a count past its end dropped");
+
+	/* 3b. PAUSE runs that lie: a total that is not the runs' sum, an empty
+	 * run, a run wrapping past the last id, a total past the bound */
+	static const struct {
+		uint64_t first;
+		uint32_t n, total;
+	} lies[] = {{1, 3, 4}, {1, 0, 0}, {UINT64_MAX - 1, 3, 3}, {1, MRL_PAUSE_MAX_IDS + 1, MRL_PAUSE_MAX_IDS + 1}};
+	for (size_t i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+		memset(raw, 0, sizeof(raw));
+		pm->h.type = MSG_PAUSE;
+		pm->n = 1;
+		pm->total = lies[i].total;
+		pm->runs[0].first = lies[i].first;
+		pm->runs[0].n = lies[i].n;
+		CHECK(mrl_ep_send_raw(peer, raw, offsetof(struct msg_pause, runs) + sizeof(pm->runs[0])) == 0,
+		      "send PAUSE lie %zu", i);
+		CHECK(wait_bad(sctx, cep, ++bad) == 0, "PAUSE lie %zu dropped and counted", i);
+	}
 
 	/* 4. a STATES batch with a count past its end, sent to the peer side
 	 * by the owner: use the owner's peer handle */
@@ -83,6 +102,25 @@ int main(void)
 		usleep(1000);
 	}
 	CHECK(bad_count(cctx) == cbad + 1, "STATES with a count past its end dropped by the peer");
+
+	/* 4b. STATE_RUNS that lie, to the peer: a count past its end, an empty
+	 * run, a state out of range */
+	for (int i = 0; i < 3; i++) {
+		memset(raw, 0, sizeof(raw));
+		struct msg_state_runs *rm = (struct msg_state_runs *)raw;
+		rm->h.type = MSG_STATE_RUNS;
+		rm->n = i == 0 ? 5 : 1;
+		rm->r[0] = (struct state_run){.first = mr, .n = i == 1 ? 0 : 1, .state = i == 2 ? 77 : MRL_STATE_FENCED};
+		cbad = bad_count(cctx);
+		CHECK(mrl_ep_send_raw(aa.peer, raw, offsetof(struct msg_state_runs, r) + sizeof(rm->r[0])) == 0,
+		      "send lying STATE_RUNS %d", i);
+		for (int k = 0; k < 30000 && bad_count(cctx) <= cbad; k++) {
+			struct mrl_completion c[4];
+			mrl_ep_poll(cep, c, 4);
+			usleep(1000);
+		}
+		CHECK(bad_count(cctx) == cbad + 1, "lying STATE_RUNS %d dropped by the peer", i);
+	}
 
 	/* 5. a STATES entry for an MR the peer never opened, and one with a
 	 * state out of range: ignored, nothing else changes */

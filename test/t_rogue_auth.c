@@ -31,9 +31,9 @@
 
 /* ---------------- the rogue: plain libfabric, no mrlease ---------------- */
 
-#define R_MAGIC 0x4d524c32u      /* control messages */
+#define R_MAGIC 0x4d524c33u      /* control messages */
 #define R_BOOT_MAGIC 0x4d524c42u /* bootstrap */
-#define R_NTYPES 11              /* OPEN_REQ .. PONG */
+#define R_NTYPES 12              /* OPEN_REQ .. STATE_RUNS */
 #define R_NIDX 4                 /* peer indexes it tries */
 
 struct r_hdr {
@@ -184,7 +184,7 @@ static int rogue_boot_garbage(uint16_t port)
 static size_t r_msg_len(int type)
 {
 	/* the sizes of mrlease's messages, as a sniffer would learn them */
-	static const size_t len[R_NTYPES + 1] = {0, 48, 96, 48, 272, 272, 40, 96, 48, 176, 40, 40};
+	static const size_t len[R_NTYPES + 1] = {0, 48, 96, 48, 272, 1024, 40, 96, 48, 176, 40, 40, 72};
 	return len[type];
 }
 
@@ -206,10 +206,22 @@ static int rogue_forge(struct rogue_fab *f, fi_addr_t dest, const struct r_cmd *
 				h->tag[i] = (uint8_t)(*seq * 31 + (uint32_t)i);
 			/* a body that would do harm if believed: name the MRs */
 			uint64_t *body = (uint64_t *)(b + sizeof(*h));
-			if (type == 5 || type == 9) { /* PAUSE, STATES: n = 4, then ids */
+			if (type == 5) { /* PAUSE: 4 runs of one id each */
+				((uint32_t *)body)[0] = 4;
+				((uint32_t *)body)[1] = 4;
+				for (int i = 0; i < 4; i++) {
+					body[1 + 2 * i] = cmd->mr_ids[i];
+					body[2 + 2 * i] = 1;
+				}
+			} else if (type == 12) { /* STATE_RUNS: fence the 4 MRs, one run each */
+				((uint32_t *)body)[0] = 1;
+				body[1] = cmd->mr_ids[0];
+				body[2] = 1;
+				body[3] = 3; /* state 3: fenced */
+			} else if (type == 9) { /* STATES: n = 4, then ids */
 				((uint32_t *)body)[0] = 4;
 				for (int i = 0; i < 4; i++)
-					body[1 + i * (type == 9 ? 4 : 1)] = cmd->mr_ids[i];
+					body[1 + i * 4] = cmd->mr_ids[i];
 			} else if (type == 1 || type == 8) { /* OPEN_REQ, CLOSE */
 				body[0] = cmd->mr_ids[idx];
 			} else if (type == 2 || type == 7) { /* OPEN_REP, STATE: fence MR idx */
@@ -438,6 +450,7 @@ int main(void)
 			r_msg_len(MSG_STATE) == sizeof(struct msg_state) &&
 			r_msg_len(MSG_LIST_REP) == sizeof(struct msg_list_rep) &&
 			r_msg_len(MSG_PAUSE) == sizeof(struct msg_pause) &&
+			r_msg_len(MSG_STATE_RUNS) == offsetof(struct msg_state_runs, r) + sizeof(struct state_run) &&
 			r_msg_len(MSG_PONG) == sizeof(struct msg_hdr) &&
 			sizeof(struct r_hdr) == sizeof(struct msg_hdr) &&
 			sizeof(struct r_challenge) == sizeof(struct boot_challenge) &&

@@ -57,7 +57,7 @@ uint64_t cli_pct(uint64_t *v, size_t n, int p)
 const char *cli_watcher_names(unsigned mask, char *buf, size_t n)
 {
 	buf[0] = 0;
-	for (unsigned bit = 1; bit <= MRL_WATCH_VERIFY; bit <<= 1)
+	for (unsigned bit = 1; bit <= MRL_WATCH_SECCOMP; bit <<= 1)
 		if (mask & bit)
 			snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "+" : "",
 				 mrl_watcher_str(bit));

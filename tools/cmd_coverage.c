@@ -19,21 +19,42 @@ struct cov_col {
 	struct mrl_mr_info in;
 };
 
-static void cov_column(const char *file, size_t len, unsigned flags, const char *title, struct cov_col *col)
+/* Memory without a file name: private or shared anonymous, a memfd (its
+ * fd kept open, as an application keeps it), a hugetlb memfd. */
+enum { MEM_ANON = 0, MEM_SHMEM, MEM_MEMFD, MEM_HUGETLB };
+
+static void cov_column_mem(const char *file, int mem, size_t len, unsigned flags, const char *title,
+			   struct cov_col *col)
 {
 	mrl_ctx *ctx;
 	struct mrl_ctx_opts co = {.size = sizeof(co), .provider = "mock", .flags = flags};
-	void *p;
+	void *p = MAP_FAILED;
 	mrl_mr_t mr;
+	int mfd = -1;
 	int ret = mrl_ctx_create(&co, &ctx);
 	if (ret)
 		cli_die("context", ret);
-	if (file)
+	if (file) {
 		ret = mrl_file_map(ctx, file, 0, len, PROT_READ | PROT_WRITE, &p);
-	else if ((p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+	} else if (mem == MEM_MEMFD || mem == MEM_HUGETLB) {
+		mfd = memfd_create("mrlease-coverage",
+				   MFD_CLOEXEC | (mem == MEM_HUGETLB ? MFD_HUGETLB : MFD_ALLOW_SEALING));
+		if (mfd < 0 || ftruncate(mfd, (off_t)len) < 0 ||
+		    (p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0)) == MAP_FAILED)
+			ret = -errno;
+	} else if ((p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			     (mem == MEM_SHMEM ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED) {
 		ret = -errno;
+	}
+	if (ret && mem == MEM_HUGETLB) { /* no huge pages set aside here: no column */
+		if (mfd >= 0)
+			close(mfd);
+		mrl_ctx_destroy(ctx);
+		col->title[0] = 0;
+		return;
+	}
 	if (ret)
-		cli_die(file ? file : "anonymous memory", ret);
+		cli_die(file ? file : "memory", ret);
 	if ((ret = mrl_mr_reg(ctx, p, len, MRL_ACCESS_REMOTE_WRITE, NULL, &mr)))
 		cli_die("register", ret);
 	col->in.size = sizeof(col->in);
@@ -45,7 +66,14 @@ static void cov_column(const char *file, size_t len, unsigned flags, const char 
 		mrl_file_unmap(ctx, p, len);
 	else
 		munmap(p, len);
+	if (mfd >= 0)
+		close(mfd);
 	mrl_ctx_destroy(ctx);
+}
+
+static void cov_column(const char *file, size_t len, unsigned flags, const char *title, struct cov_col *col)
+{
+	cov_column_mem(file, MEM_ANON, len, flags, title, col);
 }
 
 static int scratch_file(char *tmpl)
@@ -60,7 +88,7 @@ static int scratch_file(char *tmpl)
 int cmd_coverage(const struct cli_opts *o)
 {
 	const char *file = o->nargs ? o->args[0] : NULL;
-	struct cov_col col[4];
+	struct cov_col col[8];
 	int n = 0;
 	unsigned flags = (o->no_lease ? MRL_CTX_NO_LEASES : 0) | (o->no_fanotify ? MRL_CTX_NO_FANOTIFY : 0);
 	char ext4[] = "/var/tmp/mrlease-cov-XXXXXX", shm[] = "/dev/shm/mrlease-cov-XXXXXX";
@@ -87,6 +115,10 @@ int cmd_coverage(const struct cli_opts *o)
 			cov_column(shm, 1 << 20, flags, "tmpfs file", &col[n++]);
 			unlink(shm);
 		}
+		cov_column_mem(NULL, MEM_MEMFD, 1 << 20, flags, "memfd", &col[n++]);
+		cov_column_mem(NULL, MEM_SHMEM, 1 << 20, flags, "shared anonymous", &col[n++]);
+		cov_column_mem(NULL, MEM_HUGETLB, 2 << 20, flags, "hugetlb memfd", &col[n]);
+		n += col[n].title[0] != 0;
 		cov_column(NULL, 1 << 20, flags, "anonymous", &col[n++]);
 	}
 	printf("coverage now: when each change is seen, per kind of memory and watchers running\n");
