@@ -200,12 +200,15 @@ BENCH_SMOKE :=
 SH_TESTS_OPT_IN := test/t_deb.sh
 SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
 
-# The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.
+# The whole suite, then again under ASan/UBSan, then the threaded tests under
+# TSan; two test programs at a time (MRL_TEST_JOBS; shell tests and the
+# whole-machine ones alone), which also keeps every test honest on a busy
+# machine.
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
 	$(MAKE) --no-print-directory fuzz-build
-	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+	MRL_TEST_JOBS=$${MRL_TEST_JOBS:-2} ./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
 test-optin: tests
