@@ -64,8 +64,8 @@ TESTS_ALL := $(patsubst test/%.c,$(B)/test/%,$(wildcard test/t_*.c))
 TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
-	t_intp_stress t_fence_applied t_desc_rereg t_uffd_stale t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook t_auth t_rogue_auth \
-	t_sigbus t_redirect_uring t_redirect_fabric
+	t_intp_stress t_fence_applied t_desc_rereg t_uffd_stale t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook \
+	t_fi_board_rogue t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -78,7 +78,10 @@ PL_LINK := -Wl,--no-as-needed $(PRELOAD)
 # library linked in. Plain tree only: libfabric dlopens it into programs
 # built without sanitizers.
 FI_HOOK_SO := $(if $(SAN),,$(B)/fi/libmrlease-fi.so)
-FI_PROVDIR ?= /usr/lib/$(shell $(CC) -dumpmachine)/libfabric
+# installed under the prefix like the rest: $(LIBDIR)/libfabric is libfabric's
+# own provider directory for PREFIX=/usr on Debian (LIBDIR multiarch); under
+# another prefix the application points FI_PROVIDER_PATH there
+FI_PROVDIR ?= $(LIBDIR)/libfabric
 
 all: $(B)/libmrlease.so $(B)/libmrlease.a $(PRELOAD) $(B)/mrlease $(B)/mrlease.pc $(FI_HOOK_SO)
 
@@ -177,8 +180,8 @@ $(B)/test/fi_rma: test/fi_rma.c | $(B)/test
 $(B)/test/mpi_win: test/mpi_win.c | $(B)/test
 	$(MPICC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
-# t_fi_hook: the hook's sources linked in, so they run under the sanitizers
-$(B)/test/t_fi_hook: test/t_fi_hook.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
+# t_fi_hook, t_fi_board_rogue: the hook's sources linked in, so they run under the sanitizers
+$(B)/test/t_fi_hook $(B)/test/t_fi_board_rogue: $(B)/test/t_fi_%: test/t_fi_%.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(wildcard fi/*.c) $(PL_LINK) \
 		-Wl,-rpath,$(abspath $(B)) $(B)/libmrlease.a $(LIBS) -lm
 
@@ -194,12 +197,15 @@ BENCH_SMOKE :=
 SH_TESTS_OPT_IN := test/t_deb.sh
 SH_TESTS := $(filter-out $(SH_TESTS_OPT_IN),$(wildcard test/t_*.sh))
 
-# The whole suite, then again under ASan/UBSan, then the threaded tests under TSan.
+# The whole suite, then again under ASan/UBSan, then the threaded tests under
+# TSan; two test programs at a time (MRL_TEST_JOBS; shell tests and the
+# whole-machine ones alone), which also keeps every test honest on a busy
+# machine.
 test: all tests $(BENCH_SMOKE)
 	$(MAKE) --no-print-directory SAN=asan tests
 	$(MAKE) --no-print-directory SAN=tsan build-tsan/mrlease $(addprefix build-tsan/test/,$(TSAN_TESTS))
 	$(MAKE) --no-print-directory fuzz-build
-	./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
+	MRL_TEST_JOBS=$${MRL_TEST_JOBS:-2} ./test/run.sh $(TESTS) $(SH_TESTS) $(BENCH_SMOKE) $(patsubst $(B)/%,build-asan/%,$(TESTS)) \
 		$(addprefix build-tsan/test/,$(TSAN_TESTS))
 
 test-optin: tests

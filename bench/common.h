@@ -134,6 +134,8 @@ int raw_connect(struct raw_node *a, struct raw_node *b, fi_addr_t *out);
 int bench_fastpath(void);
 int bench_callgrind(void);
 int bench_callgrind_inner(void);
+int bench_fihook(void);
+int bench_fihook_inner(void);
 int bench_reg(void);
 int bench_breaks(void);
 int bench_breaker_inner(const char *path);

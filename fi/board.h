@@ -4,6 +4,7 @@
 #define MRL_FI_BOARD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -16,8 +17,19 @@ struct board_ent {
 	_Atomic uint64_t valid;     /* bytes from the start still served */
 	uint64_t base;              /* the remote address of byte 0 (VA, or the MR's offset) */
 	uint64_t len;               /* bytes registered */
+	uint32_t tail;              /* enum board_tail: past `valid`, what initiators do */
+	uint32_t pad;
+	_Atomic uint64_t pkey;      /* the provider's key under `key` (strict keys: each
+				     * registration's own), written before the state turns active */
 };
+/* An operation wholly past what the owner still serves (a truncated tail):
+ * refused (-FI_EKEYREJECTED), or discarded: a write dropped, a read given
+ * zeroes, both completed successfully (for programs that end on any error:
+ * Open MPI's btl/ofi). */
+enum board_tail { BT_REFUSE = 0, BT_DISCARD };
 
+#define BOARD_MAGIC 0x6d726c6662643032ull /* "mrlfbd02" */
+#define BOARD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 #define BOARD_ENTS 4096
 struct board {
 	_Atomic uint64_t magic;
@@ -27,9 +39,18 @@ struct board {
 };
 
 /* owner: an entry for a remotely accessible MR (NULL: no board) */
-struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len);
+struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len, uint32_t tail);
 void board_retract(struct board_ent *e);
 /* initiator: the one entry naming key on any board of the host, or NULL */
 struct board_ent *board_find(uint64_t key);
+
+/* the directory of markers (MRLEASE_FI_BOARD_DIR or /dev/shm/mrlease-fi) */
+const char *board_dir(void);
+/* it opened and checked (ours or root's; sticky if others may write): fd or -1 */
+int board_dir_open(bool create);
+/* PID's board at its descriptor FD, mapped if this process may believe it */
+struct board *board_open(int pid, int fd);
+/* boards found in the directory and refused (not ours, not sealed, forged) */
+unsigned long long board_refused(void);
 
 #endif

@@ -21,7 +21,7 @@ struct hook_op {
 };
 
 #define MAX_OPS (1u << 18)
-static struct hook_op *arena;
+static struct hook_op *_Atomic arena;
 static struct hook_op *free_ops;
 static unsigned arena_used;
 static pthread_mutex_t ops_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -34,28 +34,47 @@ static void arena_map(void)
 	arena = p == MAP_FAILED ? NULL : p;
 }
 
+/* Each thread keeps a few free operations of its own (posts and the
+ * completions that free them are mostly on one thread): no lock on the
+ * fast path; the shared list behind a lock otherwise. */
+#define LOCAL_OPS 64
+static __thread struct hook_op *local_free;
+static __thread unsigned nlocal;
+
 struct hook_op *hook_op_get(struct board_ent *e, void *app)
 {
-	pthread_once(&arena_once, arena_map);
-	if (!arena)
-		return NULL;
-	mrl_lock(&ops_lock);
-	struct hook_op *op = free_ops;
-	if (op)
-		free_ops = op->next;
-	else if (arena_used < MAX_OPS)
-		op = &arena[arena_used++];
-	mrl_unlock(&ops_lock);
+	struct hook_op *op = local_free;
 	if (op) {
-		memset(&op->prov, 0, sizeof(op->prov));
-		op->app = app;
-		op->e = e;
+		local_free = op->next;
+		nlocal--;
+	} else {
+		if (!atomic_load_explicit(&arena, memory_order_acquire))
+			pthread_once(&arena_once, arena_map);
+		if (!arena)
+			return NULL;
+		mrl_lock(&ops_lock);
+		op = free_ops;
+		if (op)
+			free_ops = op->next;
+		else if (arena_used < MAX_OPS)
+			op = &arena[arena_used++];
+		mrl_unlock(&ops_lock);
+		if (!op)
+			return NULL;
 	}
+	op->app = app; /* op->prov is the provider's to fill */
+	op->e = e;
 	return op;
 }
 
 void hook_op_put(struct hook_op *op)
 {
+	if (nlocal < LOCAL_OPS) {
+		op->next = local_free;
+		local_free = op;
+		nlocal++;
+		return;
+	}
 	mrl_lock(&ops_lock);
 	op->next = free_ops;
 	free_ops = op;
@@ -85,7 +104,62 @@ struct hook_cq {
 	struct fid_cq cq;
 	struct fid_cq *hcq;
 	size_t esize;
+	bool waitable;                  /* it has a wait object: fi_cq_signal wakes sread */
+	/* completions the hook gives for operations it finished itself
+	 * (discarded past a truncated tail): returned before the provider's */
+	pthread_mutex_t slock;          /* leaf */
+	atomic_uint nsynth;
+	unsigned cap;
+	struct synth { void *ctx; uint64_t flags; } *synth;
 };
+
+int hook_cq_synth(struct fid *fid, void *ctx, uint64_t flags)
+{
+	if (!fid || fid->ops != &hook_cq_fid_ops)
+		return -FI_ENOSYS; /* not the hook's: no way to complete into it */
+	struct hook_cq *c = (struct hook_cq *)fid;
+	mrl_lock(&c->slock);
+	unsigned n = atomic_load(&c->nsynth);
+	if (n == c->cap) {
+		unsigned cap = c->cap ? 2 * c->cap : 16;
+		struct synth *s = realloc(c->synth, cap * sizeof(*s));
+		if (!s) {
+			mrl_unlock(&c->slock);
+			return -FI_ENOMEM;
+		}
+		c->synth = s;
+		c->cap = cap;
+	}
+	c->synth[n].ctx = ctx;
+	c->synth[n].flags = flags;
+	atomic_store(&c->nsynth, n + 1);
+	mrl_unlock(&c->slock);
+	if (c->waitable) /* a reader blocked in the provider looks again */
+		fi_cq_signal(c->hcq);
+	return 0;
+}
+
+/* up to count of the hook's own completions into buf (src: no address) */
+static ssize_t take_synth(struct hook_cq *c, void *buf, size_t count, fi_addr_t *src)
+{
+	if (!atomic_load_explicit(&c->nsynth, memory_order_relaxed) || !count)
+		return 0;
+	mrl_lock(&c->slock);
+	unsigned n = atomic_load(&c->nsynth), k = n < count ? n : (unsigned)count;
+	for (unsigned i = 0; i < k; i++) {
+		char *e = (char *)buf + (size_t)i * c->esize;
+		memset(e, 0, c->esize);
+		((struct fi_cq_entry *)e)->op_context = c->synth[i].ctx;
+		if (c->esize >= sizeof(struct fi_cq_msg_entry))
+			((struct fi_cq_msg_entry *)e)->flags = c->synth[i].flags;
+		if (src)
+			src[i] = FI_ADDR_NOTAVAIL;
+	}
+	memmove(c->synth, c->synth + k, (n - k) * sizeof(*c->synth));
+	atomic_store(&c->nsynth, n - k);
+	mrl_unlock(&c->slock);
+	return k;
+}
 
 static void fix(struct hook_cq *c, void *buf, ssize_t n)
 {
@@ -99,14 +173,20 @@ static void fix(struct hook_cq *c, void *buf, ssize_t n)
 
 static ssize_t cq_read(struct fid_cq *cq, void *buf, size_t count)
 {
-	ssize_t n = fi_cq_read(HCQ(cq), buf, count);
+	ssize_t n = take_synth((struct hook_cq *)cq, buf, count, NULL);
+	if (n)
+		return n;
+	n = fi_cq_read(HCQ(cq), buf, count);
 	fix((struct hook_cq *)cq, buf, n);
 	return n;
 }
 
 static ssize_t cq_readfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_t *src)
 {
-	ssize_t n = fi_cq_readfrom(HCQ(cq), buf, count, src);
+	ssize_t n = take_synth((struct hook_cq *)cq, buf, count, src);
+	if (n)
+		return n;
+	n = fi_cq_readfrom(HCQ(cq), buf, count, src);
 	fix((struct hook_cq *)cq, buf, n);
 	return n;
 }
@@ -121,7 +201,10 @@ static ssize_t cq_readerr(struct fid_cq *cq, struct fi_cq_err_entry *buf, uint64
 
 static ssize_t cq_sread(struct fid_cq *cq, void *buf, size_t count, const void *cond, int timeout)
 {
-	ssize_t n = fi_cq_sread(HCQ(cq), buf, count, cond, timeout);
+	ssize_t n = take_synth((struct hook_cq *)cq, buf, count, NULL);
+	if (n)
+		return n;
+	n = fi_cq_sread(HCQ(cq), buf, count, cond, timeout);
 	fix((struct hook_cq *)cq, buf, n);
 	return n;
 }
@@ -129,7 +212,10 @@ static ssize_t cq_sread(struct fid_cq *cq, void *buf, size_t count, const void *
 static ssize_t cq_sreadfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_t *src,
 			    const void *cond, int timeout)
 {
-	ssize_t n = fi_cq_sreadfrom(HCQ(cq), buf, count, src, cond, timeout);
+	ssize_t n = take_synth((struct hook_cq *)cq, buf, count, src);
+	if (n)
+		return n;
+	n = fi_cq_sreadfrom(HCQ(cq), buf, count, src, cond, timeout);
 	fix((struct hook_cq *)cq, buf, n);
 	return n;
 }
@@ -157,8 +243,11 @@ static int cq_close(struct fid *fid)
 {
 	struct hook_cq *c = (struct hook_cq *)fid;
 	int ret = fi_close(&c->hcq->fid);
-	if (!ret)
+	if (!ret) {
+		pthread_mutex_destroy(&c->slock);
+		free(c->synth);
 		free(c);
+	}
 	return ret;
 }
 struct fi_ops hook_cq_fid_ops = HOOK_FID_OPS(cq_close);
@@ -201,6 +290,8 @@ int hook_cq_open(struct fid_domain *hdomain, struct fi_cq_attr *attr, struct fid
 		return ret;
 	}
 	c->esize = esize;
+	c->waitable = a.wait_obj != FI_WAIT_NONE;
+	pthread_mutex_init(&c->slock, NULL);
 	c->cq.fid.fclass = FI_CLASS_CQ;
 	c->cq.fid.context = context;
 	c->cq.fid.ops = &hook_cq_fid_ops;

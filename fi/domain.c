@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "board.h"
 #include "hook.h"
 #include "mrl_int.h"
 
@@ -25,7 +26,7 @@ static int dom_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr, struc
 static int dom_cntr_open(struct fid_domain *domain, struct fi_cntr_attr *attr,
 			 struct fid_cntr **cntr, void *context)
 {
-	return fi_cntr_open(((struct hook_domain *)domain)->hdomain, attr, cntr, context);
+	return hook_cntr_open(((struct hook_domain *)domain)->hdomain, attr, cntr, context);
 }
 
 static int dom_poll_open(struct fid_domain *domain, struct fi_poll_attr *attr,
@@ -47,7 +48,7 @@ static int dom_endpoint2(struct fid_domain *domain, struct fi_info *info, struct
 	struct fid_ep *h;
 	int ret = flags ? fi_endpoint2(d->hdomain, info, &h, flags, context)
 			: fi_endpoint(d->hdomain, info, &h, context);
-	return ret ? ret : hook_ep_wrap(d, h, 0, ep, context);
+	return ret ? ret : hook_ep_wrap(d, h, info && info->tx_attr ? info->tx_attr->op_flags : 0, ep, context);
 }
 
 static int dom_endpoint(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep,
@@ -62,7 +63,7 @@ static int dom_scalable_ep(struct fid_domain *domain, struct fi_info *info, stru
 	struct hook_domain *d = (struct hook_domain *)domain;
 	struct fid_ep *h;
 	int ret = fi_scalable_ep(d->hdomain, info, &h, context);
-	return ret ? ret : hook_ep_wrap(d, h, 0, sep, context);
+	return ret ? ret : hook_ep_wrap(d, h, info && info->tx_attr ? info->tx_attr->op_flags : 0, sep, context);
 }
 
 static int dom_srx_ctx(struct fid_domain *domain, struct fi_rx_attr *attr, struct fid_ep **rx,
@@ -146,6 +147,22 @@ static int dom_close(struct fid *fid)
 }
 struct fi_ops hook_domain_fid_ops = HOOK_FID_OPS(dom_close);
 
+/* MRLEASE_FI_TAIL=refuse|discard; unset: discard under an MPI launcher
+ * (Open MPI's btl/ofi aborts the job on any error an operation meets),
+ * refuse otherwise */
+static unsigned tail_from_env(void)
+{
+	const char *t = getenv("MRLEASE_FI_TAIL");
+	if (t && !strcmp(t, "discard"))
+		return BT_DISCARD;
+	if (t && strcmp(t, "refuse"))
+		hook_log("MRLEASE_FI_TAIL=%s unknown (refuse, discard): refuse", t);
+	if (t)
+		return BT_REFUSE;
+	return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ? BT_DISCARD
+											  : BT_REFUSE;
+}
+
 static unsigned policy_from_env(void)
 {
 	const char *p = getenv("MRLEASE_POLICY");
@@ -191,7 +208,9 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 	d->fab = fab;
 	d->mr_mode = info->domain_attr->mr_mode;
 	d->stop_fd = -1;
-	atomic_init(&d->next_key, 1);
+	d->key_size = info->domain_attr ? info->domain_attr->mr_key_size : 0;
+	const char *sk = getenv("MRLEASE_FI_STRICT_KEYS");
+	d->strict_keys = sk && *sk == '1';
 	pthread_mutex_init(&d->mrs_lock, NULL);
 	pthread_mutex_init(&d->q_lock, NULL);
 	int ret = open_under(d, fab, info, context);
@@ -206,6 +225,7 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 		pn = fab->prov && fab->prov->name ? fab->prov->name : "?";
 	d->prov_name = strdup(pn);
 	d->policy = policy_from_env();
+	d->tail = tail_from_env();
 	d->domain.fid.fclass = FI_CLASS_DOMAIN;
 	d->domain.fid.context = context;
 	d->domain.fid.ops = &hook_domain_fid_ops;
@@ -234,11 +254,14 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 			if (bits > 0 && (bits & (int)b))
 				snprintf(w + strlen(w), sizeof(w) - strlen(w), "%s%s", *w ? "," : "",
 					 mrl_watcher_str(b));
-		hook_log("hooked domain on %s: leasing on (watchers %s; mr_mode %#llx; keys %s; policy %s)",
+		hook_log("hooked domain on %s: leasing on (watchers %s; mr_mode %#llx; keys %s; policy %s; "
+			 "truncated tails %s)",
 			 d->prov_name, *w ? w : "none", (unsigned long long)d->mr_mode,
-			 d->keys_ours ? "chosen by the hook" : "the provider's",
+			 d->strict_keys ? "strict (a fresh provider key per registration, translated)"
+			 : d->keys_ours ? "chosen by the hook" : "the provider's",
 			 d->policy == MRL_POLICY_NOTIFY ? "notify" :
-			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore");
+			 d->policy == MRL_POLICY_FENCE ? "fence" : "restore",
+			 d->tail == BT_DISCARD ? "discard" : "refuse");
 	}
 	mrl_lock(&open_lock);
 	d->next = open_doms;

@@ -51,7 +51,8 @@ static int ep_tx_ctx(struct fid_ep *sep, int index, struct fi_tx_attr *attr, str
 {
 	struct fid_ep *h;
 	int ret = fi_tx_context(HEP(sep), index, attr, &h, context);
-	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h, 0, tx, context);
+	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h,
+					attr ? attr->op_flags : ((struct hook_ep *)sep)->txflags, tx, context);
 }
 
 static int ep_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr, struct fid_ep **rx,
@@ -274,17 +275,20 @@ static struct fi_ops_tagged hook_tagged_ops = {
 /* ---- RMA and atomics to another hooked process's leased MR ----
  * guard: 1 = the key is on no board (post as it is); 0 = counted in flight
  * (with *op the hook's context to post with, when a completion will count it
- * out); < 0 = the answer: -FI_EAGAIN while the owner pauses the MR (the
- * application retries after progress, as for a full queue: the operation is
- * held, never lost), -FI_EKEYREJECTED past what the owner still serves. */
-atomic_ullong hook_held, hook_refused;
+ * out); 2 = wholly past what the owner still serves, whose board says to
+ * discard it (RMA only: tail); < 0 = the answer: -FI_EAGAIN while the owner
+ * pauses the MR (the application retries after progress, as for a full
+ * queue: the operation is held, never lost), -FI_EKEYREJECTED past what the
+ * owner still serves. */
+atomic_ullong hook_held, hook_refused, hook_discarded;
 
 static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, struct hook_op **op,
-			struct board_ent **ent)
+			struct board_ent **ent, bool tail)
 {
 	struct board_ent *e = board_find(key);
-	*op = NULL;
 	*ent = NULL;
+	if (op)
+		*op = NULL;
 	if (!e)
 		return 1;
 	atomic_fetch_add(&e->inflight, 1);
@@ -296,9 +300,11 @@ static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, stru
 		ret = -FI_EAGAIN;
 	else if (st != BS_ACTIVE)
 		ret = -FI_EKEYREJECTED;
-	else if (addr >= e->base && addr - e->base <= e->len &&
-		 addr - e->base + len > atomic_load_explicit(&e->valid, memory_order_relaxed))
-		ret = -FI_EKEYREJECTED;
+	else if (addr >= e->base && addr - e->base <= e->len) {
+		uint64_t off = addr - e->base, valid = atomic_load_explicit(&e->valid, memory_order_relaxed);
+		if (off + len > valid)
+			ret = tail && off >= valid && e->tail == BT_DISCARD ? 2 : -FI_EKEYREJECTED;
+	}
 	if (!ret && op && !(*op = hook_op_get(e, ctx)))
 		ret = -FI_EAGAIN;
 	if (ret) {
@@ -323,19 +329,29 @@ static inline ssize_t posted(ssize_t r, struct hook_op *op, struct board_ent *e)
 	return r;
 }
 
+/* the key to post with: the provider's under the application's (strict
+ * keys), read from the board after the guard saw the MR active */
+static inline uint64_t pkey_of(struct board_ent *e, uint64_t key)
+{
+	uint64_t pk = e ? atomic_load(&e->pkey) : 0;
+	return pk ? pk : key;
+}
+
 #define GUARD(key, addr, len, ctx)                                                           \
 	struct hook_op *op;                                                                  \
 	struct board_ent *ge;                                                                \
-	int g = guard(key, addr, len, ctx, &op, &ge);                                        \
+	int g = guard(key, addr, len, ctx, &op, &ge, false);                                 \
 	if (g < 0)                                                                           \
 		return g;                                                                    \
+	key = pkey_of(ge, key);                                                              \
 	void *pctx = op ? (void *)op : (ctx)
 #define GUARD_NOCTX(key, addr, len)                                                          \
 	struct hook_op *op = NULL;                                                           \
 	struct board_ent *ge;                                                                \
-	int g = guard(key, addr, len, NULL, NULL, &ge);                                      \
+	int g = guard(key, addr, len, NULL, NULL, &ge, false);                               \
 	if (g < 0)                                                                           \
-		return g
+		return g;                                                                    \
+	key = pkey_of(ge, key)
 
 static size_t iov_len(const struct iovec *iov, size_t n)
 {
@@ -354,110 +370,243 @@ static size_t iov_len(const struct iovec *iov, size_t n)
 	if ((msg)->rma_iov_count == 1) {                                                     \
 		bool cmpl = !((struct hook_ep *)(ep))->selective || ((flags) & FI_COMPLETION); \
 		int g = guard((msg)->rma_iov[0].key, (msg)->rma_iov[0].addr, len, (msg)->context, \
-			      cmpl ? &op : NULL, &ge);                                       \
+			      cmpl ? &op : NULL, &ge, false);                                \
 		if (g < 0)                                                                   \
 			return g;                                                            \
 		if (op)                                                                      \
 			pctx = op;                                                           \
+	}                                                                                    \
+	struct fi_rma_ioc rk_;                                                               \
+	if (ge && pkey_of(ge, 0) && pkey_of(ge, 0) != (msg)->rma_iov[0].key) {               \
+		rk_ = (msg)->rma_iov[0];                                                     \
+		rk_.key = pkey_of(ge, 0);                                                    \
+		m.rma_iov = &rk_;                                                            \
 	}
+
+/* One RMA call (read or write; plain, *v, *data, *msg or inject) on its
+ * way to the provider. rma_pre guards it and does what the guard decides;
+ * RMA_POST asks the caller to make its own call to the provider (with
+ * c->desc and c->pctx) and hand the result to rma_done. */
+enum { RMA_PLAIN, RMA_MSG, RMA_INJECT };
+#define RMA_POST 1
+struct rma_call {
+	struct fid_ep *ep;
+	bool write;
+	int kind;
+	const struct iovec *iov;
+	size_t count;
+	fi_addr_t peer;
+	uint64_t addr, key, data, flags;  /* flags: a *msg call's */
+	void *ctx;
+	bool unguarded;                   /* a *msg call naming several remote ranges */
+	/* set by rma_pre */
+	void **desc;                      /* the provider's descriptors */
+	void *pctx;                       /* the context to post with */
+	struct hook_op *op;               /* counted out by its completion */
+	struct board_ent *ge;             /* the board entry it is counted on */
+	struct fid_cntr *cn;              /* the hook's counter it bumps, if any */
+	bool by_cntr;                     /* ge counted out through cn, not a completion */
+	void **dt;                        /* room for the provider's descriptors */
+};
+
+/* whether the application gets a completion queue entry for it */
+static bool completes(const struct rma_call *c)
+{
+	const struct hook_ep *e = (const struct hook_ep *)c->ep;
+	if (c->kind == RMA_INJECT || !e->txcq)
+		return false;
+	uint64_t fl = c->kind == RMA_MSG ? c->flags : e->txflags;
+	return !e->selective || (fl & FI_COMPLETION);
+}
+
+/* An operation wholly past a truncated tail whose owner discards it: a read
+ * gives zeroes; the completion (and counter) the application expects is
+ * the hook's own. Where the hook cannot complete it (no CQ of its own), it
+ * is refused after all. */
+static ssize_t rma_discard(struct rma_call *c)
+{
+	struct hook_ep *e = (struct hook_ep *)c->ep;
+	if (completes(c) && hook_cq_synth(e->txcq, c->ctx, FI_RMA | (c->write ? FI_WRITE : FI_READ))) {
+		atomic_fetch_add_explicit(&hook_refused, 1, memory_order_relaxed);
+		return -FI_EKEYREJECTED;
+	}
+	if (!c->write)
+		for (size_t i = 0; i < c->count; i++)
+			memset(c->iov[i].iov_base, 0, c->iov[i].iov_len);
+	if (c->cn)
+		hook_cntr_synth(c->cn);
+	atomic_fetch_add_explicit(&hook_discarded, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* after the provider's answer r: what was counted in goes out again on a
+ * refusal; a counter learns of what it will count */
+static ssize_t rma_done(struct rma_call *c, ssize_t r)
+{
+	if (r) {
+		if (c->op)
+			hook_op_cancel(c->op);
+		else if (c->ge)
+			atomic_fetch_sub(&c->ge->inflight, 1);
+		return r;
+	}
+	if (c->cn)
+		hook_cntr_issue(c->cn, c->by_cntr ? c->ge : NULL);
+	else if (!c->op && c->ge) /* nothing will say when it is done */
+		atomic_fetch_sub(&c->ge->inflight, 1);
+	return 0;
+}
+
+static ssize_t rma_pre(struct rma_call *c, void **desc)
+{
+	struct hook_ep *e = (struct hook_ep *)c->ep;
+	if (desc && c->count > HOOK_IOV_MAX)
+		return -FI_EINVAL;
+	c->desc = descs(desc, c->count, c->dt);
+	c->pctx = c->ctx;
+	c->op = NULL;
+	c->ge = NULL;
+	c->cn = c->write ? e->wcntr : e->rcntr;
+	c->by_cntr = false;
+	if (c->unguarded)
+		return RMA_POST;
+	bool cmpl = completes(c);
+	int g = guard(c->key, c->addr, iov_len(c->iov, c->count), c->ctx, cmpl ? &c->op : NULL,
+		      &c->ge, true);
+	if (g < 0)
+		return g;
+	if (g == 2)
+		return rma_discard(c);
+	if (c->op)
+		c->pctx = c->op;
+	if (c->ge) { /* strict keys: the provider's key under the application's (read after the state) */
+		uint64_t pk = atomic_load(&c->ge->pkey);
+		if (pk)
+			c->key = pk;
+	}
+	c->by_cntr = c->ge && !c->op && c->cn;
+	/* A write to a hooked owner's MR is counted out only once the owner's
+	 * provider has taken it in (delivery complete): a transmit completion
+	 * comes when the bytes leave, and an owner that closed its key as soon
+	 * as the count fell would meet them after (tcp then drops the
+	 * connection). (An inject cannot ask: it generates no completion.) */
+	if (!c->write || !c->ge || c->kind == RMA_INJECT || (!c->op && !c->by_cntr))
+		return RMA_POST;
+	struct fi_rma_iov rma = {.addr = c->addr, .len = iov_len(c->iov, c->count), .key = c->key};
+	struct fi_msg_rma m = {.msg_iov = c->iov, .desc = c->desc, .iov_count = c->count,
+			       .addr = c->peer, .rma_iov = &rma, .rma_iov_count = 1,
+			       .context = c->pctx, .data = c->data};
+	uint64_t fl = c->kind == RMA_MSG ? c->flags : c->data ? FI_REMOTE_CQ_DATA : 0;
+	if (c->op)
+		fl |= FI_COMPLETION;
+	return rma_done(c, fi_writemsg(HEP(c->ep), &m, fl | FI_DELIVERY_COMPLETE));
+}
+
+#define RMA_CALL(w, k, iov_, n, peer_, addr_, key_, data_, flags_, ctx_)                      \
+	void *dt_[HOOK_IOV_MAX];                                                             \
+	struct rma_call c = {.ep = ep, .write = w, .kind = k, .iov = iov_, .count = n,         \
+			     .peer = peer_, .addr = addr_, .key = key_, .data = data_,          \
+			     .flags = flags_, .ctx = ctx_, .dt = dt_}
 
 static ssize_t rma_read(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src,
 			uint64_t addr, uint64_t key, void *context)
 {
-	GUARD(key, addr, len, context);
-	return posted(fi_read(HEP(ep), buf, len, hook_desc(desc), src, addr, key, pctx), op, ge);
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	RMA_CALL(false, RMA_PLAIN, &iov, 1, src, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_read(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
+							src, addr, c.key, c.pctx));
 }
 
 static ssize_t rma_readv(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
 			 fi_addr_t src, uint64_t addr, uint64_t key, void *context)
 {
-	DESCS(desc_u, desc, count);
-	GUARD(key, addr, iov_len(iov, count), context);
-	return posted(fi_readv(HEP(ep), iov, desc_u, count, src, addr, key, pctx), op, ge);
+	RMA_CALL(false, RMA_PLAIN, iov, count, src, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc);
+	return r != RMA_POST ? r : rma_done(&c, fi_readv(HEP(ep), iov, c.desc, count, src, addr, c.key,
+							 c.pctx));
+}
+
+/* a *msg call: guarded when it names one remote range */
+static ssize_t rma_msg(struct fid_ep *ep, bool write, const struct fi_msg_rma *msg, uint64_t flags)
+{
+	bool one = msg->rma_iov_count == 1;
+	RMA_CALL(write, RMA_MSG, msg->msg_iov, msg->iov_count, msg->addr,
+		 one ? msg->rma_iov[0].addr : 0, one ? msg->rma_iov[0].key : 0, msg->data, flags,
+		 msg->context);
+	c.unguarded = !one;
+	ssize_t r = rma_pre(&c, msg->desc);
+	if (r != RMA_POST)
+		return r;
+	struct fi_msg_rma m = *msg;
+	struct fi_rma_iov ri;
+	m.desc = c.desc;
+	m.context = c.pctx;
+	if (one && c.key != msg->rma_iov[0].key) { /* translated (strict keys) */
+		ri = msg->rma_iov[0];
+		ri.key = c.key;
+		m.rma_iov = &ri;
+	}
+	return rma_done(&c, write ? fi_writemsg(HEP(ep), &m, flags) : fi_readmsg(HEP(ep), &m, flags));
 }
 
 static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
 {
-	struct fi_msg_rma m = *msg;
-	DESCS(md, msg->desc, msg->iov_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
-	m.context = pctx;
-	return posted(fi_readmsg(HEP(ep), &m, flags), op, ge);
-}
-
-/* A write to a hooked owner's MR is counted out only once the owner's
- * provider has taken it in (delivery complete): a transmit completion
- * comes when the bytes leave, and an owner that closed its key as soon as
- * the count fell would meet them after (tcp then drops the connection). */
-static ssize_t write_delivered(struct fid_ep *ep, const struct iovec *iov, void **desc,
-			      size_t count, fi_addr_t dest, uint64_t addr, uint64_t key,
-			      uint64_t data, uint64_t flags, void *ctx)
-{
-	struct fi_rma_iov rma = {.addr = addr, .len = iov_len(iov, count), .key = key};
-	struct fi_msg_rma m = {.msg_iov = iov, .desc = desc, .iov_count = count, .addr = dest,
-			       .rma_iov = &rma, .rma_iov_count = 1, .context = ctx, .data = data};
-	return fi_writemsg(HEP(ep), &m, flags | FI_COMPLETION | FI_DELIVERY_COMPLETE);
+	return rma_msg(ep, false, msg, flags);
 }
 
 static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
-	GUARD(key, addr, len, context);
-	if (!op)
-		return posted(fi_write(HEP(ep), buf, len, hook_desc(desc), dest, addr, key, pctx),
-			      op, ge);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	void *d = hook_desc(desc);
-	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, 0, 0, pctx), op, ge);
+	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_write(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
+							 dest, addr, c.key, c.pctx));
 }
 
 static ssize_t rma_writev(struct fid_ep *ep, const struct iovec *iov, void **desc, size_t count,
 			  fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
-	DESCS(desc_u, desc, count);
-	GUARD(key, addr, iov_len(iov, count), context);
-	if (!op)
-		return posted(fi_writev(HEP(ep), iov, desc_u, count, dest, addr, key, pctx), op, ge);
-	return posted(write_delivered(ep, iov, desc_u, count, dest, addr, key, 0, 0, pctx), op, ge);
+	RMA_CALL(true, RMA_PLAIN, iov, count, dest, addr, key, 0, 0, context);
+	ssize_t r = rma_pre(&c, desc);
+	return r != RMA_POST ? r : rma_done(&c, fi_writev(HEP(ep), iov, c.desc, count, dest, addr, c.key,
+							  c.pctx));
 }
 
 static ssize_t rma_writemsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint64_t flags)
 {
-	struct fi_msg_rma m = *msg;
-	DESCS(md, msg->desc, msg->iov_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, iov_len(msg->msg_iov, msg->iov_count));
-	m.context = pctx;
-	return posted(fi_writemsg(HEP(ep), &m, op ? flags | FI_DELIVERY_COMPLETE : flags), op, ge);
+	return rma_msg(ep, true, msg, flags);
 }
 
 static ssize_t rma_inject(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest,
 			  uint64_t addr, uint64_t key)
 {
-	GUARD_NOCTX(key, addr, len);
-	return posted(fi_inject_write(HEP(ep), buf, len, dest, addr, key), op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, 0, 0, NULL);
+	ssize_t r = rma_pre(&c, NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_inject_write(HEP(ep), buf, len, dest, addr, c.key));
 }
 
 static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			     uint64_t data, fi_addr_t dest, uint64_t addr, uint64_t key,
 			     void *context)
 {
-	GUARD(key, addr, len, context);
-	if (!op)
-		return posted(fi_writedata(HEP(ep), buf, len, hook_desc(desc), data, dest, addr, key,
-					   pctx), op, ge);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	void *d = hook_desc(desc);
-	return posted(write_delivered(ep, &iov, &d, 1, dest, addr, key, data, FI_REMOTE_CQ_DATA, pctx),
-		      op, ge);
+	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, data, 0, context);
+	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_writedata(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
+							     data, dest, addr, c.key, c.pctx));
 }
 
 static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, uint64_t data,
 			      fi_addr_t dest, uint64_t addr, uint64_t key)
 {
-	GUARD_NOCTX(key, addr, len);
-	return posted(fi_inject_writedata(HEP(ep), buf, len, data, dest, addr, key), op, ge);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, data, 0, NULL);
+	ssize_t r = rma_pre(&c, NULL);
+	return r != RMA_POST ? r : rma_done(&c, fi_inject_writedata(HEP(ep), buf, len, data, dest,
+								    addr, c.key));
 }
 
 static struct fi_ops_rma hook_rma_ops = {
@@ -635,9 +784,17 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 {
 	struct hook_ep *e = (struct hook_ep *)fid;
 	int ret = hook_fwd_bind(fid, bfid, flags);
-	if (!ret && bfid && bfid->fclass == FI_CLASS_CQ && (flags & FI_TRANSMIT) &&
-	    (flags & FI_SELECTIVE_COMPLETION))
-		e->selective = true;
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CQ && (flags & FI_TRANSMIT)) {
+		e->selective = flags & FI_SELECTIVE_COMPLETION;
+		e->txcq = bfid;
+	}
+	if (!ret && bfid && bfid->fclass == FI_CLASS_CNTR && bfid->ops == &hook_cntr_fid_ops) {
+		struct fid_cntr *cn = container_of(bfid, struct fid_cntr, fid);
+		if (flags & FI_WRITE)
+			e->wcntr = cn;
+		if (flags & FI_READ)
+			e->rcntr = cn;
+	}
 	return ret;
 }
 
@@ -651,10 +808,9 @@ struct fi_ops hook_ep_fid_ops = {
 	.ops_set = hook_fwd_ops_set,
 };
 
-int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, struct fid_ep **out,
+int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, uint64_t txflags, struct fid_ep **out,
 		 void *context)
 {
-	(void)unused;
 	struct hook_ep *e = calloc(1, sizeof(*e));
 	if (!e) {
 		fi_close(&hep->fid);
@@ -662,6 +818,15 @@ int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t unused, str
 	}
 	e->hep = hep;
 	e->dom = dom;
+	e->txflags = txflags;
+	if (dom) {
+		atomic_ullong *n = hep->fid.fclass == FI_CLASS_SEP      ? &dom->n.seps
+				   : hep->fid.fclass == FI_CLASS_TX_CTX ? &dom->n.txctxs
+				   : hep->fid.fclass == FI_CLASS_EP     ? &dom->n.eps
+									: NULL;
+		if (n)
+			atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+	}
 	e->ep.fid.fclass = hep->fid.fclass;
 	e->ep.fid.context = context;
 	e->ep.fid.ops = &hook_ep_fid_ops;

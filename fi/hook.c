@@ -72,6 +72,8 @@ struct fid *hook_unwrap(struct fid *fid)
 		return &((struct hook_pep *)fid)->hpep->fid;
 	if (fid->ops == &hook_cq_fid_ops)
 		return hook_cq_under(fid);
+	if (fid->ops == &hook_cntr_fid_ops)
+		return hook_cntr_under(fid);
 	if (fid->ops == &hook_eq_fid_ops)
 		return &((struct hook_eq *)fid)->heq->fid;
 	if (fid->ops == &hook_mr_fid_ops) {
@@ -188,12 +190,25 @@ static int eq_close(struct fid *fid)
 struct fi_ops hook_eq_fid_ops = HOOK_FID_OPS(eq_close);
 
 /* ---- fabric ---- */
+/* the open ones: a thread's last hooked fabric may have been closed since
+ * (by any thread), and is only looked at while it is still here */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hook_fabric *live;
+
 static int fab_close(struct fid *fid)
 {
 	struct hook_fabric *f = (struct hook_fabric *)fid;
 	int ret = fi_close(&f->hfabric->fid);
-	if (!ret)
+	if (!ret) {
+		mrl_lock(&live_lock);
+		for (struct hook_fabric **p = &live; *p; p = &(*p)->live_next)
+			if (*p == f) {
+				*p = f->live_next;
+				break;
+			}
+		mrl_unlock(&live_lock);
 		free(f);
+	}
 	return ret;
 }
 struct fi_ops hook_fabric_fid_ops = HOOK_FID_OPS(fab_close);
@@ -313,8 +328,17 @@ static int hook_fabric(struct fi_fabric_attr *attr, struct fid_fabric **fabric, 
 	f->fabric.fid.ops = &hook_fabric_fid_ops;
 	f->fabric.ops = &hook_fabric_ops;
 	f->fabric.api_version = attr->fabric->api_version;
-	if (prov && is_utility(prov->name) && last_hooked && !atomic_load(&last_hooked->domains))
-		atomic_store(&last_hooked->inner, true);
+	mrl_lock(&live_lock);
+	if (prov && is_utility(prov->name) && last_hooked) {
+		bool open = false;
+		for (struct hook_fabric *l = live; l && !open; l = l->live_next)
+			open = l == last_hooked;
+		if (open && !atomic_load(&last_hooked->domains))
+			atomic_store(&last_hooked->inner, true);
+	}
+	f->live_next = live;
+	live = f;
+	mrl_unlock(&live_lock);
 	last_hooked = f;
 	*fabric = &f->fabric;
 	return 0;

@@ -35,10 +35,13 @@ struct hook_fabric {
 	const struct fi_provider *prov;   /* the provider of the hooked fabric */
 	atomic_bool inner;
 	atomic_int domains;               /* domains opened on it (an inner one has none yet) */
+	struct hook_fabric *live_next;    /* hook.c: the open ones */
 };
 
 struct hook_counts {
 	atomic_ullong mrs, leased, unleased, breaks, restores, fences, changed, errors;
+	atomic_ullong eps, seps, txctxs;    /* endpoints wrapped: plain, scalable, their tx contexts */
+	atomic_ullong regs;                 /* registrations made with the provider (restores included) */
 };
 
 /* An application-facing domain: one mrlease context, its event thread. */
@@ -49,10 +52,13 @@ struct hook_domain {
 	struct hook_fabric *fab;
 	uint64_t mr_mode;                 /* what the application was given */
 	bool keys_ours;                   /* the application expects provider keys; the hook picks them */
-	atomic_ullong next_key;
+	size_t key_size;                  /* the provider's key size in bytes (0: unsaid) */
+	bool strict_keys;                 /* MRLEASE_FI_STRICT_KEYS: a fresh provider key per
+					   * registration under a stable virtual key */
 	const char *prov_name;
 	mrl_ctx *ctx;                     /* NULL: leasing off (could not start; logged) */
 	unsigned policy;                  /* enum mrl_policy for its MRs */
+	unsigned tail;                    /* enum board_tail for its MRs (MRLEASE_FI_TAIL) */
 	pthread_t ev_thread;
 	int stop_fd;                      /* eventfd: wakes the event thread */
 	atomic_bool stopping;             /* it ends when woken */
@@ -81,6 +87,8 @@ struct hook_mr {
 	struct fid_mr mr;
 	struct hook_mr *next;             /* hook_domain.mrs, mrs_lock */
 	struct fid_mr *_Atomic hmr;       /* NULL while fenced or revoked */
+	_Atomic uint64_t pkey;            /* fi_mr_key(hmr): the application's key but in strict mode */
+	bool virt_key;                    /* strict mode, leased: mr.key is virtual */
 	void *_Atomic hdesc;              /* fi_mr_desc(hmr), NULL with it */
 	struct hook_domain *dom;
 	mrl_mr_t lease;                   /* 0: not leased (passed through) */
@@ -99,6 +107,9 @@ struct hook_ep {
 	struct fid_ep *hep;
 	struct hook_domain *dom;
 	bool selective;                   /* FI_SELECTIVE_COMPLETION on its transmit queue */
+	struct fid *txcq;                 /* the hook's CQ of its transmit side, NULL if none */
+	uint64_t txflags;                 /* its transmit side's default operation flags */
+	struct fid_cntr *wcntr, *rcntr;   /* the hook's write/read counters bound to it */
 };
 
 struct hook_pep {
@@ -141,6 +152,8 @@ int hook_domain_open(struct hook_fabric *fab, struct fi_info *info, struct fid_d
 extern struct fi_ops hook_domain_fid_ops;
 
 /* ---- mr.c ---- */
+/* an unguessable key to ask the provider for (0: no key material) */
+uint64_t hook_new_key(struct hook_domain *d);
 extern struct fi_ops_mr hook_mr_ops;
 extern struct fi_ops hook_mr_fid_ops;
 static inline void *hook_desc(void *desc)
@@ -159,16 +172,33 @@ void hook_op_cancel(struct hook_op *op);
 int hook_cq_open(struct fid_domain *hdomain, struct fi_cq_attr *attr, struct fid_cq **out,
 		 void *context);
 struct fid *hook_cq_under(struct fid *fid);
+/* a successful completion of ctx the hook gives itself on the hook's CQ
+ * fid (0, or -FI_ENOSYS when fid is not one of the hook's) */
+int hook_cq_synth(struct fid *fid, void *ctx, uint64_t flags);
 extern struct fi_ops hook_cq_fid_ops;
 
+/* ---- cntr.c: counters, and operations counted out through them ---- */
+int hook_cntr_open(struct fid_domain *hdomain, struct fi_cntr_attr *attr, struct fid_cntr **out,
+		   void *context);
+struct fid *hook_cntr_under(struct fid *fid);
+extern struct fi_ops hook_cntr_fid_ops;
+/* an operation posted that will bump the hook's counter cn; e: its board
+ * entry, counted out once the counter shows everything posted done */
+void hook_cntr_issue(struct fid_cntr *cn, struct board_ent *e);
+/* operations counted out when their counter showed them done */
+extern atomic_ullong hook_by_cntr;
+/* an operation the hook completed itself: the counter bumped for it */
+void hook_cntr_synth(struct fid_cntr *cn);
+
 /* ---- ep.c ---- */
-int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, size_t fclass_ops_of,
+/* txflags: the transmit side's default operation flags (FI_COMPLETION) */
+int hook_ep_wrap(struct hook_domain *dom, struct fid_ep *hep, uint64_t txflags,
 		 struct fid_ep **out, void *context);
 int hook_pep_wrap(struct fid_pep *hpep, struct fid_pep **out, void *context);
 extern struct fi_ops hook_ep_fid_ops, hook_pep_fid_ops;
 /* posts to a paused MR of another hooked process answered -FI_EAGAIN (held
  * back), and to what it no longer serves answered -FI_EKEYREJECTED */
-extern atomic_ullong hook_held, hook_refused;
+extern atomic_ullong hook_held, hook_refused, hook_discarded;
 
 /* ---- reg.c: the registrar whose device is the provider's domain ---- */
 struct mrl_registrar_ops;

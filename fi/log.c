@@ -180,10 +180,14 @@ void hook_summary(struct hook_domain *d)
 {
 	hook_log("summary: domain on %s: %llu MRs (%llu leased, %llu registered as they are), "
 		 "%llu breaks, %llu restores, %llu fences, %llu changed after; "
-		 "as initiator: %llu posts held by a pause, %llu refused",
+		 "as initiator: %llu posts held by a pause, %llu refused, %llu discarded past a truncated end, "
+		 "%llu counted out by a counter; "
+		 "endpoints: %llu, scalable %llu (tx contexts %llu)",
 		 d->prov_name, (unsigned long long)d->n.mrs, (unsigned long long)d->n.leased,
 		 (unsigned long long)d->n.unleased, (unsigned long long)d->n.breaks,
 		 (unsigned long long)d->n.restores, (unsigned long long)d->n.fences,
 		 (unsigned long long)d->n.changed, (unsigned long long)hook_held,
-		 (unsigned long long)hook_refused);
+		 (unsigned long long)hook_refused, (unsigned long long)hook_discarded,
+		 (unsigned long long)hook_by_cntr,
+		 (unsigned long long)d->n.eps, (unsigned long long)d->n.seps, (unsigned long long)d->n.txctxs);
 }

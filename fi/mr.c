@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -116,6 +117,27 @@ struct fi_ops hook_mr_fid_ops = {
 	.ops_open = mr_ops_open,
 };
 
+/* A key the hook asks the provider for, where the application was promised
+ * provider keys: unguessable (the kernel's CSPRNG, through the library's
+ * key set, so a domain never hands out one twice), within the provider's
+ * key size. */
+uint64_t hook_new_key(struct hook_domain *d)
+{
+	uint64_t k = 0, mask = d->key_size && d->key_size < 8 ? (1ull << (8 * d->key_size)) - 1 : UINT64_MAX;
+	for (int i = 0; i < 64 && (!k || k == mask); i++) {
+		int ret = -1;
+		if (d->ctx) {
+			mrl_lock(&d->ctx->lock);
+			ret = mrl_key_new(d->ctx, &k);
+			mrl_unlock(&d->ctx->lock);
+		}
+		if (ret && getrandom(&k, sizeof(k), 0) != (ssize_t)sizeof(k))
+			k = 0;
+		k &= mask;
+	}
+	return k;
+}
+
 static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *attr, uint64_t flags,
 			     struct fid_mr **out)
 {
@@ -127,8 +149,10 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 	hm->dom = d;
 	hm->attr = *attr;
 	hm->flags = flags;
-	if (d->keys_ours)
-		hm->attr.requested_key = atomic_fetch_add(&d->next_key, 1);
+	if (d->keys_ours && !(hm->attr.requested_key = hook_new_key(d))) {
+		free(hm);
+		return -FI_ENOKEY; /* no key material */
+	}
 	hm->mr.fid.fclass = FI_CLASS_MR;
 	hm->mr.fid.context = attr->context;
 	hm->mr.fid.ops = &hook_mr_fid_ops;
@@ -152,7 +176,9 @@ static int mr_regattr_common(struct hook_domain *d, const struct fi_mr_attr *att
 				hm->bent = board_publish(hm->mr.key,
 							 d->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)addr
 										    : attr->offset,
-							 len);
+							 len, d->tail);
+			if (hm->bent) /* strict keys: initiators post with the provider's */
+				atomic_store(&hm->bent->pkey, atomic_load(&hm->pkey));
 			mrl_lock(&d->mrs_lock);
 			hm->next = d->mrs;
 			d->mrs = hm;

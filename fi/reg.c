@@ -28,6 +28,8 @@ int hook_mr_under_reg(struct hook_mr *hm)
 {
 	struct hook_domain *d = hm->dom;
 	struct fid_mr *m;
+	if (hm->virt_key && !(hm->attr.requested_key = hook_new_key(d)))
+		return -FI_ENOKEY;
 	int ret = fi_mr_regattr(d->hdomain, &hm->attr, hm->flags, &m);
 	if (ret)
 		return ret;
@@ -39,6 +41,8 @@ int hook_mr_under_reg(struct hook_mr *hm)
 		fi_close(&m->fid);
 		return ret;
 	}
+	atomic_store(&hm->pkey, fi_mr_key(m));
+	atomic_fetch_add_explicit(&d->n.regs, 1, memory_order_relaxed);
 	atomic_store_explicit(&hm->hdesc, fi_mr_desc(m), memory_order_release);
 	atomic_store_explicit(&hm->hmr, m, memory_order_release);
 	return 0;
@@ -80,9 +84,20 @@ static int hreg_reg(void *dev, void *addr, size_t len, unsigned access, uint64_t
 	hm->iov.iov_len = len;
 	hm->attr.mr_iov = &hm->iov;
 	hm->attr.iov_count = 1;
+	struct hook_domain *d = hm->dom;
+	hm->virt_key = d->strict_keys; /* a fresh provider key each time, a virtual one for the application */
 	int ret = hook_mr_under_reg(hm);
 	if (ret)
 		return mrl_err(ret, "fi_mr_regattr(%p, %zu): %s", addr, len, fi_strerror(-ret));
+	if (d->strict_keys) {
+		if (!(hm->mr.key = hook_new_key(d))) {
+			hook_mr_under_close(hm);
+			return mrl_err(ENOKEY, "no key material for a virtual key");
+		}
+		*key = hm->mr.key;
+		*h = hm;
+		return 0;
+	}
 	*key = hm->mr.key = fi_mr_key(atomic_load(&hm->hmr));
 	hm->attr.requested_key = hm->mr.key;
 	*h = hm;
@@ -230,13 +245,21 @@ static int hreg_restore(void *dev, void *h, void *addr, size_t len)
 	hook_mr_under_close(hm);
 	hm->iov.iov_base = addr;
 	hm->iov.iov_len = len;
-	hm->attr.requested_key = hm->mr.key;
+	struct hook_domain *d = hm->dom;
+	uint64_t old = atomic_load(&hm->pkey);
+	if (!d->strict_keys)
+		hm->attr.requested_key = hm->mr.key;
 	int ret = hook_mr_under_reg(hm);
 	if (ret)
 		return mrl_err(ret, "fi_mr_regattr(%p, %zu, key %#llx) to restore: %s", addr, len,
 			       (unsigned long long)hm->mr.key, fi_strerror(-ret));
 	uint64_t k = fi_mr_key(atomic_load(&hm->hmr));
-	if (k != hm->mr.key) { /* a provider that picks its keys: the application's is stale */
+	if (d->strict_keys) { /* the application's key stays; hooked initiators translate */
+		hook_log("restore: key %#llx now over provider key %#llx (was %#llx)",
+			 (unsigned long long)hm->mr.key, (unsigned long long)k, (unsigned long long)old);
+		if (hm->bent)
+			atomic_store(&hm->bent->pkey, k);
+	} else if (k != hm->mr.key) { /* a provider that picks its keys: the application's is stale */
 		hook_mr_under_close(hm);
 		return mrl_err(EKEYREJECTED, "restore of key %#llx: the provider gave key %#llx",
 			       (unsigned long long)hm->mr.key, (unsigned long long)k);

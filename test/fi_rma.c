@@ -8,7 +8,9 @@
  *       write then read back 4 KiB blocks round the window until STOPFILE
  *       exists; a block below byte STRICT must read back what was written
  *       (nothing there is punched or truncated by the tests)
- * Provider: $FI_RMA_PROV (default "tcp;ofi_rxm"). The peer prints one
+ * Provider: $FI_RMA_PROV (default "tcp;ofi_rxm"). FI_RMA_CNTR=1: the peer
+ * learns of its operations' completion from a counter only (its transmit
+ * CQ is selective and its operations ask for no entry). The peer prints one
  * "stats ..." line per pass and a final "final ..." line. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,6 +47,8 @@ static struct fid_domain *dom;
 static struct fid_ep *ep;
 static struct fid_av *av;
 static struct fid_cq *cq;
+static struct fid_cntr *cntr; /* FI_RMA_CNTR: completions counted only */
+static uint64_t cntr_posted;
 static struct fi_info *info;
 
 #define CHECK(call)                                                                          \
@@ -73,8 +77,19 @@ static void open_fabric(void)
 	CHECK(fi_cq_open(dom, &ca, &cq, NULL));
 	struct fi_av_attr aa = {.type = FI_AV_TABLE};
 	CHECK(fi_av_open(dom, &aa, &av, NULL));
+	const char *cn = getenv("FI_RMA_CNTR");
+	if (cn && *cn == '1') {
+		struct fi_cntr_attr na = {.events = FI_CNTR_EVENTS_COMP, .wait_obj = FI_WAIT_UNSPEC};
+		CHECK(fi_cntr_open(dom, &na, &cntr, NULL));
+		info->tx_attr->op_flags &= ~FI_COMPLETION;
+	}
 	CHECK(fi_endpoint(dom, info, &ep, NULL));
-	CHECK(fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV));
+	if (cntr) {
+		CHECK(fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV | FI_SELECTIVE_COMPLETION));
+		CHECK(fi_ep_bind(ep, &cntr->fid, FI_WRITE | FI_READ));
+	} else {
+		CHECK(fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV));
+	}
 	CHECK(fi_ep_bind(ep, &av->fid, 0));
 	CHECK(fi_enable(ep));
 }
@@ -147,6 +162,8 @@ static int owner(const char *path, int port)
 	fi_close(&ep->fid);
 	fi_close(&av->fid);
 	fi_close(&cq->fid);
+	if (cntr)
+		fi_close(&cntr->fid);
 	fi_close(&dom->fid);
 	fi_close(&fab->fid);
 	fi_freeinfo(info);
@@ -156,6 +173,19 @@ static int owner(const char *path, int port)
 /* one operation, waited for: 0, or the completion's error */
 static int wait_op(void)
 {
+	if (cntr) { /* the counter (or its error count) moves past what was posted */
+		uint64_t errs0 = fi_cntr_readerr(cntr);
+		cntr_posted++;
+		for (;;) {
+			if (fi_cntr_readerr(cntr) != errs0) {
+				cntr_posted--; /* the failed one is on the error count */
+				return FI_EIO;
+			}
+			if (fi_cntr_read(cntr) >= cntr_posted)
+				return 0;
+			fi_cntr_wait(cntr, cntr_posted, 100);
+		}
+	}
 	for (;;) {
 		struct fi_cq_entry e;
 		ssize_t r = fi_cq_sread(cq, &e, 1, NULL, 100);
@@ -180,6 +210,8 @@ static int post(bool wr, void *buf, void *desc, fi_addr_t pa, uint64_t addr, uin
 			return (int)-r;
 		struct fi_cq_entry e;
 		fi_cq_read(cq, &e, 0);
+		if (cntr) /* progress, and the hook counts out what the counter shows done */
+			fi_cntr_read(cntr);
 	}
 }
 
@@ -250,6 +282,8 @@ static int peer(const char *host, int port, const char *stop, uint64_t strict)
 	fi_close(&ep->fid);
 	fi_close(&av->fid);
 	fi_close(&cq->fid);
+	if (cntr)
+		fi_close(&cntr->fid);
 	fi_close(&dom->fid);
 	fi_close(&fab->fid);
 	fi_freeinfo(info);

@@ -7,7 +7,12 @@
  * fanotify) is a break that keeps the application's key and descriptor and
  * re-registers the provider's MR under them (writes succeed again); a
  * truncate fences the tail: a write there is refused at post
- * (-FI_EKEYREJECTED), one below it still lands. */
+ * (-FI_EKEYREJECTED), one below it still lands; an owner that discards its
+ * tail completes a write past the end without landing it and a read there
+ * with zeroes. Run twice: then in strict key mode (MRLEASE_FI_STRICT_KEYS=1,
+ * a fresh provider key per registration, as providers that choose their
+ * own keys give): the application's key stays, the provider's changes at
+ * the restore, and the hooked writer's posts are translated (invisible). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +33,14 @@ static struct fid_ep *ep;
 static struct fid_cq *cq;
 static fi_addr_t self;
 
-/* one write of BLK at off of the MR, waited for: 0 or -errno (post or completion) */
-static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
+/* one write (or read) of BLK at off of the MR, waited for: 0 or -errno
+ * (post or completion) */
+static int rma_blk(bool wr, void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
 {
 	ssize_t r;
 	do {
-		r = fi_write(ep, buf, BLK, desc, self, base + off, key, buf);
+		r = wr ? fi_write(ep, buf, BLK, desc, self, base + off, key, buf)
+		       : fi_read(ep, buf, BLK, desc, self, base + off, key, buf);
 		if (r == -FI_EAGAIN) {
 			struct fi_cq_entry e;
 			fi_cq_read(cq, &e, 0);
@@ -56,31 +63,35 @@ static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_
 	}
 }
 
-static bool log_has(const char *path, const char *what)
+static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
+{
+	return rma_blk(true, buf, desc, base, off, key);
+}
+
+static char dir[] = "/var/tmp/mrl-fihook-XXXXXX";
+static char logp[256];
+
+/* the log has a line holding both a and b */
+static bool log_has2(const char *a, const char *b)
 {
 	char line[1024];
-	FILE *f = fopen(path, "r");
+	FILE *f = fopen(logp, "r");
 	bool found = false;
 	while (f && !found && fgets(line, sizeof(line), f))
-		found = strstr(line, what) != NULL;
+		found = strstr(line, a) && strstr(line, b);
 	if (f)
 		fclose(f);
 	return found;
 }
 
-int main(void)
+static void scenario(bool strict)
 {
-	if (geteuid() != 0)
-		t_skip("fanotify pre-content events need root");
-	char dir[] = "/var/tmp/mrl-fihook-XXXXXX";
-	CHECK(mkdtemp(dir), "mkdtemp");
-	struct statfs sf;
-	if (statfs(dir, &sf) == 0 && sf.f_type == 0x01021994) /* TMPFS_MAGIC */
-		t_skip("/var/tmp is tmpfs: no fanotify pre-content events");
-	char path[256], logp[256], cmd[600];
-	snprintf(path, sizeof(path), "%s/f", dir);
-	snprintf(logp, sizeof(logp), "%s/log", dir);
-	setenv("MRLEASE_LOG", logp, 1);
+	char path[256], cmd[600];
+	snprintf(path, sizeof(path), "%s/f%s", dir, strict ? ".strict" : "");
+	if (strict)
+		setenv("MRLEASE_FI_STRICT_KEYS", "1", 1);
+	else
+		unsetenv("MRLEASE_FI_STRICT_KEYS");
 	int fd = open(path, O_RDWR | O_CREAT, 0600);
 	CHECK(fd >= 0 && ftruncate(fd, LEN) == 0, "file");
 	uint8_t *win = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -91,7 +102,7 @@ int main(void)
 	/* a fabric as the application opens it, then the hook over it */
 	struct fi_info *hints = fi_allocinfo(), *info;
 	hints->ep_attr->type = FI_EP_RDM;
-	hints->caps = FI_RMA | FI_MSG;
+	hints->caps = FI_RMA | FI_MSG | FI_ATOMIC;
 	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_LOCAL;
 	hints->domain_attr->threading = FI_THREAD_SAFE;
 	hints->fabric_attr->prov_name = strdup("tcp;ofi_rxm");
@@ -130,50 +141,114 @@ int main(void)
 	void *desc = fi_mr_desc(mr);
 	CHECK(hm->lease != 0 && hm->bent != NULL, "the window is leased and on the board");
 	CHECK(desc == hm && hook_desc(desc) != NULL, "the descriptor is the hook's, over the provider's");
+	char kstr[64];
+	snprintf(kstr, sizeof(kstr), "key %#llx ", (unsigned long long)key);
+	uint64_t pkey0 = atomic_load(&hm->pkey);
+	CHECK(!strict || pkey0 != key, "strict keys: the application's key is not the provider's");
 	uint64_t base = info->domain_attr->mr_mode & FI_MR_VIRT_ADDR ? (uintptr_t)win : 0;
 
 	memset(buf, 1, BLK);
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 0, key) == 0 && win[0] == 1, "a write lands");
-	struct fid_mr *before = atomic_load(&hm->hmr);
+	unsigned long long regs0 = atomic_load(&hm->dom->n.regs);
 
 	snprintf(cmd, sizeof(cmd), "fallocate --punch-hole -o 131072 -l 16384 %s", path);
 	CHECK(system(cmd) == 0, "punch");
 	/* the punch returned: its break landed; the restore follows at once */
-	for (int i = 0; i < 100000 && !log_has(logp, "restore: key"); i++)
+	const char *restored = strict ? "now over provider key" : "same key";
+	for (int i = 0; i < 100000 && !log_has2(kstr, restored); i++)
 		usleep(1000);
-	CHECK(log_has(logp, "cause punch-hole"), "the break is logged with its cause");
-	CHECK(log_has(logp, "same key"), "restored");
+	CHECK(log_has2(kstr, "cause punch-hole"), "the break is logged with its cause");
+	CHECK(log_has2(kstr, restored), "restored");
+	CHECK(!strict || (atomic_load(&hm->pkey) != pkey0 && atomic_load(&hm->bent->pkey) == atomic_load(&hm->pkey)),
+	      "strict keys: the restore got a new provider key, on the board");
 	CHECK(fi_mr_key(mr) == key && fi_mr_desc(mr) == desc, "key and descriptor unchanged");
-	CHECK(atomic_load(&hm->hmr) != NULL && atomic_load(&hm->hmr) != before,
+	CHECK(atomic_load(&hm->hmr) != NULL && atomic_load(&hm->dom->n.regs) > regs0,
 	      "the provider's registration was made anew");
 	memset(buf, 2, BLK);
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 8192, key) == 0 && win[8192] == 2,
 	      "a write after the restore lands, same key");
+	/* an atomic after the restore (translated too in strict mode) */
+	uint64_t *acc = (uint64_t *)(win + 12288), before = *acc, one = 5;
+	ssize_t ar;
+	do {
+		ar = fi_atomic(ep, &one, 1, NULL, self, base + 12288, key, FI_UINT64, FI_SUM, &one);
+		if (ar == -FI_EAGAIN) {
+			struct fi_cq_entry e;
+			fi_cq_read(cq, &e, 0);
+		}
+	} while (ar == -FI_EAGAIN);
+	int aerr = (int)ar;
+	for (bool done = ar != 0; !done;) {
+		struct fi_cq_entry e;
+		ssize_t n = fi_cq_read(cq, &e, 1);
+		if (n == 1)
+			done = true;
+		if (n == -FI_EAVAIL) {
+			struct fi_cq_err_entry err = {0};
+			fi_cq_readerr(cq, &err, 0);
+			aerr = -err.err;
+			done = true;
+		}
+	}
+	CHECK(aerr == 0 && *acc == before + 5, "an atomic after the restore lands (%d)", aerr);
 
 	snprintf(cmd, sizeof(cmd), "truncate -s 196608 %s", path);
 	CHECK(system(cmd) == 0, "truncate");
-	for (int i = 0; i < 100000 && !log_has(logp, "bytes 0+196608 cause truncated"); i++)
+	for (int i = 0; i < 100000 && !log_has2(kstr, "bytes 0+196608 cause truncated"); i++)
 		usleep(1000);
-	CHECK(log_has(logp, "fence: key"), "the tail is fenced");
+	CHECK(log_has2(kstr, "fence: key"), "the tail is fenced");
 	CHECK(atomic_load(&hm->bent->valid) == 196608, "the board says what is still served");
 	memset(buf, 3, BLK);
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 200000, key) == -FI_EKEYREJECTED,
 	      "a write past the new end is refused at post");
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 4096, key) == 0 && win[4096] == 3,
 	      "a write below it lands");
+	/* an owner whose tail is discarded (MRLEASE_FI_TAIL=discard, or under
+	 * an MPI launcher): wholly past the end, a write completes and lands
+	 * nowhere, a read completes with zeroes; one across the end is refused */
+	hm->bent->tail = BT_DISCARD;
+	unsigned long long dis0 = atomic_load(&hook_discarded);
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 200704, key) == 0,
+	      "a write past the new end completes (discarded)");
+	memset(buf, 0xee, BLK);
+	CHECK(rma_blk(false, buf, fi_mr_desc(lmr), base, 204800, key) == 0 && buf[0] == 0 &&
+	      buf[BLK - 1] == 0, "a read past the new end completes with zeroes");
+	CHECK(atomic_load(&hook_discarded) == dis0 + 2, "both counted as discarded");
+	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 196608 - 2048, key) == -FI_EKEYREJECTED,
+	      "a write across the new end is still refused");
+	struct stat fst;
+	CHECK(stat(path, &fst) == 0 && fst.st_size == 196608, "nothing reached the file past its end");
+	CHECK(rma_blk(false, buf, fi_mr_desc(lmr), base, 4096, key) == 0 && buf[0] == 3,
+	      "a read below the end reads the file");
 
 	CHECK(fi_close(&mr->fid) == 0 && fi_close(&lmr->fid) == 0, "close MRs");
 	CHECK(fi_close(&ep->fid) == 0, "close ep");
 	CHECK(fi_close(&av->fid) == 0 && fi_close(&cq->fid) == 0, "close av, cq");
 	CHECK(fi_close(&dom->fid) == 0, "close domain");
-	CHECK(log_has(logp, "summary: domain on tcp;ofi_rxm: 2 MRs (2 leased"), "summary at close");
+	CHECK(log_has2("summary: domain on tcp;ofi_rxm: 2 MRs (2 leased", ""), "summary at close");
 	CHECK(fi_close(&fab->fid) == 0, "close fabric");
 	fi_freeinfo(info);
 	munmap(win, LEN);
 	free(buf);
+}
+
+int main(void)
+{
+	if (geteuid() != 0)
+		t_skip("fanotify pre-content events need root");
+	CHECK(mkdtemp(dir), "mkdtemp");
+	struct statfs sf;
+	if (statfs(dir, &sf) == 0 && sf.f_type == 0x01021994) /* TMPFS_MAGIC */
+		t_skip("/var/tmp is tmpfs: no fanotify pre-content events");
+	snprintf(logp, sizeof(logp), "%s/log", dir);
+	setenv("MRLEASE_LOG", logp, 1);
+	scenario(false);
+	scenario(true);
+	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd)) {
 	}
-	printf("hook in-process: key and descriptor kept across a punch, tail refused after a truncate\n");
-	return 0;
+	printf("hook in-process: key and descriptor kept across a punch (also with a fresh provider key under it), "
+	       "tail refused (or discarded) after a truncate\n");
+	return t_done("t_fi_hook");
 }

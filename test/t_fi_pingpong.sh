@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 # Non-regression of the libfabric hook: unmodified fi_pingpong (msg over tcp,
-# rdm over tcp;ofi_rxm and sockets) with data checks gives the same
+# rdm over tcp;ofi_rxm, sockets and udp;ofi_rxd) with data checks gives the same
 # transfers with FI_HOOK=mrlease as without, and the hook really ran: each
 # process logs exactly one hooked (application-facing) domain, leasing on,
 # and its summary. ofi_rxm's inner tcp domain is not leased.
@@ -52,7 +52,7 @@ run() {
 transfers() { awk 'NR>1 {print $1, $2, $3}' "$1"; }
 
 fail=0
-for combo in "msg tcp" "rdm tcp;ofi_rxm" "rdm sockets"; do
+for combo in "msg tcp" "rdm tcp;ofi_rxm" "rdm sockets" "rdm udp;ofi_rxd"; do
 	ep=${combo%% *} prov=${combo#* }
 	tag=$(echo "$ep-$prov" | tr ';' '_')
 	run "$ep" "$prov" "$tag-plain" || { fail=1; continue; }
