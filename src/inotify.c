@@ -21,20 +21,22 @@
  * the net under every other watcher, so it runs for every file: a change
  * whose landing was judged too early, or let go at a deadline, is seen here
  * once it has landed. MRs a break holds paused are left to restore, which
- * checks the size itself. shrink_only: the change is (or was) resolved
- * before it landed, so there is nothing to announce or re-pin.
- * Anything else is announced on every MR of the file (mrl_mr_changed_after:
+ * checks the size itself. Nothing else is announced when every change is
+ * seen before it lands (fanotify), or for the MRs a break in progress (seen
+ * at brk_seen_ns, 0 if none) resolves: those it found when it began. An MR
+ * registered since is not its. Anything else is announced on every MR of the file (mrl_mr_changed_after:
  * new generation, re-pin, state to every peer), every time: inotify merges a
  * burst into fewer events, but one always comes after the last change, so
  * the last announcement follows the last change. inotify cannot tell a data
  * write from a punch, so it announces both. */
-static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_only)
+static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t brk_seen_ns)
 {
 	struct stat st;
 	int fd = mrl_file_stat_fd(f);
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return;
-	shrink_only |= f->fan && f->fan_complete; /* every change was seen before it landed */
+	bool all_seen = f->fan && f->fan_complete; /* every change was seen before it landed */
+	bool shrink_only = all_seen || brk_seen_ns; /* nothing to announce but a shrink */
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
 	struct mrl_mr_vec vec;
 	mrl_file_mrs(f, &vec);
@@ -45,8 +47,13 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, bool shrink_o
 		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 		if (avail < mr->valid_len)
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
-		if (!shrink_only)
+		/* a break in progress resolves its own change for the MRs it
+		 * found; one registered since it was seen is not its */
+		bool mine = all_seen || (brk_seen_ns && mr->reg_ns <= brk_seen_ns);
+		if (!mine) {
 			mrl_mr_changed_after(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, now);
+			shrink_only = false;
+		}
 	}
 	free(vec.v);
 	if (!shrink_only)
@@ -118,10 +125,10 @@ static void on_event(struct mrl_ctx *ctx, int wd, uint32_t mask)
 			 * change seen now has landed already (under a held lease
 			 * too: the owner's own change through an fd it already
 			 * holds breaks no lease). Never skip the size check. */
-			bool in_brk = f->brk != NULL;
+			uint64_t brk_seen = f->brk ? f->brk->seen_ns : 0;
 			if (f->brk && f->brk->fev)
 				mrl_fan_check_landed(ctx, f);
-			changed_after(ctx, f, in_brk);
+			changed_after(ctx, f, brk_seen);
 		}
 		if (mask & (IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF))
 			check_name(ctx, f);

@@ -885,6 +885,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		free(mr);
 		goto out;
 	}
+	mr->reg_ns = mrl_now_ns();
 	ret = mrl_ht_add(&ctx->ht, mr, &mr->handle);
 	if (ret) {
 		if (mr->file)

@@ -237,6 +237,7 @@ struct mrl_mr {
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint64_t uffd_seq;           /* uffd.c: its place in the order of registrations there */
+	uint64_t reg_ns;             /* when it joined its file (a break seen before it is not its) */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
 	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */
 	uint8_t registering;         /* mrl_mr_reg's device call runs (unlocked): not in the handle

@@ -233,6 +233,19 @@ static inline int t_wait_state(mrl_ctx *ctx, mrl_mr_t mr, uint32_t st, int ms)
 	return -ETIMEDOUT;
 }
 
+/* Wait until a lease covers the MR's file again (after a break, or after
+ * an opener broke it), so the next change is seen before it lands. */
+static inline int t_wait_lease(mrl_ctx *ctx, mrl_mr_t mr, int ms)
+{
+	uint64_t until = t_now_ns() + (uint64_t)ms * 1000000ull;
+	while (t_now_ns() < until) {
+		if (t_query(ctx, mr).lease_held)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
 static inline mrl_ctx *t_ctx_flags(const char *provider, unsigned deadline_ms, unsigned flags)
 {
 	struct mrl_ctx_opts o = {.size = sizeof(o), .provider = provider, .deadline_ms = deadline_ms,

@@ -88,9 +88,13 @@ int main(void)
 	CHECK(t_query(ctx, mr).cause == MRL_CAUSE_RELEASED, "cause released");
 	mrl_mr_dereg(ctx, mr);
 
-	/* 4. the fence policy: revoked at once, no owner involved */
+	/* 4. the fence policy: revoked at once, no owner involved. Part 3's
+	 * change lands when its breaker closes the file; the lease is taken
+	 * again after that, and only then is the next change seen before it
+	 * lands (a change meanwhile is announced after it, as CHANGED). */
 	ro.policy = MRL_POLICY_FENCE;
 	REQUIRE(mrl_mr_reg(ctx, p, MB, MRL_ACCESS_REMOTE_WRITE, &ro, &mr) == 0, "register fence");
+	CHECK(t_wait_lease(ctx, mr, T_HANG_MS) == 0, "the lease is held again after part 3's change");
 	CHECK(t_sh("fallocate --punch-hole -o 0 -l 4096 %s", path) == 0, "breaker");
 	CHECK(t_wait_state(ctx, mr, MRL_STATE_FENCED, T_HANG_MS) == 0, "fence policy fences");
 	CHECK(t_query(ctx, mr).cause == MRL_CAUSE_OPEN_WRITE, "cause open-write");

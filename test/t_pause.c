@@ -152,11 +152,7 @@ int main(int argc, char **argv)
 	/* this thread's reads broke the lease (a reader); the punch below is
 	 * seen before it lands only once the lease is held again, which on a
 	 * busy machine may be after the reads */
-	bool held = false;
-	for (uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull; !held && t_now_ns() < until;)
-		if (!(held = t_query(ctx, mr[0]).lease_held))
-			usleep(1000);
-	CHECK(held, "the lease is held again after this thread's reads");
+	CHECK(t_wait_lease(ctx, mr[0], T_HANG_MS) == 0, "the lease is held again after this thread's reads");
 	struct mrl_stats st = {.size = sizeof(st)};
 	uint64_t key0 = t_query(ctx, mr[0]).key, key1 = t_query(ctx, mr[1]).key;
 	CHECK(t_sh("fallocate --punch-hole -o 4096 -l 8192 %s", path) == 0, "punch under load");
