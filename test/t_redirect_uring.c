@@ -106,12 +106,8 @@ static uint64_t file_has_round(const char *path, unsigned round)
 static void run(const char *path, enum action a)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = t_ctx("uring", 5000);
-	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v, *base = NULL;
 	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
 	mrl_mr_t mr;
@@ -205,12 +201,8 @@ static void run(const char *path, enum action a)
 static void answer_restore(const char *path)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = t_ctx("uring", 5000);
-	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v, *base = NULL;
 	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
 	mrl_mr_t mr;

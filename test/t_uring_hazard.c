@@ -116,13 +116,6 @@ static bool wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
 	return in.lease_held && in.state == MRL_STATE_ACTIVE;
 }
 
-static mrl_ctx *uring_ctx(struct rig *r)
-{
-	mrl_ctx *ctx = t_ctx("uring", 5000);
-	REQUIRE(mrl_uring_attach(ctx, &r->ring, 4) == 0, "attach");
-	return ctx;
-}
-
 /* One page through mrlease: get, READ_FIXED, put. A fenced MR is
  * registered again over the file as it is now (the producer's answer). */
 static int lib_read_fixed(mrl_ctx *ctx, struct rig *r, mrl_mr_t *mr, uint8_t *p, uint64_t off,
@@ -147,11 +140,8 @@ static int lib_read_fixed(mrl_ctx *ctx, struct rig *r, mrl_mr_t *mr, uint8_t *p,
 static void with_mrlease(const char *path, enum action a, enum actor who)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = uring_ctx(&r);
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v;
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register: %s",
@@ -220,11 +210,8 @@ static void with_mrlease(const char *path, enum action a, enum actor who)
 static void inflight(const char *path)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = uring_ctx(&r);
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v;
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
@@ -265,12 +252,8 @@ static void inflight(const char *path)
 static void deadline(const char *path)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = t_ctx("uring", 300);
-	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 300, &v);
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, v, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	unsigned idx;
@@ -305,7 +288,7 @@ static void owner_own_fd(const char *path)
 	struct rig r;
 	rig_open(&r);
 	t_make_file(path, SIZE);
-	mrl_ctx *ctx = uring_ctx(&r);
+	mrl_ctx *ctx = rig_ctx(&r, 5000);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	uint8_t *p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	REQUIRE(p != MAP_FAILED, "mmap");

@@ -5,6 +5,7 @@
 #define MRL_TEST_URING_RIG_H
 
 #include <liburing.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "helpers.h"
@@ -36,6 +37,26 @@ static inline void rig_close(struct rig *r)
 	io_uring_queue_exit(&r->ring);
 	close(r->sv[0]);
 	close(r->sv[1]);
+}
+
+/* A context (breaks fenced after deadline_ms) with the ring attached, 4 slots. */
+static inline mrl_ctx *rig_ctx(struct rig *r, unsigned deadline_ms)
+{
+	mrl_ctx *ctx = t_ctx("uring", deadline_ms);
+	REQUIRE(mrl_uring_attach(ctx, &r->ring, 4) == 0, "attach");
+	return ctx;
+}
+
+/* rig_open, a file of size bytes at path, rig_ctx, and the file mapped
+ * read-write by the context at *map. */
+static inline mrl_ctx *rig_file(struct rig *r, const char *path, uint64_t size, unsigned deadline_ms,
+				void **map)
+{
+	rig_open(r);
+	t_make_file(path, size);
+	mrl_ctx *ctx = rig_ctx(r, deadline_ms);
+	REQUIRE(mrl_file_map(ctx, path, 0, size, PROT_READ | PROT_WRITE, map) == 0, "map");
+	return ctx;
 }
 
 static inline uint8_t rig_byte(unsigned round, uint64_t off)
