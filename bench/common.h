@@ -149,5 +149,8 @@ int bench_index_inner(void);
 int scratch_dir(const char *fs, char *dir, size_t sz);
 /* a file of size bytes (sparse) */
 int make_sparse(const char *path, uint64_t size);
+/* One callgrind dump, dir/name (cg.out.N): its instruction count, and in
+ * label the client request that triggered it ("" if none). */
+uint64_t cg_dump(const char *dir, const char *name, char label[64]);
 
 #endif

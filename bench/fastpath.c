@@ -374,6 +374,24 @@ int bench_callgrind_inner(void)
 	return ret ? 1 : 0;
 }
 
+uint64_t cg_dump(const char *dir, const char *name, char label[64])
+{
+	char path[1200], line[512];
+	uint64_t ir = 0;
+	label[0] = 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *cf = fopen(path, "r");
+	while (cf && fgets(line, sizeof(line), cf)) {
+		if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
+			sscanf(line + 31, "%63s", label);
+		else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
+			ir = strtoull(strchr(line, ' ') + 1, NULL, 10);
+	}
+	if (cf)
+		fclose(cf);
+	return ir;
+}
+
 struct cg_row {
 	char label[64];
 	uint64_t ir, polls;
@@ -420,18 +438,8 @@ int bench_callgrind(void)
 	while (d && (de = readdir(d))) {
 		if (strncmp(de->d_name, "cg.out", 6))
 			continue;
-		char path[1200], line[512], label[64] = "";
-		uint64_t ir = 0;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		FILE *cf = fopen(path, "r");
-		while (cf && fgets(line, sizeof(line), cf)) {
-			if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
-				sscanf(line + 31, "%63s", label);
-			else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
-				ir = strtoull(strchr(line, ' ') + 1, NULL, 10);
-		}
-		if (cf)
-			fclose(cf);
+		char label[64];
+		uint64_t ir = cg_dump(dir, de->d_name, label);
 		for (int i = 0; i < nr; i++)
 			if (!strcmp(rows[i].label, label))
 				rows[i].ir = ir;

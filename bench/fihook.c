@@ -283,18 +283,8 @@ static void callgrind_counts(void)
 	while (d && (de = readdir(d))) {
 		if (strncmp(de->d_name, "cg.out", 6))
 			continue;
-		char path[1100], line[512], lab[64] = "";
-		uint64_t v = 0;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		FILE *cf = fopen(path, "r");
-		while (cf && fgets(line, sizeof(line), cf)) {
-			if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
-				sscanf(line + 31, "%63s", lab);
-			else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
-				v = strtoull(strchr(line, ' ') + 1, NULL, 10);
-		}
-		if (cf)
-			fclose(cf);
+		char lab[64];
+		uint64_t v = cg_dump(dir, de->d_name, lab);
 		for (int w = 0; w < NWAYS; w++) {
 			char want[64];
 			snprintf(want, sizeof(want), "fihook-%s-%d", way_name[w], n);
