@@ -59,6 +59,23 @@ static inline mrl_ctx *rig_file(struct rig *r, const char *path, uint64_t size, 
 	return ctx;
 }
 
+/* The lease held again and the MR live (a restore waits for the device,
+ * after the lease is back), and the events so far read: the change's break
+ * and events are the next ones. */
+static inline bool rig_wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
+{
+	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
+	struct mrl_mr_info in = t_query(ctx, mr);
+	while ((!in.lease_held || in.state != MRL_STATE_ACTIVE) && t_now_ns() < until) {
+		usleep(1000);
+		in = t_query(ctx, mr);
+	}
+	struct mrl_event ev;
+	while (mrl_event_get(ctx, &ev) == 0)
+		mrl_event_ack(ctx, &ev);
+	return in.lease_held && in.state == MRL_STATE_ACTIVE;
+}
+
 static inline uint8_t rig_byte(unsigned round, uint64_t off)
 {
 	return (uint8_t)((off * 31 + (off >> 12) * 5 + round * 77) | 1); /* never 0: holes read 0 */
