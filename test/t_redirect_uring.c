@@ -88,16 +88,23 @@ static uint64_t file_has_round(const char *path, unsigned round)
 	return SIZE - rig_lost(path, round, SIZE);
 }
 
+/* The file's MR, whole, under MRL_POLICY_REDIRECT. */
+static mrl_mr_t reg_redirect(mrl_ctx *ctx, void *p)
+{
+	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
+	mrl_mr_t mr;
+	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, &o, &mr) == 0, "register: %s",
+		mrl_last_error());
+	return mr;
+}
+
 static void run(const char *path, enum action a)
 {
 	struct rig r;
 	void *v;
 	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v, *base = NULL;
-	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
-	mrl_mr_t mr;
-	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, &o, &mr) == 0, "register: %s",
-		mrl_last_error());
+	mrl_mr_t mr = reg_redirect(ctx, p);
 	struct mrl_mr_info in = t_query(ctx, mr);
 	REQUIRE(in.lease_held, "tmpfs file, leased");
 	uint64_t key = in.key;
@@ -189,9 +196,7 @@ static void answer_restore(const char *path)
 	void *v;
 	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v, *base = NULL;
-	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
-	mrl_mr_t mr;
-	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, &o, &mr) == 0, "register");
+	mrl_mr_t mr = reg_redirect(ctx, p);
 	REQUIRE(rig_wait_lease(ctx, mr), "leased");
 	pid_t pid = t_sh_bg("fallocate --punch-hole -o %u -l %u %s", PUNCH_OFF, PUNCH_LEN, path);
 	struct mrl_event ev;
