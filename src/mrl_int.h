@@ -425,6 +425,11 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   table and in-flight counts; taken under ctx->lock by
  *                   mrl_uring_get/put and quiesce, never held across a
  *                   system call): leaves of their registrar.
+ *  the userfaultfd reader's take and lock (uffd.c): take pairs a
+ *                   non-blocking read of the userfaultfd with its stamp,
+ *                   against a registration's count (under ctx->lock in
+ *                   registration, alone in the reader and the monitor);
+ *                   lock guards the reader's queue. Leaves.
  * Kernel waits that sit outside all of them: a fanotify actor waits for the
  * monitor's answer; a userfaultfd actor waits until the monitor reads its
  * event (read before any lock is taken); a lease breaker waits for F_UNLCK

@@ -56,6 +56,12 @@ struct uffd_rd {
 	int stop_fd;             /* eventfd: the reader leaves */
 	int ep_fd;               /* what the monitor polls: the userfaultfd and ready_fd */
 	pthread_mutex_t lock;    /* q, n, ov_*, turns */
+	/* a read of the userfaultfd with its stamp, against a registration's
+	 * count: the read lets an unmapping thread go, which may map the
+	 * address again and register there before a stamp taken after the
+	 * read without this lock (ctx->lock -> take; never held over a wait:
+	 * the fd is non-blocking) */
+	pthread_mutex_t take;
 	pthread_cond_t turned;   /* the monitor took its turn */
 	uint64_t turns;
 	uint64_t rescued;        /* events the reader read for a monitor that did not come */
@@ -119,9 +125,9 @@ static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m, uint64_t seq)
 	rd->ov_seq[k] = seq; /* the latest: what was merged reaches every MR it may be about */
 }
 
-/* No lock of the context needed: the pending events into the queue,
- * stamped; how many. Never blocks (the fd is non-blocking). */
-static int rd_take(struct uffd_rd *rd, int uffd)
+/* rd->take held, no lock of the context needed: the pending events into
+ * the queue, stamped; how many. Never blocks (the fd is non-blocking). */
+static int rd_take_locked(struct uffd_rd *rd, int uffd)
 {
 	struct uffd_msg batch[UFFD_BATCH];
 	int total = 0;
@@ -146,6 +152,14 @@ static int rd_take(struct uffd_rd *rd, int uffd)
 		}
 	}
 	return total;
+}
+
+static int rd_take(struct uffd_rd *rd, int uffd)
+{
+	mrl_lock(&rd->take);
+	int n = rd_take_locked(rd, uffd);
+	mrl_unlock(&rd->take);
+	return n;
 }
 
 static void *rd_main(void *arg)
@@ -212,6 +226,7 @@ static int uffd_start(struct mrl_ctx *ctx)
 	rd->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	rd->ep_fd = epoll_create1(EPOLL_CLOEXEC);
 	pthread_mutex_init(&rd->lock, NULL);
+	pthread_mutex_init(&rd->take, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -241,6 +256,7 @@ static int uffd_start(struct mrl_ctx *ctx)
 		if (rd->ep_fd >= 0)
 			close(rd->ep_fd);
 		pthread_mutex_destroy(&rd->lock);
+		pthread_mutex_destroy(&rd->take);
 		pthread_cond_destroy(&rd->turned);
 		syscall(SYS_munmap, rd, sizeof(*rd));
 		ctx->uffd_msgs = NULL;
@@ -269,6 +285,7 @@ static void uffd_stop(struct mrl_ctx *ctx)
 		close(rd->stop_fd);
 		close(rd->ep_fd);
 		pthread_mutex_destroy(&rd->lock);
+		pthread_mutex_destroy(&rd->take);
 		pthread_cond_destroy(&rd->turned);
 		syscall(SYS_munmap, rd, sizeof(*rd)); /* raw: nothing of the application's */
 	}
@@ -298,17 +315,21 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 				      .mode = UFFDIO_REGISTER_MODE_WP};
 	/* what is pending was made before this MR: stamped so before it counts */
 	struct uffd_rd *rd = ctx->uffd_msgs ? rd_of(ctx) : NULL;
-	if (rd)
-		rd_take(rd, ctx->uffd);
+	if (rd) {
+		mrl_lock(&rd->take);
+		rd_take_locked(rd, ctx->uffd);
+	}
 	if (ioctl(ctx->uffd, UFFDIO_REGISTER, &reg) < 0) {
 		/* e.g. EBUSY: another userfaultfd (another context) has it */
 		mrl_log("userfaultfd register %p+%llu: %s", mr->addr, (unsigned long long)mr->len,
 			strerror(errno));
-		return;
+	} else {
+		mr->uffd = 1;
+		if (rd)
+			mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
 	}
-	mr->uffd = 1;
 	if (rd)
-		mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
+		mrl_unlock(&rd->take);
 }
 
 /* ctx->lock held, mr already out of the VA index. */
@@ -363,12 +384,14 @@ static void uffd_read(struct mrl_ctx *ctx)
 		rd->ov[k] = false;
 	}
 	mrl_unlock(&rd->lock);
+	mrl_lock(&rd->take);
 	ssize_t r = read(ctx->uffd, rd->out + n, UFFD_BATCH * sizeof(rd->out[0]));
 	if (r > 0) {
 		uint64_t seq = atomic_load(&rd->attach_seq); /* after the read */
 		for (int i = 0; i < (int)(r / (ssize_t)sizeof(rd->out[0])); i++)
 			rd->out_seq[n++] = seq;
 	}
+	mrl_unlock(&rd->take);
 	ctx->uffd_nmsgs = n;
 }
 
