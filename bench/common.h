@@ -149,5 +149,13 @@ int bench_index_inner(void);
 int scratch_dir(const char *fs, char *dir, size_t sz);
 /* a file of size bytes (sparse) */
 int make_sparse(const char *path, uint64_t size);
+/* A callgrind run's counts by label: each "LABEL POLLS" line of pollf, with
+ * the instructions of the dump in dir (cg.out.N) its client request LABEL
+ * triggered (0 if none). The number of rows, or -ENOENT without pollf. */
+struct cg_row {
+	char label[64];
+	uint64_t ir, polls;
+};
+int cg_rows(const char *dir, const char *pollf, struct cg_row *rows, int max);
 
 #endif

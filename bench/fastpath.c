@@ -374,10 +374,51 @@ int bench_callgrind_inner(void)
 	return ret ? 1 : 0;
 }
 
-struct cg_row {
-	char label[64];
-	uint64_t ir, polls;
-};
+static uint64_t cg_dump(const char *dir, const char *name, char label[64])
+{
+	char path[1200], line[512];
+	uint64_t ir = 0;
+	label[0] = 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *cf = fopen(path, "r");
+	while (cf && fgets(line, sizeof(line), cf)) {
+		if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
+			sscanf(line + 31, "%63s", label);
+		else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
+			ir = strtoull(strchr(line, ' ') + 1, NULL, 10);
+	}
+	if (cf)
+		fclose(cf);
+	return ir;
+}
+
+int cg_rows(const char *dir, const char *pollf, struct cg_row *rows, int max)
+{
+	int nr = 0;
+	FILE *pf = fopen(pollf, "r");
+	if (!pf)
+		return -ENOENT;
+	while (nr < max && fscanf(pf, "%63s %llu", rows[nr].label, (unsigned long long *)&rows[nr].polls) == 2) {
+		rows[nr].ir = 0;
+		nr++;
+	}
+	fclose(pf);
+	/* each dump is cg.out.N, with "desc: Trigger: Client Request: LABEL" and "summary: IR" */
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, "cg.out", 6))
+			continue;
+		char label[64];
+		uint64_t ir = cg_dump(dir, de->d_name, label);
+		for (int i = 0; i < nr; i++)
+			if (!strcmp(rows[i].label, label))
+				rows[i].ir = ir;
+	}
+	if (d)
+		closedir(d);
+	return nr;
+}
 
 int bench_callgrind(void)
 {
@@ -405,39 +446,9 @@ int bench_callgrind(void)
 		return -EIO;
 	}
 	struct cg_row rows[32];
-	int nr = 0;
-	FILE *pf = fopen(pollf, "r");
-	if (!pf)
-		return -ENOENT;
-	while (nr < 32 && fscanf(pf, "%63s %llu", rows[nr].label, (unsigned long long *)&rows[nr].polls) == 2) {
-		rows[nr].ir = 0;
-		nr++;
-	}
-	fclose(pf);
-	/* each dump is cg.out.N, with "desc: Trigger: Client Request: LABEL" and "summary: IR" */
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, "cg.out", 6))
-			continue;
-		char path[1200], line[512], label[64] = "";
-		uint64_t ir = 0;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		FILE *cf = fopen(path, "r");
-		while (cf && fgets(line, sizeof(line), cf)) {
-			if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
-				sscanf(line + 31, "%63s", label);
-			else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
-				ir = strtoull(strchr(line, ' ') + 1, NULL, 10);
-		}
-		if (cf)
-			fclose(cf);
-		for (int i = 0; i < nr; i++)
-			if (!strcmp(rows[i].label, label))
-				rows[i].ir = ir;
-	}
-	if (d)
-		closedir(d);
+	int nr = cg_rows(dir, pollf, rows, 32);
+	if (nr < 0)
+		return nr;
 	printf("%-6s %-8s %10s %10s %8s | %9s %9s\n", "op", "size", "raw Ir/op", "mrl Ir/op", "added",
 	       "raw polls", "mrl polls");
 	json_part("callgrind");

@@ -266,44 +266,17 @@ static void callgrind_counts(void)
 		return;
 	}
 	double ir[NWAYS] = {0}, polls[NWAYS] = {0};
-	FILE *pf = fopen(pollf, "r");
-	char label[64];
-	unsigned long long p;
-	while (pf && fscanf(pf, "%63s %llu", label, &p) == 2)
+	struct cg_row rows[32];
+	int nr = cg_rows(dir, pollf, rows, 32);
+	for (int i = 0; i < nr; i++)
 		for (int w = 0; w < NWAYS; w++) {
 			char want[64];
 			snprintf(want, sizeof(want), "fihook-%s-%d", way_name[w], n);
-			if (!strcmp(label, want))
-				polls[w] = (double)p / n;
+			if (!strcmp(rows[i].label, want)) {
+				polls[w] = (double)rows[i].polls / n;
+				ir[w] = (double)rows[i].ir / n;
+			}
 		}
-	if (pf)
-		fclose(pf);
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, "cg.out", 6))
-			continue;
-		char path[1100], line[512], lab[64] = "";
-		uint64_t v = 0;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		FILE *cf = fopen(path, "r");
-		while (cf && fgets(line, sizeof(line), cf)) {
-			if (!strncmp(line, "desc: Trigger: Client Request: ", 31))
-				sscanf(line + 31, "%63s", lab);
-			else if (!strncmp(line, "summary: ", 9) || !strncmp(line, "totals: ", 8))
-				v = strtoull(strchr(line, ' ') + 1, NULL, 10);
-		}
-		if (cf)
-			fclose(cf);
-		for (int w = 0; w < NWAYS; w++) {
-			char want[64];
-			snprintf(want, sizeof(want), "fihook-%s-%d", way_name[w], n);
-			if (!strcmp(lab, want))
-				ir[w] = (double)v / n;
-		}
-	}
-	if (d)
-		closedir(d);
 	for (int w = 0; w < NWAYS; w++)
 		if (!ir[w]) {
 			fail("fihook: no callgrind count for %s", way_name[w]);

@@ -14,32 +14,9 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
-#include "helpers.h"
+#include "held.h"
 
 #define SZ (64u * 1024)
-
-struct held {
-	mrl_ctx *ctx;
-	mrl_mr_t mr;
-	volatile char *p;
-	atomic_int returned;
-	int got, intact, still_held;
-	uint32_t cause;
-};
-
-static void *answerer(void *arg)
-{
-	struct held *h = arg;
-	struct mrl_event ev;
-	h->got = t_wait_event(h->ctx, MRL_EVENT_BREAK, h->mr, T_HANG_MS, &ev) == 0;
-	if (h->got) {
-		h->cause = ev.cause;
-		h->still_held = !atomic_load(&h->returned);
-		h->intact = h->p[0] == 'A' && h->p[8192] == 'A';
-	}
-	mrl_mr_restore(h->ctx, h->mr);
-	return NULL;
-}
 
 int main(void)
 {
@@ -82,7 +59,7 @@ int main(void)
 	close(child);
 
 	/* on ourselves: two ranges, held at the break */
-	struct held h = {.ctx = ctx, .mr = mr, .p = p};
+	struct held h = {.ctx = ctx, .mr = mr, .p = {p, p + 8192}};
 	pthread_t t;
 	REQUIRE(pthread_create(&t, NULL, answerer, &h) == 0, "answerer");
 	struct iovec v[2] = {{p, 4096}, {p + 8192, 4096}};

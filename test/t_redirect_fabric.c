@@ -42,10 +42,10 @@ static int op_wait(struct peer *v)
 	return c.status;
 }
 
-static int peer_write(struct peer *v, uint64_t off, int byte)
+/* An operation the peer posted (ret: what the post returned), waited for
+ * and counted. */
+static int peer_done(struct peer *v, int ret)
 {
-	memset(v->w, byte, PG);
-	int ret = mrl_write(v->r, off, v->w, PG, NULL);
 	if (!ret)
 		ret = op_wait(v);
 	v->ops++;
@@ -56,17 +56,15 @@ static int peer_write(struct peer *v, uint64_t off, int byte)
 	return ret;
 }
 
+static int peer_write(struct peer *v, uint64_t off, int byte)
+{
+	memset(v->w, byte, PG);
+	return peer_done(v, mrl_write(v->r, off, v->w, PG, NULL));
+}
+
 static int peer_read(struct peer *v, uint64_t off)
 {
-	int ret = mrl_read(v->r, off, v->rd, PG, NULL);
-	if (!ret)
-		ret = op_wait(v);
-	v->ops++;
-	if (ret) {
-		v->failed++;
-		v->last_err = ret;
-	}
-	return ret;
+	return peer_done(v, mrl_read(v->r, off, v->rd, PG, NULL));
 }
 
 static bool all(const unsigned char *b, int c, size_t len)

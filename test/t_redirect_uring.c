@@ -25,21 +25,6 @@
 enum action { PUNCH, TRUNC_EXTEND };
 static const char *const action_s[] = {"hole punch", "truncate-then-extend"};
 
-/* The lease held again and the MR live: the change's break is the next. */
-static bool wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
-{
-	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
-	struct mrl_mr_info in = t_query(ctx, mr);
-	while ((!in.lease_held || in.state != MRL_STATE_ACTIVE) && t_now_ns() < until) {
-		usleep(1000);
-		in = t_query(ctx, mr);
-	}
-	struct mrl_event ev;
-	while (mrl_event_get(ctx, &ev) == 0)
-		mrl_event_ack(ctx, &ev);
-	return in.lease_held && in.state == MRL_STATE_ACTIVE;
-}
-
 /* One page through the slot: get (with the address the slot has now),
  * READ_FIXED, put. The completion's result. */
 static int page_in(mrl_ctx *ctx, struct rig *r, mrl_mr_t mr, uint64_t off, unsigned round,
@@ -103,27 +88,30 @@ static uint64_t file_has_round(const char *path, unsigned round)
 	return SIZE - rig_lost(path, round, SIZE);
 }
 
-static void run(const char *path, enum action a)
+/* The file's MR, whole, under MRL_POLICY_REDIRECT. */
+static mrl_mr_t reg_redirect(mrl_ctx *ctx, void *p)
 {
-	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = t_ctx("uring", 5000);
-	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
-	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
-	uint8_t *p = v, *base = NULL;
 	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, &o, &mr) == 0, "register: %s",
 		mrl_last_error());
+	return mr;
+}
+
+static void run(const char *path, enum action a)
+{
+	struct rig r;
+	void *v;
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
+	uint8_t *p = v, *base = NULL;
+	mrl_mr_t mr = reg_redirect(ctx, p);
 	struct mrl_mr_info in = t_query(ctx, mr);
 	REQUIRE(in.lease_held, "tmpfs file, leased");
 	uint64_t key = in.key;
 	for (uint64_t off = 0; off < SIZE; off += PG)
 		REQUIRE(page_in(ctx, &r, mr, off, 1, &base) == PG && base == p, "round 1");
 	CHECK(rig_lost(path, 1, SIZE) == 0, "round 1 reached the file");
-	REQUIRE(wait_lease(ctx, mr), "lease held again before the change");
+	REQUIRE(rig_wait_lease(ctx, mr), "lease held again before the change");
 
 	change(path, a);
 	struct mrl_event ev = {0};
@@ -205,17 +193,11 @@ static void run(const char *path, enum action a)
 static void answer_restore(const char *path)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = t_ctx("uring", 5000);
-	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v, *base = NULL;
-	struct mrl_reg_opts o = {.size = sizeof(o), .policy = MRL_POLICY_REDIRECT};
-	mrl_mr_t mr;
-	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, &o, &mr) == 0, "register");
-	REQUIRE(wait_lease(ctx, mr), "leased");
+	mrl_mr_t mr = reg_redirect(ctx, p);
+	REQUIRE(rig_wait_lease(ctx, mr), "leased");
 	pid_t pid = t_sh_bg("fallocate --punch-hole -o %u -l %u %s", PUNCH_OFF, PUNCH_LEN, path);
 	struct mrl_event ev;
 	REQUIRE(t_wait_event(ctx, MRL_EVENT_BREAK, mr, T_HANG_MS, &ev) == 0, "break event");

@@ -19,34 +19,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "helpers.h"
+#include "held.h"
 
 #define SZ (64u * 1024)
-
-struct held {
-	mrl_ctx *ctx;
-	mrl_mr_t mr;
-	volatile char *p;   /* a byte the change will clear */
-	int fd;             /* -1, or the object whose size must still be SZ */
-	atomic_int returned;
-	int got, intact, still_held;
-	uint32_t cause;
-};
-
-static void *answerer(void *arg)
-{
-	struct held *h = arg;
-	struct mrl_event ev;
-	h->got = t_wait_event(h->ctx, MRL_EVENT_BREAK, h->mr, T_HANG_MS, &ev) == 0;
-	if (h->got) {
-		struct stat st;
-		h->cause = ev.cause;
-		h->still_held = !atomic_load(&h->returned);
-		h->intact = *h->p == 'A' && (h->fd < 0 || (fstat(h->fd, &st) == 0 && st.st_size == SZ));
-	}
-	mrl_mr_restore(h->ctx, h->mr);
-	return NULL;
-}
 
 /* the raw call, with the answerer standing by */
 static long held_call(struct held *h, long nr, long a, long b, long c, long d)
@@ -168,7 +143,7 @@ int main(void)
 	CHECK(in.coverage[MRL_CHG_OWNER_LAYOUT] == MRL_SEEN_BEFORE &&
 		      in.coverage[MRL_CHG_OWNER_TRUNCATE] == MRL_SEEN_BEFORE,
 	      "tmpfs: the owner's truncate and punch claimed before");
-	struct held h = {.ctx = ctx, .mr = mr, .p = p + 8192, .fd = -1};
+	struct held h = {.ctx = ctx, .mr = mr, .p = {p + 8192}};
 	long r = held_call(&h, SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192,
 			   4096);
 	CHECK(r == 0, "raw fallocate punch returned 0 (%ld)", r);
@@ -193,7 +168,7 @@ int main(void)
 	mr = reg(ctx, p, MRL_POLICY_NOTIFY);
 	in = t_query(ctx, mr);
 	CHECK(in.coverage[MRL_CHG_OWNER_TRUNCATE] == MRL_SEEN_BEFORE, "memfd: owner truncate before");
-	h = (struct held){.ctx = ctx, .mr = mr, .p = p + SZ - 1, .fd = m};
+	h = (struct held){.ctx = ctx, .mr = mr, .p = {p + SZ - 1}, .fd = m, .size = SZ};
 	r = held_call(&h, SYS_ftruncate, m, SZ / 2, 0, 0);
 	CHECK(r == 0, "raw ftruncate returned 0 (%ld)", r);
 	CHECK(h.got && h.cause == MRL_CAUSE_TRUNCATED, "memfd truncate: BREAK, cause %s",
@@ -212,7 +187,7 @@ int main(void)
 	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(p, 'A', SZ);
 	mr = reg(ctx, p, MRL_POLICY_NOTIFY);
-	h = (struct held){.ctx = ctx, .mr = mr, .p = p, .fd = -1};
+	h = (struct held){.ctx = ctx, .mr = mr, .p = {p}};
 	r = held_call(&h, SYS_madvise, (long)p, 4096, MADV_DONTNEED, 0);
 	CHECK(r == 0 && h.got && h.cause == MRL_CAUSE_MADVISED && h.still_held && h.intact,
 	      "anonymous madvise: held at the break, bytes intact (got %d cause %s)", h.got,

@@ -98,31 +98,6 @@ static void raw(const char *path, enum action a, enum actor who)
 	rig_close(&r);
 }
 
-/* While the lease is let go for a reader, a writer is not held: wait for it. */
-/* The lease held again and the reader's break over: the MR live again (its
- * restore waits for the device, after the lease is back) and that break's
- * events read, so the change's events are the next ones. */
-static bool wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
-{
-	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
-	struct mrl_mr_info in = t_query(ctx, mr);
-	while ((!in.lease_held || in.state != MRL_STATE_ACTIVE) && t_now_ns() < until) {
-		usleep(1000);
-		in = t_query(ctx, mr);
-	}
-	struct mrl_event ev;
-	while (mrl_event_get(ctx, &ev) == 0)
-		mrl_event_ack(ctx, &ev);
-	return in.lease_held && in.state == MRL_STATE_ACTIVE;
-}
-
-static mrl_ctx *uring_ctx(struct rig *r)
-{
-	mrl_ctx *ctx = t_ctx("uring", 5000);
-	REQUIRE(mrl_uring_attach(ctx, &r->ring, 4) == 0, "attach");
-	return ctx;
-}
-
 /* One page through mrlease: get, READ_FIXED, put. A fenced MR is
  * registered again over the file as it is now (the producer's answer). */
 static int lib_read_fixed(mrl_ctx *ctx, struct rig *r, mrl_mr_t *mr, uint8_t *p, uint64_t off,
@@ -147,11 +122,8 @@ static int lib_read_fixed(mrl_ctx *ctx, struct rig *r, mrl_mr_t *mr, uint8_t *p,
 static void with_mrlease(const char *path, enum action a, enum actor who)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = uring_ctx(&r);
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v;
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register: %s",
@@ -165,7 +137,7 @@ static void with_mrlease(const char *path, enum action a, enum actor who)
 		REQUIRE(lib_read_fixed(ctx, &r, &mr, p, off, 1, &refused) == PG, "round 1");
 	CHECK(rig_lost(path, 1, SIZE) == 0, "round 1 reached the file");
 	/* the read-back let the lease go for a reader; it comes back on close */
-	REQUIRE(wait_lease(ctx, mr), "lease held again before the change");
+	REQUIRE(rig_wait_lease(ctx, mr), "lease held again before the change");
 	change(path, a, who);
 	/* the change has landed (the actor returned); the restore follows the close */
 	struct mrl_event ev = {0};
@@ -220,11 +192,8 @@ static void with_mrlease(const char *path, enum action a, enum actor who)
 static void inflight(const char *path)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = uring_ctx(&r);
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 5000, &v);
 	uint8_t *p = v;
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, p, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
@@ -265,12 +234,8 @@ static void inflight(const char *path)
 static void deadline(const char *path)
 {
 	struct rig r;
-	rig_open(&r);
-	t_make_file(path, SIZE);
-	mrl_ctx *ctx = t_ctx("uring", 300);
-	REQUIRE(mrl_uring_attach(ctx, &r.ring, 4) == 0, "attach");
 	void *v;
-	REQUIRE(mrl_file_map(ctx, path, 0, SIZE, PROT_READ | PROT_WRITE, &v) == 0, "map");
+	mrl_ctx *ctx = rig_file(&r, path, SIZE, 300, &v);
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(ctx, v, SIZE, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	unsigned idx;
@@ -305,7 +270,7 @@ static void owner_own_fd(const char *path)
 	struct rig r;
 	rig_open(&r);
 	t_make_file(path, SIZE);
-	mrl_ctx *ctx = uring_ctx(&r);
+	mrl_ctx *ctx = rig_ctx(&r, 5000);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	uint8_t *p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	REQUIRE(p != MAP_FAILED, "mmap");

@@ -5,6 +5,7 @@
 #define MRL_TEST_URING_RIG_H
 
 #include <liburing.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "helpers.h"
@@ -36,6 +37,43 @@ static inline void rig_close(struct rig *r)
 	io_uring_queue_exit(&r->ring);
 	close(r->sv[0]);
 	close(r->sv[1]);
+}
+
+/* A context (breaks fenced after deadline_ms) with the ring attached, 4 slots. */
+static inline mrl_ctx *rig_ctx(struct rig *r, unsigned deadline_ms)
+{
+	mrl_ctx *ctx = t_ctx("uring", deadline_ms);
+	REQUIRE(mrl_uring_attach(ctx, &r->ring, 4) == 0, "attach");
+	return ctx;
+}
+
+/* rig_open, a file of size bytes at path, rig_ctx, and the file mapped
+ * read-write by the context at *map. */
+static inline mrl_ctx *rig_file(struct rig *r, const char *path, uint64_t size, unsigned deadline_ms,
+				void **map)
+{
+	rig_open(r);
+	t_make_file(path, size);
+	mrl_ctx *ctx = rig_ctx(r, deadline_ms);
+	REQUIRE(mrl_file_map(ctx, path, 0, size, PROT_READ | PROT_WRITE, map) == 0, "map");
+	return ctx;
+}
+
+/* The lease held again and the MR live (a restore waits for the device,
+ * after the lease is back), and the events so far read: the change's break
+ * and events are the next ones. */
+static inline bool rig_wait_lease(mrl_ctx *ctx, mrl_mr_t mr)
+{
+	uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
+	struct mrl_mr_info in = t_query(ctx, mr);
+	while ((!in.lease_held || in.state != MRL_STATE_ACTIVE) && t_now_ns() < until) {
+		usleep(1000);
+		in = t_query(ctx, mr);
+	}
+	struct mrl_event ev;
+	while (mrl_event_get(ctx, &ev) == 0)
+		mrl_event_ack(ctx, &ev);
+	return in.lease_held && in.state == MRL_STATE_ACTIVE;
 }
 
 static inline uint8_t rig_byte(unsigned round, uint64_t off)
