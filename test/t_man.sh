@@ -77,6 +77,10 @@ if [ -f debian/libmrlease0.symbols ]; then
 	for fn in $exports; do
 		grep -q "^ $fn@" debian/libmrlease0.symbols || { echo "FAIL: $fn is not in debian/libmrlease0.symbols"; fail=1; }
 	done
+	pre=$b/libmrlease-preload.so
+	for fn in $(nm -D --defined-only "$pre" 2>/dev/null | awk '$2 ~ /^[TtWiV]$/ {sub(/@.*/, "", $3); print $3}' | sort -u); do
+		grep -q "^ $fn@Base" debian/libmrlease0.symbols || { echo "FAIL: $fn ($pre) is not in debian/libmrlease0.symbols"; fail=1; }
+	done
 fi
 
 # mrlease(1) documents every long option of the CLI (tools/cli.c) and
