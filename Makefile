@@ -234,7 +234,7 @@ $(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h $(FUZZ_OBJS)
 fuzz-build: $(FUZZ_B)/fuzz_msg
 fuzz: $(FUZZ_B)/fuzz_msg
 	mkdir -p $(FUZZ_B)/corpus
-	$(FUZZ_B)/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1025 -print_final_stats=1 $(FUZZ_B)/corpus
+	$(FUZZ_B)/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=1025 -print_final_stats=1 -artifact_prefix=$(FUZZ_B)/ $(FUZZ_B)/corpus
 
 check-asan:
 	$(MAKE) SAN=asan tests && ./test/run.sh build-asan/test/t_*

@@ -11,10 +11,13 @@ bin=${MRL_FUZZ_BIN:-build-fuzz/fuzz_msg}
 dir=$(mktemp -d /var/tmp/mrl-fuzz-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
-"$bin" -runs=20000 -len_control=0 -max_len=1025 -seed=1 "$dir" > "$dir/log" 2>&1
+mkdir -p "$dir/corpus" "$dir/found"
+"$bin" -runs=20000 -len_control=0 -max_len=1025 -seed=1 -artifact_prefix="$dir/found/" "$dir/corpus" > "$dir/log" 2>&1
 st=$?
 if [ $st != 0 ] || ! grep -q "^Done 20000 runs" "$dir/log"; then
-	echo "FAIL: fuzz_msg exit $st"; tail -40 "$dir/log"; exit 1
+	keep=$(mktemp -d /var/tmp/mrl-fuzz-found-XXXXXX)
+	cp -r "$dir/found/." "$keep/" 2>/dev/null
+	echo "FAIL: fuzz_msg exit $st (the input that failed, if any, is kept in $keep)"; tail -40 "$dir/log"; exit 1
 fi
 grep -E "DONE" "$dir/log"
 echo "t_fuzz_msg: ok"
