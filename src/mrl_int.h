@@ -248,7 +248,6 @@ struct mrl_mr {
 	 * until it is, nobody is told (no event, no state to the holders,
 	 * mrl_mr_query waits): a fence reported is a fence the device applied */
 	uint16_t unapplied;
-	uint8_t state_owed;          /* the holders are owed its state once they are applied */
 	/* posts holding the local descriptor of dev_mr (ep_rma.c: local_desc to
 	 * the end of the post call): the device worker closes or replaces no
 	 * registration of the MR until they are done (devq.c) */
