@@ -94,6 +94,19 @@ static void open_fabric(void)
 	CHECK(fi_enable(ep));
 }
 
+/* what open_fabric opened, closed (each side's MRs first) */
+static void close_fabric(void)
+{
+	fi_close(&ep->fid);
+	fi_close(&av->fid);
+	fi_close(&cq->fid);
+	if (cntr)
+		fi_close(&cntr->fid);
+	fi_close(&dom->fid);
+	fi_close(&fab->fid);
+	fi_freeinfo(info);
+}
+
 static void xfer(int fd, void *p, size_t n, bool out)
 {
 	for (size_t d = 0; d < n;) {
@@ -159,14 +172,7 @@ static int owner(const char *path, int port)
 	}
 	printf("owner done\n");
 	fi_close(&mr->fid);
-	fi_close(&ep->fid);
-	fi_close(&av->fid);
-	fi_close(&cq->fid);
-	if (cntr)
-		fi_close(&cntr->fid);
-	fi_close(&dom->fid);
-	fi_close(&fab->fid);
-	fi_freeinfo(info);
+	close_fabric();
 	return 0;
 }
 
@@ -279,14 +285,7 @@ static int peer(const char *host, int port, const char *stop, uint64_t strict)
 	close(s);
 	fi_close(&omr->fid);
 	fi_close(&imr->fid);
-	fi_close(&ep->fid);
-	fi_close(&av->fid);
-	fi_close(&cq->fid);
-	if (cntr)
-		fi_close(&cntr->fid);
-	fi_close(&dom->fid);
-	fi_close(&fab->fid);
-	fi_freeinfo(info);
+	close_fabric();
 	return 0;
 }
 
