@@ -177,10 +177,10 @@ $(PL_TEST)/second.so: test/t_preload.d/second.c | $(PL_TEST)
 # and an MPI one-sided program (Open MPI: scripts/setup.sh)
 MPICC ?= mpicc
 HAVE_MPICC := $(shell command -v $(MPICC) 2>/dev/null)
-FI_TEST_BINS := $(if $(SAN),,$(B)/test/fi_rma $(if $(HAVE_MPICC),$(B)/test/mpi_win))
+FI_TEST_BINS := $(if $(SAN),,$(B)/test/fi_rma $(if $(HAVE_MPICC),$(B)/test/mpi_win $(B)/test/mpi_msg))
 $(B)/test/fi_rma: test/fi_rma.c | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -lfabric
-$(B)/test/mpi_win: test/mpi_win.c | $(B)/test
+$(B)/test/mpi_win $(B)/test/mpi_msg: $(B)/test/mpi_%: test/mpi_%.c | $(B)/test
 	$(MPICC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
 # t_fi_hook, t_fi_board_rogue: the hook's sources linked in, so they run under the sanitizers
