@@ -18,6 +18,8 @@ struct hook_op {
 	void *app;
 	struct board_ent *e;
 	struct hook_op *next;
+	bool silent;               /* an inject posted with a completion only the hook reads */
+	void *bounce;              /* its operand's copy, freed with it (malloc) */
 };
 
 #define MAX_OPS (1u << 18)
@@ -64,11 +66,23 @@ struct hook_op *hook_op_get(struct board_ent *e, void *app)
 	}
 	op->app = app; /* op->prov is the provider's to fill */
 	op->e = e;
+	op->silent = false;
+	op->bounce = NULL;
 	return op;
+}
+
+void hook_op_silence(struct hook_op *op, void *bounce)
+{
+	op->silent = true;
+	op->bounce = bounce;
 }
 
 void hook_op_put(struct hook_op *op)
 {
+	if (op->bounce) {
+		free(op->bounce);
+		op->bounce = NULL;
+	}
 	if (nlocal < LOCAL_OPS) {
 		op->next = local_free;
 		local_free = op;
@@ -88,13 +102,15 @@ void hook_op_cancel(struct hook_op *op)
 }
 
 /* The application's context for a completion's context; an operation of
- * the hook's is counted out of its MR. */
-static inline void *op_done(void *ctx)
+ * the hook's is counted out of its MR. *silent: the application asked for
+ * no completion (an inject): the entry is the hook's alone. */
+static inline void *op_done(void *ctx, bool *silent)
 {
 	struct hook_op *op = ctx;
 	if (!arena || op < arena || op >= arena + MAX_OPS)
 		return ctx;
 	void *app = op->app;
+	*silent = op->silent;
 	atomic_fetch_sub(&op->e->inflight, 1);
 	hook_op_put(op);
 	return app;
@@ -161,12 +177,27 @@ static ssize_t take_synth(struct hook_cq *c, void *buf, size_t count, fi_addr_t 
 	return k;
 }
 
-static void fix(struct hook_cq *c, void *buf, ssize_t n)
+/* The application's contexts back in n entries of buf (and src): the
+ * hook's own entries (silent injects) taken out. The entries left, or
+ * -FI_EAGAIN when none is. */
+static ssize_t fix(struct hook_cq *c, void *buf, ssize_t n, fi_addr_t *src)
 {
+	ssize_t k = 0;
 	for (ssize_t i = 0; i < n; i++) {
-		void **ctx = (void **)((char *)buf + (size_t)i * c->esize); /* op_context leads every format */
-		*ctx = op_done(*ctx);
+		char *ent = (char *)buf + (size_t)i * c->esize;
+		void **ctx = (void **)ent; /* op_context leads every format */
+		bool silent = false;
+		*ctx = op_done(*ctx, &silent);
+		if (silent)
+			continue;
+		if (k != i) {
+			memmove((char *)buf + (size_t)k * c->esize, ent, c->esize);
+			if (src)
+				src[k] = src[i];
+		}
+		k++;
 	}
+	return n > 0 && !k ? -FI_EAGAIN : n > 0 ? k : n;
 }
 
 #define HCQ(cq) (((struct hook_cq *)(cq))->hcq)
@@ -177,8 +208,7 @@ static ssize_t cq_read(struct fid_cq *cq, void *buf, size_t count)
 	if (n)
 		return n;
 	n = fi_cq_read(HCQ(cq), buf, count);
-	fix((struct hook_cq *)cq, buf, n);
-	return n;
+	return fix((struct hook_cq *)cq, buf, n, NULL);
 }
 
 static ssize_t cq_readfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_t *src)
@@ -187,15 +217,15 @@ static ssize_t cq_readfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_t
 	if (n)
 		return n;
 	n = fi_cq_readfrom(HCQ(cq), buf, count, src);
-	fix((struct hook_cq *)cq, buf, n);
-	return n;
+	return fix((struct hook_cq *)cq, buf, n, src);
 }
 
 static ssize_t cq_readerr(struct fid_cq *cq, struct fi_cq_err_entry *buf, uint64_t flags)
 {
 	ssize_t n = fi_cq_readerr(HCQ(cq), buf, flags);
+	bool silent = false; /* a failed inject: reported, with no context (it had none) */
 	if (n > 0)
-		buf->op_context = op_done(buf->op_context);
+		buf->op_context = op_done(buf->op_context, &silent);
 	return n;
 }
 
@@ -204,8 +234,9 @@ static ssize_t cq_sread(struct fid_cq *cq, void *buf, size_t count, const void *
 	ssize_t n = take_synth((struct hook_cq *)cq, buf, count, NULL);
 	if (n)
 		return n;
-	n = fi_cq_sread(HCQ(cq), buf, count, cond, timeout);
-	fix((struct hook_cq *)cq, buf, n);
+	do /* a wait that met only the hook's own entries waits again */
+		n = fix((struct hook_cq *)cq, buf, fi_cq_sread(HCQ(cq), buf, count, cond, timeout), NULL);
+	while (n == -FI_EAGAIN && timeout < 0);
 	return n;
 }
 
@@ -215,8 +246,9 @@ static ssize_t cq_sreadfrom(struct fid_cq *cq, void *buf, size_t count, fi_addr_
 	ssize_t n = take_synth((struct hook_cq *)cq, buf, count, src);
 	if (n)
 		return n;
-	n = fi_cq_sreadfrom(HCQ(cq), buf, count, src, cond, timeout);
-	fix((struct hook_cq *)cq, buf, n);
+	do
+		n = fix((struct hook_cq *)cq, buf, fi_cq_sreadfrom(HCQ(cq), buf, count, src, cond, timeout), src);
+	while (n == -FI_EAGAIN && timeout < 0);
 	return n;
 }
 
@@ -251,6 +283,11 @@ static int cq_close(struct fid *fid)
 	return ret;
 }
 struct fi_ops hook_cq_fid_ops = HOOK_FID_OPS(cq_close);
+
+bool hook_cq_ours(const struct fid *fid)
+{
+	return fid && fid->ops == &hook_cq_fid_ops;
+}
 
 struct fid *hook_cq_under(struct fid *fid)
 {

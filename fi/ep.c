@@ -319,16 +319,6 @@ static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, stru
 	return 0;
 }
 
-/* after posting: an operation refused, or one no completion will count out */
-static inline ssize_t posted(ssize_t r, struct hook_op *op, struct board_ent *e)
-{
-	if (op && r)
-		hook_op_cancel(op);
-	else if (!op && e)
-		atomic_fetch_sub(&e->inflight, 1);
-	return r;
-}
-
 /* the key to post with: the provider's under the application's (strict
  * keys), read from the board after the guard saw the MR active */
 static inline uint64_t pkey_of(struct board_ent *e, uint64_t key)
@@ -337,22 +327,6 @@ static inline uint64_t pkey_of(struct board_ent *e, uint64_t key)
 	return pk ? pk : key;
 }
 
-#define GUARD(key, addr, len, ctx)                                                           \
-	struct hook_op *op;                                                                  \
-	struct board_ent *ge;                                                                \
-	int g = guard(key, addr, len, ctx, &op, &ge, false);                                 \
-	if (g < 0)                                                                           \
-		return g;                                                                    \
-	key = pkey_of(ge, key);                                                              \
-	void *pctx = op ? (void *)op : (ctx)
-#define GUARD_NOCTX(key, addr, len)                                                          \
-	struct hook_op *op = NULL;                                                           \
-	struct board_ent *ge;                                                                \
-	int g = guard(key, addr, len, NULL, NULL, &ge, false);                               \
-	if (g < 0)                                                                           \
-		return g;                                                                    \
-	key = pkey_of(ge, key)
-
 static size_t iov_len(const struct iovec *iov, size_t n)
 {
 	size_t l = 0;
@@ -360,28 +334,6 @@ static size_t iov_len(const struct iovec *iov, size_t n)
 		l += iov[i].iov_len;
 	return l;
 }
-
-/* a *msg call: guarded when it names one remote range; counted out by a
- * completion unless the endpoint completes only what asks for it */
-#define MSG_GUARD(ep, msg, flags, len)                                                       \
-	struct hook_op *op = NULL;                                                           \
-	struct board_ent *ge = NULL;                                                         \
-	void *pctx = (msg)->context;                                                         \
-	if ((msg)->rma_iov_count == 1) {                                                     \
-		bool cmpl = !((struct hook_ep *)(ep))->selective || ((flags) & FI_COMPLETION); \
-		int g = guard((msg)->rma_iov[0].key, (msg)->rma_iov[0].addr, len, (msg)->context, \
-			      cmpl ? &op : NULL, &ge, false);                                \
-		if (g < 0)                                                                   \
-			return g;                                                            \
-		if (op)                                                                      \
-			pctx = op;                                                           \
-	}                                                                                    \
-	struct fi_rma_ioc rk_;                                                               \
-	if (ge && pkey_of(ge, 0) && pkey_of(ge, 0) != (msg)->rma_iov[0].key) {               \
-		rk_ = (msg)->rma_iov[0];                                                     \
-		rk_.key = pkey_of(ge, 0);                                                    \
-		m.rma_iov = &rk_;                                                            \
-	}
 
 /* One RMA call (read or write; plain, *v, *data, *msg or inject) on its
  * way to the provider. rma_pre guards it and does what the guard decides;
@@ -399,6 +351,7 @@ struct rma_call {
 	uint64_t addr, key, data, flags;  /* flags: a *msg call's */
 	void *ctx;
 	bool unguarded;                   /* a *msg call naming several remote ranges */
+	bool cqdata;                      /* *writedata, *injectdata: data goes with it */
 	/* set by rma_pre */
 	void **desc;                      /* the provider's descriptors */
 	void *pctx;                       /* the context to post with */
@@ -409,34 +362,44 @@ struct rma_call {
 	void **dt;                        /* room for the provider's descriptors */
 };
 
-/* whether the application gets a completion queue entry for it */
-static bool completes(const struct rma_call *c)
+/* whether the application gets a completion queue entry for an operation
+ * of kind (flags: a *msg call's) */
+static bool completes_(const struct hook_ep *e, int kind, uint64_t flags)
 {
-	const struct hook_ep *e = (const struct hook_ep *)c->ep;
-	if (c->kind == RMA_INJECT || !e->txcq)
+	if (kind == RMA_INJECT || !e->txcq)
 		return false;
-	uint64_t fl = c->kind == RMA_MSG ? c->flags : e->txflags;
+	uint64_t fl = kind == RMA_MSG ? flags : e->txflags;
 	return !e->selective || (fl & FI_COMPLETION);
 }
-
-/* An operation wholly past a truncated tail whose owner discards it: a read
- * gives zeroes; the completion (and counter) the application expects is
- * the hook's own. Where the hook cannot complete it (no CQ of its own), it
- * is refused after all. */
-static ssize_t rma_discard(struct rma_call *c)
+static bool completes(const struct rma_call *c)
 {
-	struct hook_ep *e = (struct hook_ep *)c->ep;
-	if (completes(c) && hook_cq_synth(e->txcq, c->ctx, FI_RMA | (c->write ? FI_WRITE : FI_READ))) {
+	return completes_((const struct hook_ep *)c->ep, c->kind, c->flags);
+}
+
+/* An operation wholly past a truncated tail whose owner discards it (what
+ * it would have read, the caller zeroed): the completion (and counter cn)
+ * the application expects is the hook's own. Where the hook cannot complete
+ * it (no CQ of its own), it is refused after all. */
+static ssize_t discard(struct hook_ep *e, bool cmpl, void *ctx, uint64_t cqflags, struct fid_cntr *cn)
+{
+	if (cmpl && hook_cq_synth(e->txcq, ctx, cqflags)) {
 		atomic_fetch_add_explicit(&hook_refused, 1, memory_order_relaxed);
 		return -FI_EKEYREJECTED;
 	}
+	if (cn)
+		hook_cntr_synth(cn);
+	atomic_fetch_add_explicit(&hook_discarded, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* RMA past the end: a write lands nowhere, a read gives zeroes */
+static ssize_t rma_discard(struct rma_call *c)
+{
 	if (!c->write)
 		for (size_t i = 0; i < c->count; i++)
 			memset(c->iov[i].iov_base, 0, c->iov[i].iov_len);
-	if (c->cn)
-		hook_cntr_synth(c->cn);
-	atomic_fetch_add_explicit(&hook_discarded, 1, memory_order_relaxed);
-	return 0;
+	return discard((struct hook_ep *)c->ep, completes(c), c->ctx,
+		       FI_RMA | (c->write ? FI_WRITE : FI_READ), c->cn);
 }
 
 /* after the provider's answer r: what was counted in goes out again on a
@@ -470,13 +433,17 @@ static ssize_t rma_pre(struct rma_call *c, void **desc)
 	c->by_cntr = false;
 	if (c->unguarded)
 		return RMA_POST;
-	bool cmpl = completes(c);
+	/* an inject gets a completion only the hook reads, where its CQ is the hook's */
+	bool silent = c->kind == RMA_INJECT && hook_cq_ours(e->txcq);
+	bool cmpl = completes(c) || silent;
 	int g = guard(c->key, c->addr, iov_len(c->iov, c->count), c->ctx, cmpl ? &c->op : NULL,
 		      &c->ge, true);
 	if (g < 0)
 		return g;
 	if (g == 2)
 		return rma_discard(c);
+	if (c->op && silent)
+		hook_op_silence(c->op, NULL);
 	if (c->op)
 		c->pctx = c->op;
 	if (c->ge) { /* strict keys: the provider's key under the application's (read after the state) */
@@ -489,16 +456,29 @@ static ssize_t rma_pre(struct rma_call *c, void **desc)
 	 * provider has taken it in (delivery complete): a transmit completion
 	 * comes when the bytes leave, and an owner that closed its key as soon
 	 * as the count fell would meet them after (tcp then drops the
-	 * connection). (An inject cannot ask: it generates no completion.) */
-	if (!c->write || !c->ge || c->kind == RMA_INJECT || (!c->op && !c->by_cntr))
+	 * connection). An inject is posted as a write with FI_INJECT (its
+	 * buffer is free on return, as the application expects) asking for
+	 * delivery complete, with a completion the hook takes out of the
+	 * application's CQ, or counted out by the counter it bumps; with
+	 * neither, nothing can say when it is done: posted as it is. */
+	if (!c->write || !c->ge || (!c->op && !c->by_cntr)) {
+		if (c->kind == RMA_INJECT && c->ge) {
+			static atomic_bool said;
+			if (!atomic_exchange(&said, true))
+				hook_log("an inject to a leased MR from an endpoint with neither a CQ nor a "
+					 "counter of the hook's: counted done when posted (no delivery complete)");
+		}
 		return RMA_POST;
+	}
 	struct fi_rma_iov rma = {.addr = c->addr, .len = iov_len(c->iov, c->count), .key = c->key};
 	struct fi_msg_rma m = {.msg_iov = c->iov, .desc = c->desc, .iov_count = c->count,
 			       .addr = c->peer, .rma_iov = &rma, .rma_iov_count = 1,
 			       .context = c->pctx, .data = c->data};
-	uint64_t fl = c->kind == RMA_MSG ? c->flags : c->data ? FI_REMOTE_CQ_DATA : 0;
+	uint64_t fl = c->kind == RMA_MSG ? c->flags : c->cqdata ? FI_REMOTE_CQ_DATA : 0;
 	if (c->op)
 		fl |= FI_COMPLETION;
+	if (c->kind == RMA_INJECT)
+		fl |= FI_INJECT;
 	return rma_done(c, fi_writemsg(HEP(c->ep), &m, fl | FI_DELIVERY_COMPLETE));
 }
 
@@ -594,6 +574,7 @@ static ssize_t rma_writedata(struct fid_ep *ep, const void *buf, size_t len, voi
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, data, 0, context);
+	c.cqdata = true;
 	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
 	return r != RMA_POST ? r : rma_done(&c, fi_writedata(HEP(ep), buf, len, c.desc ? c.desc[0] : NULL,
 							     data, dest, addr, c.key, c.pctx));
@@ -604,6 +585,7 @@ static ssize_t rma_injectdata(struct fid_ep *ep, const void *buf, size_t len, ui
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	RMA_CALL(true, RMA_INJECT, &iov, 1, dest, addr, key, data, 0, NULL);
+	c.cqdata = true;
 	ssize_t r = rma_pre(&c, NULL);
 	return r != RMA_POST ? r : rma_done(&c, fi_inject_writedata(HEP(ep), buf, len, data, dest,
 								    addr, c.key));
@@ -622,14 +604,136 @@ static struct fi_ops_rma hook_rma_ops = {
 	.injectdata = rma_injectdata,
 };
 
-/* ---- atomics ---- */
+/* ---- atomics ----
+ * Guarded as RMA over the bytes they touch. Wholly past a truncated end
+ * whose owner discards it, an atomic is completed by the hook: it changes
+ * nothing, a fetch or compare returns zeroes (what a read there gives). A
+ * non-fetching atomic to a hooked owner's MR asks for delivery complete, as
+ * a write does; an inject atomic is posted as an atomic of a copy of its
+ * operand with a completion only the hook reads, where the endpoint's CQ is
+ * the hook's (counted done at post otherwise, as before). */
+static size_t dt_size(enum fi_datatype dt)
+{
+	switch (dt) {
+	case FI_INT8: case FI_UINT8:
+		return 1;
+	case FI_INT16: case FI_UINT16:
+		return 2;
+	case FI_INT32: case FI_UINT32: case FI_FLOAT:
+		return 4;
+	case FI_INT64: case FI_UINT64: case FI_DOUBLE: case FI_FLOAT_COMPLEX:
+		return 8;
+	case FI_DOUBLE_COMPLEX: case FI_INT128: case FI_UINT128:
+		return 16;
+	case FI_LONG_DOUBLE:
+		return sizeof(long double);
+	case FI_LONG_DOUBLE_COMPLEX:
+		return 2 * sizeof(long double);
+	default:
+		return 1; /* unknown to the hook: at least its first byte is checked */
+	}
+}
+
+static size_t ioc_count(const struct fi_ioc *v, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += v[i].count;
+	return c;
+}
+
+struct at_call {
+	struct fid_ep *ep;
+	int kind;                         /* RMA_PLAIN, RMA_MSG, RMA_INJECT */
+	bool fetch;                       /* fetch or compare: returns data */
+	enum fi_datatype dt;
+	uint64_t addr, key, flags;        /* flags: a *msg call's */
+	size_t elems;                     /* elements it touches remotely */
+	void *ctx;
+	bool unguarded;                   /* a *msg call naming several remote ranges */
+	/* what a fetch returns into: zeroed when discarded */
+	void *res;                        /* elems of dt, or */
+	const struct fi_ioc *resv;        /* nres of them */
+	size_t nres;
+	/* set by at_pre */
+	void *pctx;
+	struct hook_op *op;
+	struct board_ent *ge;
+	bool dc;                          /* post as *msg asking delivery complete (non-fetching) */
+};
+
+static ssize_t at_pre(struct at_call *c)
+{
+	struct hook_ep *e = (struct hook_ep *)c->ep;
+	c->pctx = c->ctx;
+	c->op = NULL;
+	c->ge = NULL;
+	c->dc = false;
+	if (c->unguarded)
+		return RMA_POST;
+	size_t sz = dt_size(c->dt);
+	bool silent = c->kind == RMA_INJECT && hook_cq_ours(e->txcq);
+	bool cmpl = completes_(e, c->kind, c->flags) || silent;
+	int g = guard(c->key, c->addr, c->elems * sz, c->ctx, cmpl ? &c->op : NULL, &c->ge, true);
+	if (g < 0)
+		return g;
+	if (g == 2) {
+		if (c->res)
+			memset(c->res, 0, c->elems * sz);
+		for (size_t i = 0; c->resv && i < c->nres; i++)
+			memset(c->resv[i].addr, 0, c->resv[i].count * sz);
+		return discard(e, completes_(e, c->kind, c->flags), c->ctx,
+			       FI_ATOMIC | (c->fetch ? FI_READ : FI_WRITE), c->fetch ? e->rcntr : e->wcntr);
+	}
+	if (c->op && silent)
+		hook_op_silence(c->op, NULL);
+	if (c->op)
+		c->pctx = c->op;
+	c->key = pkey_of(c->ge, c->key);
+	c->dc = c->op && !c->fetch && c->kind != RMA_MSG;
+	return RMA_POST;
+}
+
+/* after posting: an operation refused, or one no completion will count out */
+static inline ssize_t at_done(struct at_call *c, ssize_t r)
+{
+	if (c->op && r)
+		hook_op_cancel(c->op);
+	else if (!c->op && c->ge)
+		atomic_fetch_sub(&c->ge->inflight, 1);
+	return r;
+}
+
+/* a non-fetching atomic counted out by its completion: as *msg, delivery complete */
+static ssize_t at_post_dc(struct at_call *c, const struct fi_ioc *iov, void **desc, size_t count,
+			  fi_addr_t dest, enum fi_op aop)
+{
+	struct fi_rma_ioc r = {.addr = c->addr, .count = c->elems, .key = c->key};
+	struct fi_msg_atomic m = {.msg_iov = iov, .desc = desc, .iov_count = count, .addr = dest,
+				  .rma_iov = &r, .rma_iov_count = 1, .datatype = c->dt, .op = aop,
+				  .context = c->pctx};
+	return at_done(c, fi_atomicmsg(HEP(c->ep), &m, FI_COMPLETION | FI_DELIVERY_COMPLETE));
+}
+
+#define AT_CALL(k, fetch_, dt_, addr_, key_, elems_, ctx_)                                   \
+	struct at_call c = {.ep = ep, .kind = k, .fetch = fetch_, .dt = dt_, .addr = addr_,   \
+			    .key = key_, .elems = elems_, .ctx = ctx_}
+
 static ssize_t at_write(struct fid_ep *ep, const void *buf, size_t count, void *desc,
 			fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
 			enum fi_op aop, void *context)
 {
-	GUARD(key, addr, 0, context);
-	return posted(fi_atomic(HEP(ep), buf, count, hook_desc(desc), dest, addr, key, dt, aop, pctx),
-		      op, ge);
+	AT_CALL(RMA_PLAIN, false, dt, addr, key, count, context);
+	ssize_t r = at_pre(&c);
+	if (r != RMA_POST)
+		return r;
+	if (c.dc) {
+		struct fi_ioc iov = {.addr = (void *)buf, .count = count};
+		void *d = hook_desc(desc);
+		return at_post_dc(&c, &iov, desc ? &d : NULL, 1, dest, aop);
+	}
+	return at_done(&c, fi_atomic(HEP(ep), buf, count, hook_desc(desc), dest, addr, c.key, dt, aop,
+				     c.pctx));
 }
 
 static ssize_t at_writev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc, size_t count,
@@ -637,34 +741,79 @@ static ssize_t at_writev(struct fid_ep *ep, const struct fi_ioc *iov, void **des
 			 enum fi_op aop, void *context)
 {
 	DESCS(desc_u, desc, count);
-	GUARD(key, addr, 0, context);
-	return posted(fi_atomicv(HEP(ep), iov, desc_u, count, dest, addr, key, dt, aop, pctx), op, ge);
+	AT_CALL(RMA_PLAIN, false, dt, addr, key, ioc_count(iov, count), context);
+	ssize_t r = at_pre(&c);
+	if (r != RMA_POST)
+		return r;
+	if (c.dc)
+		return at_post_dc(&c, iov, desc_u, count, dest, aop);
+	return at_done(&c, fi_atomicv(HEP(ep), iov, desc_u, count, dest, addr, c.key, dt, aop, c.pctx));
+}
+
+/* a *msg atomic: guarded when it names one remote range; the provider's
+ * key put in where strict keys translate it (into *ri) */
+#define AT_MSG(fetch_)                                                                       \
+	struct fi_msg_atomic m = *msg;                                                       \
+	bool one = msg->rma_iov_count == 1;                                                  \
+	AT_CALL(RMA_MSG, fetch_, msg->datatype, one ? msg->rma_iov[0].addr : 0,               \
+		one ? msg->rma_iov[0].key : 0, one ? msg->rma_iov[0].count : 0, msg->context); \
+	c.flags = flags;                                                                     \
+	c.unguarded = !one;                                                                  \
+	struct fi_rma_ioc ri
+
+static inline void at_msg_fix(struct at_call *c, const struct fi_msg_atomic *msg,
+			      struct fi_msg_atomic *m, struct fi_rma_ioc *ri, void **md)
+{
+	m->desc = md;
+	m->context = c->pctx;
+	if (!c->unguarded && c->key != msg->rma_iov[0].key) { /* translated (strict keys) */
+		*ri = msg->rma_iov[0];
+		ri->key = c->key;
+		m->rma_iov = ri;
+	}
 }
 
 static ssize_t at_writemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg, uint64_t flags)
 {
-	struct fi_msg_atomic m = *msg;
 	DESCS(md, msg->desc, msg->iov_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, 0);
-	m.context = pctx;
-	return posted(fi_atomicmsg(HEP(ep), &m, flags), op, ge);
+	AT_MSG(false);
+	ssize_t r = at_pre(&c);
+	if (r != RMA_POST)
+		return r;
+	at_msg_fix(&c, msg, &m, &ri, md);
+	return at_done(&c, fi_atomicmsg(HEP(ep), &m, flags));
 }
 
 static ssize_t at_inject(struct fid_ep *ep, const void *buf, size_t count, fi_addr_t dest,
 			 uint64_t addr, uint64_t key, enum fi_datatype dt, enum fi_op aop)
 {
-	GUARD_NOCTX(key, addr, 0);
-	return posted(fi_inject_atomic(HEP(ep), buf, count, dest, addr, key, dt, aop), op, ge);
+	AT_CALL(RMA_INJECT, false, dt, addr, key, count, NULL);
+	ssize_t r = at_pre(&c);
+	if (r != RMA_POST)
+		return r;
+	if (c.dc) { /* the operand copied (an atomic *msg with FI_INJECT gets no completion from ofi_rxm) */
+		size_t len = count * dt_size(dt);
+		void *b = malloc(len ? len : 1);
+		if (!b)
+			return at_done(&c, -FI_EAGAIN);
+		memcpy(b, buf, len);
+		hook_op_silence(c.op, b);
+		struct fi_ioc iov = {.addr = b, .count = count};
+		return at_post_dc(&c, &iov, NULL, 1, dest, aop);
+	}
+	return at_done(&c, fi_inject_atomic(HEP(ep), buf, count, dest, addr, c.key, dt, aop));
 }
 
 static ssize_t at_readwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
 			    void *result, void *result_desc, fi_addr_t dest, uint64_t addr,
 			    uint64_t key, enum fi_datatype dt, enum fi_op aop, void *context)
 {
-	GUARD(key, addr, 0, context);
-	return posted(fi_fetch_atomic(HEP(ep), buf, count, hook_desc(desc), result,
-				      hook_desc(result_desc), dest, addr, key, dt, aop, pctx), op, ge);
+	AT_CALL(RMA_PLAIN, true, dt, addr, key, count, context);
+	c.res = result;
+	ssize_t r = at_pre(&c);
+	return r != RMA_POST ? r : at_done(&c, fi_fetch_atomic(HEP(ep), buf, count, hook_desc(desc), result,
+							    hook_desc(result_desc), dest, addr, c.key, dt,
+							    aop, c.pctx));
 }
 
 static ssize_t at_readwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
@@ -674,23 +823,29 @@ static ssize_t at_readwritev(struct fid_ep *ep, const struct fi_ioc *iov, void *
 {
 	DESCS(desc_u, desc, count);
 	DESCS(result_desc_u, result_desc, result_count);
-	GUARD(key, addr, 0, context);
-	return posted(fi_fetch_atomicv(HEP(ep), iov, desc_u, count, resultv, result_desc_u,
-				       result_count, dest, addr, key, dt, aop, pctx), op, ge);
+	AT_CALL(RMA_PLAIN, true, dt, addr, key, ioc_count(iov, count), context);
+	c.resv = resultv;
+	c.nres = result_count;
+	ssize_t r = at_pre(&c);
+	return r != RMA_POST ? r : at_done(&c, fi_fetch_atomicv(HEP(ep), iov, desc_u, count, resultv,
+							     result_desc_u, result_count, dest, addr,
+							     c.key, dt, aop, c.pctx));
 }
 
 static ssize_t at_readwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
 			       struct fi_ioc *resultv, void **result_desc, size_t result_count,
 			       uint64_t flags)
 {
-	struct fi_msg_atomic m = *msg;
 	DESCS(md, msg->desc, msg->iov_count);
 	DESCS(result_desc_u, result_desc, result_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, 0);
-	m.context = pctx;
-	return posted(fi_fetch_atomicmsg(HEP(ep), &m, resultv, result_desc_u, result_count, flags),
-		      op, ge);
+	AT_MSG(true);
+	c.resv = resultv;
+	c.nres = result_count;
+	ssize_t r = at_pre(&c);
+	if (r != RMA_POST)
+		return r;
+	at_msg_fix(&c, msg, &m, &ri, md);
+	return at_done(&c, fi_fetch_atomicmsg(HEP(ep), &m, resultv, result_desc_u, result_count, flags));
 }
 
 static ssize_t at_compwrite(struct fid_ep *ep, const void *buf, size_t count, void *desc,
@@ -698,10 +853,13 @@ static ssize_t at_compwrite(struct fid_ep *ep, const void *buf, size_t count, vo
 			    void *result_desc, fi_addr_t dest, uint64_t addr, uint64_t key,
 			    enum fi_datatype dt, enum fi_op aop, void *context)
 {
-	GUARD(key, addr, 0, context);
-	return posted(fi_compare_atomic(HEP(ep), buf, count, hook_desc(desc), compare,
-					hook_desc(compare_desc), result, hook_desc(result_desc),
-					dest, addr, key, dt, aop, pctx), op, ge);
+	AT_CALL(RMA_PLAIN, true, dt, addr, key, count, context);
+	c.res = result;
+	ssize_t r = at_pre(&c);
+	return r != RMA_POST ? r : at_done(&c, fi_compare_atomic(HEP(ep), buf, count, hook_desc(desc), compare,
+							      hook_desc(compare_desc), result,
+							      hook_desc(result_desc), dest, addr, c.key,
+							      dt, aop, c.pctx));
 }
 
 static ssize_t at_compwritev(struct fid_ep *ep, const struct fi_ioc *iov, void **desc,
@@ -713,10 +871,14 @@ static ssize_t at_compwritev(struct fid_ep *ep, const struct fi_ioc *iov, void *
 	DESCS(desc_u, desc, count);
 	DESCS(compare_desc_u, compare_desc, compare_count);
 	DESCS(result_desc_u, result_desc, result_count);
-	GUARD(key, addr, 0, context);
-	return posted(fi_compare_atomicv(HEP(ep), iov, desc_u, count, comparev, compare_desc_u,
-					 compare_count, resultv, result_desc_u, result_count, dest,
-					 addr, key, dt, aop, pctx), op, ge);
+	AT_CALL(RMA_PLAIN, true, dt, addr, key, ioc_count(iov, count), context);
+	c.resv = resultv;
+	c.nres = result_count;
+	ssize_t r = at_pre(&c);
+	return r != RMA_POST ? r : at_done(&c, fi_compare_atomicv(HEP(ep), iov, desc_u, count, comparev,
+							       compare_desc_u, compare_count, resultv,
+							       result_desc_u, result_count, dest, addr,
+							       c.key, dt, aop, c.pctx));
 }
 
 static ssize_t at_compwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *msg,
@@ -724,15 +886,18 @@ static ssize_t at_compwritemsg(struct fid_ep *ep, const struct fi_msg_atomic *ms
 			       size_t compare_count, struct fi_ioc *resultv, void **result_desc,
 			       size_t result_count, uint64_t flags)
 {
-	struct fi_msg_atomic m = *msg;
 	DESCS(md, msg->desc, msg->iov_count);
 	DESCS(compare_desc_u, compare_desc, compare_count);
 	DESCS(result_desc_u, result_desc, result_count);
-	m.desc = md;
-	MSG_GUARD(ep, msg, flags, 0);
-	m.context = pctx;
-	return posted(fi_compare_atomicmsg(HEP(ep), &m, comparev, compare_desc_u, compare_count,
-					   resultv, result_desc_u, result_count, flags), op, ge);
+	AT_MSG(true);
+	c.resv = resultv;
+	c.nres = result_count;
+	ssize_t r = at_pre(&c);
+	if (r != RMA_POST)
+		return r;
+	at_msg_fix(&c, msg, &m, &ri, md);
+	return at_done(&c, fi_compare_atomicmsg(HEP(ep), &m, comparev, compare_desc_u, compare_count,
+						resultv, result_desc_u, result_count, flags));
 }
 
 static int at_writevalid(struct fid_ep *ep, enum fi_datatype dt, enum fi_op aop, size_t *count)

@@ -167,6 +167,11 @@ struct board_ent;
 struct hook_op;
 struct hook_op *hook_op_get(struct board_ent *e, void *app);
 void hook_op_put(struct hook_op *op);
+/* its completion is the hook's alone: taken out of what the application
+ * reads; bounce (malloc, or NULL): freed with it */
+void hook_op_silence(struct hook_op *op, void *bounce);
+/* whether fid is a CQ of the hook's (it can take its own entries out) */
+bool hook_cq_ours(const struct fid *fid);
 /* an operation the provider refused: counted out again */
 void hook_op_cancel(struct hook_op *op);
 int hook_cq_open(struct fid_domain *hdomain, struct fi_cq_attr *attr, struct fid_cq **out,

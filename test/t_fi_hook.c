@@ -9,7 +9,10 @@
  * truncate fences the tail: a write there is refused at post
  * (-FI_EKEYREJECTED), one below it still lands; an owner that discards its
  * tail completes a write past the end without landing it and a read there
- * with zeroes. Run twice: then in strict key mode (MRLEASE_FI_STRICT_KEYS=1,
+ * with zeroes, and atomics there likewise (a fetch or compare returns
+ * zeroes; one across the end is refused). An inject write and an inject
+ * atomic give the application no completion yet stay counted in flight
+ * until delivered (the hook reads their completions itself). Run twice: then in strict key mode (MRLEASE_FI_STRICT_KEYS=1,
  * a fresh provider key per registration, as providers that choose their
  * own keys give): the application's key stays, the provider's changes at
  * the restore, and the hooked writer's posts are translated (invisible). */
@@ -66,6 +69,55 @@ static int rma_blk(bool wr, void *buf, void *desc, uint64_t base, uint64_t off, 
 static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
 {
 	return rma_blk(true, buf, desc, base, off, key);
+}
+
+/* an operation that gives the application no completion (an inject) was
+ * posted to a hooked owner's MR e: it stays counted in flight until its
+ * completion, which only the hook reads, says it was delivered. 0 once
+ * counted out; -1 if the application was handed an entry for it, or an error. */
+static int silent_done(struct board_ent *e)
+{
+	if (atomic_load(&e->inflight) != 1)
+		return -1; /* counted out at post: nothing would hold a pause for it */
+	while (atomic_load(&e->inflight) != 0) {
+		struct fi_cq_entry ce;
+		ssize_t n = fi_cq_read(cq, &ce, 1);
+		if (n != -FI_EAGAIN)
+			return -1;
+	}
+	return 0;
+}
+
+/* one atomic (op on uint64 elements at off), waited for: 0 or -errno;
+ * kind 0 plain, 1 fetch (into *res), 2 compare (with *cmp, into *res) */
+static int atomic_blk(int kind, uint64_t *val, size_t n, uint64_t *cmp, uint64_t *res,
+		      uint64_t base, uint64_t off, uint64_t key, enum fi_op aop)
+{
+	ssize_t r;
+	do {
+		r = kind == 0 ? fi_atomic(ep, val, n, NULL, self, base + off, key, FI_UINT64, aop, val)
+		    : kind == 1 ? fi_fetch_atomic(ep, val, n, NULL, res, NULL, self, base + off, key,
+						 FI_UINT64, aop, val)
+				: fi_compare_atomic(ep, val, n, NULL, cmp, NULL, res, NULL, self, base + off,
+						    key, FI_UINT64, aop, val);
+		if (r == -FI_EAGAIN) {
+			struct fi_cq_entry e;
+			fi_cq_read(cq, &e, 0);
+		}
+	} while (r == -FI_EAGAIN);
+	if (r)
+		return (int)r;
+	for (;;) {
+		struct fi_cq_entry e;
+		ssize_t got = fi_cq_read(cq, &e, 1);
+		if (got == 1)
+			return e.op_context == val ? 0 : -EPROTO;
+		if (got == -FI_EAVAIL) {
+			struct fi_cq_err_entry err = {0};
+			fi_cq_readerr(cq, &err, 0);
+			return -err.err;
+		}
+	}
 }
 
 static char dir[] = "/var/tmp/mrl-fihook-XXXXXX";
@@ -192,6 +244,26 @@ static void scenario(bool strict)
 	}
 	CHECK(aerr == 0 && *acc == before + 5, "an atomic after the restore lands (%d)", aerr);
 
+	/* injects: no completion for the application, yet counted in flight
+	 * until delivered (the owner's pause waits for them) */
+	uint8_t small[64];
+	memset(small, 7, sizeof(small));
+	ssize_t ir;
+	while ((ir = fi_inject_write(ep, small, sizeof(small), self, base + 16384, key)) == -FI_EAGAIN) {
+		struct fi_cq_entry e;
+		fi_cq_read(cq, &e, 0);
+	}
+	memset(small, 0, sizeof(small)); /* the inject's buffer is free on return */
+	CHECK(ir == 0 && silent_done(hm->bent) == 0 && win[16384] == 7 && win[16384 + 63] == 7,
+	      "an inject write is counted in flight until delivered, gives no completion, lands (%zd)", ir);
+	uint64_t *acc2 = (uint64_t *)(win + 20480), before2 = *acc2, three = 3;
+	while ((ir = fi_inject_atomic(ep, &three, 1, self, base + 20480, key, FI_UINT64, FI_SUM)) == -FI_EAGAIN) {
+		struct fi_cq_entry e;
+		fi_cq_read(cq, &e, 0);
+	}
+	CHECK(ir == 0 && silent_done(hm->bent) == 0 && *acc2 == before2 + 3,
+	      "an inject atomic is counted in flight until delivered, gives no completion, lands (%zd)", ir);
+
 	snprintf(cmd, sizeof(cmd), "truncate -s 196608 %s", path);
 	CHECK(system(cmd) == 0, "truncate");
 	for (int i = 0; i < 100000 && !log_has2(kstr, "bytes 0+196608 cause truncated"); i++)
@@ -213,7 +285,22 @@ static void scenario(bool strict)
 	memset(buf, 0xee, BLK);
 	CHECK(rma_blk(false, buf, fi_mr_desc(lmr), base, 204800, key) == 0 && buf[0] == 0 &&
 	      buf[BLK - 1] == 0, "a read past the new end completes with zeroes");
-	CHECK(atomic_load(&hook_discarded) == dis0 + 2, "both counted as discarded");
+	/* atomics past the end: completed by the hook, nothing changed, a
+	 * fetch or compare returns zeroes; one across the end is refused */
+	uint64_t v[2] = {9, 9}, cmpv[2] = {0, 0}, res[2] = {~0ull, ~0ull};
+	CHECK(atomic_blk(0, v, 2, NULL, NULL, base, 200704 + 64, key, FI_SUM) == 0,
+	      "an atomic past the new end completes (discarded)");
+	CHECK(atomic_blk(1, v, 2, NULL, res, base, 204800 + 64, key, FI_SUM) == 0 && res[0] == 0 && res[1] == 0,
+	      "a fetching atomic past the new end completes, fetching zeroes");
+	res[0] = res[1] = ~0ull;
+	CHECK(atomic_blk(2, v, 1, cmpv, res, base, 208896, key, FI_CSWAP) == 0 && res[0] == 0 && res[1] == ~0ull,
+	      "a compare atomic past the new end completes, its old value zero");
+	CHECK(atomic_load(&hook_discarded) == dis0 + 5, "all five counted as discarded");
+	CHECK(atomic_blk(0, v, 2, NULL, NULL, base, 196608 - 8, key, FI_SUM) == -FI_EKEYREJECTED,
+	      "an atomic across the new end is refused");
+	uint64_t below = *(uint64_t *)(win + 196608 - 64);
+	CHECK(atomic_blk(1, v, 1, NULL, res, base, 196608 - 64, key, FI_SUM) == 0 && res[0] == below &&
+	      *(uint64_t *)(win + 196608 - 64) == below + 9, "a fetching atomic below the end lands");
 	CHECK(write_blk(buf, fi_mr_desc(lmr), base, 196608 - 2048, key) == -FI_EKEYREJECTED,
 	      "a write across the new end is still refused");
 	struct stat fst;
