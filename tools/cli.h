@@ -32,6 +32,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o);
 
 int cmd_demo(const struct cli_opts *o);
 int cmd_demo_uring(const struct cli_opts *o); /* demo --device uring */
+int cmd_demo_mpi(const struct cli_opts *o);   /* demo --device mpi */
 int cmd_serve(const struct cli_opts *o);
 int cmd_client(const struct cli_opts *o);
 int cmd_coverage(const struct cli_opts *o);

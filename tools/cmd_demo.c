@@ -173,9 +173,24 @@ static void adversary(const char *file, uint64_t size, unsigned seconds, const c
 
 int cmd_demo(const struct cli_opts *o)
 {
+	if (o->device && !strcmp(o->device, "mpi")) {
+		/* a fixed MPI job and a fixed adversary: only --fs, --no-lease, --json, --quiet */
+		static const char unused[] = "smzaFPD";
+		for (const char *c = unused; *c; c++)
+			if (o->given[(int)*c]) {
+				fprintf(stderr, "mrlease demo: --%s does not apply to --device mpi\n",
+					cli_opt_name(*c));
+				return 2;
+			}
+		if (strcmp(o->fs, "ext4") && strcmp(o->fs, "tmpfs")) {
+			fprintf(stderr, "mrlease: --fs ext4 or tmpfs\n");
+			return 2;
+		}
+		return cmd_demo_mpi(o);
+	}
 	if (o->device && strcmp(o->device, "fabric")) {
 		if (strcmp(o->device, "uring")) {
-			fprintf(stderr, "mrlease: --device fabric or uring\n");
+			fprintf(stderr, "mrlease: --device fabric, uring or mpi\n");
 			return 2;
 		}
 		/* one tmpfs buffer, restored (or redirected) by the library, a fixed adversary */

@@ -24,7 +24,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mrlease demo [--seconds N] [--fs ext4|tmpfs] [--no-lease] [--no-fanotify] [--json]\n"
-		"                    [--device fabric|uring]: uring streams READ_FIXED into a tmpfs file\n"
+		"                    [--device fabric|uring|mpi]: uring streams READ_FIXED into a tmpfs file\n"
+		"                    (mpi: Open MPI one-sided under FI_HOOK=mrlease, or --no-lease)\n"
 		"                    [--mrs N] [--size BYTES] [--actions punch,truncate,cat]\n"
 		"                    [--policy restore|notify|fence|deny|redirect]\n"
 		"                    [--deadline-ms MS]\n"
