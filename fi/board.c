@@ -310,22 +310,12 @@ static void rescan(void)
 	closedir(d);
 }
 
-/* a small cache of keys found: key -> entry (checked again at each use) */
-#define CACHE 256
-static struct { _Atomic uint64_t key; struct board_ent *_Atomic e; } cache[CACHE];
+struct board_cache board_cache[BOARD_CACHE];
 
-static inline unsigned slot(uint64_t key)
+struct board_ent *board_find_slow(uint64_t key)
 {
-	return (unsigned)((key * 0x9e3779b97f4a7c15ull) >> 56) % CACHE;
-}
-
-struct board_ent *board_find(uint64_t key)
-{
-	unsigned s = slot(key);
-	struct board_ent *e = atomic_load_explicit(&cache[s].e, memory_order_acquire);
-	if (e && atomic_load_explicit(&cache[s].key, memory_order_relaxed) == key &&
-	    atomic_load_explicit(&e->key, memory_order_relaxed) == key)
-		return e;
+	unsigned s = board_slot(key);
+	struct board_cache *cache = board_cache;
 	/* a miss: look on every board; look for new boards at most every 50 ms */
 	mrl_lock(&view_lock);
 	uint64_t now = mrl_now_ns();

@@ -41,8 +41,29 @@ struct board {
 /* owner: an entry for a remotely accessible MR (NULL: no board) */
 struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len, uint32_t tail);
 void board_retract(struct board_ent *e);
-/* initiator: the one entry naming key on any board of the host, or NULL */
-struct board_ent *board_find(uint64_t key);
+/* initiator: the one entry naming key on any board of the host, or NULL.
+ * A small cache of keys found (key -> entry, checked again at each use)
+ * answers inline; a miss looks on the boards. */
+#define BOARD_CACHE 256
+struct board_cache {
+	_Atomic uint64_t key;
+	struct board_ent *_Atomic e;
+};
+extern struct board_cache board_cache[BOARD_CACHE];
+static inline unsigned board_slot(uint64_t key)
+{
+	return (unsigned)((key * 0x9e3779b97f4a7c15ull) >> 56) % BOARD_CACHE;
+}
+struct board_ent *board_find_slow(uint64_t key);
+static inline struct board_ent *board_find(uint64_t key)
+{
+	struct board_cache *c = &board_cache[board_slot(key)];
+	struct board_ent *e = atomic_load_explicit(&c->e, memory_order_acquire);
+	if (e && atomic_load_explicit(&c->key, memory_order_relaxed) == key &&
+	    atomic_load_explicit(&e->key, memory_order_relaxed) == key)
+		return e;
+	return board_find_slow(key);
+}
 
 /* the directory of markers (MRLEASE_FI_BOARD_DIR or /dev/shm/mrlease-fi) */
 const char *board_dir(void);

@@ -13,15 +13,6 @@
 #include "hook.h"
 #include "mrl_int.h"
 
-struct hook_op {
-	struct fi_context2 prov;   /* first: FI_CONTEXT/FI_CONTEXT2 providers use it */
-	void *app;
-	struct board_ent *e;
-	struct hook_op *next;
-	bool silent;               /* an inject posted with a completion only the hook reads */
-	void *bounce;              /* its operand's copy, freed with it (malloc) */
-};
-
 #define MAX_OPS (1u << 18)
 static struct hook_op *_Atomic arena;
 static struct hook_op *free_ops;
@@ -40,30 +31,25 @@ static void arena_map(void)
  * completions that free them are mostly on one thread): no lock on the
  * fast path; the shared list behind a lock otherwise. */
 #define LOCAL_OPS 64
-static __thread struct hook_op *local_free;
-static __thread unsigned nlocal;
+__thread struct hook_op *hook_local_free HOOK_TLS;
+__thread unsigned hook_nlocal HOOK_TLS;
 
-struct hook_op *hook_op_get(struct board_ent *e, void *app)
+/* hook_op_get when this thread has none free: the shared list, or the arena */
+struct hook_op *hook_op_get_slow(struct board_ent *e, void *app)
 {
-	struct hook_op *op = local_free;
-	if (op) {
-		local_free = op->next;
-		nlocal--;
-	} else {
-		if (!atomic_load_explicit(&arena, memory_order_acquire))
-			pthread_once(&arena_once, arena_map);
-		if (!arena)
-			return NULL;
-		mrl_lock(&ops_lock);
-		op = free_ops;
-		if (op)
-			free_ops = op->next;
-		else if (arena_used < MAX_OPS)
-			op = &arena[arena_used++];
-		mrl_unlock(&ops_lock);
-		if (!op)
-			return NULL;
-	}
+	if (!atomic_load_explicit(&arena, memory_order_acquire))
+		pthread_once(&arena_once, arena_map);
+	if (!arena)
+		return NULL;
+	mrl_lock(&ops_lock);
+	struct hook_op *op = free_ops;
+	if (op)
+		free_ops = op->next;
+	else if (arena_used < MAX_OPS)
+		op = &arena[arena_used++];
+	mrl_unlock(&ops_lock);
+	if (!op)
+		return NULL;
 	op->app = app; /* op->prov is the provider's to fill */
 	op->e = e;
 	op->silent = false;
@@ -83,10 +69,10 @@ void hook_op_put(struct hook_op *op)
 		free(op->bounce);
 		op->bounce = NULL;
 	}
-	if (nlocal < LOCAL_OPS) {
-		op->next = local_free;
-		local_free = op;
-		nlocal++;
+	if (hook_nlocal < LOCAL_OPS) {
+		op->next = hook_local_free;
+		hook_local_free = op;
+		hook_nlocal++;
 		return;
 	}
 	mrl_lock(&ops_lock);
@@ -156,9 +142,9 @@ int hook_cq_synth(struct fid *fid, void *ctx, uint64_t flags)
 }
 
 /* up to count of the hook's own completions into buf (src: no address) */
-static ssize_t take_synth(struct hook_cq *c, void *buf, size_t count, fi_addr_t *src)
+static ssize_t take_synth_(struct hook_cq *c, void *buf, size_t count, fi_addr_t *src)
 {
-	if (!atomic_load_explicit(&c->nsynth, memory_order_relaxed) || !count)
+	if (!count)
 		return 0;
 	mrl_lock(&c->slock);
 	unsigned n = atomic_load(&c->nsynth), k = n < count ? n : (unsigned)count;
@@ -177,10 +163,15 @@ static ssize_t take_synth(struct hook_cq *c, void *buf, size_t count, fi_addr_t 
 	return k;
 }
 
+static inline ssize_t take_synth(struct hook_cq *c, void *buf, size_t count, fi_addr_t *src)
+{
+	return atomic_load_explicit(&c->nsynth, memory_order_relaxed) ? take_synth_(c, buf, count, src) : 0;
+}
+
 /* The application's contexts back in n entries of buf (and src): the
  * hook's own entries (silent injects) taken out. The entries left, or
  * -FI_EAGAIN when none is. */
-static ssize_t fix(struct hook_cq *c, void *buf, ssize_t n, fi_addr_t *src)
+static ssize_t fix_(struct hook_cq *c, void *buf, ssize_t n, fi_addr_t *src)
 {
 	ssize_t k = 0;
 	for (ssize_t i = 0; i < n; i++) {
@@ -198,6 +189,11 @@ static ssize_t fix(struct hook_cq *c, void *buf, ssize_t n, fi_addr_t *src)
 		k++;
 	}
 	return n > 0 && !k ? -FI_EAGAIN : n > 0 ? k : n;
+}
+
+static inline ssize_t fix(struct hook_cq *c, void *buf, ssize_t n, fi_addr_t *src)
+{
+	return n > 0 ? fix_(c, buf, n, src) : n; /* an empty poll costs a compare */
 }
 
 #define HCQ(cq) (((struct hook_cq *)(cq))->hcq)

@@ -535,9 +535,45 @@ static ssize_t rma_readmsg(struct fid_ep *ep, const struct fi_msg_rma *msg, uint
 	return rma_msg(ep, false, msg, flags);
 }
 
+/* fi_write's fast path: to a hooked owner's active MR, wholly within what it
+ * serves, from an endpoint whose every write completes on the hook's CQ:
+ * counted in, posted with the hook's context asking delivery complete.
+ * Anything else (no board entry, a pause, past the end, a counter to tell)
+ * is the general path's (rma_pre), which looks again. */
+static inline ssize_t write_fast(struct fid_ep *ep, struct board_ent *e, const void *buf, size_t len,
+				 void *desc, fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
+{
+	atomic_fetch_add(&e->inflight, 1);
+	uint64_t off = addr - e->base;
+	if (atomic_load(&e->state) == BS_ACTIVE && atomic_load_explicit(&e->key, memory_order_relaxed) == key &&
+	    addr >= e->base && off <= e->len && off + len <= atomic_load_explicit(&e->valid, memory_order_relaxed)) {
+		struct hook_op *op = hook_op_get(e, context);
+		if (op) {
+			void *d = hook_desc(desc);
+			uint64_t pk = atomic_load(&e->pkey);
+			struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+			struct fi_rma_iov rma = {.addr = addr, .len = len, .key = pk ? pk : key};
+			struct fi_msg_rma m = {.msg_iov = &iov, .desc = desc ? &d : NULL, .iov_count = 1,
+					       .addr = dest, .rma_iov = &rma, .rma_iov_count = 1, .context = op};
+			ssize_t r = fi_writemsg(HEP(ep), &m, FI_COMPLETION | FI_DELIVERY_COMPLETE);
+			if (r)
+				hook_op_cancel(op);
+			return r;
+		}
+	}
+	atomic_fetch_sub(&e->inflight, 1);
+	return RMA_POST;
+}
+
 static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *desc,
 			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
+	struct board_ent *e;
+	if (((struct hook_ep *)ep)->fast && (e = board_find(key))) {
+		ssize_t r = write_fast(ep, e, buf, len, desc, dest, addr, key, context);
+		if (r != RMA_POST)
+			return r;
+	}
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	RMA_CALL(true, RMA_PLAIN, &iov, 1, dest, addr, key, 0, 0, context);
 	ssize_t r = rma_pre(&c, desc ? &desc : NULL);
@@ -945,6 +981,13 @@ static int ep_close(struct fid *fid)
 	return 0;
 }
 
+/* whether the fast path applies (write_fast) */
+static void ep_fast(struct hook_ep *e)
+{
+	e->fast = hook_cq_ours(e->txcq) && (!e->selective || (e->txflags & FI_COMPLETION)) && !e->wcntr &&
+		  !e->rcntr;
+}
+
 static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 {
 	struct hook_ep *e = (struct hook_ep *)fid;
@@ -960,6 +1003,7 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 		if (flags & FI_READ)
 			e->rcntr = cn;
 	}
+	ep_fast(e);
 	return ret;
 }
 

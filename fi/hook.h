@@ -110,6 +110,8 @@ struct hook_ep {
 	struct fid *txcq;                 /* the hook's CQ of its transmit side, NULL if none */
 	uint64_t txflags;                 /* its transmit side's default operation flags */
 	struct fid_cntr *wcntr, *rcntr;   /* the hook's write/read counters bound to it */
+	bool fast;                        /* every plain RMA completes on a CQ of the hook's,
+					   * no counter bound: ep.c's fast path */
 };
 
 struct hook_pep {
@@ -164,8 +166,37 @@ static inline void *hook_desc(void *desc)
 
 /* ---- cq.c: completion queues, and operations counted in flight ---- */
 struct board_ent;
-struct hook_op;
-struct hook_op *hook_op_get(struct board_ent *e, void *app);
+/* An operation the hook posts with its own context (cq.c). */
+struct hook_op {
+	struct fi_context2 prov;   /* first: FI_CONTEXT/FI_CONTEXT2 providers use it */
+	void *app;
+	struct board_ent *e;
+	struct hook_op *next;
+	bool silent;               /* an inject posted with a completion only the hook reads */
+	void *bounce;              /* its operand's copy, freed with it (malloc) */
+};
+/* Each thread's free operations: thread-local in the initial-exec model (a
+ * load from the thread pointer; the general model of a dlopened object
+ * calls __tls_get_addr at each use). */
+#define HOOK_TLS __attribute__((tls_model("initial-exec")))
+extern __thread struct hook_op *hook_local_free HOOK_TLS;
+extern __thread unsigned hook_nlocal HOOK_TLS;
+struct hook_op *hook_op_get_slow(struct board_ent *e, void *app);
+/* an operation context counted on e for the application's context app
+ * (NULL: none left) */
+static inline struct hook_op *hook_op_get(struct board_ent *e, void *app)
+{
+	struct hook_op *op = hook_local_free;
+	if (!op)
+		return hook_op_get_slow(e, app);
+	hook_local_free = op->next;
+	hook_nlocal--;
+	op->app = app; /* op->prov is the provider's to fill */
+	op->e = e;
+	op->silent = false;
+	op->bounce = NULL;
+	return op;
+}
 void hook_op_put(struct hook_op *op);
 /* its completion is the hook's alone: taken out of what the application
  * reads; bounce (malloc, or NULL): freed with it */
