@@ -203,6 +203,8 @@ struct board_ent *board_publish(uint64_t key, uint64_t base, uint64_t len, uint3
 			atomic_store(&own->used, idx);
 	}
 	mrl_unlock(&own_lock);
+	if (e)
+		relay_start(); /* MRLEASE_FI_RELAY: remote initiators ask here */
 	return e;
 }
 

@@ -65,6 +65,17 @@ static inline struct board_ent *board_find(uint64_t key)
 	return board_find_slow(key);
 }
 
+/* relay.c (MRLEASE_FI_RELAY=PORT): the board carried between hosts.
+ * relay_find: a private mirror of the entry for key at the host dest
+ * resolves to through av (rx_bits: the av's receive context bits), held
+ * until its relay answers; NULL when the relay is off, the address is not
+ * IP, or that host has no relay (post as it is). relay_start: serve this
+ * host's boards (an owner that publishes). */
+struct fid_av;
+bool relay_on(void);
+struct board_ent *relay_find(struct fid_av *av, unsigned rx_bits, uint64_t dest, uint64_t key);
+void relay_start(void);
+
 /* the directory of markers (MRLEASE_FI_BOARD_DIR or /dev/shm/mrlease-fi) */
 const char *board_dir(void);
 /* it opened and checked (ours or root's; sticky if others may write): fd or -1 */

@@ -14,7 +14,10 @@
 static int dom_av_open(struct fid_domain *domain, struct fi_av_attr *attr, struct fid_av **av,
 		       void *context)
 {
-	return fi_av_open(((struct hook_domain *)domain)->hdomain, attr, av, context);
+	struct hook_domain *d = (struct hook_domain *)domain;
+	if (attr) /* fi_rx_addr's bits, for the board relay's address lookups */
+		d->rx_bits = (unsigned)attr->rx_ctx_bits;
+	return fi_av_open(d->hdomain, attr, av, context);
 }
 
 static int dom_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr, struct fid_cq **cq,

@@ -51,8 +51,12 @@ static int ep_tx_ctx(struct fid_ep *sep, int index, struct fi_tx_attr *attr, str
 {
 	struct fid_ep *h;
 	int ret = fi_tx_context(HEP(sep), index, attr, &h, context);
-	return ret ? ret : hook_ep_wrap(((struct hook_ep *)sep)->dom, h,
-					attr ? attr->op_flags : ((struct hook_ep *)sep)->txflags, tx, context);
+	if (!ret)
+		ret = hook_ep_wrap(((struct hook_ep *)sep)->dom, h,
+				   attr ? attr->op_flags : ((struct hook_ep *)sep)->txflags, tx, context);
+	if (!ret) /* it sends to the scalable endpoint's address vector */
+		((struct hook_ep *)*tx)->av = ((struct hook_ep *)sep)->av;
+	return ret;
 }
 
 static int ep_rx_ctx(struct fid_ep *sep, int index, struct fi_rx_attr *attr, struct fid_ep **rx,
@@ -282,10 +286,13 @@ static struct fi_ops_tagged hook_tagged_ops = {
  * owner still serves. */
 atomic_ullong hook_held, hook_refused, hook_discarded;
 
-static inline int guard(uint64_t key, uint64_t addr, size_t len, void *ctx, struct hook_op **op,
-			struct board_ent **ent, bool tail)
+static inline int guard(struct fid_ep *ep, fi_addr_t dest, uint64_t key, uint64_t addr, size_t len,
+			void *ctx, struct hook_op **op, struct board_ent **ent, bool tail)
 {
 	struct board_ent *e = board_find(key);
+	if (!e && ((struct hook_ep *)ep)->av && relay_on()) /* another host's, through its relay */
+		e = relay_find(((struct hook_ep *)ep)->av, ((struct hook_ep *)ep)->dom ? ((struct hook_ep *)ep)->dom->rx_bits : 0,
+			       dest, key);
 	*ent = NULL;
 	if (op)
 		*op = NULL;
@@ -436,8 +443,8 @@ static ssize_t rma_pre(struct rma_call *c, void **desc)
 	/* an inject gets a completion only the hook reads, where its CQ is the hook's */
 	bool silent = c->kind == RMA_INJECT && hook_cq_ours(e->txcq);
 	bool cmpl = completes(c) || silent;
-	int g = guard(c->key, c->addr, iov_len(c->iov, c->count), c->ctx, cmpl ? &c->op : NULL,
-		      &c->ge, true);
+	int g = guard(c->ep, c->peer, c->key, c->addr, iov_len(c->iov, c->count), c->ctx,
+		      cmpl ? &c->op : NULL, &c->ge, true);
 	if (g < 0)
 		return g;
 	if (g == 2)
@@ -683,6 +690,7 @@ struct at_call {
 	int kind;                         /* RMA_PLAIN, RMA_MSG, RMA_INJECT */
 	bool fetch;                       /* fetch or compare: returns data */
 	enum fi_datatype dt;
+	fi_addr_t dest;
 	uint64_t addr, key, flags;        /* flags: a *msg call's */
 	size_t elems;                     /* elements it touches remotely */
 	void *ctx;
@@ -710,7 +718,8 @@ static ssize_t at_pre(struct at_call *c)
 	size_t sz = dt_size(c->dt);
 	bool silent = c->kind == RMA_INJECT && hook_cq_ours(e->txcq);
 	bool cmpl = completes_(e, c->kind, c->flags) || silent;
-	int g = guard(c->key, c->addr, c->elems * sz, c->ctx, cmpl ? &c->op : NULL, &c->ge, true);
+	int g = guard(c->ep, c->dest, c->key, c->addr, c->elems * sz, c->ctx, cmpl ? &c->op : NULL,
+		      &c->ge, true);
 	if (g < 0)
 		return g;
 	if (g == 2) {
@@ -752,8 +761,8 @@ static ssize_t at_post_dc(struct at_call *c, const struct fi_ioc *iov, void **de
 }
 
 #define AT_CALL(k, fetch_, dt_, addr_, key_, elems_, ctx_)                                   \
-	struct at_call c = {.ep = ep, .kind = k, .fetch = fetch_, .dt = dt_, .addr = addr_,   \
-			    .key = key_, .elems = elems_, .ctx = ctx_}
+	struct at_call c = {.ep = ep, .kind = k, .fetch = fetch_, .dt = dt_, .dest = dest,    \
+			    .addr = addr_, .key = key_, .elems = elems_, .ctx = ctx_}
 
 static ssize_t at_write(struct fid_ep *ep, const void *buf, size_t count, void *desc,
 			fi_addr_t dest, uint64_t addr, uint64_t key, enum fi_datatype dt,
@@ -790,6 +799,7 @@ static ssize_t at_writev(struct fid_ep *ep, const struct fi_ioc *iov, void **des
  * key put in where strict keys translate it (into *ri) */
 #define AT_MSG(fetch_)                                                                       \
 	struct fi_msg_atomic m = *msg;                                                       \
+	fi_addr_t dest = msg->addr;                                                          \
 	bool one = msg->rma_iov_count == 1;                                                  \
 	AT_CALL(RMA_MSG, fetch_, msg->datatype, one ? msg->rma_iov[0].addr : 0,               \
 		one ? msg->rma_iov[0].key : 0, one ? msg->rma_iov[0].count : 0, msg->context); \
@@ -1003,6 +1013,8 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 		if (flags & FI_READ)
 			e->rcntr = cn;
 	}
+	if (!ret && bfid && bfid->fclass == FI_CLASS_AV)
+		e->av = container_of(bfid, struct fid_av, fid);
 	ep_fast(e);
 	return ret;
 }

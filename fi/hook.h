@@ -59,6 +59,7 @@ struct hook_domain {
 	mrl_ctx *ctx;                     /* NULL: leasing off (could not start; logged) */
 	unsigned policy;                  /* enum mrl_policy for its MRs */
 	unsigned tail;                    /* enum board_tail for its MRs (MRLEASE_FI_TAIL) */
+	unsigned rx_bits;                 /* its address vector's receive context bits */
 	pthread_t ev_thread;
 	int stop_fd;                      /* eventfd: wakes the event thread */
 	atomic_bool stopping;             /* it ends when woken */
@@ -110,6 +111,7 @@ struct hook_ep {
 	struct fid *txcq;                 /* the hook's CQ of its transmit side, NULL if none */
 	uint64_t txflags;                 /* its transmit side's default operation flags */
 	struct fid_cntr *wcntr, *rcntr;   /* the hook's write/read counters bound to it */
+	struct fid_av *av;                /* the provider's address vector bound to it */
 	bool fast;                        /* every plain RMA completes on a CQ of the hook's,
 					   * no counter bound: ep.c's fast path */
 };

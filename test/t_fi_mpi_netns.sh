@@ -21,6 +21,13 @@
 #    no board, so it can neither hold nor discard, and its puts past the
 #    end meet the fence's remote error; Open MPI's btl/ofi ends the job on
 #    it (no SIGBUS, no lost byte below the cut before the end).
+# 3. A board per side again, carried by the board relay
+#    (MRLEASE_FI_RELAY=PORT on both sides, fi/relay.c): each side's hook
+#    serves its host's boards and asks the other's about keys it finds on no
+#    board of its own. Rank 1's board is only on its side; the same proof as
+#    1 holds (punches held, the truncated tail discarded by the initiator in
+#    namespace A through its mirror of B's entry, no abort, 0 lost below the
+#    cut), with scalable endpoints off and on.
 set -u
 B=${MRL_BIN:-build}
 command -v mpirun >/dev/null || { echo "SKIP: Open MPI not installed (scripts/setup.sh installs it)"; exit 77; }
@@ -30,7 +37,7 @@ top=$(mktemp -d /var/tmp/mrl-fimpins-XXXXXX)
 [ "$(stat -f -c %T "$top")" != tmpfs ] || { rm -rf "$top"; echo "SKIP: /var/tmp is tmpfs"; exit 77; }
 a=mrl-mpa-$$ b=mrl-mpb-$$ va=mrlma$$ vb=mrlmb$$
 A=198.51.100.1 Bip=198.51.100.2
-mpid=
+mpid= BOARD_B=
 cleanup() {
 	[ -n "$mpid" ] && kill $mpid 2>/dev/null && wait $mpid 2>/dev/null
 	# a rank left behind in a namespace (the job killed under it)
@@ -77,6 +84,11 @@ on_start() {
 	[ "$(ip netns identify "$p0")" = "$a" ] && [ "$(ip netns identify "$p1")" = "$b" ] ||
 		{ echo "rank 0 ($p0) in '$(ip netns identify "$p0")', rank 1 ($p1) in '$(ip netns identify "$p1")': want $a and $b"; return 1; }
 	echo "rank 0 (pid $p0) in namespace $a, rank 1 (pid $p1) in namespace $b"
+	# part 3: rank 1's board is in its own directory, which rank 0 never reads
+	[ -z "${BOARD_B:-}" ] || ls "$BOARD_B"/board.$p1.* > /dev/null 2>&1 ||
+		{ echo "rank 1 did not publish its board on its own side ($BOARD_B)"; return 1; }
+	[ -z "${BOARD_B:-}" ] || ! ls /dev/shm/mrlease-fi/board.$p1.* > /dev/null 2>&1 ||
+		{ echo "rank 1's board is on rank 0's side too"; return 1; }
 }
 
 fail=0
@@ -118,4 +130,22 @@ if grep -Eq "summary: .* [1-9][0-9]* posts held|summary: .* [1-9][0-9]* discarde
 	echo "an initiator held or discarded operations without the other side's board"; fail=1
 fi
 echo "across boards: truncate seen and fenced by the target's hook, the initiator not told; btl/ofi ended the job (exit $rc), no SIGBUS, 0 lost below the cut"
+
+echo "== 3. a board per side, carried by the board relay (MRLEASE_FI_RELAY)"
+# each side's hook relays its host's boards on this port and asks the
+# other side's relay about keys it finds on no board of its own
+export MRLEASE_FI_RELAY=7431
+export AGENT_ENV="MRLEASE_FI_BOARD_DIR=$top/relay-b MRLEASE_FI_RELAY=7431"
+MPI_EXTRA="$MPI_EXTRA -x MRLEASE_FI_RELAY"
+top0=$top
+top=$top/relay
+mkdir -p "$top"
+BOARD_B=$top0/relay-b
+for nosep in 1 0; do
+	one sockets $nosep || fail=1
+	if [ -n "$mpid" ]; then kill $mpid 2>/dev/null; wait $mpid 2>/dev/null; mpid=; fi
+	[ "$(grep -c "relay: serving this host's state boards on port 7431" "$dir/log")" = 2 ] ||
+		{ echo "not both sides relayed their boards"; fail=1; }
+done
+top=$top0
 exit $fail
