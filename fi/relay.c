@@ -104,6 +104,7 @@ static struct {
 	int lfd, wake;           /* listener (-1: another process relays), eventfd */
 	pthread_t thread;
 	bool running;
+	pid_t pid;               /* the process it runs in (a forked child has no thread) */
 	atomic_bool stop;        /* the library is unloaded (or the process ends) */
 	pthread_mutex_t lock;    /* leaf: peers, mirrors */
 	struct sconn *conns[MAX_CONNS];
@@ -488,12 +489,13 @@ static void relay_init(void)
 		return;
 	}
 	R.running = true;
+	R.pid = getpid();
 }
 
 /* libfabric unloads its providers at exit (fi_fini): the thread ends first */
 __attribute__((destructor)) static void relay_fini(void)
 {
-	if (!R.running)
+	if (!R.running || R.pid != getpid())
 		return;
 	atomic_store(&R.stop, true);
 	uint64_t one = 1;
