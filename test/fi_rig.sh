@@ -14,12 +14,13 @@ passes() { grep -c '^stats' "$dir/peer.out"; }
 hook_env() { echo FI_PROVIDER_PATH="$(dirname "$so")" FI_HOOK=mrlease MRLEASE_LOG="$dir/log"; }
 
 # rig_start OWNER_HOOK PEER_HOOK (hook|plain): owner and peer on a fresh file
+# (OWNER_ENV, PEER_ENV: more assignments for a hooked side)
 rig_start() {
 	rm -f "$dir/f" "$dir/stop" "$dir/log"
 	head -c $SIZE /dev/urandom > "$dir/f"
 	local oenv=() penv=()
-	[ "$1" = hook ] && oenv=($(hook_env))
-	[ "$2" = hook ] && penv=($(hook_env))
+	[ "$1" = hook ] && oenv=($(hook_env) ${OWNER_ENV:-})
+	[ "$2" = hook ] && penv=($(hook_env) ${PEER_ENV:-})
 	env "${oenv[@]}" "$rma" owner "$dir/f" 0 > "$dir/owner.out" 2>&1 &
 	opid=$!
 	wait_for 'grep -q listening "$dir/owner.out"' || { cat "$dir/owner.out"; return 1; }

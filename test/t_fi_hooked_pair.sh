@@ -13,6 +13,8 @@
 # counter only (FI_RMA_CNTR=1: selective completion, no CQ entries) with a
 # break deadline far past the test's waits, so a pause is over only because
 # the hook counted the peer's operations out when its counter showed them done.
+# Then with a board directory each, as on two hosts, the board carried by
+# the relay (MRLEASE_FI_RELAY): the same assertions hold.
 set -u
 B=${MRL_BIN:-build}
 [ "$(id -u)" = 0 ] || { echo "SKIP: fanotify pre-content events need root"; exit 77; }
@@ -22,13 +24,26 @@ trap 'kill $opid $ppid 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 export FI_RMA_PROV="tcp;ofi_rxm"
 . "$(dirname "$0")/fi_rig.sh"
 
-# pair cq|cntr
+# pair cq|cntr|relay
 pair() {
-	echo "== completions by $1"
+	echo "== $([ "$1" = relay ] && echo "a board each, carried by the relay; completions by cq" || echo "completions by $1")"
 	if [ "$1" = cntr ]; then export FI_RMA_CNTR=1 MRLEASE_DEADLINE_MS=600000; else unset FI_RMA_CNTR MRLEASE_DEADLINE_MS; fi
+	OWNER_ENV= PEER_ENV=
+	if [ "$1" = relay ]; then
+		local port=$((20000 + $$ % 20000))
+		while ss -ltnH "sport = :$port" | grep -q .; do port=$((port + 1)); done
+		OWNER_ENV="MRLEASE_FI_BOARD_DIR=$dir/boards-owner MRLEASE_FI_RELAY=$port"
+		PEER_ENV="MRLEASE_FI_BOARD_DIR=$dir/boards-peer MRLEASE_FI_RELAY=$port"
+	fi
 	rig_start hook hook || return 1
 	key=$(rig_key)
 	[ -n "$key" ] || { echo "the window was not leased:"; cat "$dir/log"; return 1; }
+	if [ "$1" = relay ]; then
+		ls "$dir/boards-owner"/board.$opid.* > /dev/null 2>&1 && ! ls "$dir/boards-peer"/board.$opid.* > /dev/null 2>&1 ||
+			{ echo "the owner's board is not on its side alone"; fail=1; }
+		grep -q "^mrlease\[$opid\]: relay: serving this host's state boards" "$dir/log" ||
+			{ echo "the owner does not relay its board:"; cat "$dir/log"; fail=1; }
+	fi
 	i=0
 	for hole in 600000 700000 650000; do
 		i=$((i + 1))
@@ -68,4 +83,5 @@ pair() {
 fail=0
 pair cq || fail=1
 pair cntr || fail=1
+pair relay || fail=1
 exit $fail
