@@ -68,7 +68,7 @@ TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
 	t_intp_stress t_fence_applied t_desc_rereg t_uffd_stale t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook \
-	t_fi_board_rogue t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric
+	t_fi_board_rogue t_fi_relay t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -183,8 +183,8 @@ $(B)/test/fi_rma: test/fi_rma.c | $(B)/test
 $(B)/test/mpi_win $(B)/test/mpi_msg: $(B)/test/mpi_%: test/mpi_%.c | $(B)/test
 	$(MPICC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
-# t_fi_hook, t_fi_board_rogue: the hook's sources linked in, so they run under the sanitizers
-$(B)/test/t_fi_hook $(B)/test/t_fi_board_rogue: $(B)/test/t_fi_%: test/t_fi_%.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
+# t_fi_hook, t_fi_board_rogue, t_fi_relay: the hook's sources linked in, so they run under the sanitizers
+$(B)/test/t_fi_hook $(B)/test/t_fi_board_rogue $(B)/test/t_fi_relay: $(B)/test/t_fi_%: test/t_fi_%.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(wildcard fi/*.c) $(PL_LINK) \
 		-Wl,-rpath,$(abspath $(B)) $(B)/libmrlease.a $(LIBS) -lm
 
