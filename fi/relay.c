@@ -120,10 +120,24 @@ static int relay_port(void)
 	return port > 0 && port < 65536 ? port : 0;
 }
 
+/* the whole message, or false (the connection is then closed): a peer that
+ * reads nothing for a second is given up */
 static bool send_msg(int fd, struct relay_msg *m)
 {
 	m->magic = RELAY_MAGIC;
-	return send(fd, m, sizeof(*m), MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof(*m);
+	size_t done = 0;
+	for (int tries = 0; done < sizeof(*m) && tries < 100; tries++) {
+		ssize_t n = send(fd, (char *)m + done, sizeof(*m) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return false;
+		struct pollfd pf = {.fd = fd, .events = POLLOUT};
+		poll(&pf, 1, 10);
+	}
+	return done == sizeof(*m);
 }
 
 /* bytes into a frame buffer: 1 when a whole message is there, 0 not yet, -1 closed */
@@ -296,8 +310,10 @@ static void peer_msg(int p, const struct relay_msg *m)
 	if (!mi || m->type != M_STATE)
 		return;
 	mi->known = true;
-	if (!m->found) { /* no leased MR of that key there: as it is */
+	if (!m->found) { /* no leased MR of that key there (or no more): as it is */
 		atomic_store(&mi->ent.key, 0);
+		mi->ack_seq = m->seq; /* the relay may hold it for us until we confirm */
+		mi->ack_due = true;
 		return;
 	}
 	mi->ent.base = m->base;
@@ -364,15 +380,21 @@ static bool peers_work(uint64_t now)
 			continue;
 		if (!mi->asked) {
 			struct relay_msg m = {.type = M_SUB, .key = mi->key};
-			if (send_msg(pr->fd, &m))
-				mi->asked = true;
+			if (!send_msg(pr->fd, &m)) {
+				peer_dead(mi->peer - 1, now);
+				continue;
+			}
+			mi->asked = true;
 			soon = true;
 		}
 		if (mi->ack_due) {
 			if (atomic_load(&mi->ent.inflight) == 0) {
 				struct relay_msg m = {.type = M_ACK, .key = mi->key, .seq = mi->ack_seq};
-				if (send_msg(pr->fd, &m))
-					mi->ack_due = false;
+				if (!send_msg(pr->fd, &m)) {
+					peer_dead(mi->peer - 1, now);
+					continue;
+				}
+				mi->ack_due = false;
 			} else {
 				soon = true;
 			}
