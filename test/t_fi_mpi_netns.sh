@@ -21,75 +21,9 @@
 #    no board, so it can neither hold nor discard, and its puts past the
 #    end meet the fence's remote error; Open MPI's btl/ofi ends the job on
 #    it (no SIGBUS, no lost byte below the cut before the end).
-# 3. A board per side again, carried by the board relay
-#    (MRLEASE_FI_RELAY=PORT on both sides, fi/relay.c): each side's hook
-#    serves its host's boards and asks the other's about keys it finds on no
-#    board of its own. Rank 1's board is only on its side; the same proof as
-#    1 holds (punches held, the truncated tail discarded by the initiator in
-#    namespace A through its mirror of B's entry, no abort, 0 lost below the
-#    cut), with scalable endpoints off and on.
+# (t_fi_mpi_relay.sh: a board per side carried by the board relay.)
 set -u
-B=${MRL_BIN:-build}
-command -v mpirun >/dev/null || { echo "SKIP: Open MPI not installed (scripts/setup.sh installs it)"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root for ip netns (and fanotify)"; exit 77; }
-command -v ip >/dev/null || { echo "SKIP: iproute2 (ip) not installed"; exit 77; }
-top=$(mktemp -d /var/tmp/mrl-fimpins-XXXXXX)
-[ "$(stat -f -c %T "$top")" != tmpfs ] || { rm -rf "$top"; echo "SKIP: /var/tmp is tmpfs"; exit 77; }
-a=mrl-mpa-$$ b=mrl-mpb-$$ va=mrlma$$ vb=mrlmb$$
-A=198.51.100.1 Bip=198.51.100.2
-mpid= BOARD_B=
-cleanup() {
-	[ -n "$mpid" ] && kill $mpid 2>/dev/null && wait $mpid 2>/dev/null
-	# a rank left behind in a namespace (the job killed under it)
-	for ns in "$a" "$b"; do
-		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-		ip netns del "$ns" 2>/dev/null
-	done
-	rm -rf "$top"
-}
-trap cleanup EXIT
-trap 'exit 1' TERM INT
-ip netns add "$a" && ip netns add "$b" || { echo "SKIP: cannot create network namespaces"; exit 77; }
-ip link add "$va" type veth peer name "$vb" || { echo "SKIP: cannot create a veth pair"; exit 77; }
-ip link set "$va" netns "$a" && ip link set "$vb" netns "$b" || exit 1
-ip -n "$a" addr add $A/24 dev "$va" && ip -n "$b" addr add $Bip/24 dev "$vb" || exit 1
-ip -n "$a" link set "$va" up && ip -n "$b" link set "$vb" up || exit 1
-ip -n "$a" link set lo up && ip -n "$b" link set lo up
-
-# the rsh agent: HOST COMMAND... run by a shell in HOST's namespace
-# (AGENT_ENV: assignments for that side only)
-cat > "$top/agent" <<EOF
-#!/bin/sh
-host=\$1; shift
-case \$host in
-$A) ns=$a;;
-$Bip) ns=$b;;
-*) echo "agent: unknown host \$host" >&2; exit 1;;
-esac
-exec ip netns exec "\$ns" env \${AGENT_ENV:-} /bin/sh -c "\$*"
-EOF
-chmod 755 "$top/agent"
-SIZE=65536 STRICT=32768 CUT=49152
-MPI_PRE="ip netns exec $a"
-MPI_EXTRA="--host $A,$Bip --mca plm_rsh_agent $top/agent -x FI_PROVIDER_PATH -x FI_HOOK -x MRLEASE_LOG
- --mca oob_tcp_if_include 198.51.100.0/24 --mca btl_tcp_if_include 198.51.100.0/24"
-. "$(dirname "$0")/fi_mpi_rig.sh"
-
-# the ranks run in the two namespaces: rank 1 (the owner of win.1) in B, rank 0 in A
-on_start() {
-	local p1 p0
-	p1=$(sed -n 's/^mrlease\[\([0-9]*\)\]: leased key .*\/win\.1)$/\1/p' "$dir/log" | head -1)
-	p0=$(sed -n 's/^mrlease\[\([0-9]*\)\]: leased key .*\/win\.0)$/\1/p' "$dir/log" | head -1)
-	[ -n "$p0" ] && [ -n "$p1" ] || { echo "no window leased in one of the ranks"; return 1; }
-	[ "$(ip netns identify "$p0")" = "$a" ] && [ "$(ip netns identify "$p1")" = "$b" ] ||
-		{ echo "rank 0 ($p0) in '$(ip netns identify "$p0")', rank 1 ($p1) in '$(ip netns identify "$p1")': want $a and $b"; return 1; }
-	echo "rank 0 (pid $p0) in namespace $a, rank 1 (pid $p1) in namespace $b"
-	# part 3: rank 1's board is in its own directory, which rank 0 never reads
-	[ -z "${BOARD_B:-}" ] || ls "$BOARD_B"/board.$p1.* > /dev/null 2>&1 ||
-		{ echo "rank 1 did not publish its board on its own side ($BOARD_B)"; return 1; }
-	[ -z "${BOARD_B:-}" ] || ! ls /dev/shm/mrlease-fi/board.$p1.* > /dev/null 2>&1 ||
-		{ echo "rank 1's board is on rank 0's side too"; return 1; }
-}
+. "$(dirname "$0")/fi_netns_rig.sh"
 
 fail=0
 echo "== 1. one host's state board, two network namespaces"
@@ -131,21 +65,4 @@ if grep -Eq "summary: .* [1-9][0-9]* posts held|summary: .* [1-9][0-9]* discarde
 fi
 echo "across boards: truncate seen and fenced by the target's hook, the initiator not told; btl/ofi ended the job (exit $rc), no SIGBUS, 0 lost below the cut"
 
-echo "== 3. a board per side, carried by the board relay (MRLEASE_FI_RELAY)"
-# each side's hook relays its host's boards on this port and asks the
-# other side's relay about keys it finds on no board of its own
-export MRLEASE_FI_RELAY=7431
-export AGENT_ENV="MRLEASE_FI_BOARD_DIR=$top/relay-b MRLEASE_FI_RELAY=7431"
-MPI_EXTRA="$MPI_EXTRA -x MRLEASE_FI_RELAY"
-top0=$top
-top=$top/relay
-mkdir -p "$top"
-BOARD_B=$top0/relay-b
-for nosep in 1 0; do
-	one sockets $nosep || fail=1
-	if [ -n "$mpid" ]; then kill $mpid 2>/dev/null; wait $mpid 2>/dev/null; mpid=; fi
-	[ "$(grep -c "relay: serving this host's state boards on port 7431" "$dir/log")" = 2 ] ||
-		{ echo "not both sides relayed their boards"; fail=1; }
-done
-top=$top0
 exit $fail
