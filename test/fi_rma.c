@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -136,7 +137,13 @@ static int owner(const char *path, int port)
 	close(fd); /* the mapping is all the owner keeps */
 	open_fabric();
 	struct fid_mr *mr;
-	CHECK(fi_mr_reg(dom, win, len, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, 0, 0, &mr, NULL));
+	/* a random key: the state board tells owners apart by key, and other
+	 * programs on the host ask for small ones too */
+	uint64_t rk = 0;
+	size_t ks = info->domain_attr->mr_key_size;
+	while (!rk && getrandom(&rk, sizeof(rk), 0) == (ssize_t)sizeof(rk))
+		rk &= ks && ks < 8 ? (1ull << (8 * ks)) - 1 : ~0ull >> 16;
+	CHECK(fi_mr_reg(dom, win, len, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, rk, 0, &mr, NULL));
 	struct wire w = {.key = fi_mr_key(mr), .len = len, .namelen = sizeof(w.name)};
 	w.base = info->domain_attr->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)win : 0;
 	size_t nl = sizeof(w.name);

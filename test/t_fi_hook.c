@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -184,7 +185,13 @@ static void scenario(bool strict)
 	      "own address");
 
 	struct fid_mr *mr, *lmr;
-	CHECK(fi_mr_reg(dom, win, LEN, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, 0, 0,
+	/* a random key: the state board tells owners apart by key, and other
+	 * programs on the host (other runs of this test) ask for small ones too */
+	uint64_t rk = 0;
+	size_t ks = info->domain_attr->mr_key_size;
+	while (!rk && getrandom(&rk, sizeof(rk), 0) == (ssize_t)sizeof(rk))
+		rk &= ks && ks < 8 ? (1ull << (8 * ks)) - 1 : ~0ull >> 16;
+	CHECK(fi_mr_reg(dom, win, LEN, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, rk, 0,
 			&mr, NULL) == 0, "register the window");
 	uint8_t *buf = aligned_alloc(BLK, BLK);
 	CHECK(fi_mr_reg(dom, buf, BLK, FI_READ | FI_WRITE, 0, 1, 0, &lmr, NULL) == 0, "register a buffer");

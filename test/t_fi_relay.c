@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -91,7 +92,13 @@ static void owner(const char *path, const char *boards, int out, int in)
 	close(fd);
 	CHECK(win != MAP_FAILED, "owner: mmap");
 	struct fid_mr *mr;
-	CHECK(fi_mr_reg(f.dom, win, LEN, FI_REMOTE_READ | FI_REMOTE_WRITE, 0, 0, 0, &mr, NULL) == 0,
+	/* a random key: the state board tells owners apart by key, and other
+	 * programs on the host ask for small ones too */
+	uint64_t rk = 0;
+	size_t ks = f.info->domain_attr->mr_key_size;
+	while (!rk && getrandom(&rk, sizeof(rk), 0) == (ssize_t)sizeof(rk))
+		rk &= ks && ks < 8 ? (1ull << (8 * ks)) - 1 : ~0ull >> 16;
+	CHECK(fi_mr_reg(f.dom, win, LEN, FI_REMOTE_READ | FI_REMOTE_WRITE, 0, rk, 0, &mr, NULL) == 0,
 	      "owner: register the window");
 	struct hook_mr *hm = (struct hook_mr *)mr;
 	CHECK(hm->lease && hm->bent, "owner: leased and on its board");
