@@ -16,7 +16,9 @@ hook_env() { echo FI_PROVIDER_PATH="$(dirname "$so")" FI_HOOK=mrlease MRLEASE_LO
 # rig_start OWNER_HOOK PEER_HOOK (hook|plain): owner and peer on a fresh file
 # (OWNER_ENV, PEER_ENV: more assignments for a hooked side)
 rig_start() {
-	rm -f "$dir/f" "$dir/stop" "$dir/log"
+	# the last run's outputs too: a wait could read its "listening" line
+	# before the new owner's redirection truncates the file
+	rm -f "$dir/f" "$dir/stop" "$dir/log" "$dir/owner.out" "$dir/peer.out"
 	head -c $SIZE /dev/urandom > "$dir/f"
 	local oenv=() penv=()
 	[ "$1" = hook ] && oenv=($(hook_env) ${OWNER_ENV:-})
