@@ -415,7 +415,7 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   an MR's registration (desc_users) only across one
  *                   provider call; the worker waits for that on dev_cv.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
- *  sc.lock         (seccomp.c) the supervisor's copy of the registered
+ *  mrl_sc.lock     (seccomp*.c) the supervisor's copy of the registered
  *                   ranges and objects and each context's held call; taken
  *                   under ctx->lock (tables, the monitor's side of a held
  *                   call) and alone by the supervisor threads, which never
@@ -700,7 +700,7 @@ void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint6
 void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
 /* memfd.c: free the address-space breaks src began (its stop; takes ctx->lock) */
 void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
-/* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
+/* seccomp_loop.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);
 /* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
