@@ -292,6 +292,7 @@ static unsigned sc_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov
 	mrl_cov_raise(cov, MRL_CHG_OWNER_MUNMAP, MRL_SEEN_BEFORE);
 	mrl_cov_raise(cov, MRL_CHG_OWNER_MREMAP, MRL_SEEN_BEFORE);
 	mrl_cov_raise(cov, MRL_CHG_OWNER_MADVISE, MRL_SEEN_BEFORE);
+	mrl_cov_raise(cov, MRL_CHG_OWNER_MAP_FIXED, MRL_SEEN_BEFORE); /* and shmat(SHM_REMAP) */
 	dev_t dev;
 	ino_t ino;
 	if ((mr->file && !mr->file->fan) || (!mr->file && mrl_memfd_ident(ctx, mr, &dev, &ino) == 0)) {
