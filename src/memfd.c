@@ -56,7 +56,34 @@ struct mrl_mfd {
 	struct mrl_mr_vec mrs; /* its MRs (the table's references) */
 	struct mrl_brk *brk;  /* the break under way, NULL if none */
 	uint64_t relock_at;   /* retake (or reopen) the lease then; 0 none */
+	int self_blocker;     /* an fd of this process that is a second open of it, -1 none */
 };
+
+#ifndef F_DUPFD_QUERY
+#define F_DUPFD_QUERY 1027 /* Linux 6.10: 1 if two fds share one open file description */
+#endif
+
+/* F_DUPFD_QUERY, detected once: 1 present, 0 absent (EINVAL before 6.10) */
+static int dupq_present(void)
+{
+	static int present = -1;
+	int p = __atomic_load_n(&present, __ATOMIC_RELAXED);
+	if (p < 0) {
+		p = fcntl(0, F_DUPFD_QUERY, 0) >= 0 || errno != EINVAL;
+		__atomic_store_n(&present, p, __ATOMIC_RELAXED);
+	}
+	return p;
+}
+
+/* 1 if fds a and b share one open file description (a dup, an inherited or
+ * passed copy), 0 if not, -EOPNOTSUPP if the kernel cannot tell. */
+int mrl_fd_same_desc(int a, int b)
+{
+	if (!dupq_present())
+		return -EOPNOTSUPP;
+	int r = fcntl(a, F_DUPFD_QUERY, b);
+	return r < 0 ? -errno : r;
+}
 
 static struct mrl_mfd *mfd_of_mr(struct mrl_ctx *ctx, const struct mrl_mr *mr)
 {
@@ -81,6 +108,39 @@ static int find_fd(dev_t dev, ino_t ino)
 		if (*end || end == e->d_name || n == dirfd(d))
 			continue;
 		if (fstat((int)n, &st) == 0 && st.st_ino == ino && st.st_dev == dev)
+			found = (int)n;
+	}
+	closedir(d);
+	return found;
+}
+
+/* A write lease on the object waits while another open file description of
+ * it exists -- the process's own included, but not a dup of one (measured:
+ * memfd M with dup(M): the reopen's lease is taken; M and a separate open of
+ * /proc/self/fd/M: EAGAIN). Inode matching cannot tell the two apart; the
+ * exact check can: among this process's fds on (dev, ino), other than the
+ * library's own lib_fd and its dups, the first one that is not a dup of the
+ * first found: the process itself holds a second description, and the lease
+ * waits until it is closed. -1 if none, or if the kernel cannot tell. */
+static int self_blocker(dev_t dev, ino_t ino, int lib_fd)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int first = -1, found = -1;
+	if (!d)
+		return -1;
+	for (struct dirent *e; found < 0 && (e = readdir(d));) {
+		char *end;
+		long n = strtol(e->d_name, &end, 10);
+		struct stat st;
+		if (*end || end == e->d_name || n == dirfd(d) || n == lib_fd)
+			continue;
+		if (fstat((int)n, &st) || st.st_ino != ino || st.st_dev != dev)
+			continue;
+		if (lib_fd >= 0 && mrl_fd_same_desc(lib_fd, (int)n) != 0)
+			continue; /* the library's own (or the kernel cannot tell) */
+		if (first < 0)
+			first = (int)n;
+		else if (mrl_fd_same_desc(first, (int)n) == 0)
 			found = (int)n;
 	}
 	closedir(d);
@@ -129,8 +189,10 @@ static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 		if (fd < 0) {
 			m->lease_errno = -fd;
 			m->lease = fd == -EWOULDBLOCK ? LEASE_BLOCKED : LEASE_OFF;
-			if (m->lease == LEASE_BLOCKED) /* another holder's lease: try again */
+			if (m->lease == LEASE_BLOCKED) { /* another holder's lease: try again */
 				m->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+				mrl_wake_monitor(ctx);
+			}
 			return;
 		}
 		m->fd = fd;
@@ -141,10 +203,21 @@ static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 	    fcntl(m->fd, F_SETLEASE, F_WRLCK) < 0) {
 		m->lease_errno = errno;
 		m->lease = errno == EAGAIN || errno == EBUSY ? LEASE_BLOCKED : LEASE_OFF;
-		if (m->lease == LEASE_BLOCKED)
+		if (m->lease == LEASE_BLOCKED) {
 			m->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+			/* a registration's first try: the monitor's sleep was
+			 * timed before this retry existed */
+			mrl_wake_monitor(ctx);
+			/* told once per blocker: the process's own second open */
+			int b = dupq_present() ? self_blocker(m->dev, m->ino, m->fd) : -1;
+			if (b >= 0 && b != m->self_blocker)
+				mrl_log("memfd inode %lu: no lease while fd %d of this process, a second "
+					"open of it (not a dup), is open", (unsigned long)m->ino, b);
+			m->self_blocker = b;
+		}
 		return;
 	}
+	m->self_blocker = -1;
 	if (m->lease == LEASE_RELEASED || m->lease == LEASE_BLOCKED)
 		ctx->st.lease_retakes++;
 	m->lease = LEASE_HELD;
@@ -291,6 +364,7 @@ static void mfd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		m->dev = dev;
 		m->ino = ino;
 		m->fd = -1;
+		m->self_blocker = -1;
 		m->lease = LEASE_OFF;
 		m->map_lo = lo;
 		m->map_hi = hi;

@@ -695,6 +695,9 @@ void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen);
 int mrl_memfd_seal(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char **why);
 int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *ino);
+/* memfd.c: 1 if fds a and b share one open file description (F_DUPFD_QUERY,
+ * Linux 6.10+), 0 if not, -EOPNOTSUPP if the kernel cannot tell */
+int mrl_fd_same_desc(int a, int b);
 void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
 		   struct mrl_mr_vec *vec);
 void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);

@@ -2,7 +2,10 @@
 /* The seccomp watcher's matching (seccomp.h): each context's copy of its
  * registered ranges (page-rounded) and objects, rebuilt under ctx->lock when
  * an MR comes or goes, and the supervisor's lookup of a call in them under
- * mrl_sc.lock alone. */
+ * mrl_sc.lock alone. ftruncate and fallocate are matched by object (dev,
+ * inode), not by open file description (F_DUPFD_QUERY): a change through
+ * any description of the object changes the registered pages, a separate
+ * open of it as much as the fd the MR was mapped from. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
