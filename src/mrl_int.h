@@ -686,6 +686,8 @@ static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 
 /* lease.c: the lease watcher; all with ctx->lock held */
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
+/* lease.c: the kernel has fcntl delegations (F_SETDELEG, Linux 6.19+) */
+bool mrl_lease_deleg_present(void);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 
