@@ -27,8 +27,10 @@
  * (mrl_brk_begin_mrs): let land = let go of the lease; landed = the lease
  * can be taken again (the breaker closed), polled every relock_ms, or the
  * landing deadline passed. What lies past the object's end then is fenced
- * (cause truncated). The guardian (guardian.c) does not watch these leases:
- * a stalled owner holds an opener until lease-break-time.
+ * (cause truncated). The guardian process (guardian.c) holds a dup of the
+ * leased reopen, as it does a file's: if the owner stalls (stopped, hung),
+ * it lets go of a broken lease at deadline + margin, and the owner, once it
+ * runs, announces the change as seen after (mrl_memfd_guard_let).
  * Every function here runs with ctx->lock held. Finding the owner's fd reads
  * /proc/self/fd (a directory walk, no wait) once per object. */
 #include <dirent.h>
@@ -57,6 +59,7 @@ struct mrl_mfd {
 	struct mrl_brk *brk;  /* the break under way, NULL if none */
 	uint64_t relock_at;   /* retake (or reopen) the lease then; 0 none */
 	int self_blocker;     /* an fd of this process that is a second open of it, -1 none */
+	unsigned gslot;       /* the guardian's lease slot + 1, 0 if none */
 };
 
 #ifndef F_DUPFD_QUERY
@@ -222,10 +225,12 @@ static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 		ctx->st.lease_retakes++;
 	m->lease = LEASE_HELD;
 	m->lease_errno = 0;
+	mrl_guard_slot_arm(ctx, &m->gslot, m->fd, F_WRLCK, GUARD_MEMFD, m, "a memfd");
 }
 
 static void let_go(struct mrl_ctx *ctx, struct mrl_mfd *m, uint64_t now)
 {
+	mrl_guard_slot_idle(ctx, &m->gslot);
 	if (m->fd >= 0)
 		fcntl(m->fd, F_SETLEASE, F_UNLCK);
 	m->lease = LEASE_RELEASED;
@@ -240,6 +245,7 @@ static void mfd_free(struct mrl_ctx *ctx, struct mrl_mfd *m)
 			break;
 		}
 	if (m->fd >= 0) {
+		mrl_guard_slot_detach(ctx, &m->gslot);
 		if (m->lease == LEASE_HELD || m->lease == LEASE_BREAKING)
 			fcntl(m->fd, F_SETLEASE, F_UNLCK);
 		close(m->fd);
@@ -281,6 +287,32 @@ void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen)
 		m->brk = b;
 	else if (m->lease == LEASE_BREAKING)
 		let_go(ctx, m, seen);
+	if (m->brk && m->lease == LEASE_BREAKING)
+		mrl_guard_slot_pending(ctx, &m->gslot, m->brk->deadline_ns);
+}
+
+/* The guardian let an opener in at deadline + margin: the owner did not
+ * (stopped, hung). A writer may have changed the object unpaused: announce
+ * it as seen after, on every live MR (a reader, or an opener of a sealed
+ * object, changes nothing a seal does not refuse). The lease is gone unless
+ * taken back since: then the guardian watches it again. */
+void mrl_memfd_guard_let(struct mrl_ctx *ctx, struct mrl_mfd *m, int target, uint64_t at)
+{
+	mrl_log("memfd inode %lu: the guardian let a %s in past the deadline (the owner did not answer)",
+		(unsigned long)m->ino, target == F_RDLCK ? "reader" : "writer");
+	ctx->st.lease_breaks++;
+	for (size_t i = 0; target != F_RDLCK && !m->sealed && i < m->mrs.n; i++)
+		if (mrl_mr_live(m->mrs.v[i]))
+			mrl_mr_changed_after(ctx, m->mrs.v[i], MRL_CAUSE_OPEN_WRITE, 0, m->mrs.v[i]->len,
+					     at);
+	if (m->fd >= 0 && m->lease == LEASE_HELD && fcntl(m->fd, F_GETLEASE) == F_WRLCK) {
+		mrl_guard_slot_arm(ctx, &m->gslot, m->fd, F_WRLCK, GUARD_MEMFD, m, "a memfd");
+		return;
+	}
+	if (m->lease == LEASE_HELD) {
+		m->lease = LEASE_RELEASED;
+		m->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+	}
 }
 
 static struct mrl_mfd *mfd_of_brk(struct mrl_ctx *ctx, struct mrl_brk *b)

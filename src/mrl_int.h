@@ -755,6 +755,15 @@ void mrl_guard_fan_deadline(struct mrl_fan_ev *e, uint64_t deadline);
 bool mrl_guard_fan_take(struct mrl_fan_ev *e);
 void mrl_guard_fan_answered(struct mrl_fan_ev *e);
 bool mrl_guard_fan_free(struct mrl_fan_ev *e);
+/* a lease by its slot (the owner's unsigned gslot: slot + 1, 0 none);
+ * kind says who is told when the guardian lets go of it */
+enum mrl_guard_kind { GUARD_FILE = 1, GUARD_MEMFD };
+void mrl_guard_slot_arm(struct mrl_ctx *ctx, unsigned *gslot, int fd, int type, int kind, void *obj,
+			const char *what);
+void mrl_guard_slot_pending(struct mrl_ctx *ctx, const unsigned *gslot, uint64_t deadline);
+void mrl_guard_slot_idle(struct mrl_ctx *ctx, const unsigned *gslot);
+void mrl_guard_slot_detach(struct mrl_ctx *ctx, unsigned *gslot);
+/* the same for a file's lease (lease.c) */
 void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type);
 void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline);
 void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -765,6 +774,8 @@ void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
 void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
 		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied);
 void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at);
+struct mrl_mfd;
+void mrl_memfd_guard_let(struct mrl_ctx *ctx, struct mrl_mfd *m, int target, uint64_t at);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
 int mrl_intp_add(struct mrl_ctx *ctx);
