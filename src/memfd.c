@@ -14,7 +14,7 @@
  *    ftruncate, after; userfaultfd sees a punch only at the next touch. So
  *    coverage claims "before" for opens and path truncates, and nothing for
  *    changes through existing fds (those need the seals below or the
- *    seccomp option, seccomp.c).
+ *    seccomp option, seccomp.h).
  *  - Seals F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_FUTURE_WRITE on a memfd made
  *    with MFD_ALLOW_SEALING refuse truncate, grow, punch, MADV_REMOVE and
  *    write(2) from anyone, the owner included (EPERM), while existing
