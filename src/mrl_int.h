@@ -705,6 +705,12 @@ void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint6
 void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
 /* memfd.c: free the address-space breaks src began (its stop; takes ctx->lock) */
 void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
+/* The offset the SIGBUS handler (sigbus.c) passes to its raw
+ * mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED) of a scratch page over an MR: the
+ * kernel ignores it for private anonymous memory (page aligned, as it must
+ * be), and the seccomp filter (seccomp_filter.c) lets that call go unheld --
+ * held, it would wait for a monitor that may wait for the faulting thread. */
+#define MRL_SCRATCH_MMAP_OFF 0x4d524c000000ull
 /* seccomp_loop.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);

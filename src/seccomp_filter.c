@@ -2,7 +2,8 @@
 /* The seccomp watcher's filter (seccomp.h): which system calls go to the
  * supervisor. By number and argument: ftruncate, munmap, mremap always;
  * fallocate with a mode that drops or moves blocks; madvise and
- * process_madvise with advice that drops pages; mmap with MAP_FIXED; shmat
+ * process_madvise with advice that drops pages; mmap with MAP_FIXED (but
+ * not the library's own SIGBUS scratch page, MRL_SCRATCH_MMAP_OFF); shmat
  * with SHM_REMAP. Everything else is allowed in a few BPF instructions.
  *
  * A sanitizer runtime's own calls are allowed by instruction pointer:
@@ -186,7 +187,12 @@ static int build(struct prog *p)
 	JEQ(p, MADV_DONTNEED_LOCKED, L_NOTIFY, L_ALLOW);
 	label(p, L_MMAP);
 	LD(p, ARG_LO(3)); /* mmap flags */
-	JSET(p, MAP_FIXED, L_NOTIFY, L_ALLOW);
+	JSET(p, MAP_FIXED, L_NONE, L_ALLOW);
+	/* the SIGBUS handler's scratch page (MRL_SCRATCH_MMAP_OFF): let go */
+	LD(p, ARG_LO(5));
+	JEQ(p, (uint32_t)MRL_SCRATCH_MMAP_OFF, L_NONE, L_NOTIFY);
+	LD(p, ARG_LO(5) + 4);
+	JEQ(p, (uint32_t)(MRL_SCRATCH_MMAP_OFF >> 32), L_ALLOW, L_NOTIFY);
 	label(p, L_SHMAT);
 	LD(p, ARG_LO(2)); /* shmat flags */
 	JSET(p, SHM_REMAP, L_NOTIFY, L_ALLOW);
