@@ -69,7 +69,7 @@ TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
 	t_intp_stress t_fence_applied t_desc_rereg t_uffd_stale t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook \
 	t_fi_board_rogue t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric \
-	t_seccomp t_uring_seccomp t_seccomp_mapfixed t_seccomp_sigbus t_memfd_dupq t_guardian_memfd
+	t_seccomp t_uring_seccomp t_seccomp_mapfixed t_seccomp_sigbus t_memfd_dupq
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.
@@ -230,7 +230,7 @@ FUZZ_SECONDS ?= 300
 $(FUZZ_B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fPIC $(CPPFLAGS) -c -o $@ $<
-$(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h $(FUZZ_OBJS)
+$(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h test/rig_pair.h $(FUZZ_OBJS)
 	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CPPFLAGS) -o $@ $< $(FUZZ_OBJS) $(LIBS) -lm
 fuzz-build: $(FUZZ_B)/fuzz_msg
 fuzz: $(FUZZ_B)/fuzz_msg

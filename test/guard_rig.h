@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The rig of the guardian tests: an owner process serving a file as MRs
  * (fanotify on ext4; the lease on tmpfs; the lease on ext4 with fanotify
- * off; the lease on a memfd's /proc/self/fd reopen, run on its own by
- * t_guardian_memfd), made unable to answer by the test (stopped, or its
+ * off; the lease on a memfd's /proc/self/fd reopen), made unable to answer by the test (stopped, or its
  * monitor deadlocked), while the system's own tools act on the file (a
  * memfd: through /proc/OWNER/fd/N). Each actor
  * must be let go by the guardian within the deadline plus a margin; once
@@ -25,7 +24,7 @@
  * waits for ever (fanotify) or lease-break-time (45 s, a lease). */
 #define BOUND_MS (DEADLINE_MS + 2000)
 
-enum setup { FAN_EXT4, LEASE_TMPFS, LEASE_EXT4, NSETUPS, LEASE_MEMFD = NSETUPS };
+enum setup { FAN_EXT4, LEASE_TMPFS, LEASE_EXT4, LEASE_MEMFD, NSETUPS };
 static const char *const setup_name[] = {"fanotify/ext4", "lease/tmpfs", "lease/ext4 (fanotify off)",
 					 "lease/memfd"};
 
@@ -369,6 +368,12 @@ static void rig_actors(enum setup s, int round)
 	}
 }
 
+/* Each test's own part (t_guardian_stop.c, t_guardian_hung.c): make the
+ * running owner unable to answer, and let it go again once the actors are
+ * through. */
+static void rig_hold(struct owner *o);
+static void rig_release(struct owner *o);
+
 /* Run one setup with the owner held as hold says; 77 if it cannot run here. */
 static int rig_run(enum setup s, enum hold hold)
 {
@@ -384,24 +389,9 @@ static int rig_run(enum setup s, enum hold hold)
 		goto out;
 	for (int round = 0; round < 2; round++) {
 		REQUIRE(hear(o.res) == 'r', "owner ready (round %d)", round);
-		if (hold == HOLD_STOP) {
-			REQUIRE(kill(o.pid, SIGSTOP) == 0, "stop the owner");
-			uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
-			while (proc_state(o.pid) != 'T' && t_now_ns() < until)
-				usleep(1000);
-			REQUIRE(proc_state(o.pid) == 'T', "owner stopped");
-			CHECK(o.guard < 0 || proc_state(o.guard) != 'T', "its guardian runs");
-		} else {
-			say(o.cmd, 'h');
-			REQUIRE(hear(o.res) == 'l', "owner holds its lock");
-		}
+		rig_hold(&o);
 		rig_actors(s, round);
-		if (hold == HOLD_STOP) {
-			REQUIRE(kill(o.pid, SIGCONT) == 0, "continue the owner");
-			say(o.cmd, 'c');
-		} else {
-			say(o.cmd, 'u');
-		}
+		rig_release(&o);
 	}
 out:
 	rc = owner_end(&o);
@@ -413,16 +403,7 @@ out:
 	return rc;
 }
 
-/* the memfd setup alone (t_guardian_memfd) */
-__attribute__((unused)) static int rig_main_memfd(const char *name, enum hold hold)
-{
-	setvbuf(stdout, NULL, _IONBF, 0);
-	if (rig_run(LEASE_MEMFD, hold) == 77)
-		t_skip("no lease on a memfd's reopen here");
-	return t_done(name);
-}
-
-__attribute__((unused)) static int rig_main(const char *name, enum hold hold)
+static int rig_main(const char *name, enum hold hold)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	int ran = 0;
