@@ -172,6 +172,10 @@ static void begin(struct mrl_ctx *ctx, struct sc_ctx *s, const struct sc_req *q)
 			hi = a[1] + q->seg;
 		}
 		mrl_itree_overlap(&ctx->va_index, lo, hi, collect_cb, &c);
+		if (q->n.data.nr == SYS_mremap && (a[3] & MREMAP_FIXED)) {
+			c.cause = MRL_CAUSE_REPLACED; /* whatever was at the target */
+			mrl_itree_overlap(&ctx->va_index, a[4], a[4] + a[2], collect_cb, &c);
+		}
 		mrl_dev_after(ctx, go_after_dev, NULL); /* once the device let go */
 		return;
 	}

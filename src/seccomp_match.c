@@ -68,6 +68,10 @@ struct sc_ctx *mrl_sc_match_locked(const struct seccomp_notif *n, const struct s
 		case SYS_mremap:
 			if (range_hit(s, n->data.args[0], n->data.args[0] + n->data.args[1]))
 				return s;
+			/* MREMAP_FIXED: whatever was at the target is replaced */
+			if (n->data.nr == SYS_mremap && (n->data.args[3] & MREMAP_FIXED) &&
+			    range_hit(s, n->data.args[4], n->data.args[4] + n->data.args[2]))
+				return s;
 			break;
 		case SYS_mmap:
 			/* MAP_FIXED_NOREPLACE never replaces (EEXIST) */

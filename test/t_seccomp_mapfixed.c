@@ -9,7 +9,8 @@
  * coverage cell (owner mmap MAP_FIXED: before) matches, the FENCED event
  * came and no CHANGED one (never seen after); MAP_FIXED_NOREPLACE over an
  * MR (EEXIST) and MAP_FIXED elsewhere leave MRs alone; a raw
- * shmat(SHM_REMAP) over an MR fences it (replaced) before it returns. */
+ * shmat(SHM_REMAP) over an MR, and a raw mremap(MREMAP_FIXED) onto one,
+ * fence it (replaced) before they return. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -162,6 +163,20 @@ int main(void)
 		shmdt(b);
 	}
 	mrl_mr_dereg(ctx, mb);
+
+	/* 4. raw mremap(MREMAP_FIXED) of another page onto an MR: the MR is
+	 * replaced (fenced, cause replaced) when the call returns */
+	char *c4 = page('C'), *src = page('S');
+	mrl_mr_t mc;
+	REQUIRE(mrl_mr_reg(ctx, c4, PG, MRL_ACCESS_REMOTE_WRITE, NULL, &mc) == 0, "register C");
+	r = syscall(SYS_mremap, src, PG, PG, MREMAP_MAYMOVE | MREMAP_FIXED, c4);
+	CHECK(r == (long)(uintptr_t)c4 && c4[0] == 'S', "raw mremap onto C (%ld)", r);
+	in = t_query(ctx, mc);
+	CHECK(in.state == MRL_STATE_FENCED && in.cause == MRL_CAUSE_REPLACED,
+	      "C fenced, cause replaced, when mremap returns (%s, %s)", mrl_state_str(in.state),
+	      mrl_cause_str(in.cause));
+	CHECK(changed_events(ctx, mc) == 0, "C never reported as changed after the fact");
+	mrl_mr_dereg(ctx, mc);
 	mrl_ctx_destroy(ctx);
 	return t_done("t_seccomp_mapfixed");
 }
