@@ -58,7 +58,6 @@ struct mrl_mfd {
 	struct mrl_mr_vec mrs; /* its MRs (the table's references) */
 	struct mrl_brk *brk;  /* the break under way, NULL if none */
 	uint64_t relock_at;   /* retake (or reopen) the lease then; 0 none */
-	int self_blocker;     /* an fd of this process that is a second open of it, -1 none */
 	unsigned gslot;       /* the guardian's lease slot + 1, 0 if none */
 };
 
@@ -186,6 +185,7 @@ static bool is_sealed(int fd)
 /* Take the lease (reopening first if there is no fd yet). */
 static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 {
+	int was = m->lease;
 	m->relock_at = 0;
 	if (m->fd < 0) {
 		int fd = reopen(m->dev, m->ino, m->map_lo, m->map_hi);
@@ -211,16 +211,18 @@ static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 			/* a registration's first try: the monitor's sleep was
 			 * timed before this retry existed */
 			mrl_wake_monitor(ctx);
-			/* told once per blocker: the process's own second open */
-			int b = dupq_present() ? self_blocker(m->dev, m->ino, m->fd) : -1;
-			if (b >= 0 && b != m->self_blocker)
-				mrl_log("memfd inode %lu: no lease while fd %d of this process, a second "
-					"open of it (not a dup), is open", (unsigned long)m->ino, b);
-			m->self_blocker = b;
+			/* once per refusal, not per retry (a walk of /proc/self/fd,
+			 * no wait): is it the process's own second open? */
+			if (was != LEASE_BLOCKED) {
+				int b = dupq_present() ? self_blocker(m->dev, m->ino, m->fd) : -1;
+				if (b >= 0)
+					mrl_log("memfd inode %lu: no lease while fd %d of this process, "
+						"a second open of it (not a dup), is open",
+						(unsigned long)m->ino, b);
+			}
 		}
 		return;
 	}
-	m->self_blocker = -1;
 	if (m->lease == LEASE_RELEASED || m->lease == LEASE_BLOCKED)
 		ctx->st.lease_retakes++;
 	m->lease = LEASE_HELD;
@@ -396,7 +398,6 @@ static void mfd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		m->dev = dev;
 		m->ino = ino;
 		m->fd = -1;
-		m->self_blocker = -1;
 		m->lease = LEASE_OFF;
 		m->map_lo = lo;
 		m->map_hi = hi;
