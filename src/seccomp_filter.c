@@ -41,7 +41,7 @@ enum { L_RAW = -2, L_NONE = -1, L_NOTIFY, L_ALLOW, L_FALLOC, L_MADV, L_PMADV, L_
 
 struct prog {
 	struct sock_filter f[SC_INSNS];
-	int jt[SC_INSNS], jf[SC_INSNS]; /* labels, L_NONE: the offset stands */
+	int jt[SC_INSNS], jf[SC_INSNS]; /* jump targets: a label, L_NONE or L_RAW */
 	int at[L_MAX];
 	unsigned n;
 	bool full;
