@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <libgen.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 #if __has_include(<valgrind/callgrind.h>)
 #include <valgrind/callgrind.h>
@@ -110,7 +111,14 @@ static int stack_open(struct stack *s, struct fi_provider *hook)
 	if (s->win == MAP_FAILED || !s->buf)
 		return -ENOMEM;
 	memset(s->win, 0, WIN);
-	if ((ret = fi_mr_reg(s->dom, s->win, WIN, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, 0,
+	/* a random key: the state board tells owners apart by key, and other
+	 * hooked programs on the host ask for small ones too (an ambiguous key
+	 * is posted unguarded, which would measure the wrong path) */
+	uint64_t rk = 0;
+	size_t ks = s->info->domain_attr->mr_key_size;
+	while (!rk && getrandom(&rk, sizeof(rk), 0) == (ssize_t)sizeof(rk))
+		rk &= ks && ks < 8 ? (1ull << (8 * ks)) - 1 : ~0ull >> 16;
+	if ((ret = fi_mr_reg(s->dom, s->win, WIN, FI_REMOTE_READ | FI_REMOTE_WRITE | FI_READ | FI_WRITE, 0, rk,
 			     0, &s->tmr, NULL)) ||
 	    (ret = fi_mr_reg(s->dom, s->buf, 4096, FI_READ | FI_WRITE, 0, 1, 0, &s->lmr, NULL)))
 		return ret;
