@@ -137,6 +137,7 @@ enum lease_state {
 };
 
 struct mrl_brk;
+struct lease_layout;
 
 /* A change announced by fanotify, waiting for its answer or its landing. */
 enum fan_op { FOP_DATA = 0, FOP_TRUNCATE, FOP_PUNCH, FOP_ZERO, FOP_COLLAPSE, FOP_INSERT,
@@ -197,7 +198,7 @@ struct mrl_file {
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
-	uint64_t layout_print;  /* lease.c: size, blocks, extents when its write break began */
+	struct lease_layout *layout; /* lease.c: its layout when a write break began, or NULL */
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */
 	bool fan_fd_young;    /* the library's fd was opened after the mark */
