@@ -980,7 +980,7 @@ static void fan_drain(struct mrl_ctx *ctx)
 
 /* Test hook: the monitor stops here, no lock held, before it reads a
  * landing actor's line (t_fan_look_unlocked). NULL in use. */
-void (*mrl_fan_look_hook)(struct mrl_ctx *ctx);
+_Atomic mrl_test_hook mrl_fan_look_hook;
 
 /* No lock held, in the monitor each round: the /proc reads fanotify may not
  * make under ctx->lock. Events an MR came under after they were read are
@@ -1023,8 +1023,9 @@ static void fan_look(struct mrl_ctx *ctx, uint64_t now)
 	mrl_unlock(&ctx->lock);
 	if (!n)
 		return;
-	if (mrl_fan_look_hook)
-		mrl_fan_look_hook(ctx);
+	mrl_test_hook hook = atomic_load(&mrl_fan_look_hook);
+	if (hook)
+		hook(ctx);
 	for (int i = 0; i < n; i++)
 		lk[i].gone = read_syscall(ctx, lk[i].tid, lk[i].line, sizeof(lk[i].line)) < 0;
 	mrl_lock(&ctx->lock);

@@ -804,10 +804,11 @@ struct mrl_backing {
 };
 int mrl_backing_changed(int *maps_fd, const struct mrl_backing *b);
 /* verify.c: tests hold a pass here, with no lock held, before it reads */
-extern void (*mrl_verify_read_hook)(struct mrl_ctx *ctx);
+typedef void (*mrl_test_hook)(struct mrl_ctx *ctx);
+extern _Atomic mrl_test_hook mrl_verify_read_hook;
 /* fan.c: tests hold the monitor here, no lock held, before it reads a
  * landing actor's /proc/TID/syscall */
-extern void (*mrl_fan_look_hook)(struct mrl_ctx *ctx);
+extern _Atomic mrl_test_hook mrl_fan_look_hook;
 /* fork.c: the fork generation, bumped in every forked child by the handler
  * mrl_fork_watch installs (once per process, whatever the context's flags) */
 extern _Atomic unsigned mrl_fork_gen;

@@ -14,7 +14,7 @@
 
 /* Test hook: called with no lock held just before each pass reads the
  * address space (t_verify_unlocked holds it there). NULL in use. */
-void (*mrl_verify_read_hook)(struct mrl_ctx *ctx);
+_Atomic mrl_test_hook mrl_verify_read_hook;
 
 /* One MR as copied under the lock: a reference, what it was registered
  * over, and the stamp (generation, valid length) its reading is checked
@@ -82,8 +82,9 @@ static int verify_pass(struct mrl_ctx *ctx)
 	struct vcheck *v = collect(ctx, &n);
 	mrl_unlock(&ctx->lock);
 	for (int round = 0; n; round++) {
-		if (mrl_verify_read_hook)
-			mrl_verify_read_hook(ctx);
+		mrl_test_hook hook = atomic_load(&mrl_verify_read_hook);
+		if (hook)
+			hook(ctx);
 		for (size_t i = 0; i < n; i++)
 			if (!round || v[i].again)
 				v[i].cause = mrl_backing_changed(&maps_fd, &v[i].b);
