@@ -229,10 +229,10 @@ static bool run_kept(const struct lease_layout *after, const struct layout_run *
 		uint32_t bk = b->kind & ~(uint32_t)FIEMAP_EXTENT_UNKNOWN, ak = a->kind & ~(uint32_t)FIEMAP_EXTENT_UNKNOWN;
 		if (ak != bk && ak != (bk & ~(uint32_t)FIEMAP_EXTENT_UNWRITTEN))
 			return false;
-		/* where b's blocks were known, they must be the same blocks (a
+		/* extents: where b's blocks were known, the same blocks (a
 		 * punch written over again is pending or new blocks); where
 		 * they were not yet (delalloc), they may have found a place */
-		if (!(b->kind & FIEMAP_EXTENT_UNKNOWN) &&
+		if (after->extents && !(b->kind & FIEMAP_EXTENT_UNKNOWN) &&
 		    ((a->kind & FIEMAP_EXTENT_UNKNOWN) || a->phys - a->lo != b->phys - b->lo))
 			return false;
 		lo = a->lo + a->len;
@@ -258,11 +258,20 @@ static void classify_landed(struct mrl_file *f)
 	struct mrl_brk *b = f->brk;
 	struct lease_layout *before = f->layout, *after = NULL;
 	f->layout = NULL;
-	if (b && b->cause == MRL_CAUSE_OPEN_WRITE && before && (after = layout_read(f->fd)) &&
-	    layout_kept(before, after))
-		for (size_t i = 0; i < b->mrs.n; i++)
-			if (b->mrs.v[i]->state == MRL_STATE_PAUSED)
-				b->mrs.v[i]->data_only = 1;
+	if (!b || b->cause != MRL_CAUSE_OPEN_WRITE)
+		goto out;
+	after = layout_read(f->fd);
+	if (!layout_kept(before, after)) {
+		mrl_log("%s: a write opener changed the layout (size %llu -> %llu, %u -> %u runs%s)",
+			f->path, before ? (unsigned long long)before->size : 0ull,
+			after ? (unsigned long long)after->size : 0ull, before ? before->n : 0,
+			after ? after->n : 0, before && after ? "" : ", unreadable");
+		goto out;
+	}
+	for (size_t i = 0; i < b->mrs.n; i++)
+		if (b->mrs.v[i]->state == MRL_STATE_PAUSED)
+			b->mrs.v[i]->data_only = 1;
+out:
 	free(before);
 	free(after);
 }
