@@ -286,8 +286,21 @@ static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t 
 	 * when the reader closes. A lease is whole-file: for a writer every MR
 	 * of the file is paused. */
 	if (cause == MRL_CAUSE_OPEN_READ ||
-	    !mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL))
+	    !mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL)) {
+		free(f->layout); /* no break to classify */
+		f->layout = NULL;
 		let_go(ctx, f, seen);
+	}
+}
+
+/* a break freed unclassified (its file went away, the context ends) */
+static void lease_brk_done(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	(void)ctx;
+	if (b->file) {
+		free(b->file->layout);
+		b->file->layout = NULL;
+	}
 }
 
 /* the type of lease the library takes on f's fd */
@@ -539,6 +552,7 @@ const struct mrl_watcher_ops mrl_watch_lease = {
 	.next_timer = lease_next_timer,
 	.tick = lease_tick,
 	.let_land = lease_let_land,
+	.brk_done = lease_brk_done,
 	.file_detach = lease_file_detach,
 	.file_arm = lease_file_arm,
 	.coverage = lease_coverage,
