@@ -32,6 +32,7 @@ rig_finish() {
 	wait $cpid; crc=$?
 	js=$(grep final "$d/client.out")
 	echo "  $name: client: $js"
+	[ -n "$js" ] || tail -5 "$d/client.out" # why it ended without a summary
 	kill -0 $spid 2>/dev/null || { echo "FAIL $name: the server died"; tail -5 "$d/server.out"; fail=1; }
 	kill -TERM $spid 2>/dev/null; wait $spid; src=$?
 	[ $src = 0 ] || { echo "FAIL $name: server exit $src"; fail=1; }

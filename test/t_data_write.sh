@@ -22,8 +22,9 @@ command -v dd >/dev/null || { echo "SKIP: dd (coreutils) not installed"; exit 77
 command -v fallocate >/dev/null || { echo "SKIP: fallocate (util-linux) not installed"; exit 77; }
 xfs_io=$(command -v xfs_io || true)
 [ -n "$xfs_io" ] || echo "note: xfs_io (xfsprogs, scripts/setup.sh) missing: dd only"
+. "$(dirname "$0")/serve_rig.sh"
 n=${MRL_DATA_WRITES:-50}
-fail=0 port=$((18000 + $$ % 1000)) spid= cpid=
+fail=0 port=$((18000 + $$ % 1000)) deadline_ms=2000 spid= cpid=
 ext=$(mktemp -d /var/tmp/mrl-data-write-XXXXXX)
 shm=$(mktemp -d /dev/shm/mrl-data-write-XXXXXX)
 cleanup() {
@@ -45,36 +46,18 @@ wait_for() {
 	done
 	return 1
 }
-client_start() { # log
-	"$bin" client 127.0.0.1:$port --machine --seconds 600 > "$1" 2>&1 &
-	cpid=$!
-	wait_for "$1" '^stats [1-9]' || { echo "FAIL $name: the client never streamed"; fail=1; }
-}
-client_stop() { # log -> js: the client's final line
-	kill -TERM $cpid 2>/dev/null
-	wait $cpid
-	local rc=$?
-	cpid=
-	[ $rc = 0 ] || { echo "FAIL $name: client exit $rc"; fail=1; }
-	js=$(grep final "$1")
-}
 jnum() { echo "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
 
 run() { # name dir serve-flags
-	name=$1
-	local dir=$2 flags=$3 f=$2/f out=$2/server.out js
+	local name=$1 dir=$2 flags=$3 f=$2/f out=$2/server.out js k
 	# allocated (written and synced): a write moves no block
 	head -c $((4 * MB)) /dev/urandom > "$f" && sync "$f"
 	cp "$ext/src" "$dir/src.copy" # copy_file_range stays within one filesystem
 	# a hole for a write to fill: a data write that allocates blocks
 	fallocate -p -o $((3 * MB + 524288)) -l 65536 "$f" || { echo "FAIL $name: fallocate -p (setup)"; fail=1; }
-	"$bin" serve "$f" --port $port --mrs 4 --deadline-ms 2000 --seconds 3000 $flags > "$out" 2>&1 &
-	spid=$!
-	wait_for "$out" serving || { echo "FAIL $name: no server"; fail=1; return; }
 
-	# 1. data writes while a client streams
-	client_start "$dir/c1.out"
-	local k
+	# 1. data writes while a client streams (until told to stop)
+	rig_start "$name" "$f" "$dir" 600 $flags || return
 	for k in $(seq $n); do
 		dd if="$ext/src" of="$f" bs=65536 seek=$(((k * 7) % 64)) count=1 conv=notrunc status=none ||
 			{ echo "FAIL $name: dd"; fail=1; }
@@ -92,30 +75,25 @@ run() { # name dir serve-flags
 		"$xfs_io" -c "copy_range -s 0 -d $((3 * MB + 4096)) -l 65536 $dir/src.copy" "$f" ||
 			{ echo "FAIL $name: xfs_io copy_range"; fail=1; }
 	fi
-	client_stop "$dir/c1.out"
-	local pauses; pauses=$(grep -c 'restored (open-write)' "$out")
-	local changed; changed=$(grep -c ': changed (' "$out")
-	echo "$name: $n + 2 dd ${xfs_io:++ 3 xfs_io }writes: client $js; server: $changed announced, $pauses lease pauses (MR x open)"
-	echo "$js" | grep -q '"failed":0,"mismatches":0,' || { echo "FAIL $name: failed or mismatched transfers"; fail=1; }
-	[ "$(jnum "$js" final_mismatches)" = 0 ] || { echo "FAIL $name: final mismatches"; fail=1; }
+	kill -TERM $cpid
+	rig_finish "$name" "$dir"
+	local pauses changed
+	pauses=$(grep -c 'restored (open-write)' "$out")
+	changed=$(grep -c ': changed (' "$out")
+	echo "  $name: $n + 2 dd ${xfs_io:++ 3 xfs_io }writes: $changed announced, $(jnum "$js" gen_changes) new generations, $pauses lease pauses (MR x open)"
 	[ "$(jnum "$js" gen_changes)" = 0 ] || { echo "FAIL $name: a data write gave a new generation"; fail=1; }
 	[ "$changed" = 0 ] || { echo "FAIL $name: the server announced a data write"; fail=1; }
 	grep -q ': fenced (' "$out" && { echo "FAIL $name: a data write fenced an MR"; fail=1; }
 
 	# 2. a punch right after is seen as before: resolved, a new generation
-	client_start "$dir/c2.out"
-	local restored; restored=$(grep -Ec 'restored \((punch-hole|open-write)\)' "$out")
+	rig_start "$name, punch" "$f" "$dir" 600 $flags || return
 	fallocate -p -o $((MB + 65536)) -l 65536 "$f" || { echo "FAIL $name: fallocate -p"; fail=1; }
-	wait_for "$out" 'restored \((punch-hole|open-write)\)' $((restored + 1)) ||
+	wait_for "$out" 'restored \((punch-hole|open-write)\)' ||
 		{ echo "FAIL $name: the punch was not resolved"; fail=1; }
-	client_stop "$dir/c2.out"
-	echo "$name: punch after: client $js"
+	kill -TERM $cpid
+	rig_finish "$name, punch" "$dir"
 	[ "$(jnum "$js" gen_changes)" -ge 1 ] 2>/dev/null || { echo "FAIL $name: the punch brought no new generation"; fail=1; }
-	echo "$js" | grep -q '"failed":0,"mismatches":0,' || { echo "FAIL $name: failed or mismatched transfers after the punch"; fail=1; }
-
-	kill -0 $spid 2>/dev/null || { echo "FAIL $name: the server died"; fail=1; }
-	kill -TERM $spid 2>/dev/null; wait $spid; spid=
-	port=$((port + 1))
+	spid= cpid=
 }
 run "ext4 lease (--no-fanotify)" "$ext" --no-fanotify
 if [ "$(id -u)" = 0 ]; then run "ext4 fanotify" "$ext" ""; else echo "fanotify case skipped: needs root"; fi
