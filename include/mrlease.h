@@ -195,6 +195,11 @@ struct mrl_ctx_opts {
 #define MRL_WATCH_SIGBUS     0x40u
 #define MRL_WATCH_MEMFD      0x80u /* lease on a /proc/self/fd reopen of a memfd or shmem object */
 #define MRL_WATCH_SECCOMP    0x100u /* the owner's system calls held by seccomp (MRL_CTX_SECCOMP) */
+/* Detected only: the kernel has fcntl delegations (F_SETDELEG, Linux 6.19+;
+ * a lease that metadata changes break too). In mrl_ctx_watchers where the
+ * kernel has them; no MR is watched by it and no coverage cell comes from
+ * it (not used yet). */
+#define MRL_WATCH_DELEG      0x200u
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);

@@ -541,6 +541,25 @@ static unsigned lease_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *
 	return MRL_WATCH_LEASE;
 }
 
+/* fcntl delegations (F_SETDELEG, Linux 6.19+): detected, not used yet. An
+ * unknown fcntl command fails EINVAL; F_GETDELEG on a regular file of ours
+ * answers where the kernel has them. Once per context (mrl_watchers_start). */
+#ifndef F_GETDELEG
+#define F_GETDELEG (1024 + 15) /* F_LINUX_SPECIFIC_BASE + 15 */
+#endif
+bool mrl_lease_deleg_present(void)
+{
+	struct {
+		uint32_t d_flags;
+		uint16_t d_type, pad;
+	} d = {0};
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	bool present = fd >= 0 && fcntl(fd, F_GETDELEG, &d) == 0;
+	if (fd >= 0)
+		close(fd);
+	return present;
+}
+
 const struct mrl_watcher_ops mrl_watch_lease = {
 	.name = "lease",
 	.bit = MRL_WATCH_LEASE,

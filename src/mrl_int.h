@@ -429,7 +429,7 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   an MR's registration (desc_users) only across one
  *                   provider call; the worker waits for that on dev_cv.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
- *  sc.lock         (seccomp.c) the supervisor's copy of the registered
+ *  mrl_sc.lock     (seccomp*.c) the supervisor's copy of the registered
  *                   ranges and objects and each context's held call; taken
  *                   under ctx->lock (tables, the monitor's side of a held
  *                   call) and alone by the supervisor threads, which never
@@ -709,6 +709,8 @@ static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 
 /* lease.c: the lease watcher; all with ctx->lock held */
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
+/* lease.c: the kernel has fcntl delegations (F_SETDELEG, Linux 6.19+) */
+bool mrl_lease_deleg_present(void);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 
@@ -718,12 +720,21 @@ void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen);
 int mrl_memfd_seal(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char **why);
 int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *ino);
+/* memfd.c: 1 if fds a and b share one open file description (F_DUPFD_QUERY,
+ * Linux 6.10+), 0 if not, -EOPNOTSUPP if the kernel cannot tell */
+int mrl_fd_same_desc(int a, int b);
 void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
 		   struct mrl_mr_vec *vec);
 void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
 /* memfd.c: free the address-space breaks src began (its stop; takes ctx->lock) */
 void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
-/* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
+/* The offset the SIGBUS handler (sigbus.c) passes to its raw
+ * mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED) of a scratch page over an MR: the
+ * kernel ignores it for private anonymous memory (page aligned, as it must
+ * be), and the seccomp filter (seccomp_filter.c) lets that call go unheld --
+ * held, it would wait for a monitor that may wait for the faulting thread. */
+#define MRL_SCRATCH_MMAP_OFF 0x4d524c000000ull
+/* seccomp_loop.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);
 /* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
@@ -773,6 +784,15 @@ void mrl_guard_fan_deadline(struct mrl_fan_ev *e, uint64_t deadline);
 bool mrl_guard_fan_take(struct mrl_fan_ev *e);
 void mrl_guard_fan_answered(struct mrl_fan_ev *e);
 bool mrl_guard_fan_free(struct mrl_fan_ev *e);
+/* a lease by its slot (the owner's unsigned gslot: slot + 1, 0 none);
+ * kind says who is told when the guardian lets go of it */
+enum mrl_guard_kind { GUARD_FILE = 1, GUARD_MEMFD };
+void mrl_guard_slot_arm(struct mrl_ctx *ctx, unsigned *gslot, int fd, int type, int kind, void *obj,
+			const char *what);
+void mrl_guard_slot_pending(struct mrl_ctx *ctx, const unsigned *gslot, uint64_t deadline);
+void mrl_guard_slot_idle(struct mrl_ctx *ctx, const unsigned *gslot);
+void mrl_guard_slot_detach(struct mrl_ctx *ctx, unsigned *gslot);
+/* the same for a file's lease (lease.c) */
 void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type);
 void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline);
 void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -783,6 +803,8 @@ void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
 void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
 		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied);
 void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at);
+struct mrl_mfd;
+void mrl_memfd_guard_let(struct mrl_ctx *ctx, struct mrl_mfd *m, int target, uint64_t at);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
 int mrl_intp_add(struct mrl_ctx *ctx);
