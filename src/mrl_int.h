@@ -137,6 +137,7 @@ enum lease_state {
 };
 
 struct mrl_brk;
+struct lease_layout;
 
 /* A change announced by fanotify, waiting for its answer or its landing. */
 enum fan_op { FOP_DATA = 0, FOP_TRUNCATE, FOP_PUNCH, FOP_ZERO, FOP_COLLAPSE, FOP_INSERT,
@@ -151,6 +152,13 @@ struct mrl_fan_ev {
 	uint64_t seen;
 	bool answered, modified;
 	char line[160];        /* the actor's /proc/TID/syscall when seen */
+	/* fan.c: landing. id names it to the monitor's unlocked look (never
+	 * its pointer, which a deregistration may free meanwhile); line_gen
+	 * moves with line, and a look read against an older one is dropped */
+	uint64_t id;
+	uint32_t line_gen, look_gen;
+	uint8_t look;          /* a line read since the last check: 1 = look_line, 2 = gone */
+	char look_line[160];
 	/* read by the monitor before it locks (fan.c: fan_read), handled after */
 	uint32_t mask;         /* FAN_PRE_ACCESS, FAN_MODIFY, FAN_OPEN_PERM */
 	dev_t dev;
@@ -190,7 +198,7 @@ struct mrl_file {
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
-	uint64_t layout_print;  /* lease.c: size, blocks, extents when its write break began */
+	struct lease_layout *layout; /* lease.c: its layout when a write break began, or NULL */
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */
 	bool fan_fd_young;    /* the library's fd was opened after the mark */
@@ -411,7 +419,13 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   and its second look once the MR is indexed) or mark
  *                   MADV_DONTFORK under it: both take the kernel's mmap
  *                   lock, which a faulting or unmapping thread may hold
- *                   while it waits for the monitor. The data path holds
+ *                   while it waits for the monitor. Nor does verify
+ *                   (verify.c: the MRs are copied under it, the maps read
+ *                   with none, the result acted on under it against each
+ *                   MR's generation), nor fanotify (its actors' /proc
+ *                   lines are read in fan_read and fan_look with none; a
+ *                   landing's line is published to its event by id and
+ *                   line generation). The data path holds
  *                   an MR's registration (desc_users) only across one
  *                   provider call; the worker waits for that on dev_cv.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
@@ -490,6 +504,9 @@ struct mrl_ctx {
 	unsigned fan_sys_next;
 	pthread_mutex_t fan_sys_lock;
 	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
+	struct mrl_fan_ev *fan_later;  /* an MR came under them after they were read: to
+					* classify with no lock held (fan.c: fan_look); the monitor's */
+	uint64_t fan_ids;              /* the last mrl_fan_ev id given (the monitor's) */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
 	int uffd_nmsgs;
@@ -517,7 +534,7 @@ struct mrl_ctx {
 	struct mrl_intp_req *as_req; /* the madvise pause waiting for as_brk to quiesce */
 	bool intp_inline;            /* no monitor to wait for: resolve in the caller */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
-	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
+	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none; the monitor's */
 	struct mrl_brk *brks;        /* breaks being resolved (brk.c) */
 	struct mrl_brk *as_brk;      /* the address-space one (madvise), one at a time */
 	pthread_cond_t as_cv;        /* with ctx->lock: it may land, or it ended */
@@ -555,6 +572,12 @@ struct mrl_watcher_ops {
 	/* no lock held: actors that wait until their event is read (uffd) */
 	void (*read)(struct mrl_ctx *ctx);
 	void (*drain)(struct mrl_ctx *ctx);  /* ctx->lock held: poll_fd was readable */
+	/* no lock held, in the monitor every round, before drain and tick:
+	 * the reads a watcher may not make under ctx->lock (/proc). It takes
+	 * the lock itself, briefly, to see what to read and to publish what
+	 * it read, checked against a stamp taken with the first look so that
+	 * a change in between is read again, never lost */
+	void (*look)(struct mrl_ctx *ctx, uint64_t now);
 	uint64_t (*next_timer)(struct mrl_ctx *ctx);       /* ctx->lock held; UINT64_MAX none */
 	void (*tick)(struct mrl_ctx *ctx, uint64_t now);   /* ctx->lock held */
 	/* ctx->lock held: a break this watcher began (mrl_brk_begin) is
@@ -790,10 +813,24 @@ bool mrl_intp_active(void);
 void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
-/* verify.c: fence what changed under MRs, return how many; mr.c: the cause
- * of the change under one MR, 0 if none */
-int mrl_verify_locked(struct mrl_ctx *ctx);
-int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr);
+/* mr.c, for verify.c: the cause of a change under one MR, 0 if none,
+ * read with no lock held from what the MR was (copied under ctx->lock) */
+struct mrl_backing {
+	uintptr_t addr;
+	uint64_t len;     /* its valid_len */
+	uint64_t off;     /* its file offset */
+	dev_t dev;
+	ino_t ino;
+	int kind;
+	bool file;
+};
+int mrl_backing_changed(int *maps_fd, const struct mrl_backing *b);
+/* verify.c: tests hold a pass here, with no lock held, before it reads */
+typedef void (*mrl_test_hook)(struct mrl_ctx *ctx);
+extern _Atomic mrl_test_hook mrl_verify_read_hook;
+/* fan.c: tests hold the monitor here, no lock held, before it reads a
+ * landing actor's /proc/TID/syscall */
+extern _Atomic mrl_test_hook mrl_fan_look_hook;
 /* fork.c: the fork generation, bumped in every forked child by the handler
  * mrl_fork_watch installs (once per process, whatever the context's flags) */
 extern _Atomic unsigned mrl_fork_gen;
