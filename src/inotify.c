@@ -45,8 +45,10 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t brk_
 		if (mr->state != MRL_STATE_ACTIVE)
 			continue;
 		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
-		if (avail < mr->valid_len)
+		if (avail < mr->valid_len) {
+			mrl_sb_cut(mr, avail); /* the provider may reach it until the fence is applied */
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
+		}
 		/* a break in progress resolves its own change for the MRs it
 		 * found; one registered since it was seen is not its */
 		bool mine = all_seen || (brk_seen_ns && mr->reg_ns <= brk_seen_ns);

@@ -807,6 +807,15 @@ int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
 /* ep.c: the monitor drives progress on every endpoint not busy elsewhere
  * (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);
+/* sigbus.c: an owner's endpoint, before it drives its provider (no lock):
+ * the part of an at-risk file MR past its file's end goes to scratch pages
+ * and the monitor fences it; mrl_sb_cut: the same for mr from off on,
+ * ctx->lock held (its fence is the caller's); files the check fstat'ed */
+void mrl_sb_precheck(struct mrl_ctx *ctx);
+void mrl_sb_cut(struct mrl_mr *mr, uint64_t off);
+extern _Atomic uint64_t mrl_sb_checks;
+/* tests, bench: no size check (what it costs; what it prevents) */
+extern bool mrl_sb_test_no_precheck;
 /* ep.c, tests: the send queue is full while RMA operations are in flight */
 extern bool mrl_ep_test_full_txq;
 /* ep_rma.c, tests: local descriptors as if the provider wanted them

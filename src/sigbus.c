@@ -16,8 +16,17 @@
  * ours later (libfabric installs one as it starts; an application may) is
  * put behind ours at the next MR registration.
  *
- * A remote read there raises no signal: the transport's send fails with
- * EFAULT in the kernel (README, "Not covered yet").
+ * A transport's kernel copy raises no signal at all: tcp receives a write
+ * straight into the MR (recv into pages past the end: EFAULT, and the
+ * provider drops the connection) and sends a read from it (sendmsg:
+ * EFAULT). So, for the MRs whose files another process can cut without
+ * being seen first (no lease, no fanotify: "at risk"), the owner's
+ * endpoint looks at each such file's size before it drives its provider
+ * (mrl_sb_precheck, one fstat per file) and puts what lies past the end on
+ * scratch pages at once; the monitor then fences the MR from the end on.
+ * The inotify watcher does the same as it sees a shrink. What is left is a
+ * truncate landing between that fstat and the provider's copy (README,
+ * "Not covered yet").
  *
  * Everything the handler touches is a lock-free table of slots (atomics),
  * one per watched MR; it calls mmap and write(2) (an eventfd) only. */
@@ -26,6 +35,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -40,12 +50,24 @@ struct sb_slot {
 	_Atomic uint64_t fault;      /* lowest faulting page's offset in the MR, + 1; 0 none */
 	struct mrl_mr *mr;           /* under its ctx->lock only */
 	struct mrl_ctx *ctx;         /* identity only (never read by the handler) */
+	/* the size check (mrl_sb_precheck), without the context's lock */
+	_Atomic int stat_fd;         /* fstat-able fd of the MR's file, -1 none */
+	_Atomic uint64_t foff;       /* the MR's offset in the file */
+	_Atomic bool at_risk;        /* a truncate by another process is seen only after it lands */
+	_Atomic uint64_t cut;        /* for the monitor: the file ends here (offset in the MR) + 1; 0 none */
+	_Atomic uint64_t end;        /* the lowest end of file seen so far + 1; 0 none */
+	_Atomic uintptr_t scratch;   /* scratch pages from this address to hi (hi: none) */
+	_Atomic int users;           /* size checks looking at this slot now */
+	uint64_t risk_ns;            /* the monitor: when at_risk was last worked out */
 };
 
 static struct sb_slot g_slot[SB_SLOTS];
 static _Atomic int g_top;              /* slots in use are below this */
 static _Atomic int g_in;               /* handlers looking at the table now */
 static _Atomic uint64_t g_faults;      /* faults caught, all contexts */
+static _Atomic uint64_t g_cuts;        /* ends of file the size check found, all contexts */
+static _Atomic int g_risky;            /* slots at risk, all contexts */
+_Atomic uint64_t mrl_sb_checks;        /* files the size check looked at (tests, bench) */
 static pthread_mutex_t g_install = PTHREAD_MUTEX_INITIALIZER;
 static int g_users;                    /* contexts with the handler, under g_install */
 static struct sigaction g_prev;        /* what was there before us */
@@ -161,12 +183,24 @@ static void sb_quiesce(void)
 		sched_yield();
 }
 
+static void sb_set_risk(struct sb_slot *s, bool risk)
+{
+	if (atomic_exchange(&s->at_risk, risk) != risk)
+		atomic_fetch_add(&g_risky, risk ? 1 : -1);
+}
+
 static void sb_clear(struct sb_slot *s)
 {
+	sb_set_risk(s, false);
 	atomic_store(&s->lo, 0);
 	atomic_store(&s->hi, 0);
 	sb_quiesce();
+	while (atomic_load(&s->users))
+		sched_yield();
 	atomic_store(&s->fault, 0);
+	atomic_store(&s->cut, 0);
+	atomic_store(&s->end, 0);
+	atomic_store(&s->stat_fd, -1);
 	s->mr = NULL;
 	__atomic_store_n(&s->ctx, NULL, __ATOMIC_SEQ_CST); /* free for any context */
 }
@@ -204,10 +238,17 @@ static void sb_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 			continue;
 		s->mr = mr;
 		atomic_store(&s->fault, 0);
+		atomic_store(&s->cut, 0);
+		atomic_store(&s->end, 0);
 		atomic_store(&s->wake_fd, ctx->wake_fd);
 		atomic_store(&s->pid, getpid());
+		atomic_store(&s->stat_fd, mrl_file_stat_fd(mr->file));
+		atomic_store(&s->foff, mr->fnode.start);
+		atomic_store(&s->scratch, (uintptr_t)mr->addr + mr->len);
+		s->risk_ns = 0; /* at risk until the monitor has looked (sb_tick) */
 		atomic_store(&s->lo, (uintptr_t)mr->addr);
 		atomic_store(&s->hi, (uintptr_t)mr->addr + mr->len);
+		sb_set_risk(s, true);
 		int top = atomic_load(&g_top);
 		while (top < i + 1 && !atomic_compare_exchange_weak(&g_top, &top, i + 1))
 			;
@@ -232,24 +273,193 @@ static void sb_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	mr->sigbus = 0;
 }
 
-/* ctx->lock held, every monitor turn: fence what the handler caught. */
-static void sb_tick(struct mrl_ctx *ctx, uint64_t now)
+/* Anonymous pages over [a, a + len): raw mmap, as in the handler. */
+static void sb_map_scratch(uintptr_t a, size_t len)
 {
-	uint64_t n = atomic_load(&g_faults);
-	if (n == ctx->sigbus_seen)
+	if (len)
+		syscall(SYS_mmap, a, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+}
+
+/* Put [off, end) of slot s's MR on scratch pages (off rounded up to a page:
+ * the page the end of file falls in is still the file's), once: the range
+ * is claimed by a compare-and-swap of s->scratch. A file's page past its
+ * end is never resident (the truncate took it from the page cache); a
+ * resident page there is a scratch page the handler mapped, with what was
+ * stored into it: kept (mincore tells them apart). */
+static void sb_scratch_tail(struct sb_slot *s, uintptr_t lo, uintptr_t hi, uint64_t off)
+{
+	uintptr_t ps = g_ps;
+	if (off >= hi - lo)
 		return;
-	ctx->sigbus_seen = n;
+	uintptr_t from = (lo + off + ps - 1) & ~(ps - 1);
+	uintptr_t cur = atomic_load(&s->scratch);
+	do {
+		if (from >= cur)
+			return;
+	} while (!atomic_compare_exchange_weak(&s->scratch, &cur, from));
+	unsigned char vec[1024];
+	uintptr_t run = from; /* start of the pages not yet mapped over, none resident */
+	for (uintptr_t a = from; a < cur;) {
+		size_t n = (cur - a) / ps < sizeof(vec) ? (cur - a) / ps : sizeof(vec);
+		if (mincore((void *)a, n * ps, vec) < 0) { /* cannot tell: map it all */
+			sb_map_scratch(run, cur - run);
+			return;
+		}
+		for (size_t k = 0; k < n; k++, a += ps)
+			if (vec[k] & 1) {
+				sb_map_scratch(run, a - run);
+				run = a + ps;
+			}
+	}
+	sb_map_scratch(run, cur - run);
+}
+
+/* Lower *v (an offset + 1, 0: none) to off + 1; true if it was higher. */
+static bool sb_lower(_Atomic uint64_t *v, uint64_t off)
+{
+	uint64_t cur = atomic_load(v);
+	while (!cur || off + 1 < cur)
+		if (atomic_compare_exchange_weak(v, &cur, off + 1))
+			return true;
+	return false;
+}
+
+/* Slot s's file ends at off (in the MR): tell the monitor, once per end. */
+static void sb_note_cut(struct sb_slot *s, uint64_t off)
+{
+	if (!sb_lower(&s->end, off))
+		return;
+	sb_lower(&s->cut, off);
+	atomic_fetch_add(&g_cuts, 1);
+	uint64_t one = 1;
+	if (write(atomic_load(&s->wake_fd), &one, sizeof(one)) < 0) {
+	}
+}
+
+/* The owner's endpoint, before it drives its provider (any thread, no
+ * lock of the context's): each at-risk file MR of ctx whose file ends
+ * before the MR does gets the part past the end on scratch pages now, and
+ * the monitor fences it from there. One fstat per file (the last few
+ * looked at are remembered for the MRs that share them). */
+bool mrl_sb_test_no_precheck;
+
+void mrl_sb_precheck(struct mrl_ctx *ctx)
+{
+	if (likely(!atomic_load_explicit(&g_risky, memory_order_relaxed)) || unlikely(mrl_sb_test_no_precheck))
+		return;
+	struct {
+		int fd;
+		uint64_t size;
+	} seen[4];
+	int nseen = 0;
+	pid_t me = 0;
 	int top = atomic_load(&g_top);
 	for (int i = 0; i < top; i++) {
 		struct sb_slot *s = &g_slot[i];
-		if (CTX_LD(s) != ctx || !s->mr || !atomic_load(&s->fault))
+		if (!atomic_load_explicit(&s->at_risk, memory_order_relaxed) || CTX_LD(s) != ctx)
 			continue;
-		uint64_t off = atomic_exchange(&s->fault, 0) - 1;
+		atomic_fetch_add(&s->users, 1);
+		uintptr_t lo = atomic_load(&s->lo), hi = atomic_load(&s->hi);
+		int fd = atomic_load(&s->stat_fd);
+		if (!me)
+			me = getpid();
+		if (lo >= hi || fd < 0 || !atomic_load(&s->at_risk) || CTX_LD(s) != ctx || atomic_load(&s->pid) != me) {
+			atomic_fetch_sub(&s->users, 1);
+			continue;
+		}
+		int k = 0;
+		while (k < nseen && seen[k].fd != fd)
+			k++;
+		if (k == nseen) {
+			struct stat st;
+			atomic_fetch_add_explicit(&mrl_sb_checks, 1, memory_order_relaxed);
+			if (fstat(fd, &st) < 0) {
+				atomic_fetch_sub(&s->users, 1);
+				continue;
+			}
+			k = nseen < (int)ARRAY_SIZE(seen) ? nseen++ : 0;
+			seen[k].fd = fd;
+			seen[k].size = (uint64_t)st.st_size;
+		}
+		uint64_t foff = atomic_load(&s->foff);
+		uint64_t avail = seen[k].size > foff ? seen[k].size - foff : 0;
+		uint64_t end = atomic_load(&s->end);
+		if (avail < hi - lo && (!end || avail + 1 < end)) {
+			sb_scratch_tail(s, lo, hi, avail);
+			sb_note_cut(s, avail);
+		}
+		atomic_fetch_sub(&s->users, 1);
+	}
+}
+
+/* ctx->lock held (the inotify watcher, seeing a shrink): mr's pages from
+ * off on to scratch before it is fenced there (the device may still reach
+ * them until the fence is applied). */
+void mrl_sb_cut(struct mrl_mr *mr, uint64_t off)
+{
+	if (!mr->sigbus)
+		return;
+	struct sb_slot *s = &g_slot[mr->sigbus - 1];
+	uintptr_t lo = atomic_load(&s->lo), hi = atomic_load(&s->hi);
+	if (lo < hi && off < hi - lo) {
+		sb_scratch_tail(s, lo, hi, off);
+		sb_lower(&s->end, off); /* fenced by the caller: nothing to tell the monitor */
+	}
+}
+
+/* ctx->lock held: is slot s's MR at risk (a truncate by another process
+ * seen only once it has landed)? Worked out again every 50 ms: a lease
+ * comes and goes. */
+static void sb_risk(struct mrl_ctx *ctx, struct sb_slot *s, uint64_t now)
+{
+	if (s->risk_ns && now - s->risk_ns < 50000000ull)
+		return;
+	s->risk_ns = now ? now : 1;
+	uint8_t cov[MRL_CHG_MAX];
+	mrl_mr_coverage(ctx, s->mr, cov);
+	atomic_store(&s->stat_fd, s->mr->file ? mrl_file_stat_fd(s->mr->file) : -1);
+	sb_set_risk(s, cov[MRL_CHG_OTHER_TRUNCATE] != MRL_SEEN_BEFORE);
+}
+
+/* ctx->lock held, every monitor turn: fence what the handler caught and
+ * what the size check found. */
+static void sb_tick(struct mrl_ctx *ctx, uint64_t now)
+{
+	int top = atomic_load(&g_top);
+	for (int i = 0; i < top; i++) {
+		struct sb_slot *s = &g_slot[i];
+		if (CTX_LD(s) == ctx && s->mr)
+			sb_risk(ctx, s, now);
+	}
+	uint64_t n = atomic_load(&g_faults) + atomic_load(&g_cuts);
+	if (n == ctx->sigbus_seen)
+		return;
+	ctx->sigbus_seen = n;
+	for (int i = 0; i < top; i++) {
+		struct sb_slot *s = &g_slot[i];
+		if (CTX_LD(s) != ctx || !s->mr || !(atomic_load(&s->fault) || atomic_load(&s->cut)))
+			continue;
 		struct mrl_mr *mr = s->mr;
-		mrl_log("a store past the end of %s (offset %llu of an MR of %llu bytes) was caught: it went to a "
-			"scratch page; the MR is fenced from there", mr->file && mr->file->path ? mr->file->path : "?",
-			(unsigned long long)off, (unsigned long long)mr->len);
-		ctx->st.sigbus_caught++;
+		const char *path = mr->file && mr->file->path ? mr->file->path : "?";
+		uint64_t off = mr->len;
+		if (atomic_load(&s->fault)) {
+			off = atomic_exchange(&s->fault, 0) - 1;
+			mrl_log("a store past the end of %s (offset %llu of an MR of %llu bytes) was caught: it went "
+				"to a scratch page; the MR is fenced from there", path, (unsigned long long)off,
+				(unsigned long long)mr->len);
+			ctx->st.sigbus_caught++;
+		}
+		if (atomic_load(&s->cut)) {
+			uint64_t c = atomic_exchange(&s->cut, 0) - 1;
+			if (c < mr->valid_len)
+				mrl_log("%s ends at offset %llu of an MR of %llu bytes (seen before the provider "
+					"ran): the rest is on scratch pages, the MR is fenced from there", path,
+					(unsigned long long)c, (unsigned long long)mr->len);
+			off = c < off ? c : off;
+		}
+		uintptr_t lo = atomic_load(&s->lo), hi = atomic_load(&s->hi);
+		if (lo < hi)
+			sb_scratch_tail(s, lo, hi, off);
 		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, off, mr->len - off, 0, now);
 	}
 }
