@@ -40,13 +40,20 @@ static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t brk_
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
 	struct mrl_mr_vec vec;
 	mrl_file_mrs(f, &vec);
+	/* first every MR's pages past the end to scratch: a transport may
+	 * reach them until each fence is applied, and a fence takes a while */
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
+		if (mr->state == MRL_STATE_ACTIVE && avail < mr->valid_len)
+			mrl_sb_cut(mr, avail);
+	}
 	for (size_t i = 0; i < vec.n; i++) {
 		struct mrl_mr *mr = vec.v[i];
 		if (mr->state != MRL_STATE_ACTIVE)
 			continue;
 		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 		if (avail < mr->valid_len) {
-			mrl_sb_cut(mr, avail); /* the provider may reach it until the fence is applied */
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
 		}
 		/* a break in progress resolves its own change for the MRs it

@@ -106,6 +106,17 @@ static void chain(int sig, siginfo_t *si, void *uc, pid_t tid)
 		raise(SIGBUS);
 }
 
+/* The last few files the size check looked at in one pass, and their size. */
+struct sb_seen {
+	int n;
+	struct {
+		int fd;
+		uint64_t size;
+	} f[4];
+};
+
+static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, pid_t me, struct sb_seen *seen);
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	int saved = errno;
@@ -134,6 +145,16 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			atomic_fetch_add(&g_faults, 1);
 			uint64_t one = 1;
 			if (write(atomic_load(&s->wake_fd), &one, sizeof(one)) < 0) {
+			}
+			/* the file was cut: the faulting thread (a transport's,
+			 * usually) puts every MR's part past the end on scratch
+			 * now, before its next copy from or to there fails in the
+			 * kernel with no signal (mrl_sb_precheck) */
+			int fd = atomic_load(&s->stat_fd);
+			if (fd >= 0) {
+				struct sb_seen seen = {0};
+				for (int j = 0; j < top; j++)
+					sb_check_slot(&g_slot[j], NULL, fd, me, &seen);
 			}
 			atomic_fetch_sub(&g_in, 1);
 			errno = saved;
@@ -343,52 +364,58 @@ static void sb_note_cut(struct sb_slot *s, uint64_t off)
  * looked at are remembered for the MRs that share them). */
 bool mrl_sb_test_no_precheck;
 
+/* Size check of slot s for ctx (ctx NULL: any context), fd only if >= 0:
+ * async-signal-safe (the handler runs it too). */
+static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, pid_t me, struct sb_seen *seen)
+{
+	atomic_fetch_add(&s->users, 1);
+	uintptr_t lo = atomic_load(&s->lo), hi = atomic_load(&s->hi);
+	int fd = atomic_load(&s->stat_fd);
+	if (lo >= hi || fd < 0 || (only_fd >= 0 && fd != only_fd) || !atomic_load(&s->at_risk) ||
+	    (ctx && CTX_LD(s) != ctx) || atomic_load(&s->pid) != me) {
+		atomic_fetch_sub(&s->users, 1);
+		return;
+	}
+	int k = 0;
+	while (k < seen->n && seen->f[k].fd != fd)
+		k++;
+	if (k == seen->n) {
+		struct stat st;
+		atomic_fetch_add_explicit(&mrl_sb_checks, 1, memory_order_relaxed);
+		if (fstat(fd, &st) < 0) {
+			atomic_fetch_sub(&s->users, 1);
+			return;
+		}
+		k = seen->n < (int)ARRAY_SIZE(seen->f) ? seen->n++ : 0;
+		seen->f[k].fd = fd;
+		seen->f[k].size = (uint64_t)st.st_size;
+	}
+	uint64_t foff = atomic_load(&s->foff);
+	uint64_t avail = seen->f[k].size > foff ? seen->f[k].size - foff : 0;
+	uint64_t end = atomic_load(&s->end);
+	if (avail < hi - lo && (!end || avail + 1 < end)) {
+		sb_scratch_tail(s, lo, hi, avail);
+		sb_note_cut(s, avail);
+	}
+	atomic_fetch_sub(&s->users, 1);
+}
+
+/* The owner's endpoint, before it drives its provider (any thread, no
+ * lock of the context's): each at-risk file MR of ctx whose file ends
+ * before the MR does gets the part past the end on scratch pages now, and
+ * the monitor fences it from there. One fstat per file (the last few
+ * looked at are remembered for the MRs that share them). */
 void mrl_sb_precheck(struct mrl_ctx *ctx)
 {
 	if (likely(!atomic_load_explicit(&g_risky, memory_order_relaxed)) || unlikely(mrl_sb_test_no_precheck))
 		return;
-	struct {
-		int fd;
-		uint64_t size;
-	} seen[4];
-	int nseen = 0;
-	pid_t me = 0;
+	struct sb_seen seen = {0};
+	pid_t me = getpid();
 	int top = atomic_load(&g_top);
 	for (int i = 0; i < top; i++) {
 		struct sb_slot *s = &g_slot[i];
-		if (!atomic_load_explicit(&s->at_risk, memory_order_relaxed) || CTX_LD(s) != ctx)
-			continue;
-		atomic_fetch_add(&s->users, 1);
-		uintptr_t lo = atomic_load(&s->lo), hi = atomic_load(&s->hi);
-		int fd = atomic_load(&s->stat_fd);
-		if (!me)
-			me = getpid();
-		if (lo >= hi || fd < 0 || !atomic_load(&s->at_risk) || CTX_LD(s) != ctx || atomic_load(&s->pid) != me) {
-			atomic_fetch_sub(&s->users, 1);
-			continue;
-		}
-		int k = 0;
-		while (k < nseen && seen[k].fd != fd)
-			k++;
-		if (k == nseen) {
-			struct stat st;
-			atomic_fetch_add_explicit(&mrl_sb_checks, 1, memory_order_relaxed);
-			if (fstat(fd, &st) < 0) {
-				atomic_fetch_sub(&s->users, 1);
-				continue;
-			}
-			k = nseen < (int)ARRAY_SIZE(seen) ? nseen++ : 0;
-			seen[k].fd = fd;
-			seen[k].size = (uint64_t)st.st_size;
-		}
-		uint64_t foff = atomic_load(&s->foff);
-		uint64_t avail = seen[k].size > foff ? seen[k].size - foff : 0;
-		uint64_t end = atomic_load(&s->end);
-		if (avail < hi - lo && (!end || avail + 1 < end)) {
-			sb_scratch_tail(s, lo, hi, avail);
-			sb_note_cut(s, avail);
-		}
-		atomic_fetch_sub(&s->users, 1);
+		if (atomic_load_explicit(&s->at_risk, memory_order_relaxed) && CTX_LD(s) == ctx)
+			sb_check_slot(s, ctx, -1, me, &seen);
 	}
 }
 
