@@ -42,6 +42,7 @@
 #include "mrl_int.h"
 
 #define SB_SLOTS 4096
+#define SB_KEPT 16
 
 struct sb_slot {
 	_Atomic uintptr_t lo, hi;    /* the MR's range; lo == hi: free */
@@ -58,6 +59,8 @@ struct sb_slot {
 	_Atomic uint64_t end;        /* the lowest end of file seen so far + 1; 0 none */
 	_Atomic uintptr_t scratch;   /* scratch pages from this address to hi (hi: none) */
 	_Atomic int users;           /* size checks looking at this slot now */
+	_Atomic uintptr_t kept[SB_KEPT]; /* pages the handler put on scratch (kept by sb_scratch_tail) */
+	_Atomic int nkept;
 	uint64_t risk_ns;            /* the monitor: when at_risk was last worked out */
 };
 
@@ -132,6 +135,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 			if (a < lo || a >= hi || atomic_load(&s->pid) != me)
 				continue;
 			uintptr_t page = a & ~(ps - 1);
+			/* kept by a size check's remap of the tail (first) */
+			int kn = atomic_fetch_add(&s->nkept, 1);
+			if (kn < SB_KEPT)
+				atomic_store(&s->kept[kn], page);
 			/* raw: the preload library's mmap would take it for a
 			 * MAP_FIXED over an MR and wait for the monitor */
 			long r = syscall(SYS_mmap, page, ps, PROT_READ | PROT_WRITE,
@@ -221,6 +228,7 @@ static void sb_clear(struct sb_slot *s)
 	atomic_store(&s->fault, 0);
 	atomic_store(&s->cut, 0);
 	atomic_store(&s->end, 0);
+	atomic_store(&s->nkept, 0);
 	atomic_store(&s->stat_fd, -1);
 	s->mr = NULL;
 	__atomic_store_n(&s->ctx, NULL, __ATOMIC_SEQ_CST); /* free for any context */
@@ -261,6 +269,7 @@ static void sb_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		atomic_store(&s->fault, 0);
 		atomic_store(&s->cut, 0);
 		atomic_store(&s->end, 0);
+		atomic_store(&s->nkept, 0);
 		atomic_store(&s->wake_fd, ctx->wake_fd);
 		atomic_store(&s->pid, getpid());
 		atomic_store(&s->stat_fd, mrl_file_stat_fd(mr->file));
@@ -301,12 +310,22 @@ static void sb_map_scratch(uintptr_t a, size_t len)
 		syscall(SYS_mmap, a, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 }
 
+static bool sb_kept(struct sb_slot *s, uintptr_t page)
+{
+	int n = atomic_load(&s->nkept);
+	for (int i = 0; i < n && i < SB_KEPT; i++)
+		if (atomic_load(&s->kept[i]) == page)
+			return true;
+	return false;
+}
+
 /* Put [off, end) of slot s's MR on scratch pages (off rounded up to a page:
  * the page the end of file falls in is still the file's), once: the range
- * is claimed by a compare-and-swap of s->scratch. A file's page past its
- * end is never resident (the truncate took it from the page cache); a
- * resident page there is a scratch page the handler mapped, with what was
- * stored into it: kept (mincore tells them apart). */
+ * is claimed by a compare-and-swap of s->scratch. The pages the handler
+ * put on scratch already are kept, with what was stored into them (the
+ * first SB_KEPT of them: past that, a store past the end may read back as
+ * zeros). (mincore cannot tell them apart: a truncate publishes the new
+ * size before it takes the pages out of the page cache.) */
 static void sb_scratch_tail(struct sb_slot *s, uintptr_t lo, uintptr_t hi, uint64_t off)
 {
 	uintptr_t ps = g_ps;
@@ -318,20 +337,13 @@ static void sb_scratch_tail(struct sb_slot *s, uintptr_t lo, uintptr_t hi, uint6
 		if (from >= cur)
 			return;
 	} while (!atomic_compare_exchange_weak(&s->scratch, &cur, from));
-	unsigned char vec[1024];
-	uintptr_t run = from; /* start of the pages not yet mapped over, none resident */
-	for (uintptr_t a = from; a < cur;) {
-		size_t n = (cur - a) / ps < sizeof(vec) ? (cur - a) / ps : sizeof(vec);
-		if (mincore((void *)a, n * ps, vec) < 0) { /* cannot tell: map it all */
-			sb_map_scratch(run, cur - run);
-			return;
-		}
-		for (size_t k = 0; k < n; k++, a += ps)
-			if (vec[k] & 1) {
+	uintptr_t run = from; /* start of the pages not yet mapped over */
+	if (atomic_load(&s->nkept))
+		for (uintptr_t a = from; a < cur; a += ps)
+			if (sb_kept(s, a)) {
 				sb_map_scratch(run, a - run);
 				run = a + ps;
 			}
-	}
 	sb_map_scratch(run, cur - run);
 }
 
