@@ -532,6 +532,7 @@ struct mrl_ctx {
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
 	uint64_t sigbus_seen;        /* faults caught (sigbus.c) this monitor has looked at */
+	uint64_t sb_risk_ns, sb_risk_due; /* sigbus.c: MRs' risk worked out last; again at (0: no need) */
 	struct mrl_mfd *mfds;        /* memfd/shmem objects under MRs (memfd.c), ctx->lock */
 	struct mrl_mfd *mfd_starting; /* memfd.c: the object whose break is being begun */
 };

@@ -43,6 +43,7 @@
 
 #define SB_SLOTS 4096
 #define SB_KEPT 16
+#define SB_RISK_NS 50000000ull /* an MR's risk is worked out again at most this often */
 
 struct sb_slot {
 	_Atomic uintptr_t lo, hi;    /* the MR's range; lo == hi: free */
@@ -61,7 +62,6 @@ struct sb_slot {
 	_Atomic int users;           /* size checks looking at this slot now */
 	_Atomic uintptr_t kept[SB_KEPT]; /* pages the handler put on scratch (kept by sb_scratch_tail) */
 	_Atomic int nkept;
-	uint64_t risk_ns;            /* the monitor: when at_risk was last worked out */
 };
 
 static struct sb_slot g_slot[SB_SLOTS];
@@ -254,6 +254,8 @@ static void sb_stop(struct mrl_ctx *ctx)
 	pthread_mutex_unlock(&g_install);
 }
 
+static void sb_risk(struct mrl_ctx *ctx, struct sb_slot *s);
+
 /* ctx->lock held. The slots are shared by every context: taken by a
  * compare-and-swap of ctx (NULL -> ctx). */
 static void sb_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
@@ -275,10 +277,14 @@ static void sb_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		atomic_store(&s->stat_fd, mrl_file_stat_fd(mr->file));
 		atomic_store(&s->foff, mr->fnode.start);
 		atomic_store(&s->scratch, (uintptr_t)mr->addr + mr->len);
-		s->risk_ns = 0; /* at risk until the monitor has looked (sb_tick) */
 		atomic_store(&s->lo, (uintptr_t)mr->addr);
 		atomic_store(&s->hi, (uintptr_t)mr->addr + mr->len);
-		sb_set_risk(s, true);
+		/* worked out now, and again soon (a lease may be taken after) */
+		sb_risk(ctx, s);
+		uint64_t soon = mrl_now_ns() + SB_RISK_NS / 5;
+		if (!ctx->sb_risk_due || soon < ctx->sb_risk_due)
+			ctx->sb_risk_due = soon;
+		ctx->sb_risk_ns = 0;
 		int top = atomic_load(&g_top);
 		while (top < i + 1 && !atomic_compare_exchange_weak(&g_top, &top, i + 1))
 			;
@@ -447,29 +453,45 @@ void mrl_sb_cut(struct mrl_mr *mr, uint64_t off)
 }
 
 /* ctx->lock held: is slot s's MR at risk (a truncate by another process
- * seen only once it has landed)? Worked out again every 50 ms: a lease
- * comes and goes. */
-static void sb_risk(struct mrl_ctx *ctx, struct sb_slot *s, uint64_t now)
+ * seen only once it has landed)? */
+static void sb_risk(struct mrl_ctx *ctx, struct sb_slot *s)
 {
-	if (s->risk_ns && now - s->risk_ns < 50000000ull)
-		return;
-	s->risk_ns = now ? now : 1;
 	uint8_t cov[MRL_CHG_MAX];
 	mrl_mr_coverage(ctx, s->mr, cov);
 	atomic_store(&s->stat_fd, s->mr->file ? mrl_file_stat_fd(s->mr->file) : -1);
 	sb_set_risk(s, cov[MRL_CHG_OTHER_TRUNCATE] != MRL_SEEN_BEFORE);
 }
 
-/* ctx->lock held, every monitor turn: fence what the handler caught and
- * what the size check found. */
-static void sb_tick(struct mrl_ctx *ctx, uint64_t now)
+/* ctx->lock held, a monitor turn (a lease taken or broken comes with one):
+ * every MR's risk again, at most every 50 ms (a timer for the turns that
+ * come sooner) */
+static void sb_risk_all(struct mrl_ctx *ctx, uint64_t now)
 {
+	if (ctx->sb_risk_ns && now - ctx->sb_risk_ns < SB_RISK_NS) {
+		ctx->sb_risk_due = ctx->sb_risk_ns + SB_RISK_NS;
+		return;
+	}
+	ctx->sb_risk_ns = now;
+	ctx->sb_risk_due = 0;
 	int top = atomic_load(&g_top);
 	for (int i = 0; i < top; i++) {
 		struct sb_slot *s = &g_slot[i];
 		if (CTX_LD(s) == ctx && s->mr)
-			sb_risk(ctx, s, now);
+			sb_risk(ctx, s);
 	}
+}
+
+static uint64_t sb_next_timer(struct mrl_ctx *ctx)
+{
+	return ctx->sb_risk_due ? ctx->sb_risk_due : UINT64_MAX;
+}
+
+/* ctx->lock held, every monitor turn: fence what the handler caught and
+ * what the size check found. */
+static void sb_tick(struct mrl_ctx *ctx, uint64_t now)
+{
+	sb_risk_all(ctx, now);
+	int top = atomic_load(&g_top);
 	uint64_t n = atomic_load(&g_faults) + atomic_load(&g_cuts);
 	if (n == ctx->sigbus_seen)
 		return;
@@ -509,6 +531,7 @@ const struct mrl_watcher_ops mrl_watch_sigbus = {
 	.start = sb_start,
 	.stop = sb_stop,
 	.tick = sb_tick,
+	.next_timer = sb_next_timer,
 	.mr_attach = sb_mr_attach,
 	.mr_detach = sb_mr_detach,
 };
