@@ -28,7 +28,7 @@
 /* library internals (linked statically) */
 void mrl_sb_precheck(mrl_ctx *ctx);
 extern _Atomic uint64_t mrl_sb_checks;
-extern bool mrl_sb_test_no_precheck;
+extern _Atomic bool mrl_sb_test_no_precheck;
 
 #define FILE_LEN (1u << 20)
 #define OPLEN 4096

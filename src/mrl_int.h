@@ -816,7 +816,7 @@ void mrl_sb_precheck(struct mrl_ctx *ctx);
 void mrl_sb_cut(struct mrl_mr *mr, uint64_t off);
 extern _Atomic uint64_t mrl_sb_checks;
 /* tests, bench: no size check (what it costs; what it prevents) */
-extern bool mrl_sb_test_no_precheck;
+extern _Atomic bool mrl_sb_test_no_precheck;
 /* ep.c, tests: the send queue is full while RMA operations are in flight */
 extern bool mrl_ep_test_full_txq;
 /* ep_rma.c, tests: local descriptors as if the provider wanted them

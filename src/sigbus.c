@@ -118,7 +118,8 @@ struct sb_seen {
 	} f[4];
 };
 
-static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, pid_t me, struct sb_seen *seen);
+static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, pid_t me,
+			  struct sb_seen *seen);
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
@@ -380,7 +381,7 @@ static void sb_note_cut(struct sb_slot *s, uint64_t off)
  * before the MR does gets the part past the end on scratch pages now, and
  * the monitor fences it from there. One fstat per file (the last few
  * looked at are remembered for the MRs that share them). */
-bool mrl_sb_test_no_precheck;
+_Atomic bool mrl_sb_test_no_precheck;
 
 /* Size check of slot s for ctx (ctx NULL: any context), fd only if >= 0:
  * async-signal-safe (the handler runs it too). */
@@ -425,7 +426,8 @@ static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, p
  * looked at are remembered for the MRs that share them). */
 void mrl_sb_precheck(struct mrl_ctx *ctx)
 {
-	if (likely(!atomic_load_explicit(&g_risky, memory_order_relaxed)) || unlikely(mrl_sb_test_no_precheck))
+	if (likely(!atomic_load_explicit(&g_risky, memory_order_relaxed)) ||
+	    unlikely(atomic_load_explicit(&mrl_sb_test_no_precheck, memory_order_relaxed)))
 		return;
 	struct sb_seen seen = {0};
 	pid_t me = getpid();
