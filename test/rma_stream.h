@@ -45,6 +45,7 @@ struct rs {
 	mrl_mr_t mr[2]; /* 0: the file, 1: anonymous */
 	mrl_rmr *r[2];
 	bool reads; /* odd operations are reads */
+	bool tail_reads; /* ... and every one past the half */
 };
 
 static char rs_buf[NCLASS * DEPTH][OPLEN];
@@ -94,7 +95,7 @@ static inline void rs_close(struct rs *g)
 }
 
 /* Operation n of class i (a write of 'a' + i, or a read if g->reads and n
- * is odd), in a buffer of its own; a refusal at post is counted here, a
+ * is odd or, with tail_reads, i is TAIL), in a buffer of its own; a refusal at post is counted here, a
  * completion by rs_reap. -EBUSY (not counted): DEPTH in flight already. */
 static inline int rs_post(struct rs *g, struct st *s, int i, int n)
 {
@@ -107,7 +108,8 @@ static inline int rs_post(struct rs *g, struct st *s, int i, int n)
 		return -EBUSY;
 	struct rs_op *o = &rs_ops[i * DEPTH + k];
 	void *b = rs_buf[i * DEPTH + k];
-	*o = (struct rs_op){.busy = true, .read = g->reads && (n & 1), .cls = i, .off = off};
+	bool rd = g->reads && ((n & 1) || (g->tail_reads && i == TAIL));
+	*o = (struct rs_op){.busy = true, .read = rd, .cls = i, .off = off};
 	int ret;
 	if (o->read) {
 		memset(b, 0x5a, OPLEN); /* never a byte a read may return here */

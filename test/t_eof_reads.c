@@ -23,7 +23,7 @@ int main(void)
 	t_scratch("tmpfs", dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/f", dir);
 	t_make_file(path, MB);
-	struct rs g = {.reads = true};
+	struct rs g = {.reads = true, .tail_reads = true};
 	rs_hold(&g, path);
 
 	struct pair p;
