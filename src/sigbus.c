@@ -24,9 +24,10 @@
  * endpoint looks at each such file's size before it drives its provider
  * (mrl_sb_precheck, one fstat per file) and puts what lies past the end on
  * scratch pages at once; the monitor then fences the MR from the end on.
- * The inotify watcher does the same as it sees a shrink. What is left is a
- * truncate landing between that fstat and the provider's copy (README,
- * "Not covered yet").
+ * The handler does the same for every MR of the file as a store faults,
+ * and the inotify watcher as it sees a shrink. What is left is a truncate
+ * landing between that fstat and the provider's copy (README, "Not covered
+ * yet").
  *
  * Everything the handler touches is a lock-free table of slots (atomics),
  * one per watched MR; it calls mmap and write(2) (an eventfd) only. */
@@ -376,16 +377,13 @@ static void sb_note_cut(struct sb_slot *s, uint64_t off)
 	}
 }
 
-/* The owner's endpoint, before it drives its provider (any thread, no
- * lock of the context's): each at-risk file MR of ctx whose file ends
- * before the MR does gets the part past the end on scratch pages now, and
- * the monitor fences it from there. One fstat per file (the last few
- * looked at are remembered for the MRs that share them). */
+/* tests, bench: no size check before progress (what it prevents, costs) */
 _Atomic bool mrl_sb_test_no_precheck;
 
 /* Size check of slot s for ctx (ctx NULL: any context), fd only if >= 0:
  * async-signal-safe (the handler runs it too). */
-static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, pid_t me, struct sb_seen *seen)
+static void sb_check_slot(struct sb_slot *s, struct mrl_ctx *ctx, int only_fd, pid_t me,
+			  struct sb_seen *seen)
 {
 	atomic_fetch_add(&s->users, 1);
 	uintptr_t lo = atomic_load(&s->lo), hi = atomic_load(&s->hi);
