@@ -313,11 +313,14 @@ static void sb_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	mr->sigbus = 0;
 }
 
-/* Anonymous pages over [a, a + len): raw mmap, as in the handler. */
+/* Anonymous pages over [a, a + len): raw mmap with the offset the seccomp
+ * filter lets go unheld, as in the handler (this runs in the handler, in
+ * a transport's thread and in the monitor: held, it would wait for one) */
 static void sb_map_scratch(uintptr_t a, size_t len)
 {
 	if (len)
-		syscall(SYS_mmap, a, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		syscall(SYS_mmap, a, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+			MRL_SCRATCH_MMAP_OFF);
 }
 
 static bool sb_kept(struct sb_slot *s, uintptr_t page)
