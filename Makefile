@@ -182,8 +182,8 @@ $(B)/test/fi_rma: test/fi_rma.c | $(B)/test
 $(B)/test/mpi_win $(B)/test/mpi_msg: $(B)/test/mpi_%: test/mpi_%.c | $(B)/test
 	$(MPICC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $<
 
-# t_fi_hook, t_fi_board_rogue, t_fi_relay: the hook's sources linked in, so they run under the sanitizers
-$(B)/test/t_fi_hook $(B)/test/t_fi_board_rogue $(B)/test/t_fi_relay: $(B)/test/t_fi_%: test/t_fi_%.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
+# t_fi_hook, t_fi_board_rogue, t_fi_relay, t_fi_board_names: the hook's sources linked in, so they run under the sanitizers
+$(B)/test/t_fi_hook $(B)/test/t_fi_board_rogue $(B)/test/t_fi_relay $(B)/test/t_fi_board_names: $(B)/test/t_fi_%: test/t_fi_%.c $(wildcard fi/*.c fi/*.h test/*.h) $(B)/libmrlease.a $(PRELOAD) | $(B)/test
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -o $@ $< $(wildcard fi/*.c) $(PL_LINK) \
 		-Wl,-rpath,$(abspath $(B)) $(B)/libmrlease.a $(LIBS) -lm
 

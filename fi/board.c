@@ -21,8 +21,9 @@
  * ours are not theirs to open), and a board corrupted by its own uid can
  * make the reader hold or refuse but never read out of bounds: entry
  * counts are bounded here, and addresses are only compared (ep.c).
- * Across hosts this needs a carrier (later work): a key found on no board
- * is posted as it is. */
+ * Keys alone repeat across owners (a provider's keys are small integers),
+ * so an initiator finds the board by the destination's address, which the
+ * owner writes on its board as each endpoint is enabled. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_domain.h>
 
 #include "board.h"
 #include "hook.h"
@@ -81,6 +85,50 @@ static struct board *own;
 static pid_t own_pid;
 static int own_fd = -1;
 static char own_marker[64];
+/* this process's endpoint addresses, kept for a board made later */
+static struct {
+	uint32_t len;
+	uint8_t a[BOARD_NAME_MAX];
+} own_names[BOARD_NAMES];
+static unsigned own_nnames;
+static pid_t names_pid;
+
+/* (own_lock) name i onto the board: the bytes, then the length */
+static void name_put(unsigned i)
+{
+	memcpy(own->names[i].a, own_names[i].a, own_names[i].len);
+	atomic_store_explicit(&own->names[i].len, own_names[i].len, memory_order_release);
+	if (i + 1 > atomic_load(&own->nnames))
+		atomic_store(&own->nnames, i + 1);
+}
+
+void board_add_name(const void *name, size_t len)
+{
+	if (!len || len > BOARD_NAME_MAX) {
+		hook_log("an endpoint address of %zu bytes: over %d, hooked peers on this host will not "
+			 "find this process's board by it", len, BOARD_NAME_MAX);
+		return;
+	}
+	mrl_lock(&own_lock);
+	if (names_pid != getpid()) { /* a forked child: the parent's endpoints are the parent's */
+		own_nnames = 0;
+		names_pid = getpid();
+	}
+	bool have = false;
+	for (unsigned i = 0; i < own_nnames && !have; i++)
+		have = own_names[i].len == len && !memcmp(own_names[i].a, name, len);
+	if (!have && own_nnames < BOARD_NAMES) {
+		own_names[own_nnames].len = (uint32_t)len;
+		memcpy(own_names[own_nnames].a, name, len);
+		if (own && own_pid == getpid())
+			name_put(own_nnames);
+		own_nnames++;
+	} else if (!have) {
+		hook_log("over %d endpoints: hooked peers on this host will not find this process's "
+			 "board by the later ones", BOARD_NAMES);
+	}
+	mrl_unlock(&own_lock);
+}
 
 static void own_unlink(void)
 {
@@ -163,6 +211,8 @@ static bool own_create(void)
 	own = b;
 	own_fd = fd;
 	own_pid = getpid();
+	for (unsigned i = 0; names_pid == own_pid && i < own_nnames; i++)
+		name_put(i);
 	static atomic_bool registered;
 	if (!atomic_exchange(&registered, true))
 		atexit(own_unlink);
@@ -314,33 +364,77 @@ static void rescan(void)
 
 struct board_cache board_cache[BOARD_CACHE];
 
-struct board_ent *board_find_slow(uint64_t key)
+/* (view_lock) boards of live processes, looked for again at most every 50 ms */
+static void view_fresh(void)
 {
-	unsigned s = board_slot(key);
-	struct board_cache *cache = board_cache;
-	/* a miss: look on every board; look for new boards at most every 50 ms */
-	mrl_lock(&view_lock);
 	uint64_t now = mrl_now_ns();
 	if (now - last_scan_ns > 50000000ull) {
 		rescan();
 		last_scan_ns = now;
 	}
+}
+
+/* (view_lock) the one live entry for key on b, or NULL; *hits counts them */
+static struct board_ent *key_on(struct board *b, uint64_t key, int *hits)
+{
+	struct board_ent *found = NULL;
+	unsigned used = atomic_load(&b->used); /* the board's word: bounded here */
+	for (unsigned j = 0; j < used && j < BOARD_ENTS; j++)
+		if (atomic_load(&b->ent[j].state) != BS_FREE && atomic_load(&b->ent[j].key) == key) {
+			found = &b->ent[j];
+			(*hits)++;
+		}
+	return found;
+}
+
+/* (view_lock) b names an endpoint at this address */
+static bool names_addr(struct board *b, const uint8_t *a, size_t len)
+{
+	unsigned n = atomic_load(&b->nnames);
+	for (unsigned i = 0; i < n && i < BOARD_NAMES; i++) /* the board's word: bounded */
+		if (atomic_load_explicit(&b->names[i].len, memory_order_acquire) == len &&
+		    !memcmp(b->names[i].a, a, len))
+			return true;
+	return false;
+}
+
+struct board_ent *board_find_slow(struct fid_av *av, uint64_t dest, uint64_t key)
+{
+	uint8_t a[BOARD_NAME_MAX + 8];
+	size_t len = sizeof(a);
+	if (!av || fi_av_lookup(av, dest, a, &len) || !len || len > BOARD_NAME_MAX)
+		return NULL; /* not an address any board can name */
 	struct board_ent *found = NULL;
 	int hits = 0;
+	mrl_lock(&view_lock);
+	view_fresh();
+	for (int i = 0; i < nboards; i++)
+		if (names_addr(boards[i].b, a, len)) {
+			struct board_ent *e = key_on(boards[i].b, key, &hits);
+			found = e ? e : found;
+		}
+	mrl_unlock(&view_lock);
+	if (hits != 1) /* no hooked owner there, or the key twice: cannot tell which */
+		return NULL;
+	struct board_cache *c = &board_cache[board_slot(av, dest, key)];
+	atomic_store(&c->e, NULL);
+	atomic_store_explicit(&c->key, key, memory_order_release);
+	atomic_store_explicit(&c->dest, dest, memory_order_release);
+	atomic_store_explicit(&c->av, av, memory_order_release);
+	atomic_store_explicit(&c->e, found, memory_order_release);
+	return found;
+}
+
+struct board_ent *board_find_key(uint64_t key)
+{
+	struct board_ent *found = NULL;
+	int hits = 0;
+	mrl_lock(&view_lock);
+	view_fresh();
 	for (int i = 0; i < nboards; i++) {
-		struct board *b = boards[i].b;
-		unsigned used = atomic_load(&b->used); /* the board's word: bounded here */
-		for (unsigned j = 0; j < used && j < BOARD_ENTS; j++)
-			if (atomic_load(&b->ent[j].state) != BS_FREE && atomic_load(&b->ent[j].key) == key) {
-				found = &b->ent[j];
-				hits++;
-			}
+		struct board_ent *e = key_on(boards[i].b, key, &hits);
+		found = e ? e : found;
 	}
 	mrl_unlock(&view_lock);
-	if (hits != 1) /* nowhere, or the same key on two owners: cannot tell which */
-		return NULL;
-	atomic_store(&cache[s].e, NULL);
-	atomic_store(&cache[s].key, key);
-	atomic_store_explicit(&cache[s].e, found, memory_order_release);
-	return found;
+	return hits == 1 ? found : NULL;
 }

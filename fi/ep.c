@@ -286,10 +286,24 @@ static struct fi_ops_tagged hook_tagged_ops = {
  * owner still serves. */
 atomic_ullong hook_held, hook_refused, hook_discarded;
 
+/* dest without the receive context in its high bits (fi_rx_addr) */
+static inline uint64_t dest_addr(struct fid_ep *ep, fi_addr_t dest)
+{
+	struct hook_domain *d = ((struct hook_ep *)ep)->dom;
+	unsigned bits = d ? d->rx_bits : 0;
+	return bits && bits < 64 ? dest & ((1ull << (64 - bits)) - 1) : dest;
+}
+
+/* the board entry for key at the process dest names, NULL if none */
+static inline struct board_ent *find(struct fid_ep *ep, fi_addr_t dest, uint64_t key)
+{
+	return board_find(((struct hook_ep *)ep)->av, dest_addr(ep, dest), key);
+}
+
 static inline int guard(struct fid_ep *ep, fi_addr_t dest, uint64_t key, uint64_t addr, size_t len,
 			void *ctx, struct hook_op **op, struct board_ent **ent, bool tail)
 {
-	struct board_ent *e = board_find(key);
+	struct board_ent *e = find(ep, dest, key);
 	if (!e && ((struct hook_ep *)ep)->av && relay_on()) /* another host's, through its relay */
 		e = relay_find(((struct hook_ep *)ep)->av, ((struct hook_ep *)ep)->dom ? ((struct hook_ep *)ep)->dom->rx_bits : 0,
 			       dest, key);
@@ -576,7 +590,7 @@ static ssize_t rma_write(struct fid_ep *ep, const void *buf, size_t len, void *d
 			 fi_addr_t dest, uint64_t addr, uint64_t key, void *context)
 {
 	struct board_ent *e;
-	if (((struct hook_ep *)ep)->fast && (e = board_find(key))) {
+	if (((struct hook_ep *)ep)->fast && (e = find(ep, dest, key))) {
 		ssize_t r = write_fast(ep, e, buf, len, desc, dest, addr, key, context);
 		if (r != RMA_POST)
 			return r;
@@ -1019,11 +1033,29 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 	return ret;
 }
 
+/* an endpoint enabled: its address goes on this process's board, where
+ * hooked initiators on the host look for the owner they write to */
+static int ep_control(struct fid *fid, int command, void *arg)
+{
+	int ret = hook_fwd_control(fid, command, arg);
+	struct fid *u = hook_unwrap(fid);
+	/* an endpoint or a scalable one has an address; its tx/rx contexts
+	 * have none (no cm ops) */
+	if (!ret && command == FI_ENABLE && (u->fclass == FI_CLASS_EP || u->fclass == FI_CLASS_SEP)) {
+		struct fid_ep *uep = container_of(u, struct fid_ep, fid);
+		uint8_t name[BOARD_NAME_MAX + 8];
+		size_t len = sizeof(name);
+		if (uep->cm && uep->cm->getname && uep->cm->getname(u, name, &len) == 0)
+			board_add_name(name, len);
+	}
+	return ret;
+}
+
 struct fi_ops hook_ep_fid_ops = {
 	.size = sizeof(struct fi_ops),
 	.close = ep_close,
 	.bind = ep_bind,
-	.control = hook_fwd_control,
+	.control = ep_control,
 	.ops_open = hook_fwd_ops_open,
 	.tostr = hook_fwd_tostr,
 	.ops_set = hook_fwd_ops_set,

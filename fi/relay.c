@@ -175,7 +175,7 @@ static bool sub_update(struct sconn *c, struct sub *s, uint64_t now)
 		return false;
 	}
 	if ((!s->e || atomic_load(&s->e->key) != s->key) && now >= s->retry) {
-		s->e = board_find(s->key); /* registered (again) since */
+		s->e = board_find_key(s->key); /* registered (again) since */
 		s->retry = now + 100000000ull;
 	}
 	struct board_ent *e = s->e;

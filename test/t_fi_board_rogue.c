@@ -141,7 +141,7 @@ static void rogue(int out, int go, pid_t owner, int owner_fd)
 	do {                                                                                 \
 		uint64_t t0_ = t_now_ns();                                                   \
 		while (!(cond) && t_now_ns() - t0_ < T_HANG_MS * 1000000ull) {              \
-			board_find(0x1234);                                                  \
+			board_find_key(0x1234);                                                  \
 			usleep(5000);                                                        \
 		}                                                                            \
 	} while (0)
@@ -198,7 +198,7 @@ int main(void)
 	      "the board cannot be grown");
 	if (f >= 0)
 		close(f);
-	CHECK(same(board_find(K_OWN), e), "the owner's key is found on its board");
+	CHECK(same(board_find_key(K_OWN), e), "the owner's key is found on its board");
 
 	/* the rogue */
 	int res_p[2], go_p[2];
@@ -222,9 +222,9 @@ int main(void)
 	      board_refused() - refused0);
 	struct board_ent *late = board_publish(K_LATE, 0, 1 << 20, BT_REFUSE);
 	REQUIRE(late, "published after the forgery");
-	CHECK(same(board_find(K_LATE), late), "a key the forgery also claims resolves to the owner's entry");
-	CHECK(board_find(K_FORGED) == NULL, "a key only the forgery names resolves to nothing");
-	CHECK(same(board_find(K_OWN), e) && atomic_load(&e->state) == BS_ACTIVE,
+	CHECK(same(board_find_key(K_LATE), late), "a key the forgery also claims resolves to the owner's entry");
+	CHECK(board_find_key(K_FORGED) == NULL, "a key only the forgery names resolves to nothing");
+	CHECK(same(board_find_key(K_OWN), e) && atomic_load(&e->state) == BS_ACTIVE,
 	      "the owner's MR is not paused by the forgery");
 	CHECK(write(go_p[1], "x", 1) == 1, "release the rogue");
 	int ws = t_wait_status(r);
@@ -266,16 +266,16 @@ int main(void)
 	char ch = 0;
 	REQUIRE(read(c_p[0], &ch, 1) == 1 && ch == 'r', "the same-uid owner is ready");
 	struct board_ent *ce = NULL;
-	UNTIL((ce = board_find(K_CORRUPT)) != NULL);
+	UNTIL((ce = board_find_key(K_CORRUPT)) != NULL);
 	REQUIRE(ce, "the same-uid owner's key is found");
-	CHECK(board_find(K_UNSEALED) == NULL, "an unsealed board is refused");
+	CHECK(board_find_key(K_UNSEALED) == NULL, "an unsealed board is refused");
 	CHECK(write(cgo_p[1], "g", 1) == 1 && read(c_p[0], &ch, 1) == 1, "corrupt it");
 	CHECK(ch == 'y', "the sealed board could not be shrunk; the unsealed one could");
 	/* the reader over garbage: lookups of every kind, no crash */
 	unsigned hits = 0;
 	for (uint64_t k = 0; k < 20000; k++)
-		hits += board_find(k * 0x9e3779b97f4a7c15ull) != NULL;
-	CHECK(board_find(K_UNSEALED) == NULL, "still refused after its truncate (no SIGBUS)");
+		hits += board_find_key(k * 0x9e3779b97f4a7c15ull) != NULL;
+	CHECK(board_find_key(K_UNSEALED) == NULL, "still refused after its truncate (no SIGBUS)");
 	CHECK(atomic_load(&ce->state) == 77, "the corrupted entry reads as it was written (%u)",
 	      atomic_load(&ce->state));
 	printf("lookups over a corrupted board: %u of 20000 random keys matched garbage\n", hits);
@@ -286,7 +286,7 @@ int main(void)
 	UNTIL(atomic_load(&ce->key) == 0);
 	CHECK(atomic_load(&ce->key) == 0 && atomic_load(&ce->state) == 0,
 	      "a dead owner's entry reads as zeroes");
-	CHECK(board_find(K_CORRUPT) == NULL, "a dead owner's key resolves to nothing");
+	CHECK(board_find_key(K_CORRUPT) == NULL, "a dead owner's key resolves to nothing");
 
 	board_retract(late);
 	board_retract(e);

@@ -207,7 +207,7 @@ int main(void)
 	close(wfd);
 	uint8_t *buf = aligned_alloc(BLK, BLK);
 
-	CHECK(board_find(h.key) == NULL, "the owner's key is on no board of the initiator's");
+	CHECK(board_find(F.av, peer, h.key) == NULL, "the owner's key is on no board of the initiator's");
 	unsigned held = 0;
 	memset(buf, 1, BLK);
 	CHECK(write_blk(buf, h.base + 0, h.key, &held) == 0 && win[0] == 1 && win[BLK - 1] == 1,
