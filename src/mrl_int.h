@@ -355,6 +355,12 @@ void mrl_dev_stop(struct mrl_ctx *ctx);
 /* handle: a registration nobody else has any more; mr (or NULL): the MR it
  * was, whose descriptor users (desc_users) the call waits for */
 void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
+/* the same, by a caller about to wait for the device anyway (mrl_mr_dereg):
+ * when nothing is queued or running it makes the call itself, ctx->lock
+ * dropped around it (no hand-over to the worker and back); counted in
+ * dev_active, and a barrier queued meanwhile waits for it. mr (a reference
+ * held) must be out of every table already. */
+void mrl_dev_dereg_here(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
 /* ctx->lock held: a post is done with the descriptor it took from mr */
 void mrl_dev_desc_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* point mr's registration (or a new one, same key) at the pages its
@@ -462,7 +468,13 @@ struct mrl_ctx {
 	struct mrl_itree va_index;
 	struct mrl_file *files;
 	struct mrl_keys keys;        /* every remote key handed out (key.c) */
-	int procmaps_fd;
+	int procmaps_fd;             /* mr.c: /proc/self/maps for PROCMAP_QUERY, opened on first
+				      * use (-1), -2 where the kernel has no such ioctl; atomic */
+	/* mr.c: the mapping mrl_mr_reg read (unlocked) for the MR whose
+	 * watchers it attaches now, under ctx->lock: mrl_vma_file answers
+	 * from it instead of asking the kernel under the lock; NULL else
+	 * (and once a watcher split the mapping: uffd.c) */
+	const struct mrl_vma *vma_known;
 
 	/* monitor */
 	pthread_t monitor;
@@ -524,10 +536,13 @@ struct mrl_ctx {
 	/* device calls (devq.c), under ctx->lock */
 	struct mrl_devop *devq, **devq_tail;
 	struct mrl_devop **devq_front; /* a done callback runs: its ops go here */
-	bool dev_active;             /* the worker is in a device call (lock dropped) */
+	unsigned dev_active;         /* device calls in progress, lock dropped: the worker's,
+				      * and deregistrations made by their caller (dev_inline) */
+	unsigned dev_inline;         /* mrl_dev_dereg_here calls in progress */
 	bool dev_stop, dev_running;
 	pthread_t dev_thread;
 	pthread_cond_t dev_cv;       /* with ctx->lock: op queued, op done */
+	pthread_cond_t dev_work_cv;  /* with ctx->lock: the idle worker's (op queued, stop) */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
@@ -667,6 +682,10 @@ void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *on
 
 /* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
+/* uffd.c, ctx->lock held: a split at `at' is the edge of an anonymous range
+ * the userfaultfd watcher keeps registered after its MR went (mr.c's
+ * split_is_ours) */
+bool mrl_uffd_kept_split(struct mrl_ctx *ctx, uint64_t at);
 
 /* file.c */
 struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino);
