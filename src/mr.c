@@ -815,16 +815,32 @@ static bool fork_wanted(struct mrl_ctx *ctx, const struct mrl_vma *v)
 	return ctx->rops->pins(ctx->dev) && !v->shared && !mrl_fork_copies_pinned();
 }
 
-/* No lock held (madvise takes the kernel's mmap lock): mark the pages;
- * whether it did. */
-static bool fork_protect(const uint8_t *addr, uint64_t len)
+/* Marking and unmarking are made with no library lock held (madvise takes
+ * the kernel's mmap lock), one at a time in the process (fork_mx, taken
+ * before ctx->lock, never under it): an unmark decided before a new MR
+ * marked the same pages must not land after its mark. */
+static pthread_mutex_t fork_mx = PTHREAD_MUTEX_INITIALIZER;
+
+static void page_span(const void *addr, uint64_t len, uintptr_t *a0, uintptr_t *a1)
 {
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a0 = (uintptr_t)addr & ~(pg - 1), a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+	*a0 = (uintptr_t)addr & ~(pg - 1);
+	*a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+}
+
+/* No lock held: mark the pages; whether it did. */
+static bool fork_protect(const uint8_t *addr, uint64_t len)
+{
+	uintptr_t a0, a1;
+	page_span(addr, len, &a0, &a1);
+	mrl_lock(&fork_mx);
 	/* raw call: the interposer has nothing to do with it */
-	if (syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK)) {
+	int r = (int)syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK);
+	int err = errno;
+	mrl_unlock(&fork_mx);
+	if (r) {
 		mrl_log("MADV_DONTFORK %p+%llu: %s", (const void *)addr, (unsigned long long)len,
-			strerror(errno));
+			strerror(err));
 		return false;
 	}
 	if (a0 != (uintptr_t)addr || a1 != (uintptr_t)addr + len)
@@ -840,21 +856,23 @@ static int dontfork_cb(struct mrl_itree_node *n, void *p)
 	return ((struct mrl_mr *)n)->dontfork; /* va is the first member */
 }
 
-/* mr already left the VA index: fork copies its pages again unless another
- * marked MR still covers them. */
-static void fork_unprotect(struct mrl_ctx *ctx, struct mrl_mr *mr)
+/* No lock held: mr's pages, marked, left the VA index (mr_remove gave
+ * [a0, a1)): fork copies them again unless another marked MR covers them
+ * by the time the unmark is made. */
+static void fork_unprotect(struct mrl_ctx *ctx, uintptr_t a0, uintptr_t a1)
 {
-	if (!mr->dontfork)
+	if (a0 == a1)
 		return;
-	mr->dontfork = 0;
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
-		  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
-	if (!mrl_itree_overlap(&ctx->va_index, a0, a1, dontfork_cb, NULL))
+	mrl_lock(&fork_mx);
+	mrl_lock(&ctx->lock);
+	bool still = mrl_itree_overlap(&ctx->va_index, a0, a1, dontfork_cb, NULL);
+	mrl_unlock(&ctx->lock);
+	if (!still)
 		syscall(SYS_madvise, a0, a1 - a0, MADV_DOFORK);
+	mrl_unlock(&fork_mx);
 }
 
-static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here);
+static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here, uintptr_t undo[2]);
 
 MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 			  const struct mrl_reg_opts *opts, mrl_mr_t *out)
@@ -863,6 +881,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	char path[512] = "";
 	int kind = 0, ret;
 	uint64_t vma_hi = 0;
+	uintptr_t undo[2] = {0, 0};
 
 	if (!ctx || !addr || !out)
 		return mrl_err(EINVAL, "mrl_mr_reg: NULL %s", !ctx ? "context" : !addr ? "address" : "out");
@@ -902,6 +921,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 					   "are the library's and addresses offsets)", ctx->rops->name);
 
 	mrl_guard_settle(ctx); /* a file just let go is nobody's opener any more */
+	uint64_t uffd_look = mrl_uffd_seq(ctx); /* before the first look */
 	struct bounds anon = {0};
 	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path),
 			   &anon);
@@ -998,6 +1018,10 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	ctx->vma_known = &v; /* what the watchers ask of the mapping, known already */
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
 	ctx->vma_known = NULL;
+	/* every unmap or move of the range since before the first look would
+	 * have reached the userfaultfd and dropped its kept registration: no
+	 * second look needed (uffd.c) */
+	bool watched = mr->uffd && mr->uffd_since && mr->uffd_since <= uffd_look;
 	mr->dontfork = dontfork; /* before the split exists: splits_ours may meet it */
 	if (mr->file)
 		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
@@ -1008,13 +1032,13 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mrl_unlock(&ctx->lock);
 	if (dontfork)
 		dontfork = fork_protect(mr->addr, mr->len);
-	int changed = backing_cause(ctx, (uintptr_t)addr, len, access, &v);
+	int changed = watched ? 0 : backing_cause(ctx, (uintptr_t)addr, len, access, &v);
 	ret = ctx->rops->reg(ctx->dev, addr, len, access, &key, &dh);
 	mrl_lock(&ctx->lock);
 	mr->registering = 0;
 	mr->dontfork = dontfork;
 	if (ret) {
-		mr_remove(ctx, mr, false);
+		mr_remove(ctx, mr, false, undo);
 		goto out;
 	}
 	mr->dev_mr = dh;
@@ -1038,6 +1062,7 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	/* (a break still under way has it paused: its unpin and restore do it) */
 out:
 	mrl_unlock(&ctx->lock);
+	fork_unprotect(ctx, undo[0], undo[1]);
 	mrl_flush_outbox(ctx);
 	return ret;
 }
@@ -1047,7 +1072,7 @@ out:
  * waits for the device right after (mrl_mr_dereg): an active MR's
  * registration is let go by this thread when the worker has nothing to do,
  * once mr is out of every table (the lock drops around the call). */
-static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here)
+static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here, uintptr_t undo[2])
 {
 	bool in_brk = mr->in_brk;
 	void *dh = NULL;
@@ -1064,7 +1089,10 @@ static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here)
 	mrl_ht_del(&ctx->ht, mr->handle);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_detach, mr);
-	fork_unprotect(ctx, mr);
+	undo[0] = undo[1] = 0;
+	if (mr->dontfork) /* unmarked by the caller, unlocked (fork_unprotect) */
+		page_span(mr->addr, mr->len, &undo[0], &undo[1]);
+	mr->dontfork = 0;
 	if (mr->file) {
 		mrl_itree_remove(&mr->file->mrs, &mr->fnode);
 		if (in_brk) /* the break stops waiting for it */
@@ -1080,18 +1108,20 @@ static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here)
 MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 {
 	int ret = 0;
+	uintptr_t undo[2] = {0, 0};
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
 	MRL_CHILD_CHECK(ctx, "mrl_mr_dereg");
 	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
 	if (mr) {
-		mr_remove(ctx, mr, true);
+		mr_remove(ctx, mr, true, undo);
 		/* the memory is the application's again on return: the device
 		 * must be done with it */
 		mrl_dev_sync(ctx);
 	}
 	mrl_unlock(&ctx->lock);
+	fork_unprotect(ctx, undo[0], undo[1]); /* once the device let go */
 	mrl_flush_outbox(ctx);
 	return ret;
 }

@@ -237,6 +237,8 @@ struct mrl_mr {
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint64_t uffd_seq;           /* uffd.c: its place in the order of registrations there */
+	uint64_t uffd_since;         /* uffd.c: that order when its range became registered
+				      * (earlier than uffd_seq when it was kept registered) */
 	uint64_t reg_ns;             /* when it joined its file (a break seen before it is not its) */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
 	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */
@@ -411,13 +413,18 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   library) gets EDEADLK and passes through. ctx->as_cv and
  *                   ctx->dev_cv (device op done; io_uring users wait for an
  *                   MR to leave PAUSED on it) wait with it. No device call
- *                   is made under it: the device worker (devq.c) and
- *                   mrl_mr_reg call the registrar with no lock held. Nor
- *                   does mrl_mr_reg read /proc/self/maps (find_backing,
- *                   and its second look once the MR is indexed) or mark
- *                   MADV_DONTFORK under it: both take the kernel's mmap
- *                   lock, which a faulting or unmapping thread may hold
- *                   while it waits for the monitor. The data path holds
+ *                   is made under it: the device worker (devq.c),
+ *                   mrl_mr_reg and mrl_mr_dereg (mrl_dev_dereg_here, the
+ *                   worker idle) call the registrar with no lock held. Nor
+ *                   does registration read /proc/self/maps (find_backing,
+ *                   and its second look once the MR is indexed; the
+ *                   watchers' attach gets the first look's mapping,
+ *                   ctx->vma_known) or mark MADV_DONTFORK / DOFORK under
+ *                   it: both take the kernel's mmap lock, which a faulting
+ *                   or unmapping thread may hold while it waits for the
+ *                   monitor. mr.c's fork_mx orders the marks and unmarks
+ *                   of the process; it is taken before ctx->lock (an unmark
+ *                   looks at the VA index), never under it. The data path holds
  *                   an MR's registration (desc_users) only across one
  *                   provider call; the worker waits for that on dev_cv.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
@@ -686,6 +693,10 @@ int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
  * the userfaultfd watcher keeps registered after its MR went (mr.c's
  * split_is_ours) */
 bool mrl_uffd_kept_split(struct mrl_ctx *ctx, uint64_t at);
+/* uffd.c, any lock or none: the count of registrations with the
+ * userfaultfd so far (0 without one). An MR whose uffd_since is at most a
+ * count taken before a look at its mapping was watched since before it. */
+uint64_t mrl_uffd_seq(struct mrl_ctx *ctx);
 
 /* file.c */
 struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino);

@@ -90,7 +90,7 @@ struct uffd_rd {
 	 * munmap of a kept range waits until the monitor reads its event. */
 	int nkept;
 	uint64_t kept_hits;      /* registrations that found their range kept */
-	struct { uint64_t lo, hi, vma_lo, vma_hi; } kept[UFFD_KEEP];
+	struct { uint64_t lo, hi, vma_lo, vma_hi, since; } kept[UFFD_KEEP];
 	struct uffd_msg q[UFFD_RING];
 	uint64_t q_seq[UFFD_RING];
 	struct uffd_msg out[UFFD_RING + OV_N + UFFD_BATCH];
@@ -347,6 +347,7 @@ static void page_range(const struct mrl_mr *mr, uint64_t *a0, uint64_t *a1)
 static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	mr->uffd = 0;
+	mr->uffd_since = 0;
 	if (ctx->uffd < 0 || mr->file || (mr->kind != MRL_KIND_ANON && mr->kind != MRL_KIND_SHMEM))
 		return;
 	uint64_t a0, a1;
@@ -362,6 +363,7 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		for (int i = 0; i < rd->nkept; i++)
 			if (rd->kept[i].lo <= a0 && a1 <= rd->kept[i].hi) {
 				mr->uffd = 1; /* registered still: the MR takes it over */
+				mr->uffd_since = rd->kept[i].since;
 				memmove(&rd->kept[i], &rd->kept[i + 1],
 					(size_t)(rd->nkept - i - 1) * sizeof(rd->kept[0]));
 				rd->nkept--;
@@ -378,8 +380,11 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		mr->uffd = 1;
 		ctx->vma_known = NULL; /* the mapping may be split at the range's edges now */
 	}
-	if (rd && mr->uffd)
+	if (rd && mr->uffd) {
 		mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
+		if (!mr->uffd_since) /* registered just now */
+			mr->uffd_since = mr->uffd_seq;
+	}
 	if (rd)
 		mrl_unlock(&rd->take);
 }
@@ -423,10 +428,16 @@ static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		rd->kept[rd->nkept].hi = a1;
 		rd->kept[rd->nkept].vma_lo = mr->vma_lo;
 		rd->kept[rd->nkept].vma_hi = mr->vma_hi;
+		rd->kept[rd->nkept].since = mr->uffd_since;
 		rd->nkept++;
 	}
 	if (rd)
 		mrl_unlock(&rd->take);
+}
+
+uint64_t mrl_uffd_seq(struct mrl_ctx *ctx)
+{
+	return ctx->uffd_msgs ? atomic_load(&rd_of(ctx)->attach_seq) : 0;
 }
 
 /* ctx->lock held: is the boundary between two anonymous mappings at `at'
