@@ -239,6 +239,7 @@ struct mrl_mr {
 	uint64_t uffd_seq;           /* uffd.c: its place in the order of registrations there */
 	uint64_t uffd_since;         /* uffd.c: that order when its range became registered
 				      * (earlier than uffd_seq when it was kept registered) */
+	uint64_t uffd_unmaps;        /* uffd.c: the watcher's unmap events read by then */
 	uint64_t reg_ns;             /* when it joined its file (a break seen before it is not its) */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
 	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */

@@ -84,12 +84,21 @@ struct uffd_rd {
 	 * letting it go no UFFDIO_UNREGISTER (each splits or merges the
 	 * mapping under the kernel's mmap lock). An entry is a range known to
 	 * be registered still: an UNMAP or REMAP event over it drops it as it
-	 * is read (before its actor goes on, so before anything can be mapped
-	 * there again), as does this watcher's own UNREGISTER. Shared memory
+	 * is read, as does this watcher's own UNREGISTER. Its actor goes on
+	 * only once it is read, but the kernel posts it after the unmap: a
+	 * thread may map the address again and register it in between, find
+	 * the stale entry and skip the registration; the event, read after
+	 * that registration, then fences that MR (stamps: see above), as it
+	 * would a registered one, so nothing stays unwatched. Shared memory
 	 * is not kept: shmdt unmaps with no event. The cost: the owner's later
 	 * munmap of a kept range waits until the monitor reads its event. */
 	int nkept;
 	uint64_t kept_hits;      /* registrations that found their range kept */
+	/* UNMAP and REMAP events read so far: a range is kept when its MR goes
+	 * only if none was read since the MR's registration (its range may be
+	 * gone already; an unmap whose event is not out yet drops the entry
+	 * when it is read, and fences what was registered there meanwhile) */
+	uint64_t unmaps;
 	struct { uint64_t lo, hi, vma_lo, vma_hi, since; } kept[UFFD_KEEP];
 	struct uffd_msg q[UFFD_RING];
 	uint64_t q_seq[UFFD_RING];
@@ -153,7 +162,9 @@ static void kept_drop(struct uffd_rd *rd, uint64_t a, uint64_t b)
  * longer registered */
 static void kept_seen(struct uffd_rd *rd, const struct uffd_msg *m, int n)
 {
-	for (int i = 0; i < n && rd->nkept; i++) {
+	for (int i = 0; i < n; i++) {
+		if (m[i].event == UFFD_EVENT_UNMAP || m[i].event == UFFD_EVENT_REMAP)
+			rd->unmaps++;
 		if (m[i].event == UFFD_EVENT_UNMAP)
 			kept_drop(rd, m[i].arg.remove.start, m[i].arg.remove.end);
 		else if (m[i].event == UFFD_EVENT_REMAP)
@@ -381,6 +392,7 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		ctx->vma_known = NULL; /* the mapping may be split at the range's edges now */
 	}
 	if (rd && mr->uffd) {
+		mr->uffd_unmaps = rd->unmaps;
 		mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
 		if (!mr->uffd_since) /* registered just now */
 			mr->uffd_since = mr->uffd_seq;
@@ -411,9 +423,10 @@ static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	if (mrl_itree_first_overlap(&ctx->va_index, a0, a1))
 		return; /* another MR still needs the pages watched */
 	struct uffd_rd *rd = ctx->uffd_msgs ? rd_of(ctx) : NULL;
+	/* (an event not read yet drops the entry when it is: no read here) */
 	if (rd)
 		mrl_lock(&rd->take);
-	if (!rd || mr->kind != MRL_KIND_ANON) {
+	if (!rd || mr->kind != MRL_KIND_ANON || rd->unmaps != mr->uffd_unmaps) {
 		uffd_unregister(ctx, rd, a0, a1);
 	} else {
 		if (rd->nkept == UFFD_KEEP) {
