@@ -122,7 +122,10 @@ static int procmaps_fd(struct mrl_ctx *ctx)
 	int fd = __atomic_load_n(&ctx->procmaps_fd, __ATOMIC_ACQUIRE);
 	if (fd != -1)
 		return fd;
-	int nfd = getenv("MRL_PROCMAP_TEXT") ? -2 : open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	bool text = getenv("MRL_PROCMAP_TEXT") != NULL;
+	int nfd = text ? -2 : open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (text)
+		mrl_log("MRL_PROCMAP_TEXT set: the address space is read as text");
 	if (nfd >= 0) {
 		struct mrl_vma v;
 		int r = vma_query(nfd, (uintptr_t)&v, &v); /* the stack is always mapped */
