@@ -93,7 +93,7 @@ static void run(bool want_pair)
 	REQUIRE(write(go[1], "g", 1) == 1, "start the child");
 	if (read(done[0], &c, 1) != 1) {
 		CHECK(0, "the child ended early: exit %d (11: a mapping despite the pair; 12: not the "
-			 "parent's byte)", t_wait_status(pid));
+			 "parent's byte)", t_wait_child(pid, 4 * T_HANG_MS));
 		exit(1);
 	}
 	CHECK(buf[0] == 'P', "the child's write is not in the parent's memory (%c)", buf[0]);
@@ -102,7 +102,7 @@ static void run(bool want_pair)
 	buf[0] = 'Q';
 	CHECK(device_reads(&r, ctx, mr, buf, pfd) == 'Q', "the parent's new byte reaches the device");
 	REQUIRE(write(go[1], "g", 1) == 1, "let the child go");
-	int st = t_wait_status(pid);
+	int st = t_wait_child(pid, 4 * T_HANG_MS);
 	CHECK(st == 0, "the child saw %s (exit %d)", pair ? "no mapping" : "its own copy", st);
 
 	REQUIRE(mrl_mr_dereg(ctx, mr) == 0, "dereg");
@@ -113,7 +113,7 @@ static void run(bool want_pair)
 			unsigned char vec;
 			_exit(mincore(buf, 4096, &vec) == 0 && buf[0] == 'Q' ? 0 : 1);
 		}
-		CHECK(t_wait_status(pid) == 0, "after dereg a child has the buffer again (MADV_DOFORK)");
+		CHECK(t_wait_child(pid, 4 * T_HANG_MS) == 0, "after dereg a child has the buffer again (MADV_DOFORK)");
 	}
 	munmap(buf, 4096);
 	close(pfd[0]);
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 			execv("/proc/self/exe", argv);
 			_exit(127);
 		}
-		CHECK(t_wait_status(pid) == 0, "with the pair forced: passed");
+		CHECK(t_wait_child(pid, 4 * T_HANG_MS) == 0, "with the pair forced: passed");
 	}
 	return t_done(forced ? "t_fork_pair (MRL_FORK_DONTFORK)" : "t_fork_pair");
 }
