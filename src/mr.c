@@ -180,15 +180,9 @@ static void walk_close(struct vma_walk *w)
 		fclose(w->f);
 }
 
-/* One look at the mapping holding addr: the one mrl_mr_reg read if that
- * is the MR being attached now (ctx->vma_known), else the kernel's. */
+/* One look at the mapping holding addr, the kernel's (any lock or none). */
 static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct mrl_vma *v)
 {
-	const struct mrl_vma *k = ctx->vma_known;
-	if (k && k->start <= addr && addr < k->end) {
-		*v = *k;
-		return 0;
-	}
 	struct vma_walk w;
 	walk_open(ctx, &w);
 	int ret = walk_at(&w, addr, v);
@@ -216,11 +210,18 @@ int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino)
 	return 0;
 }
 
+/* ctx->lock held (a watcher's attach): the mapping mrl_mr_reg read if
+ * that is the MR being attached now (ctx->vma_known), else the kernel's */
 int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
 		 uintptr_t *start, uintptr_t *end)
 {
 	struct mrl_vma v;
-	if (vma_at(ctx, addr, &v) || v.start > addr || v.end <= addr || !v.ino)
+	const struct mrl_vma *k = ctx->vma_known;
+	if (k && k->start <= addr && addr < k->end)
+		v = *k;
+	else if (vma_at(ctx, addr, &v))
+		return -ENOENT;
+	if (v.start > addr || v.end <= addr || !v.ino)
 		return -ENOENT;
 	*dev = v.dev;
 	*ino = v.ino;

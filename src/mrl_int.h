@@ -688,7 +688,8 @@ void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint
 unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only);
 
-/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
+/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or
+ * unmapped. A /proc look: call it with no lock held (file.c does). */
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
 /* uffd.c, ctx->lock held: a split at `at' is the edge of an anonymous range
  * the userfaultfd watcher keeps registered after its MR went (mr.c's
@@ -734,7 +735,9 @@ void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
 /* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);
-/* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
+/* mr.c: the (dev, inode), file offset and extent of the mapping at addr;
+ * under ctx->lock in a watcher's mr_attach it answers from what
+ * mrl_mr_reg read (ctx->vma_known) and asks the kernel nothing */
 int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
 		 uintptr_t *start, uintptr_t *end);
 
