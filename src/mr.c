@@ -180,6 +180,23 @@ static void walk_close(struct vma_walk *w)
 		fclose(w->f);
 }
 
+/* A look through a caller's own fd *fd for PROCMAP_QUERY (opened on first
+ * use, -1; -2 once the text is read instead). */
+static int vma_at_fd(int *fd, uint64_t addr, struct mrl_vma *v)
+{
+	if (*fd == -1 && (getenv("MRL_PROCMAP_TEXT") ||
+			  (*fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0))
+		*fd = -2;
+	if (*fd >= 0) {
+		int r = vma_query(*fd, addr, v);
+		if (!r || r == -ENOENT)
+			return r;
+		close(*fd); /* an older kernel: the text from now on */
+		*fd = -2;
+	}
+	return vma_parse_maps(addr, v);
+}
+
 /* One look at the mapping holding addr, the kernel's (any lock or none). */
 static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct mrl_vma *v)
 {
@@ -1236,22 +1253,24 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 
 /* ---- for the verify watcher (verify.c) ---- */
 
-/* Does [mr->addr, +len) still map what was registered? 0 if so, else the
- * cause: unmapped, or replaced by another object. */
-int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
+/* Does [b->addr, +len) still map what was registered (b: the MR as the
+ * caller saw it under ctx->lock)? 0 if so, else the cause: unmapped, or
+ * replaced by another object. No lock needed: it reads /proc/self/maps
+ * through *maps_fd, the caller's own (opened on first use, -1). */
+int mrl_backing_changed(int *maps_fd, const struct mrl_backing *b)
 {
-	uint64_t cur = (uintptr_t)mr->addr, end = cur + mr->valid_len;
+	uint64_t cur = b->addr, end = cur + b->len;
 	while (cur < end) {
 		struct mrl_vma v;
-		if (vma_at(ctx, cur, &v) || v.start > cur || v.end <= cur)
+		if (vma_at_fd(maps_fd, cur, &v) || v.start > cur || v.end <= cur)
 			return MRL_CAUSE_UNMAPPED;
 		char path[8];
 		int kind = classify(&v, path, sizeof(path));
-		bool file = mr->kind == MRL_KIND_FILE || mr->kind == MRL_KIND_TMPFS;
-		if (kind != mr->kind && !(file && (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS)))
+		bool file = b->kind == MRL_KIND_FILE || b->kind == MRL_KIND_TMPFS;
+		if (kind != b->kind && !(file && (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS)))
 			return MRL_CAUSE_REPLACED;
-		if (mr->file && (v.dev != mr->file->dev || v.ino != mr->file->ino ||
-				 v.off + (cur - v.start) != mr->fnode.start + (cur - (uintptr_t)mr->addr)))
+		if (b->file && (v.dev != b->dev || v.ino != b->ino ||
+				v.off + (cur - v.start) != b->off + (cur - b->addr)))
 			return MRL_CAUSE_REPLACED;
 		cur = v.end;
 	}
