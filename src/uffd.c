@@ -375,6 +375,12 @@ static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 			if (rd->kept[i].lo <= a0 && a1 <= rd->kept[i].hi) {
 				mr->uffd = 1; /* registered still: the MR takes it over */
 				mr->uffd_since = rd->kept[i].since;
+				/* and the mapping it lay in before this watcher split
+				 * it (mr.c's split_is_ours: the split edges are ours) */
+				if (rd->kept[i].vma_lo < mr->vma_lo)
+					mr->vma_lo = rd->kept[i].vma_lo;
+				if (rd->kept[i].vma_hi > mr->vma_hi)
+					mr->vma_hi = rd->kept[i].vma_hi;
 				memmove(&rd->kept[i], &rd->kept[i + 1],
 					(size_t)(rd->nkept - i - 1) * sizeof(rd->kept[0]));
 				rd->nkept--;

@@ -11,7 +11,8 @@
  *     leave it unwatched and this would wait for ever);
  *  3. the same with mremap moving the kept range away;
  *  4. a range running over the edges of a kept one (the split is the
- *     library's own) registers, and is watched;
+ *     library's own) registers, and is watched, also once the kept range
+ *     was registered again (its mapping then ends at the split);
  *  5. more cycles than the watcher keeps: the oldest range, let go, and
  *     the newest, kept, are both watched when registered again. */
 
@@ -105,6 +106,17 @@ int main(void)
 	REQUIRE(mrl_mr_dereg(ctx, mr) == 0, "4: dereg");
 	mr = reg(ctx, d, 3 * pg, "4. the whole mapping, over the kept page's edges");
 	fenced_by_raw_munmap(ctx, mr, d, 3 * pg, "4. over a kept range's edges");
+
+	/* 4b. a page at a mapping's start, kept, registered again (its mapping
+	 * now ends at the page: the watcher's split), then the whole mapping */
+	char *e = anon(NULL, 64 * pg);
+	REQUIRE(e, "mmap");
+	for (int i = 0; i < 3; i++) {
+		mr = reg(ctx, e, pg, "4b first page");
+		REQUIRE(mrl_mr_dereg(ctx, mr) == 0, "4b: dereg");
+	}
+	mr = reg(ctx, e, 64 * pg, "4b. the whole mapping after its first page was kept twice");
+	fenced_by_raw_munmap(ctx, mr, e, 64 * pg, "4b. over a twice-kept range's edge");
 
 	/* 5. more than are kept */
 	char *m[MANY];
