@@ -65,6 +65,11 @@ struct mrl_rmr {
 	uint64_t id, key, base, len, valid_len;
 	uint32_t gen;
 	uint64_t inflight, nheld;
+	/* pauses naming it not acked yet (ep_peer.c): the owner keeps the
+	 * device on its pages until they are, so what was in flight when one
+	 * came lands there, fenced meanwhile or not (ep_rma.c: mrl_ep_op_done) */
+	uint32_t draining;
+	bool cut;             /* cut off by the owner (cause peer timeout): it did not wait */
 	struct mrl_op *held, **held_tail;
 	struct mrl_rmr *next, *hnext;
 };

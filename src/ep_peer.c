@@ -86,6 +86,8 @@ void mrl_ep_pause_check(struct mrl_ep *ep, struct mrl_peer *p)
 			return;
 		}
 		*pp = pr->next;
+		for (uint32_t i = 0; i < pr->n; i++)
+			pr->rmrs[i]->draining--;
 		free(pr->rmrs);
 		free(pr);
 		if (ret == 0)
@@ -133,6 +135,7 @@ void mrl_ep_peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_p
 			if (!r || r->state == MRL_STATE_FENCED)
 				continue;
 			rmr_hold(ep, r);
+			r->draining++;
 			pr->rmrs[pr->n++] = r;
 		}
 	pr->next = p->pauses;
@@ -188,6 +191,9 @@ void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct m
 	} else {
 		r->state = MRL_STATE_FENCED;
 		r->valid_len = 0;
+		/* cut off: the owner stopped waiting for this peer's ack, so what
+		 * is still in flight may reach the tombstone (failed, not done) */
+		r->cut |= m->cause == MRL_CAUSE_PEER_TIMEOUT;
 		atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
 		mrl_ep_rmr_fail_held(ep, r, -EKEYREVOKED);
 	}

@@ -4,6 +4,7 @@
  * MRL_POLICY_FENCE under a truncate by coreutils). Every operation on the
  * other MR succeeds, the fenced one's fail with -EKEYREVOKED and a cause,
  * none fails with ENOTCONN, and the connection stays up. */
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "rig_pair.h"
@@ -107,12 +108,22 @@ struct fence_arg {
 	mrl_mr_t mr;
 	const char *path;
 	pid_t pid;
+	pthread_t th;
 };
 
-static void fence_owner(void *a)
+static void *fence_main(void *a)
 {
 	struct fence_arg *f = a;
 	CHECK(mrl_mr_fence(f->ctx, f->mr) == 0, "mrl_mr_fence");
+	return NULL;
+}
+
+/* from another thread: mrl_mr_fence returns once the peer drained the MR,
+ * and this thread drives the peer's progress */
+static void fence_owner(void *a)
+{
+	struct fence_arg *f = a;
+	pthread_create(&f->th, NULL, fence_main, f);
 }
 
 static void fence_truncate(void *a)
@@ -141,6 +152,7 @@ int main(void)
 			"register %d", i);
 	struct fence_arg fa = {.ctx = p.sctx, .mr = mr[0]};
 	run(&p, mr, "mrl_mr_fence", fence_owner, &fa, MRL_CAUSE_OWNER);
+	pthread_join(fa.th, NULL);
 	for (int i = 0; i < 2; i++)
 		mrl_mr_dereg(p.sctx, mr[i]);
 

@@ -175,6 +175,10 @@ static void round_one(struct pair *p, enum variant v, int round, struct counts *
 	CHECK(lost == 0, "%s round %d: %ld of %ld successful writes lost silently", vname[v], round, lost, ok);
 	CHECK(other == 0, "%s round %d: %ld writes failed otherwise than -EKEYREVOKED with the MR's cause",
 	      vname[v], round, other);
+	/* the peer drained (it was not cut off): what was in flight at the
+	 * notice landed before the change and completed as such */
+	CHECK(failed_ok == 0, "%s round %d: %ld writes reported failed are in the memory", vname[v],
+	      round, failed_ok);
 	t->ok += ok;
 	t->refused += refused;
 	t->failed_ok += failed_ok;
