@@ -233,6 +233,8 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 		return mrl_err(ENOTCONN, "peer %u is disconnected", p->idx);
 	}
 	w->req = ++ep->next_req;
+	if (!w->req) /* 0 marks a probe after a drop (mrl_ep_retry_probe) */
+		w->req = ++ep->next_req;
 	w->peer = p;
 	((struct msg_hdr *)msg)->req = w->req;
 	w->next = ep->waiters;

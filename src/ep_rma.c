@@ -257,7 +257,8 @@ void mrl_ep_retry_probe(struct mrl_ep *ep)
 			continue;
 		int ret = 0, asked = 0;
 		for (struct mrl_rmr *r = p->rmrs; r && !ret; r = r->next) {
-			if (r->closed || r->state != MRL_STATE_ACTIVE || !r->held)
+			/* (paused too: a cut-off notice lost in the drop would hold them for ever) */
+			if (r->closed || r->state == MRL_STATE_FENCED || !r->held)
 				continue;
 			struct msg_id q;
 			memset(&q, 0, sizeof(q));
@@ -275,9 +276,11 @@ void mrl_ep_retry_probe(struct mrl_ep *ep)
 void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m)
 {
 	struct mrl_rmr *r = mrl_ep_rmr_find(p, m->id);
-	/* only an MR active here takes it: a fence or cut-off that came in
-	 * meanwhile is final, a pause is its own message's (and ack's) */
-	if (!r || r->closed || r->state != MRL_STATE_ACTIVE)
+	/* only an MR active here takes it, or a paused one a final state
+	 * (fenced: cut off, say): a fence or cut-off that came in meanwhile is
+	 * final, a pause is its own message's (and ack's) */
+	bool final = m->status || m->state == MRL_STATE_FENCED || m->state == MRL_STATE_DEREGISTERED;
+	if (!r || r->closed || !(r->state == MRL_STATE_ACTIVE || (r->state == MRL_STATE_PAUSED && final)))
 		return;
 	if (m->status) { /* gone from the owner's table: deregistered */
 		struct msg_state f = *m;
