@@ -229,7 +229,7 @@ FUZZ_SECONDS ?= 300
 $(FUZZ_B)/obj/%.o: src/%.c src/*.h include/mrlease.h preload/mrlease_preload.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fPIC $(CPPFLAGS) -c -o $@ $<
-$(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h $(FUZZ_OBJS)
+$(FUZZ_B)/fuzz_msg: test/fuzz_msg.c test/helpers.h test/rig_pair.h $(FUZZ_OBJS)
 	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(CPPFLAGS) -o $@ $< $(FUZZ_OBJS) $(LIBS) -lm
 fuzz-build: $(FUZZ_B)/fuzz_msg
 fuzz: $(FUZZ_B)/fuzz_msg

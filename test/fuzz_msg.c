@@ -18,7 +18,7 @@
 #include <sys/mman.h>
 
 #include "ep_int.h"
-#include "helpers.h"
+#include "rig_pair.h"
 
 #define NMR 4
 
@@ -31,19 +31,6 @@ static struct {
 	void *mem;
 	uint64_t stranger_passed;
 } F;
-
-struct acc {
-	mrl_ep *ep;
-	mrl_peer *peer;
-	int ret;
-};
-
-static void *acc_main(void *a)
-{
-	struct acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, T_HANG_MS, &x->peer);
-	return NULL;
-}
 
 /* both sides' messages in flight (answers, acks, pongs) are handled */
 static void settle(void)
@@ -64,13 +51,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		"endpoints");
 	uint16_t port;
 	REQUIRE(mrl_ep_listen(F.sep, "127.0.0.1", 0, &port) == 0, "listen");
-	struct acc a = {.ep = F.sep};
-	pthread_t th;
-	pthread_create(&th, NULL, acc_main, &a);
-	int cr = mrl_ep_connect(F.cep, "127.0.0.1", port, T_HANG_MS, &F.cpeer);
-	pthread_join(th, NULL);
-	REQUIRE(cr == 0 && a.ret == 0, "connected");
-	F.speer = a.peer;
+	F.cpeer = pair_connect(F.sep, F.cep, port, &F.speer);
 	F.mem = mmap(NULL, NMR * 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	for (int i = 0; i < NMR; i++)
 		REQUIRE(mrl_mr_reg(F.sctx, (char *)F.mem + i * 65536, 65536,

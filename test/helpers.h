@@ -187,6 +187,44 @@ static inline int t_wait_status(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Wait for a child up to ms, a bound only to tell a hang from a slow
+ * machine: its exit status (128 + signal when killed by one), -1 when it
+ * cannot be waited for, or -2 when it hung (it is killed then). */
+static inline int t_wait_child(pid_t pid, unsigned ms)
+{
+	uint64_t until = t_now_ns() + (uint64_t)ms * 1000000ull;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (w < 0)
+			return -1;
+		if (t_now_ns() > until)
+			break;
+		usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -2;
+}
+
+/* A whole test run in a forked child (so a deadlock can be told from a
+ * pass): its verdict passed on, 77 (skip) included; hang names what a child
+ * still running after four hang bounds means. */
+static inline int t_in_child(int (*child)(void), const char *name, const char *hang)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child());
+	int st = t_wait_child(pid, 4 * T_HANG_MS);
+	if (st == 77)
+		return 77;
+	CHECK(st != -2, "%s", hang);
+	CHECK(st == 0 || st == -2, "child passed (status %d)", st);
+	return t_done(name);
+}
+
 /* Wait up to ms for an event of the given type (0 = any) on any MR (0) or
  * on mr; returns 0 and fills ev (acked already), or -ETIMEDOUT. */
 static inline int t_wait_event(mrl_ctx *ctx, uint32_t type, mrl_mr_t mr, int ms,

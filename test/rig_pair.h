@@ -27,6 +27,23 @@ static void *pair_acc_main(void *a)
 	return NULL;
 }
 
+/* Connect peer to owner (listening on port) while the owner accepts on a
+ * thread of its own: the peer's view of the owner; *speer (if asked) gets
+ * the owner's view of the peer. */
+static inline mrl_peer *pair_connect(mrl_ep *owner, mrl_ep *peer, uint16_t port, mrl_peer **speer)
+{
+	struct pair_acc aa = {.ep = owner};
+	pthread_t th;
+	mrl_peer *cpeer = NULL;
+	pthread_create(&th, NULL, pair_acc_main, &aa);
+	int cr = mrl_ep_connect(peer, "127.0.0.1", port, T_HANG_MS, &cpeer);
+	pthread_join(th, NULL);
+	REQUIRE(cr == 0 && aa.ret == 0, "connected (%d, %d): %s", cr, aa.ret, mrl_last_error());
+	if (speer)
+		*speer = aa.peer;
+	return cpeer;
+}
+
 static inline void pair_open(struct pair *p)
 {
 	/* a break deadline a busy machine cannot miss: the peer must answer */
@@ -37,13 +54,7 @@ static inline void pair_open(struct pair *p)
 	REQUIRE(mrl_ep_create(p->cctx, NULL, &p->cep) == 0, "peer ep");
 	uint16_t port;
 	REQUIRE(mrl_ep_listen(p->sep, "127.0.0.1", 0, &port) == 0, "listen");
-	struct pair_acc aa = {.ep = p->sep};
-	pthread_t th;
-	pthread_create(&th, NULL, pair_acc_main, &aa);
-	int cr = mrl_ep_connect(p->cep, "127.0.0.1", port, T_HANG_MS, &p->cpeer);
-	pthread_join(th, NULL);
-	REQUIRE(cr == 0 && aa.ret == 0, "connected");
-	p->speer = aa.peer;
+	p->cpeer = pair_connect(p->sep, p->cep, port, &p->speer);
 }
 
 static inline void pair_close(struct pair *p)

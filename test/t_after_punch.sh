@@ -15,18 +15,12 @@ export MRLEASE_SECRET=mrlease-test-secret-6b1f0c9e
 command -v fallocate >/dev/null || { echo "SKIP: fallocate (util-linux) not installed"; exit 77; }
 case $(uname -m) in x86_64) nr=285;; aarch64) nr=47;; *) nr=;; esac
 fail=0 port=$((17000 + $$ % 1000))
+. "$(dirname "$0")/serve_rig.sh"
 run() { # name dir serve-flags how
-	local name=$1 d=$2 flags=$3 how=$4 f=$2/f spid cpid n=0
+	local name=$1 d=$2 flags=$3 how=$4 f=$2/f n=0
 	head -c 4194304 /dev/urandom > "$f" && sync "$f"
 	exec 7<>"$f" # opened before registration, held to the end
-	"$bin" serve "$f" --port $port --mrs 4 --deadline-ms 1000 --seconds 300 $flags > "$d/server.out" 2>&1 &
-	spid=$!
-	# waits are for events; their bounds (30 s) only detect a hang
-	for i in $(seq 300); do grep -q serving "$d/server.out" && break; sleep 0.1; done
-	grep -q serving "$d/server.out" || { echo "FAIL $name: server did not start"; cat "$d/server.out"; fail=1; kill $spid; exec 7>&-; return; }
-	"$bin" client 127.0.0.1:$port --machine --seconds 4 > "$d/client.out" 2>&1 &
-	cpid=$!
-	for i in $(seq 300); do grep -Eq '^stats [1-9]' "$d/client.out" && break; sleep 0.1; done
+	rig_start "$name" "$f" "$d" 4 $flags || { exec 7>&-; return; }
 	while kill -0 $cpid 2>/dev/null && [ $n -lt 400 ]; do
 		local o=$(( (RANDOM % 1000) * 4096 )) l=$(( (1 + RANDOM % 4) * 4096 ))
 		if [ "$how" = fd ]; then
@@ -36,18 +30,10 @@ run() { # name dir serve-flags how
 		fi
 		n=$((n+1))
 	done
-	wait $cpid; local crc=$?
-	local js; js=$(grep final "$d/client.out")
-	echo "$name: $n punches; client: $js"
-	kill -0 $spid 2>/dev/null || { echo "FAIL $name: the server died"; cat "$d/server.out" | tail -5; fail=1; }
-	kill -TERM $spid 2>/dev/null; wait $spid; local src=$?
+	echo "$name: $n punches"
+	rig_finish "$name" "$d"
 	exec 7>&-
-	[ $src = 0 ] || { echo "FAIL $name: server exit $src"; fail=1; }
-	[ $crc = 0 ] || { echo "FAIL $name: client exit $crc"; fail=1; }
-	echo "$js" | grep -q '"failed":0,"mismatches":0,' || { echo "FAIL $name: silent mismatches or failed transfers"; fail=1; }
-	echo "$js" | grep -q '"final_mismatches":0,' || { echo "FAIL $name: final read-back mismatched"; fail=1; }
 	echo "$js" | grep -Eq '"gen_changes":[1-9]' || { echo "FAIL $name: no new generation reached the peer"; fail=1; }
-	port=$((port + 1))
 }
 ext=$(mktemp -d /var/tmp/mrl-afterpunch-XXXXXX)
 shm=$(mktemp -d /dev/shm/mrl-afterpunch-XXXXXX)

@@ -11,22 +11,9 @@
 #include <sys/mman.h>
 
 #include "ep_int.h"
-#include "helpers.h"
+#include "rig_pair.h"
 
 #define MRSZ (256 * 1024)
-
-struct acc {
-	mrl_ep *ep;
-	mrl_peer *peer;
-	int ret;
-};
-
-static void *acc_main(void *a)
-{
-	struct acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, T_HANG_MS, &x->peer);
-	return NULL;
-}
 
 static mrl_ep *ep_no_ka(mrl_ctx *ctx, unsigned flags)
 {
@@ -39,14 +26,7 @@ static mrl_ep *ep_no_ka(mrl_ctx *ctx, unsigned flags)
 
 static mrl_peer *connect_to(mrl_ep *sep, mrl_ep *cep, uint16_t port)
 {
-	struct acc a = {.ep = sep};
-	pthread_t th;
-	mrl_peer *p;
-	pthread_create(&th, NULL, acc_main, &a);
-	int r = mrl_ep_connect(cep, "127.0.0.1", port, T_HANG_MS, &p);
-	pthread_join(th, NULL);
-	REQUIRE(r == 0 && a.ret == 0, "connected");
-	return p;
+	return pair_connect(sep, cep, port, NULL);
 }
 
 static int mr_state(mrl_ctx *ctx, mrl_mr_t mr)

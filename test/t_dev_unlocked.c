@@ -106,21 +106,6 @@ static int child(void)
 
 int main(void)
 {
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(child());
-	/* a generous bound, only to tell a hang from a slow machine */
-	int st = 0;
-	for (int i = 0; i < 1200 && waitpid(pid, &st, WNOHANG) == 0; i++)
-		usleep(100000);
-	if (waitpid(pid, &st, WNOHANG) == 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		CHECK(0, "the child hung: other work waited for a registration's device call");
-		return t_done("t_dev_unlocked");
-	}
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
-		return 77;
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child passed (status %#x)", st);
-	return t_done("t_dev_unlocked");
+	return t_in_child(child, "t_dev_unlocked",
+			  "the child hung: other work waited for a registration's device call");
 }

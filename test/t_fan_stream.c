@@ -12,11 +12,11 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
-#include "helpers.h"
+#include "vstream.h"
 
 #define NMR 8
 #define MRSZ (512u * 1024)
-#define BLK 4096u
+#define BLK VS_BLK
 #define NBLK (MRSZ / BLK)
 #define NPUNCH 12
 /* Pacing by events, not the clock: the owner makes its next change once the
@@ -81,20 +81,6 @@ static void *owner_main(void *a)
 	return NULL;
 }
 
-static void pattern(unsigned char *b, int m, unsigned blk, unsigned seq)
-{
-	for (unsigned i = 0; i < BLK; i += 4) {
-		uint32_t v = (uint32_t)(m * 0x1000193u) ^ (blk * 2654435761u) ^ (seq * 40503u) ^ i;
-		memcpy(b + i, &v, 4);
-	}
-}
-
-struct slot {
-	int busy, is_read, m, after;
-	unsigned blk, seq;
-	unsigned char buf[BLK];
-};
-
 int main(void)
 {
 	char dir[256], path[300];
@@ -135,92 +121,33 @@ int main(void)
 
 	/* stream: write a block, read it back, compare; the generation the
 	 * operation ran under says whether the owner's change may lie between */
-	static unsigned seq_of[NMR][NBLK], gen_of[NMR][NBLK];
-	static struct slot slots[8];
-	unsigned long transfers = 0, failed = 0, refused = 0, mismatches = 0, regen = 0;
-	unsigned long verified = 0, after = 0, posted_after = 0;
-	uint64_t hang = t_now_ns() + 4ull * T_HANG_MS * 1000000ull, rng = 0x9e3779b97f4a7c15ull;
-	unsigned seq = 1;
+	struct vstream s;
+	vs_init(&s, cep, r, NMR, MRSZ);
+	uint64_t hang = t_now_ns() + 4ull * T_HANG_MS * 1000000ull;
 	bool hung = false;
 	for (;;) {
-		bool any_busy = false;
-		for (int s = 0; s < 8; s++)
-			any_busy |= slots[s].busy;
-		bool more = !atomic_load(&o.changes_done) || posted_after < AFTER;
-		if (!more && !any_busy)
+		bool more = !atomic_load(&o.changes_done) || s.posted_after < AFTER;
+		if (!more && !vs_busy(&s))
 			break;
 		if (t_now_ns() > hang) {
 			hung = true;
 			break;
 		}
-		for (int s = 0; s < 8 && more; s++) {
-			struct slot *sl = &slots[s];
-			if (sl->busy)
-				continue;
-			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-			sl->m = (int)(rng % NMR);
-			sl->blk = (unsigned)((rng >> 16) % NBLK);
-			sl->is_read = 0;
-			sl->seq = seq++;
-			sl->after = atomic_load(&o.changes_done);
-			posted_after += sl->after;
-			pattern(sl->buf, sl->m, sl->blk, sl->seq);
-			int ret = mrl_write(r[sl->m], (uint64_t)sl->blk * BLK, sl->buf, BLK, sl);
-			if (ret == -EKEYREVOKED && sl->m == NMR - 1)
-				refused++; /* past the truncated end: refused cleanly */
-			else if (ret)
-				failed++;
-			else
-				sl->busy = 1;
-		}
-		struct mrl_completion c[8];
-		int n = mrl_ep_poll(cep, c, 8);
-		for (int i = 0; i < n; i++) {
-			struct slot *sl = c[i].op_context;
-			transfers++;
-			if (c[i].status) {
-				if (sl->m == NMR - 1 && c[i].status == -EKEYREVOKED)
-					refused++;
-				else
-					failed++, fprintf(stderr, "op on MR %d failed: %s (%s)\n", sl->m,
-							   strerror(-c[i].status), mrl_cause_str(c[i].cause));
-				sl->busy = 0;
-				continue;
-			}
-			if (!sl->is_read) {
-				seq_of[sl->m][sl->blk] = sl->seq;
-				gen_of[sl->m][sl->blk] = c[i].generation;
-				sl->is_read = 1;
-				memset(sl->buf, 0, BLK);
-				if (mrl_read(r[sl->m], (uint64_t)sl->blk * BLK, sl->buf, BLK, sl))
-					failed++, sl->busy = 0;
-				continue;
-			}
-			unsigned char want[BLK];
-			pattern(want, sl->m, sl->blk, sl->seq);
-			if (memcmp(want, sl->buf, BLK)) {
-				if (c[i].generation == gen_of[sl->m][sl->blk] &&
-				    seq_of[sl->m][sl->blk] == sl->seq)
-					mismatches++; /* no restore in between: must match */
-				else
-					regen++;
-			}
-			verified++;
-			after += sl->after;
-			atomic_store(&o.verified, verified);
-			sl->busy = 0;
-		}
+		if (more)
+			vs_post(&s, atomic_load(&o.changes_done));
+		vs_reap(&s);
+		atomic_store(&o.verified, s.verified);
 	}
 	atomic_store(&o.stop, 1);
 	pthread_join(th, NULL);
 
 	CHECK(o.errors == 0, "owner's calls all succeeded (%d errors)", o.errors);
 	CHECK(o.punches == NPUNCH && o.truncated, "owner made %d punches and a truncate", o.punches);
-	CHECK(failed == 0, "zero failed transfers (%lu of %lu)", failed, transfers);
-	CHECK(mismatches == 0, "zero mismatches (%lu)", mismatches);
+	CHECK(s.failed == 0, "zero failed transfers (%lu of %lu)", s.failed, s.transfers);
+	CHECK(s.mismatches == 0, "zero mismatches (%lu)", s.mismatches);
 	CHECK(!hung, "the stream went on through every change (%lu verified, %d punches, %d truncate)",
-	      verified, o.punches, o.truncated);
-	CHECK(after > 0, "verified transfers after the last change (%lu)", after);
+	      s.verified, o.punches, o.truncated);
+	CHECK(s.after > 0, "verified transfers after the last change (%lu)", s.after);
 	struct mrl_stats st = {.size = sizeof(st)};
 	mrl_ctx_stats(sctx, &st);
 	CHECK(st.peer_timeouts == 0, "the peer answered every pause (no cut-off): %llu timeouts",
@@ -237,30 +164,15 @@ int main(void)
 	      (unsigned long long)last.valid_length);
 
 	/* every block written under the MR's final generation is in the file */
-	int fd = open(path, O_RDONLY);
-	unsigned long checked = 0, lost = 0;
-	for (int m = 0; m < NMR; m++) {
-		struct mrl_mr_info in = t_query(sctx, mr[m]);
-		for (unsigned b = 0; b < NBLK; b++) {
-			if (!seq_of[m][b] || gen_of[m][b] != in.generation ||
-			    (uint64_t)(b + 1) * BLK > in.valid_length)
-				continue;
-			unsigned char want[BLK], got[BLK];
-			pattern(want, m, b, seq_of[m][b]);
-			checked++;
-			if (pread(fd, got, BLK, (off_t)((uint64_t)m * MRSZ + (uint64_t)b * BLK)) != BLK ||
-			    memcmp(want, got, BLK))
-				lost++;
-		}
-	}
-	close(fd);
+	unsigned long checked, lost = vs_lost(&s, sctx, mr, path, &checked);
 	CHECK(checked > 0 && lost == 0, "written bytes are in the file: %lu blocks checked, %lu lost",
 	      checked, lost);
 	printf("transfers %lu, refused past the end %lu, rewritten after a change %lu, pauses %llu, "
 	       "breaker held p50 %.0f us p99 %.0f us\n",
-	       transfers, refused, regen, (unsigned long long)st.pauses, st.pause_ns_p50 / 1e3,
+	       s.transfers, s.refused, s.regen, (unsigned long long)st.pauses, st.pause_ns_p50 / 1e3,
 	       st.pause_ns_p99 / 1e3);
 
+	vs_free(&s);
 	for (int i = 0; i < NMR; i++)
 		mrl_rmr_close(r[i]);
 	mrl_ep_destroy(cep);

@@ -84,23 +84,6 @@ static void rmr_calls(mrl_rmr *r, char *buf)
 	EPERM_OK(mrl_rmr_close(r));
 }
 
-/* waitpid with a generous deadline: a child still running then has hung */
-static int wait_or_hang(pid_t pid)
-{
-	for (int i = 0; i < 120000; i++) {
-		int st;
-		pid_t w = waitpid(pid, &st, WNOHANG);
-		if (w == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		if (w < 0)
-			return -1;
-		usleep(1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -2;
-}
-
 int main(void)
 {
 	char dir[256], path[300];
@@ -181,7 +164,7 @@ int main(void)
 		fprintf(stderr, "child: %d calls, %d wrong\n", ncalls, bad);
 		_exit(bad ? 1 : 0);
 	}
-	int st = wait_or_hang(c);
+	int st = t_wait_child(c, 4 * T_HANG_MS);
 	CHECK(st != -2, "no call hangs in the child");
 	CHECK(st == 0, "every call in the child says EPERM and why (status %d)", st);
 

@@ -70,23 +70,6 @@ static int child_calls(void *spare)
 	return bad;
 }
 
-/* waitpid with a generous deadline: a child still running then has hung */
-static int wait_or_hang(pid_t pid)
-{
-	for (int i = 0; i < 120000; i++) {
-		int st;
-		pid_t w = waitpid(pid, &st, WNOHANG);
-		if (w == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		if (w < 0)
-			return -1;
-		usleep(1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -2;
-}
-
 int main(void)
 {
 	ctx = t_ctx("mock", 1000);
@@ -103,7 +86,7 @@ int main(void)
 	pid_t c = fork();
 	if (c == 0)
 		_exit(child_calls(buf + (1 << 15)));
-	int st = wait_or_hang(c);
+	int st = t_wait_child(c, 4 * T_HANG_MS);
 	CHECK(st != -2, "no call of the child waits for the lock a parent thread held at fork");
 	CHECK(st == 0, "every call in the child says EPERM (%d did not)", st);
 	pthread_mutex_lock(&gate);
@@ -119,7 +102,7 @@ int main(void)
 		c = fork();
 		if (c == 0)
 			_exit(child_calls(buf + (1 << 15)));
-		st = wait_or_hang(c);
+		st = t_wait_child(c, 4 * T_HANG_MS);
 		hung += st == -2;
 		wrong += st != 0 && st != -2;
 	}

@@ -16,6 +16,7 @@ command -v fallocate >/dev/null || { echo "SKIP: fallocate (util-linux) not inst
 deadline_ms=1000
 bound_ms=$((deadline_ms + 2000)) # a liveness bound for a loaded machine, not a speed
 fail=0 port=$((18000 + $$ % 1000))
+. "$(dirname "$0")/serve_rig.sh"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # act NAME WANT_RC CMD...: run CMD (bounded by a hang limit), check its time and exit
 act() {
@@ -34,17 +35,10 @@ act() {
 	fi
 }
 run() { # name dir serve-flags
-	local name=$1 d=$2 flags=$3 f=$2/f spid cpid
+	local name=$1 d=$2 flags=$3 f=$2/f
 	echo "$name:"
 	head -c 4194304 /dev/urandom > "$f"
-	"$bin" serve "$f" --port $port --mrs 4 --deadline-ms $deadline_ms --seconds 300 $flags > "$d/server.out" 2>&1 &
-	spid=$!
-	# waits are for events; their bounds (30 s) only detect a hang
-	for i in $(seq 300); do grep -q serving "$d/server.out" && break; sleep 0.1; done
-	grep -q serving "$d/server.out" || { echo "FAIL $name: server did not start"; cat "$d/server.out"; fail=1; kill $spid; return; }
-	"$bin" client 127.0.0.1:$port --machine --seconds 6 > "$d/client.out" 2>&1 &
-	cpid=$!
-	for i in $(seq 300); do grep -Eq '^stats [1-9]' "$d/client.out" && break; sleep 0.1; done
+	rig_start "$name" "$f" "$d" 6 $flags || return
 	kill -STOP $spid
 	for i in $(seq 300); do [ "$(awk '{print $3}' /proc/$spid/stat)" = T ] && break; sleep 0.01; done
 	if [ "$flags" = "" ] && [ "$(stat -f -c %T "$d")" != tmpfs ]; then
@@ -56,17 +50,8 @@ run() { # name dir serve-flags
 		act "cat" 0 cat "$f"
 	fi
 	kill -CONT $spid
-	wait $cpid; local crc=$?
-	local js; js=$(grep final "$d/client.out")
-	echo "  client: $js"
-	kill -0 $spid 2>/dev/null || { echo "FAIL $name: the server died"; tail -5 "$d/server.out"; fail=1; }
-	kill -TERM $spid 2>/dev/null; wait $spid; local src=$?
-	[ $src = 0 ] || { echo "FAIL $name: server exit $src"; fail=1; }
-	[ $crc = 0 ] || { echo "FAIL $name: client exit $crc"; fail=1; }
-	echo "$js" | grep -q '"failed":0,"mismatches":0,' || { echo "FAIL $name: silent mismatches or failed transfers"; fail=1; }
-	echo "$js" | grep -q '"final_mismatches":0,' || { echo "FAIL $name: final read-back mismatched"; fail=1; }
+	rig_finish "$name" "$d"
 	echo "$js" | grep -Eq '"gen_changes":[1-9]' || { echo "FAIL $name: the punch never reached the peer"; fail=1; }
-	port=$((port + 1))
 }
 ext=$(mktemp -d /var/tmp/mrl-guardserve-XXXXXX)
 shm=$(mktemp -d /dev/shm/mrl-guardserve-XXXXXX)

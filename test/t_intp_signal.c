@@ -147,21 +147,6 @@ static int child(void)
 
 int main(void)
 {
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(child());
-	/* a generous bound, only to tell a deadlock from a slow machine */
-	int st = 0;
-	for (int i = 0; i < 1200 && waitpid(pid, &st, WNOHANG) == 0; i++)
-		usleep(100000);
-	if (waitpid(pid, &st, WNOHANG) == 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		CHECK(0, "the child deadlocked (munmap or madvise from a handler inside malloc never returned)");
-		return t_done("t_intp_signal");
-	}
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
-		return 77;
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child passed (status %#x)", st);
-	return t_done("t_intp_signal");
+	return t_in_child(child, "t_intp_signal",
+			  "the child deadlocked (munmap or madvise from a handler inside malloc never returned)");
 }

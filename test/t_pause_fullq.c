@@ -55,12 +55,7 @@ static void connect_to(mrl_ep *owner, mrl_ep *peer, mrl_peer **out)
 {
 	uint16_t port;
 	REQUIRE(mrl_ep_listen(owner, "127.0.0.1", 0, &port) == 0, "listen");
-	struct pair_acc aa = {.ep = owner};
-	pthread_t th;
-	pthread_create(&th, NULL, pair_acc_main, &aa);
-	int cr = mrl_ep_connect(peer, "127.0.0.1", port, 5000, out);
-	pthread_join(th, NULL);
-	REQUIRE(cr == 0 && aa.ret == 0, "connected");
+	*out = pair_connect(owner, peer, port, NULL);
 }
 
 int main(void)

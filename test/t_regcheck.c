@@ -287,19 +287,13 @@ int main(void)
 	REQUIRE(pid >= 0, "fork");
 	if (pid == 0)
 		_exit(monitor_unmaps());
-	int st = -1;
-	uint64_t until = t_now_ns() + (uint64_t)T_HANG_MS * 1000000ull;
-	pid_t w;
-	while ((w = waitpid(pid, &st, WNOHANG)) == 0 && t_now_ns() < until)
-		usleep(10000);
-	if (w == 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
+	int st = t_wait_child(pid, T_HANG_MS);
+	if (st == -2) {
 		CHECK(0, "a munmap on the monitor thread hung the context (no exit in %d ms)", T_HANG_MS);
-	} else if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+	} else if (st == 77) {
 		fprintf(stderr, "note: userfaultfd events unavailable: the monitor case was not run\n");
 	} else {
-		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the monitor case (status %#x)", st);
+		CHECK(st == 0, "the monitor case (status %d)", st);
 	}
 	return t_done("t_regcheck");
 }

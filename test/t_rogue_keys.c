@@ -126,14 +126,6 @@ static bool all(const unsigned char *b, int c, size_t len)
 	return true;
 }
 
-struct acc { mrl_ep *ep; mrl_peer *peer; int ret; };
-static void *acc_main(void *a)
-{
-	struct acc *x = a;
-	x->ret = mrl_ep_accept(x->ep, T_HANG_MS, &x->peer);
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -237,12 +229,7 @@ int main(int argc, char **argv)
 	socklen_t sl = sizeof(sa);
 	REQUIRE(getsockname(p.sep->lsock, (struct sockaddr *)&sa, &sl) == 0, "owner's port");
 	uint16_t port = ntohs(sa.sin_port);
-	struct acc aa = {.ep = p.sep};
-	pthread_t th;
-	pthread_create(&th, NULL, acc_main, &aa);
-	int cr = mrl_ep_connect(qep, "127.0.0.1", port, T_HANG_MS, &qpeer);
-	pthread_join(th, NULL);
-	REQUIRE(cr == 0 && aa.ret == 0, "the silent peer connects: %s", mrl_last_error());
+	qpeer = pair_connect(p.sep, qep, port, NULL); /* the silent peer */
 	REQUIRE(mrl_rmr_open(qpeer, smr, T_HANG_MS, &qr) == 0, "the silent peer holds the file MR");
 	uint64_t old = key_of(p.sctx, smr);
 	rogue(&v, out, sizeof(out), "try r %#llx %d", (unsigned long long)old, LEN);

@@ -13,11 +13,10 @@
 #include <sys/mount.h>
 
 #include "rig_pair.h"
+#include "vstream.h"
 
 #define NMR 4
 #define MRSZ (1024u * 1024)
-#define BLK 4096u
-#define NBLK (MRSZ / BLK)
 
 static char mnt[256], img[300];
 
@@ -128,20 +127,6 @@ static void *actor_main(void *p)
 	return NULL;
 }
 
-static void pattern(unsigned char *b, int m, unsigned blk, unsigned seq)
-{
-	for (unsigned i = 0; i < BLK; i += 4) {
-		uint32_t v = (uint32_t)(m * 0x1000193u) ^ (blk * 2654435761u) ^ (seq * 40503u) ^ i;
-		memcpy(b + i, &v, 4);
-	}
-}
-
-struct slot {
-	int busy, is_read, m;
-	unsigned blk, seq;
-	unsigned char buf[BLK];
-};
-
 int main(void)
 {
 	atexit(cleanup);
@@ -171,74 +156,22 @@ int main(void)
 
 	pthread_t th;
 	pthread_create(&th, NULL, actor_main, &a);
-	static unsigned seq_of[NMR][NBLK], gen_of[NMR][NBLK];
-	static struct slot slots[8];
-	unsigned long transfers = 0, failed = 0, refused = 0, mismatches = 0, regen = 0, verified = 0;
-	uint64_t hang = t_now_ns() + 4ull * T_HANG_MS * 1000000ull, rng = 0x9e3779b97f4a7c15ull;
-	unsigned seq = 1;
+	struct vstream s;
+	vs_init(&s, p.cep, r, NMR, MRSZ);
+	uint64_t hang = t_now_ns() + 4ull * T_HANG_MS * 1000000ull;
 	bool hung = false;
 	for (;;) {
-		bool any_busy = false, more = !atomic_load(&a.done);
-		for (int s = 0; s < 8; s++)
-			any_busy |= slots[s].busy;
-		if (!more && !any_busy)
+		bool more = !atomic_load(&a.done);
+		if (!more && !vs_busy(&s))
 			break;
 		if (t_now_ns() > hang) {
 			hung = true;
 			break;
 		}
-		for (int s = 0; s < 8 && more; s++) {
-			struct slot *sl = &slots[s];
-			if (sl->busy)
-				continue;
-			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-			sl->m = (int)(rng % NMR);
-			sl->blk = (unsigned)((rng >> 16) % NBLK);
-			sl->is_read = 0;
-			sl->seq = seq++;
-			pattern(sl->buf, sl->m, sl->blk, sl->seq);
-			int ret = mrl_write(r[sl->m], (uint64_t)sl->blk * BLK, sl->buf, BLK, sl);
-			if (ret == -EKEYREVOKED && sl->m == NMR - 1)
-				refused++; /* past the collapsed end: fenced, refused cleanly */
-			else if (ret)
-				failed++;
-			else
-				sl->busy = 1;
-		}
-		struct mrl_completion c[8];
-		int n = mrl_ep_poll(p.cep, c, 8);
-		for (int i = 0; i < n; i++) {
-			struct slot *sl = c[i].op_context;
-			transfers++;
-			if (c[i].status) {
-				if (sl->m == NMR - 1 && c[i].status == -EKEYREVOKED)
-					refused++;
-				else
-					failed++, fprintf(stderr, "op on MR %d failed: %s (%s)\n", sl->m,
-							   strerror(-c[i].status), mrl_cause_str(c[i].cause));
-				sl->busy = 0;
-				continue;
-			}
-			if (!sl->is_read) {
-				seq_of[sl->m][sl->blk] = sl->seq;
-				gen_of[sl->m][sl->blk] = c[i].generation;
-				sl->is_read = 1;
-				memset(sl->buf, 0, BLK);
-				if (mrl_read(r[sl->m], (uint64_t)sl->blk * BLK, sl->buf, BLK, sl))
-					failed++, sl->busy = 0;
-				continue;
-			}
-			unsigned char want[BLK];
-			pattern(want, sl->m, sl->blk, sl->seq);
-			if (memcmp(want, sl->buf, BLK)) {
-				if (c[i].generation == gen_of[sl->m][sl->blk] && seq_of[sl->m][sl->blk] == sl->seq)
-					mismatches++; /* no change announced in between: must match */
-				else
-					regen++;
-			}
-			atomic_store(&a.verified, ++verified);
-			sl->busy = 0;
-		}
+		if (more)
+			vs_post(&s, 0);
+		int n = vs_reap(&s);
+		atomic_store(&a.verified, s.verified);
 		if (!n)
 			usleep(50);
 	}
@@ -250,12 +183,12 @@ int main(void)
 	mrl_ctx_stats(p.sctx, &st);
 	CHECK(st.peer_timeouts == 0, "the answering peer was never cut off (%llu timeouts)",
 	      (unsigned long long)st.peer_timeouts);
-	CHECK(!hung, "the stream went on through every change (%lu verified)", verified);
-	CHECK(failed == 0, "zero failed transfers outside fenced ranges (%lu of %lu)", failed, transfers);
-	CHECK(mismatches == 0, "zero mismatches under one generation (%lu)", mismatches);
+	CHECK(!hung, "the stream went on through every change (%lu verified)", s.verified);
+	CHECK(s.failed == 0, "zero failed transfers outside fenced ranges (%lu of %lu)", s.failed, s.transfers);
+	CHECK(s.mismatches == 0, "zero mismatches under one generation (%lu)", s.mismatches);
 	printf("transfers %lu, verified %lu, refused past the end %lu, rewritten after a change %lu, "
 	       "breaks %llu, breaker held p50 %.0f us p99 %.0f us\n",
-	       transfers, verified, refused, regen, (unsigned long long)st.breaks, st.pause_ns_p50 / 1e3,
+	       s.transfers, s.verified, s.refused, s.regen, (unsigned long long)st.breaks, st.pause_ns_p50 / 1e3,
 	       st.pause_ns_p99 / 1e3);
 
 	for (int i = 0; i < NMR; i++)
@@ -263,6 +196,7 @@ int main(void)
 	for (int i = 0; i < NMR; i++)
 		mrl_mr_dereg(p.sctx, a.mr[i]);
 	mrl_file_unmap(p.sctx, base, NMR * MRSZ);
+	vs_free(&s);
 	pair_close(&p);
 	unlink(path);
 	unlink(other);
