@@ -260,6 +260,8 @@ struct mrl_reg_opts {
 
 int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	       const struct mrl_reg_opts *opts, mrl_mr_t *out);
+/* Peers holding mr drain it first (see mrl_write): may wait up to its
+ * deadline for a peer nobody progresses. */
 int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t mr);
 
 /* Answers to a break under MRL_POLICY_NOTIFY (also allowed for others). */
@@ -385,7 +387,18 @@ int mrl_rmr_query(mrl_rmr *rmr, struct mrl_rmr_info *info);
 
 /* One-sided operations; complete through mrl_ep_poll. An operation to a
  * paused MR is held and posted on resume; to a fenced range it completes
- * with status -EKEYREVOKED and the cause. */
+ * with status -EKEYREVOKED and the cause.
+ * The guarantee: for an MR fenced before its change landed (an interposed
+ * munmap/mremap/mmap(MAP_FIXED), a MRL_POLICY_FENCE MR's break,
+ * mrl_mr_fence, mrl_mr_release, mrl_mr_dereg), a completion the peer
+ * reports with status 0 means the bytes reached the memory before the
+ * change: the owner's device lets go only once every holder has drained
+ * the MR (refused new operations, seen those in flight complete, acked),
+ * or, silent past the MR's deadline, was cut off (its operations still in
+ * flight then complete -EKEYREVOKED, cause peer-timeout, once it hears).
+ * For a change seen only after it landed (coverage MRL_SEEN_AFTER) no such
+ * promise: an operation that completed before the peer heard of it may have
+ * reached memory no longer the MR's (README, "What a peer can know"). */
 int mrl_write(mrl_rmr *rmr, uint64_t offset, const void *buf, size_t len, void *op_context);
 int mrl_read(mrl_rmr *rmr, uint64_t offset, void *buf, size_t len, void *op_context);
 
