@@ -382,7 +382,13 @@ struct mrl_rmr_info {
 	uint32_t cause;
 	uint64_t length, valid_length, key;
 	uint64_t held, inflight;  /* operations now held by a pause / posted */
+	uint32_t flags;           /* MRL_RMR_SEEN_AFTER (filled when size covers it) */
 };
+/* Fenced for a change the owner saw only after it landed: an operation that
+ * completed successfully before the peer heard of it may not have reached
+ * the memory (see mrl_write). Without it, a fence seen before its change
+ * was drained: a success means the bytes arrived first. */
+#define MRL_RMR_SEEN_AFTER 0x1u
 int mrl_rmr_query(mrl_rmr *rmr, struct mrl_rmr_info *info);
 
 /* One-sided operations; complete through mrl_ep_poll. An operation to a

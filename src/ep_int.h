@@ -70,6 +70,7 @@ struct mrl_rmr {
 	 * came lands there, fenced meanwhile or not (ep_rma.c: mrl_ep_op_done) */
 	uint32_t draining;
 	bool cut;             /* cut off by the owner (cause peer timeout): it did not wait */
+	bool seen_after;      /* fenced for a change seen after it landed (MRL_SF_AFTER) */
 	struct mrl_op *held, **held_tail;
 	struct mrl_rmr *next, *hnext;
 };

@@ -52,6 +52,7 @@ void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_i
 			r.valid_len = mr->state == MRL_STATE_FENCED ? 0 : mr->valid_len;
 			r.gen = mr->gen;
 			r.access = (uint8_t)(mr->access & (MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE));
+			r.flags = mr->state == MRL_STATE_FENCED && mr->fenced_after ? MRL_SF_AFTER : 0;
 		}
 	}
 	mrl_unlock(&ctx->lock);

@@ -382,6 +382,7 @@ static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer 
 	e.gen = mr->gen;
 	e.state = (uint8_t)state;
 	e.cause = (uint8_t)cause;
+	e.flags = state != MRL_STATE_ACTIVE && state != MRL_STATE_PAUSED && mr->fenced_after ? MRL_SF_AFTER : 0;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
 			mrl_queue_state(ctx, h, &e, mr->len);
@@ -470,6 +471,7 @@ void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uin
 	mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, off, len, 0, 0, seen);
 	if (cause == MRL_CAUSE_UNMAPPED || cause == MRL_CAUSE_MOVED || cause == MRL_CAUSE_REPLACED ||
 	    mr->policy == MRL_POLICY_FENCE) {
+		mr->fenced_after = 1; /* (the peers' notice says: nothing was drained) */
 		mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, seen);
 		return;
 	}

@@ -259,6 +259,7 @@ struct mrl_mr {
 	 * (brk.c), NULL if none; mr.c: mrl_mr_drained lets the device go */
 	struct mrl_brk *drain;
 	struct fence_note *drain_note; /* the fence to tell once the device let go */
+	uint8_t fenced_after;        /* fenced by mrl_mr_changed_after: its notices say so (MRL_SF_AFTER) */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */

@@ -27,11 +27,16 @@ static void post(struct stream *s, int i, int n)
 	void *ctx = (void *)(uintptr_t)(i + 1);
 	int ret = kind ? mrl_read(s->r[i], off, s->buf + i * 16384, 16384, ctx)
 		       : mrl_write(s->r[i], off, s->buf + 2 * 16384, 16384, ctx);
-	if (ret == 0)
+	if (ret == 0) {
 		s->posted[i]++;
-	else if (ret == -EKEYREVOKED)
+	} else if (ret == -EKEYREVOKED) {
+		/* refused at once: the remote MR says why (operations in flight
+		 * at the fence were drained: they complete with their status) */
+		struct mrl_rmr_info ri = {.size = sizeof(ri)};
+		if (!s->refused && mrl_rmr_query(s->r[i], &ri) == 0)
+			s->cause[i] = ri.cause;
 		s->refused = true;
-	else
+	} else
 		s->other[i]++, s->other_err = ret;
 }
 

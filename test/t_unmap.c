@@ -84,6 +84,7 @@ int main(void)
 	struct mrl_rmr_info ri = {.size = sizeof(ri)};
 	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_UNMAPPED,
 	      "the peer knows why: %s", mrl_cause_str(ri.cause));
+	CHECK(!(ri.flags & MRL_RMR_SEEN_AFTER), "seen before: drained, not marked as seen after");
 	int refused = 0;
 	for (int i = 0; i < 20; i++) {
 		int ret = mrl_write(r, 4096, buf, 4096, (void *)2);
@@ -133,6 +134,7 @@ int main(void)
 	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	bool uffd = t_query(p.sctx, mr).watchers & MRL_WATCH_UFFD;
+	REQUIRE(mrl_rmr_open(p.cpeer, mr, T_HANG_MS, &r) == 0, "peer opens the MR");
 	while (mrl_event_get(p.sctx, &ev) == 0)
 		mrl_event_ack(p.sctx, &ev);
 	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
@@ -149,6 +151,20 @@ int main(void)
 		printf("userfaultfd unavailable here: the raw munmap is left to verify\n");
 		CHECK(mrl_verify(p.sctx, 0) == 1, "verify fences it");
 	}
+	/* the peer's notice says the fence came after the change: its writes
+	 * that completed before it are not known to have reached the memory */
+	ri = (struct mrl_rmr_info){.size = sizeof(ri)};
+	for (uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < until; usleep(500)) {
+		mrl_ep_poll(p.cep, &c, 0);
+		if (mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED)
+			break;
+	}
+	CHECK(ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_UNMAPPED && (ri.flags & MRL_RMR_SEEN_AFTER),
+	      "the peer: fenced, unmapped, marked as seen after (flags %#x)", ri.flags);
+	ri.size = offsetof(struct mrl_rmr_info, flags);
+	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.size == offsetof(struct mrl_rmr_info, flags),
+	      "a caller built before the flags still gets the rest");
+	mrl_rmr_close(r);
 	mrl_mr_dereg(p.sctx, mr);
 
 	/* 4c. a raw madvise(DONTNEED): userfaultfd's REMOVE names the MR; same
