@@ -12,7 +12,10 @@
  * paused at that moment, the peer stayed active on its stale key, whose
  * writes went to the tombstone). Now the answer is "fenced, peer timeout":
  * the peer refuses its writes, never learns the new key, and the owner
- * does not count it among the holders. */
+ * does not count it among the holders.
+ * Then a drained fence with a silent holder: mrl_mr_dereg waits for it
+ * until the MR's deadline only, cuts it off, and every write of the peer's
+ * that completes successfully is in the memory (which stays mapped). */
 #include <sys/mman.h>
 
 #include "ep_int.h"
@@ -103,6 +106,45 @@ int main(void)
 
 	mrl_rmr_close(r);
 	mrl_mr_dereg(p.sctx, mr);
+
+	/* a silent holder of an MR being deregistered */
+	memset(mem, 0, LEN);
+	REQUIRE(mrl_mr_reg(p.sctx, mem, LEN, MRL_ACCESS_REMOTE_WRITE, &ro, &mr) == 0, "register again");
+	REQUIRE(mrl_rmr_open(p.cpeer, mr, T_HANG_MS, &r) == 0, "peer opens it");
+	enum { NW = 8 };
+	static char wb[NW][4096];
+	for (int i = 0; i < NW; i++) {
+		memset(wb[i], 0x30 + i, sizeof(wb[i]));
+		REQUIRE(mrl_write(r, (uint64_t)i * 4096, wb[i], 4096, (void *)(uintptr_t)(i + 1)) == 0,
+			"post write %d", i);
+	}
+	/* the peer drives no progress meanwhile: it cannot ack */
+	CHECK(mrl_mr_dereg(p.sctx, mr) == 0, "the dereg returns (the silent peer cut off at the deadline)");
+	int ok = 0, refused = 0, wrong = 0;
+	for (int got = 0; got < NW;) {
+		REQUIRE(pair_wait(&p, &c, T_HANG_MS) == 0, "completion %d", got);
+		int i = (int)(uintptr_t)c.op_context - 1;
+		got++;
+		if (c.status == 0) {
+			ok++;
+			wrong += memcmp(mem + (size_t)i * 4096, wb[i], 4096) != 0;
+		} else {
+			refused += c.status == -EKEYREVOKED;
+		}
+	}
+	CHECK(wrong == 0 && ok + refused == NW,
+	      "every write seen to succeed is in the memory (%d ok, %d refused, %d not there)", ok, refused,
+	      wrong);
+	for (uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < until; usleep(200)) {
+		mrl_ep_poll(p.cep, &c, 0);
+		if (mrl_rmr_query(r, &ri) == 0 && ri.cause == MRL_CAUSE_PEER_TIMEOUT)
+			break;
+	}
+	CHECK(ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_PEER_TIMEOUT,
+	      "the peer hears it was cut off (state %s, cause %s)", mrl_state_str(ri.state),
+	      mrl_cause_str(ri.cause));
+	CHECK(mrl_write(r, 0, buf, sizeof(buf), NULL) == -EKEYREVOKED, "and its writes are refused");
+	mrl_rmr_close(r);
 	munmap(mem, LEN);
 	pair_close(&p);
 	return t_done("t_cutoff_resync");
