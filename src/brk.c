@@ -25,12 +25,12 @@
  * reached the tombstone; a holder that does not answer by the deadline is
  * cut off (cause peer timeout), as in any break.
  * Every function here runs with ctx->lock held. */
-#include <sys/syscall.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
