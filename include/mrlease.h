@@ -358,6 +358,14 @@ struct mrl_ep_opts {
 /* No secret: anyone who reaches the endpoint may connect and use its MRs.
  * Messages are still bound to their connection (by its nonces). */
 #define MRL_EP_INSECURE 0x2u
+/* Same-host peers proven by the kernel: the bootstrap is a Unix-domain
+ * socket ("unix:PATH" for mrl_ep_listen and mrl_ep_connect; the socket file
+ * is made mode 0600) and each side checks the other's uid (SO_PEERCRED): an
+ * owner accepts only its own effective uid and root, a connector only an
+ * owner of its own uid or root. No secret is needed (one given is still
+ * proven as well); the per-connection keys come from nonces that crossed
+ * only that socket. A TCP bootstrap with this flag is refused (-EINVAL). */
+#define MRL_EP_PEERCRED 0x4u
 #define MRL_EP_KA_OFF 0xffffffffu  /* mrl_ep_opts.ka_ms: no keep-alive (the bootstrap socket's hang-up only) */
 
 int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_ep **out);

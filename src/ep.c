@@ -632,20 +632,21 @@ MRL_EXPORT int mrl_ep_create(mrl_ctx *ctx, const struct mrl_ep_opts *opts, mrl_e
 		secret = opts->secret;
 		secret_len = opts->secret_len;
 	}
-	if (opts && (opts->flags & ~(MRL_EP_AUTO_PROGRESS | MRL_EP_INSECURE)))
+	if (opts && (opts->flags & ~(MRL_EP_AUTO_PROGRESS | MRL_EP_INSECURE | MRL_EP_PEERCRED)))
 		return mrl_err(EINVAL, "mrl_ep_create: unknown flags %#x", opts->flags);
 	struct mrl_fabric *fab = ctx->fab;
 	struct mrl_ep *ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -ENOMEM;
-	ret = mrl_auth_secret(secret, secret_len, opts && (opts->flags & MRL_EP_INSECURE), ep->secret,
-			      &ep->secret_len);
+	ret = mrl_auth_secret(secret, secret_len, opts && (opts->flags & (MRL_EP_INSECURE | MRL_EP_PEERCRED)),
+			      ep->secret, &ep->secret_len);
 	if (ret) {
 		explicit_bzero(ep->secret, sizeof(ep->secret));
 		free(ep);
 		return ret;
 	}
 	ep->ctx = ctx;
+	ep->peercred = opts && (opts->flags & MRL_EP_PEERCRED);
 	ep->lsock = -1;
 	ep->cq_fd = -1;
 	ep->backlog_tail = &ep->backlog;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Bootstrap: a TCP connection on which both sides prove they know the
- * endpoint's secret and exchange fabric addresses (ep_int.h has the four
- * messages), then stays open as the peer's liveness channel. Handshakes
- * never block the owner; a failed one leaves nothing behind. */
+/* Bootstrap: a TCP (or, "unix:PATH", Unix-domain) connection on which both
+ * sides prove they know the endpoint's secret, or with MRL_EP_PEERCRED show
+ * the kernel's word for their uid, and exchange fabric addresses (ep_int.h
+ * has the four messages); it then stays open as the peer's liveness
+ * channel. Handshakes never block the owner; a failed one leaves nothing
+ * behind. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -11,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <rdma/fabric.h>
@@ -272,10 +276,39 @@ uint64_t mrl_ep_auth_failed(struct mrl_ep *ep)
 	return n;
 }
 
+/* at destroy: the handshakes in progress, and a unix: socket's file */
 void mrl_ep_boot_free(struct mrl_ep *ep)
 {
 	while (ep->boots)
 		boot_drop(ep, &ep->boots);
+	if (ep->unix_path) {
+		unlink(ep->unix_path);
+		free(ep->unix_path);
+		ep->unix_path = NULL;
+	}
+}
+
+/* MRL_EP_PEERCRED: the other end of a Unix-domain socket runs as our
+ * effective uid or as root, by the kernel's word (SO_PEERCRED). An owner
+ * counts and logs a refusal; a connector returns it. */
+static bool peer_uid_ok(struct mrl_ep *ep, int s, const char *side)
+{
+	struct ucred uc;
+	socklen_t l = sizeof(uc);
+	if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &l) < 0 || l != sizeof(uc)) {
+		mrl_err(EACCES, "bootstrap: no peer credentials on the socket: %s", strerror(errno));
+	} else if (uc.uid == geteuid() || uc.uid == 0) {
+		return true;
+	} else {
+		mrl_err(EACCES, "bootstrap: %s refused a peer of uid %u (pid %d): only uid %u%s may "
+				"connect (MRL_EP_PEERCRED)",
+			side, (unsigned)uc.uid, (int)uc.pid, (unsigned)geteuid(), geteuid() ? " or root" : "");
+	}
+	if (side[0] == 'o') {
+		ep->auth_failed++;
+		mrl_log("%s", mrl_last_error());
+	}
+	return false;
 }
 
 /* Handshakes in progress wait in ep->boots, each on its own deadline; one
@@ -332,8 +365,12 @@ static int accept_step(struct mrl_ep *ep, uint64_t until, mrl_peer **out)
 		}
 		if (pr > 0 && pfd[0].revents) {
 			int s;
-			while ((s = accept4(ep->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
-				boot_add(ep, s, mrl_now_ns());
+			while ((s = accept4(ep->lsock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+				if (ep->peercred && !peer_uid_ok(ep, s, "owner"))
+					close(s);
+				else
+					boot_add(ep, s, mrl_now_ns());
+			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
 			    errno != EINTR)
 				return mrl_err(errno, "accept: %s", strerror(errno));
@@ -450,6 +487,96 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_in *sa)
 	return 0;
 }
 
+/* "unix:PATH": a Unix-domain bootstrap address in *sa; 0 not one, 1 one,
+ * <0 a bad one. */
+static int unix_addr(const char *host, struct sockaddr_un *sa)
+{
+	if (strncmp(host, "unix:", 5))
+		return 0;
+	const char *path = host + 5;
+	size_t n = strlen(path);
+	if (!n || n >= sizeof(sa->sun_path))
+		return mrl_err(EINVAL, "bootstrap address %s: a path of 1 to %zu bytes after unix:", host,
+			       sizeof(sa->sun_path) - 1);
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	memcpy(sa->sun_path, path, n);
+	return 1;
+}
+
+/* A socket left at path by an owner that died (nobody accepts on it) is
+ * removed; anything else there stays and the bind says so. */
+static void unix_clear_stale(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	if (lstat(sa->sun_path, &st) || !S_ISSOCK(st.st_mode))
+		return;
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return;
+	if (connect(s, (const struct sockaddr *)sa, sizeof(*sa)) < 0 && errno == ECONNREFUSED)
+		unlink(sa->sun_path);
+	close(s);
+}
+
+static int listen_unix(struct mrl_ep *ep, const struct sockaddr_un *sa, uint16_t *bound)
+{
+	int ret, s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return mrl_err(errno, "socket: %s", strerror(errno));
+	char *path = strdup(sa->sun_path);
+	if (!path) {
+		close(s);
+		return -ENOMEM;
+	}
+	unix_clear_stale(sa);
+	/* only the owner's uid may connect until it says otherwise (chmod):
+	 * nothing can connect before listen() */
+	if (bind(s, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+		ret = mrl_err(errno, "listen on unix:%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (chmod(path, 0600) < 0 || listen(s, 16) < 0) {
+		ret = mrl_err(errno, "listen on unix:%s: %s", path, strerror(errno));
+		unlink(path);
+		goto fail;
+	}
+	ep->lsock = s;
+	ep->unix_path = path;
+	if (bound)
+		*bound = 0;
+	return 0;
+fail:
+	free(path);
+	close(s);
+	return ret;
+}
+
+static int connect_unix(struct mrl_ep *ep, const struct sockaddr_un *sa, int timeout_ms,
+			mrl_peer **out)
+{
+	int ret, s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return mrl_err(errno, "socket: %s", strerror(errno));
+	/* a Unix-domain connect is made at once or refused (EAGAIN: the
+	 * owner's backlog is full, as good as not answering) */
+	if (connect(s, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+		ret = mrl_err(errno == EAGAIN ? ETIMEDOUT : errno, "connect unix:%s: %s", sa->sun_path,
+			      strerror(errno));
+		close(s);
+		return ret;
+	}
+	if (ep->peercred && !peer_uid_ok(ep, s, "this peer")) {
+		close(s);
+		return -EACCES;
+	}
+	ret = connect_handshake(ep, s, timeout_ms, out);
+	if (ret == -ECONNRESET || ret == -EPIPE) /* an owner refusing a uid hangs up before a word */
+		ret = mrl_err(EACCES, "connect unix:%s: the owner hung up at once: it takes only peers of "
+				      "its own uid or root (MRL_EP_PEERCRED), or it went away", sa->sun_path);
+	return ret;
+}
+
 MRL_EXPORT int mrl_ep_listen(mrl_ep *ep, const char *host, uint16_t port, uint16_t *bound)
 {
 	struct sockaddr_in sa;
@@ -460,6 +587,12 @@ MRL_EXPORT int mrl_ep_listen(mrl_ep *ep, const char *host, uint16_t port, uint16
 	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_listen");
 	if (ep->lsock >= 0)
 		return mrl_err(EALREADY, "mrl_ep_listen: already listening");
+	struct sockaddr_un su;
+	if ((ret = unix_addr(host, &su)))
+		return ret < 0 ? ret : listen_unix(ep, &su, bound);
+	if (ep->peercred)
+		return mrl_err(EINVAL, "mrl_ep_listen %s: MRL_EP_PEERCRED needs a unix:PATH bootstrap "
+				       "(the kernel vouches for a peer's uid only there)", host);
 	if ((ret = resolve(host, port, &sa)))
 		return ret;
 	/* non-blocking: a connection reset between poll and accept must not block */
@@ -502,6 +635,12 @@ MRL_EXPORT int mrl_ep_connect(mrl_ep *ep, const char *host, uint16_t port, int t
 	if (!ep || !host || !out)
 		return mrl_err(EINVAL, "mrl_ep_connect: NULL %s", !ep ? "ep" : !host ? "host" : "out");
 	MRL_CHILD_CHECK(ep->ctx, "mrl_ep_connect");
+	struct sockaddr_un su;
+	if ((ret = unix_addr(host, &su)))
+		return ret < 0 ? ret : connect_unix(ep, &su, timeout_ms, out);
+	if (ep->peercred)
+		return mrl_err(EINVAL, "mrl_ep_connect %s: MRL_EP_PEERCRED needs a unix:PATH bootstrap "
+				       "(the kernel vouches for a peer's uid only there)", host);
 	if (!port)
 		return mrl_err(EINVAL, "mrl_ep_connect: port 0");
 	if ((ret = resolve(host, port, &sa)))

@@ -209,6 +209,8 @@ struct mrl_ep {
 	struct mrl_peer **peers;
 	uint32_t npeers, cap;
 	int lsock;
+	char *unix_path;              /* a unix: bootstrap's socket, removed at destroy */
+	bool peercred;                /* MRL_EP_PEERCRED: peers proven by their uid (SO_PEERCRED) */
 	unsigned char secret[MRL_SECRET_MAX];
 	size_t secret_len;            /* 0: insecure (MRL_EP_INSECURE), keys from the nonces alone */
 	uint64_t auth_failed;         /* handshakes refused for a wrong or missing secret */

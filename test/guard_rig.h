@@ -332,6 +332,12 @@ static void rig_actors(enum setup s, int round)
 	}
 }
 
+/* Each test's own part (t_guardian_stop.c, t_guardian_hung.c): make the
+ * running owner unable to answer, and let it go again once the actors are
+ * through. */
+static void rig_hold(struct owner *o);
+static void rig_release(struct owner *o);
+
 /* Run one setup with the owner held as hold says; 77 if it cannot run here. */
 static int rig_run(enum setup s, enum hold hold)
 {
@@ -346,24 +352,9 @@ static int rig_run(enum setup s, enum hold hold)
 		goto out;
 	for (int round = 0; round < 2; round++) {
 		REQUIRE(hear(o.res) == 'r', "owner ready (round %d)", round);
-		if (hold == HOLD_STOP) {
-			REQUIRE(kill(o.pid, SIGSTOP) == 0, "stop the owner");
-			uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
-			while (proc_state(o.pid) != 'T' && t_now_ns() < until)
-				usleep(1000);
-			REQUIRE(proc_state(o.pid) == 'T', "owner stopped");
-			CHECK(o.guard < 0 || proc_state(o.guard) != 'T', "its guardian runs");
-		} else {
-			say(o.cmd, 'h');
-			REQUIRE(hear(o.res) == 'l', "owner holds its lock");
-		}
+		rig_hold(&o);
 		rig_actors(s, round);
-		if (hold == HOLD_STOP) {
-			REQUIRE(kill(o.pid, SIGCONT) == 0, "continue the owner");
-			say(o.cmd, 'c');
-		} else {
-			say(o.cmd, 'u');
-		}
+		rig_release(&o);
 	}
 out:
 	rc = owner_end(&o);

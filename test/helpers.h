@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -223,6 +224,50 @@ static inline int t_in_child(int (*child)(void), const char *name, const char *h
 	CHECK(st != -2, "%s", hang);
 	CHECK(st == 0 || st == -2, "child passed (status %d)", st);
 	return t_done(name);
+}
+
+/* Huge pages for this test: raises vm.nr_hugepages by n for the life of
+ * the process (root only; the previous count comes back at exit), holding
+ * a lock so that two tests never count on each other's pages. Returns the
+ * huge pages free now (0: none can be had here, say so and skip a part). */
+static char t_huge_old[32];
+static inline void t_huge_restore(void)
+{
+	int fd = open("/proc/sys/vm/nr_hugepages", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)!write(fd, t_huge_old, strlen(t_huge_old));
+		close(fd);
+	}
+}
+static inline unsigned t_hugepages(unsigned n)
+{
+	unsigned free_pages = 0;
+	if (!t_huge_old[0] && geteuid() == 0) {
+		int lk = open("/var/tmp/mrl-test-hugepages.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		int fd = open("/proc/sys/vm/nr_hugepages", O_RDWR | O_CLOEXEC);
+		ssize_t k = fd >= 0 && lk >= 0 && flock(lk, LOCK_EX) == 0
+				    ? read(fd, t_huge_old, sizeof(t_huge_old) - 1)
+				    : -1;
+		if (k > 0) {
+			char want[32];
+			int len = snprintf(want, sizeof(want), "%lu", strtoul(t_huge_old, NULL, 10) + n);
+			atexit(t_huge_restore);
+			(void)!pwrite(fd, want, (size_t)len, 0);
+		} else {
+			t_huge_old[0] = 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		/* lk stays open: the lock is held until this process exits */
+	}
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %u", &free_pages) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return free_pages;
 }
 
 /* Wait up to ms for an event of the given type (0 = any) on any MR (0) or

@@ -27,21 +27,27 @@ static void *pair_acc_main(void *a)
 	return NULL;
 }
 
-/* Connect peer to owner (listening on port) while the owner accepts on a
- * thread of its own: the peer's view of the owner; *speer (if asked) gets
- * the owner's view of the peer. */
-static inline mrl_peer *pair_connect(mrl_ep *owner, mrl_ep *peer, uint16_t port, mrl_peer **speer)
+/* Connect peer to owner (listening at host, port) while the owner accepts
+ * on a thread of its own: the peer's view of the owner; *speer (if asked)
+ * gets the owner's view of the peer. */
+static inline mrl_peer *pair_connect_to(mrl_ep *owner, mrl_ep *peer, const char *host, uint16_t port,
+					mrl_peer **speer)
 {
 	struct pair_acc aa = {.ep = owner};
 	pthread_t th;
 	mrl_peer *cpeer = NULL;
 	pthread_create(&th, NULL, pair_acc_main, &aa);
-	int cr = mrl_ep_connect(peer, "127.0.0.1", port, T_HANG_MS, &cpeer);
+	int cr = mrl_ep_connect(peer, host, port, T_HANG_MS, &cpeer);
 	pthread_join(th, NULL);
-	REQUIRE(cr == 0 && aa.ret == 0, "connected (%d, %d): %s", cr, aa.ret, mrl_last_error());
+	REQUIRE(cr == 0 && aa.ret == 0, "connected to %s (%d, %d): %s", host, cr, aa.ret, mrl_last_error());
 	if (speer)
 		*speer = aa.peer;
 	return cpeer;
+}
+
+static inline mrl_peer *pair_connect(mrl_ep *owner, mrl_ep *peer, uint16_t port, mrl_peer **speer)
+{
+	return pair_connect_to(owner, peer, "127.0.0.1", port, speer);
 }
 
 static inline void pair_open(struct pair *p)

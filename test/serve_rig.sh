@@ -5,8 +5,9 @@
 # event, its 30 s bound only detects a hang.
 
 # rig_start NAME FILE DIR CLIENT_SECONDS [SERVE FLAGS...]: the server (spid)
-# serves FILE as 4 MRs, the client (cpid) streams until it has transfers;
-# returns 1 (failure noted) if the server did not start.
+# serves FILE as 4 MRs, the client (cpid) streams until it has transfers
+# (to rig_target if set, else 127.0.0.1:$port); returns 1 (failure noted)
+# if the server did not start.
 rig_start() {
 	local name=$1 f=$2 d=$3 secs=$4
 	shift 4
@@ -19,7 +20,7 @@ rig_start() {
 		fail=1; kill $spid 2>/dev/null; wait $spid
 		return 1
 	fi
-	"$bin" client 127.0.0.1:$port --machine --seconds $secs > "$d/client.out" 2>&1 &
+	"$bin" client "${rig_target:-127.0.0.1:$port}" --machine --seconds $secs > "$d/client.out" 2>&1 &
 	cpid=$!
 	for i in $(seq 300); do grep -Eq '^stats [1-9]' "$d/client.out" && break; sleep 0.1; done
 }

@@ -9,7 +9,8 @@
  * process reaches one it was not handed) and, for the owner's rows,
  * through the owner's own memfd fd; a sealed memfd (policy deny) claims
  * its refused rows "n/a", and each refused change must fail and leave the
- * MR untouched. */
+ * MR untouched. A hugetlb memfd (huge pages set aside for the test, as
+ * root) is changed a huge page at a time, the least hugetlbfs takes. */
 #include <linux/capability.h>
 #include <linux/falloc.h>
 #include <sys/mman.h>
@@ -25,7 +26,12 @@ struct config {
 	unsigned want;   /* watcher the MR must report */
 	int memfd;       /* 0: a file on fs; MEMFD_PLAIN, MEMFD_SEALED (policy deny) */
 };
-enum { MEMFD_PLAIN = 1, MEMFD_SEALED, SHMEM_ANON };
+enum { MEMFD_PLAIN = 1, MEMFD_SEALED, SHMEM_ANON, MEMFD_HUGE };
+#define HSZ (4u << 20) /* a hugetlb memfd: two 2 MiB pages */
+
+/* The object's size and the unit each change moves (a page; a huge page
+ * on hugetlbfs, which takes nothing smaller) */
+static size_t obj_sz = SZ, unit = 4096;
 
 /* The owner's fd for its own changes: the fd it handed the library
  * (mrl_file_adopt), or -1 to open one (which a lease sees). */
@@ -53,9 +59,10 @@ static int act(int row, const char *path)
 	case MRL_CHG_OTHER_TRUNCATE:
 		/* coreutils opens O_NONBLOCK: against a lease the first try says EAGAIN */
 		return t_sh("for i in $(seq 200); do truncate -s %u %s 2>/dev/null && exit 0; "
-			    "sleep 0.01; done; exit 1", SZ - 4096, path);
+			    "sleep 0.01; done; exit 1", (unsigned)(obj_sz - unit), path);
 	case MRL_CHG_OTHER_LAYOUT:
-		return t_sh("fallocate --punch-hole --offset 8192 --length 4096 %s", path);
+		return t_sh("fallocate --punch-hole --offset %zu --length %zu %s", unit == 4096 ? 8192 : 0, unit,
+			    path);
 	case MRL_CHG_OTHER_WRITE:
 		return t_sh("dd if=/dev/zero of=%s bs=4096 count=1 seek=3 conv=notrunc status=none", path);
 	case MRL_CHG_OTHER_OPEN_TRUNC:
@@ -77,21 +84,22 @@ static int act(int row, const char *path)
 		if (fd < 0)
 			return -1;
 		if (row == MRL_CHG_OWNER_TRUNCATE)
-			ret = ftruncate(fd, SZ - 4096);
+			ret = ftruncate(fd, (off_t)(obj_sz - unit));
 		else if (row == MRL_CHG_OWNER_LAYOUT)
-			ret = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 4096);
+			ret = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, unit == 4096 ? 8192 : 0,
+					(off_t)unit);
 		else
 			ret = pwrite(fd, "x", 1, 100) == 1 ? 0 : -1;
 		close(fd);
 		return ret;
 	case MRL_CHG_OWNER_MUNMAP:
-		return munmap(mr_addr, 4096);
+		return munmap(mr_addr, unit);
 	case MRL_CHG_OWNER_MREMAP: /* shrink in place */
-		return mremap(mr_addr, SZ, SZ / 2, 0) == MAP_FAILED ? -1 : 0;
+		return mremap(mr_addr, obj_sz, obj_sz / 2, 0) == MAP_FAILED ? -1 : 0;
 	case MRL_CHG_OWNER_MADVISE:
-		return madvise(mr_addr, 4096, MADV_DONTNEED);
+		return madvise(mr_addr, unit, MADV_DONTNEED);
 	case MRL_CHG_OWNER_MAP_FIXED:
-		return mmap(mr_addr, 4096, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+		return mmap(mr_addr, unit, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0) == MAP_FAILED ? -1 : 0;
 	default:
 		return -2; /* no action for this row here */
@@ -113,6 +121,8 @@ static int run(const struct config *c)
 	t_scratch(c->fs, dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/f", dir);
 	printf("-- %s\n", c->name);
+	obj_sz = c->memfd == MEMFD_HUGE ? HSZ : SZ;
+	unit = c->memfd == MEMFD_HUGE ? 2u << 20 : 4096;
 	for (int row = 0; row < MRL_CHG_MAX; row++) {
 		snprintf(path, sizeof(path), "%s/f", dir);
 		if (!c->memfd)
@@ -129,9 +139,10 @@ static int run(const struct config *c)
 			snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", (int)getpid(),
 				 (unsigned long)p, (unsigned long)p + SZ);
 		} else if (c->memfd) {
-			mfd = memfd_create("t_coverage", MFD_ALLOW_SEALING | MFD_CLOEXEC);
-			REQUIRE(mfd >= 0 && ftruncate(mfd, SZ) == 0, "memfd");
-			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+			mfd = memfd_create("t_coverage", MFD_CLOEXEC | (c->memfd == MEMFD_HUGE ? MFD_HUGETLB
+											 : MFD_ALLOW_SEALING));
+			REQUIRE(mfd >= 0 && ftruncate(mfd, (off_t)obj_sz) == 0, "memfd");
+			p = mmap(NULL, obj_sz, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 			REQUIRE(p != MAP_FAILED, "map the memfd");
 			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), mfd);
 			owner_fd = mfd;
@@ -146,7 +157,7 @@ static int run(const struct config *c)
 			REQUIRE(mrl_file_map(ctx, path, 0, SZ, PROT_READ | PROT_WRITE, &p) == 0, "map");
 		}
 		struct mrl_reg_opts ro = {.size = sizeof(ro), .policy = MRL_POLICY_DENY};
-		REQUIRE(mrl_mr_reg(ctx, p, SZ, MRL_ACCESS_REMOTE_WRITE,
+		REQUIRE(mrl_mr_reg(ctx, p, obj_sz, MRL_ACCESS_REMOTE_WRITE,
 				   c->memfd == MEMFD_SEALED ? &ro : NULL, &mr) == 0, "register");
 		mr_addr = p;
 		struct mrl_mr_info in = t_query(ctx, mr);
@@ -243,7 +254,7 @@ static int run(const struct config *c)
 		}
 		mrl_mr_dereg(ctx, mr);
 		if (c->memfd) {
-			munmap(p, SZ);
+			munmap(p, obj_sz);
 			if (mfd >= 0)
 				close(mfd);
 			owner_fd = -1;
@@ -294,6 +305,7 @@ int main(void)
 		{"memfd (lease on a reopen)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_PLAIN},
 		{"memfd, sealed (deny)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_SEALED},
 		{"shared anonymous (lease on map_files)", "tmpfs", 0, MRL_WATCH_MEMFD, SHMEM_ANON},
+		{"hugetlb memfd (lease on a reopen)", "tmpfs", 0, MRL_WATCH_MEMFD, MEMFD_HUGE},
 		/* in a child of their own (the filter stays on a process for good),
 		 * which leaves by _exit: LeakSanitizer's exit check stops every
 		 * thread, the supervisor included, and its own munmap then waits */
@@ -310,6 +322,11 @@ int main(void)
 				printf("-- %s: fanotify unavailable here, not checked\n", cfg[i].name);
 				continue;
 			}
+		}
+		if (cfg[i].memfd == MEMFD_HUGE && t_hugepages(4) < 2) {
+			printf("-- %s: no huge pages can be set aside here (vm.nr_hugepages, root), not "
+			       "checked\n", cfg[i].name);
+			continue;
 		}
 		if (cfg[i].flags & MRL_CTX_SECCOMP) {
 			fflush(stdout);

@@ -104,8 +104,10 @@ int main(void)
 	munmap(p, LEN);
 	close(fds[3]);
 
-	/* hugetlb needs reserved huge pages: a row, not the test, is skipped */
+	/* hugetlb needs huge pages set aside (t_hugepages, as root); where none
+	 * can be had the row, not the test, is skipped */
 	size_t hlen = 2u << 20;
+	t_hugepages(2);
 	p = mmap(NULL, hlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
 	if (p == MAP_FAILED) {
 		printf("  %-22s skipped: no huge pages reserved (%s; vm.nr_hugepages)\n", "hugetlb",

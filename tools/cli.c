@@ -174,7 +174,7 @@ static const struct option cli_lo[] = {
 		{"port", 1, 0, 'p'},    {"machine", 0, 0, 'M'}, {"depth", 1, 0, 'd'},
 		{"block", 1, 0, 'b'},   {"quiet", 0, 0, 'q'},   {"deadline-ms", 1, 0, 'D'},
 		{"help", 0, 0, 'h'},    {"no-fanotify", 0, 0, 'F'}, {"device", 1, 0, 'V'},
-		{"secret-file", 1, 0, 'S'}, {"insecure", 0, 0, 'I'},
+		{"secret-file", 1, 0, 'S'}, {"insecure", 0, 0, 'I'}, {"unix", 1, 0, 'U'},
 		{0, 0, 0, 0},
 };
 
@@ -236,6 +236,7 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 		case 'V': o->device = optarg; break;
 		case 'S': o->secret_file = optarg; break;
 		case 'I': o->insecure = true; break;
+		case 'U': o->unix_path = optarg; break;
 		case 'h': return CLI_HELP;
 		case ':':
 			fprintf(stderr, "mrlease: %s needs a value\n", argv[optind - 1]);
@@ -247,6 +248,11 @@ int cli_parse(int argc, char **argv, struct cli_opts *o)
 	}
 	if (o->insecure && o->secret_file) {
 		fprintf(stderr, "mrlease: --insecure and --secret-file: choose one\n");
+		return 2;
+	}
+	if (o->insecure && o->unix_path) {
+		fprintf(stderr, "mrlease: --insecure and --unix: the socket's uid check is the credential; "
+				"drop --insecure\n");
 		return 2;
 	}
 	o->args = argv + optind;
@@ -283,7 +289,7 @@ static int secret_create(const char *path)
 	return err;
 }
 
-int cli_secret(const struct cli_opts *o, const char *cmd, bool create)
+int cli_secret(const struct cli_opts *o, const char *cmd, bool create, bool peercred)
 {
 	if (o->insecure) {
 		unsetenv("MRLEASE_SECRET_FILE");
@@ -305,7 +311,7 @@ int cli_secret(const struct cli_opts *o, const char *cmd, bool create)
 		return 0;
 	}
 	const char *f = getenv("MRLEASE_SECRET_FILE"), *e = getenv("MRLEASE_SECRET");
-	if ((f && *f) || (e && *e))
+	if ((f && *f) || (e && *e) || peercred)
 		return 0;
 	fprintf(stderr, "mrlease %s: no secret: give --secret-file PATH%s, or set MRLEASE_SECRET_FILE "
 			"or MRLEASE_SECRET; --insecure %s\n", cmd,

@@ -15,7 +15,7 @@
 struct cli_opts {
 	unsigned seconds, mrs, deadline_ms, port, depth, block, policy;
 	uint64_t size;
-	const char *fs, *actions, *policy_name, *device, *addr, *secret_file;
+	const char *fs, *actions, *policy_name, *device, *addr, *secret_file, *unix_path;
 	bool seconds_given, size_given, addr_given, insecure;
 	bool no_lease, no_fanotify, json, machine, quiet;
 	bool given[128]; /* by short option letter: which options were on the line */
@@ -45,8 +45,9 @@ const char *cli_opt_name(int c);
 /* The endpoint's secret for serve (create: a missing --secret-file gets a
  * new random secret, mode 0600) and client: --secret-file becomes
  * MRLEASE_SECRET_FILE for the library, --insecure clears the environment's
- * secret. 0, or 2 once the reason is printed (no secret, no --insecure). */
-int cli_secret(const struct cli_opts *o, const char *cmd, bool create);
+ * secret; peercred (a unix: bootstrap, the uid proves the peer) needs none.
+ * 0, or 2 once the reason is printed (no secret, no --insecure). */
+int cli_secret(const struct cli_opts *o, const char *cmd, bool create, bool peercred);
 /* Report a library error with its detail and exit 2. */
 void cli_die(const char *what, int err);
 

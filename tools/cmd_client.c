@@ -96,11 +96,13 @@ static int client_run(const struct cli_opts *o, const char *host, unsigned port,
 	mrl_ep *ep;
 	mrl_peer *peer;
 	int ret;
-	if ((ret = cli_secret(o, "client", false)))
+	bool unix_boot = !strncmp(host, "unix:", 5);
+	if ((ret = cli_secret(o, "client", false, unix_boot)))
 		return ret;
 	if ((ret = mrl_ctx_create(&co, &ctx)))
 		cli_die("context", ret);
-	struct mrl_ep_opts eo = {.size = sizeof(eo), .flags = o->insecure ? MRL_EP_INSECURE : 0};
+	struct mrl_ep_opts eo = {.size = sizeof(eo),
+				 .flags = (o->insecure ? MRL_EP_INSECURE : 0) | (unix_boot ? MRL_EP_PEERCRED : 0)};
 	if ((ret = mrl_ep_create(ctx, &eo, &ep)))
 		cli_die("endpoint", ret);
 	if ((ret = mrl_ep_connect(ep, host, (uint16_t)port, 5000, &peer)))
@@ -404,10 +406,18 @@ int cmd_client(const struct cli_opts *o)
 {
 	if (!o->nargs)
 		return CLI_USAGE;
-	/* HOST:PORT or HOST --port PORT */
+	/* HOST:PORT or HOST --port PORT, or unix:PATH (serve --unix PATH) */
 	char host[256], local[64];
 	const char *addr = o->addr;
 	unsigned port = o->port;
+	if (!strncmp(o->args[0], "unix:", 5)) {
+		if (o->insecure) {
+			fprintf(stderr, "mrlease client: --insecure and unix:PATH: the socket's uid check is "
+					"the credential; drop --insecure\n");
+			return 2;
+		}
+		return client_run(o, o->args[0], 0, addr);
+	}
 	snprintf(host, sizeof(host), "%s", o->args[0]);
 	char *colon = strrchr(host, ':');
 	if (colon) {

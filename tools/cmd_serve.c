@@ -27,7 +27,7 @@ int cmd_serve(const struct cli_opts *o)
 	mrl_ctx *ctx;
 	mrl_ep *ep;
 	int ret;
-	if ((ret = cli_secret(o, "serve", true)))
+	if ((ret = cli_secret(o, "serve", true, o->unix_path)))
 		return ret;
 	if (o->insecure)
 		fprintf(stderr, "mrlease serve: --insecure: anyone who can reach %s:%u can read and write %s\n",
@@ -91,17 +91,28 @@ int cmd_serve(const struct cli_opts *o)
 			cli_die("register", ret);
 	}
 	struct mrl_ep_opts eo = {.size = sizeof(eo),
-				 .flags = MRL_EP_AUTO_PROGRESS | (o->insecure ? MRL_EP_INSECURE : 0)};
+				 .flags = MRL_EP_AUTO_PROGRESS | (o->insecure ? MRL_EP_INSECURE : 0) |
+					  (o->unix_path ? MRL_EP_PEERCRED : 0)};
 	if ((ret = mrl_ep_create(ctx, &eo, &ep)))
 		cli_die("endpoint", ret);
-	uint16_t port;
-	if ((ret = mrl_ep_listen(ep, o->addr, (uint16_t)o->port, &port)))
+	uint16_t port = 0;
+	char where[160];
+	if (o->unix_path) {
+		snprintf(where, sizeof(where), "unix:%s", o->unix_path);
+		if (strlen(o->unix_path) + 6 > sizeof(where))
+			cli_die("listen", -ENAMETOOLONG);
+		ret = mrl_ep_listen(ep, where, 0, NULL);
+	} else {
+		ret = mrl_ep_listen(ep, o->addr, (uint16_t)o->port, &port);
+		snprintf(where, sizeof(where), "%s:%u", o->addr, port);
+	}
+	if (ret)
 		cli_die("listen", ret);
 	if (o->machine)
 		printf("port %u\n", port);
 	else
-		printf("mrlease: serving %s (%" PRIu64 " bytes, %u MRs) on %s:%u\n", file, size,
-		       o->mrs, o->addr, port);
+		printf("mrlease: serving %s (%" PRIu64 " bytes, %u MRs) on %s%s\n", file, size, o->mrs,
+		       where, o->unix_path ? " (peers of this uid or root: SO_PEERCRED)" : "");
 	fflush(stdout);
 	signal(SIGTERM, cli_on_stop);
 	signal(SIGINT, cli_on_stop);

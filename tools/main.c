@@ -15,7 +15,7 @@ static const struct {
 	int args;
 } commands[] = {
 	{"demo", cmd_demo, "sfnFjmzaPDVq", 0},
-	{"serve", cmd_serve, "ApmznFPDsMqSI", 1},
+	{"serve", cmd_serve, "ApmznFPDsMqSIU", 1},
 	{"client", cmd_client, "ApsdbMqSI", 1},
 	{"coverage", cmd_coverage, "nF", 1},
 };
@@ -30,12 +30,14 @@ static void usage(FILE *f)
 		"                    [--deadline-ms MS]\n"
 		"       mrlease serve FILE [--addr A] [--port P] [--mrs N] [--size BYTES] [--no-lease]\n"
 		"                    [--no-fanotify] [--policy P] [--deadline-ms MS] [--seconds N]\n"
-		"                    --secret-file PATH (created if missing) | --insecure\n"
-		"       mrlease client HOST:PORT [--addr A] [--seconds N] [--depth N] [--block BYTES]\n"
-		"                    --secret-file PATH | --insecure\n"
+		"                    --secret-file PATH (created if missing) | --insecure | --unix PATH\n"
+		"       mrlease client HOST:PORT|unix:PATH [--addr A] [--seconds N] [--depth N]\n"
+		"                    [--block BYTES] --secret-file PATH | --insecure\n"
 		"serve and client authenticate each other with a shared secret: --secret-file, or\n"
 		"MRLEASE_SECRET_FILE (a file only its owner may read) or MRLEASE_SECRET in the environment;\n"
 		"--insecure: no secret, anyone who reaches the port may read and write the file.\n"
+		"--unix PATH (same host): the bootstrap is a Unix socket (mode 0600) and the kernel's word\n"
+		"for each side's uid (SO_PEERCRED) is the credential: only this uid or root; no secret.\n"
 		"       mrlease coverage [FILE] [--no-lease] [--no-fanotify]\n"
 		"numbers are decimal: --port 0..65535 (0: any), --seconds 1..31536000, --mrs 1..256,\n"
 		"--depth 1..1024, --deadline-ms 1..600000; sizes may end in K, M or G:\n"
