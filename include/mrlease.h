@@ -408,8 +408,9 @@ int mrl_rmr_query(mrl_rmr *rmr, struct mrl_rmr_info *info);
  * reports with status 0 means the bytes reached the memory before the
  * change: the owner's device lets go only once every holder has drained
  * the MR (refused new operations, seen those in flight complete, acked),
- * or, silent past the MR's deadline, was cut off (its operations still in
- * flight then complete -EKEYREVOKED, cause peer-timeout, once it hears).
+ * or, silent past the MR's deadline, was cut off (its notice goes out
+ * before the key moves: what completes after it is -EKEYREVOKED, cause
+ * peer-timeout).
  * For a change seen only after it landed (coverage MRL_SEEN_AFTER) no such
  * promise: an operation that completed before the peer heard of it may have
  * reached memory no longer the MR's (README, "What a peer can know"). */

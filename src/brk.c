@@ -498,9 +498,24 @@ static void redirect_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void 
 				    (pid_t)(intptr_t)arg, mrl_now_ns());
 }
 
-/* Quiesced (or out of time): revoke what must go, then let the change land. */
+static void brk_release_device(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
+
+/* Every control message queued so far is out (handed to the transport,
+ * which keeps their order with everything it sends later). ctx->lock
+ * held; flush_lock is only tried (it is taken before ctx->lock). */
+static bool notices_sent(struct mrl_ctx *ctx)
+{
+	if (ctx->outbox || pthread_mutex_trylock(&ctx->flush_lock))
+		return false; /* queued, or being sent now */
+	mrl_unlock(&ctx->flush_lock);
+	return true;
+}
+
+/* Quiesced (or out of time): cut off the peers that did not answer, then
+ * (their notices out first) revoke what must go and let the change land. */
 static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
+	bool cut = false;
 	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) {
 		if (a->done)
 			continue;
@@ -514,6 +529,7 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 					continue;
 				struct mrl_holder *h = *hp;
 				mrl_send_cut_off(ctx, mr, a->peer);
+				cut = true;
 				mr->rekey = 1;
 				*hp = h->next;
 				free(h);
@@ -523,6 +539,24 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 		a->done = true;
 	}
 	b->acks_pending = 0;
+	if (cut) {
+		/* A peer cut off may still have operations in flight on the old
+		 * registration: its notice goes out before the key moves to its
+		 * tombstone, so whatever lands there completes after the peer
+		 * has it (-EKEYREVOKED there), never as a success before. The
+		 * monitor sends it next; a queue that stays full is not waited
+		 * for long. */
+		b->phase = BRK_NOTIFY;
+		b->notify_until = now + 1000000000ull;
+		mrl_wake_monitor(ctx);
+		return;
+	}
+	brk_release_device(ctx, b, now);
+}
+
+/* Revoke what must go, then let the change land. */
+static void brk_release_device(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
+{
 	for (size_t i = 0; i < b->mrs.n; i++) {
 		struct mrl_mr *mr = b->mrs.v[i];
 		if (mr->drain == b) { /* fenced, drained: the device lets go now */
@@ -631,6 +665,8 @@ void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
 		next = b->next;
 		if (b->phase == BRK_QUIESCE && now >= b->deadline_ns)
 			brk_release(ctx, b, now);
+		else if (b->phase == BRK_NOTIFY && (notices_sent(ctx) || now >= b->notify_until))
+			brk_release_device(ctx, b, now);
 	}
 }
 
@@ -638,6 +674,10 @@ uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
 {
 	uint64_t t = UINT64_MAX;
 	for (struct mrl_brk *b = ctx->brks; b; b = b->next) {
+		if (b->phase == BRK_NOTIFY) { /* the monitor's flush, then a look */
+			uint64_t soon = mrl_now_ns() + 200000ull;
+			t = soon < t ? soon : t;
+		}
 		if (b->phase != BRK_QUIESCE)
 			continue;
 		if (b->deadline_ns < t)

@@ -170,7 +170,8 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
  *    cause. A fence seen before its change is drained first (PAUSE, then
  *    the notice; the owner swaps only once this peer acked), so an op in
  *    flight when the pause came landed in the MR: its own status. Cut off
- *    (the owner stopped waiting), it may not have: -EKEYREVOKED.
+ *    (the owner stopped waiting), it may not have: -EKEYREVOKED (the owner
+ *    sends the cut-off before its key moves to the tombstone: brk.c).
  *  - Failed with an error while its peer is alive: tcp (ofi_rxm over it)
  *    tears down the whole connection when one RMA cannot be served at the
  *    target (an offset past a registration cut short, pages past a new end

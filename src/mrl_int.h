@@ -279,9 +279,11 @@ struct mrl_brk_ack {
 	bool done;
 	bool indexed; /* in its break's ack_hash (brk.c) */
 };
-/* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
- * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
-enum brk_phase { BRK_QUIESCE = 1, BRK_UNPIN, BRK_LANDING };
+/* QUIESCE: waiting for acks and answers; NOTIFY: peers were cut off, their
+ * notices are sent before the device moves (brk.c); UNPIN: the device lets
+ * go of the pages (queued device calls, devq.c); LANDING: the watcher lets
+ * the change in */
+enum brk_phase { BRK_QUIESCE = 1, BRK_NOTIFY, BRK_UNPIN, BRK_LANDING };
 struct mrl_brk {
 	struct mrl_brk *next;      /* ctx->brks */
 	struct mrl_file *file;     /* NULL: the owner's address space (madvise) */
@@ -289,6 +291,7 @@ struct mrl_brk {
 	int cause;
 	pid_t pid;
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
+	uint64_t notify_until;     /* BRK_NOTIFY: the device moves by then, sent or not */
 	struct mrl_brk_ack *acks;
 	int acks_pending;
 	struct mrl_brk_ack **ack_hash; /* acks by (peer, seq), open addressing (brk.c) */
