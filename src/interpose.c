@@ -139,6 +139,18 @@ static int act_cb(struct mrl_itree_node *node, void *p)
 	return 0;
 }
 
+struct drain_probe {
+	struct mrl_ctx *ctx;
+	bool any;
+};
+
+static int drains_cb(struct mrl_itree_node *node, void *p)
+{
+	struct drain_probe *d = p;
+	d->any = mrl_mr_drains(d->ctx, (struct mrl_mr *)node);
+	return d->any;
+}
+
 static int fence_collect_cb(struct mrl_itree_node *node, void *p)
 {
 	struct mrl_mr *mr = (struct mrl_mr *)node;
@@ -255,6 +267,15 @@ static void req_done_cb(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *a
  * waits only for the device calls queued. */
 static bool fence_range_locked(struct mrl_ctx *ctx, struct mrl_intp_req *r)
 {
+	/* nobody to drain (no holders): fenced in place, as few allocations
+	 * as ever (the caller may have interrupted malloc, which the monitor
+	 * then waits on) */
+	struct drain_probe d = {.ctx = ctx};
+	mrl_itree_overlap(&ctx->va_index, r->a, r->a + r->len, drains_cb, &d);
+	if (!d.any) {
+		resolve_locked(ctx, r->a, r->len, r->op);
+		return false;
+	}
 	struct mrl_mr_vec vec = {0};
 	if (mrl_itree_overlap(&ctx->va_index, r->a, r->a + r->len, fence_collect_cb, &vec)) {
 		free(vec.v); /* no memory to track them: fenced at once (the safe side) */
