@@ -42,6 +42,16 @@ __attribute__((constructor)) static void t_secret_env(void)
 		}                                                                          \
 	} while (0)
 
+/* A call that must fail with err (a negative errno) and say why. */
+#define NEG(expr, err)                                                                     \
+	do {                                                                               \
+		int r_ = (expr);                                                           \
+		CHECK(r_ == (err), "%s returned %d (%s), expected %d", #expr, r_,          \
+		      r_ < 0 ? mrl_strerror(r_) : "", err);                                \
+		if (r_ < 0)                                                                \
+			CHECK(*mrl_last_error(), "%s left no message", #expr);             \
+	} while (0)
+
 /* evaluates cond once: it often registers something */
 #define REQUIRE(cond, ...)                                                                 \
 	do {                                                                               \

@@ -6,15 +6,6 @@
 
 #include "helpers.h"
 
-#define NEG(expr, err)                                                                     \
-	do {                                                                               \
-		int r_ = (expr);                                                           \
-		CHECK(r_ == (err), "%s returned %d (%s), expected %d", #expr, r_,          \
-		      r_ < 0 ? mrl_strerror(r_) : "", err);                                \
-		if (r_ < 0)                                                                \
-			CHECK(*mrl_last_error(), "%s left no message", #expr);             \
-	} while (0)
-
 int main(void)
 {
 	mrl_ctx *ctx;

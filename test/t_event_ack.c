@@ -8,15 +8,6 @@
 
 #define NMANY 300 /* more outstanding events than the first hash table holds */
 
-#define NEG(expr, err)                                                                     \
-	do {                                                                               \
-		int r_ = (expr);                                                           \
-		CHECK(r_ == (err), "%s returned %d (%s), expected %d", #expr, r_,          \
-		      r_ < 0 ? mrl_strerror(r_) : "", err);                                \
-		if (r_ < 0)                                                                \
-			CHECK(*mrl_last_error(), "%s left no message", #expr);             \
-	} while (0)
-
 static uint64_t rnd(void)
 {
 	static uint64_t x = 0x9e3779b97f4a7c15ull;
