@@ -66,10 +66,18 @@ static inline void inflight_run(struct pair *p, mrl_rmr *r, struct inflight *w, 
 	uint64_t until = t_now_ns() + 4ull * T_HANG_MS * 1000000ull;
 	/* the peer keeps driving its progress until the owner's call is back
 	 * (it may be waiting for the peer's ack) and stops posting once
-	 * refused (16 refusals) */
-	while (t_now_ns() < until &&
-	       !(atomic_load(&w->finished) && !inflight && (nrefused >= 16 || w->next == nslots))) {
-		while (inflight < IF_WINDOW && w->next < nslots && nrefused < 16) {
+	 * refused (16 refusals); the last 16 slots are kept for after the
+	 * call, in case a slow owner let the others run out first */
+	uint32_t limit = nslots - 16;
+	bool after = false;
+	while (t_now_ns() < until) {
+		if (atomic_load(&w->finished) && !inflight) {
+			if (nrefused >= 16 || w->next == nslots)
+				break;
+			limit = nslots; /* the call is back: what is posted now must be refused */
+			after = true;
+		}
+		while (inflight < IF_WINDOW && w->next < limit && nrefused < 16) {
 			uint32_t s = w->next++;
 			uint64_t v = (uint64_t)(round + 1) << 40 | (uint64_t)s << 8 | 0xa5;
 			for (unsigned i = 0; i < IF_SLOT / 8; i++)
@@ -84,6 +92,8 @@ static inline void inflight_run(struct pair *p, mrl_rmr *r, struct inflight *w, 
 			REQUIRE(ret == 0, "post a write (%d)", ret);
 			w->st[s] = 2;
 			inflight++;
+			if (after)
+				break; /* one at a time: each must fail */
 		}
 		if (w->next >= 256)
 			atomic_store(&w->go, 1);
