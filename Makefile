@@ -68,7 +68,9 @@ TESTS := $(filter-out $(TESTS_OPT_IN),$(TESTS_ALL))
 # tests whose threads (monitor, progress) TSan checks
 TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_uring_hazard t_registrar t_unmap t_madvise \
 	t_intp_stress t_fence_applied t_desc_rereg t_uffd_stale t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook \
-	t_fi_board_rogue t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric t_fence_drain t_cutoff_resync
+	t_fi_board_rogue t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric \
+	t_seccomp t_uring_seccomp t_seccomp_mapfixed t_seccomp_sigbus t_memfd_dupq t_verify_unlocked t_fan_look_unlocked \
+	t_fence_drain t_cutoff_resync
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.

@@ -195,6 +195,11 @@ struct mrl_ctx_opts {
 #define MRL_WATCH_SIGBUS     0x40u
 #define MRL_WATCH_MEMFD      0x80u /* lease on a /proc/self/fd reopen of a memfd or shmem object */
 #define MRL_WATCH_SECCOMP    0x100u /* the owner's system calls held by seccomp (MRL_CTX_SECCOMP) */
+/* Detected only: the kernel has fcntl delegations (F_SETDELEG, Linux 6.19+;
+ * a lease that metadata changes break too). In mrl_ctx_watchers where the
+ * kernel has them; no MR is watched by it and no coverage cell comes from
+ * it (not used yet). */
+#define MRL_WATCH_DELEG      0x200u
 
 int mrl_ctx_create(const struct mrl_ctx_opts *opts, mrl_ctx **out);
 int mrl_ctx_destroy(mrl_ctx *ctx);
@@ -258,6 +263,22 @@ struct mrl_reg_opts {
 	                             one of EBUSY, ETXTBSY, EPERM, EAGAIN, EIO, ENOSPC, EDQUOT */
 };
 
+/* Data written by others is shared memory. Bytes another process writes
+ * into a file an MR serves (write, pwrite, dd conv=notrunc, stores through
+ * its own mapping, copy_file_range, splice, a write into a hole or past the
+ * end) are what the peers read next: no new generation, no MRL_EVENT_CHANGED,
+ * no fence, no failed transfer, under every watcher that can tell a write
+ * from a layout change. fanotify tells by the writer's call: no pause, no
+ * event. The lease sees the open, not the write: the file's MRs pause while
+ * the writer has it open (MRL_EVENT_BREAK then MRL_EVENT_RESTORED, cause
+ * open-write; peers' operations wait, none fails) and resume under the same
+ * generation when the file's layout shows only data changed. A layout change
+ * (truncate, punch, zero, collapse, insert, reflink) always brings a new
+ * generation or a fence. Where no watcher can tell (inotify alone: an opener
+ * older than the lease or mark, the owner's own fd; a writer let in by the
+ * guardian past the deadline) the write is announced as a change: safe,
+ * never silent. O_DIRECT writes bypass the page cache: a device pinning the
+ * cached pages may keep serving their old bytes, unannounced. */
 int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	       const struct mrl_reg_opts *opts, mrl_mr_t *out);
 /* Peers holding mr drain it first (see mrl_write): may wait up to its
@@ -386,7 +407,9 @@ int mrl_rmr_close(mrl_rmr *rmr);
 struct mrl_rmr_info {
 	size_t size;
 	uint32_t state;           /* enum mrl_state */
-	uint32_t generation;      /* bumps on every restore: data may have changed */
+	uint32_t generation;      /* bumps when the MR's pages may have changed under it
+	                             (a layout change, seen before or after it landed);
+	                             never for data written by others (see mrl_mr_reg) */
 	uint32_t cause;
 	uint64_t length, valid_length, key;
 	uint64_t held, inflight;  /* operations now held by a pause / posted */

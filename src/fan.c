@@ -15,7 +15,10 @@
  * actor's own FAN_MODIFY, which vfs_fallocate sends after the change is done;
  * any change, or a failed one, when the actor has left the system call.
  *
- * Runs with ctx->lock held, in the monitor thread. */
+ * Runs in the monitor thread. /proc (the actor's syscall line, its process)
+ * is read with no lock held: when the events are read (fan_read), and for a
+ * landing in fan_look, whose line is published under ctx->lock by the
+ * event's id and line generation; the rest runs with ctx->lock held. */
 #include <errno.h>
 #include <sched.h>
 #include <time.h>
@@ -99,12 +102,13 @@ static int fan_start(struct mrl_ctx *ctx)
 
 static void fan_stop(struct mrl_ctx *ctx)
 {
-	while (ctx->fan_read_q) { /* read, never handled: let the actors go */
-		struct mrl_fan_ev *e = ctx->fan_read_q;
-		ctx->fan_read_q = e->next;
-		mrl_fan_answer(ctx, e, 0);
-		mrl_fan_ev_free(e);
-	}
+	for (struct mrl_fan_ev **q = &ctx->fan_read_q; q; q = q == &ctx->fan_read_q ? &ctx->fan_later : NULL)
+		while (*q) { /* read, never handled: let the actors go */
+			struct mrl_fan_ev *e = *q;
+			*q = e->next;
+			mrl_fan_answer(ctx, e, 0);
+			mrl_fan_ev_free(e);
+		}
 	if (ctx->fan_fd >= 0)
 		close(ctx->fan_fd); /* the kernel lets every waiting actor go */
 	ctx->fan_fd = -1;
@@ -494,6 +498,8 @@ static void classify_open(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 	if (!known)
 		mrl_log("fanotify: an open by %d [%s] not classified: an O_TRUNC in it is seen after",
 			(int)e->tid, e->line);
+	if (e->op == FOP_TRUNCATE)
+		e->pid = tgid_of(e->tid); /* a change: its event names the process */
 	e->classify_ns = mrl_now_ns() - t0;
 	e->classified = true;
 }
@@ -565,8 +571,10 @@ static bool absorbed(struct mrl_file *f, struct mrl_fan_ev *e)
 	/* A line that differs ("running" on either side, or a later call of
 	 * the actor's): landing is judged by the newest, which the actor
 	 * leaves last; "running" learns it (landed). */
-	if (strcmp(e->line, b->fev->line))
+	if (strcmp(e->line, b->fev->line)) {
 		snprintf(b->fev->line, sizeof(b->fev->line), "%s", e->line);
+		b->fev->line_gen++; /* a look at the older call is not this one's */
+	}
 	b->fev->modified = false; /* its FAN_MODIFY comes after this part too */
 	return true;
 }
@@ -666,10 +674,10 @@ void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t
 	mrl_fan_guard_let(ctx, &e, at);
 }
 
-/* ctx->lock held; e was read by fan_read */
-static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
+/* ctx->lock held; e was read by fan_read (again: classified since, by fan_look) */
+static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e, bool again)
 {
-	ctx->st.fan_events++;
+	ctx->st.fan_events += !again;
 	if (e->gdone) { /* the guardian let it go before we got here */
 		mrl_fan_guard_let(ctx, e, mrl_now_ns());
 		mrl_fan_ev_free(e);
@@ -680,8 +688,14 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		ctx->st.fan_pass_range++;
 		goto allow;
 	}
-	if (!e->classified) /* an MR came into its range since it was read: rare */
-		classify_now(ctx, e);
+	if (!e->classified) {
+		/* an MR came into its range since it was read (rare): its
+		 * actor's line is read with no lock held (fan_look), and the
+		 * event comes back here (fan_tick); the actor waits meanwhile */
+		e->next = ctx->fan_later;
+		ctx->fan_later = e;
+		return;
+	}
 	if (e->mask & FAN_OPEN_PERM)
 		ctx->st.fan_opens++;
 	ctx->st.classify_ns_total += e->classify_ns;
@@ -705,8 +719,8 @@ static void on_pre_access(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		goto allow;
 	}
 	ctx->st.fan_layout++;
-	if (!e->pid)
-		e->pid = tgid_of(e->tid); /* (classified before: found with no lock held) */
+	if (!e->pid) /* found with no lock held when classified; never read here */
+		e->pid = e->tid;
 	if (try_deny(ctx, f, e))
 		return;
 	if (absorbed(f, e))
@@ -724,9 +738,11 @@ allow:
 
 /* ---- landing ---- */
 
-static bool landed(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
+/* ctx->lock held: has e's change landed? The actor's line is the one
+ * fan_look read with no lock held since the last check, if any (and read
+ * against the line e has now). */
+static bool landed(struct mrl_fan_ev *e)
 {
-	char now[sizeof(e->line)];
 	if (e->modified)
 		return true;
 	if (e->op == FOP_TRUNCATE) {
@@ -734,18 +750,25 @@ static bool landed(struct mrl_ctx *ctx, struct mrl_fan_ev *e)
 		if (fstat(e->fd, &st) == 0 && (uint64_t)st.st_size == e->target)
 			return true;
 	}
+	int look = e->look;
+	e->look = 0;
+	if (!look || e->look_gen != e->line_gen)
+		return false; /* nothing read since, or read for an older line: look again */
+	if (look == 2)
+		return true; /* the actor is gone */
+	const char *now = e->look_line;
 	/* Left the call (done, or failed and changed nothing)? "running" may
 	 * still be inside it. Never seen outside "running" (see mrl_fan_answer):
 	 * any call may be this one; the signs above, the line learned now, or
 	 * the landing deadline end it (and a shrink seen after still fences). */
-	if (read_syscall(ctx, e->tid, now, sizeof(now)) < 0)
-		return true;
 	if (!strcmp(e->line, "running")) {
 		/* The first line seen outside "running" is the call, or one
 		 * after it: leaving that is a sign the change has landed, far
 		 * sooner than the landing deadline. */
-		if (strcmp(now, "running"))
+		if (strcmp(now, "running")) {
 			snprintf(e->line, sizeof(e->line), "%s", now);
+			e->line_gen++;
+		}
 		return false;
 	}
 	return strcmp(now, "running") != 0 && strcmp(now, e->line) != 0;
@@ -783,8 +806,10 @@ void mrl_fan_check_landed(struct mrl_ctx *ctx, struct mrl_file *f)
 	struct mrl_brk *b = f->brk;
 	if (!b || !b->fev || b->phase != BRK_LANDING)
 		return;
-	if (!landed(ctx, b->fev)) {
-		b->poll_at = mrl_now_ns() + 250000ull;
+	bool looked = b->fev->look && b->fev->look_gen == b->fev->line_gen;
+	if (!landed(b->fev)) {
+		/* looked: again in a while; else a look in the monitor's next round */
+		b->poll_at = mrl_now_ns() + (looked ? 250000ull : 0);
 		return;
 	}
 	fence_past_target(ctx, b);
@@ -865,6 +890,7 @@ static void fan_read(struct mrl_ctx *ctx)
 				continue;
 			}
 			e->fd = md->fd;
+			e->id = ++ctx->fan_ids;
 			e->tid = md->pid;
 			e->seen = seen;
 			e->mask = md->mask;
@@ -944,7 +970,7 @@ static void fan_drain(struct mrl_ctx *ctx)
 			mrl_fan_answer(ctx, e, 0);
 			mrl_fan_ev_free(e);
 		} else if (e->mask & (FAN_PRE_ACCESS | FAN_OPEN_PERM)) {
-			on_pre_access(ctx, e);
+			on_pre_access(ctx, e, false);
 		} else {
 			on_modify(ctx, e->dev, e->ino, e->tid);
 			mrl_fan_ev_free(e);
@@ -952,8 +978,86 @@ static void fan_drain(struct mrl_ctx *ctx)
 	}
 }
 
+/* Test hook: the monitor stops here, no lock held, before it reads a
+ * landing actor's line (t_fan_look_unlocked). NULL in use. */
+_Atomic mrl_test_hook mrl_fan_look_hook;
+
+/* No lock held, in the monitor each round: the /proc reads fanotify may not
+ * make under ctx->lock. Events an MR came under after they were read are
+ * classified (fan_later: the monitor's alone, off every file's queue, so
+ * nobody else reaches them). The actors of landing breaks that are due a
+ * look have their line read: copied under the lock by id, tid and line
+ * generation, read with none, published under it to the event that still
+ * has that id and generation (a break freed meanwhile, or a line learned
+ * meanwhile, drops the reading; the next check looks again). */
+#define FAN_LOOKS 8
+static void fan_look(struct mrl_ctx *ctx, uint64_t now)
+{
+	if (ctx->fan_fd < 0)
+		return;
+	for (struct mrl_fan_ev *e = ctx->fan_later; e; e = e->next)
+		if (!e->classified) {
+			if (e->mask & FAN_OPEN_PERM)
+				classify_open(ctx, e);
+			else
+				classify_now(ctx, e);
+		}
+	struct {
+		uint64_t id;
+		uint32_t gen;
+		pid_t tid;
+		bool gone;
+		char line[sizeof(((struct mrl_fan_ev *)0)->line)];
+	} lk[FAN_LOOKS];
+	int n = 0;
+	mrl_lock(&ctx->lock);
+	for (struct mrl_file *f = ctx->files; f && n < FAN_LOOKS; f = f->next) {
+		struct mrl_brk *b = f->brk;
+		if (b && b->src == &mrl_watch_fan && b->fev && b->phase == BRK_LANDING &&
+		    now >= b->poll_at && !b->fev->modified) {
+			lk[n].id = b->fev->id;
+			lk[n].gen = b->fev->line_gen;
+			lk[n++].tid = b->fev->tid;
+		}
+	}
+	mrl_unlock(&ctx->lock);
+	if (!n)
+		return;
+	mrl_test_hook hook = atomic_load(&mrl_fan_look_hook);
+	if (hook)
+		hook(ctx);
+	for (int i = 0; i < n; i++)
+		lk[i].gone = read_syscall(ctx, lk[i].tid, lk[i].line, sizeof(lk[i].line)) < 0;
+	mrl_lock(&ctx->lock);
+	for (int i = 0; i < n; i++)
+		for (struct mrl_file *f = ctx->files; f; f = f->next) {
+			struct mrl_fan_ev *e = f->brk && f->brk->src == &mrl_watch_fan ? f->brk->fev : NULL;
+			if (!e || e->id != lk[i].id)
+				continue;
+			if (e->line_gen == lk[i].gen) {
+				e->look = lk[i].gone ? 2 : 1;
+				e->look_gen = lk[i].gen;
+				snprintf(e->look_line, sizeof(e->look_line), "%s", lk[i].line);
+			}
+			break;
+		}
+	mrl_unlock(&ctx->lock);
+}
+
 static void fan_tick(struct mrl_ctx *ctx, uint64_t now)
 {
+	/* classified by fan_look, with no lock held (one put here since waits
+	 * for the next round's look) */
+	for (struct mrl_fan_ev **q = &ctx->fan_later; *q;) {
+		struct mrl_fan_ev *e = *q;
+		if (!e->classified) {
+			q = &e->next;
+			continue;
+		}
+		*q = e->next;
+		e->next = NULL;
+		on_pre_access(ctx, e, true);
+	}
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		struct mrl_brk *b = f->brk;
 		if (!b || b->src != &mrl_watch_fan || b->phase != BRK_LANDING)
@@ -967,7 +1071,7 @@ static void fan_tick(struct mrl_ctx *ctx, uint64_t now)
 
 static uint64_t fan_next_timer(struct mrl_ctx *ctx)
 {
-	uint64_t t = UINT64_MAX;
+	uint64_t t = ctx->fan_later ? 0 : UINT64_MAX;
 	for (struct mrl_file *f = ctx->files; f; f = f->next) {
 		struct mrl_brk *b = f->brk;
 		if (!b || b->src != &mrl_watch_fan || b->phase != BRK_LANDING)
@@ -1016,6 +1120,7 @@ const struct mrl_watcher_ops mrl_watch_fan = {
 	.poll_fd = fan_poll_fd,
 	.read = fan_read,
 	.drain = fan_drain,
+	.look = fan_look,
 	.next_timer = fan_next_timer,
 	.tick = fan_tick,
 	.let_land = fan_let_land,

@@ -7,7 +7,8 @@
  * kernel's lease-break-time. So every context that watches with fanotify or
  * leases forks a guardian from its monitor thread: a small process holding
  * the fanotify group (inherited) and a dup of every leased file description
- * (sent over a socket), and a shared table where the owner publishes each
+ * (sent over a socket: a file's, and a memfd's reopen that memfd.c leases),
+ * and a shared table where the owner publishes each
  * held event and each lease break it handles, with its deadline. The owner
  * answers as before; the guardian acts only past deadline + margin, and
  * each act is reaped here (mrl_guard_reap) as a change seen after it
@@ -46,7 +47,11 @@ struct mrl_guard {
 	unsigned fan_hint;
 	uint64_t reads;                            /* owner_reads, the owner's copy */
 	struct mrl_fan_ev *ev[GUARD_FAN_SLOTS];    /* the owner's event per fan slot */
-	struct mrl_file *file[GUARD_LEASE_SLOTS];  /* the leased file per lease slot */
+	/* the leased object per lease slot: a file, or a memfd's record */
+	struct {
+		void *obj;
+		int kind; /* enum mrl_guard_kind */
+	} leased[GUARD_LEASE_SLOTS];
 };
 
 static void poke(struct mrl_guard *gd, int slot, int fd);
@@ -63,7 +68,8 @@ static bool cas(uint32_t *p, uint32_t from, uint32_t to)
  * thread (PR_SET_PDEATHSIG), which lives exactly as long as the context. */
 int mrl_guard_start(struct mrl_ctx *ctx)
 {
-	if (!(ctx->watchers & (MRL_WATCH_LEASE | MRL_WATCH_FANOTIFY)) || mrl_guard_off)
+	if (!(ctx->watchers & (MRL_WATCH_LEASE | MRL_WATCH_FANOTIFY | MRL_WATCH_MEMFD)) ||
+	    mrl_guard_off)
 		return 0;
 	struct mrl_guard *gd = calloc(1, sizeof(*gd));
 	if (!gd)
@@ -269,11 +275,11 @@ bool mrl_guard_fan_free(struct mrl_fan_ev *e)
 	return false;
 }
 
-/* ---- leases ---- */
+/* ---- leases: a file's (lease.c) or a memfd's (memfd.c), by slot ---- */
 
-static struct guard_slot *lease_slot(struct mrl_ctx *ctx, struct mrl_file *f)
+static struct guard_slot *lease_slot(struct mrl_ctx *ctx, const unsigned *gslot)
 {
-	return ctx->guard && f->gslot ? &ctx->guard->g->lease[f->gslot - 1] : NULL;
+	return ctx->guard && *gslot ? &ctx->guard->g->lease[*gslot - 1] : NULL;
 }
 
 static void poke(struct mrl_guard *gd, int slot, int fd)
@@ -301,55 +307,59 @@ static void poke(struct mrl_guard *gd, int slot, int fd)
 		mrl_log("guardian: cannot hand it a lease: %s", strerror(errno));
 }
 
-/* ctx->lock held: f's lease (type) is held now; the guardian watches it. */
-void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type)
+/* ctx->lock held: the lease (type) on fd is held now; the guardian watches
+ * it. *gslot: the object's slot + 1 (0 none yet); obj, kind: who is told
+ * when the guardian lets go of it (mrl_guard_reap). */
+void mrl_guard_slot_arm(struct mrl_ctx *ctx, unsigned *gslot, int fd, int type, int kind, void *obj,
+			const char *what)
 {
 	struct mrl_guard *gd = ctx->guard;
-	if (!gd || f->fd < 0)
+	if (!gd || fd < 0)
 		return;
-	if (!f->gslot) {
-		for (int i = 0; i < GUARD_LEASE_SLOTS && !f->gslot; i++)
-			if (!gd->file[i] && LD(&gd->g->lease[i].state) == GS_FREE) {
-				gd->file[i] = f;
-				f->gslot = i + 1;
+	if (!*gslot) {
+		for (int i = 0; i < GUARD_LEASE_SLOTS && !*gslot; i++)
+			if (!gd->leased[i].obj && LD(&gd->g->lease[i].state) == GS_FREE) {
+				gd->leased[i].obj = obj;
+				gd->leased[i].kind = kind;
+				*gslot = (unsigned)i + 1;
 				ST(&gd->g->lease[i].state, GS_IDLE);
-				poke(gd, i, f->fd);
+				poke(gd, i, fd);
 			}
-		if (!f->gslot) {
-			mrl_log("guardian: more than %d leased files: %s waits on the owner alone",
-				GUARD_LEASE_SLOTS, f->path);
+		if (!*gslot) {
+			mrl_log("guardian: more than %d leases: %s waits on the owner alone",
+				GUARD_LEASE_SLOTS, what);
 			return;
 		}
 	}
-	struct guard_slot *s = &gd->g->lease[f->gslot - 1];
+	struct guard_slot *s = &gd->g->lease[*gslot - 1];
 	s->lease_type = (uint32_t)type;
 	__atomic_add_fetch(&s->pad, 1, __ATOMIC_SEQ_CST);
 	if (cas(&s->state, GS_IDLE, GS_ARMED))
 		poke(gd, -1, -1); /* it may sleep without a lease to watch */
 }
 
-/* ctx->lock held: the owner handles f's break, resolved by deadline. */
-void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline)
+/* ctx->lock held: the owner handles the lease's break, resolved by deadline. */
+void mrl_guard_slot_pending(struct mrl_ctx *ctx, const unsigned *gslot, uint64_t deadline)
 {
-	struct guard_slot *s = lease_slot(ctx, f);
+	struct guard_slot *s = lease_slot(ctx, gslot);
 	if (!s)
 		return;
 	ST(&s->deadline_ns, deadline);
 	cas(&s->state, GS_ARMED, GS_PENDING);
 }
 
-/* ctx->lock held: the owner lets go of f's lease itself. */
-void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f)
+/* ctx->lock held: the owner lets go of the lease itself. */
+void mrl_guard_slot_idle(struct mrl_ctx *ctx, const unsigned *gslot)
 {
-	struct guard_slot *s = lease_slot(ctx, f);
+	struct guard_slot *s = lease_slot(ctx, gslot);
 	if (s && !cas(&s->state, GS_ARMED, GS_IDLE))
 		cas(&s->state, GS_PENDING, GS_IDLE); /* else the guardian has: reaped */
 }
 
-/* ctx->lock held: f's fd is about to close: the guardian closes its dup. */
-void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f)
+/* ctx->lock held: the leased fd is about to close: the guardian closes its dup. */
+void mrl_guard_slot_detach(struct mrl_ctx *ctx, unsigned *gslot)
 {
-	struct guard_slot *s = lease_slot(ctx, f);
+	struct guard_slot *s = lease_slot(ctx, gslot);
 	if (!s)
 		return;
 	for (;;) {
@@ -361,10 +371,30 @@ void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f)
 		if (cas(&s->state, st, GS_CLOSE))
 			break;
 	}
-	ctx->guard->file[f->gslot - 1] = NULL;
-	f->gslot = 0;
+	ctx->guard->leased[*gslot - 1].obj = NULL;
+	*gslot = 0;
 	poke(ctx->guard, -1, -1);
 	/* its close is waited for by mrl_guard_settle, outside ctx->lock */
+}
+
+void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type)
+{
+	mrl_guard_slot_arm(ctx, &f->gslot, f->fd, type, GUARD_FILE, f, f->path);
+}
+
+void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline)
+{
+	mrl_guard_slot_pending(ctx, &f->gslot, deadline);
+}
+
+void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	mrl_guard_slot_idle(ctx, &f->gslot);
+}
+
+void mrl_guard_lease_detach(struct mrl_ctx *ctx, struct mrl_file *f)
+{
+	mrl_guard_slot_detach(ctx, &f->gslot);
 }
 
 /* No lock held: the guardian's dups of detached files are closed. Its dup
@@ -430,9 +460,12 @@ void mrl_guard_reap(struct mrl_ctx *ctx)
 	}
 	for (int i = 0; i < GUARD_LEASE_SLOTS; i++) {
 		struct guard_slot *s = &g->lease[i];
-		if (LD(&s->state) != GS_DONE || !gd->file[i])
+		if (LD(&s->state) != GS_DONE || !gd->leased[i].obj)
 			continue;
 		ST(&s->state, GS_IDLE);
-		mrl_lease_guard_let(ctx, gd->file[i], (int)s->lease_type, s->acted_ns);
+		if (gd->leased[i].kind == GUARD_MEMFD)
+			mrl_memfd_guard_let(ctx, gd->leased[i].obj, (int)s->lease_type, s->acted_ns);
+		else
+			mrl_lease_guard_let(ctx, gd->leased[i].obj, (int)s->lease_type, s->acted_ns);
 	}
 }

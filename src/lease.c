@@ -118,40 +118,66 @@ static void let_go(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t now)
 
 /* ---- a data write, told from a layout change ----
  * A lease breaks at the open, before anyone knows what the opener will do:
- * every write opener is paused for. Once it has landed, the break is
- * classified: a plain data write (dd conv=notrunc, pwrite, mmap stores,
- * copy_file_range into allocated blocks) leaves the file's size, its block
- * count and its extent map (FIEMAP; tmpfs, which has none: its holes) as
- * they were; truncate, punch, zero, collapse, insert and reflink do not.
- * Content written by others is shared memory (README, "Data written by
- * others"): the MRs are restored under the generation they had, as fanotify
- * lets a data write through without one. Whatever changed the print is
- * announced with a new generation: a write that allocated blocks is
- * announced too, which is safe, never silent. */
-static uint64_t mix(uint64_t h, uint64_t v)
+ * every write opener is paused for (what it does next through its fd, a
+ * punch, is seen by nothing else before it lands). Once it has landed, the
+ * break is classified by the file's layout: its size and where its bytes
+ * live (FIEMAP's extents; tmpfs, which has none: its data and holes). A
+ * data write (dd conv=notrunc, pwrite, mmap stores, copy_file_range, a
+ * write into a hole or past the end) keeps every byte where it was: the
+ * size did not shrink and every extent (data segment) the file had is still
+ * there, mapped as before; it may only have gained some. Truncate, punch,
+ * zero, collapse, insert and reflink drop or move one. Content written by
+ * others is shared memory (README, "Data written by others"): after a data
+ * write the MRs are restored under the generation they had, as fanotify
+ * lets a data write through without one. Whatever else is announced with a
+ * new generation, as is a file whose layout cannot be read (or has more
+ * than LAYOUT_RUNS runs): safe, never silent. */
+#define LAYOUT_RUNS 512
+struct lease_layout {
+	uint64_t size;
+	bool extents;       /* FIEMAP runs, else data segments (lseek) */
+	unsigned n;
+	struct layout_run {
+		uint64_t lo, phys, len; /* file bytes [lo, lo+len) at phys.. (0: segments) */
+		uint32_t kind;          /* FIEMAP_EXTENT_UNWRITTEN/SHARED/DATA_INLINE/UNKNOWN */
+	} run[LAYOUT_RUNS];
+};
+
+static bool layout_add(struct lease_layout *L, uint64_t lo, uint64_t phys, uint64_t len, uint32_t kind)
 {
-	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-	return h * 0xbf58476d1ce4e5b9ull;
+	struct layout_run *r = L->n ? &L->run[L->n - 1] : NULL;
+	/* runs of contiguous logical and physical blocks of one kind: how the
+	 * filesystem happens to split one in its report (ext4's extent cache,
+	 * writeback) is not layout */
+	if (r && r->lo + r->len == lo && r->kind == kind &&
+	    ((kind & FIEMAP_EXTENT_UNKNOWN) || r->phys + r->len == phys)) {
+		r->len += len;
+		return true;
+	}
+	if (L->n == LAYOUT_RUNS)
+		return false;
+	L->run[L->n++] = (struct layout_run){lo, phys, len, kind};
+	return true;
 }
 
-/* 0 when the file cannot be printed (never equal: announced) */
-static uint64_t layout_print(int fd)
+/* NULL when the file's layout cannot be read (then never equal: announced) */
+static struct lease_layout *layout_read(int fd)
 {
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return 0;
-	uint64_t h = mix(mix(1, (uint64_t)st.st_size), (uint64_t)st.st_blocks);
+	struct lease_layout *L = fd >= 0 && fstat(fd, &st) == 0 ? calloc(1, sizeof(*L)) : NULL;
+	if (!L)
+		return NULL;
+	L->size = (uint64_t)st.st_size;
 	enum { NEXT = 64 };
 	union {
 		struct fiemap fm;
 		char buf[sizeof(struct fiemap) + NEXT * sizeof(struct fiemap_extent)];
 	} u;
-	/* Extents as runs of contiguous logical and physical blocks with the
-	 * same kind: how the filesystem happens to split a run in its report
-	 * (ext4's extent cache, writeback of the MR's own dirty pages) and
-	 * flags about caching (delalloc, merged, last) are not layout. */
-	const uint32_t kind = FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_SHARED | FIEMAP_EXTENT_DATA_INLINE;
-	uint64_t start = 0, rl = 0, rp = 0, rn = 0, rk = 0; /* the run being built */
+	/* Flags about caching (delalloc, merged, last) are not layout; an
+	 * extent with no known place yet (delalloc) is compared by range. */
+	const uint32_t kind = FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_SHARED | FIEMAP_EXTENT_DATA_INLINE |
+			      FIEMAP_EXTENT_UNKNOWN;
+	uint64_t start = 0;
 	for (int rounds = 0; rounds < 1024; rounds++) {
 		memset(&u.fm, 0, sizeof(u.fm));
 		u.fm.fm_start = start;
@@ -159,36 +185,70 @@ static uint64_t layout_print(int fd)
 		u.fm.fm_extent_count = NEXT;
 		if (ioctl(fd, FS_IOC_FIEMAP, &u.fm) < 0)
 			break; /* tmpfs: no extent map; its holes below */
+		L->extents = true;
 		if (!u.fm.fm_mapped_extents)
-			return mix(mix(mix(mix(h, rl), rp), rn), rk) ^ 2;
+			return L;
 		for (unsigned i = 0; i < u.fm.fm_mapped_extents; i++) {
 			const struct fiemap_extent *e = &u.fm.fm_extents[i];
-			uint64_t k = e->fe_flags & kind;
-			if (rn && e->fe_logical == rl + rn && e->fe_physical == rp + rn && k == rk) {
-				rn += e->fe_length;
-			} else {
-				if (rn)
-					h = mix(mix(mix(mix(h, rl), rp), rn), rk);
-				rl = e->fe_logical, rp = e->fe_physical, rn = e->fe_length, rk = k;
-			}
+			if (!layout_add(L, e->fe_logical, e->fe_physical, e->fe_length, e->fe_flags & kind))
+				goto unknown;
 			start = e->fe_logical + e->fe_length;
 			if (e->fe_flags & FIEMAP_EXTENT_LAST)
-				return mix(mix(mix(mix(h, rl), rp), rn), rk) ^ 2;
+				return L;
 		}
 	}
+	if (L->extents)
+		goto unknown; /* more extents than rounds */
 	/* the data and holes as lseek sees them */
-	off_t pos = 0;
-	for (int n = 0; n < 65536; n++) {
+	for (off_t pos = 0;;) {
 		off_t d = lseek(fd, pos, SEEK_DATA);
-		if (d < 0)
-			return errno == ENXIO ? mix(h, 3) : 0;
-		off_t hole = lseek(fd, d, SEEK_HOLE);
-		if (hole < 0)
-			return 0;
-		h = mix(mix(h, (uint64_t)d), (uint64_t)hole);
+		if (d < 0 && errno == ENXIO)
+			return L;
+		off_t hole = d < 0 ? -1 : lseek(fd, d, SEEK_HOLE);
+		if (hole < 0 || !layout_add(L, (uint64_t)d, 0, (uint64_t)(hole - d), 0))
+			goto unknown;
 		pos = hole;
 	}
-	return 0;
+unknown:
+	free(L);
+	return NULL;
+}
+
+/* Is [lo, lo+len) of run b (before) still mapped the same way in after? */
+static bool run_kept(const struct lease_layout *after, const struct layout_run *b)
+{
+	uint64_t lo = b->lo, end = b->lo + b->len;
+	for (unsigned i = 0; i < after->n && lo < end; i++) {
+		const struct layout_run *a = &after->run[i];
+		if (a->lo + a->len <= lo)
+			continue;
+		if (a->lo > lo)
+			return false; /* a hole where b had bytes */
+		/* written into (unwritten -> written) is data; anything else
+		 * (zeroed, shared, moved) is layout */
+		uint32_t bk = b->kind & ~(uint32_t)FIEMAP_EXTENT_UNKNOWN, ak = a->kind & ~(uint32_t)FIEMAP_EXTENT_UNKNOWN;
+		if (ak != bk && ak != (bk & ~(uint32_t)FIEMAP_EXTENT_UNWRITTEN))
+			return false;
+		/* extents: where b's blocks were known, the same blocks (a
+		 * punch written over again is pending or new blocks); where
+		 * they were not yet (delalloc), they may have found a place */
+		if (after->extents && !(b->kind & FIEMAP_EXTENT_UNKNOWN) &&
+		    ((a->kind & FIEMAP_EXTENT_UNKNOWN) || a->phys - a->lo != b->phys - b->lo))
+			return false;
+		lo = a->lo + a->len;
+	}
+	return lo >= end;
+}
+
+/* Did only data change from before to after (every byte where it was)? */
+static bool layout_kept(const struct lease_layout *before, const struct lease_layout *after)
+{
+	if (!before || !after || after->size < before->size || after->extents != before->extents)
+		return false;
+	for (unsigned i = 0; i < before->n; i++)
+		if (!run_kept(after, &before->run[i]))
+			return false;
+	return true;
 }
 
 /* The break has landed: was it a plain data write? Then its MRs keep their
@@ -196,25 +256,51 @@ static uint64_t layout_print(int fd)
 static void classify_landed(struct mrl_file *f)
 {
 	struct mrl_brk *b = f->brk;
-	if (!b || b->cause != MRL_CAUSE_OPEN_WRITE || !f->layout_print ||
-	    layout_print(f->fd) != f->layout_print)
-		return;
+	struct lease_layout *before = f->layout, *after = NULL;
+	f->layout = NULL;
+	if (!b || b->cause != MRL_CAUSE_OPEN_WRITE)
+		goto out;
+	after = layout_read(f->fd);
+	if (!layout_kept(before, after)) {
+		mrl_log("%s: a write opener changed the layout (size %llu -> %llu, %u -> %u runs%s)",
+			f->path, before ? (unsigned long long)before->size : 0ull,
+			after ? (unsigned long long)after->size : 0ull, before ? before->n : 0,
+			after ? after->n : 0, before && after ? "" : ", unreadable");
+		goto out;
+	}
 	for (size_t i = 0; i < b->mrs.n; i++)
 		if (b->mrs.v[i]->state == MRL_STATE_PAUSED)
 			b->mrs.v[i]->data_only = 1;
+out:
+	free(before);
+	free(after);
 }
 
 static void brk_begin(struct mrl_ctx *ctx, struct mrl_file *f, int cause, pid_t pid, uint64_t seen)
 {
-	f->layout_print = cause == MRL_CAUSE_OPEN_WRITE ? layout_print(f->fd) : 0;
+	free(f->layout);
+	f->layout = cause == MRL_CAUSE_OPEN_WRITE ? layout_read(f->fd) : NULL;
 	ctx->st.lease_breaks++;
 	/* A reader changes no layout: nothing to pause. Our mapping is shared
 	 * writable, so a read lease is impossible: let go, and take it back
 	 * when the reader closes. A lease is whole-file: for a writer every MR
 	 * of the file is paused. */
 	if (cause == MRL_CAUSE_OPEN_READ ||
-	    !mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL))
+	    !mrl_brk_begin(ctx, f, &mrl_watch_lease, cause, pid, 0, UINT64_MAX, seen, NULL)) {
+		free(f->layout); /* no break to classify */
+		f->layout = NULL;
 		let_go(ctx, f, seen);
+	}
+}
+
+/* a break freed unclassified (its file went away, the context ends) */
+static void lease_brk_done(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	(void)ctx;
+	if (b->file) {
+		free(b->file->layout);
+		b->file->layout = NULL;
+	}
 }
 
 /* the type of lease the library takes on f's fd */
@@ -421,6 +507,8 @@ static void lease_drain(struct mrl_ctx *ctx)
 
 static void lease_file_detach(struct mrl_ctx *ctx, struct mrl_file *f)
 {
+	free(f->layout);
+	f->layout = NULL;
 	mrl_lease_drop(ctx, f);
 	mrl_guard_lease_detach(ctx, f);
 }
@@ -453,6 +541,25 @@ static unsigned lease_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *
 	return MRL_WATCH_LEASE;
 }
 
+/* fcntl delegations (F_SETDELEG, Linux 6.19+): detected, not used yet. An
+ * unknown fcntl command fails EINVAL; F_GETDELEG on a regular file of ours
+ * answers where the kernel has them. Once per context (mrl_watchers_start). */
+#ifndef F_GETDELEG
+#define F_GETDELEG (1024 + 15) /* F_LINUX_SPECIFIC_BASE + 15 */
+#endif
+bool mrl_lease_deleg_present(void)
+{
+	struct {
+		uint32_t d_flags;
+		uint16_t d_type, pad;
+	} d = {0};
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	bool present = fd >= 0 && fcntl(fd, F_GETDELEG, &d) == 0;
+	if (fd >= 0)
+		close(fd);
+	return present;
+}
+
 const struct mrl_watcher_ops mrl_watch_lease = {
 	.name = "lease",
 	.bit = MRL_WATCH_LEASE,
@@ -464,6 +571,7 @@ const struct mrl_watcher_ops mrl_watch_lease = {
 	.next_timer = lease_next_timer,
 	.tick = lease_tick,
 	.let_land = lease_let_land,
+	.brk_done = lease_brk_done,
 	.file_detach = lease_file_detach,
 	.file_arm = lease_file_arm,
 	.coverage = lease_coverage,

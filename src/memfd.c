@@ -14,7 +14,7 @@
  *    ftruncate, after; userfaultfd sees a punch only at the next touch. So
  *    coverage claims "before" for opens and path truncates, and nothing for
  *    changes through existing fds (those need the seals below or the
- *    seccomp option, seccomp.c).
+ *    seccomp option, seccomp.h).
  *  - Seals F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_FUTURE_WRITE on a memfd made
  *    with MFD_ALLOW_SEALING refuse truncate, grow, punch, MADV_REMOVE and
  *    write(2) from anyone, the owner included (EPERM), while existing
@@ -27,8 +27,10 @@
  * (mrl_brk_begin_mrs): let land = let go of the lease; landed = the lease
  * can be taken again (the breaker closed), polled every relock_ms, or the
  * landing deadline passed. What lies past the object's end then is fenced
- * (cause truncated). The guardian (guardian.c) does not watch these leases:
- * a stalled owner holds an opener until lease-break-time.
+ * (cause truncated). The guardian process (guardian.c) holds a dup of the
+ * leased reopen, as it does a file's: if the owner stalls (stopped, hung),
+ * it lets go of a broken lease at deadline + margin, and the owner, once it
+ * runs, announces the change as seen after (mrl_memfd_guard_let).
  * Every function here runs with ctx->lock held. Finding the owner's fd reads
  * /proc/self/fd (a directory walk, no wait) once per object. */
 #include <dirent.h>
@@ -56,7 +58,34 @@ struct mrl_mfd {
 	struct mrl_mr_vec mrs; /* its MRs (the table's references) */
 	struct mrl_brk *brk;  /* the break under way, NULL if none */
 	uint64_t relock_at;   /* retake (or reopen) the lease then; 0 none */
+	unsigned gslot;       /* the guardian's lease slot + 1, 0 if none */
 };
+
+#ifndef F_DUPFD_QUERY
+#define F_DUPFD_QUERY 1027 /* Linux 6.10: 1 if two fds share one open file description */
+#endif
+
+/* F_DUPFD_QUERY, detected once: 1 present, 0 absent (EINVAL before 6.10) */
+static int dupq_present(void)
+{
+	static int present = -1;
+	int p = __atomic_load_n(&present, __ATOMIC_RELAXED);
+	if (p < 0) {
+		p = fcntl(0, F_DUPFD_QUERY, 0) >= 0 || errno != EINVAL;
+		__atomic_store_n(&present, p, __ATOMIC_RELAXED);
+	}
+	return p;
+}
+
+/* 1 if fds a and b share one open file description (a dup, an inherited or
+ * passed copy), 0 if not, -EOPNOTSUPP if the kernel cannot tell. */
+int mrl_fd_same_desc(int a, int b)
+{
+	if (!dupq_present())
+		return -EOPNOTSUPP;
+	int r = fcntl(a, F_DUPFD_QUERY, b);
+	return r < 0 ? -errno : r;
+}
 
 static struct mrl_mfd *mfd_of_mr(struct mrl_ctx *ctx, const struct mrl_mr *mr)
 {
@@ -81,6 +110,39 @@ static int find_fd(dev_t dev, ino_t ino)
 		if (*end || end == e->d_name || n == dirfd(d))
 			continue;
 		if (fstat((int)n, &st) == 0 && st.st_ino == ino && st.st_dev == dev)
+			found = (int)n;
+	}
+	closedir(d);
+	return found;
+}
+
+/* A write lease on the object waits while another open file description of
+ * it exists -- the process's own included, but not a dup of one (measured:
+ * memfd M with dup(M): the reopen's lease is taken; M and a separate open of
+ * /proc/self/fd/M: EAGAIN). Inode matching cannot tell the two apart; the
+ * exact check can: among this process's fds on (dev, ino), other than the
+ * library's own lib_fd and its dups, the first one that is not a dup of the
+ * first found: the process itself holds a second description, and the lease
+ * waits until it is closed. -1 if none, or if the kernel cannot tell. */
+static int self_blocker(dev_t dev, ino_t ino, int lib_fd)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int first = -1, found = -1;
+	if (!d)
+		return -1;
+	for (struct dirent *e; found < 0 && (e = readdir(d));) {
+		char *end;
+		long n = strtol(e->d_name, &end, 10);
+		struct stat st;
+		if (*end || end == e->d_name || n == dirfd(d) || n == lib_fd)
+			continue;
+		if (fstat((int)n, &st) || st.st_ino != ino || st.st_dev != dev)
+			continue;
+		if (lib_fd >= 0 && mrl_fd_same_desc(lib_fd, (int)n) != 0)
+			continue; /* the library's own (or the kernel cannot tell) */
+		if (first < 0)
+			first = (int)n;
+		else if (mrl_fd_same_desc(first, (int)n) == 0)
 			found = (int)n;
 	}
 	closedir(d);
@@ -123,14 +185,17 @@ static bool is_sealed(int fd)
 /* Take the lease (reopening first if there is no fd yet). */
 static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 {
+	int was = m->lease;
 	m->relock_at = 0;
 	if (m->fd < 0) {
 		int fd = reopen(m->dev, m->ino, m->map_lo, m->map_hi);
 		if (fd < 0) {
 			m->lease_errno = -fd;
 			m->lease = fd == -EWOULDBLOCK ? LEASE_BLOCKED : LEASE_OFF;
-			if (m->lease == LEASE_BLOCKED) /* another holder's lease: try again */
+			if (m->lease == LEASE_BLOCKED) { /* another holder's lease: try again */
 				m->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+				mrl_wake_monitor(ctx);
+			}
 			return;
 		}
 		m->fd = fd;
@@ -141,18 +206,33 @@ static void take(struct mrl_ctx *ctx, struct mrl_mfd *m)
 	    fcntl(m->fd, F_SETLEASE, F_WRLCK) < 0) {
 		m->lease_errno = errno;
 		m->lease = errno == EAGAIN || errno == EBUSY ? LEASE_BLOCKED : LEASE_OFF;
-		if (m->lease == LEASE_BLOCKED)
+		if (m->lease == LEASE_BLOCKED) {
 			m->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+			/* a registration's first try: the monitor's sleep was
+			 * timed before this retry existed */
+			mrl_wake_monitor(ctx);
+			/* once per refusal, not per retry (a walk of /proc/self/fd,
+			 * no wait): is it the process's own second open? */
+			if (was != LEASE_BLOCKED) {
+				int b = dupq_present() ? self_blocker(m->dev, m->ino, m->fd) : -1;
+				if (b >= 0)
+					mrl_log("memfd inode %lu: no lease while fd %d of this process, "
+						"a second open of it (not a dup), is open",
+						(unsigned long)m->ino, b);
+			}
+		}
 		return;
 	}
 	if (m->lease == LEASE_RELEASED || m->lease == LEASE_BLOCKED)
 		ctx->st.lease_retakes++;
 	m->lease = LEASE_HELD;
 	m->lease_errno = 0;
+	mrl_guard_slot_arm(ctx, &m->gslot, m->fd, F_WRLCK, GUARD_MEMFD, m, "a memfd");
 }
 
 static void let_go(struct mrl_ctx *ctx, struct mrl_mfd *m, uint64_t now)
 {
+	mrl_guard_slot_idle(ctx, &m->gslot);
 	if (m->fd >= 0)
 		fcntl(m->fd, F_SETLEASE, F_UNLCK);
 	m->lease = LEASE_RELEASED;
@@ -167,6 +247,7 @@ static void mfd_free(struct mrl_ctx *ctx, struct mrl_mfd *m)
 			break;
 		}
 	if (m->fd >= 0) {
+		mrl_guard_slot_detach(ctx, &m->gslot);
 		if (m->lease == LEASE_HELD || m->lease == LEASE_BREAKING)
 			fcntl(m->fd, F_SETLEASE, F_UNLCK);
 		close(m->fd);
@@ -208,6 +289,32 @@ void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen)
 		m->brk = b;
 	else if (m->lease == LEASE_BREAKING)
 		let_go(ctx, m, seen);
+	if (m->brk && m->lease == LEASE_BREAKING)
+		mrl_guard_slot_pending(ctx, &m->gslot, m->brk->deadline_ns);
+}
+
+/* The guardian let an opener in at deadline + margin: the owner did not
+ * (stopped, hung). A writer may have changed the object unpaused: announce
+ * it as seen after, on every live MR (a reader, or an opener of a sealed
+ * object, changes nothing a seal does not refuse). The lease is gone unless
+ * taken back since: then the guardian watches it again. */
+void mrl_memfd_guard_let(struct mrl_ctx *ctx, struct mrl_mfd *m, int target, uint64_t at)
+{
+	mrl_log("memfd inode %lu: the guardian let a %s in past the deadline (the owner did not answer)",
+		(unsigned long)m->ino, target == F_RDLCK ? "reader" : "writer");
+	ctx->st.lease_breaks++;
+	for (size_t i = 0; target != F_RDLCK && !m->sealed && i < m->mrs.n; i++)
+		if (mrl_mr_live(m->mrs.v[i]))
+			mrl_mr_changed_after(ctx, m->mrs.v[i], MRL_CAUSE_OPEN_WRITE, 0, m->mrs.v[i]->len,
+					     at);
+	if (m->fd >= 0 && m->lease == LEASE_HELD && fcntl(m->fd, F_GETLEASE) == F_WRLCK) {
+		mrl_guard_slot_arm(ctx, &m->gslot, m->fd, F_WRLCK, GUARD_MEMFD, m, "a memfd");
+		return;
+	}
+	if (m->lease == LEASE_HELD) {
+		m->lease = LEASE_RELEASED;
+		m->relock_at = mrl_now_ns() + (uint64_t)ctx->opts.relock_ms * 1000000ull;
+	}
 }
 
 static struct mrl_mfd *mfd_of_brk(struct mrl_ctx *ctx, struct mrl_brk *b)

@@ -98,6 +98,8 @@ static void *monitor_main(void *arg)
 		for (int i = 0; n > 0 && i < np; i++)
 			if (pfd[i + 1].revents && polled[i]->read)
 				polled[i]->read(ctx);
+		/* what may not be read under the lock (/proc): verify, landing */
+		MRL_WATCHERS_EACH(ctx, look, mrl_now_ns());
 		mrl_lock(&ctx->lock);
 		mrl_guard_reap(ctx); /* what it let go is seen before what was read */
 		for (int i = 0; n > 0 && i < np; i++)

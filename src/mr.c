@@ -1155,22 +1155,24 @@ MRL_EXPORT int mrl_mr_query(mrl_ctx *ctx, mrl_mr_t h, struct mrl_mr_info *info)
 
 /* ---- for the verify watcher (verify.c) ---- */
 
-/* Does [mr->addr, +len) still map what was registered? 0 if so, else the
- * cause: unmapped, or replaced by another object. */
-int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr)
+/* Does [b->addr, +len) still map what was registered (b: the MR as the
+ * caller saw it under ctx->lock)? 0 if so, else the cause: unmapped, or
+ * replaced by another object. No lock needed: it reads /proc/self/maps
+ * through *maps_fd, the caller's own (opened on first use, -1). */
+int mrl_backing_changed(int *maps_fd, const struct mrl_backing *b)
 {
-	uint64_t cur = (uintptr_t)mr->addr, end = cur + mr->valid_len;
+	uint64_t cur = b->addr, end = cur + b->len;
 	while (cur < end) {
 		struct vma v;
-		if (vma_at(ctx, cur, &v) || v.start > cur || v.end <= cur)
+		if (vma_at_fd(maps_fd, cur, &v) || v.start > cur || v.end <= cur)
 			return MRL_CAUSE_UNMAPPED;
 		char path[8];
 		int kind = classify(&v, path, sizeof(path));
-		bool file = mr->kind == MRL_KIND_FILE || mr->kind == MRL_KIND_TMPFS;
-		if (kind != mr->kind && !(file && (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS)))
+		bool file = b->kind == MRL_KIND_FILE || b->kind == MRL_KIND_TMPFS;
+		if (kind != b->kind && !(file && (kind == MRL_KIND_FILE || kind == MRL_KIND_TMPFS)))
 			return MRL_CAUSE_REPLACED;
-		if (mr->file && (v.dev != mr->file->dev || v.ino != mr->file->ino ||
-				 v.off + (cur - v.start) != mr->fnode.start + (cur - (uintptr_t)mr->addr)))
+		if (b->file && (v.dev != b->dev || v.ino != b->ino ||
+				v.off + (cur - v.start) != b->off + (cur - b->addr)))
 			return MRL_CAUSE_REPLACED;
 		cur = v.end;
 	}

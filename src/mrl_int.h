@@ -137,6 +137,7 @@ enum lease_state {
 };
 
 struct mrl_brk;
+struct lease_layout;
 
 /* A change announced by fanotify, waiting for its answer or its landing. */
 enum fan_op { FOP_DATA = 0, FOP_TRUNCATE, FOP_PUNCH, FOP_ZERO, FOP_COLLAPSE, FOP_INSERT,
@@ -151,6 +152,13 @@ struct mrl_fan_ev {
 	uint64_t seen;
 	bool answered, modified;
 	char line[160];        /* the actor's /proc/TID/syscall when seen */
+	/* fan.c: landing. id names it to the monitor's unlocked look (never
+	 * its pointer, which a deregistration may free meanwhile); line_gen
+	 * moves with line, and a look read against an older one is dropped */
+	uint64_t id;
+	uint32_t line_gen, look_gen;
+	uint8_t look;          /* a line read since the last check: 1 = look_line, 2 = gone */
+	char look_line[160];
 	/* read by the monitor before it locks (fan.c: fan_read), handled after */
 	uint32_t mask;         /* FAN_PRE_ACCESS, FAN_MODIFY, FAN_OPEN_PERM */
 	dev_t dev;
@@ -190,7 +198,7 @@ struct mrl_file {
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
-	uint64_t layout_print;  /* lease.c: size, blocks, extents when its write break began */
+	struct lease_layout *layout; /* lease.c: its layout when a write break began, or NULL */
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */
 	bool fan_fd_young;    /* the library's fd was opened after the mark */
@@ -421,11 +429,17 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   and its second look once the MR is indexed) or mark
  *                   MADV_DONTFORK under it: both take the kernel's mmap
  *                   lock, which a faulting or unmapping thread may hold
- *                   while it waits for the monitor. The data path holds
+ *                   while it waits for the monitor. Nor does verify
+ *                   (verify.c: the MRs are copied under it, the maps read
+ *                   with none, the result acted on under it against each
+ *                   MR's generation), nor fanotify (its actors' /proc
+ *                   lines are read in fan_read and fan_look with none; a
+ *                   landing's line is published to its event by id and
+ *                   line generation). The data path holds
  *                   an MR's registration (desc_users) only across one
  *                   provider call; the worker waits for that on dev_cv.
  *  ctx->evq_lock    the event queue; leaf (nothing is taken under it).
- *  sc.lock         (seccomp.c) the supervisor's copy of the registered
+ *  mrl_sc.lock     (seccomp*.c) the supervisor's copy of the registered
  *                   ranges and objects and each context's held call; taken
  *                   under ctx->lock (tables, the monitor's side of a held
  *                   call) and alone by the supervisor threads, which never
@@ -500,6 +514,9 @@ struct mrl_ctx {
 	unsigned fan_sys_next;
 	pthread_mutex_t fan_sys_lock;
 	struct mrl_fan_ev *fan_read_q; /* events read (and classified) without the lock */
+	struct mrl_fan_ev *fan_later;  /* an MR came under them after they were read: to
+					* classify with no lock held (fan.c: fan_look); the monitor's */
+	uint64_t fan_ids;              /* the last mrl_fan_ev id given (the monitor's) */
 	int uffd;                    /* userfaultfd for anonymous/shmem MRs, -1 if none */
 	struct uffd_msg *uffd_msgs;  /* read by the monitor before it locks (uffd.c) */
 	int uffd_nmsgs;
@@ -527,7 +544,7 @@ struct mrl_ctx {
 	struct mrl_intp_req *as_req; /* the madvise pause waiting for as_brk to quiesce */
 	bool intp_inline;            /* no monitor to wait for: resolve in the caller */
 	unsigned fork_gen;           /* mrl_fork_gen when created: differs in a forked child */
-	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none */
+	uint64_t verify_at;          /* next periodic verify (opts.verify_ms), 0 = none; the monitor's */
 	struct mrl_brk *brks;        /* breaks being resolved (brk.c) */
 	struct mrl_brk *as_brk;      /* the address-space one (madvise), one at a time */
 	pthread_cond_t as_cv;        /* with ctx->lock: it may land, or it ended */
@@ -565,6 +582,12 @@ struct mrl_watcher_ops {
 	/* no lock held: actors that wait until their event is read (uffd) */
 	void (*read)(struct mrl_ctx *ctx);
 	void (*drain)(struct mrl_ctx *ctx);  /* ctx->lock held: poll_fd was readable */
+	/* no lock held, in the monitor every round, before drain and tick:
+	 * the reads a watcher may not make under ctx->lock (/proc). It takes
+	 * the lock itself, briefly, to see what to read and to publish what
+	 * it read, checked against a stamp taken with the first look so that
+	 * a change in between is read again, never lost */
+	void (*look)(struct mrl_ctx *ctx, uint64_t now);
 	uint64_t (*next_timer)(struct mrl_ctx *ctx);       /* ctx->lock held; UINT64_MAX none */
 	void (*tick)(struct mrl_ctx *ctx, uint64_t now);   /* ctx->lock held */
 	/* ctx->lock held: a break this watcher began (mrl_brk_begin) is
@@ -702,6 +725,8 @@ static inline void mrl_file_mrs(struct mrl_file *f, struct mrl_mr_vec *vec)
 
 /* lease.c: the lease watcher; all with ctx->lock held */
 void mrl_lease_take(struct mrl_ctx *ctx, struct mrl_file *f);
+/* lease.c: the kernel has fcntl delegations (F_SETDELEG, Linux 6.19+) */
+bool mrl_lease_deleg_present(void);
 void mrl_lease_drop(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 
@@ -711,12 +736,21 @@ void mrl_lease_file_closed(struct mrl_ctx *ctx, struct mrl_file *f);
 void mrl_memfd_lease_signal(struct mrl_ctx *ctx, int fd, uint64_t seen);
 int mrl_memfd_seal(struct mrl_ctx *ctx, dev_t dev, ino_t ino, const char **why);
 int mrl_memfd_ident(struct mrl_ctx *ctx, struct mrl_mr *mr, dev_t *dev, ino_t *ino);
+/* memfd.c: 1 if fds a and b share one open file description (F_DUPFD_QUERY,
+ * Linux 6.10+), 0 if not, -EOPNOTSUPP if the kernel cannot tell */
+int mrl_fd_same_desc(int a, int b);
 void mrl_memfd_mrs(struct mrl_ctx *ctx, dev_t dev, ino_t ino, uint64_t lo, uint64_t hi,
 		   struct mrl_mr_vec *vec);
 void mrl_memfd_fence_past_end(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
 /* memfd.c: free the address-space breaks src began (its stop; takes ctx->lock) */
 void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
-/* seccomp.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
+/* The offset the SIGBUS handler (sigbus.c) passes to its raw
+ * mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED) of a scratch page over an MR: the
+ * kernel ignores it for private anonymous memory (page aligned, as it must
+ * be), and the seccomp filter (seccomp_filter.c) lets that call go unheld --
+ * held, it would wait for a monitor that may wait for the faulting thread. */
+#define MRL_SCRATCH_MMAP_OFF 0x4d524c000000ull
+/* seccomp_loop.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);
 /* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
@@ -783,6 +817,15 @@ void mrl_guard_fan_deadline(struct mrl_fan_ev *e, uint64_t deadline);
 bool mrl_guard_fan_take(struct mrl_fan_ev *e);
 void mrl_guard_fan_answered(struct mrl_fan_ev *e);
 bool mrl_guard_fan_free(struct mrl_fan_ev *e);
+/* a lease by its slot (the owner's unsigned gslot: slot + 1, 0 none);
+ * kind says who is told when the guardian lets go of it */
+enum mrl_guard_kind { GUARD_FILE = 1, GUARD_MEMFD };
+void mrl_guard_slot_arm(struct mrl_ctx *ctx, unsigned *gslot, int fd, int type, int kind, void *obj,
+			const char *what);
+void mrl_guard_slot_pending(struct mrl_ctx *ctx, const unsigned *gslot, uint64_t deadline);
+void mrl_guard_slot_idle(struct mrl_ctx *ctx, const unsigned *gslot);
+void mrl_guard_slot_detach(struct mrl_ctx *ctx, unsigned *gslot);
+/* the same for a file's lease (lease.c) */
 void mrl_guard_lease_arm(struct mrl_ctx *ctx, struct mrl_file *f, int type);
 void mrl_guard_lease_pending(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t deadline);
 void mrl_guard_lease_idle(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -793,6 +836,8 @@ void mrl_fan_guard_let(struct mrl_ctx *ctx, struct mrl_fan_ev *e, uint64_t at);
 void mrl_fan_guard_rec(struct mrl_ctx *ctx, uint64_t dev, uint64_t ino, uint32_t mask, pid_t tid,
 		       uint64_t lo, uint64_t hi, const char *line, uint64_t at, bool denied);
 void mrl_lease_guard_let(struct mrl_ctx *ctx, struct mrl_file *f, int target, uint64_t at);
+struct mrl_mfd;
+void mrl_memfd_guard_let(struct mrl_ctx *ctx, struct mrl_mfd *m, int target, uint64_t at);
 
 /* interpose.c: the owner's munmap/mremap/madvise/mmap/shmdt */
 int mrl_intp_add(struct mrl_ctx *ctx);
@@ -801,10 +846,24 @@ bool mrl_intp_active(void);
 void mrl_intp_grow(struct mrl_ctx *ctx, uintptr_t a, uintptr_t b);
 /* mr.c: the mapping around addr, from /proc/self/maps (no context needed) */
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end);
-/* verify.c: fence what changed under MRs, return how many; mr.c: the cause
- * of the change under one MR, 0 if none */
-int mrl_verify_locked(struct mrl_ctx *ctx);
-int mrl_mr_backing_changed(struct mrl_ctx *ctx, struct mrl_mr *mr);
+/* mr.c, for verify.c: the cause of a change under one MR, 0 if none,
+ * read with no lock held from what the MR was (copied under ctx->lock) */
+struct mrl_backing {
+	uintptr_t addr;
+	uint64_t len;     /* its valid_len */
+	uint64_t off;     /* its file offset */
+	dev_t dev;
+	ino_t ino;
+	int kind;
+	bool file;
+};
+int mrl_backing_changed(int *maps_fd, const struct mrl_backing *b);
+/* verify.c: tests hold a pass here, with no lock held, before it reads */
+typedef void (*mrl_test_hook)(struct mrl_ctx *ctx);
+extern _Atomic mrl_test_hook mrl_verify_read_hook;
+/* fan.c: tests hold the monitor here, no lock held, before it reads a
+ * landing actor's /proc/TID/syscall */
+extern _Atomic mrl_test_hook mrl_fan_look_hook;
 /* fork.c: the fork generation, bumped in every forked child by the handler
  * mrl_fork_watch installs (once per process, whatever the context's flags) */
 extern _Atomic unsigned mrl_fork_gen;

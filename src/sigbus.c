@@ -100,9 +100,11 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 				continue;
 			uintptr_t page = a & ~(ps - 1);
 			/* raw: the preload library's mmap would take it for a
-			 * MAP_FIXED over an MR and wait for the monitor */
+			 * MAP_FIXED over an MR and wait for the monitor; the
+			 * offset (ignored here) lets the seccomp filter pass it */
 			long r = syscall(SYS_mmap, page, ps, PROT_READ | PROT_WRITE,
-					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+					 MRL_SCRATCH_MMAP_OFF);
 			if (r == -1)
 				break; /* cannot: as if we were not here */
 			uint64_t off = (page > lo ? page - lo : 0) + 1;

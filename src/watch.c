@@ -17,7 +17,7 @@ MRL_EXPORT const char *mrl_watcher_str(unsigned bit)
 	for (const struct mrl_watcher_ops *const *w = mrl_watchers; *w; w++)
 		if ((*w)->bit == bit)
 			return (*w)->name;
-	return "unknown";
+	return bit == MRL_WATCH_DELEG ? "delegation (detected, not used)" : "unknown";
 }
 
 /* A watcher the machine cannot run is not an error: coverage says so. */
@@ -34,6 +34,9 @@ int mrl_watchers_start(struct mrl_ctx *ctx)
 		else
 			mrl_log("watcher %s does not run here: %s", (*w)->name, strerror(-ret));
 	}
+	/* reported, not used: no MR is watched by it (mrlease.h) */
+	if (mrl_lease_deleg_present())
+		ctx->watchers |= MRL_WATCH_DELEG;
 	return 0;
 }
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* The rig of the guardian tests: an owner process serving a file as MRs
  * (fanotify on ext4; the lease on tmpfs; the lease on ext4 with fanotify
- * off), made unable to answer by the test (stopped, or its monitor
- * deadlocked), while the system's own tools act on the file. Each actor
+ * off; the lease on a memfd's /proc/self/fd reopen), made unable to answer by the test (stopped, or its
+ * monitor deadlocked), while the system's own tools act on the file (a
+ * memfd: through /proc/OWNER/fd/N). Each actor
  * must be let go by the guardian within the deadline plus a margin; once
  * the owner runs again it must announce what went through (an event, a new
  * generation or a fence), never nothing. */
@@ -23,8 +24,9 @@
  * waits for ever (fanotify) or lease-break-time (45 s, a lease). */
 #define BOUND_MS (DEADLINE_MS + 2000)
 
-enum setup { FAN_EXT4, LEASE_TMPFS, LEASE_EXT4, NSETUPS };
-static const char *const setup_name[] = {"fanotify/ext4", "lease/tmpfs", "lease/ext4 (fanotify off)"};
+enum setup { FAN_EXT4, LEASE_TMPFS, LEASE_EXT4, LEASE_MEMFD, NSETUPS };
+static const char *const setup_name[] = {"fanotify/ext4", "lease/tmpfs", "lease/ext4 (fanotify off)",
+					 "lease/memfd"};
 
 /* how the test keeps the owner from answering */
 enum hold { HOLD_STOP, HOLD_LOCK };
@@ -35,7 +37,10 @@ struct owner {
 	pid_t guard;
 };
 
-static char rig_path[300];
+static char rig_path[300]; /* the file; a memfd: /proc/OWNER/fd/N */
+
+/* the memfd's lease held: another process's opens claimed before */
+static bool o_memfd_leased(mrl_mr_t mr);
 
 static void say(int fd, char c)
 {
@@ -141,7 +146,15 @@ static void owner_main(enum setup s, enum hold hold, int cmd, int res)
 	bool off = mrl_guard_off = getenv("MRL_TEST_NO_GUARDIAN") != NULL;
 	o_ctx = t_ctx_flags("mock", DEADLINE_MS, flags);
 	void *base;
-	REQUIRE(mrl_file_map(o_ctx, rig_path, 0, NMR * MB, PROT_READ | PROT_WRITE, &base) == 0, "map");
+	int mfd = -1;
+	if (s == LEASE_MEMFD) {
+		mfd = memfd_create("guard_rig", MFD_CLOEXEC);
+		REQUIRE(mfd >= 0 && ftruncate(mfd, NMR * MB) == 0, "memfd");
+		base = mmap(NULL, NMR * MB, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+		REQUIRE(base != MAP_FAILED, "map the memfd");
+	} else {
+		REQUIRE(mrl_file_map(o_ctx, rig_path, 0, NMR * MB, PROT_READ | PROT_WRITE, &base) == 0, "map");
+	}
 	for (int i = 0; i < NMR; i++)
 		REQUIRE(mrl_mr_reg(o_ctx, (char *)base + i * MB, MB, MRL_ACCESS_REMOTE_WRITE, NULL, &o_mr[i]) == 0,
 			"register MR %d", i);
@@ -149,11 +162,13 @@ static void owner_main(enum setup s, enum hold hold, int cmd, int res)
 	bool fan = in.watchers & MRL_WATCH_FANOTIFY;
 	if (s == FAN_EXT4 && !fan)
 		_exit(77);
-	if (s != FAN_EXT4 && (fan || !in.lease_held))
+	if (s == LEASE_MEMFD && !o_memfd_leased(o_mr[0]))
+		_exit(77);
+	if (s != FAN_EXT4 && s != LEASE_MEMFD && (fan || !in.lease_held))
 		_exit(77);
 	REQUIRE(off || mrl_guard_pid(o_ctx) > 0, "a guardian runs beside the owner");
 	pid_t gp = off ? -1 : mrl_guard_pid(o_ctx);
-	if (write(res, &gp, sizeof(gp)) != sizeof(gp))
+	if (write(res, &gp, sizeof(gp)) != sizeof(gp) || write(res, &mfd, sizeof(mfd)) != sizeof(mfd))
 		_exit(2);
 	for (int round = 0; round < 2; round++) {
 		uint32_t gen0[NMR];
@@ -181,7 +196,12 @@ static void owner_main(enum setup s, enum hold hold, int cmd, int res)
 		CHECK(mrl_guard_acts(o_ctx) > acts0, "the guardian let actors go (%llu acts)",
 		      (unsigned long long)(mrl_guard_acts(o_ctx) - acts0));
 		o_check(s, gen0, round);
-		if (s != FAN_EXT4) { /* the lease comes back once the breakers are gone */
+		if (s == LEASE_MEMFD) {
+			uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
+			while (!o_memfd_leased(o_mr[0]) && t_now_ns() < until)
+				usleep(2000);
+			CHECK(o_memfd_leased(o_mr[0]), "memfd lease taken back");
+		} else if (s != FAN_EXT4) { /* the lease comes back once the breakers are gone */
 			uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull;
 			while (!t_query(o_ctx, o_mr[0]).lease_held && t_now_ns() < until)
 				usleep(2000);
@@ -207,9 +227,18 @@ static struct owner owner_start(enum setup s, enum hold hold)
 	}
 	close(c[0]);
 	close(r[1]);
-	if (read(o.res, &o.guard, sizeof(o.guard)) != sizeof(o.guard))
+	int mfd = -1;
+	if (read(o.res, &o.guard, sizeof(o.guard)) != sizeof(o.guard) ||
+	    read(o.res, &mfd, sizeof(mfd)) != sizeof(mfd))
 		o.guard = 0;
+	if (s == LEASE_MEMFD)
+		snprintf(rig_path, sizeof(rig_path), "/proc/%d/fd/%d", (int)o.pid, mfd);
 	return o;
+}
+
+static bool o_memfd_leased(mrl_mr_t mr)
+{
+	return t_query(o_ctx, mr).coverage[MRL_CHG_OTHER_OPEN_WRITE] == MRL_SEEN_BEFORE;
 }
 
 /* 0 pass, 77 the owner could not watch this way here, else fail */
@@ -317,7 +346,14 @@ static void rig_actors(enum setup s, int round)
 	snprintf(of, sizeof(of), "of=%s", rig_path);
 	char *trunc[] = {"truncate", "-s", size, rig_path, NULL};
 	char *dd[] = {"dd", "if=/dev/null", of, "bs=512K", "seek=7", "status=none", NULL};
-	if (round) {
+	char *dd_w[] = {"dd", "if=/dev/zero", of, "bs=4096", "count=1", "conv=notrunc", "status=none", NULL};
+	if (s == LEASE_MEMFD) {
+		/* through /proc/OWNER/fd/N: an opener for writing (its open is
+		 * what the lease holds), then a reader */
+		check_actor("dd conv=notrunc (a writer)", dd_w, true);
+		if (!round)
+			check_actor("cat (a reader)", cat, true);
+	} else if (round) {
 		check_actor("fallocate --punch-hole (MR 1)", punch, true);
 	} else if (s == FAN_EXT4) {
 		check_actor("cat (a read held by fanotify)", cat, true);
@@ -344,7 +380,8 @@ static int rig_run(enum setup s, enum hold hold)
 	char dir[256];
 	t_scratch(s == LEASE_TMPFS ? "tmpfs" : "ext4", dir, sizeof(dir));
 	snprintf(rig_path, sizeof(rig_path), "%s/f", dir);
-	t_make_file(rig_path, NMR * MB);
+	if (s != LEASE_MEMFD)
+		t_make_file(rig_path, NMR * MB);
 	printf("%s, owner %s:\n", setup_name[s], hold == HOLD_STOP ? "stopped (SIGSTOP)" : "with its monitor deadlocked");
 	struct owner o = owner_start(s, hold);
 	int rc = 77;

@@ -11,6 +11,10 @@
 rig_start() {
 	local name=$1 f=$2 d=$3 secs=$4
 	shift 4
+	# emptied here, not by the background redirects: a dir used before
+	# must not answer the waits below with the last run's lines
+	: > "$d/server.out"
+	: > "$d/client.out"
 	"$bin" serve "$f" --port $port --mrs 4 --deadline-ms ${deadline_ms:-1000} --seconds 300 "$@" \
 		> "$d/server.out" 2>&1 &
 	spid=$!
@@ -33,6 +37,7 @@ rig_finish() {
 	wait $cpid; crc=$?
 	js=$(grep final "$d/client.out")
 	echo "  $name: client: $js"
+	[ -n "$js" ] || { echo "  (client exit $crc, $(wc -c < "$d/client.out") bytes of output)"; tail -5 "$d/client.out"; }
 	kill -0 $spid 2>/dev/null || { echo "FAIL $name: the server died"; tail -5 "$d/server.out"; fail=1; }
 	kill -TERM $spid 2>/dev/null; wait $spid; src=$?
 	[ $src = 0 ] || { echo "FAIL $name: server exit $src"; fail=1; }

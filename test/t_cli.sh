@@ -91,6 +91,11 @@ for f in f64k tiny; do
 		echo "FAIL: coverage of $f: exit $st"; cat "$dir/out" "$dir/err"; fail=1
 	fi
 done
+# delegations: detected and said for what they are (t_deleg checks the
+# library's answer against the kernel's)
+if ! grep -Eq "fcntl delegations \(F_SETDELEG, Linux 6.19\+\): (unavailable in this kernel|present in this kernel, not used yet)" "$dir/out"; then
+	echo "FAIL: coverage does not say whether delegations exist"; cat "$dir/out"; fail=1
+fi
 
 # serve: 6 pages and 100 bytes over 4 MRs: whole pages, the last to the end
 $T "$bin" serve "$dir/odd" --mrs 4 --seconds 1 > "$dir/out" 2> "$dir/err"

@@ -2,7 +2,8 @@
 /* A stopped owner (SIGSTOP while serving) holds nobody past its deadline:
  * the guardian process lets a read, a punch and a truncate by the system's
  * tools go at deadline + margin -- fanotify on ext4, the lease on tmpfs and
- * on ext4 -- and once continued the owner announces every change that went
+ * on ext4, the lease on a memfd's reopen (a writer and a reader opening
+ * /proc/OWNER/fd/N) -- and once continued the owner announces every change that went
  * through (new generation, or a fence past the new end). A second round
  * proves the guardian watches again what the owner took back. */
 #include "guard_rig.h"

@@ -226,9 +226,7 @@ int main(void)
 	/* the filter outlives the context: matching calls still go through */
 	void *q = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(syscall(SYS_munmap, q, 4096) == 0, "munmap after mrl_ctx_destroy goes through");
-	/* _exit: LeakSanitizer's exit check would stop every thread, the
-	 * supervisor included, and then wait on its own munmap */
-	int rc = t_done("t_seccomp");
-	fflush(NULL);
-	_exit(rc);
+	/* a normal exit: LeakSanitizer's tracer makes its calls from the
+	 * runtime's own code, which the filter lets go (seccomp_filter.c) */
+	return t_done("t_seccomp");
 }

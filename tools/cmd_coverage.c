@@ -17,6 +17,7 @@
 struct cov_col {
 	char title[40], watchers[96];
 	struct mrl_mr_info in;
+	int ctx_watchers; /* its context's (mrl_ctx_watchers) */
 };
 
 /* Memory without a file name: private or shared anonymous, a memfd (its
@@ -59,6 +60,7 @@ static void cov_column_mem(const char *file, int mem, size_t len, unsigned flags
 		cli_die("register", ret);
 	col->in.size = sizeof(col->in);
 	mrl_mr_query(ctx, mr, &col->in);
+	col->ctx_watchers = mrl_ctx_watchers(ctx);
 	snprintf(col->title, sizeof(col->title), "%s", title);
 	cli_watcher_names(col->in.watchers, col->watchers, sizeof(col->watchers));
 	mrl_mr_dereg(ctx, mr);
@@ -137,5 +139,10 @@ int cmd_coverage(const struct cli_opts *o)
 			printf(" %-20s", mrl_seen_str(col[i].in.coverage[c]));
 		printf("\n");
 	}
+	/* detected per context, used by none: said so, never counted in a cell */
+	printf("\n  fcntl delegations (F_SETDELEG, Linux 6.19+): %s\n",
+	       n && (col[0].ctx_watchers & MRL_WATCH_DELEG)
+		       ? "present in this kernel, not used yet (no cell above comes from them)"
+		       : "unavailable in this kernel");
 	return 0;
 }
