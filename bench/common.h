@@ -144,6 +144,7 @@ int bench_churn(void);
 int bench_interpose(void);
 int bench_index(void);
 int bench_index_inner(void);
+int bench_eofcheck(void);
 
 /* A scratch directory on ext4 (/var/tmp) or tmpfs (/dev/shm); 0 or -errno. */
 int scratch_dir(const char *fs, char *dir, size_t sz);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* mrl_bench: what the leases cost, side by side with raw libfabric, and how
  * the library scales. `mrl_bench [--smoke] [--out DIR] [part...]`, parts:
- * fastpath callgrind reg breaks scale churn interpose index fihook (default: all). Every figure is
+ * fastpath callgrind reg breaks scale churn interpose index fihook eofcheck (default: all). Every figure is
  * measured next to its baseline in the same run. */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -140,7 +140,7 @@ int make_sparse(const char *path, uint64_t size)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mrl_bench [--smoke] [--out DIR] [fastpath|callgrind|reg|breaks|scale|churn|interpose|index|fihook ...]\n");
+	fprintf(stderr, "usage: mrl_bench [--smoke] [--out DIR] [fastpath|callgrind|reg|breaks|scale|churn|interpose|index|fihook|eofcheck ...]\n");
 	exit(2);
 }
 
@@ -153,6 +153,7 @@ int main(int argc, char **argv)
 		{"fastpath", bench_fastpath}, {"callgrind", bench_callgrind}, {"reg", bench_reg},
 		{"breaks", bench_breaks},     {"scale", bench_scale},         {"churn", bench_churn},
 		{"interpose", bench_interpose}, {"index", bench_index},     {"fihook", bench_fihook},
+		{"eofcheck", bench_eofcheck},
 	};
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
 	bool want[16] = {0}, any = false;

@@ -95,6 +95,7 @@ static int send_one(struct mrl_ep *ep, struct mrl_peer *p, void *msg, size_t len
 		memcpy(sb->data, msg, len);
 	}
 	for (;;) {
+		mrl_sb_precheck(ep->ctx);
 		pthread_rwlock_rdlock(&ep->ctx->fab->gate); /* a send may drive progress */
 		ssize_t ret = unlikely(mrl_ep_test_full_txq) && ep->inflight.inext != &ep->inflight
 				      ? -FI_EAGAIN
@@ -471,6 +472,9 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 {
 	struct fi_cq_msg_entry e[16];
 	int got = 0;
+	/* the provider copies peers' data into and out of MRs as it
+	 * progresses: what lies past a file's new end goes to scratch first */
+	mrl_sb_precheck(ep->ctx);
 	for (;;) {
 		pthread_rwlock_rdlock(&ep->ctx->fab->gate);
 		ssize_t n = fi_cq_read(ep->cq, e, ARRAY_SIZE(e));
@@ -525,6 +529,8 @@ int mrl_ep_progress_locked(struct mrl_ep *ep)
 	}
 	if (ep->probes_due)
 		mrl_ep_retry_probe(ep);
+	if (unlikely(ep->resync_any))
+		mrl_ep_resync_tick(ep);
 	if ((++ep->polls & 1023) == 0)
 		check_peers(ep);
 	if (ep->ka_ns) {
@@ -586,6 +592,7 @@ static void *progress_main(void *arg)
 			continue;
 		if (ep->cq_fd >= 0) {
 			struct fid *f = &ep->cq->fid;
+			mrl_sb_precheck(ep->ctx);
 			pthread_rwlock_rdlock(&ep->ctx->fab->gate); /* it may drive progress */
 			int tw = fi_trywait(ep->ctx->fab->fabric, &f, 1);
 			pthread_rwlock_unlock(&ep->ctx->fab->gate);

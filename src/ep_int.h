@@ -72,6 +72,11 @@ struct mrl_rmr {
 	bool cut;             /* cut off by the owner (cause peer timeout): it did not wait */
 	bool seen_after;      /* fenced for a change seen after it landed (MRL_SF_AFTER) */
 	struct mrl_op *held, **held_tail;
+	/* ops held after a connection drop wait for the owner's word on this
+	 * MR (its answer to our probe, or any state for it): posted before,
+	 * one that caused the drop would cause it again (ep_rma.c) */
+	bool resync_due;
+	uint64_t probe_ns;    /* when we last asked; 0: not yet */
 	struct mrl_rmr *next, *hnext;
 };
 
@@ -228,6 +233,8 @@ struct mrl_ep {
 	uint64_t polls, bad_msgs;
 	uint64_t op_retries;          /* ops posted again after a connection drop (ep_rma.c) */
 	uint32_t probes_due;          /* peers with probe_due set */
+	bool resync_any;              /* some MR may wait for the owner's word (ep_rma.c) */
+	uint64_t resync_next_ns;      /* when to ask again those whose answer never came */
 	uint64_t ka_ns, ka_timeout_ns; /* keep-alive: 0 = off */
 	uint64_t ka_next_ns;           /* the next keep-alive check */
 	uint64_t peers_lost;           /* declared lost by the keep-alive */
@@ -274,6 +281,8 @@ void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err);
 /* ops held after a connection drop: ask the peer for a sign of life (end of
  * progress), post them again when a message from it is in (end of handle_msg) */
 void mrl_ep_retry_probe(struct mrl_ep *ep);
+/* progress, while some wait: ask again for the MRs whose answer was lost */
+void mrl_ep_resync_tick(struct mrl_ep *ep);
 void mrl_ep_retry_flush(struct mrl_ep *ep, struct mrl_peer *p);
 /* the owner's answer (MSG_OPEN_REP, req 0) to the probe of an MR held already */
 void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m);

@@ -175,6 +175,7 @@ void mrl_ep_rmr_post_held(struct mrl_ep *ep, struct mrl_rmr *r)
 
 void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct msg_state *m)
 {
+	r->resync_due = false; /* the owner's word on it: what a drop held may go (ep_rma.c) */
 	r->gen = m->gen;
 	r->cause = m->cause;
 	r->key = m->key;

@@ -128,6 +128,7 @@ int mrl_ep_post_op_now(struct mrl_ep *ep, struct mrl_op *op)
 	};
 	ssize_t ret;
 	op->gen = r->gen;
+	mrl_sb_precheck(ep->ctx);
 	pthread_rwlock_rdlock(&ep->ctx->fab->gate); /* a post may drive progress */
 	if (op->h.kind == OP_WRITE)
 		/* delivery-complete: when it completes, the bytes are in the target's memory */
@@ -159,8 +160,13 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
 	return ret;
 }
 
-/* How often one op is posted again after the provider failed it. */
-#define OP_RETRIES 8
+/* How often one op is posted again after the provider failed it. Each
+ * retry waits for the owner's word on its MR (a round trip), and an op
+ * that caused a drop is refused once that word comes; the others are
+ * failed again only by drops other ops cause, a few per change. */
+#define OP_RETRIES 32
+/* an answer to a probe that did not come: ask again after this long */
+#define RESYNC_ASK_NS 200000000ull
 
 /* An op the provider completed. Two things can have happened to it that
  * its status alone does not tell:
@@ -207,6 +213,11 @@ void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
 			r->held_tail = &op->next;
 			r->nheld++;
 			p->nparked++;
+			if (!r->resync_due) { /* asked (again) at the end of this progress turn */
+				r->resync_due = true;
+				r->probe_ns = 0;
+				ep->resync_any = true;
+			}
 			if (!p->probe_due) {
 				p->probe_due = true;
 				ep->probes_due++;
@@ -225,29 +236,43 @@ out:
 		mrl_ep_pause_check(ep, p);
 }
 
+/* A message from p: post again what a drop held, on the MRs the owner has
+ * spoken of since (their state applied: mrl_ep_rmr_apply_state clears
+ * resync_due); the others wait for their answer. */
 void mrl_ep_retry_flush(struct mrl_ep *ep, struct mrl_peer *p)
 {
 	if (likely(!p->nparked))
 		return;
 	p->nparked = 0;
-	if (p->probe_due) {
-		p->probe_due = false;
-		ep->probes_due--;
-	}
 	/* a paused MR keeps them until it resumes; a fenced one has failed them */
 	for (struct mrl_rmr *r = p->rmrs; r; r = r->next) {
 		if (r->state != MRL_STATE_ACTIVE || !r->held || r->closed)
 			continue;
+		if (r->resync_due) {
+			p->nparked += (uint32_t)r->nheld;
+			continue;
+		}
 		mrl_ep_rmr_post_held(ep, r);
 	}
 }
 
-/* Ask the owner again for the state of each MR with ops held after a drop
- * (an open request for an MR held already: the owner answers with its
- * state, req 0 marks it). The drop may have taken the owner's notice of
- * what caused it with it; the answer brings it back. */
+/* Ask the owner for the state of an MR with ops held after a drop (an open
+ * request for an MR held already: the owner answers with its state, req 0
+ * marks it). The drop may have taken the owner's notice of what caused it
+ * with it; the answer brings it back. */
+static int resync_ask(struct mrl_ep *ep, struct mrl_peer *p, struct mrl_rmr *r, uint64_t now)
+{
+	struct msg_id q;
+	memset(&q, 0, sizeof(q));
+	mrl_ep_init_hdr(&q.h, MSG_OPEN_REQ, sizeof(q), 0);
+	q.id = r->id;
+	r->probe_ns = now;
+	return mrl_ep_send_locked(ep, p, &q, sizeof(q));
+}
+
 void mrl_ep_retry_probe(struct mrl_ep *ep)
 {
+	uint64_t now = mrl_now_ns();
 	for (uint32_t i = 0; i < ep->npeers && ep->probes_due; i++) {
 		struct mrl_peer *p = ep->peers[i];
 		if (!p || !p->probe_due)
@@ -256,21 +281,42 @@ void mrl_ep_retry_probe(struct mrl_ep *ep)
 		ep->probes_due--;
 		if (p->dead)
 			continue;
-		int ret = 0, asked = 0;
-		for (struct mrl_rmr *r = p->rmrs; r && !ret; r = r->next) {
-			/* (paused too: a cut-off notice lost in the drop would hold them for ever) */
-			if (r->closed || r->state == MRL_STATE_FENCED || !r->held)
-				continue;
-			struct msg_id q;
-			memset(&q, 0, sizeof(q));
-			mrl_ep_init_hdr(&q.h, MSG_OPEN_REQ, sizeof(q), 0);
-			q.id = r->id;
-			ret = mrl_ep_send_locked(ep, p, &q, sizeof(q));
-			asked++;
-		}
-		if (ret || !asked)
-			mrl_ep_retry_flush(ep, p); /* cannot ask: go again now */
+		int ret = 0;
+		for (struct mrl_rmr *r = p->rmrs; r && !ret; r = r->next)
+			if (!r->closed && r->state == MRL_STATE_ACTIVE && r->held && r->resync_due)
+				ret = resync_ask(ep, p, r, now);
+		/* a request that cannot go now goes again from mrl_ep_resync_tick */
 	}
+}
+
+/* Progress, while some MR waits for the owner's word: one whose request
+ * or answer was lost (a drop takes what is in flight on the connection
+ * with it) is asked again; one the owner paused or fenced meanwhile waits
+ * no more (its resume posts them, its fence failed them). */
+void mrl_ep_resync_tick(struct mrl_ep *ep)
+{
+	uint64_t now = mrl_now_ns();
+	if (now < ep->resync_next_ns)
+		return;
+	ep->resync_next_ns = now + RESYNC_ASK_NS / 4;
+	bool any = false;
+	for (uint32_t i = 0; i < ep->npeers; i++) {
+		struct mrl_peer *p = ep->peers[i];
+		if (!p || p->dead)
+			continue;
+		for (struct mrl_rmr *r = p->rmrs; r; r = r->next) {
+			if (!r->resync_due)
+				continue;
+			if (r->closed || r->state != MRL_STATE_ACTIVE || !r->held) {
+				r->resync_due = false;
+				continue;
+			}
+			any = true;
+			if (r->probe_ns && now - r->probe_ns >= RESYNC_ASK_NS)
+				resync_ask(ep, p, r, now);
+		}
+	}
+	ep->resync_any = any;
 }
 
 /* The owner's answer to such a request: the MR's state now. */
@@ -298,8 +344,10 @@ void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg
 		ep->bad_msgs++;
 		return;
 	}
-	if (m->state == MRL_STATE_PAUSED)
+	if (m->state == MRL_STATE_PAUSED) {
+		r->resync_due = false; /* held by the pause now: its resume posts them */
 		return;
+	}
 	mrl_ep_rmr_apply_state(ep, r, m);
 }
 

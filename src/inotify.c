@@ -24,32 +24,69 @@
  * checks the size itself. Nothing else is announced when every change is
  * seen before it lands (fanotify), or for the MRs a break in progress (seen
  * at brk_seen_ns, 0 if none) resolves: those it found when it began. An MR
- * registered since is not its. Anything else is announced on every MR of the file (mrl_mr_changed_after:
+ * registered since is not its, nor one a restore put back on the file as it
+ * still is (the echo of a break already resolved). Anything else is announced on every MR of the file (mrl_mr_changed_after:
  * new generation, re-pin, state to every peer), every time: inotify merges a
  * burst into fewer events, but one always comes after the last change, so
  * the last announcement follows the last change. inotify cannot tell a data
  * write from a punch, so it announces both. */
+static bool settled_is(const struct mrl_file *f, const struct stat *st)
+{
+	return f->settled.seq && f->settled.size == (uint64_t)st->st_size &&
+	       f->settled.blocks == (uint64_t)st->st_blocks &&
+	       f->settled.ctime.tv_sec == st->st_ctim.tv_sec &&
+	       f->settled.ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+/* A restore (mr.c) found the file as st says: the same state as the last
+ * restore's keeps its number, a new one gets the next. */
+uint32_t mrl_file_settled(struct mrl_file *f, const struct stat *st)
+{
+	if (!settled_is(f, st)) {
+		f->settled.size = (uint64_t)st->st_size;
+		f->settled.blocks = (uint64_t)st->st_blocks;
+		f->settled.ctime = st->st_ctim;
+		f->settled.seq = f->settled.seq + 1 ? f->settled.seq + 1 : 1;
+	}
+	return f->settled.seq;
+}
+
 static void changed_after(struct mrl_ctx *ctx, struct mrl_file *f, uint64_t brk_seen_ns)
 {
 	struct stat st;
 	int fd = mrl_file_stat_fd(f);
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return;
+	/* Nothing changed the file since these MRs were restored on it (same
+	 * size, blocks and change time): the event is the echo of the change
+	 * their break resolved, read late (a busy monitor), not a new one. A
+	 * change after the restore moves the change time, so it is announced. */
+	uint32_t echo = settled_is(f, &st) ? f->settled.seq : 0;
 	bool all_seen = f->fan && f->fan_complete; /* every change was seen before it landed */
 	bool shrink_only = all_seen || brk_seen_ns; /* nothing to announce but a shrink */
 	uint64_t now = mrl_now_ns(), size = (uint64_t)st.st_size;
 	struct mrl_mr_vec vec;
 	mrl_file_mrs(f, &vec);
+	/* first every MR's pages past the end to scratch: a transport may
+	 * reach them until each fence is applied, and a fence takes a while */
+	for (size_t i = 0; i < vec.n; i++) {
+		struct mrl_mr *mr = vec.v[i];
+		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
+		if (mr->state == MRL_STATE_ACTIVE && avail < mr->valid_len)
+			mrl_sb_cut(mr, avail);
+	}
 	for (size_t i = 0; i < vec.n; i++) {
 		struct mrl_mr *mr = vec.v[i];
 		if (mr->state != MRL_STATE_ACTIVE)
 			continue;
 		uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
-		if (avail < mr->valid_len)
+		if (avail < mr->valid_len) {
 			mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_TRUNCATED, avail, mr->len - avail, 0, now);
+		}
 		/* a break in progress resolves its own change for the MRs it
 		 * found; one registered since it was seen is not its */
-		bool mine = all_seen || (brk_seen_ns && mr->reg_ns <= brk_seen_ns);
+		bool mine = all_seen || (brk_seen_ns && mr->reg_ns <= brk_seen_ns) ||
+			    (echo && mr->settled_seq == echo);
 		if (!mine) {
 			mrl_mr_changed_after(ctx, mr, MRL_CAUSE_MODIFIED, 0, mr->len, now);
 			shrink_only = false;

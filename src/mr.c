@@ -690,6 +690,7 @@ int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen)
 	if (sfd >= 0) {
 		struct stat st;
 		if (fstat(sfd, &st) == 0) {
+			mr->settled_seq = mrl_file_settled(mr->file, &st);
 			uint64_t size = (uint64_t)st.st_size;
 			uint64_t avail = size > mr->fnode.start ? size - mr->fnode.start : 0;
 			if (avail < mr->valid_len) {

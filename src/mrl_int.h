@@ -198,6 +198,14 @@ struct mrl_file {
 	uint64_t relock_at;   /* when to retry the lease without a close event */
 	bool brk_unmet;       /* the last breaker missed its window: wait for the next one */
 	uint64_t last_change_ev;
+	/* the file as the last restore of one of its MRs found it, and a
+	 * number for that state: an inotify event that finds the file so is
+	 * the echo of the change those MRs were restored over (inotify.c) */
+	struct {
+		uint64_t size, blocks;
+		struct timespec ctime;
+		uint32_t seq;
+	} settled;
 	struct lease_layout *layout; /* lease.c: its layout when a write break began, or NULL */
 	/* fanotify */
 	bool fan;             /* marked: pre-content events replace the lease */
@@ -246,6 +254,7 @@ struct mrl_mr {
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint64_t uffd_seq;           /* uffd.c: its place in the order of registrations there */
 	uint64_t reg_ns;             /* when it joined its file (a break seen before it is not its) */
+	uint32_t settled_seq;        /* the file's settled state it was last restored on, 0 none */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
 	uint8_t data_only;           /* paused: its break was a plain data write (lease.c) */
 	uint8_t registering;         /* mrl_mr_reg's device call runs (unlocked): not in the handle
@@ -559,6 +568,7 @@ struct mrl_ctx {
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
 	uint64_t sigbus_seen;        /* faults caught (sigbus.c) this monitor has looked at */
+	uint64_t sb_risk_ns, sb_risk_due; /* sigbus.c: MRs' risk worked out last; again at (0: no need) */
 	struct mrl_mfd *mfds;        /* memfd/shmem objects under MRs (memfd.c), ctx->lock */
 	struct mrl_mfd *mfd_starting; /* memfd.c: the object whose break is being begun */
 };
@@ -794,6 +804,9 @@ int mrl_brk_unredirect(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* an fd to fstat the file with (the library's own, its O_PATH one, or a
  * held event's), -1 if none */
 int mrl_file_stat_fd(struct mrl_file *f);
+/* inotify.c: the file is as st says for a restore: its settled state's number */
+struct stat;
+uint32_t mrl_file_settled(struct mrl_file *f, const struct stat *st);
 
 /* fan.c: the fanotify pre-content watcher; ctx->lock held */
 void mrl_fan_on_close(struct mrl_ctx *ctx, struct mrl_file *f);
@@ -899,6 +912,15 @@ int mrl_ep_send_raw(struct mrl_peer *peer, const void *msg, size_t len);
 /* ep.c: the monitor drives progress on every endpoint not busy elsewhere
  * (no lock held) */
 void mrl_ep_progress_all(struct mrl_ctx *ctx);
+/* sigbus.c: an owner's endpoint, before it drives its provider (no lock):
+ * the part of an at-risk file MR past its file's end goes to scratch pages
+ * and the monitor fences it; mrl_sb_cut: the same for mr from off on,
+ * ctx->lock held (its fence is the caller's); files the check fstat'ed */
+void mrl_sb_precheck(struct mrl_ctx *ctx);
+void mrl_sb_cut(struct mrl_mr *mr, uint64_t off);
+extern _Atomic uint64_t mrl_sb_checks;
+/* tests, bench: no size check (what it costs; what it prevents) */
+extern _Atomic bool mrl_sb_test_no_precheck;
 /* ep.c, tests: the send queue is full while RMA operations are in flight */
 extern bool mrl_ep_test_full_txq;
 /* ep_rma.c, tests: local descriptors as if the provider wanted them
