@@ -253,6 +253,9 @@ struct mrl_mr {
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint64_t uffd_seq;           /* uffd.c: its place in the order of registrations there */
+	uint64_t uffd_since;         /* uffd.c: that order when its range became registered
+				      * (earlier than uffd_seq when it was kept registered) */
+	uint64_t uffd_unmaps;        /* uffd.c: the watcher's unmap events read by then */
 	uint64_t reg_ns;             /* when it joined its file (a break seen before it is not its) */
 	uint32_t settled_seq;        /* the file's settled state it was last restored on, 0 none */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
@@ -382,6 +385,12 @@ void mrl_dev_stop(struct mrl_ctx *ctx);
 /* handle: a registration nobody else has any more; mr (or NULL): the MR it
  * was, whose descriptor users (desc_users) the call waits for */
 void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
+/* the same, by a caller about to wait for the device anyway (mrl_mr_dereg):
+ * when nothing is queued or running it makes the call itself, ctx->lock
+ * dropped around it (no hand-over to the worker and back); counted in
+ * dev_active, and a barrier queued meanwhile waits for it. mr (a reference
+ * held) must be out of every table already. */
+void mrl_dev_dereg_here(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
 /* ctx->lock held: a post is done with the descriptor it took from mr */
 void mrl_dev_desc_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* point mr's registration (or a new one, same key) at the pages its
@@ -432,13 +441,18 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   library) gets EDEADLK and passes through. ctx->as_cv and
  *                   ctx->dev_cv (device op done; io_uring users wait for an
  *                   MR to leave PAUSED on it) wait with it. No device call
- *                   is made under it: the device worker (devq.c) and
- *                   mrl_mr_reg call the registrar with no lock held. Nor
- *                   does mrl_mr_reg read /proc/self/maps (find_backing,
- *                   and its second look once the MR is indexed) or mark
- *                   MADV_DONTFORK under it: both take the kernel's mmap
- *                   lock, which a faulting or unmapping thread may hold
- *                   while it waits for the monitor. Nor does verify
+ *                   is made under it: the device worker (devq.c),
+ *                   mrl_mr_reg and mrl_mr_dereg (mrl_dev_dereg_here, the
+ *                   worker idle) call the registrar with no lock held. Nor
+ *                   does registration read /proc/self/maps (find_backing,
+ *                   and its second look once the MR is indexed; the
+ *                   watchers' attach gets the first look's mapping,
+ *                   ctx->vma_known) or mark MADV_DONTFORK / DOFORK under
+ *                   it: both take the kernel's mmap lock, which a faulting
+ *                   or unmapping thread may hold while it waits for the
+ *                   monitor. mr.c's fork_mx orders the marks and unmarks
+ *                   of the process; it is taken before ctx->lock (an unmark
+ *                   looks at the VA index), never under it. Nor does verify
  *                   (verify.c: the MRs are copied under it, the maps read
  *                   with none, the result acted on under it against each
  *                   MR's generation), nor fanotify (its actors' /proc
@@ -495,7 +509,13 @@ struct mrl_ctx {
 	struct mrl_itree va_index;
 	struct mrl_file *files;
 	struct mrl_keys keys;        /* every remote key handed out (key.c) */
-	int procmaps_fd;
+	int procmaps_fd;             /* mr.c: /proc/self/maps for PROCMAP_QUERY, opened on first
+				      * use (-1), -2 where the kernel has no such ioctl; atomic */
+	/* mr.c: the mapping mrl_mr_reg read (unlocked) for the MR whose
+	 * watchers it attaches now, under ctx->lock: mrl_vma_file answers
+	 * from it instead of asking the kernel under the lock; NULL else
+	 * (and once a watcher split the mapping: uffd.c) */
+	const struct mrl_vma *vma_known;
 
 	/* monitor */
 	pthread_t monitor;
@@ -560,10 +580,13 @@ struct mrl_ctx {
 	/* device calls (devq.c), under ctx->lock */
 	struct mrl_devop *devq, **devq_tail;
 	struct mrl_devop **devq_front; /* a done callback runs: its ops go here */
-	bool dev_active;             /* the worker is in a device call (lock dropped) */
+	unsigned dev_active;         /* device calls in progress, lock dropped: the worker's,
+				      * and deregistrations made by their caller (dev_inline) */
+	unsigned dev_inline;         /* mrl_dev_dereg_here calls in progress */
 	bool dev_stop, dev_running;
 	pthread_t dev_thread;
 	pthread_cond_t dev_cv;       /* with ctx->lock: op queued, op done */
+	pthread_cond_t dev_work_cv;  /* with ctx->lock: the idle worker's (op queued, stop) */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
@@ -714,8 +737,17 @@ void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint
 unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only);
 
-/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
+/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or
+ * unmapped. A /proc look: call it with no lock held (file.c does). */
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
+/* uffd.c, ctx->lock held: a split at `at' is the edge of an anonymous range
+ * the userfaultfd watcher keeps registered after its MR went (mr.c's
+ * split_is_ours) */
+bool mrl_uffd_kept_split(struct mrl_ctx *ctx, uint64_t at);
+/* uffd.c, any lock or none: the count of registrations with the
+ * userfaultfd so far (0 without one). An MR whose uffd_since is at most a
+ * count taken before a look at its mapping was watched since before it. */
+uint64_t mrl_uffd_seq(struct mrl_ctx *ctx);
 
 /* file.c */
 struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino);
@@ -763,7 +795,9 @@ void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
 /* seccomp_loop.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);
-/* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
+/* mr.c: the (dev, inode), file offset and extent of the mapping at addr;
+ * under ctx->lock in a watcher's mr_attach it answers from what
+ * mrl_mr_reg read (ctx->vma_known) and asks the kernel nothing */
 int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
 		 uintptr_t *start, uintptr_t *end);
 
