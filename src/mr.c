@@ -470,10 +470,14 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only, int state,
 		       int cause)
 {
-	/* (the holders hear of a fence at once, before the device applies it:
-	 * a notice that overtakes the swap to a tombstone is what fails the
-	 * operations landing there, -EKEYREVOKED, rather than a silent
-	 * completion into scratch; the owner is told once it is applied) */
+	/* (the holders hear of a fence at once, before the device applies it;
+	 * the owner is told once it is applied. A fence seen before its change
+	 * lands first drains the holders (brk.c, fence mode: PAUSE ahead of
+	 * this notice, the device swaps to the key's tombstone only once each
+	 * has acked): no operation a peer reports done reached the tombstone.
+	 * One seen after (mrl_mr_changed_after) swaps at once: a peer cannot
+	 * tell its operations that completed before this notice from ones the
+	 * tombstone took; README, "What a peer can know".) */
 	struct state_ent e;
 	memset(&e, 0, sizeof(e));
 	e.id = mr->handle;
@@ -482,6 +486,7 @@ static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer 
 	e.gen = mr->gen;
 	e.state = (uint8_t)state;
 	e.cause = (uint8_t)cause;
+	e.flags = state != MRL_STATE_ACTIVE && state != MRL_STATE_PAUSED && mr->fenced_after ? MRL_SF_AFTER : 0;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
 			mrl_queue_state(ctx, h, &e, mr->len);
@@ -507,7 +512,7 @@ void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *
  * finds the MR fenced or deregistered. */
 static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
-	if (mr->dev_mr && !mr->dev_busy) {
+	if (mr->dev_mr && !mr->dev_busy && !mr->drain) { /* draining: mrl_mr_drained */
 		mrl_dev_dereg(ctx, mr->dev_mr, mr);
 		mr->dev_mr = NULL;
 		mr->dev_len = 0;
@@ -570,6 +575,7 @@ void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uin
 	mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, off, len, 0, 0, seen);
 	if (cause == MRL_CAUSE_UNMAPPED || cause == MRL_CAUSE_MOVED || cause == MRL_CAUSE_REPLACED ||
 	    mr->policy == MRL_POLICY_FENCE) {
+		mr->fenced_after = 1; /* (the peers' notice says: nothing was drained) */
 		mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, seen);
 		return;
 	}
@@ -675,9 +681,10 @@ static void fence_applied(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, v
  * mrl_mr_query) only once the device applied it: before, a peer that has
  * not heard still reaches the old registration, and an owner told
  * "fenced" would let the change under it go on (a write past a new end of
- * file: SIGBUS in the owner). */
-void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
-			 uint64_t len, pid_t pid, uint64_t seen)
+ * file: SIGBUS in the owner). hold (off 0 only): the device keeps the
+ * pages until mrl_mr_drained (the holders drain first: brk.c). */
+static void fence(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off, uint64_t len,
+		  pid_t pid, uint64_t seen, bool hold)
 {
 	if (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)
 		return;
@@ -697,6 +704,8 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	 * has its key, and it is let go of when the call returns. */
 	bool device = mr->dev_mr || mr->dev_busy;
 	if (off == 0) {
+		if (!hold || !mr->dev_mr || mr->dev_busy)
+			mr->drain = NULL; /* (its break set it: the device cannot wait) */
 		dev_dereg(ctx, mr);
 		mrl_mr_set_state(mr, MRL_STATE_FENCED);
 		mr->valid_len = 0;
@@ -713,12 +722,41 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		mr->refs++;
 		mr->unapplied++;
 		mrl_send_state(ctx, mr, NULL);
-		mrl_dev_after(ctx, fence_applied, n);
+		if (mr->drain)
+			mr->drain_note = n; /* mrl_mr_drained queues it */
+		else
+			mrl_dev_after(ctx, fence_applied, n);
 		return;
 	}
 	/* nothing for the device to do (or no memory to wait with): told now */
 	fence_told(ctx, mr, cause, off, mr->len - off, pid, seen);
 	mrl_send_state(ctx, mr, NULL);
+}
+
+void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+			 uint64_t len, pid_t pid, uint64_t seen)
+{
+	fence(ctx, mr, cause, off, len, pid, seen, false);
+}
+
+void mrl_mr_fence_held(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, pid_t pid, uint64_t seen)
+{
+	fence(ctx, mr, cause, 0, mr->len, pid, seen, true);
+}
+
+/* Every holder drained mr (or was cut off): its device lets go now (the
+ * key goes to its tombstone), and the fence, if one waits, is told once
+ * that is done. */
+void mrl_mr_drained(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (!mr->drain)
+		return;
+	mr->drain = NULL;
+	dev_dereg(ctx, mr);
+	if (mr->drain_note) {
+		mrl_dev_after(ctx, fence_applied, mr->drain_note);
+		mr->drain_note = NULL;
+	}
 }
 
 static void restore_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
@@ -1098,7 +1136,8 @@ static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here, uintptr
 {
 	bool in_brk = mr->in_brk;
 	void *dh = NULL;
-	if (here && mr->state == MRL_STATE_ACTIVE && !in_brk && mr->dev_mr && !mr->dev_busy) {
+	if (here && mr->state == MRL_STATE_ACTIVE && !in_brk && mr->dev_mr && !mr->dev_busy &&
+	    !mr->drain) { /* (draining: mrl_mr_drained lets it go) */
 		dh = mr->dev_mr;
 		mr->dev_mr = NULL;
 		mr->dev_len = 0;
@@ -1137,7 +1176,13 @@ MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
 	if (mr) {
+		/* peers holding it drain it first: their notice follows the
+		 * PAUSE, the device lets go once they acked (brk.c) */
+		bool landed = false;
+		struct mrl_brk *b = mrl_brk_fence_one(ctx, mr, MRL_CAUSE_DEREGISTERED, &landed);
 		mr_remove(ctx, mr, true, undo);
+		if (b)
+			mrl_brk_wait_landed(ctx, &landed);
 		/* the memory is the application's again on return: the device
 		 * must be done with it */
 		mrl_dev_sync(ctx);
@@ -1162,8 +1207,14 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 		ret = mrl_err(EKEYREVOKED, "%s: MR is fenced (%s)", fn, mrl_cause_str(mr->cause));
 		goto out;
 	}
-	if (answer == ANSWER_FENCE && !mr->in_brk) {
-		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, 0, mrl_now_ns());
+	if (!mr->in_brk && (answer == ANSWER_FENCE || (answer == ANSWER_RELEASE && !mr->redirected))) {
+		/* the holders drain it before the device lets go (brk.c) */
+		int cause = answer == ANSWER_FENCE ? MRL_CAUSE_OWNER : MRL_CAUSE_RELEASED;
+		bool landed = false;
+		if (mrl_brk_fence_one(ctx, mr, cause, &landed))
+			mrl_brk_wait_landed(ctx, &landed);
+		else
+			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, mrl_now_ns());
 		goto out;
 	}
 	if (!mr->in_brk && mr->redirected && answer == ANSWER_RESTORE) {

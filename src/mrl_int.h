@@ -274,6 +274,12 @@ struct mrl_mr {
 	uint16_t desc_users;
 	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
 	uint16_t sigbus;             /* its slot in the fault table + 1 (sigbus.c), 0 none */
+	/* fenced or deregistered before the change landed, its device still
+	 * on its pages until every holder drained it: the break draining it
+	 * (brk.c), NULL if none; mr.c: mrl_mr_drained lets the device go */
+	struct mrl_brk *drain;
+	struct fence_note *drain_note; /* the fence to tell once the device let go */
+	uint8_t fenced_after;        /* fenced by mrl_mr_changed_after: its notices say so (MRL_SF_AFTER) */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
@@ -293,9 +299,11 @@ struct mrl_brk_ack {
 	bool done;
 	bool indexed; /* in its break's ack_hash (brk.c) */
 };
-/* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
- * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
-enum brk_phase { BRK_QUIESCE = 1, BRK_UNPIN, BRK_LANDING };
+/* QUIESCE: waiting for acks and answers; NOTIFY: peers were cut off, their
+ * notices are sent before the device moves (brk.c); UNPIN: the device lets
+ * go of the pages (queued device calls, devq.c); LANDING: the watcher lets
+ * the change in */
+enum brk_phase { BRK_QUIESCE = 1, BRK_NOTIFY, BRK_UNPIN, BRK_LANDING };
 struct mrl_brk {
 	struct mrl_brk *next;      /* ctx->brks */
 	struct mrl_file *file;     /* NULL: the owner's address space (madvise) */
@@ -303,6 +311,7 @@ struct mrl_brk {
 	int cause;
 	pid_t pid;
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
+	uint64_t notify_until;     /* BRK_NOTIFY: the device moves by then, sent or not */
 	struct mrl_brk_ack *acks;
 	int acks_pending;
 	struct mrl_brk_ack **ack_hash; /* acks by (peer, seq), open addressing (brk.c) */
@@ -313,6 +322,7 @@ struct mrl_brk {
 	const struct mrl_watcher_ops *src; /* the watcher that saw it: lets it land */
 	struct mrl_mr_vec mrs;     /* the MRs it paused, a reference each */
 	bool unredirect;           /* the owner's restore of redirected MRs (brk.c) */
+	void *actor;               /* fence mode: who waits for it to land (its source's) */
 };
 
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
@@ -705,6 +715,12 @@ void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen);
 int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+/* A fence decided before the change lands, on an MR whose holders must
+ * drain first (brk.c, fence mode): decided and told now (state, holders),
+ * the device keeps the pages until mrl_mr_drained, which lets it go (then
+ * the owner is told, as for any fence: once applied). */
+void mrl_mr_fence_held(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, pid_t pid, uint64_t seen);
+void mrl_mr_drained(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* Break hooks for registrars that quiesce locally (rops->quiesce/revoke):
  * quiesce right after an MR is paused (may add a local ack to mr->brk);
  * unpin before the change lands (fences with cause deadline if the device
@@ -800,6 +816,23 @@ void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_tpeer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
+/* Fence the MRs in vec (taken over) with cause, before the change lands:
+ * those with holders and a registration are fenced at once for everyone
+ * but their device lets go only once every holder drained them (PAUSE,
+ * ack, deadline, cut-off: the break engine's); src->let_land is called
+ * then, with b->actor = actor. NULL: nothing had to wait
+ * (all fenced at once; the device calls are queued). Cause
+ * MRL_CAUSE_DEREGISTERED: the caller deregisters them right after. */
+bool mrl_mr_drains(struct mrl_ctx *ctx, const struct mrl_mr *mr);
+struct mrl_brk *mrl_brk_fence_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
+				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen,
+				  void *actor);
+/* The same for one MR, for a caller that waits (mrl_mr_fence,
+ * mrl_mr_dereg): NULL if nothing is to be drained (the caller fences or
+ * deregisters as before); else *landed turns true, under ctx->lock with
+ * dev_cv broadcast, once its device let go (mrl_brk_wait_landed). */
+struct mrl_brk *mrl_brk_fence_one(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, bool *landed);
+void mrl_brk_wait_landed(struct mrl_ctx *ctx, bool *landed);
 /* mrl_mr_restore of a redirected MR: back onto its file, same key */
 int mrl_brk_unredirect(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* an fd to fstat the file with (the library's own, its O_PATH one, or a
