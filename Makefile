@@ -67,7 +67,7 @@ TSAN_TESTS := t_lease t_pause t_notify t_truncate t_fan t_fan_stream t_proto t_u
 	t_intp_stress t_fence_applied t_desc_rereg t_uffd_stale t_trunc_inflight t_guardian_stop t_dev_unlocked t_fi_hook \
 	t_fi_board_rogue t_fi_relay t_auth t_rogue_auth t_sigbus t_redirect_uring t_redirect_fabric \
 	t_seccomp t_uring_seccomp t_seccomp_mapfixed t_seccomp_sigbus t_memfd_dupq t_verify_unlocked t_fan_look_unlocked \
-	t_sigbus_stream t_eof_reads
+	t_sigbus_stream t_eof_reads t_uffd_kept t_fence_drain t_cutoff_resync
 
 # libmrlease-preload.so: the libc address-space calls, for every object in
 # the process. It runs before any sanitizer runtime is up: never instrumented.

@@ -137,6 +137,8 @@ int bench_callgrind_inner(void);
 int bench_fihook(void);
 int bench_fihook_inner(void);
 int bench_reg(void);
+int bench_ureg(void);
+int bench_ureg_inner(void);
 int bench_breaks(void);
 int bench_breaker_inner(const char *path);
 int bench_scale(void);

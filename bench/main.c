@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* mrl_bench: what the leases cost, side by side with raw libfabric, and how
  * the library scales. `mrl_bench [--smoke] [--out DIR] [part...]`, parts:
- * fastpath callgrind reg breaks scale churn interpose index fihook eofcheck (default: all). Every figure is
+ * fastpath callgrind reg breaks scale churn interpose index fihook eofcheck ureg (default: all). Every figure is
  * measured next to its baseline in the same run. */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -140,7 +140,7 @@ int make_sparse(const char *path, uint64_t size)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mrl_bench [--smoke] [--out DIR] [fastpath|callgrind|reg|breaks|scale|churn|interpose|index|fihook|eofcheck ...]\n");
+	fprintf(stderr, "usage: mrl_bench [--smoke] [--out DIR] [fastpath|callgrind|reg|breaks|scale|churn|interpose|index|fihook|eofcheck|ureg ...]\n");
 	exit(2);
 }
 
@@ -154,6 +154,7 @@ int main(int argc, char **argv)
 		{"breaks", bench_breaks},     {"scale", bench_scale},         {"churn", bench_churn},
 		{"interpose", bench_interpose}, {"index", bench_index},     {"fihook", bench_fihook},
 		{"eofcheck", bench_eofcheck},
+		{"ureg", bench_ureg},
 	};
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
 	bool want[16] = {0}, any = false;
@@ -173,6 +174,8 @@ int main(int argc, char **argv)
 			return bench_callgrind_inner();
 		} else if (!strcmp(argv[i], "--fihook-inner")) {
 			return bench_fihook_inner(); /* the fihook part's re-run under valgrind */
+		} else if (!strcmp(argv[i], "--ureg-inner")) {
+			return bench_ureg_inner(); /* the ureg part's re-run under valgrind */
 		} else if (!strcmp(argv[i], "--index-inner")) {
 			return bench_index_inner(); /* the index part's re-run under valgrind */
 		} else {

@@ -17,7 +17,7 @@ trap 'rm -rf "$out"' EXIT
 cat "$out/stderr" >&2
 j=$out/bench.json
 [ -s "$j" ] || { echo "no $j"; exit 1; }
-for part in fastpath callgrind registration breaks scale churn index eofcheck; do
+for part in fastpath callgrind registration breaks scale churn index eofcheck ureg; do
 	grep -q "\"$part\": \[" "$j" || { echo "part $part missing from the JSON"; exit 1; }
 done
 if command -v python3 >/dev/null; then

@@ -281,6 +281,8 @@ struct mrl_reg_opts {
  * cached pages may keep serving their old bytes, unannounced. */
 int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	       const struct mrl_reg_opts *opts, mrl_mr_t *out);
+/* Peers holding mr drain it first (see mrl_write): may wait up to its
+ * deadline for a peer nobody progresses. */
 int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t mr);
 
 /* Answers to a break under MRL_POLICY_NOTIFY (also allowed for others). */
@@ -411,12 +413,30 @@ struct mrl_rmr_info {
 	uint32_t cause;
 	uint64_t length, valid_length, key;
 	uint64_t held, inflight;  /* operations now held by a pause / posted */
+	uint32_t flags;           /* MRL_RMR_SEEN_AFTER (filled when size covers it) */
 };
+/* Fenced for a change the owner saw only after it landed: an operation that
+ * completed successfully before the peer heard of it may not have reached
+ * the memory (see mrl_write). Without it, a fence seen before its change
+ * was drained: a success means the bytes arrived first. */
+#define MRL_RMR_SEEN_AFTER 0x1u
 int mrl_rmr_query(mrl_rmr *rmr, struct mrl_rmr_info *info);
 
 /* One-sided operations; complete through mrl_ep_poll. An operation to a
  * paused MR is held and posted on resume; to a fenced range it completes
- * with status -EKEYREVOKED and the cause. */
+ * with status -EKEYREVOKED and the cause.
+ * The guarantee: for an MR fenced before its change landed (an interposed
+ * munmap/mremap/mmap(MAP_FIXED), a MRL_POLICY_FENCE MR's break,
+ * mrl_mr_fence, mrl_mr_release, mrl_mr_dereg), a completion the peer
+ * reports with status 0 means the bytes reached the memory before the
+ * change: the owner's device lets go only once every holder has drained
+ * the MR (refused new operations, seen those in flight complete, acked),
+ * or, silent past the MR's deadline, was cut off (its notice goes out
+ * before the key moves: what completes after it is -EKEYREVOKED, cause
+ * peer-timeout).
+ * For a change seen only after it landed (coverage MRL_SEEN_AFTER) no such
+ * promise: an operation that completed before the peer heard of it may have
+ * reached memory no longer the MR's (README, "What a peer can know"). */
 int mrl_write(mrl_rmr *rmr, uint64_t offset, const void *buf, size_t len, void *op_context);
 int mrl_read(mrl_rmr *rmr, uint64_t offset, void *buf, size_t len, void *op_context);
 

@@ -15,12 +15,22 @@
  * (MRL_EVENT_REDIRECTED) rather than on the file; the owner's
  * mrl_mr_restore brings them back through a break of their own
  * (mrl_brk_unredirect: pause, quiesce, unpin, restore onto the file).
+ * A fence decided before its change lands (FENCE-policy MRs here; the
+ * interposed munmap, mremap and MAP_FIXED; mrl_mr_fence; mrl_mr_dereg)
+ * goes the same way when the MR has holders (fence mode, mr->drain): the
+ * MR is fenced for everyone at once, each holder gets PAUSE (asking for an
+ * ack) ahead of the notice, refuses new operations, lets those in flight
+ * end and acks; only then does the device let go of the pages (the key to
+ * its tombstone) and the change land. So no operation a peer reports done
+ * reached the tombstone; a holder that does not answer by the deadline is
+ * cut off (cause peer timeout), as in any break.
  * Every function here runs with ctx->lock held. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mrl_int.h"
@@ -99,8 +109,11 @@ void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b)
 	free(b->ack_hash);
 	if (b->src->brk_done)
 		b->src->brk_done(ctx, b);
-	for (size_t i = 0; i < b->mrs.n; i++)
+	for (size_t i = 0; i < b->mrs.n; i++) {
+		if (b->mrs.v[i]->drain == b) /* freed before it released: the device lets go now */
+			mrl_mr_drained(ctx, b->mrs.v[i]);
 		mrl_mr_put(ctx, b->mrs.v[i]);
+	}
 	free(b->mrs.v);
 	free(b);
 }
@@ -213,7 +226,7 @@ static void brk_send_pauses(struct mrl_ctx *ctx, struct mrl_brk *b)
 	size_t npb = 0, cap = 0, last = 0;
 	for (size_t i = 0; i < vec->n; i++) {
 		struct mrl_mr *mr = vec->v[i];
-		if (!mr->in_brk)
+		if (!mr->in_brk && mr->drain != b)
 			continue;
 		for (struct mrl_holder *h = mr->holders; h; h = h->next) {
 			size_t k = last < npb && pb[last].peer == h->peer ? last : 0;
@@ -261,24 +274,41 @@ static void brk_check(struct mrl_ctx *ctx, struct mrl_brk *b)
 	brk_release(ctx, b, mrl_now_ns());
 }
 
+/* A break pauses and restores its MRs (MODE_BREAK), or is the owner's
+ * move back off scratch (MODE_UNREDIRECT), or fences them all (MODE_FENCE). */
+enum brk_mode { MODE_BREAK = 0, MODE_UNREDIRECT, MODE_FENCE };
+
+/* Is there anyone to drain mr before its device lets go: a holder that may
+ * have operations in flight on its registration, and a monitor to hear
+ * the acks and keep the deadline? */
+bool mrl_mr_drains(struct mrl_ctx *ctx, const struct mrl_mr *mr)
+{
+	return mr->holders && mr->dev_mr && !mr->dev_busy && !mr->drain && !ctx->intp_inline &&
+	       (mr->state == MRL_STATE_ACTIVE || mr->state == MRL_STATE_PAUSED);
+}
+
 /* Pause the MRs in vec (the caller's array, taken over) for a change src
  * saw over [lo, hi) of their backing (file offsets; 0..UINT64_MAX for the
- * address space). FENCE-policy MRs are fenced at once. NULL when nothing is
- * left to pause: the caller lets the change go at once. */
+ * address space). FENCE-policy MRs (all of them in MODE_FENCE) are fenced
+ * at once, their device let go once their holders drained them (the
+ * pauses go out first, then the fence notice). NULL when nothing is left
+ * to wait for: the caller lets the change go at once (MODE_FENCE: once
+ * the device calls queued are done). */
 static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 				 const struct mrl_watcher_ops *src, struct mrl_mr_vec *vec, int cause,
 				 pid_t pid, uint64_t lo, uint64_t hi, uint64_t seen, struct mrl_fan_ev *fev,
-				 bool unredirect)
+				 int mode, void *actor)
 {
+	bool unredirect = mode == MODE_UNREDIRECT;
 	struct mrl_brk *b = vec->n ? calloc(1, sizeof(*b)) : NULL;
 	if (!b) {
 		/* nothing live, or cannot track it: fence what is live (safe side) */
-		for (size_t i = 0; i < vec->n; i++)
+		for (size_t i = 0; i < vec->n && cause != MRL_CAUSE_DEREGISTERED; i++)
 			mrl_mr_fence_locked(ctx, vec->v[i], cause, 0, vec->v[i]->len, pid, seen);
 		free(vec->v);
 		return NULL;
 	}
-	ctx->st.breaks += !unredirect; /* (the owner's move back off scratch is none) */
+	ctx->st.breaks += mode == MODE_BREAK; /* (the owner's move back off scratch is none) */
 	b->file = f;
 	b->phase = BRK_QUIESCE;
 	b->cause = cause;
@@ -289,6 +319,7 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	b->fev = fev;
 	b->src = src;
 	b->unredirect = unredirect;
+	b->actor = actor;
 	/* The peers' time to answer runs from when they are asked: a change
 	 * that waited behind another break on the file must not reach its
 	 * peers with its deadline spent and cut off ones that answer at once. */
@@ -319,13 +350,22 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		/* the part of the MR the change touches, in MR offsets */
 		uint64_t off = lo > mr->fnode.start ? lo - mr->fnode.start : 0;
 		uint64_t end = hi - mr->fnode.start < mr->len && hi > mr->fnode.start ? hi - mr->fnode.start : mr->len;
-		mr->breaks++;
-		mr->cause = cause;
-		mr->cause_pid = pid;
-		mr->cause_off = off;
-		mr->cause_len = end - off;
-		if (mr->policy == MRL_POLICY_FENCE) {
-			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
+		if (mode == MODE_BREAK) {
+			mr->breaks++;
+			mr->cause = cause;
+			mr->cause_pid = pid;
+			mr->cause_off = off;
+			mr->cause_len = end - off;
+		}
+		if (mr->policy == MRL_POLICY_FENCE || mode == MODE_FENCE) {
+			if (!mrl_mr_drains(ctx, mr)) { /* nobody to drain: the device lets go now */
+				if (cause != MRL_CAUSE_DEREGISTERED)
+					mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, pid, seen);
+				continue;
+			}
+			mr->drain = b; /* fenced below, once the pauses are queued */
+			mr->refs++;
+			vec->v[k++] = mr;
 			continue;
 		}
 		mrl_mr_set_state(mr, MRL_STATE_PAUSED);
@@ -337,7 +377,9 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		mrl_mr_quiesce_locked(ctx, b, mr);
 		mrl_post_event(ctx, mr, MRL_EVENT_BREAK, cause, off, end - off, pid, dl, seen);
 	}
-	if (!k && !ctx->devq && !ctx->dev_active) { /* all fenced, the device let go already */
+	if (!k && (mode == MODE_FENCE || (!ctx->devq && !ctx->dev_active))) {
+		/* all fenced, the device let go already (MODE_FENCE: its caller
+		 * waits for the device calls queued) */
 		free(vec->v);
 		free(b);
 		return NULL;
@@ -351,6 +393,11 @@ static struct mrl_brk *brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 	if (f)
 		f->brk = b;
 	brk_send_pauses(ctx, b);
+	/* the fence notice follows each holder's PAUSE: a peer of an earlier
+	 * version, which skips fenced MRs in a PAUSE, drains them too */
+	for (size_t i = 0; i < b->mrs.n && cause != MRL_CAUSE_DEREGISTERED; i++)
+		if (b->mrs.v[i]->drain == b)
+			mrl_mr_fence_held(ctx, b->mrs.v[i], cause, pid, seen);
 	brk_check(ctx, b);
 	return b;
 }
@@ -368,7 +415,7 @@ struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 		if (mrl_mr_live(vec.v[i]) && vec.v[i]->fnode.start + vec.v[i]->valid_len > lo)
 			vec.v[k++] = vec.v[i];
 	vec.n = k;
-	return brk_begin(ctx, f, src, &vec, cause, pid, lo, hi, seen, fev, false);
+	return brk_begin(ctx, f, src, &vec, cause, pid, lo, hi, seen, fev, MODE_BREAK, NULL);
 }
 
 /* A change to the owner's address space under the MRs in vec (active,
@@ -376,7 +423,61 @@ struct mrl_brk *mrl_brk_begin(struct mrl_ctx *ctx, struct mrl_file *f,
 struct mrl_brk *mrl_brk_begin_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
 				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen)
 {
-	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL, false);
+	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL, MODE_BREAK, NULL);
+}
+
+struct mrl_brk *mrl_brk_fence_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
+				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen,
+				  void *actor)
+{
+	return brk_begin(ctx, NULL, src, vec, cause, pid, 0, UINT64_MAX, seen, NULL, MODE_FENCE,
+			 actor);
+}
+
+/* A fence the owner's own call waits for (mrl_mr_fence, mrl_mr_dereg):
+ * once the device let go, its caller goes on. */
+static void fence_landed(struct mrl_ctx *ctx, struct mrl_brk *b)
+{
+	bool *landed = b->actor;
+	b->actor = NULL;
+	if (landed) {
+		*landed = true;
+		pthread_cond_broadcast(&ctx->dev_cv);
+	}
+}
+
+static void fence_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
+{
+	(void)now;
+	fence_landed(ctx, b);
+	mrl_brk_finish(ctx, b);
+}
+
+static const struct mrl_watcher_ops fence_src = {
+	.name = "owner-fence",
+	.let_land = fence_let_land,
+	.brk_done = fence_landed, /* freed before it landed: nothing left to wait for */
+};
+
+struct mrl_brk *mrl_brk_fence_one(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, bool *landed)
+{
+	/* the caller waits: not the monitor, which hears the acks */
+	if (!mrl_mr_drains(ctx, mr) || ctx->monitor_tid == (pid_t)syscall(SYS_gettid))
+		return NULL;
+	struct mrl_mr_vec vec = {0};
+	if (mrl_mr_vec_push(&vec, mr))
+		return NULL;
+	return brk_begin(ctx, NULL, &fence_src, &vec, cause, 0, 0, UINT64_MAX, mrl_now_ns(), NULL,
+			 MODE_FENCE, landed);
+}
+
+/* ctx->lock held (dropped while waiting): the monitor sends the pauses
+ * and hears the acks; bounded by the MR's deadline (cut-off) */
+void mrl_brk_wait_landed(struct mrl_ctx *ctx, bool *landed)
+{
+	mrl_wake_monitor(ctx);
+	while (!*landed)
+		pthread_cond_wait(&ctx->dev_cv, &ctx->lock);
 }
 
 /* The device let go of the break's pages (every device call queued before
@@ -397,9 +498,24 @@ static void redirect_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void 
 				    (pid_t)(intptr_t)arg, mrl_now_ns());
 }
 
-/* Quiesced (or out of time): revoke what must go, then let the change land. */
+static void brk_release_device(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now);
+
+/* Every control message queued so far is out (handed to the transport,
+ * which keeps their order with everything it sends later). ctx->lock
+ * held; flush_lock is only tried (it is taken before ctx->lock). */
+static bool notices_sent(struct mrl_ctx *ctx)
+{
+	if (ctx->outbox || pthread_mutex_trylock(&ctx->flush_lock))
+		return false; /* queued, or being sent now */
+	mrl_unlock(&ctx->flush_lock);
+	return true;
+}
+
+/* Quiesced (or out of time): cut off the peers that did not answer, then
+ * (their notices out first) revoke what must go and let the change land. */
 static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
+	bool cut = false;
 	for (struct mrl_brk_ack *a = b->acks; a; a = a->next) {
 		if (a->done)
 			continue;
@@ -409,10 +525,11 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 		for (size_t i = 0; a->peer && i < b->mrs.n; i++) {
 			struct mrl_mr *mr = b->mrs.v[i];
 			for (struct mrl_holder **hp = &mr->holders; *hp; hp = &(*hp)->next) {
-				if ((*hp)->peer != a->peer || !mr->in_brk)
+				if ((*hp)->peer != a->peer || !(mr->in_brk || mr->drain == b))
 					continue;
 				struct mrl_holder *h = *hp;
 				mrl_send_cut_off(ctx, mr, a->peer);
+				cut = true;
 				mr->rekey = 1;
 				*hp = h->next;
 				free(h);
@@ -422,8 +539,30 @@ static void brk_release(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 		a->done = true;
 	}
 	b->acks_pending = 0;
+	if (cut) {
+		/* A peer cut off may still have operations in flight on the old
+		 * registration: its notice goes out before the key moves to its
+		 * tombstone, so whatever lands there completes after the peer
+		 * has it (-EKEYREVOKED there), never as a success before. The
+		 * monitor sends it next; a queue that stays full is not waited
+		 * for long. */
+		b->phase = BRK_NOTIFY;
+		b->notify_until = now + 1000000000ull;
+		mrl_wake_monitor(ctx);
+		return;
+	}
+	brk_release_device(ctx, b, now);
+}
+
+/* Revoke what must go, then let the change land. */
+static void brk_release_device(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
+{
 	for (size_t i = 0; i < b->mrs.n; i++) {
 		struct mrl_mr *mr = b->mrs.v[i];
+		if (mr->drain == b) { /* fenced, drained: the device lets go now */
+			mrl_mr_drained(ctx, mr);
+			continue;
+		}
 		if (!mr->in_brk)
 			continue;
 		int answer = mr->owner_answer;
@@ -515,7 +654,7 @@ int mrl_brk_unredirect(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	if (ret)
 		return ret;
 	brk_begin(ctx, NULL, &unredirect_src, &vec, mr->cause, 0, 0, UINT64_MAX, mrl_now_ns(), NULL,
-		  true);
+		  MODE_UNREDIRECT, NULL);
 	return 0;
 }
 
@@ -526,6 +665,8 @@ void mrl_brk_tick(struct mrl_ctx *ctx, uint64_t now)
 		next = b->next;
 		if (b->phase == BRK_QUIESCE && now >= b->deadline_ns)
 			brk_release(ctx, b, now);
+		else if (b->phase == BRK_NOTIFY && (notices_sent(ctx) || now >= b->notify_until))
+			brk_release_device(ctx, b, now);
 	}
 }
 
@@ -533,6 +674,10 @@ uint64_t mrl_brk_next_timer(struct mrl_ctx *ctx)
 {
 	uint64_t t = UINT64_MAX;
 	for (struct mrl_brk *b = ctx->brks; b; b = b->next) {
+		if (b->phase == BRK_NOTIFY) { /* the monitor's flush, then a look */
+			uint64_t soon = mrl_now_ns() + 200000ull;
+			t = soon < t ? soon : t;
+		}
 		if (b->phase != BRK_QUIESCE)
 			continue;
 		if (b->deadline_ns < t)

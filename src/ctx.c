@@ -79,6 +79,7 @@ static int ctx_create(const struct mrl_ctx_opts *opts, const struct mrl_registra
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&ctx->as_cv, &ca);
 	pthread_cond_init(&ctx->dev_cv, &ca);
+	pthread_cond_init(&ctx->dev_work_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	ctx->devq_tail = &ctx->devq;
 	pthread_mutex_init(&ctx->flush_lock, NULL);
@@ -174,6 +175,7 @@ MRL_EXPORT int mrl_ctx_destroy(mrl_ctx *ctx)
 		close(ctx->procmaps_fd);
 	pthread_cond_destroy(&ctx->as_cv);
 	pthread_cond_destroy(&ctx->dev_cv);
+	pthread_cond_destroy(&ctx->dev_work_cv);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_mutex_destroy(&ctx->flush_lock);
 	pthread_mutex_destroy(&ctx->evq_lock);

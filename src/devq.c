@@ -43,6 +43,9 @@ static void push(struct mrl_ctx *ctx, struct mrl_devop *op)
 		ctx->devq_tail = &op->next;
 	}
 	pthread_cond_broadcast(&ctx->dev_cv);
+	/* (the idle worker sleeps on a condition of its own: a caller's end of
+	 * a call it made itself, mrl_dev_dereg_here, need not wake it) */
+	pthread_cond_signal(&ctx->dev_work_cv);
 }
 
 static struct mrl_devop *op_new(int kind)
@@ -85,6 +88,23 @@ void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr)
 	if ((op->mr = mr))
 		mr->refs++;
 	push(ctx, op);
+}
+
+void mrl_dev_dereg_here(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr)
+{
+	desc_wait(ctx, mr);
+	if (!idle(ctx)) { /* after what is queued, in order */
+		mrl_dev_dereg(ctx, handle, mr);
+		return;
+	}
+	ctx->dev_active++;
+	ctx->dev_inline++;
+	mrl_unlock(&ctx->lock);
+	ctx->rops->dereg(ctx->dev, handle);
+	mrl_lock(&ctx->lock);
+	ctx->dev_inline--;
+	ctx->dev_active--;
+	pthread_cond_broadcast(&ctx->dev_cv);
 }
 
 static struct mrl_devop *mr_op(int kind, struct mrl_mr *mr, mrl_dev_done_fn *done, void *arg)
@@ -235,9 +255,13 @@ static void run_one(struct mrl_ctx *ctx)
 	ctx->devq = op->next;
 	if (!ctx->devq)
 		ctx->devq_tail = &ctx->devq;
-	ctx->dev_active = true;
+	ctx->dev_active++;
 	int ret = 0;
-	if (op->kind == DEVOP_DEREG) {
+	if (op->kind == DEVOP_AFTER) {
+		/* queued after a caller's own deregistration began: after it ends */
+		while (ctx->dev_inline)
+			pthread_cond_wait(&ctx->dev_cv, &ctx->lock);
+	} else if (op->kind == DEVOP_DEREG) {
 		desc_wait(ctx, op->mr);
 		mrl_unlock(&ctx->lock);
 		ctx->rops->dereg(ctx->dev, op->handle);
@@ -245,7 +269,7 @@ static void run_one(struct mrl_ctx *ctx)
 	} else if (op->kind != DEVOP_AFTER) {
 		ret = mr_call(ctx, op); /* may have queued at the front already */
 	}
-	ctx->dev_active = false;
+	ctx->dev_active--;
 	if (!ctx->devq_front)
 		ctx->devq_front = &ctx->devq;
 	if (op->done)
@@ -300,7 +324,7 @@ static void *dev_main(void *arg)
 		}
 		if (ctx->dev_stop)
 			break;
-		pthread_cond_wait(&ctx->dev_cv, &ctx->lock);
+		pthread_cond_wait(&ctx->dev_work_cv, &ctx->lock);
 	}
 	mrl_unlock(&ctx->lock);
 	return NULL;
@@ -324,6 +348,7 @@ void mrl_dev_stop(struct mrl_ctx *ctx)
 	mrl_lock(&ctx->lock);
 	ctx->dev_stop = true;
 	pthread_cond_broadcast(&ctx->dev_cv);
+	pthread_cond_signal(&ctx->dev_work_cv);
 	mrl_unlock(&ctx->lock);
 	pthread_join(ctx->dev_thread, NULL);
 	mrl_lock(&ctx->lock);

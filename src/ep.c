@@ -356,7 +356,7 @@ void mrl_ep_dispatch(struct mrl_ep *ep, struct mrl_peer *p, const unsigned char 
 				continue;
 			struct msg_state one = {.state = e->state, .cause = e->cause, .id = e->id,
 						.key = e->key, .base = r->base, .len = r->len,
-						.valid_len = e->valid_len, .gen = e->gen};
+						.valid_len = e->valid_len, .gen = e->gen, .flags = e->flags};
 			mrl_ep_rmr_apply_state(ep, r, &one);
 		}
 		break;

@@ -65,6 +65,12 @@ struct mrl_rmr {
 	uint64_t id, key, base, len, valid_len;
 	uint32_t gen;
 	uint64_t inflight, nheld;
+	/* pauses naming it not acked yet (ep_peer.c): the owner keeps the
+	 * device on its pages until they are, so what was in flight when one
+	 * came lands there, fenced meanwhile or not (ep_rma.c: mrl_ep_op_done) */
+	uint32_t draining;
+	bool cut;             /* cut off by the owner (cause peer timeout): it did not wait */
+	bool seen_after;      /* fenced for a change seen after it landed (MRL_SF_AFTER) */
 	struct mrl_op *held, **held_tail;
 	/* ops held after a connection drop wait for the owner's word on this
 	 * MR (its answer to our probe, or any state for it): posted before,

@@ -23,8 +23,19 @@ void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_i
 		bool have = false;
 		for (struct mrl_holder *h = mr->holders; h && !have; h = h->next)
 			have = h->peer == &p->tp;
-		struct mrl_holder *h = have ? NULL : calloc(1, sizeof(*h));
-		if (!have && !h) {
+		/* req 0: a peer that holds the MR asks for its state again after a
+		 * drop (ep_rma.c: mrl_ep_retry_probe). One that is no holder any
+		 * more was cut off (its notice may have been lost in the drop): it
+		 * is told so again, and never made a holder, nor told the key
+		 * the MR came back under. */
+		bool resync = m->h.req == 0;
+		struct mrl_holder *h = have || resync ? NULL : calloc(1, sizeof(*h));
+		if (resync && !have) {
+			r.state = MRL_STATE_FENCED;
+			r.cause = MRL_CAUSE_PEER_TIMEOUT;
+			r.len = mr->len;
+			r.gen = mr->gen;
+		} else if (!have && !h) {
 			r.status = -ENOMEM;
 		} else {
 			if (h) {
@@ -41,6 +52,7 @@ void mrl_ep_owner_open(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_i
 			r.valid_len = mr->state == MRL_STATE_FENCED ? 0 : mr->valid_len;
 			r.gen = mr->gen;
 			r.access = (uint8_t)(mr->access & (MRL_ACCESS_REMOTE_READ | MRL_ACCESS_REMOTE_WRITE));
+			r.flags = mr->state == MRL_STATE_FENCED && mr->fenced_after ? MRL_SF_AFTER : 0;
 		}
 	}
 	mrl_unlock(&ctx->lock);

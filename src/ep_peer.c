@@ -86,6 +86,8 @@ void mrl_ep_pause_check(struct mrl_ep *ep, struct mrl_peer *p)
 			return;
 		}
 		*pp = pr->next;
+		for (uint32_t i = 0; i < pr->n; i++)
+			pr->rmrs[i]->draining--;
 		free(pr->rmrs);
 		free(pr);
 		if (ret == 0)
@@ -133,6 +135,7 @@ void mrl_ep_peer_pause(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_p
 			if (!r || r->state == MRL_STATE_FENCED)
 				continue;
 			rmr_hold(ep, r);
+			r->draining++;
 			pr->rmrs[pr->n++] = r;
 		}
 	pr->next = p->pauses;
@@ -189,6 +192,10 @@ void mrl_ep_rmr_apply_state(struct mrl_ep *ep, struct mrl_rmr *r, const struct m
 	} else {
 		r->state = MRL_STATE_FENCED;
 		r->valid_len = 0;
+		/* cut off: the owner stopped waiting for this peer's ack, so what
+		 * is still in flight may reach the tombstone (failed, not done) */
+		r->cut |= m->cause == MRL_CAUSE_PEER_TIMEOUT;
+		r->seen_after |= (m->flags & MRL_SF_AFTER) != 0;
 		atomic_store_explicit(&r->ctl, RMR_SLOW, memory_order_release);
 		mrl_ep_rmr_fail_held(ep, r, -EKEYREVOKED);
 	}
@@ -207,7 +214,8 @@ void mrl_ep_peer_state_runs(struct mrl_ep *ep, struct mrl_peer *p, const struct 
 				continue;
 			struct msg_state one = {.state = run->state, .cause = run->cause, .id = id,
 						.key = r->key, .base = r->base, .len = r->len,
-						.valid_len = serving ? r->len : 0, .gen = run->gen};
+						.valid_len = serving ? r->len : 0, .gen = run->gen,
+						.flags = run->flags};
 			mrl_ep_rmr_apply_state(ep, r, &one);
 		}
 	}
@@ -228,6 +236,8 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 		return mrl_err(ENOTCONN, "peer %u is disconnected", p->idx);
 	}
 	w->req = ++ep->next_req;
+	if (!w->req) /* 0 marks a probe after a drop (mrl_ep_retry_probe) */
+		w->req = ++ep->next_req;
 	w->peer = p;
 	((struct msg_hdr *)msg)->req = w->req;
 	w->next = ep->waiters;
@@ -374,14 +384,33 @@ MRL_EXPORT int mrl_rmr_close(mrl_rmr *r)
 	rmr_hash_del(r->peer, r);
 	r->closed = true;
 	atomic_store(&r->ctl, RMR_SLOW);
+	bool sent = false;
 	if (!r->peer->dead) {
 		struct msg_id m;
 		memset(&m, 0, sizeof(m));
 		mrl_ep_init_hdr(&m.h, MSG_CLOSE, sizeof(m), 0);
 		m.id = r->id;
-		mrl_ep_send_locked(ep, r->peer, &m, sizeof(m));
+		sent = mrl_ep_send_locked(ep, r->peer, &m, sizeof(m)) == 0;
 	}
 	mrl_unlock(&ep->lock);
+	if (sent) {
+		/* Until the owner has read it, it counts this peer among the MR's
+		 * holders, and deregistering or fencing the MR waits for this
+		 * peer to drain it (brk.c): a thread that closes and then has the
+		 * MR deregistered in this process would wait for itself. So wait
+		 * (briefly, best effort) for an answer the owner sends after
+		 * reading it: a list request past its table's end. */
+		struct msg_list_req q;
+		union {
+			struct msg_list_rep rep;
+			unsigned char raw[MRL_MSG_MAX];
+		} u;
+		memset(&q, 0, sizeof(q));
+		mrl_ep_init_hdr(&q.h, MSG_LIST_REQ, sizeof(q), 0);
+		q.start = UINT32_MAX;
+		if (request(r->peer, &q, sizeof(q), 2000, &u))
+			mrl_log("mrl_rmr_close: the owner did not confirm (%s)", mrl_last_error());
+	}
 	return 0;
 }
 
@@ -390,12 +419,16 @@ MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
 	if (!r || !info)
 		return mrl_err(EINVAL, "mrl_rmr_query: NULL %s", !r ? "rmr" : "info");
 	MRL_CHILD_CHECK(r->peer->ep->ctx, "mrl_rmr_query");
-	if (info->size < sizeof(*info))
+	/* (flags came later: a caller built before them gets the rest) */
+	size_t size = info->size;
+	if (size < offsetof(struct mrl_rmr_info, flags))
 		return mrl_err(EINVAL, "mrl_rmr_query: info->size %zu too small", info->size);
+	if (size > sizeof(*info))
+		size = sizeof(*info);
 	struct mrl_ep *ep = r->peer->ep;
 	mrl_lock(&ep->lock);
-	memset(info, 0, sizeof(*info));
-	info->size = sizeof(*info);
+	memset(info, 0, size);
+	info->size = size;
 	info->state = r->closed ? MRL_STATE_DEREGISTERED : r->state;
 	info->generation = r->gen;
 	info->cause = r->cause;
@@ -404,6 +437,8 @@ MRL_EXPORT int mrl_rmr_query(mrl_rmr *r, struct mrl_rmr_info *info)
 	info->key = r->key;
 	info->held = r->nheld;
 	info->inflight = r->inflight;
+	if (size >= offsetof(struct mrl_rmr_info, flags) + sizeof(info->flags))
+		info->flags = r->seen_after ? MRL_RMR_SEEN_AFTER : 0;
 	mrl_unlock(&ep->lock);
 	return 0;
 }

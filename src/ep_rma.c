@@ -173,9 +173,11 @@ int mrl_ep_post_op(struct mrl_ep *ep, struct mrl_op *op)
  *  - Fenced (or cut short) since it was posted: the owner keeps a fenced
  *    key alive over scratch memory so a late operation cannot break the
  *    connection; it completed there, not in the MR: -EKEYREVOKED with the
- *    cause. The notice overtakes such a completion on the one connection,
- *    unless the operation landed between the owner's fence and its notice
- *    going out (a short window).
+ *    cause. A fence seen before its change is drained first (PAUSE, then
+ *    the notice; the owner swaps only once this peer acked), so an op in
+ *    flight when the pause came landed in the MR: its own status. Cut off
+ *    (the owner stopped waiting), it may not have: -EKEYREVOKED (the owner
+ *    sends the cut-off before its key moves to the tombstone: brk.c).
  *  - Failed with an error while its peer is alive: tcp (ofi_rxm over it)
  *    tears down the whole connection when one RMA cannot be served at the
  *    target (an offset past a registration cut short, pages past a new end
@@ -197,7 +199,9 @@ void mrl_ep_op_done(struct mrl_ep *ep, struct mrl_op *op, int err)
 	int status = 0;
 	uint32_t cause = MRL_CAUSE_NONE;
 	bool gone = r->state == MRL_STATE_FENCED || op->off + op->len > r->valid_len;
-	bool revoked = op->gen != r->gen && gone;
+	/* draining (a pause not acked yet, not cut off): the owner's device is
+	 * still on the pages, so it landed there even if fenced since */
+	bool revoked = gone && (r->cut || (op->gen != r->gen && !r->draining));
 	if (err && !revoked && !p->dead && !r->closed) {
 		if (gone) {
 			revoked = true;
@@ -319,9 +323,11 @@ void mrl_ep_resync_tick(struct mrl_ep *ep)
 void mrl_ep_resync_reply(struct mrl_ep *ep, struct mrl_peer *p, const struct msg_state *m)
 {
 	struct mrl_rmr *r = mrl_ep_rmr_find(p, m->id);
-	/* only an MR active here takes it: a fence or cut-off that came in
-	 * meanwhile is final, a pause is its own message's (and ack's) */
-	if (!r || r->closed || r->state != MRL_STATE_ACTIVE)
+	/* only an MR active here takes it, or a paused one a final state
+	 * (fenced: cut off, say): a fence or cut-off that came in meanwhile is
+	 * final, a pause is its own message's (and ack's) */
+	bool final = m->status || m->state == MRL_STATE_FENCED || m->state == MRL_STATE_DEREGISTERED;
+	if (!r || r->closed || !(r->state == MRL_STATE_ACTIVE || (r->state == MRL_STATE_PAUSED && final)))
 		return;
 	if (m->status) { /* gone from the owner's table: deregistered */
 		struct msg_state f = *m;

@@ -280,18 +280,29 @@ MRL_EXPORT int mrl_file_unmap(mrl_ctx *ctx, void *addr, size_t len)
 	MRL_CHILD_CHECK(ctx, "mrl_file_unmap");
 	if (!len || (uintptr_t)addr + len < (uintptr_t)addr)
 		return mrl_err(EINVAL, "mrl_file_unmap: bad length %zu", len);
+	/* exactly one mapping mrl_file_map made, still there: munmap would
+	 * take whatever else lies in the range. What is mapped at a mapping's
+	 * first and last page is read with no lock held (/proc takes the
+	 * kernel's mmap lock), then matched against the table under it: a
+	 * mapping other than the one read for is read for again. */
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	struct { uintptr_t a, last; int r; dev_t dev[2]; ino_t ino[2]; } seen;
+	seen.a = (uintptr_t)addr;
+	seen.last = ((uintptr_t)addr + len - 1) & ~(uintptr_t)(pg - 1);
+	int reads = 0;
+	bool stale = false;
+reread:
+	seen.r = mrl_vma_ident(ctx, seen.a, &seen.dev[0], &seen.ino[0]) ||
+		 mrl_vma_ident(ctx, seen.last, &seen.dev[1], &seen.ino[1]);
+	reads++;
 	mrl_lock(&ctx->lock);
 	if (mrl_itree_first_overlap(&ctx->va_index, (uintptr_t)addr, (uintptr_t)addr + len)) {
 		ret = mrl_err(EBUSY, "mrl_file_unmap: registered MRs lie in %p+%zu; deregister them first",
 			      addr, len);
 		goto out;
 	}
-	/* exactly one mapping mrl_file_map made, still there: munmap would
-	 * take whatever else lies in the range */
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 	struct mrl_file *f;
 	struct mrl_fmap **pm, *near;
-	bool stale = false;
 again:
 	f = NULL;
 	pm = NULL;
@@ -309,11 +320,19 @@ again:
 	if (near) {
 		/* the caller may have unmapped or replaced it (wholly or in
 		 * part) behind our back: forget it, it is not ours to unmap */
-		dev_t dev;
-		ino_t ino;
 		uintptr_t last = (near->addr + near->len - 1) & ~(uintptr_t)(pg - 1);
-		if (mrl_vma_ident(ctx, near->addr, &dev, &ino) || dev != f->dev || ino != f->ino ||
-		    mrl_vma_ident(ctx, last, &dev, &ino) || dev != f->dev || ino != f->ino) {
+		if (seen.a != near->addr || seen.last != last) {
+			if (reads == 8) {
+				ret = mrl_err(EAGAIN, "mrl_file_unmap: the mappings at %p keep changing", addr);
+				goto out;
+			}
+			mrl_unlock(&ctx->lock); /* not the mapping read for */
+			seen.a = near->addr;
+			seen.last = last;
+			goto reread;
+		}
+		if (seen.r || seen.dev[0] != f->dev ||
+		    seen.ino[0] != f->ino || seen.dev[1] != f->dev || seen.ino[1] != f->ino) {
 			*pm = near->next;
 			free(near);
 			f->maps--;

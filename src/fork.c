@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -50,6 +51,10 @@ static bool fork_copies;
 
 static void fork_probe(void)
 {
+	if (getenv("MRL_FORK_DONTFORK")) { /* tests: the older kernels' way, here too */
+		mrl_log("fork and pinned pages: MRL_FORK_DONTFORK set: MADV_DONTFORK on pinned private ranges");
+		return;
+	}
 	long pg = sysconf(_SC_PAGESIZE);
 	int pfd[2] = {-1, -1}, gate[2] = {-1, -1};
 	struct io_uring ring;

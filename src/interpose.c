@@ -9,6 +9,8 @@
  *   mremap               -> fence, cause "moved"
  *   mmap(MAP_FIXED) over -> fence, cause "replaced" (a different object
  *                           must never be exposed under the old key)
+ *                           (the fenced MRs' holders drain them first, the
+ *                           call waiting: brk.c, fence mode)
  *   madvise(DONTNEED, REMOVE, FREE) -> same object, new pages: FENCE-policy
  *                           MRs are fenced first (cause "madvised"); the
  *                           peers of other anonymous/shmem MRs are paused
@@ -123,16 +125,38 @@ struct hit {
 	uint64_t now;
 };
 
-/* munmap, mremap, MAP_FIXED: fence before the call */
+static const int op_cause[] = {[OP_UNMAP] = MRL_CAUSE_UNMAPPED, [OP_MOVE] = MRL_CAUSE_MOVED,
+			       [OP_REPLACE] = MRL_CAUSE_REPLACED};
+
+/* munmap, mremap, MAP_FIXED: fence before the call (in place: nobody to
+ * drain the holders with) */
 static int act_cb(struct mrl_itree_node *node, void *p)
 {
 	struct hit *h = p;
 	struct mrl_mr *mr = (struct mrl_mr *)node; /* va is the first member */
-	static const int cause[] = {[OP_UNMAP] = MRL_CAUSE_UNMAPPED, [OP_MOVE] = MRL_CAUSE_MOVED,
-				    [OP_REPLACE] = MRL_CAUSE_REPLACED};
 	if (mr->state != MRL_STATE_FENCED && mr->state != MRL_STATE_DEREGISTERED)
-		mrl_mr_fence_locked(h->ctx, mr, cause[h->op], 0, mr->len, getpid(), h->now);
+		mrl_mr_fence_locked(h->ctx, mr, op_cause[h->op], 0, mr->len, getpid(), h->now);
 	return 0;
+}
+
+struct drain_probe {
+	struct mrl_ctx *ctx;
+	bool any;
+};
+
+static int drains_cb(struct mrl_itree_node *node, void *p)
+{
+	struct drain_probe *d = p;
+	d->any = mrl_mr_drains(d->ctx, (struct mrl_mr *)node);
+	return d->any;
+}
+
+static int fence_collect_cb(struct mrl_itree_node *node, void *p)
+{
+	struct mrl_mr *mr = (struct mrl_mr *)node;
+	if (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)
+		return 0;
+	return mrl_mr_vec_push(p, mr);
 }
 
 /* madvise of file-backed MRs, after the call */
@@ -237,6 +261,35 @@ static void req_done_cb(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *a
 	req_done(arg);
 }
 
+/* The monitor, ctx->lock held: fence the MRs over r's range (munmap,
+ * mremap, MAP_FIXED). Those with holders are drained first: r is served
+ * once their device let go (intp_let_land). false: nothing to drain, r
+ * waits only for the device calls queued. */
+static bool fence_range_locked(struct mrl_ctx *ctx, struct mrl_intp_req *r)
+{
+	/* nobody to drain (no holders): fenced in place, as few allocations
+	 * as ever (the caller may have interrupted malloc, which the monitor
+	 * then waits on) */
+	struct drain_probe d = {.ctx = ctx};
+	mrl_itree_overlap(&ctx->va_index, r->a, r->a + r->len, drains_cb, &d);
+	if (!d.any) {
+		resolve_locked(ctx, r->a, r->len, r->op);
+		return false;
+	}
+	struct mrl_mr_vec vec = {0};
+	if (mrl_itree_overlap(&ctx->va_index, r->a, r->a + r->len, fence_collect_cb, &vec)) {
+		free(vec.v); /* no memory to track them: fenced at once (the safe side) */
+		resolve_locked(ctx, r->a, r->len, r->op);
+		return false;
+	}
+	if (!vec.n) {
+		free(vec.v);
+		return false;
+	}
+	return mrl_brk_fence_mrs(ctx, &mrl_watch_interpose, &vec, op_cause[r->op], getpid(),
+				 mrl_now_ns(), r) != NULL;
+}
+
 /* ctx->lock held (by the caller, or the monitor serving it): queue r for
  * the monitor, drop the lock and wait until it is served. false, lock
  * still held, when nobody is there to serve it: the caller does it itself
@@ -307,8 +360,10 @@ static void intp_serve(struct mrl_ctx *ctx)
 		} else if (r->op == OP_MADV_RESUME) {
 			madv_resume_locked(ctx);
 			mrl_dev_after(ctx, req_done_cb, r);
-		} else {
+		} else if (r->op == OP_MADVISE) {
 			resolve_locked(ctx, r->a, r->len, r->op);
+			mrl_dev_after(ctx, req_done_cb, r);
+		} else if (!fence_range_locked(ctx, r)) {
 			mrl_dev_after(ctx, req_done_cb, r);
 		}
 		pp = &ctx->intp_reqs;
@@ -443,8 +498,14 @@ static void madv_resume_one(struct mrl_ctx *ctx)
  * in madv_pause_one when it runs in place). */
 static void intp_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 {
-	(void)b;
 	(void)now;
+	if (b->actor) { /* a fence drained: the munmap, mremap, MAP_FIXED goes on */
+		struct mrl_intp_req *r = b->actor;
+		b->actor = NULL;
+		req_done(r);
+		mrl_brk_finish(ctx, b);
+		return;
+	}
 	if (ctx->as_req) {
 		struct mrl_intp_req *r = ctx->as_req;
 		ctx->as_req = NULL;
@@ -457,7 +518,12 @@ static void intp_let_land(struct mrl_ctx *ctx, struct mrl_brk *b, uint64_t now)
 /* An address-space break freed before it landed: its actor goes on. */
 static void intp_brk_done(struct mrl_ctx *ctx, struct mrl_brk *b)
 {
-	(void)b;
+	if (b->actor) { /* a fence's */
+		struct mrl_intp_req *r = b->actor;
+		b->actor = NULL;
+		req_done(r);
+		return;
+	}
 	if (ctx->as_req && !ctx->as_brk) {
 		struct mrl_intp_req *r = ctx->as_req;
 		ctx->as_req = NULL;

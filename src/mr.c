@@ -35,90 +35,181 @@ struct mrl_procmap_query {
 #define PMQ_EXECUTABLE 0x04
 #define PMQ_SHARED 0x08
 
-struct vma {
+struct mrl_vma {
 	uint64_t start, end, off, ino;
 	dev_t dev;
 	bool readable, writable, executable, shared;
 	char name[512];
 };
 
-static int vma_parse_maps(uint64_t addr, struct vma *v)
+/* One line of /proc/self/maps into *v: 0, or -1 if it does not parse. */
+static int vma_line(const char *line, struct mrl_vma *v)
+{
+	unsigned long s, e, off, ino;
+	unsigned maj, min;
+	char perm[8];
+	int pos = 0;
+	if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %n", &s, &e, perm, &off, &maj, &min, &ino,
+		   &pos) < 7)
+		return -1;
+	v->start = s;
+	v->end = e;
+	v->off = off;
+	v->ino = ino;
+	v->dev = makedev(maj, min);
+	v->readable = perm[0] == 'r';
+	v->writable = perm[1] == 'w';
+	v->executable = perm[2] == 'x';
+	v->shared = perm[3] == 's';
+	snprintf(v->name, sizeof(v->name), "%s", pos ? line + pos : "");
+	v->name[strcspn(v->name, "\n")] = 0;
+	return 0;
+}
+
+/* The text, from f's position on: the mapping holding addr (read in
+ * address order, so a walk up the address space reads the file once). */
+static int vma_text_next(FILE *f, uint64_t addr, struct mrl_vma *v)
+{
+	char line[1024];
+	while (fgets(line, sizeof(line), f)) {
+		if (vma_line(line, v) || v->end <= addr)
+			continue;
+		return v->start <= addr ? 0 : -ENOENT; /* past it: a hole */
+	}
+	return -ENOENT;
+}
+
+static int vma_parse_maps(uint64_t addr, struct mrl_vma *v)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
-	char line[1024];
-	int ret = -ENOENT;
 	if (!f)
 		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e, off, ino;
-		unsigned maj, min;
-		char perm[8];
-		int pos = 0;
-		if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu %n", &s, &e, perm, &off, &maj, &min,
-			   &ino, &pos) < 7)
-			continue;
-		if (addr < s || addr >= e)
-			continue;
-		v->start = s;
-		v->end = e;
-		v->off = off;
-		v->ino = ino;
-		v->dev = makedev(maj, min);
-		v->readable = perm[0] == 'r';
-		v->writable = perm[1] == 'w';
-		v->executable = perm[2] == 'x';
-		v->shared = perm[3] == 's';
-		snprintf(v->name, sizeof(v->name), "%s", pos ? line + pos : "");
-		v->name[strcspn(v->name, "\n")] = 0;
-		ret = 0;
-		break;
-	}
+	int ret = vma_text_next(f, addr, v);
 	fclose(f);
 	return ret;
 }
 
-/* *fd: an fd on /proc/self/maps for PROCMAP_QUERY, opened on first use
- * (-1), or -2 once the kernel proved too old for it */
-static int vma_at_fd(int *fd, uint64_t addr, struct vma *v)
+/* PROCMAP_QUERY on fd: 0, -ENOENT (nothing mapped there), or another
+ * -errno (the kernel cannot answer: read the text instead) */
+static int vma_query(int fd, uint64_t addr, struct mrl_vma *v)
 {
-	if (*fd == -1)
-		*fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (*fd >= 0) {
-		struct mrl_procmap_query q = {.size = sizeof(q), .query_addr = addr};
-		q.vma_name_addr = (uintptr_t)v->name;
-		q.vma_name_size = sizeof(v->name);
-		if (ioctl(*fd, MRL_PROCMAP_QUERY, &q) == 0) {
-			v->start = q.vma_start;
-			v->end = q.vma_end;
-			v->off = q.vma_offset;
-			v->ino = q.inode;
-			v->dev = makedev(q.dev_major, q.dev_minor);
-			v->readable = q.vma_flags & PMQ_READABLE;
-			v->writable = q.vma_flags & PMQ_WRITABLE;
-			v->executable = q.vma_flags & PMQ_EXECUTABLE;
-			v->shared = q.vma_flags & PMQ_SHARED;
-			if (!q.vma_name_size)
-				v->name[0] = 0;
-			return 0;
+	struct mrl_procmap_query q = {.size = sizeof(q), .query_addr = addr};
+	q.vma_name_addr = (uintptr_t)v->name;
+	q.vma_name_size = sizeof(v->name);
+	if (ioctl(fd, MRL_PROCMAP_QUERY, &q))
+		return -errno;
+	v->start = q.vma_start;
+	v->end = q.vma_end;
+	v->off = q.vma_offset;
+	v->ino = q.inode;
+	v->dev = makedev(q.dev_major, q.dev_minor);
+	v->readable = q.vma_flags & PMQ_READABLE;
+	v->writable = q.vma_flags & PMQ_WRITABLE;
+	v->executable = q.vma_flags & PMQ_EXECUTABLE;
+	v->shared = q.vma_flags & PMQ_SHARED;
+	if (!q.vma_name_size)
+		v->name[0] = 0;
+	return 0;
+}
+
+/* The context's fd for PROCMAP_QUERY (Linux 6.11+), opened and tried on
+ * first use and kept: a look at one mapping is then one ioctl, from any
+ * thread, with or without ctx->lock (no lock is taken here). -2 where
+ * the kernel has no such ioctl (or MRL_PROCMAP_TEXT is set, which tests
+ * use to walk the text path): the text is read instead. */
+static int procmaps_fd(struct mrl_ctx *ctx)
+{
+	int fd = __atomic_load_n(&ctx->procmaps_fd, __ATOMIC_ACQUIRE);
+	if (fd != -1)
+		return fd;
+	bool text = getenv("MRL_PROCMAP_TEXT") != NULL;
+	int nfd = text ? -2 : open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (text)
+		mrl_log("MRL_PROCMAP_TEXT set: the address space is read as text");
+	if (nfd >= 0) {
+		struct mrl_vma v;
+		int r = vma_query(nfd, (uintptr_t)&v, &v); /* the stack is always mapped */
+		if (r) {
+			mrl_log("PROCMAP_QUERY: %s: the address space is read as text", strerror(-r));
+			close(nfd);
+			nfd = -2;
 		}
-		if (errno == ENOENT)
-			return -ENOENT;
-		/* an older kernel: fall back to reading the text */
-		close(*fd);
+	} else {
+		nfd = -2;
+	}
+	int expect = -1;
+	if (!__atomic_compare_exchange_n(&ctx->procmaps_fd, &expect, nfd, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		if (nfd >= 0)
+			close(nfd); /* another thread's is in place */
+		return expect;
+	}
+	return nfd;
+}
+
+/* A walk up the address space, mapping by mapping: PROCMAP_QUERY on the
+ * context's fd, else one pass over the text. */
+struct vma_walk {
+	int fd;
+	FILE *f;
+};
+
+static void walk_open(struct mrl_ctx *ctx, struct vma_walk *w)
+{
+	w->fd = procmaps_fd(ctx);
+	w->f = NULL;
+}
+
+static int walk_at(struct vma_walk *w, uint64_t addr, struct mrl_vma *v)
+{
+	if (w->fd >= 0) {
+		int r = vma_query(w->fd, addr, v);
+		if (r != -ENOENT && r)
+			w->fd = -2; /* cannot answer (it did when tried): the text */
+		else
+			return r;
+	}
+	if (!w->f && !(w->f = fopen("/proc/self/maps", "re")))
+		return -errno;
+	return vma_text_next(w->f, addr, v);
+}
+
+static void walk_close(struct vma_walk *w)
+{
+	if (w->f)
+		fclose(w->f);
+}
+
+/* A look through a caller's own fd *fd for PROCMAP_QUERY (opened on first
+ * use, -1; -2 once the text is read instead). */
+static int vma_at_fd(int *fd, uint64_t addr, struct mrl_vma *v)
+{
+	if (*fd == -1 && (getenv("MRL_PROCMAP_TEXT") ||
+			  (*fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0))
+		*fd = -2;
+	if (*fd >= 0) {
+		int r = vma_query(*fd, addr, v);
+		if (!r || r == -ENOENT)
+			return r;
+		close(*fd); /* an older kernel: the text from now on */
 		*fd = -2;
 	}
 	return vma_parse_maps(addr, v);
 }
 
-/* ctx->lock held: with the context's fd */
-static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct vma *v)
+/* One look at the mapping holding addr, the kernel's (any lock or none). */
+static int vma_at(struct mrl_ctx *ctx, uint64_t addr, struct mrl_vma *v)
 {
-	return vma_at_fd(&ctx->procmaps_fd, addr, v);
+	struct vma_walk w;
+	walk_open(ctx, &w);
+	int ret = walk_at(&w, addr, v);
+	walk_close(&w);
+	return ret;
 }
 
 int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end)
 {
-	struct vma v;
+	struct mrl_vma v;
 	if (vma_parse_maps(addr, &v) || v.start > addr || v.end <= addr)
 		return -ENOENT;
 	*start = v.start;
@@ -128,7 +219,7 @@ int mrl_vma_range(uintptr_t addr, uintptr_t *start, uintptr_t *end)
 
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino)
 {
-	struct vma v;
+	struct mrl_vma v;
 	if (vma_at(ctx, addr, &v) || v.start > addr || v.end <= addr || !v.ino)
 		return -ENOENT;
 	*dev = v.dev;
@@ -136,11 +227,18 @@ int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino)
 	return 0;
 }
 
+/* ctx->lock held (a watcher's attach): the mapping mrl_mr_reg read if
+ * that is the MR being attached now (ctx->vma_known), else the kernel's */
 int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
 		 uintptr_t *start, uintptr_t *end)
 {
-	struct vma v;
-	if (vma_at(ctx, addr, &v) || v.start > addr || v.end <= addr || !v.ino)
+	struct mrl_vma v;
+	const struct mrl_vma *k = ctx->vma_known;
+	if (k && k->start <= addr && addr < k->end)
+		v = *k;
+	else if (vma_at(ctx, addr, &v))
+		return -ENOENT;
+	if (v.start > addr || v.end <= addr || !v.ino)
 		return -ENOENT;
 	*dev = v.dev;
 	*ino = v.ino;
@@ -150,7 +248,7 @@ int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, ui
 	return 0;
 }
 
-static int classify(const struct vma *v, char *path, size_t pathsz)
+static int classify(const struct mrl_vma *v, char *path, size_t pathsz)
 {
 	if (!v->ino)
 		return MRL_KIND_ANON;
@@ -170,7 +268,7 @@ static int classify(const struct vma *v, char *path, size_t pathsz)
 	return MRL_KIND_FILE;
 }
 
-static const char *vma_perm(const struct vma *v, char buf[5])
+static const char *vma_perm(const struct mrl_vma *v, char buf[5])
 {
 	buf[0] = v->readable ? 'r' : '-';
 	buf[1] = v->writable ? 'w' : '-';
@@ -208,7 +306,7 @@ static bool split_is_ours(struct mrl_ctx *ctx, uint64_t at)
 {
 	struct split_probe sp = {.at = at, .pg = (uint64_t)sysconf(_SC_PAGESIZE)};
 	mrl_itree_overlap(&ctx->va_index, at > sp.pg ? at - sp.pg : 0, at + sp.pg, split_cb, &sp);
-	return sp.ours;
+	return sp.ours || mrl_uffd_kept_split(ctx, at);
 }
 
 /* Boundaries between two anonymous mappings inside a range being
@@ -240,15 +338,18 @@ static int bounds_push(struct bounds *b, uint64_t at)
  * takes the kernel's mmap lock, which a thread unmapping or faulting may
  * hold while it waits for the monitor. Anonymous boundaries go to *anon,
  * for splits_ours under ctx->lock. */
-static int find_backing(uint64_t addr, uint64_t len, unsigned access, struct vma *first,
-			uint64_t *vma_hi, int *kind, char *path, size_t pathsz, struct bounds *anon)
+static int find_backing(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, unsigned access,
+			struct mrl_vma *first, uint64_t *vma_hi, int *kind, char *path, size_t pathsz,
+			struct bounds *anon)
 {
 	uint64_t cur = addr, end = addr + len;
-	struct vma v = {0}, prev = {0};
+	struct mrl_vma v = {0}, prev = {0};
 	char pb[5], qb[5];
-	int fd = -1, ret = 0;
+	int ret = 0;
+	struct vma_walk w;
+	walk_open(ctx, &w);
 	while (cur < end) {
-		ret = vma_at_fd(&fd, cur, &v);
+		ret = walk_at(&w, cur, &v);
 		if (ret == -ENOENT || (!ret && (v.start > cur || v.end <= cur))) {
 			ret = mrl_err(EFAULT, "mrl_mr_reg: range %#llx+%llu: address %#llx is not mapped%s",
 				      (unsigned long long)addr, (unsigned long long)len,
@@ -305,8 +406,7 @@ static int find_backing(uint64_t addr, uint64_t len, unsigned access, struct vma
 		prev = v;
 		cur = v.end;
 	}
-	if (fd >= 0)
-		close(fd);
+	walk_close(&w);
 	*vma_hi = cur;
 	return ret;
 }
@@ -324,30 +424,34 @@ static int splits_ours(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, const s
 	return 0;
 }
 
-/* Does [addr, addr+len) still map the object find_backing found? 0 if
- * so, else the cause (unmapped, replaced). No lock held: a second look,
- * once the MR is in the index (a change between the first look and then
- * was seen by no watcher). */
-static int backing_cause(uint64_t addr, uint64_t len, unsigned access, const struct vma *first,
-			 uint64_t vma_hi)
+/* Does [addr, addr+len) still map the object find_backing found, mapped
+ * without holes, with the access asked? 0 if so, else the cause
+ * (unmapped, replaced). No lock held: a second look once the MR is indexed
+ * and its watchers armed (a change between the first look and then was
+ * seen by no watcher). One PROCMAP_QUERY per mapping on the context's fd
+ * (one for a range in one mapping), the first look's objects compared,
+ * not classified again; the library's own splits of a mapping
+ * (userfaultfd's, MADV_DONTFORK's) move its edges: not compared. */
+static int backing_cause(struct mrl_ctx *ctx, uint64_t addr, uint64_t len, unsigned access,
+			 const struct mrl_vma *first)
 {
-	struct vma v = {0};
-	struct bounds anon = {0};
-	uint64_t hi = 0;
-	int kind;
-	char path[512];
-	int ret = find_backing(addr, len, access, &v, &hi, &kind, path, sizeof(path), &anon);
-	free(anon.at);
-	if (ret == -EFAULT)
-		return MRL_CAUSE_UNMAPPED;
-	(void)vma_hi;
-	/* the same object at addr (the library's own splits of the mapping,
-	 * userfaultfd's and MADV_DONTFORK's, move its edges: not compared; an
-	 * anonymous mapping has no offset to compare) */
-	return ret || v.ino != first->ino || v.dev != first->dev || v.shared != first->shared ||
-			       (v.ino && v.off + (addr - v.start) != first->off + (addr - first->start))
-		       ? MRL_CAUSE_REPLACED
-		       : 0;
+	uint64_t cur = addr, end = addr + len;
+	struct mrl_vma v;
+	struct vma_walk w;
+	int cause = 0;
+	walk_open(ctx, &w);
+	while (cur < end && !cause) {
+		int r = walk_at(&w, cur, &v);
+		if (r == -ENOENT || (!r && (v.start > cur || v.end <= cur)))
+			cause = MRL_CAUSE_UNMAPPED;
+		else if (r || !v.readable || ((access & MRL_ACCESS_REMOTE_WRITE) && !v.writable) ||
+			 v.ino != first->ino || v.dev != first->dev || v.shared != first->shared ||
+			 (v.ino && v.off + (cur - v.start) != first->off + (cur - first->start)))
+			cause = MRL_CAUSE_REPLACED;
+		cur = v.end;
+	}
+	walk_close(&w);
+	return cause;
 }
 
 /* The one place an MR's state changes. Only a paused MR can be part of a
@@ -366,10 +470,14 @@ void mrl_mr_set_state(struct mrl_mr *mr, int state)
 static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only, int state,
 		       int cause)
 {
-	/* (the holders hear of a fence at once, before the device applies it:
-	 * a notice that overtakes the swap to a tombstone is what fails the
-	 * operations landing there, -EKEYREVOKED, rather than a silent
-	 * completion into scratch; the owner is told once it is applied) */
+	/* (the holders hear of a fence at once, before the device applies it;
+	 * the owner is told once it is applied. A fence seen before its change
+	 * lands first drains the holders (brk.c, fence mode: PAUSE ahead of
+	 * this notice, the device swaps to the key's tombstone only once each
+	 * has acked): no operation a peer reports done reached the tombstone.
+	 * One seen after (mrl_mr_changed_after) swaps at once: a peer cannot
+	 * tell its operations that completed before this notice from ones the
+	 * tombstone took; README, "What a peer can know".) */
 	struct state_ent e;
 	memset(&e, 0, sizeof(e));
 	e.id = mr->handle;
@@ -378,6 +486,7 @@ static void send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer 
 	e.gen = mr->gen;
 	e.state = (uint8_t)state;
 	e.cause = (uint8_t)cause;
+	e.flags = state != MRL_STATE_ACTIVE && state != MRL_STATE_PAUSED && mr->fenced_after ? MRL_SF_AFTER : 0;
 	for (struct mrl_holder *h = mr->holders; h; h = h->next)
 		if (!only || h->peer == only)
 			mrl_queue_state(ctx, h, &e, mr->len);
@@ -403,7 +512,7 @@ void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *
  * finds the MR fenced or deregistered. */
 static void dev_dereg(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
-	if (mr->dev_mr && !mr->dev_busy) {
+	if (mr->dev_mr && !mr->dev_busy && !mr->drain) { /* draining: mrl_mr_drained */
 		mrl_dev_dereg(ctx, mr->dev_mr, mr);
 		mr->dev_mr = NULL;
 		mr->dev_len = 0;
@@ -466,6 +575,7 @@ void mrl_mr_changed_after(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uin
 	mrl_post_event(ctx, mr, MRL_EVENT_CHANGED, (uint32_t)cause, off, len, 0, 0, seen);
 	if (cause == MRL_CAUSE_UNMAPPED || cause == MRL_CAUSE_MOVED || cause == MRL_CAUSE_REPLACED ||
 	    mr->policy == MRL_POLICY_FENCE) {
+		mr->fenced_after = 1; /* (the peers' notice says: nothing was drained) */
 		mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, seen);
 		return;
 	}
@@ -571,9 +681,10 @@ static void fence_applied(struct mrl_ctx *ctx, struct mrl_mr *unused, int ret, v
  * mrl_mr_query) only once the device applied it: before, a peer that has
  * not heard still reaches the old registration, and an owner told
  * "fenced" would let the change under it go on (a write past a new end of
- * file: SIGBUS in the owner). */
-void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
-			 uint64_t len, pid_t pid, uint64_t seen)
+ * file: SIGBUS in the owner). hold (off 0 only): the device keeps the
+ * pages until mrl_mr_drained (the holders drain first: brk.c). */
+static void fence(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off, uint64_t len,
+		  pid_t pid, uint64_t seen, bool hold)
 {
 	if (mr->state == MRL_STATE_FENCED || mr->state == MRL_STATE_DEREGISTERED)
 		return;
@@ -593,6 +704,8 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 	 * has its key, and it is let go of when the call returns. */
 	bool device = mr->dev_mr || mr->dev_busy;
 	if (off == 0) {
+		if (!hold || !mr->dev_mr || mr->dev_busy)
+			mr->drain = NULL; /* (its break set it: the device cannot wait) */
 		dev_dereg(ctx, mr);
 		mrl_mr_set_state(mr, MRL_STATE_FENCED);
 		mr->valid_len = 0;
@@ -609,12 +722,41 @@ void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint
 		mr->refs++;
 		mr->unapplied++;
 		mrl_send_state(ctx, mr, NULL);
-		mrl_dev_after(ctx, fence_applied, n);
+		if (mr->drain)
+			mr->drain_note = n; /* mrl_mr_drained queues it */
+		else
+			mrl_dev_after(ctx, fence_applied, n);
 		return;
 	}
 	/* nothing for the device to do (or no memory to wait with): told now */
 	fence_told(ctx, mr, cause, off, mr->len - off, pid, seen);
 	mrl_send_state(ctx, mr, NULL);
+}
+
+void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
+			 uint64_t len, pid_t pid, uint64_t seen)
+{
+	fence(ctx, mr, cause, off, len, pid, seen, false);
+}
+
+void mrl_mr_fence_held(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, pid_t pid, uint64_t seen)
+{
+	fence(ctx, mr, cause, 0, mr->len, pid, seen, true);
+}
+
+/* Every holder drained mr (or was cut off): its device lets go now (the
+ * key goes to its tombstone), and the fence, if one waits, is told once
+ * that is done. */
+void mrl_mr_drained(struct mrl_ctx *ctx, struct mrl_mr *mr)
+{
+	if (!mr->drain)
+		return;
+	mr->drain = NULL;
+	dev_dereg(ctx, mr);
+	if (mr->drain_note) {
+		mrl_dev_after(ctx, fence_applied, mr->drain_note);
+		mr->drain_note = NULL;
+	}
 }
 
 static void restore_done(struct mrl_ctx *ctx, struct mrl_mr *mr, int ret, void *arg)
@@ -728,21 +870,37 @@ static struct mrl_mr *mr_lookup(struct mrl_ctx *ctx, mrl_mr_t h, const char *fn,
  * the child's page is worse than a child that cannot read the neighbours. */
 /* No lock held: should the pages be marked (see above)? (The probe, a
  * fork, runs once per process, at the first pinning registration.) */
-static bool fork_wanted(struct mrl_ctx *ctx, const struct vma *v)
+static bool fork_wanted(struct mrl_ctx *ctx, const struct mrl_vma *v)
 {
 	return ctx->rops->pins(ctx->dev) && !v->shared && !mrl_fork_copies_pinned();
 }
 
-/* No lock held (madvise takes the kernel's mmap lock): mark the pages;
- * whether it did. */
-static bool fork_protect(const uint8_t *addr, uint64_t len)
+/* Marking and unmarking are made with no library lock held (madvise takes
+ * the kernel's mmap lock), one at a time in the process (fork_mx, taken
+ * before ctx->lock, never under it): an unmark decided before a new MR
+ * marked the same pages must not land after its mark. */
+static pthread_mutex_t fork_mx = PTHREAD_MUTEX_INITIALIZER;
+
+static void page_span(const void *addr, uint64_t len, uintptr_t *a0, uintptr_t *a1)
 {
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a0 = (uintptr_t)addr & ~(pg - 1), a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+	*a0 = (uintptr_t)addr & ~(pg - 1);
+	*a1 = ((uintptr_t)addr + len + pg - 1) & ~(pg - 1);
+}
+
+/* No lock held: mark the pages; whether it did. */
+static bool fork_protect(const uint8_t *addr, uint64_t len)
+{
+	uintptr_t a0, a1;
+	page_span(addr, len, &a0, &a1);
+	mrl_lock(&fork_mx);
 	/* raw call: the interposer has nothing to do with it */
-	if (syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK)) {
+	int r = (int)syscall(SYS_madvise, a0, a1 - a0, MADV_DONTFORK);
+	int err = errno;
+	mrl_unlock(&fork_mx);
+	if (r) {
 		mrl_log("MADV_DONTFORK %p+%llu: %s", (const void *)addr, (unsigned long long)len,
-			strerror(errno));
+			strerror(err));
 		return false;
 	}
 	if (a0 != (uintptr_t)addr || a1 != (uintptr_t)addr + len)
@@ -758,29 +916,32 @@ static int dontfork_cb(struct mrl_itree_node *n, void *p)
 	return ((struct mrl_mr *)n)->dontfork; /* va is the first member */
 }
 
-/* mr already left the VA index: fork copies its pages again unless another
- * marked MR still covers them. */
-static void fork_unprotect(struct mrl_ctx *ctx, struct mrl_mr *mr)
+/* No lock held: mr's pages, marked, left the VA index (mr_remove gave
+ * [a0, a1)): fork copies them again unless another marked MR covers them
+ * by the time the unmark is made. */
+static void fork_unprotect(struct mrl_ctx *ctx, uintptr_t a0, uintptr_t a1)
 {
-	if (!mr->dontfork)
+	if (a0 == a1)
 		return;
-	mr->dontfork = 0;
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a0 = (uintptr_t)mr->addr & ~(pg - 1),
-		  a1 = ((uintptr_t)mr->addr + mr->len + pg - 1) & ~(pg - 1);
-	if (!mrl_itree_overlap(&ctx->va_index, a0, a1, dontfork_cb, NULL))
+	mrl_lock(&fork_mx);
+	mrl_lock(&ctx->lock);
+	bool still = mrl_itree_overlap(&ctx->va_index, a0, a1, dontfork_cb, NULL);
+	mrl_unlock(&ctx->lock);
+	if (!still)
 		syscall(SYS_madvise, a0, a1 - a0, MADV_DOFORK);
+	mrl_unlock(&fork_mx);
 }
 
-static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr);
+static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here, uintptr_t undo[2]);
 
 MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 			  const struct mrl_reg_opts *opts, mrl_mr_t *out)
 {
-	struct vma v = {0};
+	struct mrl_vma v = {0};
 	char path[512] = "";
 	int kind = 0, ret;
 	uint64_t vma_hi = 0;
+	uintptr_t undo[2] = {0, 0};
 
 	if (!ctx || !addr || !out)
 		return mrl_err(EINVAL, "mrl_mr_reg: NULL %s", !ctx ? "context" : !addr ? "address" : "out");
@@ -820,8 +981,10 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 					   "are the library's and addresses offsets)", ctx->rops->name);
 
 	mrl_guard_settle(ctx); /* a file just let go is nobody's opener any more */
+	uint64_t uffd_look = mrl_uffd_seq(ctx); /* before the first look */
 	struct bounds anon = {0};
-	ret = find_backing((uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path), &anon);
+	ret = find_backing(ctx, (uintptr_t)addr, len, access, &v, &vma_hi, &kind, path, sizeof(path),
+			   &anon);
 	bool dontfork = !ret && fork_wanted(ctx, &v);
 	mrl_lock(&ctx->lock);
 	if (!ret)
@@ -912,7 +1075,13 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 		ret = mrl_err(ENOMEM, "mrl_mr_reg: out of memory for the MR index");
 		goto out;
 	}
+	ctx->vma_known = &v; /* what the watchers ask of the mapping, known already */
 	MRL_WATCHERS_EACH(ctx, mr_attach, mr);
+	ctx->vma_known = NULL;
+	/* every unmap or move of the range since before the first look would
+	 * have reached the userfaultfd and dropped its kept registration: no
+	 * second look needed (uffd.c) */
+	bool watched = mr->uffd && mr->uffd_since && mr->uffd_since <= uffd_look;
 	mr->dontfork = dontfork; /* before the split exists: splits_ours may meet it */
 	if (mr->file)
 		MRL_WATCHERS_EACH(ctx, file_arm, mr->file);
@@ -923,13 +1092,13 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	mrl_unlock(&ctx->lock);
 	if (dontfork)
 		dontfork = fork_protect(mr->addr, mr->len);
-	int changed = backing_cause((uintptr_t)addr, len, access, &v, vma_hi);
+	int changed = watched ? 0 : backing_cause(ctx, (uintptr_t)addr, len, access, &v);
 	ret = ctx->rops->reg(ctx->dev, addr, len, access, &key, &dh);
 	mrl_lock(&ctx->lock);
 	mr->registering = 0;
 	mr->dontfork = dontfork;
 	if (ret) {
-		mr_remove(ctx, mr);
+		mr_remove(ctx, mr, false, undo);
 		goto out;
 	}
 	mr->dev_mr = dh;
@@ -953,15 +1122,26 @@ MRL_EXPORT int mrl_mr_reg(mrl_ctx *ctx, void *addr, size_t len, unsigned access,
 	/* (a break still under way has it paused: its unpin and restore do it) */
 out:
 	mrl_unlock(&ctx->lock);
+	fork_unprotect(ctx, undo[0], undo[1]);
 	mrl_flush_outbox(ctx);
 	return ret;
 }
 
 /* ctx->lock held: mr leaves the table, the indexes and its watchers; the
- * device lets go (queued: mrl_dev_sync waits for it). */
-static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr)
+ * device lets go (queued: mrl_dev_sync waits for it). here: the caller
+ * waits for the device right after (mrl_mr_dereg): an active MR's
+ * registration is let go by this thread when the worker has nothing to do,
+ * once mr is out of every table (the lock drops around the call). */
+static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr, bool here, uintptr_t undo[2])
 {
 	bool in_brk = mr->in_brk;
+	void *dh = NULL;
+	if (here && mr->state == MRL_STATE_ACTIVE && !in_brk && mr->dev_mr && !mr->dev_busy &&
+	    !mr->drain) { /* (draining: mrl_mr_drained lets it go) */
+		dh = mr->dev_mr;
+		mr->dev_mr = NULL;
+		mr->dev_len = 0;
+	}
 	dev_dereg(ctx, mr);
 	mrl_mr_set_state(mr, MRL_STATE_DEREGISTERED);
 	mr->cause = MRL_CAUSE_DEREGISTERED;
@@ -970,7 +1150,10 @@ static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	mrl_ht_del(&ctx->ht, mr->handle);
 	mrl_itree_remove(&ctx->va_index, &mr->va);
 	MRL_WATCHERS_EACH(ctx, mr_detach, mr);
-	fork_unprotect(ctx, mr);
+	undo[0] = undo[1] = 0;
+	if (mr->dontfork) /* unmarked by the caller, unlocked (fork_unprotect) */
+		page_span(mr->addr, mr->len, &undo[0], &undo[1]);
+	mr->dontfork = 0;
 	if (mr->file) {
 		mrl_itree_remove(&mr->file->mrs, &mr->fnode);
 		if (in_brk) /* the break stops waiting for it */
@@ -978,24 +1161,34 @@ static void mr_remove(struct mrl_ctx *ctx, struct mrl_mr *mr)
 		mrl_file_put(ctx, mr->file);
 		mr->file = NULL;
 	}
+	if (dh)
+		mrl_dev_dereg_here(ctx, dh, mr);
 	mrl_mr_put(ctx, mr);
 }
 
 MRL_EXPORT int mrl_mr_dereg(mrl_ctx *ctx, mrl_mr_t h)
 {
 	int ret = 0;
+	uintptr_t undo[2] = {0, 0};
 	if (!ctx)
 		return mrl_err(EINVAL, "mrl_mr_dereg: NULL context");
 	MRL_CHILD_CHECK(ctx, "mrl_mr_dereg");
 	mrl_lock(&ctx->lock);
 	struct mrl_mr *mr = mr_lookup(ctx, h, "mrl_mr_dereg", &ret);
 	if (mr) {
-		mr_remove(ctx, mr);
+		/* peers holding it drain it first: their notice follows the
+		 * PAUSE, the device lets go once they acked (brk.c) */
+		bool landed = false;
+		struct mrl_brk *b = mrl_brk_fence_one(ctx, mr, MRL_CAUSE_DEREGISTERED, &landed);
+		mr_remove(ctx, mr, true, undo);
+		if (b)
+			mrl_brk_wait_landed(ctx, &landed);
 		/* the memory is the application's again on return: the device
 		 * must be done with it */
 		mrl_dev_sync(ctx);
 	}
 	mrl_unlock(&ctx->lock);
+	fork_unprotect(ctx, undo[0], undo[1]); /* once the device let go */
 	mrl_flush_outbox(ctx);
 	return ret;
 }
@@ -1014,8 +1207,14 @@ static int owner_answer(mrl_ctx *ctx, mrl_mr_t h, int answer, const char *fn)
 		ret = mrl_err(EKEYREVOKED, "%s: MR is fenced (%s)", fn, mrl_cause_str(mr->cause));
 		goto out;
 	}
-	if (answer == ANSWER_FENCE && !mr->in_brk) {
-		mrl_mr_fence_locked(ctx, mr, MRL_CAUSE_OWNER, 0, mr->len, 0, mrl_now_ns());
+	if (!mr->in_brk && (answer == ANSWER_FENCE || (answer == ANSWER_RELEASE && !mr->redirected))) {
+		/* the holders drain it before the device lets go (brk.c) */
+		int cause = answer == ANSWER_FENCE ? MRL_CAUSE_OWNER : MRL_CAUSE_RELEASED;
+		bool landed = false;
+		if (mrl_brk_fence_one(ctx, mr, cause, &landed))
+			mrl_brk_wait_landed(ctx, &landed);
+		else
+			mrl_mr_fence_locked(ctx, mr, cause, 0, mr->len, 0, mrl_now_ns());
 		goto out;
 	}
 	if (!mr->in_brk && mr->redirected && answer == ANSWER_RESTORE) {
@@ -1114,7 +1313,7 @@ int mrl_backing_changed(int *maps_fd, const struct mrl_backing *b)
 {
 	uint64_t cur = b->addr, end = cur + b->len;
 	while (cur < end) {
-		struct vma v;
+		struct mrl_vma v;
 		if (vma_at_fd(maps_fd, cur, &v) || v.start > cur || v.end <= cur)
 			return MRL_CAUSE_UNMAPPED;
 		char path[8];

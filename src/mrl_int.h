@@ -253,6 +253,9 @@ struct mrl_mr {
 	uint8_t dontfork;            /* its pages were marked MADV_DONTFORK (see mr.c) */
 	uint8_t uffd;                /* its pages are registered with ctx->uffd */
 	uint64_t uffd_seq;           /* uffd.c: its place in the order of registrations there */
+	uint64_t uffd_since;         /* uffd.c: that order when its range became registered
+				      * (earlier than uffd_seq when it was kept registered) */
+	uint64_t uffd_unmaps;        /* uffd.c: the watcher's unmap events read by then */
 	uint64_t reg_ns;             /* when it joined its file (a break seen before it is not its) */
 	uint32_t settled_seq;        /* the file's settled state it was last restored on, 0 none */
 	uint8_t changed;             /* paused: a change was seen after it landed meanwhile */
@@ -271,6 +274,12 @@ struct mrl_mr {
 	uint16_t desc_users;
 	uint64_t vma_lo, vma_hi;     /* the mappings it lay in when registered (mr.c) */
 	uint16_t sigbus;             /* its slot in the fault table + 1 (sigbus.c), 0 none */
+	/* fenced or deregistered before the change landed, its device still
+	 * on its pages until every holder drained it: the break draining it
+	 * (brk.c), NULL if none; mr.c: mrl_mr_drained lets the device go */
+	struct mrl_brk *drain;
+	struct fence_note *drain_note; /* the fence to tell once the device let go */
+	uint8_t fenced_after;        /* fenced by mrl_mr_changed_after: its notices say so (MRL_SF_AFTER) */
 };
 
 /* What the owner said about a break (mrl_mr_restore/release/fence). */
@@ -290,9 +299,11 @@ struct mrl_brk_ack {
 	bool done;
 	bool indexed; /* in its break's ack_hash (brk.c) */
 };
-/* QUIESCE: waiting for acks and answers; UNPIN: the device lets go of the
- * pages (queued device calls, devq.c); LANDING: the watcher lets the change in */
-enum brk_phase { BRK_QUIESCE = 1, BRK_UNPIN, BRK_LANDING };
+/* QUIESCE: waiting for acks and answers; NOTIFY: peers were cut off, their
+ * notices are sent before the device moves (brk.c); UNPIN: the device lets
+ * go of the pages (queued device calls, devq.c); LANDING: the watcher lets
+ * the change in */
+enum brk_phase { BRK_QUIESCE = 1, BRK_NOTIFY, BRK_UNPIN, BRK_LANDING };
 struct mrl_brk {
 	struct mrl_brk *next;      /* ctx->brks */
 	struct mrl_file *file;     /* NULL: the owner's address space (madvise) */
@@ -300,6 +311,7 @@ struct mrl_brk {
 	int cause;
 	pid_t pid;
 	uint64_t seen_ns, deadline_ns, landing_deadline_ns;
+	uint64_t notify_until;     /* BRK_NOTIFY: the device moves by then, sent or not */
 	struct mrl_brk_ack *acks;
 	int acks_pending;
 	struct mrl_brk_ack **ack_hash; /* acks by (peer, seq), open addressing (brk.c) */
@@ -310,6 +322,7 @@ struct mrl_brk {
 	const struct mrl_watcher_ops *src; /* the watcher that saw it: lets it land */
 	struct mrl_mr_vec mrs;     /* the MRs it paused, a reference each */
 	bool unredirect;           /* the owner's restore of redirected MRs (brk.c) */
+	void *actor;               /* fence mode: who waits for it to land (its source's) */
 };
 
 /* ---- control messages queued by the monitor, sent outside ctx->lock ---- */
@@ -372,6 +385,12 @@ void mrl_dev_stop(struct mrl_ctx *ctx);
 /* handle: a registration nobody else has any more; mr (or NULL): the MR it
  * was, whose descriptor users (desc_users) the call waits for */
 void mrl_dev_dereg(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
+/* the same, by a caller about to wait for the device anyway (mrl_mr_dereg):
+ * when nothing is queued or running it makes the call itself, ctx->lock
+ * dropped around it (no hand-over to the worker and back); counted in
+ * dev_active, and a barrier queued meanwhile waits for it. mr (a reference
+ * held) must be out of every table already. */
+void mrl_dev_dereg_here(struct mrl_ctx *ctx, void *handle, struct mrl_mr *mr);
 /* ctx->lock held: a post is done with the descriptor it took from mr */
 void mrl_dev_desc_put(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* point mr's registration (or a new one, same key) at the pages its
@@ -422,13 +441,18 @@ void mrl_keys_free(struct mrl_keys *k);
  *                   library) gets EDEADLK and passes through. ctx->as_cv and
  *                   ctx->dev_cv (device op done; io_uring users wait for an
  *                   MR to leave PAUSED on it) wait with it. No device call
- *                   is made under it: the device worker (devq.c) and
- *                   mrl_mr_reg call the registrar with no lock held. Nor
- *                   does mrl_mr_reg read /proc/self/maps (find_backing,
- *                   and its second look once the MR is indexed) or mark
- *                   MADV_DONTFORK under it: both take the kernel's mmap
- *                   lock, which a faulting or unmapping thread may hold
- *                   while it waits for the monitor. Nor does verify
+ *                   is made under it: the device worker (devq.c),
+ *                   mrl_mr_reg and mrl_mr_dereg (mrl_dev_dereg_here, the
+ *                   worker idle) call the registrar with no lock held. Nor
+ *                   does registration read /proc/self/maps (find_backing,
+ *                   and its second look once the MR is indexed; the
+ *                   watchers' attach gets the first look's mapping,
+ *                   ctx->vma_known) or mark MADV_DONTFORK / DOFORK under
+ *                   it: both take the kernel's mmap lock, which a faulting
+ *                   or unmapping thread may hold while it waits for the
+ *                   monitor. mr.c's fork_mx orders the marks and unmarks
+ *                   of the process; it is taken before ctx->lock (an unmark
+ *                   looks at the VA index), never under it. Nor does verify
  *                   (verify.c: the MRs are copied under it, the maps read
  *                   with none, the result acted on under it against each
  *                   MR's generation), nor fanotify (its actors' /proc
@@ -485,7 +509,13 @@ struct mrl_ctx {
 	struct mrl_itree va_index;
 	struct mrl_file *files;
 	struct mrl_keys keys;        /* every remote key handed out (key.c) */
-	int procmaps_fd;
+	int procmaps_fd;             /* mr.c: /proc/self/maps for PROCMAP_QUERY, opened on first
+				      * use (-1), -2 where the kernel has no such ioctl; atomic */
+	/* mr.c: the mapping mrl_mr_reg read (unlocked) for the MR whose
+	 * watchers it attaches now, under ctx->lock: mrl_vma_file answers
+	 * from it instead of asking the kernel under the lock; NULL else
+	 * (and once a watcher split the mapping: uffd.c) */
+	const struct mrl_vma *vma_known;
 
 	/* monitor */
 	pthread_t monitor;
@@ -550,10 +580,13 @@ struct mrl_ctx {
 	/* device calls (devq.c), under ctx->lock */
 	struct mrl_devop *devq, **devq_tail;
 	struct mrl_devop **devq_front; /* a done callback runs: its ops go here */
-	bool dev_active;             /* the worker is in a device call (lock dropped) */
+	unsigned dev_active;         /* device calls in progress, lock dropped: the worker's,
+				      * and deregistrations made by their caller (dev_inline) */
+	unsigned dev_inline;         /* mrl_dev_dereg_here calls in progress */
 	bool dev_stop, dev_running;
 	pthread_t dev_thread;
 	pthread_cond_t dev_cv;       /* with ctx->lock: op queued, op done */
+	pthread_cond_t dev_work_cv;  /* with ctx->lock: the idle worker's (op queued, stop) */
 	uint64_t pause_ns[4096];     /* ring of recent pause durations */
 	uint64_t npause;
 	struct mrl_guard *guard;     /* the guardian process (guardian.c), NULL if none */
@@ -682,6 +715,12 @@ void mrl_send_cut_off(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *
 void mrl_mr_fence_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, uint64_t off,
 			 uint64_t len, pid_t pid, uint64_t seen);
 int mrl_mr_restore_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, uint64_t seen);
+/* A fence decided before the change lands, on an MR whose holders must
+ * drain first (brk.c, fence mode): decided and told now (state, holders),
+ * the device keeps the pages until mrl_mr_drained, which lets it go (then
+ * the owner is told, as for any fence: once applied). */
+void mrl_mr_fence_held(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, pid_t pid, uint64_t seen);
+void mrl_mr_drained(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* Break hooks for registrars that quiesce locally (rops->quiesce/revoke):
  * quiesce right after an MR is paused (may add a local ack to mr->brk);
  * unpin before the change lands (fences with cause deadline if the device
@@ -698,8 +737,17 @@ void mrl_mr_unpin_locked(struct mrl_ctx *ctx, struct mrl_mr *mr, pid_t pid, uint
 unsigned mrl_mr_coverage(struct mrl_ctx *ctx, struct mrl_mr *mr, uint8_t *cov);
 void mrl_send_state(struct mrl_ctx *ctx, struct mrl_mr *mr, struct mrl_tpeer *only);
 
-/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or unmapped */
+/* mr.c: the (dev, inode) of the mapping at addr; -ENOENT for anonymous or
+ * unmapped. A /proc look: call it with no lock held (file.c does). */
 int mrl_vma_ident(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino);
+/* uffd.c, ctx->lock held: a split at `at' is the edge of an anonymous range
+ * the userfaultfd watcher keeps registered after its MR went (mr.c's
+ * split_is_ours) */
+bool mrl_uffd_kept_split(struct mrl_ctx *ctx, uint64_t at);
+/* uffd.c, any lock or none: the count of registrations with the
+ * userfaultfd so far (0 without one). An MR whose uffd_since is at most a
+ * count taken before a look at its mapping was watched since before it. */
+uint64_t mrl_uffd_seq(struct mrl_ctx *ctx);
 
 /* file.c */
 struct mrl_file *mrl_file_find(struct mrl_ctx *ctx, dev_t dev, ino_t ino);
@@ -747,7 +795,9 @@ void mrl_brks_free_of(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src);
 /* seccomp_loop.c: the filter and its supervisor (MRL_CTX_SECCOMP), from
  * mrl_ctx_create once the library's threads run */
 int mrl_seccomp_install(struct mrl_ctx *ctx);
-/* mr.c: the (dev, inode), file offset and extent of the mapping at addr */
+/* mr.c: the (dev, inode), file offset and extent of the mapping at addr;
+ * under ctx->lock in a watcher's mr_attach it answers from what
+ * mrl_mr_reg read (ctx->vma_known) and asks the kernel nothing */
 int mrl_vma_file(struct mrl_ctx *ctx, uintptr_t addr, dev_t *dev, ino_t *ino, uint64_t *off,
 		 uintptr_t *start, uintptr_t *end);
 
@@ -766,6 +816,23 @@ void mrl_brk_forget_peer(struct mrl_ctx *ctx, struct mrl_tpeer *peer);
 void mrl_brk_owner_answered(struct mrl_ctx *ctx, struct mrl_mr *mr);
 void mrl_brk_free(struct mrl_ctx *ctx, struct mrl_brk *b);
 bool mrl_brk_waiting_acks(struct mrl_ctx *ctx);
+/* Fence the MRs in vec (taken over) with cause, before the change lands:
+ * those with holders and a registration are fenced at once for everyone
+ * but their device lets go only once every holder drained them (PAUSE,
+ * ack, deadline, cut-off: the break engine's); src->let_land is called
+ * then, with b->actor = actor. NULL: nothing had to wait
+ * (all fenced at once; the device calls are queued). Cause
+ * MRL_CAUSE_DEREGISTERED: the caller deregisters them right after. */
+bool mrl_mr_drains(struct mrl_ctx *ctx, const struct mrl_mr *mr);
+struct mrl_brk *mrl_brk_fence_mrs(struct mrl_ctx *ctx, const struct mrl_watcher_ops *src,
+				  struct mrl_mr_vec *vec, int cause, pid_t pid, uint64_t seen,
+				  void *actor);
+/* The same for one MR, for a caller that waits (mrl_mr_fence,
+ * mrl_mr_dereg): NULL if nothing is to be drained (the caller fences or
+ * deregisters as before); else *landed turns true, under ctx->lock with
+ * dev_cv broadcast, once its device let go (mrl_brk_wait_landed). */
+struct mrl_brk *mrl_brk_fence_one(struct mrl_ctx *ctx, struct mrl_mr *mr, int cause, bool *landed);
+void mrl_brk_wait_landed(struct mrl_ctx *ctx, bool *landed);
 /* mrl_mr_restore of a redirected MR: back onto its file, same key */
 int mrl_brk_unredirect(struct mrl_ctx *ctx, struct mrl_mr *mr);
 /* an fd to fstat the file with (the library's own, its O_PATH one, or a

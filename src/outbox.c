@@ -93,7 +93,7 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct sta
 		struct msg_state_runs *m = (struct msg_state_runs *)o->buf;
 		struct state_run *last = m->n ? &m->r[m->n - 1] : NULL;
 		if (last && e->id == last->first + last->n && last->n < UINT32_MAX && last->gen == e->gen &&
-		    last->state == e->state && last->cause == e->cause) {
+		    last->state == e->state && last->cause == e->cause && last->flags == e->flags) {
 			last->n++;
 			return;
 		}
@@ -103,7 +103,7 @@ void mrl_queue_state(struct mrl_ctx *ctx, struct mrl_holder *h, const struct sta
 			m = (struct msg_state_runs *)o->buf;
 		}
 		m->r[m->n++] = (struct state_run){.first = e->id, .n = 1, .gen = e->gen, .state = e->state,
-						  .cause = e->cause};
+						  .cause = e->cause, .flags = e->flags};
 		o->len = offsetof(struct msg_state_runs, r) + m->n * sizeof(m->r[0]);
 		m->h.len = (uint16_t)o->len;
 		return;

@@ -52,7 +52,7 @@ struct msg_state {
 	int32_t status;
 	uint8_t state, cause;
 	uint8_t access; /* MRL_ACCESS_REMOTE_*: what the MR may be used for (0: not said) */
-	uint8_t pad;
+	uint8_t flags;  /* MRL_SF_* (was padding: a peer that ignores it loses only the hint) */
 	uint64_t id, key, base, len, valid_len;
 	uint32_t gen, pad2;
 };
@@ -87,11 +87,16 @@ struct msg_pause {
 	struct pause_run runs[MRL_PAUSE_RUNS];
 };
 
+/* A state's flags: MRL_SF_AFTER, a fence decided for a change seen only
+ * after it landed (mrl_mr_changed_after): completions before this notice
+ * may not have reached the memory (mrl_rmr_info.flags, MRL_RMR_SEEN_AFTER). */
+#define MRL_SF_AFTER 0x01u
+
 /* One MR's new state inside MSG_STATES (its base and length never change). */
 struct state_ent {
 	uint64_t id, key, valid_len;
 	uint32_t gen;
-	uint8_t state, cause, pad[2];
+	uint8_t state, cause, flags, pad;
 };
 #define MRL_STATES_MAX ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct state_ent))
 struct msg_states {
@@ -107,7 +112,7 @@ struct msg_states {
 struct state_run {
 	uint64_t first;
 	uint32_t n, gen;
-	uint8_t state, cause, pad[6];
+	uint8_t state, cause, flags, pad[5];
 };
 #define MRL_STATE_RUNS_MAX ((MRL_MSG_MAX - sizeof(struct msg_hdr) - 8) / sizeof(struct state_run))
 struct msg_state_runs {

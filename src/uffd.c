@@ -45,6 +45,8 @@
 #define UFFD_RING 256
 /* events unread this long with no turn of the monitor: it may be the actor */
 #define UFFD_STUCK_MS 100
+/* ranges kept registered with no MR (see struct uffd_rd) */
+#define UFFD_KEEP 32
 
 /* The stand-by reader and the queue it fills. ctx->uffd_msgs points at
  * out, which the monitor hands to uffd_drain. */
@@ -77,6 +79,27 @@ struct uffd_rd {
 	 * new MR at the address of an unmapped one, registered once the
 	 * munmap returned but before the event was handled). */
 	_Atomic uint64_t attach_seq;
+	/* Anonymous ranges left registered when their last MR went (under
+	 * take), oldest first: registering one again costs no UFFDIO_REGISTER,
+	 * letting it go no UFFDIO_UNREGISTER (each splits or merges the
+	 * mapping under the kernel's mmap lock). An entry is a range known to
+	 * be registered still: an UNMAP or REMAP event over it drops it as it
+	 * is read, as does this watcher's own UNREGISTER. Its actor goes on
+	 * only once it is read, but the kernel posts it after the unmap: a
+	 * thread may map the address again and register it in between, find
+	 * the stale entry and skip the registration; the event, read after
+	 * that registration, then fences that MR (stamps: see above), as it
+	 * would a registered one, so nothing stays unwatched. Shared memory
+	 * is not kept: shmdt unmaps with no event. The cost: the owner's later
+	 * munmap of a kept range waits until the monitor reads its event. */
+	int nkept;
+	uint64_t kept_hits;      /* registrations that found their range kept */
+	/* UNMAP and REMAP events read so far: a range is kept when its MR goes
+	 * only if none was read since the MR's registration (its range may be
+	 * gone already; an unmap whose event is not out yet drops the entry
+	 * when it is read, and fences what was registered there meanwhile) */
+	uint64_t unmaps;
+	struct { uint64_t lo, hi, vma_lo, vma_hi, since; } kept[UFFD_KEEP];
 	struct uffd_msg q[UFFD_RING];
 	uint64_t q_seq[UFFD_RING];
 	struct uffd_msg out[UFFD_RING + OV_N + UFFD_BATCH];
@@ -125,6 +148,30 @@ static void rd_push(struct uffd_rd *rd, const struct uffd_msg *m, uint64_t seq)
 	rd->ov_seq[k] = seq; /* the latest: what was merged reaches every MR it may be about */
 }
 
+/* rd->take held: forget the kept ranges overlapping [a, b) */
+static void kept_drop(struct uffd_rd *rd, uint64_t a, uint64_t b)
+{
+	int j = 0;
+	for (int i = 0; i < rd->nkept; i++)
+		if (rd->kept[i].hi <= a || b <= rd->kept[i].lo)
+			rd->kept[j++] = rd->kept[i];
+	rd->nkept = j;
+}
+
+/* rd->take held: events just read; what they unmapped or moved is no
+ * longer registered */
+static void kept_seen(struct uffd_rd *rd, const struct uffd_msg *m, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (m[i].event == UFFD_EVENT_UNMAP || m[i].event == UFFD_EVENT_REMAP)
+			rd->unmaps++;
+		if (m[i].event == UFFD_EVENT_UNMAP)
+			kept_drop(rd, m[i].arg.remove.start, m[i].arg.remove.end);
+		else if (m[i].event == UFFD_EVENT_REMAP)
+			kept_drop(rd, m[i].arg.remap.from, m[i].arg.remap.from + m[i].arg.remap.len);
+	}
+}
+
 /* rd->take held, no lock of the context needed: the pending events into
  * the queue, stamped; how many. Never blocks (the fd is non-blocking). */
 static int rd_take_locked(struct uffd_rd *rd, int uffd)
@@ -138,6 +185,7 @@ static int rd_take_locked(struct uffd_rd *rd, int uffd)
 		/* after the read: every event in it was made before this count */
 		uint64_t seq = atomic_load(&rd->attach_seq);
 		int n = (int)(r / (ssize_t)sizeof(batch[0]));
+		kept_seen(rd, batch, n);
 		mrl_lock(&rd->lock);
 		for (int i = 0; i < n; i++)
 			rd_push(rd, &batch[i], seq);
@@ -278,6 +326,9 @@ static void uffd_stop(struct mrl_ctx *ctx)
 		if (rd->rescued)
 			mrl_log("userfaultfd: %llu events read by the stand-by reader: the monitor did not come round",
 				(unsigned long long)rd->rescued);
+		if (rd->kept_hits)
+			mrl_log("userfaultfd: %llu registrations found their range registered still",
+				(unsigned long long)rd->kept_hits);
 		if (rd->overflowed)
 			mrl_log("userfaultfd: %llu events arrived while the queue was full, merged per kind",
 				(unsigned long long)rd->overflowed);
@@ -307,32 +358,67 @@ static void page_range(const struct mrl_mr *mr, uint64_t *a0, uint64_t *a1)
 static void uffd_mr_attach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	mr->uffd = 0;
+	mr->uffd_since = 0;
 	if (ctx->uffd < 0 || mr->file || (mr->kind != MRL_KIND_ANON && mr->kind != MRL_KIND_SHMEM))
 		return;
 	uint64_t a0, a1;
 	page_range(mr, &a0, &a1);
 	struct uffdio_register reg = {.range = {.start = a0, .len = a1 - a0},
 				      .mode = UFFDIO_REGISTER_MODE_WP};
-	/* what is pending was made before this MR: stamped so before it counts */
+	/* what is pending was made before this MR: stamped so before it counts
+	 * (and what it unmapped is no longer kept) */
 	struct uffd_rd *rd = ctx->uffd_msgs ? rd_of(ctx) : NULL;
 	if (rd) {
 		mrl_lock(&rd->take);
 		rd_take_locked(rd, ctx->uffd);
+		for (int i = 0; i < rd->nkept; i++)
+			if (rd->kept[i].lo <= a0 && a1 <= rd->kept[i].hi) {
+				mr->uffd = 1; /* registered still: the MR takes it over */
+				mr->uffd_since = rd->kept[i].since;
+				/* and the mapping it lay in before this watcher split
+				 * it (mr.c's split_is_ours: the split edges are ours) */
+				if (rd->kept[i].vma_lo < mr->vma_lo)
+					mr->vma_lo = rd->kept[i].vma_lo;
+				if (rd->kept[i].vma_hi > mr->vma_hi)
+					mr->vma_hi = rd->kept[i].vma_hi;
+				memmove(&rd->kept[i], &rd->kept[i + 1],
+					(size_t)(rd->nkept - i - 1) * sizeof(rd->kept[0]));
+				rd->nkept--;
+				break;
+			}
 	}
-	if (ioctl(ctx->uffd, UFFDIO_REGISTER, &reg) < 0) {
+	if (mr->uffd) {
+		rd->kept_hits++;
+	} else if (ioctl(ctx->uffd, UFFDIO_REGISTER, &reg) < 0) {
 		/* e.g. EBUSY: another userfaultfd (another context) has it */
 		mrl_log("userfaultfd register %p+%llu: %s", mr->addr, (unsigned long long)mr->len,
 			strerror(errno));
 	} else {
 		mr->uffd = 1;
-		if (rd)
-			mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
+		ctx->vma_known = NULL; /* the mapping may be split at the range's edges now */
+	}
+	if (rd && mr->uffd) {
+		mr->uffd_unmaps = rd->unmaps;
+		mr->uffd_seq = atomic_fetch_add(&rd->attach_seq, 1) + 1;
+		if (!mr->uffd_since) /* registered just now */
+			mr->uffd_since = mr->uffd_seq;
 	}
 	if (rd)
 		mrl_unlock(&rd->take);
 }
 
-/* ctx->lock held, mr already out of the VA index. */
+/* ctx->lock held, rd->take held: [a0, a1) registered, not kept: let it go */
+static void uffd_unregister(struct mrl_ctx *ctx, struct uffd_rd *rd, uint64_t a0, uint64_t a1)
+{
+	struct uffdio_range r = {.start = a0, .len = a1 - a0};
+	if (rd)
+		kept_drop(rd, a0, a1);
+	ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r); /* ENOMEM/EINVAL once unmapped: nothing to undo */
+}
+
+/* ctx->lock held, mr already out of the VA index. An anonymous range is
+ * kept registered (see struct uffd_rd), the oldest kept one let go when
+ * there are too many. */
 static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 {
 	if (ctx->uffd < 0 || !mr->uffd)
@@ -342,8 +428,52 @@ static void uffd_mr_detach(struct mrl_ctx *ctx, struct mrl_mr *mr)
 	mr->uffd = 0;
 	if (mrl_itree_first_overlap(&ctx->va_index, a0, a1))
 		return; /* another MR still needs the pages watched */
-	struct uffdio_range r = {.start = a0, .len = a1 - a0};
-	ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r); /* ENOMEM/EINVAL once unmapped: nothing to undo */
+	struct uffd_rd *rd = ctx->uffd_msgs ? rd_of(ctx) : NULL;
+	/* (an event not read yet drops the entry when it is: no read here) */
+	if (rd)
+		mrl_lock(&rd->take);
+	if (!rd || mr->kind != MRL_KIND_ANON || rd->unmaps != mr->uffd_unmaps) {
+		uffd_unregister(ctx, rd, a0, a1);
+	} else {
+		if (rd->nkept == UFFD_KEEP) {
+			uint64_t lo = rd->kept[0].lo, hi = rd->kept[0].hi;
+			memmove(&rd->kept[0], &rd->kept[1], (UFFD_KEEP - 1) * sizeof(rd->kept[0]));
+			rd->nkept--;
+			if (!mrl_itree_first_overlap(&ctx->va_index, lo, hi))
+				uffd_unregister(ctx, rd, lo, hi);
+		}
+		kept_drop(rd, a0, a1); /* (one entry per range) */
+		rd->kept[rd->nkept].lo = a0;
+		rd->kept[rd->nkept].hi = a1;
+		rd->kept[rd->nkept].vma_lo = mr->vma_lo;
+		rd->kept[rd->nkept].vma_hi = mr->vma_hi;
+		rd->kept[rd->nkept].since = mr->uffd_since;
+		rd->nkept++;
+	}
+	if (rd)
+		mrl_unlock(&rd->take);
+}
+
+uint64_t mrl_uffd_seq(struct mrl_ctx *ctx)
+{
+	return ctx->uffd_msgs ? atomic_load(&rd_of(ctx)->attach_seq) : 0;
+}
+
+/* ctx->lock held: is the boundary between two anonymous mappings at `at'
+ * the edge of a range kept registered, inside the mappings it lay in when
+ * its MR was registered (a split of this watcher's own, mr.c)? */
+bool mrl_uffd_kept_split(struct mrl_ctx *ctx, uint64_t at)
+{
+	if (!ctx->uffd_msgs)
+		return false;
+	struct uffd_rd *rd = rd_of(ctx);
+	bool ours = false;
+	mrl_lock(&rd->take);
+	for (int i = 0; i < rd->nkept && !ours; i++)
+		ours = (rd->kept[i].lo == at || rd->kept[i].hi == at) && rd->kept[i].vma_lo < at &&
+		       at < rd->kept[i].vma_hi;
+	mrl_unlock(&rd->take);
+	return ours;
 }
 
 /* The monitor, no lock of the context held: what the stand-by reader
@@ -388,6 +518,7 @@ static void uffd_read(struct mrl_ctx *ctx)
 	ssize_t r = read(ctx->uffd, rd->out + n, UFFD_BATCH * sizeof(rd->out[0]));
 	if (r > 0) {
 		uint64_t seq = atomic_load(&rd->attach_seq); /* after the read */
+		kept_seen(rd, rd->out + n, (int)(r / (ssize_t)sizeof(rd->out[0])));
 		for (int i = 0; i < (int)(r / (ssize_t)sizeof(rd->out[0])); i++)
 			rd->out_seq[n++] = seq;
 	}

@@ -4,6 +4,7 @@
  * MRL_POLICY_FENCE under a truncate by coreutils). Every operation on the
  * other MR succeeds, the fenced one's fail with -EKEYREVOKED and a cause,
  * none fails with ENOTCONN, and the connection stays up. */
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include "rig_pair.h"
@@ -26,11 +27,16 @@ static void post(struct stream *s, int i, int n)
 	void *ctx = (void *)(uintptr_t)(i + 1);
 	int ret = kind ? mrl_read(s->r[i], off, s->buf + i * 16384, 16384, ctx)
 		       : mrl_write(s->r[i], off, s->buf + 2 * 16384, 16384, ctx);
-	if (ret == 0)
+	if (ret == 0) {
 		s->posted[i]++;
-	else if (ret == -EKEYREVOKED)
+	} else if (ret == -EKEYREVOKED) {
+		/* refused at once: the remote MR says why (operations in flight
+		 * at the fence were drained: they complete with their status) */
+		struct mrl_rmr_info ri = {.size = sizeof(ri)};
+		if (!s->refused && mrl_rmr_query(s->r[i], &ri) == 0)
+			s->cause[i] = ri.cause;
 		s->refused = true;
-	else
+	} else
 		s->other[i]++, s->other_err = ret;
 }
 
@@ -107,12 +113,22 @@ struct fence_arg {
 	mrl_mr_t mr;
 	const char *path;
 	pid_t pid;
+	pthread_t th;
 };
 
-static void fence_owner(void *a)
+static void *fence_main(void *a)
 {
 	struct fence_arg *f = a;
 	CHECK(mrl_mr_fence(f->ctx, f->mr) == 0, "mrl_mr_fence");
+	return NULL;
+}
+
+/* from another thread: mrl_mr_fence returns once the peer drained the MR,
+ * and this thread drives the peer's progress */
+static void fence_owner(void *a)
+{
+	struct fence_arg *f = a;
+	pthread_create(&f->th, NULL, fence_main, f);
 }
 
 static void fence_truncate(void *a)
@@ -141,6 +157,7 @@ int main(void)
 			"register %d", i);
 	struct fence_arg fa = {.ctx = p.sctx, .mr = mr[0]};
 	run(&p, mr, "mrl_mr_fence", fence_owner, &fa, MRL_CAUSE_OWNER);
+	pthread_join(fa.th, NULL);
 	for (int i = 0; i < 2; i++)
 		mrl_mr_dereg(p.sctx, mr[i]);
 

@@ -3,6 +3,10 @@
  * address while a peer writes into it: the interposed munmap fences the MR
  * (cause "unmapped") before the unmap lands, so the new memory never
  * receives a byte and the peer's operations fail cleanly naming the cause.
+ * Writes in flight around the unmap never complete silently into the
+ * key's tombstone: the unmap waits until the peer drained the MR, and
+ * every write it saw succeed is in the memory (a second mapping of the
+ * same memfd shows it), every other one failed naming the cause.
  * MAP_FIXED over an MR and mremap fence it too ("replaced", "moved"). A raw
  * syscall(SYS_munmap) bypasses the interposer: userfaultfd sees it for
  * anonymous memory, mrl_verify for anything (on demand or periodically),
@@ -10,7 +14,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-#include "rig_pair.h"
+#include "inflight.h"
 
 #define LEN (1u << 20)
 
@@ -24,6 +28,18 @@ static int write_and_wait(struct pair *p, mrl_rmr *r, const char *buf, struct mr
 	return c->status;
 }
 
+struct unmap_arg {
+	char *a;
+	int ret;
+};
+
+static void *unmap_act(void *arg)
+{
+	struct unmap_arg *u = arg;
+	u->ret = munmap(u->a, LEN);
+	return NULL;
+}
+
 int main(void)
 {
 	struct pair p;
@@ -34,8 +50,13 @@ int main(void)
 	memset(buf, 0x77, sizeof(buf));
 	struct mrl_completion c;
 
-	/* 1. munmap + a new anonymous mapping at the same address */
-	char *a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* 1. munmap, a peer's writes in flight around it, then a new anonymous
+	 * mapping at the same address */
+	int mfd = memfd_create("t_unmap", 0);
+	REQUIRE(mfd >= 0 && ftruncate(mfd, LEN) == 0, "memfd");
+	char *view = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	char *a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	REQUIRE(view != MAP_FAILED && a != MAP_FAILED, "two mappings of the memfd");
 	mrl_mr_t mr;
 	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	CHECK(t_query(p.sctx, mr).coverage[MRL_CHG_OWNER_MUNMAP] == MRL_SEEN_BEFORE, "munmap covered before");
@@ -43,7 +64,14 @@ int main(void)
 	REQUIRE(mrl_rmr_open(p.cpeer, mr, T_HANG_MS, &r) == 0, "peer opens the MR");
 	CHECK(write_and_wait(&p, r, buf, &c) == 0, "a write lands before the unmap");
 	CHECK(a[4096] == 0x77, "and is in the memory");
-	CHECK(munmap(a, LEN) == 0, "owner unmaps");
+	struct unmap_arg ua = {.a = a};
+	struct inflight w;
+	inflight_run(&p, r, &w, LEN / IF_SLOT, 0, unmap_act, &ua);
+	CHECK(ua.ret == 0, "owner unmaps");
+	struct inflight_counts ic = {0};
+	inflight_check(&w, view, MRL_CAUSE_UNMAPPED, true, "writes around the unmap", &ic);
+	printf("writes around the unmap: %ld succeeded (all in the memory), %ld refused\n", ic.ok, ic.refused);
+	CHECK(ic.ok > 0, "some writes landed before the unmap");
 	char *b = mmap(a, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	REQUIRE(b == a, "something else mapped at the same address");
 	struct mrl_mr_info in = t_query(p.sctx, mr);
@@ -52,20 +80,11 @@ int main(void)
 	struct mrl_event ev;
 	CHECK(t_wait_event(p.sctx, MRL_EVENT_FENCED, mr, T_HANG_MS, &ev) == 0 && ev.cause == MRL_CAUSE_UNMAPPED &&
 	      ev.pid == getpid(), "FENCED event names the cause and the owner");
-	/* the owner's state message is on its way: once the peer has it, its
-	 * writes fail cleanly and the new memory gets nothing. (A write the
-	 * peer posts before the message arrives reaches the key's tombstone,
-	 * scratch memory, and completes: the peer cannot yet know.) */
+	/* the unmap waited for the peer's ack: it had the notice before */
 	struct mrl_rmr_info ri = {.size = sizeof(ri)};
-	for (uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < until;) {
-		struct mrl_completion cc;
-		mrl_ep_poll(p.cep, &cc, 1);
-		if (mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED)
-			break;
-		usleep(1000);
-	}
 	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_UNMAPPED,
 	      "the peer knows why: %s", mrl_cause_str(ri.cause));
+	CHECK(!(ri.flags & MRL_RMR_SEEN_AFTER), "seen before: drained, not marked as seen after");
 	int refused = 0;
 	for (int i = 0; i < 20; i++) {
 		int ret = mrl_write(r, 4096, buf, 4096, (void *)2);
@@ -85,6 +104,8 @@ int main(void)
 	mrl_rmr_close(r);
 	mrl_mr_dereg(p.sctx, mr);
 	munmap(b, LEN);
+	munmap(view, LEN);
+	close(mfd);
 
 	/* 2. MAP_FIXED over an MR: replaced */
 	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -113,6 +134,7 @@ int main(void)
 	a = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(mrl_mr_reg(p.sctx, a, LEN, MRL_ACCESS_REMOTE_WRITE, NULL, &mr) == 0, "register");
 	bool uffd = t_query(p.sctx, mr).watchers & MRL_WATCH_UFFD;
+	REQUIRE(mrl_rmr_open(p.cpeer, mr, T_HANG_MS, &r) == 0, "peer opens the MR");
 	while (mrl_event_get(p.sctx, &ev) == 0)
 		mrl_event_ack(p.sctx, &ev);
 	CHECK(syscall(SYS_munmap, a, LEN) == 0, "raw munmap");
@@ -129,6 +151,20 @@ int main(void)
 		printf("userfaultfd unavailable here: the raw munmap is left to verify\n");
 		CHECK(mrl_verify(p.sctx, 0) == 1, "verify fences it");
 	}
+	/* the peer's notice says the fence came after the change: its writes
+	 * that completed before it are not known to have reached the memory */
+	ri = (struct mrl_rmr_info){.size = sizeof(ri)};
+	for (uint64_t until = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < until; usleep(500)) {
+		mrl_ep_poll(p.cep, &c, 0);
+		if (mrl_rmr_query(r, &ri) == 0 && ri.state == MRL_STATE_FENCED)
+			break;
+	}
+	CHECK(ri.state == MRL_STATE_FENCED && ri.cause == MRL_CAUSE_UNMAPPED && (ri.flags & MRL_RMR_SEEN_AFTER),
+	      "the peer: fenced, unmapped, marked as seen after (flags %#x)", ri.flags);
+	ri.size = offsetof(struct mrl_rmr_info, flags);
+	CHECK(mrl_rmr_query(r, &ri) == 0 && ri.size == offsetof(struct mrl_rmr_info, flags),
+	      "a caller built before the flags still gets the rest");
+	mrl_rmr_close(r);
 	mrl_mr_dereg(p.sctx, mr);
 
 	/* 4c. a raw madvise(DONTNEED): userfaultfd's REMOVE names the MR; same
