@@ -96,8 +96,9 @@ static struct mrl_mfd *mfd_of_mr(struct mrl_ctx *ctx, const struct mrl_mr *mr)
 	return NULL;
 }
 
-/* An fd of this process on (dev, ino), -1 if none: the owner's memfd. */
-static int find_fd(dev_t dev, ino_t ino)
+/* The first of this process's fds on (dev, ino), in /proc/self/fd's
+ * order, that pick (NULL: any) takes; -1 if none. */
+static int fd_on(dev_t dev, ino_t ino, bool (*pick)(int fd, void *arg), void *arg)
 {
 	DIR *d = opendir("/proc/self/fd");
 	int found = -1;
@@ -109,11 +110,35 @@ static int find_fd(dev_t dev, ino_t ino)
 		struct stat st;
 		if (*end || end == e->d_name || n == dirfd(d))
 			continue;
-		if (fstat((int)n, &st) == 0 && st.st_ino == ino && st.st_dev == dev)
+		if (fstat((int)n, &st) == 0 && st.st_ino == ino && st.st_dev == dev &&
+		    (!pick || pick((int)n, arg)))
 			found = (int)n;
 	}
 	closedir(d);
 	return found;
+}
+
+/* An fd of this process on (dev, ino), -1 if none: the owner's memfd. */
+static int find_fd(dev_t dev, ino_t ino)
+{
+	return fd_on(dev, ino, NULL, NULL);
+}
+
+struct blocker {
+	int lib_fd, first;
+};
+
+/* not the library's own description; the first such, or not a dup of it */
+static bool blocks(int fd, void *arg)
+{
+	struct blocker *b = arg;
+	if (fd == b->lib_fd || (b->lib_fd >= 0 && mrl_fd_same_desc(b->lib_fd, fd) != 0))
+		return false; /* the library's own (or the kernel cannot tell) */
+	if (b->first < 0) {
+		b->first = fd;
+		return false;
+	}
+	return mrl_fd_same_desc(b->first, fd) == 0;
 }
 
 /* A write lease on the object waits while another open file description of
@@ -126,27 +151,8 @@ static int find_fd(dev_t dev, ino_t ino)
  * waits until it is closed. -1 if none, or if the kernel cannot tell. */
 static int self_blocker(dev_t dev, ino_t ino, int lib_fd)
 {
-	DIR *d = opendir("/proc/self/fd");
-	int first = -1, found = -1;
-	if (!d)
-		return -1;
-	for (struct dirent *e; found < 0 && (e = readdir(d));) {
-		char *end;
-		long n = strtol(e->d_name, &end, 10);
-		struct stat st;
-		if (*end || end == e->d_name || n == dirfd(d) || n == lib_fd)
-			continue;
-		if (fstat((int)n, &st) || st.st_ino != ino || st.st_dev != dev)
-			continue;
-		if (lib_fd >= 0 && mrl_fd_same_desc(lib_fd, (int)n) != 0)
-			continue; /* the library's own (or the kernel cannot tell) */
-		if (first < 0)
-			first = (int)n;
-		else if (mrl_fd_same_desc(first, (int)n) == 0)
-			found = (int)n;
-	}
-	closedir(d);
-	return found;
+	struct blocker b = {.lib_fd = lib_fd, .first = -1};
+	return fd_on(dev, ino, blocks, &b);
 }
 
 /* A file description of the library's own on the object: a reopen through
