@@ -270,6 +270,21 @@ static int request(struct mrl_peer *p, void *msg, size_t len, int timeout_ms, vo
 	return ret;
 }
 
+union list_rep {
+	struct msg_list_rep r;
+	unsigned char raw[MRL_MSG_MAX];
+};
+
+/* Ask the owner for its MR ids from start on; the answer in *u. */
+static int list_req(struct mrl_peer *p, uint32_t start, int timeout_ms, union list_rep *u)
+{
+	struct msg_list_req q;
+	memset(&q, 0, sizeof(q));
+	mrl_ep_init_hdr(&q.h, MSG_LIST_REQ, sizeof(q), 0);
+	q.start = start;
+	return request(p, &q, sizeof(q), timeout_ms, u);
+}
+
 MRL_EXPORT int mrl_peer_list(mrl_peer *p, mrl_mr_t *ids, size_t max, int timeout_ms)
 {
 	if (!p || (!ids && max))
@@ -278,15 +293,8 @@ MRL_EXPORT int mrl_peer_list(mrl_peer *p, mrl_mr_t *ids, size_t max, int timeout
 	size_t n = 0;
 	uint32_t start = 0;
 	do {
-		struct msg_list_req q;
-		union {
-			struct msg_list_rep r;
-			unsigned char raw[MRL_MSG_MAX];
-		} u;
-		memset(&q, 0, sizeof(q));
-		mrl_ep_init_hdr(&q.h, MSG_LIST_REQ, sizeof(q), 0);
-		q.start = start;
-		int ret = request(p, &q, sizeof(q), timeout_ms, &u);
+		union list_rep u;
+		int ret = list_req(p, start, timeout_ms, &u);
 		if (ret)
 			return ret;
 		if (u.r.n > MRL_LIST_IDS)
@@ -400,15 +408,8 @@ MRL_EXPORT int mrl_rmr_close(mrl_rmr *r)
 		 * MR deregistered in this process would wait for itself. So wait
 		 * (briefly, best effort) for an answer the owner sends after
 		 * reading it: a list request past its table's end. */
-		struct msg_list_req q;
-		union {
-			struct msg_list_rep rep;
-			unsigned char raw[MRL_MSG_MAX];
-		} u;
-		memset(&q, 0, sizeof(q));
-		mrl_ep_init_hdr(&q.h, MSG_LIST_REQ, sizeof(q), 0);
-		q.start = UINT32_MAX;
-		if (request(r->peer, &q, sizeof(q), 2000, &u))
+		union list_rep u;
+		if (list_req(r->peer, UINT32_MAX, 2000, &u))
 			mrl_log("mrl_rmr_close: the owner did not confirm (%s)", mrl_last_error());
 	}
 	return 0;
