@@ -236,6 +236,18 @@ static inline int t_in_child(int (*child)(void), const char *name, const char *h
 	return t_done(name);
 }
 
+/* An opener that came first: a process (its pid returned) that holds path
+ * open for reading, once it has it open; so no lease can be taken on it and
+ * a truncate by another process is seen only after it lands. */
+static inline pid_t t_hold_open(const char *path)
+{
+	pid_t reader = t_sh_bg("exec sleep 600 < %s", path);
+	for (uint64_t hang = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < hang;)
+		if (t_sh("ls -l /proc/%d/fd 2>/dev/null | grep -q %s", reader, path) == 0)
+			break;
+	return reader;
+}
+
 /* Huge pages for this test: raises vm.nr_hugepages by n for the life of
  * the process (root only; the previous count comes back at exit), holding
  * a lock so that two tests never count on each other's pages. Returns the

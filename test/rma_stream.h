@@ -60,10 +60,7 @@ static inline char rs_first(uint64_t o)
 /* The reader opens path and waits until it holds it. */
 static inline void rs_hold(struct rs *g, const char *path)
 {
-	g->reader = t_sh_bg("exec sleep 600 < %s", path);
-	for (uint64_t hang = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < hang;)
-		if (t_sh("ls -l /proc/%d/fd 2>/dev/null | grep -q %s", g->reader, path) == 0)
-			break;
+	g->reader = t_hold_open(path);
 }
 
 /* Both MRs registered on the owner and opened by the peer. */

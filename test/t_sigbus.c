@@ -61,10 +61,7 @@ int main(void)
 	t_make_file(path, 2 * MB);
 	/* an opener from before registration: no lease, the truncate is seen
 	 * only after it lands */
-	pid_t reader = t_sh_bg("exec sleep 600 < %s", path);
-	for (uint64_t hang = t_now_ns() + T_HANG_MS * 1000000ull; t_now_ns() < hang;)
-		if (t_sh("ls -l /proc/%d/fd 2>/dev/null | grep -q %s", reader, path) == 0)
-			break;
+	pid_t reader = t_hold_open(path);
 
 	mrl_ctx *ctx = t_ctx("mock", 1000);
 	if (!(mrl_ctx_watchers(ctx) & MRL_WATCH_SIGBUS))
