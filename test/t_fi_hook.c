@@ -37,6 +37,23 @@ static struct fid_ep *ep;
 static struct fid_cq *cq;
 static fi_addr_t self;
 
+/* The next completion on the hook's CQ: 0 if its context is ctx, -EPROTO
+ * if another's, or the error it carries (negated). */
+static int cq_wait(void *ctx)
+{
+	for (;;) {
+		struct fi_cq_entry e;
+		ssize_t n = fi_cq_read(cq, &e, 1);
+		if (n == 1)
+			return e.op_context == ctx ? 0 : -EPROTO;
+		if (n == -FI_EAVAIL) {
+			struct fi_cq_err_entry err = {0};
+			fi_cq_readerr(cq, &err, 0);
+			return -err.err;
+		}
+	}
+}
+
 /* one write (or read) of BLK at off of the MR, waited for: 0 or -errno
  * (post or completion) */
 static int rma_blk(bool wr, void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
@@ -52,19 +69,9 @@ static int rma_blk(bool wr, void *buf, void *desc, uint64_t base, uint64_t off, 
 	} while (r == -FI_EAGAIN);
 	if (r)
 		return (int)r;
-	for (;;) {
-		struct fi_cq_entry e;
-		ssize_t n = fi_cq_read(cq, &e, 1);
-		if (n == 1) {
-			CHECK(e.op_context == buf, "completion gives back the application's context");
-			return 0;
-		}
-		if (n == -FI_EAVAIL) {
-			struct fi_cq_err_entry err = {0};
-			fi_cq_readerr(cq, &err, 0);
-			return -err.err;
-		}
-	}
+	int w = cq_wait(buf);
+	CHECK(w != -EPROTO, "completion gives back the application's context");
+	return w == -EPROTO ? 0 : w;
 }
 
 static int write_blk(void *buf, void *desc, uint64_t base, uint64_t off, uint64_t key)
@@ -108,17 +115,7 @@ static int atomic_blk(int kind, uint64_t *val, size_t n, uint64_t *cmp, uint64_t
 	} while (r == -FI_EAGAIN);
 	if (r)
 		return (int)r;
-	for (;;) {
-		struct fi_cq_entry e;
-		ssize_t got = fi_cq_read(cq, &e, 1);
-		if (got == 1)
-			return e.op_context == val ? 0 : -EPROTO;
-		if (got == -FI_EAVAIL) {
-			struct fi_cq_err_entry err = {0};
-			fi_cq_readerr(cq, &err, 0);
-			return -err.err;
-		}
-	}
+	return cq_wait(val);
 }
 
 static char dir[] = "/var/tmp/mrl-fihook-XXXXXX";
@@ -236,19 +233,7 @@ static void scenario(bool strict)
 			fi_cq_read(cq, &e, 0);
 		}
 	} while (ar == -FI_EAGAIN);
-	int aerr = (int)ar;
-	for (bool done = ar != 0; !done;) {
-		struct fi_cq_entry e;
-		ssize_t n = fi_cq_read(cq, &e, 1);
-		if (n == 1)
-			done = true;
-		if (n == -FI_EAVAIL) {
-			struct fi_cq_err_entry err = {0};
-			fi_cq_readerr(cq, &err, 0);
-			aerr = -err.err;
-			done = true;
-		}
-	}
+	int aerr = ar ? (int)ar : cq_wait(&one);
 	CHECK(aerr == 0 && *acc == before + 5, "an atomic after the restore lands (%d)", aerr);
 
 	/* injects: no completion for the application, yet counted in flight
